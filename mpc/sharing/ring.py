@@ -27,13 +27,15 @@ def _first_bad(array: np.ndarray, bad: np.ndarray) -> str:
 
 def encode(values: Sequence[int] | np.ndarray) -> np.ndarray:
     """Signed integers in [-2^62, 2^62) to ring elements (uint64, two's complement)."""
-    array = np.asarray(values)
-    if array.dtype == object:
-        ints = [int(v) for v in array.reshape(-1)]
-        bad = np.array([not VALUE_MIN <= v < VALUE_MAX for v in ints], dtype=bool)
-        if bad.any():
-            raise ValueRangeError(f"value out of range [-2^62, 2^62): {_first_bad(array, bad)}")
-        return np.array(ints, dtype=np.int64).astype(np.uint64).reshape(array.shape)
+    if not isinstance(values, np.ndarray):
+        ints = list(values)
+        for index, v in enumerate(ints):
+            if isinstance(v, bool) or not isinstance(v, int | np.integer):
+                raise TypeError(f"secret-shared values must be integers, element {index} is {type(v).__name__}")
+            if not VALUE_MIN <= int(v) < VALUE_MAX:
+                raise ValueRangeError(f"value out of range [-2^62, 2^62): element {index} = {v}")
+        return np.array([int(v) for v in ints], dtype=np.int64).astype(np.uint64)
+    array = values
     if array.size and not np.issubdtype(array.dtype, np.integer):
         raise TypeError(f"secret-shared values must be integers, got dtype {array.dtype}")
     if array.dtype == np.uint64:

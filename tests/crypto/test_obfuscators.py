@@ -1,0 +1,118 @@
+"""Obfuscators: every kind yields n-th residues (encryptions of 0) and the pool never reuses one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mpc.crypto.obfuscators import (
+    CrtObfuscator,
+    ObfuscatorPool,
+    ShortExponentObfuscator,
+    TextbookObfuscator,
+)
+from mpc.crypto.paillier import PaillierPrivateKey, PaillierPublicKey, generate_keypair
+
+KeyPair = tuple[PaillierPublicKey, PaillierPrivateKey]
+
+
+def _fresh(pk: PaillierPublicKey) -> PaillierPublicKey:
+    return PaillierPublicKey(int(pk.n))
+
+
+@pytest.mark.parametrize("kind", ["textbook", "short-w4", "short-w8", "short-w12-partial", "crt"])
+def test_obfuscators_are_distinct_nth_residues(keypair_1024: KeyPair, kind: str) -> None:
+    pk, sk = keypair_1024
+    pk = _fresh(pk)
+    if kind == "textbook":
+        ob = TextbookObfuscator(pk)
+    elif kind == "short-w4":
+        ob = ShortExponentObfuscator(pk, window_bits=4)
+    elif kind == "short-w8":
+        ob = ShortExponentObfuscator(pk, window_bits=8)
+    elif kind == "short-w12-partial":
+        ob = ShortExponentObfuscator(pk, window_bits=12, exponent_bits=100)  # partial top window
+    else:
+        ob = CrtObfuscator(sk)
+    rhos = [ob.next() for _ in range(20)]
+    assert len({int(r) for r in rhos}) == 20
+    # An n-th residue is an encryption of zero.
+    assert all(sk.decrypt_raw(r) == 0 for r in rhos)
+    pk.use_obfuscator(ob)
+    assert sk.decrypt_batch(pk.encrypt_batch([0, 1, 12345, int(pk.n) - 1])) == [0, 1, 12345, int(pk.n) - 1]
+
+
+def test_short_exponent_matches_plain_power(keypair_1024: KeyPair) -> None:
+    pk, _ = keypair_1024
+    ob = ShortExponentObfuscator(pk, window_bits=5, exponent_bits=64)
+    digits = ob._random_digits(3)
+    for row in digits.tolist():
+        x = sum(d << (5 * i) for i, d in enumerate(row))
+        assert x < 2**64
+        assert ob._power(row) == pow(int(ob.base), x, int(pk.nsquare))
+
+
+def test_short_exponent_rejects_bad_window(keypair_1024: KeyPair) -> None:
+    with pytest.raises(ValueError, match="window_bits"):
+        ShortExponentObfuscator(keypair_1024[0], window_bits=0)
+
+
+def test_pool_serves_fills_and_counts_misses(keypair_1024: KeyPair) -> None:
+    pk, sk = keypair_1024
+    pool = ObfuscatorPool(ShortExponentObfuscator(pk, window_bits=6), capacity=8, background=False)
+    assert len(pool) == 0
+    first = pool.next()
+    assert pool.misses == 1 and sk.decrypt_raw(first) == 0
+    pool.fill()
+    assert len(pool) == 8
+    drawn = {int(pool.next()) for _ in range(8)}
+    assert len(drawn) == 8 and pool.misses == 1 and len(pool) == 0
+
+
+def test_pool_background_worker_refills(keypair_1024: KeyPair) -> None:
+    pk, _ = keypair_1024
+    pool = ObfuscatorPool(ShortExponentObfuscator(pk, window_bits=6), capacity=16)
+    try:
+        import time
+
+        deadline = time.monotonic() + 30
+        while len(pool) < 16 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(pool) == 16
+    finally:
+        pool.stop()
+
+
+def test_pool_persistence_consumes_the_file(keypair_1024: KeyPair, tmp_path: Path) -> None:
+    pk, sk = keypair_1024
+    source = ShortExponentObfuscator(pk, window_bits=6)
+    pool = ObfuscatorPool(source, capacity=10, background=False)
+    pool.fill()
+    before = list(pool._items)
+    path = tmp_path / "pool.bin"
+    assert pool.save(path) == 10
+    assert len(pool) == 0  # saved obfuscators left memory: no double use
+    assert path.stat().st_mode & 0o777 == 0o600
+    restored = ObfuscatorPool(source, capacity=10, background=False)
+    assert restored.load(path) == 10
+    assert not path.exists()  # consumed
+    assert list(restored._items) == before
+    assert all(sk.decrypt_raw(restored.next()) == 0 for _ in range(10))
+
+
+def test_pool_load_rejects_other_key_and_damage(keypair_1024: KeyPair, tmp_path: Path) -> None:
+    pk, _ = keypair_1024
+    other_pk, _ = generate_keypair(1024)
+    pool = ObfuscatorPool(TextbookObfuscator(pk), capacity=2, background=False)
+    pool.fill()
+    path = tmp_path / "pool.bin"
+    pool.save(path)
+    with pytest.raises(ValueError, match="another Paillier key"):
+        ObfuscatorPool(TextbookObfuscator(other_pk), background=False).load(path)
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(ValueError, match="truncated"):
+        ObfuscatorPool(TextbookObfuscator(pk), background=False).load(path)
+    path.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="not an obfuscator pool"):
+        ObfuscatorPool(TextbookObfuscator(pk), background=False).load(path)
