@@ -27,6 +27,7 @@ Prints exactly one JSON object on the last stdout line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -62,9 +63,8 @@ def _party_values(seed: int, party: int, n: int) -> list[int]:
 
 
 async def _party_main(n: int, seed: int, mode: str) -> dict[str, Any] | None:
-    import numpy as np
-
     import mpyc
+    import numpy as np
     from mpyc.runtime import mpc
 
     secint = mpc.SecInt(64)
@@ -89,10 +89,7 @@ async def _party_main(n: int, seed: int, mode: str) -> dict[str, Any] | None:
     await mpc.output(secint(0))  # one round trip: both parties ready
 
     t0 = time.perf_counter()
-    if use_arrays:
-        z = x < y
-    else:
-        z = [a < b for a, b in zip(x, y)]
+    z = x < y if use_arrays else [a < b for a, b in zip(x, y, strict=False)]
     out = await mpc.output(z)
     seconds = time.perf_counter() - t0
 
@@ -136,7 +133,7 @@ def _child() -> int:
         from mpyc.runtime import mpc  # parses MPyC flags (-M2, -I, -B, --no-log) from sys.argv
 
         result = mpc.run(_party_main(n, seed, mode))
-    except Exception as exc:  # noqa: BLE001 - report any failure as a peer error
+    except Exception as exc:
         _emit({"peer": PEER, "error": f"{type(exc).__name__}: {exc}"})
         return 0
     if result is not None:
@@ -186,10 +183,8 @@ def _launch(n: int, seed: int, timeout: float, mode: str) -> dict[str, Any]:
         proc.communicate()
         return {"peer": PEER, "error": f"MPyC parties did not finish within {timeout} s"}
     finally:
-        try:  # reap a possibly lingering party 1 in the same process group
+        with contextlib.suppress(OSError):  # reap a lingering party 1; the group may be gone
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
 
     lines = [ln for ln in stdout.splitlines() if ln.strip()]
     if stderr:

@@ -98,7 +98,6 @@ def run(n: int, server_size: int, overlap: int, fpr: float) -> dict[str, Any]:
             "setup_bytes": setup.ByteSize(),
             "data_structure": "RAW",
             "fpr": fpr,
-            "threads": "library default (single call per phase)",
         },
     }
 
@@ -113,7 +112,7 @@ def main() -> int:
     overlap = min(args.overlap, args.n, args.server_items)
     try:
         result = run(args.n, args.server_items, overlap, args.fpr)
-    except Exception as exc:  # noqa: BLE001 - report any failure as a peer error
+    except Exception as exc:
         _emit({"peer": PEER, "error": f"{type(exc).__name__}: {exc}"})
         return 0
     _emit(result)

@@ -27,7 +27,8 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 PEER = "spu 0.9.5 semi2k FM64 2PC simulator"
 
@@ -48,9 +49,8 @@ def _best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float], A
 
 
 def run(n: int, dtype: str, repeats: int, seed: int) -> dict[str, Any]:
-    import numpy as np
-
     import jax
+    import numpy as np
 
     if dtype == "int64":
         jax.config.update("jax_enable_x64", True)
@@ -143,7 +143,7 @@ def main() -> int:
     args = parser.parse_args()
     try:
         result = run(args.n, args.dtype, args.repeats, args.seed)
-    except Exception as exc:  # noqa: BLE001 - report any failure as a peer error
+    except Exception as exc:
         _emit({"peer": PEER, "error": f"{type(exc).__name__}: {exc}"})
         return 0
     _emit(result)

@@ -75,7 +75,7 @@ def _multiply_one(key: X25519PrivateKey, u: bytes, index: int) -> bytes:
 def _on_curve(u: int) -> bool:
     x = gmpy2.mpz(u)
     rhs = (x * x * x + MONTGOMERY_A * x * x + x) % _P
-    return rhs != 0 and gmpy2.jacobi(rhs, _P) == 1
+    return bool(rhs != 0 and gmpy2.jacobi(rhs, _P) == 1)
 
 
 def hash_to_curve(identifier: bytes, domain: bytes = b"") -> bytes:

@@ -94,6 +94,8 @@ class ShortExponentObfuscator:
         top_bits = self.exponent_bits - (windows - 1) * window_bits
         self._masks = np.full(windows, (1 << window_bits) - 1, dtype=np.uint16)
         self._masks[-1] = (1 << top_bits) - 1
+        self.buffer_size = 256
+        self._buffer: list[mpz] = []
 
     def _random_digits(self, count: int) -> np.ndarray:
         """``count`` rows of independent uniform window digits (= a uniform short exponent)."""
@@ -101,18 +103,26 @@ class ShortExponentObfuscator:
         raw = np.frombuffer(os.urandom(2 * windows * count), dtype=np.uint16)
         return raw.reshape(count, windows) & self._masks
 
-    def _power(self, digits: list[int]) -> mpz:
-        nsq, table = self.public_key.nsquare, self._table
-        acc = table[0][digits[0]]
-        for i in range(1, len(digits)):
-            acc = acc * table[i][digits[i]] % nsq
-        return acc
-
     def next(self) -> mpz:
-        return self._power(self._random_digits(1)[0].tolist())
+        """One obfuscator, served from a buffer that :meth:`batch` refills (input-independent)."""
+        if not self._buffer:
+            self._buffer = self.batch(self.buffer_size)
+        return self._buffer.pop()
 
     def batch(self, count: int) -> list[mpz]:
-        return [self._power(row) for row in self._random_digits(count).tolist()]
+        """``count`` fresh obfuscators."""
+        return self._powers(self._random_digits(count)) if count > 0 else []
+
+    def _powers(self, digits: np.ndarray) -> list[mpz]:
+        """Products of one table entry per window for each row of ``digits`` (count x windows),
+        computed window by window so that one table row stays in cache for the whole batch."""
+        nsq, table = self.public_key.nsquare, self._table
+        columns = digits.T.tolist()
+        first = table[0]
+        accs = [first[d] for d in columns[0]]
+        for row, column in zip(table[1:], columns[1:], strict=True):
+            accs = [a * row[d] % nsq for a, d in zip(accs, column, strict=True)]
+        return accs
 
 
 class CrtObfuscator:
@@ -249,7 +259,7 @@ class ObfuscatorPool:
             raise ValueError(f"{target} is not an obfuscator pool file")
         if data[len(_POOL_MAGIC) : len(_POOL_MAGIC) + 8] != bytes.fromhex(pk.fingerprint()):
             raise ValueError(f"{target} holds obfuscators for another Paillier key")
-        (count,) = struct.unpack_from(">Q", data, len(_POOL_MAGIC) + 8)
+        count = int(struct.unpack_from(">Q", data, len(_POOL_MAGIC) + 8)[0])
         width = pk.ciphertext_bytes
         if len(data) != head + count * width:
             raise ValueError(f"{target} is truncated or has trailing bytes")

@@ -85,10 +85,7 @@ def ltz(x: ArithmeticShare) -> BooleanShare:
 def eqz(x: ArithmeticShare) -> BooleanShare:
     """Shares of ``x == 0`` (6 rounds): party 0 holds bits of ``x_0``, party 1 bits of ``-x_1``."""
     party, n = x.party, len(x)
-    if party.first:
-        rows = ~kernels.bitplanes(x.value)
-    else:
-        rows = kernels.bitplanes(np.uint64(0) - x.value)
+    rows = ~kernels.bitplanes(x.value) if party.first else kernels.bitplanes(np.uint64(0) - x.value)
     level = 0
     while rows.shape[0] > 1:
         level += 1
@@ -103,7 +100,7 @@ def _difference(x: ArithmeticShare, y: ArithmeticShare | Public) -> ArithmeticSh
     if isinstance(y, np.ndarray):
         ring.encode(y)  # range check of every public constant
         return sub(x, y)
-    return sub(x, ring.check_public(y))
+    return sub(x, ring.check_public(int(y)))
 
 
 def _reverse_difference(x: ArithmeticShare, y: ArithmeticShare | Public) -> ArithmeticShare:

@@ -38,7 +38,7 @@ def _words(count: int) -> int:
 
 
 def _party0_material(seed: bytes, kind: str, stream: int, size: int) -> tuple[np.ndarray, ...]:
-    if kind == BIT_TRIPLE or kind == BEAVER_TRIPLE:
+    if kind in (BIT_TRIPLE, BEAVER_TRIPLE):
         raw = expand_words(seed, stream, 3 * size)
         return raw[:size], raw[size : 2 * size], raw[2 * size :]
     if kind == DABIT:
@@ -49,7 +49,7 @@ def _party0_material(seed: bytes, kind: str, stream: int, size: int) -> tuple[np
 
 
 def _party1_material(seed: bytes, kind: str, stream: int, size: int) -> tuple[np.ndarray, ...]:
-    if kind == BIT_TRIPLE or kind == BEAVER_TRIPLE:
+    if kind in (BIT_TRIPLE, BEAVER_TRIPLE):
         raw = expand_words(seed, stream, 2 * size)
         return raw[:size], raw[size:]
     if kind == DABIT:

@@ -104,7 +104,8 @@ class Party:
     def open(self, share: ArithmeticShare, name: str = "open") -> np.ndarray:
         """Both parties learn the values (internal use: only for uniformly masked values)."""
         theirs = self.channel.exchange(self.label(name), share.value)
-        return share.value + theirs
+        opened: np.ndarray = share.value + theirs
+        return opened
 
     def reveal(self, share: ArithmeticShare, to: int) -> np.ndarray | None:
         """The party ``to`` learns the signed values; the other learns nothing and gets ``None``."""

@@ -9,14 +9,14 @@ their own shares. There is room for a MAC field when malicious security arrives.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
     from mpc.sharing.runtime import Party
 
-Public = Union[int, np.integer, np.ndarray]
+Public = int | np.integer | np.ndarray
 
 
 @dataclass(eq=False)
@@ -65,22 +65,22 @@ class ArithmeticShare:
     __rmul__ = __mul__
 
     # comparisons: each returns a BooleanShare (interactive)
-    def __lt__(self, other: ArithmeticShare | Public) -> BooleanShare:
+    def __lt__(self, other: ArithmeticShare | Public) -> BooleanShare:  # type: ignore[misc]
         from mpc.sharing import boolean
 
         return boolean.lt(self, other)
 
-    def __le__(self, other: ArithmeticShare | Public) -> BooleanShare:
+    def __le__(self, other: ArithmeticShare | Public) -> BooleanShare:  # type: ignore[misc]
         from mpc.sharing import boolean
 
         return boolean.le(self, other)
 
-    def __gt__(self, other: ArithmeticShare | Public) -> BooleanShare:
+    def __gt__(self, other: ArithmeticShare | Public) -> BooleanShare:  # type: ignore[misc]
         from mpc.sharing import boolean
 
         return boolean.gt(self, other)
 
-    def __ge__(self, other: ArithmeticShare | Public) -> BooleanShare:
+    def __ge__(self, other: ArithmeticShare | Public) -> BooleanShare:  # type: ignore[misc]
         from mpc.sharing import boolean
 
         return boolean.ge(self, other)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -13,10 +14,12 @@ from hypothesis import strategies as st
 from mpc.sharing import arithmetic, boolean
 from mpc.sharing.ring import ValueRangeError
 from mpc.sharing.runtime import Party, run_in_process
-from mpc.sharing.types import ArithmeticShare, BooleanShare
+from mpc.sharing.types import BooleanShare
 from tests.sharing.strategies import pairs, small, values
 
-COMPARISONS: dict[str, tuple[Callable[[ArithmeticShare, object], BooleanShare], Callable[[np.ndarray, np.ndarray], np.ndarray]]] = {
+T = TypeVar("T")
+
+COMPARISONS: dict[str, tuple[Callable[..., BooleanShare], Callable[..., Any]]] = {
     "lt": (boolean.lt, operator.lt),
     "le": (boolean.le, operator.le),
     "gt": (boolean.gt, operator.gt),
@@ -26,10 +29,9 @@ COMPARISONS: dict[str, tuple[Callable[[ArithmeticShare, object], BooleanShare], 
 }
 
 
-def run(program: Callable[[Party], object]) -> object:
-    """Run in two parties and return what party 0 got (party 1 must get nothing revealed)."""
-    first, second = run_in_process(program)
-    return first
+def run(program: Callable[[Party], T]) -> T:
+    """Run in two parties and return what party 0 got."""
+    return run_in_process(program)[0]
 
 
 @given(data=pairs())
@@ -68,7 +70,7 @@ def test_ltz_and_eqz(xs: list[int]) -> None:
         x = p.share(x_plain if p.first else None, owner=0)
         return p.reveal_bits(boolean.ltz(x), 0), p.reveal_bits(boolean.eqz(x), 0)
 
-    ltz, eqz = run(program)  # type: ignore[misc]
+    ltz, eqz = run(program)
     np.testing.assert_array_equal(ltz, (x_plain < 0).astype(np.uint8))
     np.testing.assert_array_equal(eqz, (x_plain == 0).astype(np.uint8))
 
@@ -83,14 +85,16 @@ def test_operator_syntax_matches_functions() -> None:
 
     got = run(program)
     expected = [xs < ys, xs <= ys, xs > ys, xs >= ys, xs == ys, xs != ys]
-    for g, e in zip(got, expected, strict=True):  # type: ignore[call-overload]
+    for g, e in zip(got, expected, strict=True):
         np.testing.assert_array_equal(g, e.astype(np.uint8))
 
 
 @given(data=pairs(element=values), k=st.one_of(st.sampled_from([0, 1, -1, 2**63, 2**64 + 3]), st.integers(-(2**70), 2**70)))
 def test_linear_operations_wrap_mod_2_64(data: tuple[list[int], list[int]], k: int) -> None:
     xs, ys = (np.array(v, dtype=np.int64) for v in data)
-    u = lambda a: a.astype(np.uint64)  # noqa: E731
+    def u(a: np.ndarray) -> np.ndarray:
+        return a.astype(np.uint64)
+
     kk = np.uint64(k % 2**64)
 
     def program(p: Party) -> list[object]:
@@ -102,7 +106,7 @@ def test_linear_operations_wrap_mod_2_64(data: tuple[list[int], list[int]], k: i
     got = run(program)
     expected = [u(xs) + u(ys), u(xs) - u(ys), np.uint64(0) - u(xs), u(xs) + np.uint64(5), u(xs) + np.uint64(5),
                 u(xs) - np.uint64(5), np.uint64(5) - u(xs), u(xs) * kk, u(xs) * kk, np.array([u(xs).sum(dtype=np.uint64)])]
-    for g, e in zip(got, expected, strict=True):  # type: ignore[call-overload]
+    for g, e in zip(got, expected, strict=True):
         np.testing.assert_array_equal(g, e.view(np.int64))
 
 
@@ -145,7 +149,7 @@ def test_boolean_gates_and_b2a(a: list[int], data: st.DataObject) -> None:
 
     got = run(program)
     expected = [av & bv, av | bv, av ^ bv, 1 - av, (1 - (av & bv)) | bv, av, 7 * (av | bv)]
-    for g, e in zip(got, expected, strict=True):  # type: ignore[call-overload]
+    for g, e in zip(got, expected, strict=True):
         np.testing.assert_array_equal(g, e)
 
 
@@ -156,7 +160,7 @@ def test_rule_shaped_composition() -> None:
     prop = np.array([0, 0, 1, 0, 0, 0])
     resident = np.array([1, 1, 1, 1, 1, 0])
 
-    def program(p: Party) -> tuple[object, object]:
+    def program(p: Party) -> tuple[Any, Any]:
         inc = p.share(income if p.first else None, owner=0)
         mem = p.share(members if not p.first else None, owner=1)
         pr = p.share(prop if p.first else None, owner=0)
@@ -165,7 +169,7 @@ def test_rule_shaped_composition() -> None:
         ok = (inc < limit) & pr.eq(0) & res
         return p.reveal_bits(ok, 0), p.reveal(arithmetic.sum_shares(ok.to_arithmetic()), 0)
 
-    bits, count = run(program)  # type: ignore[misc]
+    bits, count = run(program)
     expected = (income < 30_000 * members) & (prop == 0) & (resident == 1)
     np.testing.assert_array_equal(bits, expected.astype(np.uint8))
     assert int(count[0]) == int(expected.sum())
@@ -213,9 +217,9 @@ def test_wrong_types_are_rejected() -> None:
 
 
 def test_empty_batches() -> None:
-    def program(p: Party) -> tuple[object, object]:
+    def program(p: Party) -> tuple[Any, Any]:
         x = p.share([] if p.first else None, owner=0)
         return p.reveal_bits(x < 3, 0), p.reveal(x * x, 0)
 
-    bits, prod = run(program)  # type: ignore[misc]
+    bits, prod = run(program)
     assert len(bits) == 0 and len(prod) == 0

@@ -1,0 +1,45 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PEERS  := benchmarks/.peers/venv
+PEERS_STAMP := $(PEERS)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench lint venv peers clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: $(STAMP)
+	$(PY) -m parties.cli.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy mpc parties benchmarks tests
+
+# Peers whose pins clash with ours (openmined-psi pins protobuf 6) get their own venv.
+# A failed install is recorded by the benchmark as the reason instead of a number.
+peers: $(PEERS_STAMP)
+
+$(PEERS_STAMP): benchmarks/peers/requirements.txt
+	@test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	-$(PEERS)/bin/python -m pip install --quiet --upgrade pip
+	-$(PEERS)/bin/python -m pip install --quiet -r benchmarks/peers/requirements.txt > $(PEERS)/install.log 2>&1 \
+	  && touch $@ || echo "peer install failed: see $(PEERS)/install.log"
+
+bench: $(STAMP)
+	-@$(MAKE) --no-print-directory peers
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) $(PEERS) .pytest_cache .mypy_cache .ruff_cache .hypothesis

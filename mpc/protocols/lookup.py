@@ -1,0 +1,83 @@
+"""Masked lookup into secret shares: the core of P3 (and of P1's aligned shares).
+
+Steps, as in PROTOCOLS.md:
+
+1. The owner O publishes, per row ``j``, an OPRF tag ``tau_j = F_b(id_j)`` and
+   ``C_j = Enc_O(pack(v_j))`` (columns of row ``j`` in consecutive 105-bit slots):
+   :class:`EncryptedTable`.
+2. The requester R finds its row by tag (it learned ``F_b(q)`` by the OPRF), adds a fresh encryption
+   of a mask ``r`` (per slot uniform in [0, 2^104)) and sends ``C_j + Enc_O(pack(r))`` back:
+   :func:`mask_row`. R's shares are ``-r mod 2^64``. A missing row is replaced by ``Enc_O(0)`` and a
+   presence column of 0, so O cannot tell the difference.
+3. O decrypts; its shares are the slot values mod 2^64: :func:`unmask_row`. O sees ``v + r``, which
+   hides ``v`` up to statistical distance 2^-40.
+
+What is revealed: O learns which bucket was asked for (here: the whole table is one bucket), R
+learns only whether the id is present. The values stay secret-shared.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mpc.crypto.packing import SHARE_BITS, STATISTICAL_SECURITY, SlotPacking
+from mpc.crypto.paillier import PaillierCiphertext, PaillierPrivateKey, PaillierPublicKey
+from mpc.sharing import ring
+
+MASK_BITS = SHARE_BITS + STATISTICAL_SECURITY  # 104
+_RING = 2**64
+
+
+@dataclass(frozen=True)
+class EncryptedTable:
+    """An owner's rows as (tag, ciphertext) pairs; the first column is a presence flag of 1."""
+
+    public_key: PaillierPublicKey
+    packing: SlotPacking
+    columns: tuple[str, ...]
+    rows: dict[bytes, PaillierCiphertext]
+
+    @classmethod
+    def build(
+        cls,
+        public_key: PaillierPublicKey,
+        columns: Sequence[str],
+        tags: Sequence[bytes],
+        values: np.ndarray,
+    ) -> EncryptedTable:
+        """Encrypt ``values`` (rows x columns, signed, in [-2^62, 2^62)) with a presence column."""
+        packing = SlotPacking.for_modulus(int(public_key.n))
+        if len(columns) + 1 > packing.slots:
+            raise ValueError(f"{len(columns)} columns do not fit in {packing.slots - 1} slots")
+        if values.shape != (len(tags), len(columns)):
+            raise ValueError(f"values have shape {values.shape}, expected ({len(tags)}, {len(columns)})")
+        encoded = ring.encode(values.reshape(-1)).reshape(values.shape)
+        plaintexts = [packing.encode([1, *map(int, row)]) for row in encoded]
+        ciphertexts = public_key.encrypt_batch(plaintexts)
+        return cls(public_key, packing, ("present", *columns), dict(zip(tags, ciphertexts, strict=True)))
+
+
+def mask_row(table: EncryptedTable, tag: bytes) -> tuple[PaillierCiphertext, np.ndarray]:
+    """Requester: pick the row for ``tag`` (or an encryption of zeros), add a fresh masked encryption.
+
+    Returns the ciphertext to send to the owner and the requester's shares (uint64, one per column,
+    presence first).
+    """
+    pk, width = table.public_key, len(table.columns)
+    masks = [secrets.randbits(MASK_BITS) for _ in range(width)]
+    selected = table.rows.get(tag)
+    if selected is None:
+        selected = pk.encrypt(0)
+    masked = selected + pk.encrypt(table.packing.encode(masks))
+    mine = np.array([(-m) % _RING for m in masks], dtype=np.uint64)
+    return masked, mine
+
+
+def unmask_row(private_key: PaillierPrivateKey, packing: SlotPacking, masked: PaillierCiphertext, width: int) -> np.ndarray:
+    """Owner: decrypt and keep each slot mod 2^64 as its shares (uint64, one per column)."""
+    slots = packing.decode(private_key.decrypt(masked), width)
+    return np.array([s % _RING for s in slots], dtype=np.uint64)
