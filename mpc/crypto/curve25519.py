@@ -26,6 +26,7 @@ import secrets
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Self
 
 import gmpy2
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -170,15 +171,22 @@ def hash_and_multiply(
 
 # --------------------------------------------------------------------------- recipes
 @dataclass(frozen=True, repr=False)
-class CommutativeCipher:
-    """ECDH-PSI key: ``encrypt_ids`` = ``[k]H(id)``, ``encrypt_points`` = ``[k]P`` on a peer's points."""
+class ScalarKey:
+    """A secret X25519 scalar with the hash-to-curve domain it applies to."""
 
     scalar: bytes
     domain: bytes = b""
 
     @classmethod
-    def generate(cls, domain: bytes = b"") -> CommutativeCipher:
+    def generate(cls, domain: bytes = b"") -> Self:
         return cls(secrets.token_bytes(32), domain)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(<secret>)"
+
+
+class CommutativeCipher(ScalarKey):
+    """ECDH-PSI key: ``encrypt_ids`` = ``[k]H(id)``, ``encrypt_points`` = ``[k]P`` on a peer's points."""
 
     def encrypt_ids(self, ids: Sequence[bytes | str], parallel: bool = True) -> list[bytes]:
         return hash_and_multiply(self.scalar, ids, self.domain, parallel)
@@ -186,20 +194,9 @@ class CommutativeCipher:
     def encrypt_points(self, points: Sequence[bytes], parallel: bool = True) -> list[bytes]:
         return multiply_points(self.scalar, points, parallel)
 
-    def __repr__(self) -> str:
-        return "CommutativeCipher(<secret>)"
 
-
-@dataclass(frozen=True, repr=False)
-class OprfServer:
+class OprfServer(ScalarKey):
     """The owner's OPRF key ``b``: F_b(id) = tag([b]H(id))."""
-
-    scalar: bytes
-    domain: bytes = b""
-
-    @classmethod
-    def generate(cls, domain: bytes = b"") -> OprfServer:
-        return cls(secrets.token_bytes(32), domain)
 
     def evaluate_blinded(self, blinded: Sequence[bytes], parallel: bool = True) -> list[bytes]:
         """Online step: ``[b]`` applied to the client's blinded points. Learns nothing about ids."""
@@ -210,9 +207,6 @@ class OprfServer:
     ) -> list[bytes]:
         """Direct evaluation on the owner's own ids (filters and bucket tags)."""
         return [oprf_tag(p, tag_bytes) for p in hash_and_multiply(self.scalar, ids, self.domain, parallel)]
-
-    def __repr__(self) -> str:
-        return "OprfServer(<secret>)"
 
 
 @dataclass(frozen=True)
