@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 DEFAULT_TIMEOUT_S = 120.0
-_ABORT = "__abort__"
+ABORT_LABEL = "__abort__"  # an abort travels as a message with this label
 
 
 class ChannelError(RuntimeError):
@@ -46,7 +46,7 @@ class Channel(ABC):
             got_label, payload = self._get(timeout)
         except queue.Empty:
             raise ChannelError(f"no message from {self.peer} at step {label!r} within {timeout:.0f} s") from None
-        if got_label == _ABORT:
+        if got_label == ABORT_LABEL:
             reason = payload.tobytes().decode("utf-8", "replace")
             raise ChannelError(f"{self.peer} aborted the session before step {label!r}: {reason}")
         if got_label != label:
@@ -55,7 +55,7 @@ class Channel(ABC):
 
     def abort(self, reason: str) -> None:
         """Tell the peer this party gave up, so it fails at once instead of timing out."""
-        self._put(_ABORT, np.frombuffer(reason.encode("utf-8"), dtype=np.uint8))
+        self._put(ABORT_LABEL, np.frombuffer(reason.encode("utf-8"), dtype=np.uint8))
 
     def exchange(self, label: str, payload: np.ndarray) -> np.ndarray:
         """Both parties send, then both receive (one communication round)."""

@@ -1,0 +1,1 @@
+"""Data sources: id normalisation, declared schemas, and loading datasets into memory."""

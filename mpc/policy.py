@@ -1,0 +1,114 @@
+"""An owner's policy: which peer may use which columns, for which purposes, how often.
+
+Checked once, at the service boundary, before any cryptography runs. A refusal names the rule that
+failed (peer, purpose, dataset, column, use), so that the caller gets a precise PERMISSION_DENIED.
+Columns classified ``secret`` are never usable, whatever a grant says.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Use = Literal["psi", "oprf", "lookup", "compare", "join_key", "filter", "aggregate", "group_by"]
+PURPOSE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+class PolicyError(PermissionError):
+    """A request this owner's policy does not allow; the message names the failed rule."""
+
+
+class DatasetGrant(BaseModel):
+    """What one peer may do with one dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    psi: bool = False  # may match against the id column (PSI, OPRF, lookups by id)
+    columns: dict[str, list[Use]] = Field(default_factory=dict)
+
+
+class PeerPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    purposes: list[str] = Field(default_factory=list)
+    datasets: dict[str, DatasetGrant] = Field(default_factory=dict)
+    rate_limit_per_minute: int = Field(600, ge=1)
+    programs: list[str] = Field(default_factory=list)  # secret-sharing programs it may start here
+
+    @field_validator("purposes")
+    @classmethod
+    def _purpose_codes(cls, value: list[str]) -> list[str]:
+        for code in value:
+            if not PURPOSE_PATTERN.match(code):
+                raise ValueError(f"purpose code {code!r} must match {PURPOSE_PATTERN.pattern}")
+        return value
+
+
+class Policy(BaseModel):
+    """The ``[policy]`` section of a party daemon's configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    peers: dict[str, PeerPolicy] = Field(default_factory=dict)
+
+    def peer(self, name: str) -> PeerPolicy:
+        try:
+            return self.peers[name]
+        except KeyError:
+            raise PolicyError(f"peer {name!r} has no grant in this party's policy") from None
+
+    def check_purpose(self, peer: str, purpose: str) -> PeerPolicy:
+        grant = self.peer(peer)
+        if not purpose:
+            raise PolicyError("no purpose code given (metadata x-purpose)")
+        if purpose not in grant.purposes:
+            raise PolicyError(f"purpose {purpose!r} is not allowed for peer {peer!r}")
+        return grant
+
+    def check_dataset(self, peer: str, purpose: str, dataset: str, *, psi: bool = False,
+                      columns: dict[str, Use] | None = None,
+                      classifications: dict[str, str] | None = None) -> None:
+        """Raise :class:`PolicyError` unless ``peer`` may use ``dataset`` this way for ``purpose``."""
+        grant = self.check_purpose(peer, purpose).datasets.get(dataset)
+        if grant is None:
+            raise PolicyError(f"peer {peer!r} has no grant on dataset {dataset!r}")
+        if psi and not grant.psi:
+            raise PolicyError(f"peer {peer!r} may not match ids against dataset {dataset!r}")
+        for column, use in (columns or {}).items():
+            if (classifications or {}).get(column) == "secret":
+                raise PolicyError(f"column {dataset}.{column} is classified secret and never usable")
+            if use not in grant.columns.get(column, []):
+                raise PolicyError(f"peer {peer!r} may not use column {dataset}.{column} for {use!r}")
+
+    def check_program(self, peer: str, purpose: str, program: str) -> None:
+        if program not in self.check_purpose(peer, purpose).programs:
+            raise PolicyError(f"peer {peer!r} may not start program {program!r}")
+
+
+class RateLimitExceeded(RuntimeError):
+    """Too many requests from one peer; the message says when to retry."""
+
+
+class RateLimiter:
+    """Token bucket per peer: ``per_minute`` requests, refilled continuously, burst of the same."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, peer: str, per_minute: int) -> None:
+        now = time.monotonic()
+        rate = per_minute / 60.0
+        with self._lock:
+            tokens, last = self._buckets.get(peer, (float(per_minute), now))
+            tokens = min(float(per_minute), tokens + (now - last) * rate)
+            if tokens < 1.0:
+                self._buckets[peer] = (tokens, now)
+                raise RateLimitExceeded(
+                    f"rate limit of {per_minute}/min for peer {peer!r} reached; retry in {(1 - tokens) / rate:.1f} s"
+                )
+            self._buckets[peer] = (tokens - 1.0, now)

@@ -1,0 +1,215 @@
+"""The service boundary of every daemon: identity, authorisation, limits, audit, metrics, errors.
+
+Each RPC handler is wrapped once by :meth:`Boundary.unary` or :meth:`Boundary.streaming`. Before the
+handler runs, the wrapper identifies the peer (certificate common name; revoked or expired
+certificates are refused with PERMISSION_DENIED), reads the purpose code and case reference from
+metadata, and applies the peer's rate limit. Whatever happens next, exactly one audit entry records
+peer, method, purpose, case, protocol, row count, outcome and duration, and the caller receives a
+precise gRPC status:
+
+==========================  ==============================================
+exception                   status
+==========================  ==============================================
+ServiceError(code, msg)     code
+PolicyError                 PERMISSION_DENIED
+RateLimitExceeded           RESOURCE_EXHAUSTED
+ValueError, WireError       INVALID_ARGUMENT (malformed input)
+ChannelError                ABORTED (the other party failed mid-protocol)
+anything else               INTERNAL (details only in the daemon's log)
+==========================  ==============================================
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from mpc.audit import AuditEvent, AuditLog
+from mpc.policy import PURPOSE_PATTERN, PolicyError, RateLimiter, RateLimitExceeded
+from mpc.sharing.channel import ChannelError
+from parties.net.tls import Revocations, peer_certificate
+
+log = logging.getLogger("mpc.boundary")
+R = TypeVar("R")
+
+
+class ServiceError(Exception):
+    """An error with a chosen gRPC status and a message for the caller."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Call:
+    """What the boundary knows about the current request; handlers add rows and detail."""
+
+    peer: str
+    method: str
+    protocol: str
+    purpose: str = ""
+    case: str = ""
+    rows: int = 0
+    detail: str = ""
+    request_id: str = ""
+
+
+def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    from parties.net.wire import WireError
+
+    if isinstance(exc, ServiceError):
+        return exc.code, exc.message
+    if isinstance(exc, PolicyError):
+        return grpc.StatusCode.PERMISSION_DENIED, str(exc)
+    if isinstance(exc, RateLimitExceeded):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
+    if isinstance(exc, WireError | ValueError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, ChannelError):
+        return grpc.StatusCode.ABORTED, str(exc)
+    return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the daemon log"
+
+
+class Metrics:
+    """Per-daemon Prometheus metrics (own registry, so several daemons can share a process)."""
+
+    def __init__(self, party: str) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("mpc_requests", "Requests by method and outcome", ["party", "method", "outcome"],
+                                registry=self.registry)
+        self.seconds = Histogram("mpc_request_seconds", "Request duration", ["party", "method"], registry=self.registry)
+        self.rows = Counter("mpc_rows", "Rows processed by method", ["party", "method"], registry=self.registry)
+        self.party = party
+
+
+class Boundary:
+    """Wraps the (bound) handlers of one daemon: ``handler(request, context, call)``. ``rate_limit`` maps a peer name to its requests per minute
+    (None: the peer is unknown, which the handler's policy check will refuse)."""
+
+    def __init__(self, party: str, audit: AuditLog, revocations: Revocations, metrics: Metrics,
+                 rate_limit: Callable[[str], int | None]) -> None:
+        self.party = party
+        self.audit = audit
+        self.revocations = revocations
+        self.metrics = metrics
+        self._rate_limit = rate_limit
+        self._limiter = RateLimiter()
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests currently being handled (graceful shutdown waits for them)."""
+        return self._in_flight
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    # ------------------------------------------------------------------ before the handler
+    def _open(self, context: Any, method: str, protocol: str) -> Call:
+        cert = peer_certificate(context)
+        metadata = {k: v for k, v in (context.invocation_metadata() or ())}
+        call = Call(peer=cert.name if cert else "-", method=method, protocol=protocol,
+                    purpose=str(metadata.get("x-purpose", "")), case=str(metadata.get("x-case", "")),
+                    request_id=uuid.uuid4().hex[:12])
+        if cert is None or not cert.name:
+            raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, "no client certificate identity")
+        if self.revocations.is_revoked(cert.serial):
+            raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
+                               f"certificate of {cert.name!r} (serial {cert.serial:x}) is revoked")
+        if cert.not_after < dt.datetime.now(dt.UTC):
+            raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, f"certificate of {cert.name!r} has expired")
+        if call.purpose and not PURPOSE_PATTERN.match(call.purpose):
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"malformed purpose code {call.purpose[:80]!r}")
+        if len(call.case) > 128 or not call.case.isprintable():
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "case reference must be ≤ 128 printable characters")
+        limit = self._rate_limit(cert.name)
+        if limit is not None:
+            self._limiter.take(cert.name, limit)
+        return call
+
+    # ------------------------------------------------------------------ after the handler
+    def _close(self, call: Call, started: float, outcome: str, detail: str) -> None:
+        seconds = time.perf_counter() - started
+        self.audit.append(AuditEvent(peer=call.peer, action=f"rpc:{call.method}", purpose=call.purpose,
+                                     case=call.case, protocol=call.protocol, rows=call.rows, outcome=outcome,
+                                     detail=(detail or call.detail)[:500], duration_ms=round(seconds * 1000, 3)))
+        self.metrics.requests.labels(self.party, call.method, outcome).inc()
+        self.metrics.seconds.labels(self.party, call.method).observe(seconds)
+        if call.rows:
+            self.metrics.rows.labels(self.party, call.method).inc(call.rows)
+        log.info("request", extra={"fields": {"peer": call.peer, "method": call.method, "purpose": call.purpose,
+                                              "case": call.case, "rows": call.rows, "outcome": outcome,
+                                              "ms": round(seconds * 1000, 1), "request_id": call.request_id}})
+
+    def _fail(self, context: Any, call: Call, started: float, exc: BaseException) -> None:
+        code, message = _status_for(exc)
+        if code == grpc.StatusCode.INTERNAL:
+            log.exception("handler failed", extra={"fields": {"request_id": call.request_id}})
+            message = f"{message} (request {call.request_id})"
+        self._close(call, started, code.name, message)
+        context.abort(code, message)
+
+    def unary(self, method: str, protocol: str = "") -> Callable[[Callable[..., R]], Callable[..., R]]:
+        def wrap(handler: Callable[..., R]) -> Callable[..., R]:
+            @functools.wraps(handler)
+            def run(request: Any, context: Any) -> R:
+                started = time.perf_counter()
+                call = Call(peer="-", method=method, protocol=protocol)
+                self._enter()
+                try:
+                    call = self._open(context, method, protocol)
+                    result = handler(request, context, call)
+                except Exception as exc:
+                    self._fail(context, call, started, exc)
+                    raise  # not reached: abort raises
+                finally:
+                    self._leave()
+                self._close(call, started, "OK", "")
+                return result
+
+            return run
+
+        return wrap
+
+    def streaming(self, method: str, protocol: str = "") -> Callable[[Callable[..., Iterator[R]]], Callable[..., Iterator[R]]]:
+        def wrap(handler: Callable[..., Iterator[R]]) -> Callable[..., Iterator[R]]:
+            @functools.wraps(handler)
+            def run(request: Any, context: Any) -> Iterator[R]:
+                started = time.perf_counter()
+                call = Call(peer="-", method=method, protocol=protocol)
+                self._enter()
+                try:
+                    call = self._open(context, method, protocol)
+                    yield from handler(request, context, call)
+                except GeneratorExit:  # the client went away mid-stream
+                    self._close(call, started, "CANCELLED", "client cancelled the stream")
+                    raise
+                except Exception as exc:
+                    self._fail(context, call, started, exc)
+                    raise
+                else:
+                    self._close(call, started, "OK", "")
+                finally:
+                    self._leave()
+
+            return run
+
+        return wrap

@@ -1,0 +1,134 @@
+"""``mpc-admin``: the deployment's PKI and audit-log verification."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import typer
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from rich.console import Console
+from rich.table import Table
+
+from mpc.audit import AuditHead, verify_log
+from parties.pki import Pki, PkiError
+
+app = typer.Typer(help="Deployment administration: certificates and audit logs.", no_args_is_help=True)
+pki_app = typer.Typer(help="The deployment CA and party certificates.", no_args_is_help=True)
+audit_app = typer.Typer(help="Audit-log verification.", no_args_is_help=True)
+app.add_typer(pki_app, name="pki")
+app.add_typer(audit_app, name="audit")
+console = Console()
+
+PKI_DIR = typer.Option(Path("pki"), "--dir", "-d", help="PKI directory")
+
+
+@pki_app.command("init")
+def pki_init(directory: Path = PKI_DIR, common_name: str = typer.Option("mpc deployment CA", "--cn")) -> None:
+    """Create the deployment CA (refuses to overwrite an existing one)."""
+    try:
+        pki = Pki.init(directory, common_name)
+    except PkiError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    console.print(f"CA created in {directory} ({pki.ca_certificate().subject.rfc4514_string()})")
+
+
+@pki_app.command("issue")
+def pki_issue(name: str, directory: Path = PKI_DIR, days: int = typer.Option(365, help="validity in days"),
+              host: list[str] = typer.Option([], "--host", help="extra DNS name or IP for the certificate")) -> None:
+    """Issue NAME's certificate (its identity is the subject CN=NAME)."""
+    try:
+        issued = Pki(directory).issue(name, hosts=("127.0.0.1", "localhost", *host), valid_days=days)
+    except (PkiError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    console.print(f"issued {name}: {issued.cert_path} (key {issued.key_path}), sha256 {issued.fingerprint_sha256[:16]}…, "
+                  f"valid until {issued.not_after:%Y-%m-%d}")
+
+
+@pki_app.command("revoke")
+def pki_revoke(name: str, directory: Path = PKI_DIR) -> None:
+    """Revoke NAME's certificate and rewrite the CRL that daemons read."""
+    try:
+        Pki(directory).revoke(name)
+    except (PkiError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    console.print(f"revoked {name}; CRL written to {Path(directory) / 'crl.pem'}")
+
+
+def _public_key(path: Path) -> Ed25519PublicKey:
+    data = path.read_bytes()
+    if b"PRIVATE KEY" in data:
+        key = serialization.load_pem_private_key(data, password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise typer.BadParameter(f"{path} is not an Ed25519 key")
+        return key.public_key()
+    public = serialization.load_pem_public_key(data)
+    if not isinstance(public, Ed25519PublicKey):
+        raise typer.BadParameter(f"{path} is not an Ed25519 public key")
+    return public
+
+
+def _witnessed_heads(config: Path) -> list[AuditHead]:
+    from parties.net.tls import secure_channel
+    from parties.party.config import load_party_config
+    from protos import coordinator_pb2, coordinator_pb2_grpc
+
+    settings = load_party_config(config)
+    if not settings.party.coordinator:
+        raise typer.BadParameter(f"{config} names no coordinator")
+    with secure_channel(settings.party.coordinator, settings.tls) as channel:
+        reply = coordinator_pb2_grpc.CoordinatorStub(channel).GetWitnessedHeads(
+            coordinator_pb2.WitnessQuery(party=settings.party.name), timeout=10)
+    return [AuditHead(seq=h.seq, hash=h.hash, time=h.time, signature=h.signature) for h in reply.heads]
+
+
+@audit_app.command("verify")
+def audit_verify(
+    config: Path | None = typer.Option(None, "--config", "-c", help="a daemon's configuration: its state dir holds log and key"),
+    log: Path | None = typer.Option(None, "--log", help="audit log file (instead of --config)"),
+    key: Path | None = typer.Option(None, "--key", help="Ed25519 signing key or public key PEM (with --log)"),
+    against_coordinator: bool = typer.Option(False, "--against-coordinator", help="also check the heads the coordinator witnessed"),
+) -> None:
+    """Report every edited, removed, inserted or reordered entry; exit 1 if any."""
+    if config is not None:
+        from parties.party.config import load_party_config
+
+        state = load_party_config(config).party.state_dir
+        log, key = log or state / "audit.log", key or state / "audit-signing.pem"
+    if log is None or key is None:
+        raise typer.BadParameter("give --config, or --log and --key")
+    witnessed: list[AuditHead] = []
+    if against_coordinator:
+        if config is None:
+            raise typer.BadParameter("--against-coordinator needs --config (for the TLS identity and address)")
+        try:
+            witnessed = _witnessed_heads(config)
+        except grpc.RpcError as exc:
+            typer.echo(f"error: coordinator: {exc.code().name}: {exc.details()}", err=True)
+            raise typer.Exit(2) from None
+    report = verify_log(log, _public_key(key), witnessed)
+    if report.ok:
+        head = report.head
+        console.print(f"[green]OK[/]: {report.entries} entries, chain and signatures verify"
+                      + (f", head seq {head.seq}" if head else "")
+                      + (f", consistent with {len(witnessed)} witnessed heads" if against_coordinator else ""))
+        return
+    table = Table(title=f"{log}: {len(report.problems)} problems")
+    for column in ("line", "seq", "kind", "message"):
+        table.add_column(column)
+    for p in report.problems:
+        table.add_row(str(p.line), "-" if p.seq is None else str(p.seq), p.kind, p.message)
+    console.print(table)
+    raise typer.Exit(1)
+
+
+def run() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,34 @@
+"""Shared ``serve`` loop of the daemons: start, publish the bound address, stop cleanly on a signal."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Protocol
+
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+class Daemon(Protocol):
+    address: str
+
+    def start(self) -> None: ...
+
+    def stop(self, grace: float | None = None) -> None: ...
+
+
+def serve(daemon: Daemon, name: str, address_file: Path) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully (in-flight requests finish or abort)."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    daemon.start()
+    address_file.write_text(daemon.address + "\n")
+    console.print(f"{name} listening on {daemon.address}")
+    stop.wait()
+    console.print(f"{name} shutting down")
+    daemon.stop()
+    address_file.unlink(missing_ok=True)

@@ -1,0 +1,106 @@
+"""Mutual TLS for every channel: credentials from the deployment PKI, and the peer's identity.
+
+A party's identity is the common name of its certificate, issued by the deployment CA
+(``mpc-admin pki issue NAME``). Servers require a client certificate signed by the CA, so a foreign
+or expired certificate fails the TLS handshake; revocation (the CA's CRL) and the identity are
+checked per call at the service boundary, where a refusal is answered with PERMISSION_DENIED and
+written to the audit log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from cryptography import x509
+from pydantic import BaseModel, ConfigDict
+
+from parties.net.wire import CHANNEL_OPTIONS
+
+
+class TlsConfig(BaseModel):
+    """``[tls]``: PEM files of the CA, this party's certificate and key, and optionally the CRL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ca: Path
+    cert: Path
+    key: Path
+    crl: Path | None = None
+
+    def resolved(self, base: Path) -> TlsConfig:
+        def fix(p: Path | None) -> Path | None:
+            return None if p is None else (p if p.is_absolute() else base / p)
+
+        return TlsConfig(ca=fix(self.ca), cert=fix(self.cert), key=fix(self.key), crl=fix(self.crl))  # type: ignore[arg-type]
+
+    def read(self) -> tuple[bytes, bytes, bytes]:
+        return self.ca.read_bytes(), self.cert.read_bytes(), self.key.read_bytes()
+
+    def identity(self) -> str:
+        """The common name of our own certificate."""
+        cert = x509.load_pem_x509_certificate(self.cert.read_bytes())
+        return common_name(cert)
+
+
+def common_name(cert: x509.Certificate) -> str:
+    names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(names[0].value) if names else ""
+
+
+def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
+    ca, cert, key = tls.read()
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
+
+
+def secure_channel(target: str, tls: TlsConfig) -> grpc.Channel:
+    ca, cert, key = tls.read()
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+    return grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+
+
+@dataclass(frozen=True)
+class PeerCertificate:
+    name: str
+    serial: int
+    not_after: dt.datetime
+
+
+def peer_certificate(context: Any) -> PeerCertificate | None:
+    """The verified client certificate of the current call, or None without one."""
+    auth = context.auth_context()
+    pems = auth.get("x509_pem_cert")
+    if not pems:
+        return None
+    cert = x509.load_pem_x509_certificate(pems[0])
+    return PeerCertificate(common_name(cert), cert.serial_number, cert.not_valid_after_utc)
+
+
+class Revocations:
+    """Serials revoked by the CA's CRL file; reloaded when the file changes."""
+
+    def __init__(self, crl: Path | None, ca: Path) -> None:
+        self._crl, self._ca = crl, ca
+        self._mtime = -1.0
+        self._serials: set[int] = set()
+        self._lock = threading.Lock()
+
+    def serials(self) -> set[int]:
+        if self._crl is None or not self._crl.exists():
+            return set()
+        mtime = self._crl.stat().st_mtime
+        with self._lock:
+            if mtime != self._mtime:
+                from parties.pki import load_crl_serials
+
+                ca = x509.load_pem_x509_certificate(self._ca.read_bytes())
+                self._serials = load_crl_serials(self._crl.read_bytes(), ca)
+                self._mtime = mtime
+            return set(self._serials)
+
+    def is_revoked(self, serial: int) -> bool:
+        return serial in self.serials()

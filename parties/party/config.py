@@ -1,0 +1,93 @@
+"""``mpc-party serve --config FILE.toml``: the agency daemon's configuration, validated by pydantic.
+
+Errors name the offending key (``party.listen: ...``, ``datasets.0.schema.columns.income.min: ...``).
+Relative paths are resolved against the configuration file's directory.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mpc.data.schema import DatasetSpec
+from mpc.policy import Policy
+from parties.net.tls import TlsConfig
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names each bad key."""
+
+
+def _check_address(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return value
+
+
+class PartySection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    listen: str = "127.0.0.1:0"
+    advertise: str | None = None  # address others use (default: the bound listen address)
+    state_dir: Path
+    coordinator: str | None = None
+    metrics_listen: str | None = None  # e.g. "127.0.0.1:9101"; off when unset
+    audit_witness_seconds: float = Field(30.0, gt=0)
+    max_points_per_request: int = Field(2_000_000, ge=1)
+    shutdown_grace_seconds: float = Field(10.0, ge=0)
+    paillier_bits: int = 2048
+
+    @field_validator("listen", "coordinator", "metrics_listen", "advertise")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        return None if value is None else _check_address(value)
+
+
+class PartyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    party: PartySection
+    tls: TlsConfig
+    datasets: list[DatasetSpec] = Field(default_factory=list)
+    policy: Policy = Field(default_factory=Policy)
+    base_dir: Path = Path(".")
+
+    @field_validator("datasets")
+    @classmethod
+    def _unique(cls, value: list[DatasetSpec]) -> list[DatasetSpec]:
+        names = [d.name for d in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"dataset names must be unique: {dupes}")
+        return value
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        lines.append(f"  {key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_party_config(path: Path) -> PartyConfig:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    base = path.resolve().parent
+    try:
+        config = PartyConfig.model_validate({**raw, "base_dir": base})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path))) from exc
+    section = config.party
+    if not section.state_dir.is_absolute():
+        section.state_dir = base / section.state_dir
+    config.tls = config.tls.resolved(base)
+    return config

@@ -1,0 +1,153 @@
+"""The party daemon: wiring of state, datasets, policy, gRPC server, coordinator and witness."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import start_http_server
+
+from mpc.audit import AuditEvent
+from mpc.crypto.curve25519 import OprfServer
+from mpc.data.sources import Dataset, load_dataset
+from parties.boundary import Boundary, Metrics, ServiceError
+from parties.net.tls import Revocations, secure_channel, server_credentials
+from parties.net.wire import MAX_MESSAGE_BYTES, SERVER_OPTIONS
+from parties.party.config import ConfigError, PartyConfig
+from parties.party.service import PartyService
+from parties.party.state import PartyState, _write_secret
+from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc, party_pb2_grpc
+
+log = logging.getLogger("mpc.party")
+SERVICE_NAME = "mpc.v1.Party"
+
+
+class PartyDaemon:
+    """One agency's daemon. ``start()`` binds and serves; ``stop()`` drains in-flight requests."""
+
+    def __init__(self, config: PartyConfig) -> None:
+        self.config = config
+        self.name = config.party.name
+        identity = config.tls.identity()
+        if identity != self.name:
+            raise ConfigError(f"party.name is {self.name!r} but the certificate {config.tls.cert} is issued to {identity!r}")
+        self.max_message_bytes = MAX_MESSAGE_BYTES
+        self.state = PartyState(config.party.state_dir, config.party.paillier_bits)
+        self.datasets: dict[str, Dataset] = {spec.name: load_dataset(spec, config.base_dir) for spec in config.datasets}
+        self.metrics = Metrics(self.name)
+        self.boundary = Boundary(self.name, self.state.audit, Revocations(config.tls.crl, config.tls.ca),
+                                 self.metrics, self._rate_limit)
+        self.server = grpc.server(ThreadPoolExecutor(max_workers=32, thread_name_prefix=f"{self.name}-rpc"),
+                                  options=SERVER_OPTIONS)
+        party_pb2_grpc.add_PartyServicer_to_server(PartyService(self), self.server)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        host = config.party.listen.rpartition(":")[0]
+        port = self.server.add_secure_port(config.party.listen, server_credentials(config.tls))
+        if port == 0:
+            raise ConfigError(f"party.listen: cannot bind {config.party.listen}")
+        self.address = f"{host}:{port}"
+        self._coordinator: Any = None
+        self._coordinator_channel: grpc.Channel | None = None
+        self._stopping = threading.Event()
+        self._witness: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self.server.start()
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        rows = {name: len(d.ids) for name, d in self.datasets.items()}
+        invalid = {name: len(d.report.invalid_ids) for name, d in self.datasets.items()}
+        self.state.audit.append(AuditEvent(peer="-", action="daemon:start", rows=sum(rows.values()),
+                                           detail=f"listen={self.address} datasets={rows} invalid_ids={invalid}"))
+        if self.config.party.metrics_listen:
+            host, _, port = self.config.party.metrics_listen.rpartition(":")
+            start_http_server(int(port), addr=host, registry=self.metrics.registry)
+        if self.config.party.coordinator:
+            self._witness = threading.Thread(target=self._register_and_witness, name=f"{self.name}-witness", daemon=True)
+            self._witness.start()
+        log.info("serving", extra={"fields": {"party": self.name, "address": self.address, "datasets": rows}})
+
+    def stop(self, grace: float | None = None) -> None:
+        """Refuse new requests, let in-flight ones finish within ``grace`` seconds, then abort them."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        grace = self.config.party.shutdown_grace_seconds if grace is None else grace
+        self.health.enter_graceful_shutdown()
+        in_flight = self.boundary.in_flight
+        self.server.stop(grace).wait()
+        self.state.audit.append(AuditEvent(peer="-", action="daemon:stop",
+                                           detail=f"grace={grace}s in_flight_at_stop={in_flight}"))
+        self._witness_once()
+        if self._coordinator_channel is not None:
+            self._coordinator_channel.close()
+        log.info("stopped", extra={"fields": {"party": self.name}})
+
+    def wait(self) -> None:
+        self.server.wait_for_termination()
+
+    # ------------------------------------------------------------------ coordinator
+    def coordinator_stub(self) -> Any:
+        if not self.config.party.coordinator:
+            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, f"{self.name} has no coordinator configured")
+        if self._coordinator is None:
+            self._coordinator_channel = secure_channel(self.config.party.coordinator, self.config.tls)
+            self._coordinator = coordinator_pb2_grpc.CoordinatorStub(self._coordinator_channel)
+        return self._coordinator
+
+    def _register_and_witness(self) -> None:
+        registration = coordinator_pb2.Registration(
+            endpoint=self.config.party.advertise or self.address,
+            paillier_public_key=self.state.paillier.public_key.to_bytes().hex(),
+            audit_public_key=self.state.audit_public_key_hex(),
+        )
+        while not self._stopping.is_set():
+            try:
+                self.coordinator_stub().Register(registration, timeout=10)
+                log.info("registered", extra={"fields": {"party": self.name, "coordinator": self.config.party.coordinator}})
+                break
+            except grpc.RpcError as exc:
+                log.warning("registration failed", extra={"fields": {"error": f"{exc.code().name}: {exc.details()}"}})
+                self._stopping.wait(2.0)
+        while not self._stopping.wait(self.config.party.audit_witness_seconds):
+            self._witness_once()
+
+    def _witness_once(self) -> None:
+        if not self.config.party.coordinator:
+            return
+        try:
+            self.coordinator_stub().WitnessAuditHead(self.signed_head(), timeout=10)
+        except grpc.RpcError as exc:
+            log.warning("audit head not witnessed", extra={"fields": {"error": f"{exc.code().name}: {exc.details()}"}})
+
+    def signed_head(self) -> common_pb2.AuditHead:
+        head = self.state.audit.head()
+        return common_pb2.AuditHead(party=self.name, seq=head.seq, hash=head.hash, time=head.time, signature=head.signature)
+
+    # ------------------------------------------------------------------ helpers for handlers
+    def _rate_limit(self, peer: str) -> int | None:
+        grant = self.config.policy.peers.get(peer)
+        return None if grant is None else grant.rate_limit_per_minute
+
+    def require_dataset(self, name: str) -> Dataset:
+        dataset = self.datasets.get(name)
+        if dataset is None:
+            raise ServiceError(grpc.StatusCode.NOT_FOUND, f"{self.name} has no dataset {name!r}")
+        return dataset
+
+    def oprf_key(self, dataset: str) -> OprfServer:
+        """The dataset's OPRF key, created once and kept in the state directory."""
+        directory = self.config.party.state_dir / "oprf"
+        directory.mkdir(exist_ok=True, mode=0o700)
+        path = directory / f"{dataset}.key"
+        if not path.exists():
+            _write_secret(path, os.urandom(32))
+        return OprfServer(path.read_bytes(), domain=f"{self.name}/{dataset}".encode())
+

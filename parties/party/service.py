@@ -1,0 +1,187 @@
+"""The ``mpc.v1.Party`` service: one handler per RPC, each behind the daemon's boundary.
+
+Handlers check the owner's policy for the dataset or program they touch, then run the protocol
+step from :mod:`mpc.protocols`. They never log or return values; the audit entry (written by the
+boundary) records row counts only.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from mpc.crypto.curve25519 import OprfServer
+from mpc.protocols import psi, selftest
+from mpc.sharing.channel import ChannelError
+from mpc.sharing.runtime import Party
+from parties.boundary import Call, ServiceError
+from parties.net.dealer_client import session_correlations
+from parties.net.points import point_batches, split_points
+from parties.net.share_channel import ShareServerChannel
+from protos import common_pb2, party_pb2, party_pb2_grpc
+
+if TYPE_CHECKING:
+    from parties.party.server import PartyDaemon
+
+PROTOCOLS = ("oprf", "psi-cardinality", "share-exchange:selftest-compare")
+
+
+class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
+    def __init__(self, daemon: PartyDaemon) -> None:
+        self.daemon = daemon
+        b = daemon.boundary
+        self.GetCapabilities = b.unary("GetCapabilities")(self._capabilities)
+        self.ListDatasets = b.unary("ListDatasets")(self._list_datasets)
+        self.EvaluateOprf = b.streaming("EvaluateOprf", "oprf")(self._evaluate_oprf)
+        self.PsiRound = b.streaming("PsiRound", "psi-cardinality")(self._psi_round)
+        self.ShareExchange = b.streaming("ShareExchange", "share-exchange")(self._share_exchange)
+        self.GetAuditHead = b.unary("GetAuditHead")(self._audit_head)
+        self._oprf_keys: dict[str, OprfServer] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ metadata
+    def _capabilities(self, request: common_pb2.Empty, context: Any, call: Call) -> party_pb2.Capabilities:
+        d = self.daemon
+        return party_pb2.Capabilities(
+            party=d.name, protocols=list(PROTOCOLS),
+            paillier_fingerprint=d.state.paillier.public_key.fingerprint(),
+            audit_public_key=d.state.audit_public_key_hex(),
+            max_message_bytes=d.max_message_bytes, max_batch_points=d.config.party.max_points_per_request,
+        )
+
+    def _list_datasets(self, request: common_pb2.Empty, context: Any, call: Call) -> party_pb2.DatasetList:
+        grant = self.daemon.config.policy.peer(call.peer)
+        out = party_pb2.DatasetList()
+        for name, dataset_grant in grant.datasets.items():
+            dataset = self.daemon.datasets.get(name)
+            if dataset is None:
+                continue
+            spec = dataset.spec.schema_
+            schema = party_pb2.DatasetSchema(name=name, id_kind=spec.id_kind, rows=len(dataset.ids),
+                                             description=dataset.spec.description)
+            for column, col in spec.columns.items():
+                schema.columns.append(party_pb2.ColumnSchema(
+                    name=column, type=col.type, has_bounds=col.min is not None,
+                    min=col.min or 0, max=col.max or 0, classification=col.classification,
+                    allowed_uses=[] if col.classification == "secret" else list(dataset_grant.columns.get(column, [])),
+                ))
+            out.datasets.append(schema)
+        return out
+
+    def _audit_head(self, request: common_pb2.Empty, context: Any, call: Call) -> common_pb2.AuditHead:
+        return self.daemon.signed_head()
+
+    # ------------------------------------------------------------------ OPRF (P2/P3)
+    def _oprf_key(self, dataset: str) -> OprfServer:
+        with self._lock:
+            if dataset not in self._oprf_keys:
+                self._oprf_keys[dataset] = self.daemon.oprf_key(dataset)
+            return self._oprf_keys[dataset]
+
+    def _evaluate_oprf(self, requests: Iterator[party_pb2.PointBatch], context: Any, call: Call) -> Iterator[party_pb2.PointBatch]:
+        dataset = ""
+        limit = self.daemon.config.party.max_points_per_request
+        for batch in requests:
+            if not dataset:
+                dataset = batch.dataset
+                self.daemon.require_dataset(dataset)
+                self.daemon.config.policy.check_dataset(call.peer, call.purpose, dataset, psi=True)
+            points = split_points(batch.points, batch.count)
+            call.rows += len(points)
+            if call.rows > limit:
+                raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"more than {limit} points in one request")
+            evaluated = self._oprf_key(dataset).evaluate_blinded(points)
+            yield party_pb2.PointBatch(points=b"".join(evaluated), count=len(evaluated))
+
+    # ------------------------------------------------------------------ ECDH-PSI (P1)
+    def _psi_round(self, requests: Iterator[party_pb2.PsiMessage], context: Any, call: Call) -> Iterator[party_pb2.PsiMessage]:
+        first = next(requests, None)
+        if first is None or first.WhichOneof("body") != "start":
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "PsiRound must start with a PsiStart message")
+        start = first.start
+        if start.mode != "cardinality":
+            raise ServiceError(grpc.StatusCode.UNIMPLEMENTED, f"PSI mode {start.mode!r} is not offered (cardinality only)")
+        dataset = self.daemon.require_dataset(start.dataset)
+        self.daemon.config.policy.check_dataset(call.peer, call.purpose, start.dataset, psi=True)
+        limit = self.daemon.config.party.max_points_per_request
+        if not 0 <= start.requester_count <= limit:
+            raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"requester set of {start.requester_count} exceeds {limit}")
+        cipher, own = psi.owner_encrypt_own(dataset.ids)
+        for batch in point_batches(own):
+            yield party_pb2.PsiMessage(points=batch)
+        yield party_pb2.PsiMessage(done=party_pb2.PsiDone(list="owner", count=len(own)))
+        received: list[bytes] = []
+        for message in requests:
+            kind = message.WhichOneof("body")
+            if kind == "points":
+                received.extend(split_points(message.points.points, message.points.count))
+                if len(received) > start.requester_count:
+                    raise ValueError(f"requester sent more than the announced {start.requester_count} points")
+            elif kind == "done":
+                break
+            else:
+                raise ValueError(f"unexpected {kind!r} message in PsiRound")
+        else:
+            raise ServiceError(grpc.StatusCode.ABORTED, f"{call.peer} closed the PSI stream before sending all points")
+        if len(received) != start.requester_count:
+            raise ValueError(f"requester announced {start.requester_count} points and sent {len(received)}")
+        call.rows = len(received)
+        call.detail = f"dataset={start.dataset} requester_count={len(received)} owner_count={len(own)}"
+        double = psi.owner_respond(cipher, received)
+        for batch in point_batches(double):
+            yield party_pb2.PsiMessage(points=batch)
+        yield party_pb2.PsiMessage(done=party_pb2.PsiDone(list="double", count=len(double)))
+
+    # ------------------------------------------------------------------ secret sharing
+    def _share_exchange(self, requests: Iterator[party_pb2.ShareMessage], context: Any, call: Call) -> Iterator[party_pb2.ShareMessage]:
+        first = next(requests, None)
+        if first is None or first.WhichOneof("body") != "start":
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "ShareExchange must start with a ShareStart message")
+        start = first.start
+        self.daemon.config.policy.check_program(call.peer, call.purpose, start.program)
+        if start.program != "selftest-compare":
+            raise ServiceError(grpc.StatusCode.UNIMPLEMENTED, f"unknown program {start.program!r}")
+        try:
+            params = json.loads(start.params or b"{}")
+            n, seed = int(params["n"]), int(params["seed"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"bad parameters for {start.program}: {exc}") from exc
+        if start.initiator_index not in (0, 1):
+            raise ValueError("initiator_index must be 0 or 1")
+        if not start.session_id or len(start.session_id) > 64:
+            raise ValueError("session_id must be 1 to 64 characters")
+        initiator = int(start.initiator_index)
+        me = 1 - initiator
+        order = (call.peer, self.daemon.name) if initiator == 0 else (self.daemon.name, call.peer)
+        correlations, remote = session_correlations(self.daemon.coordinator_stub(), start.session_id, order)
+        channel = ShareServerChannel(requests, peer=call.peer)
+        party = Party(me, channel, correlations)
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                selftest.compare_program(party, n, seed, initiator)
+                channel.finish({"program": start.program, "n": n, "learned": "nothing (shares only)"})
+            except BaseException as exc:
+                failure.append(exc)
+                channel.abort(f"{self.daemon.name} failed: {type(exc).__name__}: {exc}")
+            finally:
+                if remote is not None:
+                    remote.close()
+
+        worker = threading.Thread(target=run, name=f"program-{uuid.uuid4().hex[:6]}", daemon=True)
+        worker.start()
+        yield from channel.responses()
+        worker.join()
+        call.rows = n
+        if failure:
+            error = failure[0]
+            if isinstance(error, ChannelError):
+                raise ServiceError(grpc.StatusCode.ABORTED, f"session {start.session_id} with {call.peer}: {error}")
+            raise error
+

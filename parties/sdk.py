@@ -1,0 +1,164 @@
+"""The requester's Python SDK: talk to owners' daemons with this agency's certificate.
+
+    client = Client.from_config("housing.toml", purpose="public-rental-housing", case="HZ-2026-0001")
+    result = client.psi_cardinality("tax", "income", my_ids)
+
+Every call carries the purpose code and case reference as metadata; owners check them against
+their policy and write them to their audit logs. Party names resolve to endpoints through the
+coordinator's directory.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+from mpc.protocols import psi, selftest
+from mpc.sharing.runtime import Party
+from parties.net.dealer_client import session_correlations
+from parties.net.points import point_batches, split_points
+from parties.net.share_channel import ShareClientChannel
+from parties.net.tls import TlsConfig, secure_channel
+from parties.party.config import load_party_config
+from protos import common_pb2, coordinator_pb2_grpc, party_pb2, party_pb2_grpc
+
+
+class RemoteError(RuntimeError):
+    """A refused or failed remote call: the party, the gRPC status and the callee's message."""
+
+    def __init__(self, party: str, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{party}: {code.name}: {details}")
+        self.party, self.code, self.details = party, code, details
+
+
+@dataclass(frozen=True)
+class PsiCardinality:
+    intersection: int
+    requester_count: int
+    owner_count: int
+    seconds: float
+
+
+class Client:
+    def __init__(self, name: str, tls: TlsConfig, coordinator: str | None, purpose: str = "", case: str = "") -> None:
+        self.name, self.tls, self.coordinator = name, tls, coordinator
+        self.purpose, self.case = purpose, case
+        self._channels: dict[str, grpc.Channel] = {}
+
+    @classmethod
+    def from_config(cls, path: str | Path, purpose: str = "", case: str = "") -> Client:
+        config = load_party_config(Path(path))
+        return cls(config.party.name, config.tls, config.party.coordinator, purpose, case)
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ plumbing
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("x-purpose", self.purpose), ("x-case", self.case))
+
+    def _channel(self, target: str) -> grpc.Channel:
+        if target not in self._channels:
+            self._channels[target] = secure_channel(target, self.tls)
+        return self._channels[target]
+
+    def coordinator_stub(self) -> Any:
+        if not self.coordinator:
+            raise ValueError("no coordinator configured")
+        return coordinator_pb2_grpc.CoordinatorStub(self._channel(self.coordinator))
+
+    def endpoint(self, party: str) -> str:
+        """A party's address: ``host:port`` as given, or a name looked up in the directory."""
+        if ":" in party:
+            return party
+        try:
+            directory = self.coordinator_stub().GetDirectory(common_pb2.Empty(), metadata=self._metadata(), timeout=10)
+        except grpc.RpcError as exc:
+            raise RemoteError("coordinator", exc.code(), exc.details() or "") from None
+        for entry in directory.parties:
+            if entry.party == party:
+                return str(entry.endpoint)
+        raise LookupError(f"party {party!r} is not in the coordinator's directory")
+
+    def party_stub(self, party: str) -> Any:
+        return party_pb2_grpc.PartyStub(self._channel(self.endpoint(party)))
+
+    def _call(self, party: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, metadata=self._metadata(), **kwargs)
+        except grpc.RpcError as exc:
+            raise RemoteError(party, exc.code(), exc.details() or "") from None
+
+    # ------------------------------------------------------------------ operations
+    def capabilities(self, party: str) -> party_pb2.Capabilities:
+        reply: party_pb2.Capabilities = self._call(party, self.party_stub(party).GetCapabilities, common_pb2.Empty(), timeout=10)
+        return reply
+
+    def list_datasets(self, party: str) -> party_pb2.DatasetList:
+        reply: party_pb2.DatasetList = self._call(party, self.party_stub(party).ListDatasets, common_pb2.Empty(), timeout=10)
+        return reply
+
+    def psi_cardinality(self, party: str, dataset: str, ids: Sequence[str]) -> PsiCardinality:
+        """P1 cardinality: how many of ``ids`` the owner's dataset holds. The owner learns only
+        how many distinct ids we sent."""
+        started = time.perf_counter()
+        state, mine = psi.requester_encrypt(ids)
+
+        def requests() -> Iterator[party_pb2.PsiMessage]:
+            yield party_pb2.PsiMessage(start=party_pb2.PsiStart(dataset=dataset, mode="cardinality", requester_count=len(mine)))
+            for batch in point_batches(mine):
+                yield party_pb2.PsiMessage(points=batch)
+            yield party_pb2.PsiMessage(done=party_pb2.PsiDone(list="requester", count=len(mine)))
+
+        owner: list[bytes] = []
+        double: list[bytes] = []
+        target = owner
+        try:
+            for message in self.party_stub(party).PsiRound(requests(), metadata=self._metadata()):
+                kind = message.WhichOneof("body")
+                if kind == "points":
+                    target.extend(split_points(message.points.points, message.points.count))
+                elif kind == "done" and message.done.list == "owner":
+                    target = double
+        except grpc.RpcError as exc:
+            raise RemoteError(party, exc.code(), exc.details() or "") from None
+        count = psi.requester_count(state, owner, double)
+        return PsiCardinality(count, state.count, len(owner), time.perf_counter() - started)
+
+    def selftest_compare(self, party: str, values: np.ndarray, seed: int, initiator: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+        """Secret-shared ``values < public_values(seed)`` with ``party`` as co-party, the
+        coordinator dealing. Returns the bits and what the co-party reported learning."""
+        session_id = uuid.uuid4().hex
+        order = (self.name, party) if initiator == 0 else (party, self.name)
+        correlations, remote = session_correlations(self.coordinator_stub(), session_id, order, self._metadata())
+        start = party_pb2.ShareStart(session_id=session_id, program="selftest-compare",
+                                     params=json.dumps({"n": len(values), "seed": seed}).encode(),
+                                     initiator_index=initiator)
+        channel = ShareClientChannel(self.party_stub(party), start, peer=party, metadata=self._metadata())
+        try:
+            bits = selftest.compare_program(Party(initiator, channel, correlations), len(values), seed, initiator, values)
+        except BaseException as exc:
+            channel.abort(f"{self.name} failed: {type(exc).__name__}")
+            raise
+        finally:
+            if remote is not None:
+                remote.close()
+        channel.close()
+        assert bits is not None
+        return bits, channel.result or {}

@@ -1,0 +1,146 @@
+from protos import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Capabilities(_message.Message):
+    __slots__ = ("party", "protocols", "paillier_fingerprint", "audit_public_key", "max_message_bytes", "max_batch_points")
+    PARTY_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOLS_FIELD_NUMBER: _ClassVar[int]
+    PAILLIER_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_POINTS_FIELD_NUMBER: _ClassVar[int]
+    party: str
+    protocols: _containers.RepeatedScalarFieldContainer[str]
+    paillier_fingerprint: str
+    audit_public_key: str
+    max_message_bytes: int
+    max_batch_points: int
+    def __init__(self, party: _Optional[str] = ..., protocols: _Optional[_Iterable[str]] = ..., paillier_fingerprint: _Optional[str] = ..., audit_public_key: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., max_batch_points: _Optional[int] = ...) -> None: ...
+
+class ColumnSchema(_message.Message):
+    __slots__ = ("name", "type", "has_bounds", "min", "max", "classification", "allowed_uses")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    HAS_BOUNDS_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_USES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    has_bounds: bool
+    min: int
+    max: int
+    classification: str
+    allowed_uses: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., has_bounds: _Optional[bool] = ..., min: _Optional[int] = ..., max: _Optional[int] = ..., classification: _Optional[str] = ..., allowed_uses: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DatasetSchema(_message.Message):
+    __slots__ = ("name", "id_kind", "rows", "columns", "description")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ID_KIND_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    id_kind: str
+    rows: int
+    columns: _containers.RepeatedCompositeFieldContainer[ColumnSchema]
+    description: str
+    def __init__(self, name: _Optional[str] = ..., id_kind: _Optional[str] = ..., rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnSchema, _Mapping]]] = ..., description: _Optional[str] = ...) -> None: ...
+
+class DatasetList(_message.Message):
+    __slots__ = ("datasets",)
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    datasets: _containers.RepeatedCompositeFieldContainer[DatasetSchema]
+    def __init__(self, datasets: _Optional[_Iterable[_Union[DatasetSchema, _Mapping]]] = ...) -> None: ...
+
+class PointBatch(_message.Message):
+    __slots__ = ("dataset", "points", "count")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    points: bytes
+    count: int
+    def __init__(self, dataset: _Optional[str] = ..., points: _Optional[bytes] = ..., count: _Optional[int] = ...) -> None: ...
+
+class PsiMessage(_message.Message):
+    __slots__ = ("start", "points", "done")
+    START_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    start: PsiStart
+    points: PointBatch
+    done: PsiDone
+    def __init__(self, start: _Optional[_Union[PsiStart, _Mapping]] = ..., points: _Optional[_Union[PointBatch, _Mapping]] = ..., done: _Optional[_Union[PsiDone, _Mapping]] = ...) -> None: ...
+
+class PsiStart(_message.Message):
+    __slots__ = ("dataset", "mode", "requester_count")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    REQUESTER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    mode: str
+    requester_count: int
+    def __init__(self, dataset: _Optional[str] = ..., mode: _Optional[str] = ..., requester_count: _Optional[int] = ...) -> None: ...
+
+class PsiDone(_message.Message):
+    __slots__ = ("list", "count")
+    LIST_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    list: str
+    count: int
+    def __init__(self, list: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class ShareMessage(_message.Message):
+    __slots__ = ("start", "data", "abort", "result")
+    START_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ABORT_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    start: ShareStart
+    data: ShareData
+    abort: ShareAbort
+    result: ShareResult
+    def __init__(self, start: _Optional[_Union[ShareStart, _Mapping]] = ..., data: _Optional[_Union[ShareData, _Mapping]] = ..., abort: _Optional[_Union[ShareAbort, _Mapping]] = ..., result: _Optional[_Union[ShareResult, _Mapping]] = ...) -> None: ...
+
+class ShareStart(_message.Message):
+    __slots__ = ("session_id", "program", "params", "initiator_index")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PROGRAM_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    INITIATOR_INDEX_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    program: str
+    params: bytes
+    initiator_index: int
+    def __init__(self, session_id: _Optional[str] = ..., program: _Optional[str] = ..., params: _Optional[bytes] = ..., initiator_index: _Optional[int] = ...) -> None: ...
+
+class ShareData(_message.Message):
+    __slots__ = ("label", "array", "more")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    ARRAY_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    array: _common_pb2.NdArray
+    more: bool
+    def __init__(self, label: _Optional[str] = ..., array: _Optional[_Union[_common_pb2.NdArray, _Mapping]] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class ShareAbort(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class ShareResult(_message.Message):
+    __slots__ = ("summary",)
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    summary: bytes
+    def __init__(self, summary: _Optional[bytes] = ...) -> None: ...
