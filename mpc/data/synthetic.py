@@ -31,7 +31,8 @@ Model (all from one seed, numpy ``Generator`` streams, no global state):
 * ``property_count`` is 0..5, mostly 0 or 1 (always 0 for minors).
 * About 88% of households are local (``local_resident = 1``); their ids carry the area code of
   their registered district, which is their current district 90% of the time. Non-local
-  residents' ids carry an area code from another province and ``registered_district`` is ``""``.
+  residents' ids carry an area code from another province and ``registered_district`` is
+  ``"non-local"`` (:data:`NON_LOCAL`).
 * Ids are valid 18-digit GB 11643 numbers made by :func:`mpc.data.ids.make_resident_id`, unique,
   with odd sequence numbers for men and even for women.
 
@@ -55,6 +56,7 @@ from __future__ import annotations
 import csv
 import datetime
 import sqlite3
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -66,6 +68,7 @@ from mpc.data.ids import make_resident_id
 __all__ = [
     "AREA_CODES",
     "DISTRICTS",
+    "NON_LOCAL",
     "REFERENCE_DATE",
     "TABLE_COLUMNS",
     "TAX_ID_DEFECT_KINDS",
@@ -78,6 +81,7 @@ __all__ = [
 ]
 
 REFERENCE_DATE: Final = datetime.date(2025, 12, 31)
+NON_LOCAL: Final = "non-local"
 TAX_YEAR: Final = 2025
 
 # The 16 districts of Beijing with their GB/T 2260 codes and rough population weights.
@@ -169,7 +173,7 @@ class Resident:
     relation: str  # "head", "spouse", "child" or "parent"
     household_size: int
     local_resident: bool
-    registered_district: str  # "" for non-local residents
+    registered_district: str  # NON_LOCAL for non-local residents
     annual_income: int  # CNY; 0 for minors
     disabled: bool
     minimum_living_allowance: bool
@@ -412,7 +416,7 @@ def generate(residents: int = 100_000, seed: int = 2026) -> AgencyTables:
     household_ids = [f"HH{h:07d}" for h in range(household_count)]
     district_names = [DISTRICTS[d] for d in district_index.tolist()]
     registered_names = [
-        DISTRICTS[reg] if is_local else ""
+        DISTRICTS[reg] if is_local else NON_LOCAL
         for is_local, reg in zip(local.tolist(), registered.tolist(), strict=True)
     ]
     size_of = sizes[household].tolist()
@@ -536,13 +540,16 @@ def write_csv(tables: AgencyTables, directory: Path) -> dict[str, Path]:
     return paths
 
 
-def write_sqlite(tables: AgencyTables, path: Path) -> None:
-    """Write the four agency tables into one SQLite file, one table each (replacing old ones)."""
+def write_sqlite(tables: AgencyTables, path: Path, only: Collection[str] | None = None) -> None:
+    """Write the agency tables (all four, or those named in ``only``) into one SQLite file, one
+    table each (replacing old ones)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(path)
     try:
         with connection:
             for name, rows in tables.tables().items():
+                if only is not None and name not in only:
+                    continue
                 spec = TABLE_COLUMNS[name]
                 columns = [column for column, _ in spec]
                 connection.execute(f'DROP TABLE IF EXISTS "{name}"')

@@ -15,6 +15,7 @@ from mpc.data.ids import InvalidIdError, normalize_column, normalize_resident_id
 from mpc.data.synthetic import (
     AREA_CODES,
     DISTRICTS,
+    NON_LOCAL,
     REFERENCE_DATE,
     TABLE_COLUMNS,
     TAX_ID_DEFECT_KINDS,
@@ -167,7 +168,7 @@ def test_districts_and_people(tables: AgencyTables) -> None:
             assert person.registered_district in DISTRICTS
             assert person.id[:6] == AREA_CODES[person.registered_district]
         else:
-            assert person.registered_district == ""
+            assert person.registered_district == NON_LOCAL
             assert person.id[:6] not in AREA_CODES.values()
     local = np.mean([p.local_resident for p in tables.residents])
     assert 0.8 < local < 0.95

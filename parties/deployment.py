@@ -1,0 +1,69 @@
+"""The embedded default deployment: four agencies on synthetic data (demo, end-to-end tests, benchmarks).
+
+* ``tax`` — dataset ``income`` (CSV): annual income (sensitive), tax year.
+* ``civil-affairs`` — dataset ``households`` (CSV): household, size, district, disability, allowance.
+* ``housing`` — dataset ``properties`` (SQLite): registered property count, district.
+* ``public-security`` — dataset ``residents`` (SQLite): local residency, registered district.
+
+Every agency grants every other one id matching (PSI/OPRF) on its dataset for the purposes
+``statistics`` and ``selftest``, and the ``selftest-compare`` program; nothing else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mpc.data.synthetic import AgencyTables, write_csv, write_sqlite
+from parties.cluster import PartySpec
+
+AGENCIES = ("tax", "civil-affairs", "housing", "public-security")
+PURPOSES = ["statistics", "selftest"]
+INT_MAX = 10**12
+
+
+def _int(lo: int, hi: int, classification: str = "internal") -> dict[str, Any]:
+    return {"type": "int", "min": lo, "max": hi, "classification": classification}
+
+
+def dataset_specs(tables: AgencyTables, data_dir: Path) -> dict[str, dict[str, Any]]:
+    """Write each agency's data in its own file and return its DatasetSpec (as a dict)."""
+    csv_paths = write_csv(AgencyTables(tax=tables.tax, civil_affairs=tables.civil_affairs, housing=[], public_security=[]),
+                          data_dir)
+    write_sqlite(tables, data_dir / "housing.sqlite", only=["housing"])
+    write_sqlite(tables, data_dir / "public_security.sqlite", only=["public_security"])
+    category = {"type": "category", "classification": "public"}
+    return {
+        "tax": {"name": "income", "description": "annual taxable income per resident",
+                "source": {"kind": "csv", "path": str(csv_paths["tax"])},
+                "schema": {"id_column": "resident_id", "columns": {
+                    "annual_income": _int(-INT_MAX, INT_MAX, "sensitive"), "tax_year": _int(1990, 2100)}}},
+        "civil-affairs": {"name": "households", "description": "household registration and benefits",
+                          "source": {"kind": "csv", "path": str(csv_paths["civil_affairs"])},
+                          "schema": {"id_column": "resident_id", "columns": {
+                              "household_id": {"type": "category", "classification": "sensitive"},
+                              "household_size": _int(1, 20), "district": category,
+                              "disabled": {"type": "bool", "classification": "sensitive"},
+                              "minimum_living_allowance": {"type": "bool", "classification": "sensitive"}}}},
+        "housing": {"name": "properties", "description": "registered real estate per resident",
+                    "source": {"kind": "sqlite", "path": str(data_dir / "housing.sqlite"), "table": "housing"},
+                    "schema": {"id_column": "resident_id", "columns": {
+                        "property_count": _int(0, 1000, "sensitive"), "district": category}}},
+        "public-security": {"name": "residents", "description": "household registration (hukou)",
+                            "source": {"kind": "sqlite", "path": str(data_dir / "public_security.sqlite"),
+                                       "table": "public_security"},
+                            "schema": {"id_column": "resident_id", "columns": {
+                                "local_resident": {"type": "bool", "classification": "internal"},
+                                "registered_district": {"type": "category", "classification": "internal"}}}},
+    }
+
+
+def policy_for(owner: str, dataset: str) -> dict[str, Any]:
+    peers = {peer: {"purposes": PURPOSES, "datasets": {dataset: {"psi": True}}, "programs": ["selftest-compare"]}
+             for peer in AGENCIES if peer != owner}
+    return {"peers": peers}
+
+
+def party_specs(tables: AgencyTables, data_dir: Path) -> list[PartySpec]:
+    specs = dataset_specs(tables, data_dir)
+    return [PartySpec(name, [specs[name]], policy_for(name, specs[name]["name"])) for name in AGENCIES]
