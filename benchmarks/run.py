@@ -7,13 +7,14 @@ met}) and ``benchmarks/machine.json``. ``--quick`` uses smaller sizes (for a smo
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from benchmarks import oprf_bench, paillier_bench, sharing_bench
-from benchmarks.report import RESULTS_PATH, machine, print_and_save
+from benchmarks import daemon_bench, oprf_bench, paillier_bench, sharing_bench
+from benchmarks.report import RESULTS_PATH, Result, machine, print_and_save
 
 console = Console(width=160)
 
@@ -24,10 +25,17 @@ def main(quick: bool = typer.Option(False, help="smaller sizes, for a smoke test
     console.print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
     out.with_name("machine.json").write_text(json.dumps(info, indent=2) + "\n")
     results = []
-    for label, module in (("Paillier", paillier_bench), ("Curve25519 OPRF", oprf_bench),
-                          ("secret-shared comparison", sharing_bench)):
+    with console.status("measuring MPyC with two local parties…"):
+        mpyc = sharing_bench.mpyc_peer(quick)
+    steps: tuple[tuple[str, Callable[[], list[Result]]], ...] = (
+        ("Paillier", lambda: paillier_bench.run(quick)),
+        ("Curve25519 OPRF", lambda: oprf_bench.run(quick)),
+        ("secret-shared comparison, in process", lambda: sharing_bench.run(quick, mpyc)),
+        ("secret-shared comparison, two processes over TLS", lambda: daemon_bench.run(quick, mpyc)),
+    )
+    for label, step in steps:
         with console.status(f"measuring {label} (ours and peers)…"):
-            results.extend(module.run(quick))
+            results.extend(step())
         console.print(f"[dim]{label}: done[/]")
     print_and_save(results, console, out)
 

@@ -32,19 +32,23 @@ def ours_comparisons_per_s(n: int, repeats: int = 3) -> float:
     return n / best
 
 
-def run(quick: bool = False) -> list[Result]:
+def mpyc_peer(quick: bool = False) -> tuple[str, float | None]:
+    """MPyC with two local parties (separate processes), from our own environment (with gmpy2)."""
+    mpyc = run_peer_script("mpyc_ltz.py", ["--n", "5000" if quick else "10000"], python=sys.executable)
+    if "error" in mpyc:
+        return f"mpyc (not measured: {mpyc['error']})", None
+    return str(mpyc.get("peer", "mpyc")), mpyc.get("value")
+
+
+def run(quick: bool = False, mpyc: tuple[str, float | None] | None = None) -> list[Result]:
     n = 100_000 if quick else 1_000_000
     ours = ours_comparisons_per_s(n)
-    results = []
     spu = run_peer_script("spu_ltz.py", ["--n", str(n)])
     spu_name = str(spu.get("peer", "spu semi2k"))
     if "error" in spu:
         spu_name = f"spu (not measured: {spu['error']})"
-    results.append(compare("ltz_1m_in_process", "comparisons/s", ours, spu_name, spu.get("value"), 1.0))
-    # MPyC runs from our own environment (it installs beside us, with gmpy2).
-    mpyc = run_peer_script("mpyc_ltz.py", ["--n", "5000" if quick else "10000"], python=sys.executable)
-    mpyc_name = str(mpyc.get("peer", "mpyc"))
-    if "error" in mpyc:
-        mpyc_name = f"mpyc (not measured: {mpyc['error']})"
-    results.append(compare("ltz_1m_in_process", "comparisons/s", ours, mpyc_name, mpyc.get("value")))
-    return results
+    mpyc_name, mpyc_value = mpyc or mpyc_peer(quick)
+    return [
+        compare("ltz_1m_in_process", "comparisons/s", ours, spu_name, spu.get("value"), 1.0),
+        compare("ltz_1m_in_process", "comparisons/s", ours, mpyc_name, mpyc_value),
+    ]

@@ -123,12 +123,13 @@ class Boundary:
             self._in_flight -= 1
 
     # ------------------------------------------------------------------ before the handler
-    def _open(self, context: Any, method: str, protocol: str) -> Call:
+    def _open(self, context: Any, call: Call) -> None:
+        """Fill ``call`` from the TLS identity and metadata, then refuse what must be refused."""
         cert = peer_certificate(context)
         metadata = {k: v for k, v in (context.invocation_metadata() or ())}
-        call = Call(peer=cert.name if cert else "-", method=method, protocol=protocol,
-                    purpose=str(metadata.get("x-purpose", "")), case=str(metadata.get("x-case", "")),
-                    request_id=uuid.uuid4().hex[:12])
+        call.peer = cert.name if cert else "-"
+        call.purpose = str(metadata.get("x-purpose", ""))[:200]
+        call.case = str(metadata.get("x-case", ""))[:200]
         if cert is None or not cert.name:
             raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, "no client certificate identity")
         if self.revocations.is_revoked(cert.serial):
@@ -143,7 +144,6 @@ class Boundary:
         limit = self._rate_limit(cert.name)
         if limit is not None:
             self._limiter.take(cert.name, limit)
-        return call
 
     # ------------------------------------------------------------------ after the handler
     def _close(self, call: Call, started: float, outcome: str, detail: str) -> None:
@@ -172,10 +172,10 @@ class Boundary:
             @functools.wraps(handler)
             def run(request: Any, context: Any) -> R:
                 started = time.perf_counter()
-                call = Call(peer="-", method=method, protocol=protocol)
+                call = Call(peer="-", method=method, protocol=protocol, request_id=uuid.uuid4().hex[:12])
                 self._enter()
                 try:
-                    call = self._open(context, method, protocol)
+                    self._open(context, call)
                     result = handler(request, context, call)
                 except Exception as exc:
                     self._fail(context, call, started, exc)
@@ -194,10 +194,10 @@ class Boundary:
             @functools.wraps(handler)
             def run(request: Any, context: Any) -> Iterator[R]:
                 started = time.perf_counter()
-                call = Call(peer="-", method=method, protocol=protocol)
+                call = Call(peer="-", method=method, protocol=protocol, request_id=uuid.uuid4().hex[:12])
                 self._enter()
                 try:
-                    call = self._open(context, method, protocol)
+                    self._open(context, call)
                     yield from handler(request, context, call)
                 except GeneratorExit:  # the client went away mid-stream
                     self._close(call, started, "CANCELLED", "client cancelled the stream")

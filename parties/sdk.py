@@ -22,6 +22,7 @@ import grpc
 import numpy as np
 
 from mpc.protocols import psi, selftest
+from mpc.sharing.channel import ChannelError
 from mpc.sharing.runtime import Party
 from parties.net.dealer_client import session_correlations
 from parties.net.points import point_batches, split_points
@@ -153,6 +154,10 @@ class Client:
         channel = ShareClientChannel(self.party_stub(party), start, peer=party, metadata=self._metadata())
         try:
             bits = selftest.compare_program(Party(initiator, channel, correlations), len(values), seed, initiator, values)
+        except ChannelError as exc:
+            channel.abort(f"{self.name} gave up: {exc}")
+            code = grpc.StatusCode.UNAVAILABLE if "UNAVAILABLE" in str(exc) else grpc.StatusCode.ABORTED
+            raise RemoteError(party, code, f"session {session_id}: {exc}") from None
         except BaseException as exc:
             channel.abort(f"{self.name} failed: {type(exc).__name__}")
             raise

@@ -175,7 +175,7 @@ def deployment(
             directory.add_column(column)
         for name, member in cluster.members.items():
             log_text = (state / "state" / name / "audit.log").read_text() if name != COORDINATOR else ""
-            start_line = next((json.loads(line) for line in log_text.splitlines() if '"daemon:start"' in line), {})
+            start_line: dict[str, object] = next((json.loads(line) for line in log_text.splitlines() if '"daemon:start"' in line), {})
             detail = str(start_line.get("detail", ""))
             datasets = detail.split("datasets=")[-1].split(" invalid_ids=")[0] if "datasets=" in detail else "—"
             invalid = detail.split("invalid_ids=")[-1] if "invalid_ids=" in detail else "—"

@@ -158,7 +158,8 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         initiator = int(start.initiator_index)
         me = 1 - initiator
         order = (call.peer, self.daemon.name) if initiator == 0 else (self.daemon.name, call.peer)
-        correlations, remote = session_correlations(self.daemon.coordinator_stub(), start.session_id, order)
+        metadata = (("x-purpose", call.purpose), ("x-case", call.case))
+        correlations, remote = session_correlations(self.daemon.coordinator_stub(), start.session_id, order, metadata)
         channel = ShareServerChannel(requests, peer=call.peer)
         party = Party(me, channel, correlations)
         failure: list[BaseException] = []

@@ -1,0 +1,58 @@
+"""A small deployment of real daemons (separate processes, mutual TLS, ephemeral loopback ports)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mpc.data.synthetic import AgencyTables, generate, write_csv
+from parties.cluster import LocalCluster, PartySpec
+from parties.sdk import Client
+
+REQUESTER_POLICY = {"purposes": ["statistics", "selftest"], "datasets": {"income": {"psi": True}},
+                    "programs": ["selftest-compare"]}
+
+
+@pytest.fixture(scope="session")
+def tables() -> AgencyTables:
+    return generate(3000, seed=7)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory, tables: AgencyTables) -> Iterator[LocalCluster]:
+    root = tmp_path_factory.mktemp("deployment")
+    paths = write_csv(tables, root / "data")
+    income = {"name": "income", "source": {"kind": "csv", "path": str(paths["tax"])},
+              "schema": {"id_column": "resident_id", "columns": {
+                  "annual_income": {"type": "int", "min": -(10**12), "max": 10**12, "classification": "sensitive"},
+                  "tax_year": {"type": "int", "min": 1990, "max": 2100}}}}
+    tax_policy = {"peers": {
+        "housing": REQUESTER_POLICY,
+        "revoked-agency": REQUESTER_POLICY,
+        "limited": {**REQUESTER_POLICY, "rate_limit_per_minute": 3},
+    }}
+    spare_policy = {"peers": {"housing": {"purposes": ["selftest"], "programs": ["selftest-compare"]}}}
+    parties = [
+        PartySpec("tax", [income], tax_policy, extra={"max_points_per_request": 50_000}),
+        PartySpec("spare", [], spare_policy),
+        *(PartySpec(name, daemon=False) for name in ("housing", "limited", "stranger", "revoked-agency")),
+    ]
+    deployment = LocalCluster(root, parties, paillier_bits=1024)
+    deployment.start()
+    try:
+        yield deployment
+    finally:
+        deployment.stop()
+
+
+def client_for(cluster: LocalCluster, name: str, purpose: str = "statistics", case: str = "TEST-1") -> Client:
+    return Client.from_config(cluster.config(name), purpose=purpose, case=case)
+
+
+def audit_entries(cluster: LocalCluster, party: str) -> list[dict[str, object]]:
+    import json
+
+    path = Path(cluster.root / "state" / party / "audit.log")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,328 @@
+"""Real daemons on ephemeral ports: identities, policy, failures, restarts, audit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from mpc.crypto.curve25519 import CommutativeCipher
+from mpc.data.ids import normalize_column
+from mpc.data.synthetic import AgencyTables
+from mpc.protocols.selftest import public_values
+from parties.cluster import LocalCluster
+from parties.net.tls import TlsConfig, secure_channel
+from parties.pki import Pki
+from parties.sdk import Client, RemoteError
+from protos import common_pb2, party_pb2, party_pb2_grpc
+from tests.e2e.conftest import audit_entries, client_for
+
+
+def last_entry(cluster: LocalCluster, party: str, method: str) -> dict[str, object]:
+    entries = [e for e in audit_entries(cluster, party) if str(e.get("action", "")).endswith(method)]
+    assert entries, f"no audit entry for {method} at {party}"
+    return entries[-1]
+
+
+def test_capabilities_and_schemas_without_values(cluster: LocalCluster) -> None:
+    with client_for(cluster, "housing") as client:
+        caps = client.capabilities("tax")
+        assert caps.party == "tax" and "psi-cardinality" in caps.protocols
+        datasets = client.list_datasets("tax").datasets
+    assert [d.name for d in datasets] == ["income"]
+    columns = {c.name: c for c in datasets[0].columns}
+    assert columns["annual_income"].classification == "sensitive"
+    assert (columns["tax_year"].min, columns["tax_year"].max) == (1990, 2100)
+    assert list(columns["annual_income"].allowed_uses) == []  # psi only: no column use granted
+
+
+def test_psi_cardinality_matches_plaintext_and_is_audited(cluster: LocalCluster, tables: AgencyTables) -> None:
+    mine, _ = normalize_column([str(r["resident_id"]) for r in tables.housing], "resident_id")
+    theirs, _ = normalize_column([str(r["resident_id"]) for r in tables.tax], "resident_id")
+    ids = [i for i in mine if i]
+    with client_for(cluster, "housing", case="HZ-2026-17") as client:
+        result = client.psi_cardinality("tax", "income", ids)
+    assert result.intersection == len(set(ids) & {t for t in theirs if t})
+    assert result.requester_count == len(set(ids))
+    entry = last_entry(cluster, "tax", "PsiRound")
+    assert (entry["peer"], entry["purpose"], entry["case"], entry["outcome"]) == ("housing", "statistics", "HZ-2026-17", "OK")
+    assert entry["rows"] == len(set(ids))
+
+
+@pytest.mark.parametrize(
+    ("requester", "purpose", "dataset", "message"),
+    [
+        ("housing", "marketing", "income", "purpose 'marketing' is not allowed for peer 'housing'"),
+        ("stranger", "statistics", "income", "peer 'stranger' has no grant"),
+        ("housing", "statistics", "payroll", "tax has no dataset 'payroll'"),
+    ],
+)
+def test_unauthorised_requests_are_refused_and_audited(cluster: LocalCluster, requester: str, purpose: str,
+                                                        dataset: str, message: str) -> None:
+    with client_for(cluster, requester, purpose=purpose) as client, pytest.raises(RemoteError) as refused:
+        client.psi_cardinality("tax", dataset, ["110101199003077777"])
+    expected = grpc.StatusCode.NOT_FOUND if dataset == "payroll" else grpc.StatusCode.PERMISSION_DENIED
+    assert refused.value.code == expected and message in refused.value.details
+    entry = last_entry(cluster, "tax", "PsiRound")
+    assert (entry["peer"], entry["outcome"]) == (requester, expected.name)
+    assert message in str(entry["detail"])
+
+
+def test_revoked_certificate_is_refused_and_audited(cluster: LocalCluster) -> None:
+    Pki(cluster.pki_dir).revoke("revoked-agency")
+    for party, target in (("tax", cluster.members["tax"].address), ("coordinator", "tax")):
+        with client_for(cluster, "revoked-agency") as client, pytest.raises(RemoteError) as refused:
+            client.capabilities(target)  # by address: tax refuses; by name: the directory lookup is refused
+        assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED and "revoked" in refused.value.details
+        method = "GetCapabilities" if party == "tax" else "GetDirectory"
+        entry = last_entry(cluster, party, method)
+        assert (entry["peer"], entry["outcome"]) == ("revoked-agency", "PERMISSION_DENIED")
+
+
+def _foreign_or_expired(cluster: LocalCluster, tmp_path: Path, kind: str) -> TlsConfig:
+    if kind == "foreign-ca":
+        other = Pki.init(tmp_path / "other-ca", "some other CA")
+        issued = other.issue("housing")  # same name, wrong issuer
+    else:
+        now = dt.datetime.now(dt.UTC)
+        issued = Pki(cluster.pki_dir).issue("expired-agency", not_before=now - dt.timedelta(days=30),
+                                            not_after=now - dt.timedelta(days=1))
+    return TlsConfig(ca=cluster.pki_dir / "ca.pem", cert=issued.cert_path, key=issued.key_path)
+
+
+@pytest.mark.parametrize("kind", ["foreign-ca", "expired"])
+def test_foreign_and_expired_certificates_fail_the_handshake(cluster: LocalCluster, tmp_path: Path, kind: str) -> None:
+    """Refused by TLS itself: the request never reaches the daemon (grpcio offers no hook to
+    audit a failed handshake; docs/operations.md says so)."""
+    before = len(audit_entries(cluster, "tax"))
+    tls = _foreign_or_expired(cluster, tmp_path, kind)
+    with secure_channel(cluster.members["tax"].address, tls) as channel, pytest.raises(grpc.RpcError) as refused:
+        party_pb2_grpc.PartyStub(channel).GetCapabilities(common_pb2.Empty(), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert len(audit_entries(cluster, "tax")) == before
+    with client_for(cluster, "housing") as client:  # and the daemon keeps serving
+        assert client.capabilities("tax").party == "tax"
+
+
+def _raw_stub(cluster: LocalCluster, name: str = "housing") -> tuple[grpc.Channel, party_pb2_grpc.PartyStub]:
+    config = Client.from_config(cluster.config(name)).tls
+    channel = secure_channel(cluster.members["tax"].address, config)
+    return channel, party_pb2_grpc.PartyStub(channel)
+
+
+METADATA = (("x-purpose", "statistics"), ("x-case", "TEST-malformed"))
+
+
+def test_malformed_requests_get_invalid_argument(cluster: LocalCluster) -> None:
+    channel, stub = _raw_stub(cluster)
+    with channel:
+        cases = {
+            "no start": [party_pb2.PsiMessage(points=party_pb2.PointBatch(points=b"", count=0))],
+            "torn batch": [party_pb2.PsiMessage(start=party_pb2.PsiStart(dataset="income", mode="cardinality", requester_count=2)),
+                           party_pb2.PsiMessage(points=party_pb2.PointBatch(points=b"\x01" * 33, count=1))],
+            "count lie": [party_pb2.PsiMessage(start=party_pb2.PsiStart(dataset="income", mode="cardinality", requester_count=2)),
+                          party_pb2.PsiMessage(points=party_pb2.PointBatch(points=CommutativeCipher.generate().encrypt_ids(["a"])[0], count=1)),
+                          party_pb2.PsiMessage(done=party_pb2.PsiDone(list="requester", count=1))],
+        }
+        for name, messages in cases.items():
+            with pytest.raises(grpc.RpcError) as bad:
+                list(stub.PsiRound(iter(messages), metadata=METADATA, timeout=30))
+            assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+        low_order = party_pb2.PointBatch(dataset="income", points=bytes(32), count=1)
+        with pytest.raises(grpc.RpcError) as bad:
+            list(stub.EvaluateOprf(iter([low_order]), metadata=METADATA, timeout=30))
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "point 0 is not a valid" in (bad.value.details() or "")
+        with pytest.raises(grpc.RpcError) as bad:
+            stub.GetCapabilities(common_pb2.Empty(), metadata=(("x-purpose", "NOT A CODE!"),), timeout=10)
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert last_entry(cluster, "tax", "EvaluateOprf")["outcome"] == "INVALID_ARGUMENT"
+
+
+def test_oversized_requests_get_resource_exhausted(cluster: LocalCluster) -> None:
+    channel, stub = _raw_stub(cluster)
+    with channel:
+        huge = party_pb2.PointBatch(dataset="income", points=b"\x09" * (17 * 1024 * 1024), count=(17 * 1024 * 1024) // 32)
+        with pytest.raises(grpc.RpcError) as big:
+            list(stub.EvaluateOprf(iter([huge]), metadata=METADATA, timeout=30))
+        assert big.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        too_many = party_pb2.PsiMessage(start=party_pb2.PsiStart(dataset="income", mode="cardinality", requester_count=10**7))
+        with pytest.raises(grpc.RpcError) as many:
+            list(stub.PsiRound(iter([too_many]), metadata=METADATA, timeout=30))
+        assert many.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "exceeds 50000" in (many.value.details() or "")
+    assert last_entry(cluster, "tax", "PsiRound")["outcome"] == "RESOURCE_EXHAUSTED"
+    with client_for(cluster, "housing") as client:
+        assert client.capabilities("tax").party == "tax"
+
+
+def test_rate_limit_gives_resource_exhausted(cluster: LocalCluster) -> None:
+    with client_for(cluster, "limited") as client:
+        codes = []
+        for _ in range(5):
+            try:
+                client.capabilities("tax")
+                codes.append("OK")
+            except RemoteError as exc:
+                codes.append(exc.code.name)
+                assert "rate limit of 3/min" in exc.details
+    assert codes[:3] == ["OK"] * 3 and codes[3:] == ["RESOURCE_EXHAUSTED"] * 2
+
+
+def test_secret_shared_comparison_between_processes(cluster: LocalCluster) -> None:
+    values = np.random.default_rng(3).integers(-(2**62), 2**62, 50_000, dtype=np.int64)
+    with client_for(cluster, "housing", purpose="selftest") as client:
+        bits, summary = client.selftest_compare("tax", values, seed=9)
+    np.testing.assert_array_equal(bits, (values < public_values(9, len(values))).astype(np.uint8))
+    assert summary["learned"].startswith("nothing")
+    entry = last_entry(cluster, "tax", "ShareExchange")
+    assert (entry["outcome"], entry["rows"], entry["purpose"]) == ("OK", 50_000, "selftest")
+
+
+def test_co_party_killed_mid_protocol(cluster: LocalCluster) -> None:
+    values = np.random.default_rng(4).integers(-(2**62), 2**62, 6_000_000, dtype=np.int64)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with client_for(cluster, "housing", purpose="selftest") as client:
+                client.selftest_compare("spare", values, seed=5)
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    time.sleep(1.0)
+    cluster.stop_party("spare", signal.SIGKILL)
+    worker.join(timeout=120)
+    assert not worker.is_alive()
+    assert errors and isinstance(errors[0], RemoteError), errors
+    error = errors[0]
+    assert error.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED)
+    assert "spare" in str(error) and "#" in error.details  # names the peer and the protocol step
+    cluster.start_party("spare")
+    with client_for(cluster, "housing", purpose="selftest") as client:
+        bits, _ = client.selftest_compare("spare", values[:1000], seed=5)
+    np.testing.assert_array_equal(bits, (values[:1000] < public_values(5, 1000)).astype(np.uint8))
+
+
+def test_requester_killed_mid_protocol_daemon_keeps_serving(cluster: LocalCluster) -> None:
+    script = (
+        "import numpy as np\n"
+        "from parties.sdk import Client\n"
+        f"c = Client.from_config({str(cluster.config('housing'))!r}, purpose='selftest', case='KILLED')\n"
+        "c.selftest_compare('tax', np.zeros(8_000_000, dtype=np.int64), seed=1)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(  # tax's handler has opened its dealer session
+        e.get("case") == "KILLED" and e.get("peer") == "tax" for e in audit_entries(cluster, "coordinator")
+    ):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 60
+    entries: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        entries = [e for e in audit_entries(cluster, "tax") if e.get("case") == "KILLED"]
+        if entries:
+            break
+        time.sleep(0.1)
+    assert entries and entries[-1]["outcome"] != "OK"
+    with client_for(cluster, "housing") as client:
+        assert client.capabilities("tax").party == "tax"
+
+
+def test_restart_keeps_keys_and_the_audit_chain(cluster: LocalCluster) -> None:
+    with client_for(cluster, "housing") as client:
+        before = client.capabilities("spare")
+    assert cluster.stop_party("spare", signal.SIGTERM) == 0  # graceful
+    cluster.start_party("spare")
+    with client_for(cluster, "housing") as client:
+        after = client.capabilities("spare")
+    assert (after.paillier_fingerprint, after.audit_public_key) == (before.paillier_fingerprint, before.audit_public_key)
+    actions = [e["action"] for e in audit_entries(cluster, "spare")]
+    assert "daemon:stop" in actions and actions.count("daemon:start") >= 2
+    time.sleep(6)  # let the witness record a head of the restarted daemon
+    verify = subprocess.run([sys.executable, "-m", "parties.cli.admin", "audit", "verify", "--config",
+                             str(cluster.config("spare")), "--against-coordinator"], capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "OK" in verify.stdout and "witnessed heads" in verify.stdout
+
+
+def test_rewritten_log_is_caught_against_the_coordinator(cluster: LocalCluster, tmp_path: Path) -> None:
+    """Rewrite tax's log consistently with its own key: only the witnessed heads reveal it."""
+    import shutil
+
+    from mpc.audit import AuditEvent, AuditLog, load_or_create_signing_key
+
+    time.sleep(6)
+    state = cluster.root / "state" / "tax"
+    forged = tmp_path / "forged.log"
+    with AuditLog(forged, load_or_create_signing_key(state / "audit-signing.pem")) as log:
+        log.append(AuditEvent(peer="-", action="daemon:start", detail="nothing to see"))
+    config_copy = tmp_path / "tax.toml"
+    text = cluster.config("tax").read_text().replace(str(state), str(tmp_path / "tax-state"))
+    config_copy.write_text(text)
+    (tmp_path / "tax-state").mkdir()
+    shutil.copy(forged, tmp_path / "tax-state" / "audit.log")
+    shutil.copy(state / "audit-signing.pem", tmp_path / "tax-state" / "audit-signing.pem")
+    plain = subprocess.run([sys.executable, "-m", "parties.cli.admin", "audit", "verify", "--config", str(config_copy)],
+                           capture_output=True, text=True)
+    assert plain.returncode == 0  # self-consistent on its own
+    witnessed = subprocess.run([sys.executable, "-m", "parties.cli.admin", "audit", "verify", "--config", str(config_copy),
+                                "--against-coordinator"], capture_output=True, text=True)
+    assert witnessed.returncode == 1
+    assert "witness" in witnessed.stdout
+
+
+def test_graceful_shutdown_finishes_the_session_in_flight(cluster: LocalCluster) -> None:
+    values = np.random.default_rng(8).integers(-(2**62), 2**62, 1_500_000, dtype=np.int64)
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            with client_for(cluster, "housing", purpose="selftest", case="GRACEFUL") as client:
+                outcome.append(client.selftest_compare("spare", values, seed=6)[0])
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(
+        e.get("action") == "rpc:OpenSession" and e.get("peer") == "spare" and e.get("case") == "GRACEFUL"
+        for e in audit_entries(cluster, "coordinator")
+    ):
+        time.sleep(0.02)
+    assert cluster.stop_party("spare", signal.SIGTERM) == 0
+    worker.join(timeout=60)
+    assert isinstance(outcome[0], np.ndarray), outcome
+    np.testing.assert_array_equal(outcome[0], (values < public_values(6, len(values))).astype(np.uint8))
+    stop = [e for e in audit_entries(cluster, "spare") if e["action"] == "daemon:stop"][-1]
+    assert "in_flight_at_stop=1" in str(stop["detail"])
+    cluster.start_party("spare")
+
+
+def test_metrics_endpoint(tmp_path: Path, cluster: LocalCluster) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = cluster.config("spare").read_text().replace('[party]\n', f'[party]\nmetrics_listen = "127.0.0.1:{port}"\n')
+    cluster.stop_party("spare")
+    cluster.config("spare").write_text(config)
+    cluster.start_party("spare")
+    with client_for(cluster, "housing") as client:
+        client.capabilities("spare")
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert 'mpc_requests_total{method="GetCapabilities",outcome="OK",party="spare"}' in body
