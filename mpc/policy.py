@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -70,8 +71,8 @@ class Policy(BaseModel):
         return grant
 
     def check_dataset(self, peer: str, purpose: str, dataset: str, *, psi: bool = False,
-                      columns: dict[str, Use] | None = None,
-                      classifications: dict[str, str] | None = None) -> None:
+                      columns: Mapping[str, Use] | None = None,
+                      classifications: Mapping[str, str] | None = None) -> None:
         """Raise :class:`PolicyError` unless ``peer`` may use ``dataset`` this way for ``purpose``."""
         grant = self.check_purpose(peer, purpose).datasets.get(dataset)
         if grant is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,16 @@ from typing import Any
 import grpc
 import numpy as np
 
-from mpc.protocols import psi, selftest
+from mpc.crypto.curve25519 import OprfClient
+from mpc.crypto.obfuscators import ShortExponentObfuscator
+from mpc.crypto.packing import SlotPacking
+from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
+from mpc.protocols import lookup, psi, selftest
+from mpc.protocols import threshold as threshold_rule
 from mpc.sharing.channel import ChannelError
 from mpc.sharing.runtime import Party
 from parties.net.dealer_client import session_correlations
-from parties.net.points import point_batches, split_points
+from parties.net.points import point_batches, split_fixed, split_points
 from parties.net.share_channel import ShareClientChannel
 from parties.net.tls import TlsConfig, secure_channel
 from parties.party.config import load_party_config
@@ -53,6 +58,7 @@ class Client:
         self.name, self.tls, self.coordinator = name, tls, coordinator
         self.purpose, self.case = purpose, case
         self._channels: dict[str, grpc.Channel] = {}
+        self._paillier: dict[str, PaillierPublicKey] = {}
 
     @classmethod
     def from_config(cls, path: str | Path, purpose: str = "", case: str = "") -> Client:
@@ -142,18 +148,22 @@ class Client:
         count = psi.requester_count(state, owner, double)
         return PsiCardinality(count, state.count, len(owner), time.perf_counter() - started)
 
-    def selftest_compare(self, party: str, values: np.ndarray, seed: int, initiator: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+    def selftest_compare(self, party: str, values: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
         """Secret-shared ``values < public_values(seed)`` with ``party`` as co-party, the
         coordinator dealing. Returns the bits and what the co-party reported learning."""
-        session_id = uuid.uuid4().hex
-        order = (self.name, party) if initiator == 0 else (party, self.name)
-        correlations, remote = session_correlations(self.coordinator_stub(), session_id, order, self._metadata())
-        start = party_pb2.ShareStart(session_id=session_id, program="selftest-compare",
-                                     params=json.dumps({"n": len(values), "seed": seed}).encode(),
-                                     initiator_index=initiator)
-        channel = ShareClientChannel(self.party_stub(party), start, peer=party, metadata=self._metadata())
+        name = party if ":" not in party else self.capabilities(party).party
+        return self._run_program(party, name, uuid.uuid4().hex, "selftest-compare", {"n": len(values), "seed": seed},
+                                 lambda p: selftest.compare_program(p, len(values), seed, 0, values))
+
+    def _run_program(self, party: str, name: str, session_id: str, program: str, params: dict[str, Any],
+                     body: Callable[[Party], np.ndarray | None]) -> tuple[np.ndarray, dict[str, Any]]:
+        """Run ``body`` as party 0 against ``program`` on the co-party's daemon, the coordinator dealing."""
+        correlations, remote = session_correlations(self.coordinator_stub(), session_id, (self.name, name), self._metadata())
+        start = party_pb2.ShareStart(session_id=session_id, program=program, params=json.dumps(params).encode(),
+                                     initiator_index=0)
+        channel = ShareClientChannel(self.party_stub(party), start, peer=name, metadata=self._metadata())
         try:
-            bits = selftest.compare_program(Party(initiator, channel, correlations), len(values), seed, initiator, values)
+            bits = body(Party(0, channel, correlations))
         except ChannelError as exc:
             channel.abort(f"{self.name} gave up: {exc}")
             code = grpc.StatusCode.UNAVAILABLE if "UNAVAILABLE" in str(exc) else grpc.StatusCode.ABORTED
@@ -167,3 +177,61 @@ class Client:
         channel.close()
         assert bits is not None
         return bits, channel.result or {}
+
+    def threshold_check(self, party: str, dataset: str, column: str, ids: Sequence[str], op: str,
+                        threshold: int) -> np.ndarray:
+        """P3 then P4 for one owner: for each id, ``present AND column OP threshold``, as 0/1.
+
+        The owner learns how many ids were asked and which buckets (each ~anonymity-set rows) they
+        fall in; not the ids, not the threshold, not the results. We learn one bit per id.
+        """
+        if op not in threshold_rule.COMPARISONS:
+            raise ValueError(f"op must be one of {sorted(threshold_rule.COMPARISONS)}")
+        stub = self.party_stub(party)
+        caps = self.capabilities(party)
+        schema = next((d for d in self.list_datasets(party).datasets if d.name == dataset), None)
+        if schema is None:
+            raise RemoteError(party, grpc.StatusCode.NOT_FOUND, f"{caps.party} grants us no dataset {dataset!r}")
+        public_key = self._paillier_key(caps)
+        # 1. OPRF: the owner's tag of each of our ids, without showing it the ids.
+        client = OprfClient(domain=f"{caps.party}/{dataset}".encode())
+        query = client.blind(list(ids))
+        evaluated: list[bytes] = []
+        batches = point_batches(query.points, dataset=dataset)
+        try:
+            for reply in stub.EvaluateOprf(batches, metadata=self._metadata()):
+                evaluated.extend(split_points(reply.points, reply.count))
+        except grpc.RpcError as exc:
+            raise RemoteError(party, exc.code(), exc.details() or "") from None
+        tags = client.finalize(query, evaluated)
+        # 2. The encrypted buckets our tags fall in.
+        rows: dict[bytes, PaillierCiphertext] = {}
+        packing = SlotPacking.for_modulus(int(public_key.n))
+        for bucket in sorted({lookup.bucket_of(t, schema.bucket_bits) for t in tags}):
+            request = party_pb2.BucketRequest(dataset=dataset, columns=[column], bucket=bucket)
+            try:
+                for message in stub.GetEncryptedBucket(request, metadata=self._metadata()):
+                    got = split_fixed(message.tags, 8, message.count)
+                    rows.update(zip(got, public_key.ciphertexts_from_bytes(message.ciphertexts), strict=True))
+            except grpc.RpcError as exc:
+                raise RemoteError(party, exc.code(), exc.details() or "") from None
+        # 3. Mask every row (a missing id gets an encryption of zeros) and let the owner decrypt.
+        table = lookup.EncryptedTable(public_key, packing, ("present", column), rows)
+        masked, mine = zip(*(lookup.mask_row(table, t) for t in tags), strict=True) if tags else ((), ())
+        session_id = uuid.uuid4().hex
+        self._call(party, stub.MaskedDecrypt, party_pb2.MaskedRows(
+            session_id=session_id, dataset=dataset, columns=[column],
+            ciphertexts=public_key.ciphertexts_to_bytes(list(masked)), count=len(masked)), timeout=300)
+        shares = np.array(mine, dtype=np.uint64).reshape(len(tags), 2)
+        # 4. Compare on shares with the owner; only we see the bits.
+        bits, _ = self._run_program(party, caps.party, session_id, "threshold-check", {"op": op},
+                                    lambda p: threshold_rule.threshold_program(p, shares, op, requester=0, threshold=threshold))
+        return bits
+
+    def _paillier_key(self, caps: party_pb2.Capabilities) -> PaillierPublicKey:
+        key = self._paillier.get(caps.paillier_public_key)
+        if key is None:
+            key = PaillierPublicKey.from_bytes(bytes.fromhex(caps.paillier_public_key))
+            key.use_obfuscator(ShortExponentObfuscator(key, window_bits=8))
+            self._paillier[caps.paillier_public_key] = key
+        return key

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from protos import common_pb2 as protos_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12protos/party.proto\x12\x06mpc.v1\x1a\x13protos/common.proto\"\x9d\x01\n\x0c\x43\x61pabilities\x12\r\n\x05party\x18\x01 \x01(\t\x12\x11\n\tprotocols\x18\x02 \x03(\t\x12\x1c\n\x14paillier_fingerprint\x18\x03 \x01(\t\x12\x18\n\x10\x61udit_public_key\x18\x04 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x05 \x01(\x03\x12\x18\n\x10max_batch_points\x18\x06 \x01(\x03\"\x86\x01\n\x0c\x43olumnSchema\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x12\n\nhas_bounds\x18\x03 \x01(\x08\x12\x0b\n\x03min\x18\x04 \x01(\x03\x12\x0b\n\x03max\x18\x05 \x01(\x03\x12\x16\n\x0e\x63lassification\x18\x06 \x01(\t\x12\x14\n\x0c\x61llowed_uses\x18\x07 \x03(\t\"x\n\rDatasetSchema\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07id_kind\x18\x02 \x01(\t\x12\x0c\n\x04rows\x18\x03 \x01(\x03\x12%\n\x07\x63olumns\x18\x04 \x03(\x0b\x32\x14.mpc.v1.ColumnSchema\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"6\n\x0b\x44\x61tasetList\x12\'\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x15.mpc.v1.DatasetSchema\"<\n\nPointBatch\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0e\n\x06points\x18\x02 \x01(\x0c\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\"~\n\nPsiMessage\x12!\n\x05start\x18\x01 \x01(\x0b\x32\x10.mpc.v1.PsiStartH\x00\x12$\n\x06points\x18\x02 \x01(\x0b\x32\x12.mpc.v1.PointBatchH\x00\x12\x1f\n\x04\x64one\x18\x03 \x01(\x0b\x32\x0f.mpc.v1.PsiDoneH\x00\x42\x06\n\x04\x62ody\"B\n\x08PsiStart\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x17\n\x0frequester_count\x18\x03 \x01(\x03\"&\n\x07PsiDone\x12\x0c\n\x04list\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xaa\x01\n\x0cShareMessage\x12#\n\x05start\x18\x01 \x01(\x0b\x32\x12.mpc.v1.ShareStartH\x00\x12!\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x11.mpc.v1.ShareDataH\x00\x12#\n\x05\x61\x62ort\x18\x03 \x01(\x0b\x32\x12.mpc.v1.ShareAbortH\x00\x12%\n\x06result\x18\x04 \x01(\x0b\x32\x13.mpc.v1.ShareResultH\x00\x42\x06\n\x04\x62ody\"Z\n\nShareStart\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07program\x18\x02 \x01(\t\x12\x0e\n\x06params\x18\x03 \x01(\x0c\x12\x17\n\x0finitiator_index\x18\x04 \x01(\x05\"H\n\tShareData\x12\r\n\x05label\x18\x01 \x01(\t\x12\x1e\n\x05\x61rray\x18\x02 \x01(\x0b\x32\x0f.mpc.v1.NdArray\x12\x0c\n\x04more\x18\x03 \x01(\x08\"\x1c\n\nShareAbort\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x1e\n\x0bShareResult\x12\x0f\n\x07summary\x18\x01 \x01(\x0c\x32\xda\x02\n\x05Party\x12\x36\n\x0fGetCapabilities\x12\r.mpc.v1.Empty\x1a\x14.mpc.v1.Capabilities\x12\x32\n\x0cListDatasets\x12\r.mpc.v1.Empty\x1a\x13.mpc.v1.DatasetList\x12:\n\x0c\x45valuateOprf\x12\x12.mpc.v1.PointBatch\x1a\x12.mpc.v1.PointBatch(\x01\x30\x01\x12\x36\n\x08PsiRound\x12\x12.mpc.v1.PsiMessage\x1a\x12.mpc.v1.PsiMessage(\x01\x30\x01\x12?\n\rShareExchange\x12\x14.mpc.v1.ShareMessage\x1a\x14.mpc.v1.ShareMessage(\x01\x30\x01\x12\x30\n\x0cGetAuditHead\x12\r.mpc.v1.Empty\x1a\x11.mpc.v1.AuditHeadb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12protos/party.proto\x12\x06mpc.v1\x1a\x13protos/common.proto\"\xba\x01\n\x0c\x43\x61pabilities\x12\r\n\x05party\x18\x01 \x01(\t\x12\x11\n\tprotocols\x18\x02 \x03(\t\x12\x1c\n\x14paillier_fingerprint\x18\x03 \x01(\t\x12\x18\n\x10\x61udit_public_key\x18\x04 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x05 \x01(\x03\x12\x18\n\x10max_batch_points\x18\x06 \x01(\x03\x12\x1b\n\x13paillier_public_key\x18\x07 \x01(\t\"\x86\x01\n\x0c\x43olumnSchema\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x12\n\nhas_bounds\x18\x03 \x01(\x08\x12\x0b\n\x03min\x18\x04 \x01(\x03\x12\x0b\n\x03max\x18\x05 \x01(\x03\x12\x16\n\x0e\x63lassification\x18\x06 \x01(\t\x12\x14\n\x0c\x61llowed_uses\x18\x07 \x03(\t\"\x8d\x01\n\rDatasetSchema\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07id_kind\x18\x02 \x01(\t\x12\x0c\n\x04rows\x18\x03 \x01(\x03\x12%\n\x07\x63olumns\x18\x04 \x03(\x0b\x32\x14.mpc.v1.ColumnSchema\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x13\n\x0b\x62ucket_bits\x18\x06 \x01(\x05\"6\n\x0b\x44\x61tasetList\x12\'\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x15.mpc.v1.DatasetSchema\"<\n\nPointBatch\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0e\n\x06points\x18\x02 \x01(\x0c\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\"A\n\rBucketRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0f\n\x07\x63olumns\x18\x02 \x03(\t\x12\x0e\n\x06\x62ucket\x18\x03 \x01(\x03\"\x89\x01\n\rEncryptedRows\x12\x13\n\x0b\x62ucket_bits\x18\x01 \x01(\x05\x12\x11\n\tslot_bits\x18\x02 \x01(\x05\x12\r\n\x05slots\x18\x03 \x01(\x05\x12\x0f\n\x07\x63olumns\x18\x04 \x03(\t\x12\x0c\n\x04tags\x18\x05 \x01(\x0c\x12\x13\n\x0b\x63iphertexts\x18\x06 \x01(\x0c\x12\r\n\x05\x63ount\x18\x07 \x01(\x03\"f\n\nMaskedRows\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x0f\n\x07\x63olumns\x18\x03 \x03(\t\x12\x13\n\x0b\x63iphertexts\x18\x04 \x01(\x0c\x12\r\n\x05\x63ount\x18\x05 \x01(\x03\"\x1e\n\x0e\x44\x65\x63ryptReceipt\x12\x0c\n\x04rows\x18\x01 \x01(\x03\"~\n\nPsiMessage\x12!\n\x05start\x18\x01 \x01(\x0b\x32\x10.mpc.v1.PsiStartH\x00\x12$\n\x06points\x18\x02 \x01(\x0b\x32\x12.mpc.v1.PointBatchH\x00\x12\x1f\n\x04\x64one\x18\x03 \x01(\x0b\x32\x0f.mpc.v1.PsiDoneH\x00\x42\x06\n\x04\x62ody\"B\n\x08PsiStart\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x17\n\x0frequester_count\x18\x03 \x01(\x03\"&\n\x07PsiDone\x12\x0c\n\x04list\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xaa\x01\n\x0cShareMessage\x12#\n\x05start\x18\x01 \x01(\x0b\x32\x12.mpc.v1.ShareStartH\x00\x12!\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x11.mpc.v1.ShareDataH\x00\x12#\n\x05\x61\x62ort\x18\x03 \x01(\x0b\x32\x12.mpc.v1.ShareAbortH\x00\x12%\n\x06result\x18\x04 \x01(\x0b\x32\x13.mpc.v1.ShareResultH\x00\x42\x06\n\x04\x62ody\"Z\n\nShareStart\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07program\x18\x02 \x01(\t\x12\x0e\n\x06params\x18\x03 \x01(\x0c\x12\x17\n\x0finitiator_index\x18\x04 \x01(\x05\"H\n\tShareData\x12\r\n\x05label\x18\x01 \x01(\t\x12\x1e\n\x05\x61rray\x18\x02 \x01(\x0b\x32\x0f.mpc.v1.NdArray\x12\x0c\n\x04more\x18\x03 \x01(\x08\"\x1c\n\nShareAbort\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x1e\n\x0bShareResult\x12\x0f\n\x07summary\x18\x01 \x01(\x0c\x32\xdd\x03\n\x05Party\x12\x36\n\x0fGetCapabilities\x12\r.mpc.v1.Empty\x1a\x14.mpc.v1.Capabilities\x12\x32\n\x0cListDatasets\x12\r.mpc.v1.Empty\x1a\x13.mpc.v1.DatasetList\x12:\n\x0c\x45valuateOprf\x12\x12.mpc.v1.PointBatch\x1a\x12.mpc.v1.PointBatch(\x01\x30\x01\x12\x36\n\x08PsiRound\x12\x12.mpc.v1.PsiMessage\x1a\x12.mpc.v1.PsiMessage(\x01\x30\x01\x12\x44\n\x12GetEncryptedBucket\x12\x15.mpc.v1.BucketRequest\x1a\x15.mpc.v1.EncryptedRows0\x01\x12;\n\rMaskedDecrypt\x12\x12.mpc.v1.MaskedRows\x1a\x16.mpc.v1.DecryptReceipt\x12?\n\rShareExchange\x12\x14.mpc.v1.ShareMessage\x1a\x14.mpc.v1.ShareMessage(\x01\x30\x01\x12\x30\n\x0cGetAuditHead\x12\r.mpc.v1.Empty\x1a\x11.mpc.v1.AuditHeadb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,31 +33,39 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.party_pb2', _globals
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CAPABILITIES']._serialized_start=52
-  _globals['_CAPABILITIES']._serialized_end=209
-  _globals['_COLUMNSCHEMA']._serialized_start=212
-  _globals['_COLUMNSCHEMA']._serialized_end=346
-  _globals['_DATASETSCHEMA']._serialized_start=348
-  _globals['_DATASETSCHEMA']._serialized_end=468
-  _globals['_DATASETLIST']._serialized_start=470
-  _globals['_DATASETLIST']._serialized_end=524
-  _globals['_POINTBATCH']._serialized_start=526
-  _globals['_POINTBATCH']._serialized_end=586
-  _globals['_PSIMESSAGE']._serialized_start=588
-  _globals['_PSIMESSAGE']._serialized_end=714
-  _globals['_PSISTART']._serialized_start=716
-  _globals['_PSISTART']._serialized_end=782
-  _globals['_PSIDONE']._serialized_start=784
-  _globals['_PSIDONE']._serialized_end=822
-  _globals['_SHAREMESSAGE']._serialized_start=825
-  _globals['_SHAREMESSAGE']._serialized_end=995
-  _globals['_SHARESTART']._serialized_start=997
-  _globals['_SHARESTART']._serialized_end=1087
-  _globals['_SHAREDATA']._serialized_start=1089
-  _globals['_SHAREDATA']._serialized_end=1161
-  _globals['_SHAREABORT']._serialized_start=1163
-  _globals['_SHAREABORT']._serialized_end=1191
-  _globals['_SHARERESULT']._serialized_start=1193
-  _globals['_SHARERESULT']._serialized_end=1223
-  _globals['_PARTY']._serialized_start=1226
-  _globals['_PARTY']._serialized_end=1572
+  _globals['_CAPABILITIES']._serialized_end=238
+  _globals['_COLUMNSCHEMA']._serialized_start=241
+  _globals['_COLUMNSCHEMA']._serialized_end=375
+  _globals['_DATASETSCHEMA']._serialized_start=378
+  _globals['_DATASETSCHEMA']._serialized_end=519
+  _globals['_DATASETLIST']._serialized_start=521
+  _globals['_DATASETLIST']._serialized_end=575
+  _globals['_POINTBATCH']._serialized_start=577
+  _globals['_POINTBATCH']._serialized_end=637
+  _globals['_BUCKETREQUEST']._serialized_start=639
+  _globals['_BUCKETREQUEST']._serialized_end=704
+  _globals['_ENCRYPTEDROWS']._serialized_start=707
+  _globals['_ENCRYPTEDROWS']._serialized_end=844
+  _globals['_MASKEDROWS']._serialized_start=846
+  _globals['_MASKEDROWS']._serialized_end=948
+  _globals['_DECRYPTRECEIPT']._serialized_start=950
+  _globals['_DECRYPTRECEIPT']._serialized_end=980
+  _globals['_PSIMESSAGE']._serialized_start=982
+  _globals['_PSIMESSAGE']._serialized_end=1108
+  _globals['_PSISTART']._serialized_start=1110
+  _globals['_PSISTART']._serialized_end=1176
+  _globals['_PSIDONE']._serialized_start=1178
+  _globals['_PSIDONE']._serialized_end=1216
+  _globals['_SHAREMESSAGE']._serialized_start=1219
+  _globals['_SHAREMESSAGE']._serialized_end=1389
+  _globals['_SHARESTART']._serialized_start=1391
+  _globals['_SHARESTART']._serialized_end=1481
+  _globals['_SHAREDATA']._serialized_start=1483
+  _globals['_SHAREDATA']._serialized_end=1555
+  _globals['_SHAREABORT']._serialized_start=1557
+  _globals['_SHAREABORT']._serialized_end=1585
+  _globals['_SHARERESULT']._serialized_start=1587
+  _globals['_SHARERESULT']._serialized_end=1617
+  _globals['_PARTY']._serialized_start=1620
+  _globals['_PARTY']._serialized_end=2097
 # @@protoc_insertion_point(module_scope)

@@ -8,20 +8,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Capabilities(_message.Message):
-    __slots__ = ("party", "protocols", "paillier_fingerprint", "audit_public_key", "max_message_bytes", "max_batch_points")
+    __slots__ = ("party", "protocols", "paillier_fingerprint", "audit_public_key", "max_message_bytes", "max_batch_points", "paillier_public_key")
     PARTY_FIELD_NUMBER: _ClassVar[int]
     PROTOCOLS_FIELD_NUMBER: _ClassVar[int]
     PAILLIER_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     AUDIT_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_POINTS_FIELD_NUMBER: _ClassVar[int]
+    PAILLIER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     party: str
     protocols: _containers.RepeatedScalarFieldContainer[str]
     paillier_fingerprint: str
     audit_public_key: str
     max_message_bytes: int
     max_batch_points: int
-    def __init__(self, party: _Optional[str] = ..., protocols: _Optional[_Iterable[str]] = ..., paillier_fingerprint: _Optional[str] = ..., audit_public_key: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., max_batch_points: _Optional[int] = ...) -> None: ...
+    paillier_public_key: str
+    def __init__(self, party: _Optional[str] = ..., protocols: _Optional[_Iterable[str]] = ..., paillier_fingerprint: _Optional[str] = ..., audit_public_key: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., max_batch_points: _Optional[int] = ..., paillier_public_key: _Optional[str] = ...) -> None: ...
 
 class ColumnSchema(_message.Message):
     __slots__ = ("name", "type", "has_bounds", "min", "max", "classification", "allowed_uses")
@@ -42,18 +44,20 @@ class ColumnSchema(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., has_bounds: _Optional[bool] = ..., min: _Optional[int] = ..., max: _Optional[int] = ..., classification: _Optional[str] = ..., allowed_uses: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DatasetSchema(_message.Message):
-    __slots__ = ("name", "id_kind", "rows", "columns", "description")
+    __slots__ = ("name", "id_kind", "rows", "columns", "description", "bucket_bits")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ID_KIND_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_BITS_FIELD_NUMBER: _ClassVar[int]
     name: str
     id_kind: str
     rows: int
     columns: _containers.RepeatedCompositeFieldContainer[ColumnSchema]
     description: str
-    def __init__(self, name: _Optional[str] = ..., id_kind: _Optional[str] = ..., rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnSchema, _Mapping]]] = ..., description: _Optional[str] = ...) -> None: ...
+    bucket_bits: int
+    def __init__(self, name: _Optional[str] = ..., id_kind: _Optional[str] = ..., rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnSchema, _Mapping]]] = ..., description: _Optional[str] = ..., bucket_bits: _Optional[int] = ...) -> None: ...
 
 class DatasetList(_message.Message):
     __slots__ = ("datasets",)
@@ -70,6 +74,54 @@ class PointBatch(_message.Message):
     points: bytes
     count: int
     def __init__(self, dataset: _Optional[str] = ..., points: _Optional[bytes] = ..., count: _Optional[int] = ...) -> None: ...
+
+class BucketRequest(_message.Message):
+    __slots__ = ("dataset", "columns", "bucket")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    columns: _containers.RepeatedScalarFieldContainer[str]
+    bucket: int
+    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., bucket: _Optional[int] = ...) -> None: ...
+
+class EncryptedRows(_message.Message):
+    __slots__ = ("bucket_bits", "slot_bits", "slots", "columns", "tags", "ciphertexts", "count")
+    BUCKET_BITS_FIELD_NUMBER: _ClassVar[int]
+    SLOT_BITS_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    bucket_bits: int
+    slot_bits: int
+    slots: int
+    columns: _containers.RepeatedScalarFieldContainer[str]
+    tags: bytes
+    ciphertexts: bytes
+    count: int
+    def __init__(self, bucket_bits: _Optional[int] = ..., slot_bits: _Optional[int] = ..., slots: _Optional[int] = ..., columns: _Optional[_Iterable[str]] = ..., tags: _Optional[bytes] = ..., ciphertexts: _Optional[bytes] = ..., count: _Optional[int] = ...) -> None: ...
+
+class MaskedRows(_message.Message):
+    __slots__ = ("session_id", "dataset", "columns", "ciphertexts", "count")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    dataset: str
+    columns: _containers.RepeatedScalarFieldContainer[str]
+    ciphertexts: bytes
+    count: int
+    def __init__(self, session_id: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., ciphertexts: _Optional[bytes] = ..., count: _Optional[int] = ...) -> None: ...
+
+class DecryptReceipt(_message.Message):
+    __slots__ = ("rows",)
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    rows: int
+    def __init__(self, rows: _Optional[int] = ...) -> None: ...
 
 class PsiMessage(_message.Message):
     __slots__ = ("start", "points", "done")

@@ -55,6 +55,16 @@ class PartyStub:
                 request_serializer=protos_dot_party__pb2.PsiMessage.SerializeToString,
                 response_deserializer=protos_dot_party__pb2.PsiMessage.FromString,
                 _registered_method=True)
+        self.GetEncryptedBucket = channel.unary_stream(
+                '/mpc.v1.Party/GetEncryptedBucket',
+                request_serializer=protos_dot_party__pb2.BucketRequest.SerializeToString,
+                response_deserializer=protos_dot_party__pb2.EncryptedRows.FromString,
+                _registered_method=True)
+        self.MaskedDecrypt = channel.unary_unary(
+                '/mpc.v1.Party/MaskedDecrypt',
+                request_serializer=protos_dot_party__pb2.MaskedRows.SerializeToString,
+                response_deserializer=protos_dot_party__pb2.DecryptReceipt.FromString,
+                _registered_method=True)
         self.ShareExchange = channel.stream_stream(
                 '/mpc.v1.Party/ShareExchange',
                 request_serializer=protos_dot_party__pb2.ShareMessage.SerializeToString,
@@ -99,6 +109,21 @@ class PartyServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetEncryptedBucket(self, request, context):
+        """P3: one bucket of the owner's rows as (OPRF tag, Enc(pack(present, columns...))) pairs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MaskedDecrypt(self, request, context):
+        """P3/P1: the owner decrypts masked rows and keeps the slot values as its shares for a session;
+        only the row count comes back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ShareExchange(self, request_iterator, context):
         """Secret-sharing session between two compute parties: labelled arrays both ways.
         """
@@ -135,6 +160,16 @@ def add_PartyServicer_to_server(servicer, server):
                     servicer.PsiRound,
                     request_deserializer=protos_dot_party__pb2.PsiMessage.FromString,
                     response_serializer=protos_dot_party__pb2.PsiMessage.SerializeToString,
+            ),
+            'GetEncryptedBucket': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetEncryptedBucket,
+                    request_deserializer=protos_dot_party__pb2.BucketRequest.FromString,
+                    response_serializer=protos_dot_party__pb2.EncryptedRows.SerializeToString,
+            ),
+            'MaskedDecrypt': grpc.unary_unary_rpc_method_handler(
+                    servicer.MaskedDecrypt,
+                    request_deserializer=protos_dot_party__pb2.MaskedRows.FromString,
+                    response_serializer=protos_dot_party__pb2.DecryptReceipt.SerializeToString,
             ),
             'ShareExchange': grpc.stream_stream_rpc_method_handler(
                     servicer.ShareExchange,
@@ -255,6 +290,60 @@ class Party:
             '/mpc.v1.Party/PsiRound',
             protos_dot_party__pb2.PsiMessage.SerializeToString,
             protos_dot_party__pb2.PsiMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEncryptedBucket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mpc.v1.Party/GetEncryptedBucket',
+            protos_dot_party__pb2.BucketRequest.SerializeToString,
+            protos_dot_party__pb2.EncryptedRows.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MaskedDecrypt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Party/MaskedDecrypt',
+            protos_dot_party__pb2.MaskedRows.SerializeToString,
+            protos_dot_party__pb2.DecryptReceipt.FromString,
             options,
             channel_credentials,
             insecure,

@@ -81,3 +81,54 @@ def unmask_row(private_key: PaillierPrivateKey, packing: SlotPacking, masked: Pa
     """Owner: decrypt and keep each slot mod 2^64 as its shares (uint64, one per column)."""
     slots = packing.decode(private_key.decrypt(masked), width)
     return np.array([s % _RING for s in slots], dtype=np.uint64)
+
+
+# ----------------------------------------------------------------------------- buckets (P3)
+TAG_PREFIX_BITS = 32
+DEFAULT_ANONYMITY_SET = 1024
+
+
+def bucket_bits_for(rows: int, anonymity_set: int = DEFAULT_ANONYMITY_SET) -> int:
+    """The most prefix bits that still leave about ``anonymity_set`` rows per bucket (0: one bucket)."""
+    if anonymity_set < 1:
+        raise ValueError("the anonymity set must be at least 1")
+    bits = 0
+    while bits < TAG_PREFIX_BITS and rows >> (bits + 1) >= anonymity_set:
+        bits += 1
+    return bits
+
+
+def bucket_of(tag: bytes, bucket_bits: int) -> int:
+    """Bucket of a tag: its top ``bucket_bits`` bits."""
+    if bucket_bits == 0:
+        return 0
+    return int.from_bytes(tag[:4], "big") >> (TAG_PREFIX_BITS - bucket_bits)
+
+
+def unmask_rows(private_key: PaillierPrivateKey, packing: SlotPacking, masked: Sequence[PaillierCiphertext],
+                width: int) -> np.ndarray:
+    """Owner: :func:`unmask_row` for a batch; one row of ``width`` shares per ciphertext."""
+    shares = np.empty((len(masked), width), dtype=np.uint64)
+    for i, ciphertext in enumerate(masked):
+        shares[i] = unmask_row(private_key, packing, ciphertext, width)
+    return shares
+
+
+@dataclass(frozen=True)
+class BucketIndex:
+    """Owner side: every row's OPRF tag and which rows fall into each bucket."""
+
+    tags: list[bytes]
+    bucket_bits: int
+    order: np.ndarray   # row indexes sorted by bucket
+    starts: np.ndarray  # bucket b holds order[starts[b]:starts[b + 1]]
+
+    @classmethod
+    def build(cls, tags: list[bytes], bucket_bits: int) -> BucketIndex:
+        buckets = np.array([bucket_of(t, bucket_bits) for t in tags], dtype=np.int64)
+        order = np.argsort(buckets, kind="stable")
+        starts = np.searchsorted(buckets[order], np.arange((1 << bucket_bits) + 1))
+        return cls(tags, bucket_bits, order, starts)
+
+    def rows(self, bucket: int) -> np.ndarray:
+        return self.order[self.starts[bucket] : self.starts[bucket + 1]]

@@ -65,6 +65,37 @@ def psi_cardinality(
     console.print(table)
 
 
+@app.command("threshold-check")
+def threshold_check(
+    peer: str = typer.Option(..., help="owner party name (or host:port)"),
+    dataset: str = typer.Option(..., help="owner's dataset"),
+    column: str = typer.Option(..., help="owner's column to compare"),
+    op: str = typer.Option(..., help="<, <=, >, >=, == or !="),
+    threshold: int = typer.Option(..., help="our threshold (stays secret from the owner)"),
+    ids: Path = typer.Option(..., help="CSV with our ids"),
+    id_column: str = typer.Option("resident_id", help="id column in the CSV"),
+    out: Path | None = typer.Option(None, help="write id,result rows here"),
+    config: Path = CONFIG, purpose: str = PURPOSE, case: str = CASE,
+) -> None:
+    """For each id: present in the owner's dataset AND column OP threshold (P3 lookup + P4)."""
+    mine = read_ids(ids, id_column, "resident_id")
+    with Client.from_config(config, purpose, case) as client:
+        started = time.perf_counter()
+        try:
+            bits = client.threshold_check(peer, dataset, column, mine, op, threshold)
+        except RemoteError as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from None
+    seconds = time.perf_counter() - started
+    if out is not None:
+        with out.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow([id_column, "result"])
+            writer.writerows(zip(mine, bits.tolist(), strict=True))
+    console.print(f"{len(mine):,} ids checked in {seconds:.2f} s: {int(bits.sum()):,} true, {len(mine) - int(bits.sum()):,} false"
+                  + (f"; written to {out}" if out else ""))
+
+
 @app.command("selftest-compare")
 def selftest_compare(
     peer: str = typer.Option(..., help="co-party name (or host:port)"),

@@ -11,10 +11,15 @@ from protos import party_pb2
 CHUNK_POINTS = 65_536
 
 
+def split_fixed(blob: bytes, width: int, count: int) -> list[bytes]:
+    """``count`` items of ``width`` bytes each; anything else is a malformed message."""
+    if count < 0 or len(blob) != count * width:
+        raise ValueError(f"batch of {len(blob)} bytes does not hold {count} items of {width} bytes")
+    return [blob[i : i + width] for i in range(0, len(blob), width)]
+
+
 def split_points(blob: bytes, count: int) -> list[bytes]:
-    if len(blob) != count * POINT_BYTES:
-        raise ValueError(f"point batch of {len(blob)} bytes does not hold {count} points of {POINT_BYTES} bytes")
-    return [blob[i : i + POINT_BYTES] for i in range(0, len(blob), POINT_BYTES)]
+    return split_fixed(blob, POINT_BYTES, count)
 
 
 def point_batches(points: list[bytes], dataset: str = "") -> Iterator[party_pb2.PointBatch]:

@@ -40,6 +40,7 @@ class PartySection(BaseModel):
     max_points_per_request: int = Field(2_000_000, ge=1)
     shutdown_grace_seconds: float = Field(10.0, ge=0)
     paillier_bits: int = 2048
+    anonymity_set: int = Field(1024, ge=1)  # P3: rows per bucket (a smaller table is one bucket)
 
     @field_validator("listen", "coordinator", "metrics_listen", "advertise")
     @classmethod

@@ -9,17 +9,25 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
+import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import start_http_server
 
 from mpc.audit import AuditEvent
 from mpc.crypto.curve25519 import OprfServer
+from mpc.crypto.obfuscators import CrtObfuscator
+from mpc.crypto.packing import SlotPacking
+from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
 from mpc.data.sources import Dataset, load_dataset
+from mpc.protocols import lookup
+from mpc.protocols.lookup import BucketIndex
+from mpc.sharing import ring
 from parties.boundary import Boundary, Metrics, ServiceError
 from parties.net.tls import Revocations, secure_channel, server_credentials
 from parties.net.wire import MAX_MESSAGE_BYTES, SERVER_OPTIONS
 from parties.party.config import ConfigError, PartyConfig
 from parties.party.service import PartyService
+from parties.party.sessions import SessionShares
 from parties.party.state import PartyState, _write_secret
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc, party_pb2_grpc
 
@@ -56,6 +64,10 @@ class PartyDaemon:
         self._coordinator_channel: grpc.Channel | None = None
         self._stopping = threading.Event()
         self._witness: threading.Thread | None = None
+        self.sessions = SessionShares()
+        self._buckets: dict[str, BucketIndex] = {}
+        self._encrypted: dict[tuple[str, tuple[str, ...], int], tuple[list[bytes], list[PaillierCiphertext]]] = {}
+        self._lookup_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -141,6 +153,41 @@ class PartyDaemon:
         if dataset is None:
             raise ServiceError(grpc.StatusCode.NOT_FOUND, f"{self.name} has no dataset {name!r}")
         return dataset
+
+    def buckets(self, dataset: str) -> BucketIndex:
+        """OPRF tags of every row and their bucket index (computed once per dataset and key)."""
+        with self._lookup_lock:
+            if dataset not in self._buckets:
+                data = self.require_dataset(dataset)
+                tags = self.oprf_key(dataset).evaluate_ids(data.ids)
+                bits = lookup.bucket_bits_for(len(tags), self.config.party.anonymity_set)
+                self._buckets[dataset] = BucketIndex.build(tags, bits)
+            return self._buckets[dataset]
+
+    def encrypted_bucket(self, dataset: str, columns: tuple[str, ...], bucket: int) -> tuple[list[bytes], list[PaillierCiphertext]]:
+        """Tags and Enc(pack(1, values...)) of one bucket's rows, encrypted once and kept."""
+        index = self.buckets(dataset)
+        key = (dataset, columns, bucket)
+        with self._lookup_lock:
+            cached = self._encrypted.get(key)
+        if cached is not None:
+            return cached
+        data = self.require_dataset(dataset)
+        rows = index.rows(bucket)
+        pk = self.state.paillier.public_key
+        packing = SlotPacking.for_modulus(int(pk.n))
+        values = np.stack([data.columns[c][rows].astype(np.int64) for c in columns], axis=1) if rows.size else np.zeros((0, len(columns)), np.int64)
+        encoded = ring.encode(values.reshape(-1)).reshape(values.shape)
+        owner_pk = PaillierPublicKey(int(pk.n))
+        owner_pk.use_obfuscator(self._crt_obfuscator())
+        ciphertexts = owner_pk.encrypt_batch([packing.encode([1, *map(int, row)]) for row in encoded])
+        result = ([index.tags[i] for i in rows.tolist()], [PaillierCiphertext(pk, c.value) for c in ciphertexts])
+        with self._lookup_lock:
+            self._encrypted[key] = result
+        return result
+
+    def _crt_obfuscator(self) -> CrtObfuscator:
+        return CrtObfuscator(self.state.paillier)
 
     def oprf_key(self, dataset: str) -> OprfServer:
         """The dataset's OPRF key, created once and kept in the state directory."""

@@ -9,26 +9,31 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from mpc.crypto.curve25519 import OprfServer
-from mpc.protocols import psi, selftest
+from mpc.crypto.packing import SlotPacking
+from mpc.protocols import lookup, psi, selftest, threshold
 from mpc.sharing.channel import ChannelError
 from mpc.sharing.runtime import Party
 from parties.boundary import Call, ServiceError
 from parties.net.dealer_client import session_correlations
 from parties.net.points import point_batches, split_points
 from parties.net.share_channel import ShareServerChannel
+from parties.party.sessions import HeldShares
 from protos import common_pb2, party_pb2, party_pb2_grpc
 
 if TYPE_CHECKING:
     from parties.party.server import PartyDaemon
 
-PROTOCOLS = ("oprf", "psi-cardinality", "share-exchange:selftest-compare")
+PROTOCOLS = ("oprf", "psi-cardinality", "encrypted-buckets", "masked-decrypt",
+             "share-exchange:selftest-compare", "share-exchange:threshold-check")
+PROGRAMS = ("selftest-compare", "threshold-check")
 
 
 class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
@@ -39,6 +44,8 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         self.ListDatasets = b.unary("ListDatasets")(self._list_datasets)
         self.EvaluateOprf = b.streaming("EvaluateOprf", "oprf")(self._evaluate_oprf)
         self.PsiRound = b.streaming("PsiRound", "psi-cardinality")(self._psi_round)
+        self.GetEncryptedBucket = b.streaming("GetEncryptedBucket", "lookup")(self._encrypted_bucket)
+        self.MaskedDecrypt = b.unary("MaskedDecrypt", "lookup")(self._masked_decrypt)
         self.ShareExchange = b.streaming("ShareExchange", "share-exchange")(self._share_exchange)
         self.GetAuditHead = b.unary("GetAuditHead")(self._audit_head)
         self._oprf_keys: dict[str, OprfServer] = {}
@@ -50,6 +57,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         return party_pb2.Capabilities(
             party=d.name, protocols=list(PROTOCOLS),
             paillier_fingerprint=d.state.paillier.public_key.fingerprint(),
+            paillier_public_key=d.state.paillier.public_key.to_bytes().hex(),
             audit_public_key=d.state.audit_public_key_hex(),
             max_message_bytes=d.max_message_bytes, max_batch_points=d.config.party.max_points_per_request,
         )
@@ -63,7 +71,8 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                 continue
             spec = dataset.spec.schema_
             schema = party_pb2.DatasetSchema(name=name, id_kind=spec.id_kind, rows=len(dataset.ids),
-                                             description=dataset.spec.description)
+                                             description=dataset.spec.description,
+                                             bucket_bits=self.daemon.buckets(name).bucket_bits)
             for column, col in spec.columns.items():
                 schema.columns.append(party_pb2.ColumnSchema(
                     name=column, type=col.type, has_bounds=col.min is not None,
@@ -137,6 +146,57 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             yield party_pb2.PsiMessage(points=batch)
         yield party_pb2.PsiMessage(done=party_pb2.PsiDone(list="double", count=len(double)))
 
+    # ------------------------------------------------------------------ private lookup (P3)
+    def _lookup_columns(self, call: Call, dataset: str, columns: list[str], use: str) -> tuple[str, ...]:
+        data = self.daemon.require_dataset(dataset)
+        if not columns or len(set(columns)) != len(columns):
+            raise ValueError("name at least one column, each once")
+        unknown = [c for c in columns if c not in data.columns]
+        if unknown:
+            raise ServiceError(grpc.StatusCode.NOT_FOUND, f"dataset {dataset!r} has no column(s) {unknown}")
+        classes = {c: data.spec.schema_.columns[c].classification for c in columns}
+        self.daemon.config.policy.check_dataset(call.peer, call.purpose, dataset, psi=True,
+                                                columns=dict.fromkeys(columns, use),  # type: ignore[arg-type]
+                                                classifications=classes)
+        return tuple(columns)
+
+    def _encrypted_bucket(self, request: party_pb2.BucketRequest, context: Any, call: Call) -> Iterator[party_pb2.EncryptedRows]:
+        columns = self._lookup_columns(call, request.dataset, list(request.columns), "lookup")
+        buckets = self.daemon.buckets(request.dataset)
+        if not 0 <= request.bucket < 1 << buckets.bucket_bits:
+            raise ValueError(f"bucket {request.bucket} outside [0, 2^{buckets.bucket_bits})")
+        tags, ciphertexts = self.daemon.encrypted_bucket(request.dataset, columns, request.bucket)
+        call.rows = len(tags)
+        call.detail = f"dataset={request.dataset} bucket={request.bucket}/{1 << buckets.bucket_bits} columns={list(columns)}"
+        pk = self.daemon.state.paillier.public_key
+        packing = SlotPacking.for_modulus(int(pk.n))
+        step = 4096
+        for start in range(0, max(1, len(tags)), step):
+            part = slice(start, start + step)
+            message = party_pb2.EncryptedRows(tags=b"".join(tags[part]), ciphertexts=pk.ciphertexts_to_bytes(ciphertexts[part]),
+                                              count=len(tags[part]))
+            if start == 0:
+                message.bucket_bits, message.slot_bits, message.slots = buckets.bucket_bits, packing.slot_bits, packing.slots
+                message.columns.extend(["present", *columns])
+            yield message
+
+    def _masked_decrypt(self, request: party_pb2.MaskedRows, context: Any, call: Call) -> party_pb2.DecryptReceipt:
+        columns = self._lookup_columns(call, request.dataset, list(request.columns), "lookup")
+        if not request.session_id or len(request.session_id) > 64:
+            raise ValueError("session_id must be 1 to 64 characters")
+        sk = self.daemon.state.paillier
+        masked = sk.public_key.ciphertexts_from_bytes(request.ciphertexts)
+        if len(masked) != request.count:
+            raise ValueError(f"{len(masked)} ciphertexts for an announced count of {request.count}")
+        if request.count > self.daemon.config.party.max_points_per_request:
+            raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"more than {self.daemon.config.party.max_points_per_request} rows")
+        shares = lookup.unmask_rows(sk, SlotPacking.for_modulus(int(sk.public_key.n)), masked, len(columns) + 1)
+        self.daemon.sessions.put(request.session_id, HeldShares(call.peer, request.dataset, ("present", *columns),
+                                                                shares, time.monotonic()))
+        call.rows = len(masked)
+        call.detail = f"session={request.session_id} dataset={request.dataset} columns={list(columns)}"
+        return party_pb2.DecryptReceipt(rows=len(masked))
+
     # ------------------------------------------------------------------ secret sharing
     def _share_exchange(self, requests: Iterator[party_pb2.ShareMessage], context: Any, call: Call) -> Iterator[party_pb2.ShareMessage]:
         first = next(requests, None)
@@ -144,12 +204,13 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "ShareExchange must start with a ShareStart message")
         start = first.start
         self.daemon.config.policy.check_program(call.peer, call.purpose, start.program)
-        if start.program != "selftest-compare":
+        if start.program not in PROGRAMS:
             raise ServiceError(grpc.StatusCode.UNIMPLEMENTED, f"unknown program {start.program!r}")
         try:
             params = json.loads(start.params or b"{}")
-            n, seed = int(params["n"]), int(params["seed"])
-        except (ValueError, KeyError, TypeError) as exc:
+            if not isinstance(params, dict):
+                raise TypeError("parameters must be a JSON object")
+        except (ValueError, TypeError) as exc:
             raise ValueError(f"bad parameters for {start.program}: {exc}") from exc
         if start.initiator_index not in (0, 1):
             raise ValueError("initiator_index must be 0 or 1")
@@ -157,6 +218,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             raise ValueError("session_id must be 1 to 64 characters")
         initiator = int(start.initiator_index)
         me = 1 - initiator
+        program = self._program(start.program, params, call, start.session_id, initiator)
         order = (call.peer, self.daemon.name) if initiator == 0 else (self.daemon.name, call.peer)
         metadata = (("x-purpose", call.purpose), ("x-case", call.case))
         correlations, remote = session_correlations(self.daemon.coordinator_stub(), start.session_id, order, metadata)
@@ -166,8 +228,8 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
 
         def run() -> None:
             try:
-                selftest.compare_program(party, n, seed, initiator)
-                channel.finish({"program": start.program, "n": n, "learned": "nothing (shares only)"})
+                summary = program(party)
+                channel.finish({"program": start.program, **summary})
             except BaseException as exc:
                 failure.append(exc)
                 channel.abort(f"{self.daemon.name} failed: {type(exc).__name__}: {exc}")
@@ -179,10 +241,46 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         worker.start()
         yield from channel.responses()
         worker.join()
-        call.rows = n
         if failure:
             error = failure[0]
             if isinstance(error, ChannelError):
                 raise ServiceError(grpc.StatusCode.ABORTED, f"session {start.session_id} with {call.peer}: {error}")
             raise error
 
+    def _program(self, name: str, params: dict[str, Any], call: Call, session_id: str,
+                 initiator: int) -> Callable[[Party], dict[str, Any]]:
+        """Validate a program's parameters (and take the shares it consumes) before any dealing."""
+        if name == "selftest-compare":
+            try:
+                n, seed = int(params["n"]), int(params["seed"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"selftest-compare needs integer n and seed: {exc}") from exc
+            if not 0 <= n <= selftest.MAX_SELFTEST_VALUES:
+                raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"selftest size {n} over {selftest.MAX_SELFTEST_VALUES}")
+            call.rows = n
+
+            def compare(party: Party) -> dict[str, Any]:
+                selftest.compare_program(party, n, seed, initiator)
+                return {"n": n, "learned": "nothing (shares only)"}
+
+            return compare
+        op = str(params.get("op", ""))
+        if op not in threshold.COMPARISONS:
+            raise ValueError(f"threshold-check needs op in {sorted(threshold.COMPARISONS)}")
+        try:
+            held = self.daemon.sessions.take(session_id, call.peer)
+        except LookupError as exc:
+            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
+        if len(held.columns) != 2:
+            raise ValueError("threshold-check compares exactly one looked-up column")
+        classes = {held.columns[1]: self.daemon.require_dataset(held.dataset).spec.schema_.columns[held.columns[1]].classification}
+        self.daemon.config.policy.check_dataset(call.peer, call.purpose, held.dataset, psi=True,
+                                                columns={held.columns[1]: "compare"}, classifications=classes)
+        call.rows = held.shares.shape[0]
+        call.detail = f"session={session_id} dataset={held.dataset} column={held.columns[1]} op={op}"
+
+        def check(party: Party) -> dict[str, Any]:
+            threshold.threshold_program(party, held.shares, op, requester=initiator)
+            return {"rows": int(held.shares.shape[0]), "learned": "nothing (shares only; not the threshold, not the result)"}
+
+        return check

@@ -11,8 +11,9 @@ from mpc.data.synthetic import AgencyTables, generate, write_csv
 from parties.cluster import LocalCluster, PartySpec
 from parties.sdk import Client
 
-REQUESTER_POLICY = {"purposes": ["statistics", "selftest"], "datasets": {"income": {"psi": True}},
-                    "programs": ["selftest-compare"]}
+REQUESTER_POLICY = {"purposes": ["statistics", "selftest", "public-rental-housing"],
+                    "datasets": {"income": {"psi": True, "columns": {"annual_income": ["lookup", "compare"]}}},
+                    "programs": ["selftest-compare", "threshold-check"]}
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +36,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, tables: AgencyTables) -> I
     }}
     spare_policy = {"peers": {"housing": {"purposes": ["selftest"], "programs": ["selftest-compare"]}}}
     parties = [
-        PartySpec("tax", [income], tax_policy, extra={"max_points_per_request": 50_000}),
+        PartySpec("tax", [income], tax_policy, extra={"max_points_per_request": 50_000, "anonymity_set": 256}),
         PartySpec("spare", [], spare_policy),
         *(PartySpec(name, daemon=False) for name in ("housing", "limited", "stranger", "revoked-agency")),
     ]

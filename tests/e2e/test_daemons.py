@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -32,6 +33,37 @@ def last_entry(cluster: LocalCluster, party: str, method: str) -> dict[str, obje
     return entries[-1]
 
 
+def test_threshold_check_matches_plaintext(cluster: LocalCluster, tables: AgencyTables) -> None:
+    """P3 lookup + P4 comparison: present AND income < t, at, around and away from the threshold."""
+    incomes = {}
+    for row in tables.tax:
+        ids, _ = normalize_column([str(row["resident_id"])], "resident_id")
+        if ids[0]:
+            incomes[ids[0]] = int(str(row["annual_income"]))
+    known = sorted(incomes)[:40]
+    threshold = incomes[known[0]]  # one applicant sits exactly at the threshold
+    absent = ["110101199003077777", "11010519491231002X"]
+    applicants = [*known, *absent, known[3]]  # a repeated applicant too
+    with client_for(cluster, "housing", purpose="public-rental-housing", case="HZ-P3") as client:
+        plain: dict[str, Callable[[int], bool]] = {"<": lambda v: v < threshold, "<=": lambda v: v <= threshold,
+                                                   ">=": lambda v: v >= threshold}
+        for op, holds in plain.items():
+            bits = client.threshold_check("tax", "income", "annual_income", applicants, op, threshold)
+            expected = [int(a in incomes and holds(incomes[a])) for a in applicants]
+            assert bits.tolist() == expected, op
+    decrypt = last_entry(cluster, "tax", "MaskedDecrypt")
+    assert (decrypt["rows"], decrypt["case"], decrypt["outcome"]) == (len(applicants), "HZ-P3", "OK")
+    check = last_entry(cluster, "tax", "ShareExchange")
+    assert check["outcome"] == "OK" and "op=>=" in str(check["detail"])
+
+
+def test_threshold_check_needs_the_compare_grant(cluster: LocalCluster) -> None:
+    with client_for(cluster, "housing", purpose="statistics") as client, pytest.raises(RemoteError) as refused:
+        client.threshold_check("tax", "income", "tax_year", ["110101199003077777"], "<", 2000)
+    assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert "may not use column income.tax_year for 'lookup'" in refused.value.details
+
+
 def test_capabilities_and_schemas_without_values(cluster: LocalCluster) -> None:
     with client_for(cluster, "housing") as client:
         caps = client.capabilities("tax")
@@ -41,7 +73,9 @@ def test_capabilities_and_schemas_without_values(cluster: LocalCluster) -> None:
     columns = {c.name: c for c in datasets[0].columns}
     assert columns["annual_income"].classification == "sensitive"
     assert (columns["tax_year"].min, columns["tax_year"].max) == (1990, 2100)
-    assert list(columns["annual_income"].allowed_uses) == []  # psi only: no column use granted
+    assert list(columns["annual_income"].allowed_uses) == ["lookup", "compare"]
+    assert list(columns["tax_year"].allowed_uses) == []  # not granted
+    assert datasets[0].bucket_bits == 2  # 2 037 rows: 4 buckets of ~509 (at least the anonymity set, 256)
 
 
 def test_psi_cardinality_matches_plaintext_and_is_audited(cluster: LocalCluster, tables: AgencyTables) -> None:

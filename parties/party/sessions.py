@@ -1,0 +1,55 @@
+"""Shares an owner holds between a masked decryption and the computation that consumes them.
+
+Entries are bound to the peer that created them, used once, and expire after ``ttl`` seconds, so a
+share never outlives the session it belongs to.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_TTL_SECONDS = 300.0
+MAX_SESSIONS = 1024
+
+
+@dataclass(frozen=True)
+class HeldShares:
+    peer: str
+    dataset: str
+    columns: tuple[str, ...]
+    shares: np.ndarray  # rows x len(columns), uint64
+    created: float
+
+
+class SessionShares:
+    def __init__(self, ttl: float = DEFAULT_TTL_SECONDS) -> None:
+        self._ttl = ttl
+        self._held: dict[str, HeldShares] = {}
+        self._lock = threading.Lock()
+
+    def _expire(self, now: float) -> None:
+        for key in [k for k, v in self._held.items() if now - v.created > self._ttl]:
+            del self._held[key]
+
+    def put(self, session_id: str, held: HeldShares) -> None:
+        with self._lock:
+            self._expire(time.monotonic())
+            if session_id in self._held:
+                raise ValueError(f"session {session_id} already holds shares")
+            if len(self._held) >= MAX_SESSIONS:
+                raise RuntimeError("too many open sessions; retry later")
+            self._held[session_id] = held
+
+    def take(self, session_id: str, peer: str) -> HeldShares:
+        """Remove and return the shares of ``session_id``; only the peer that created them may."""
+        with self._lock:
+            self._expire(time.monotonic())
+            held = self._held.get(session_id)
+            if held is None or held.peer != peer:
+                raise LookupError(f"no shares held for session {session_id!r} from {peer!r} (expired or never decrypted)")
+            del self._held[session_id]
+            return held
