@@ -28,7 +28,10 @@ def serve(daemon: Daemon, name: str, address_file: Path) -> None:
     daemon.start()
     address_file.write_text(daemon.address + "\n")
     console.print(f"{name} listening on {daemon.address}")
-    stop.wait()
+    # Wake up regularly: a signal delivered to another thread only runs its Python handler when the
+    # main thread executes bytecode, and an untimed wait would never return.
+    while not stop.wait(0.2):
+        pass
     console.print(f"{name} shutting down")
     daemon.stop()
     address_file.unlink(missing_ok=True)

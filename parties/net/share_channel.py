@@ -25,6 +25,14 @@ from protos import party_pb2
 _CLOSED = object()
 
 
+def describe(error: grpc.RpcError) -> str:
+    """Status and details of a client-side RpcError; the server-side one carries neither."""
+    code, details = getattr(error, "code", None), getattr(error, "details", None)
+    if callable(code) and callable(details):
+        return f"{code().name}: {details()}"
+    return "the call was cancelled or the connection was lost"
+
+
 class _Inbox:
     """Reassembles chunked arrays into (label, array) items."""
 
@@ -84,7 +92,7 @@ class ShareClientChannel(Channel):
                 elif kind == "result":
                     self.result = json.loads(message.result.summary or b"{}")
         except grpc.RpcError as exc:
-            self._inbox.abort(f"stream to {self.peer} failed: {exc.code().name}: {exc.details()}")
+            self._inbox.abort(f"stream to {self.peer} failed: {describe(exc)}")
         except wire.WireError as exc:
             self._inbox.abort(f"malformed data from {self.peer}: {exc}")
         else:
@@ -138,8 +146,8 @@ class ShareServerChannel(Channel):
                 else:
                     self._inbox.abort(f"unexpected {kind!r} message from {self.peer}")
                     return
-        except grpc.RpcError as exc:
-            self._inbox.abort(f"stream from {self.peer} failed: {exc.code().name}")
+        except grpc.RpcError as exc:  # server side: the call was cancelled (the peer went away)
+            self._inbox.abort(f"stream from {self.peer} failed: {describe(exc)}")
         except wire.WireError as exc:
             self._inbox.abort(f"malformed data from {self.peer}: {exc}")
         except Exception as exc:  # the stream is torn down (e.g. client cancelled)

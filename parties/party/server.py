@@ -82,7 +82,9 @@ class PartyDaemon:
             host, _, port = self.config.party.metrics_listen.rpartition(":")
             start_http_server(int(port), addr=host, registry=self.metrics.registry)
         if self.config.party.coordinator:
-            self._witness = threading.Thread(target=self._register_and_witness, name=f"{self.name}-witness", daemon=True)
+            registered = self._register()  # before the address is published, so the directory is current
+            self._witness = threading.Thread(target=self._register_and_witness, args=(registered,),
+                                             name=f"{self.name}-witness", daemon=True)
             self._witness.start()
         log.info("serving", extra={"fields": {"party": self.name, "address": self.address, "datasets": rows}})
 
@@ -114,20 +116,23 @@ class PartyDaemon:
             self._coordinator = coordinator_pb2_grpc.CoordinatorStub(self._coordinator_channel)
         return self._coordinator
 
-    def _register_and_witness(self) -> None:
+    def _register(self) -> bool:
         registration = coordinator_pb2.Registration(
             endpoint=self.config.party.advertise or self.address,
             paillier_public_key=self.state.paillier.public_key.to_bytes().hex(),
             audit_public_key=self.state.audit_public_key_hex(),
         )
-        while not self._stopping.is_set():
-            try:
-                self.coordinator_stub().Register(registration, timeout=10)
-                log.info("registered", extra={"fields": {"party": self.name, "coordinator": self.config.party.coordinator}})
-                break
-            except grpc.RpcError as exc:
-                log.warning("registration failed", extra={"fields": {"error": f"{exc.code().name}: {exc.details()}"}})
-                self._stopping.wait(2.0)
+        try:
+            self.coordinator_stub().Register(registration, timeout=10)
+        except grpc.RpcError as exc:
+            log.warning("registration failed", extra={"fields": {"error": f"{exc.code().name}: {exc.details()}"}})
+            return False
+        log.info("registered", extra={"fields": {"party": self.name, "coordinator": self.config.party.coordinator}})
+        return True
+
+    def _register_and_witness(self, registered: bool) -> None:
+        while not registered and not self._stopping.wait(2.0):
+            registered = self._register()
         while not self._stopping.wait(self.config.party.audit_witness_seconds):
             self._witness_once()
 
