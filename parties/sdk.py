@@ -32,7 +32,7 @@ from mpc.sharing.runtime import Party
 from parties.net.dealer_client import session_correlations
 from parties.net.points import point_batches, split_fixed, split_points
 from parties.net.share_channel import ShareClientChannel
-from parties.net.tls import TlsConfig, secure_channel
+from parties.net.tls import OwnCertificateError, TlsConfig, check_own_certificate, secure_channel
 from parties.party.config import load_party_config
 from protos import common_pb2, coordinator_pb2_grpc, party_pb2, party_pb2_grpc
 
@@ -81,6 +81,11 @@ class Client:
         return (("x-purpose", self.purpose), ("x-case", self.case))
 
     def _channel(self, target: str) -> grpc.Channel:
+        if not self._channels:
+            try:
+                check_own_certificate(self.tls)
+            except OwnCertificateError as exc:
+                raise RemoteError("(local)", grpc.StatusCode.UNAUTHENTICATED, str(exc)) from None
         if target not in self._channels:
             self._channels[target] = secure_channel(target, self.tls)
         return self._channels[target]

@@ -9,11 +9,15 @@ from typing import Protocol
 
 from rich.console import Console
 
+from mpc.audit import AuditLog
+from parties.net.handshake_audit import HandshakeAuditor
+
 console = Console(stderr=True)
 
 
 class Daemon(Protocol):
     address: str
+    audit_log: AuditLog
 
     def start(self) -> None: ...
 
@@ -25,6 +29,8 @@ def serve(daemon: Daemon, name: str, address_file: Path) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    handshakes = HandshakeAuditor(daemon.audit_log)
+    handshakes.start()
     daemon.start()
     address_file.write_text(daemon.address + "\n")
     console.print(f"{name} listening on {daemon.address}")
@@ -35,3 +41,4 @@ def serve(daemon: Daemon, name: str, address_file: Path) -> None:
     console.print(f"{name} shutting down")
     daemon.stop()
     address_file.unlink(missing_ok=True)
+    handshakes.stop()

@@ -189,6 +189,7 @@ class CoordinatorDaemon:
         section.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         (section.state_dir / "witness").mkdir(exist_ok=True)
         self.audit = AuditLog(section.state_dir / "audit.log", load_or_create_signing_key(section.state_dir / "audit-signing.pem"))
+        self.audit_log = self.audit
         self.metrics = Metrics(self.name)
         self.boundary = Boundary(self.name, self.audit, Revocations(config.tls.crl, config.tls.ca), self.metrics,
                                  lambda peer: section.rate_limit_per_minute)

@@ -104,3 +104,24 @@ class Revocations:
 
     def is_revoked(self, serial: int) -> bool:
         return serial in self.serials()
+
+
+class OwnCertificateError(ValueError):
+    """Our own certificate would be refused by every peer (expired, foreign CA, revoked)."""
+
+
+def check_own_certificate(tls: TlsConfig) -> str:
+    """Verify our certificate as a peer's TLS stack will (issued by the CA, within its validity)
+    and return its identity.
+
+    Peers refuse a foreign or expired certificate inside the TLS handshake, where the only thing a
+    client sees is a closed socket; checking first turns that into a precise error. Revocation is
+    left to the peer, which answers it itself (PERMISSION_DENIED, with an audit entry).
+    """
+    from parties.pki import CertificateRejected, verify_client_certificate
+
+    ca = x509.load_pem_x509_certificate(tls.ca.read_bytes())
+    try:
+        return verify_client_certificate(tls.cert.read_bytes(), ca)
+    except CertificateRejected as exc:
+        raise OwnCertificateError(f"our certificate {tls.cert} is {exc.reason}: {exc}") from None

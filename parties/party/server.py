@@ -23,7 +23,13 @@ from mpc.protocols import lookup
 from mpc.protocols.lookup import BucketIndex
 from mpc.sharing import ring
 from parties.boundary import Boundary, Metrics, ServiceError
-from parties.net.tls import Revocations, secure_channel, server_credentials
+from parties.net.tls import (
+    OwnCertificateError,
+    Revocations,
+    check_own_certificate,
+    secure_channel,
+    server_credentials,
+)
 from parties.net.wire import MAX_MESSAGE_BYTES, SERVER_OPTIONS
 from parties.party.config import ConfigError, PartyConfig
 from parties.party.service import PartyService
@@ -41,11 +47,15 @@ class PartyDaemon:
     def __init__(self, config: PartyConfig) -> None:
         self.config = config
         self.name = config.party.name
-        identity = config.tls.identity()
+        try:
+            identity = check_own_certificate(config.tls)
+        except OwnCertificateError as exc:
+            raise ConfigError(f"tls.cert: {exc}") from None
         if identity != self.name:
             raise ConfigError(f"party.name is {self.name!r} but the certificate {config.tls.cert} is issued to {identity!r}")
         self.max_message_bytes = MAX_MESSAGE_BYTES
         self.state = PartyState(config.party.state_dir, config.party.paillier_bits)
+        self.audit_log = self.state.audit
         self.datasets: dict[str, Dataset] = {spec.name: load_dataset(spec, config.base_dir) for spec in config.datasets}
         self.metrics = Metrics(self.name)
         self.boundary = Boundary(self.name, self.state.audit, Revocations(config.tls.crl, config.tls.ca),

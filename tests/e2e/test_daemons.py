@@ -132,18 +132,30 @@ def _foreign_or_expired(cluster: LocalCluster, tmp_path: Path, kind: str) -> Tls
     return TlsConfig(ca=cluster.pki_dir / "ca.pem", cert=issued.cert_path, key=issued.key_path)
 
 
-@pytest.mark.parametrize("kind", ["foreign-ca", "expired"])
-def test_foreign_and_expired_certificates_fail_the_handshake(cluster: LocalCluster, tmp_path: Path, kind: str) -> None:
-    """Refused by TLS itself: the request never reaches the daemon (grpcio offers no hook to
-    audit a failed handshake; docs/operations.md says so)."""
-    before = len(audit_entries(cluster, "tax"))
+@pytest.mark.parametrize(("kind", "reason"), [("foreign-ca", "certificate from an unknown CA"), ("expired", "expired certificate")])
+def test_foreign_and_expired_certificates_are_refused_and_audited(cluster: LocalCluster, tmp_path: Path, kind: str,
+                                                                  reason: str) -> None:
+    """Refused inside the TLS handshake, before any of our code runs. The daemon audits the refusal
+    (from gRPC core's report); our SDK checks its own certificate first and says UNAUTHENTICATED."""
+    before = len([e for e in audit_entries(cluster, "tax") if e["action"] == "tls:handshake-refused"])
     tls = _foreign_or_expired(cluster, tmp_path, kind)
     with secure_channel(cluster.members["tax"].address, tls) as channel, pytest.raises(grpc.RpcError) as refused:
         party_pb2_grpc.PartyStub(channel).GetCapabilities(common_pb2.Empty(), timeout=10)
-    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert len(audit_entries(cluster, "tax")) == before
-    with client_for(cluster, "housing") as client:  # and the daemon keeps serving
-        assert client.capabilities("tax").party == "tax"
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE  # all a raw client can see: a closed socket
+    deadline = time.monotonic() + 10
+    refusals: list[dict[str, object]] = []
+    while time.monotonic() < deadline and len(refusals) <= before:
+        refusals = [e for e in audit_entries(cluster, "tax") if e["action"] == "tls:handshake-refused"]
+        time.sleep(0.05)
+    assert len(refusals) > before
+    assert refusals[-1]["outcome"] == "UNAUTHENTICATED" and reason in str(refusals[-1]["detail"])
+    client = Client("someone", tls, None, purpose="statistics", case="TEST-1")
+    with pytest.raises(RemoteError) as local:
+        client.capabilities(cluster.members["tax"].address)
+    assert local.value.code == grpc.StatusCode.UNAUTHENTICATED
+    assert ("untrusted" if kind == "foreign-ca" else "expired") in local.value.details
+    with client_for(cluster, "housing") as good:  # and the daemon keeps serving
+        assert good.capabilities("tax").party == "tax"
 
 
 def _raw_stub(cluster: LocalCluster, name: str = "housing") -> tuple[grpc.Channel, party_pb2_grpc.PartyStub]:
