@@ -100,7 +100,8 @@ class LocalCluster:
         with member.log.open("ab") as log:
             member.process = subprocess.Popen(
                 [sys.executable, "-m", module, "serve", "--config", str(member.config)],
-                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "MPC_SUPERVISED": "1"},  # we stop them on Ctrl-C
             )
 
     def _await(self, member: Running, timeout: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -13,6 +14,7 @@ from mpc.audit import AuditLog
 from parties.net.handshake_audit import HandshakeAuditor
 
 console = Console(stderr=True)
+PARENT_STOPS_ENV = "MPC_SUPERVISED"
 
 
 class Daemon(Protocol):
@@ -28,7 +30,12 @@ def serve(daemon: Daemon, name: str, address_file: Path) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully (in-flight requests finish or abort)."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if os.environ.get(PARENT_STOPS_ENV) == "1":
+        # Started by a supervisor (parties.cluster) that stops us in order on Ctrl-C: a terminal's
+        # SIGINT to the whole process group must not race it.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
     handshakes = HandshakeAuditor(daemon.audit_log)
     handshakes.start()
     daemon.start()

@@ -56,7 +56,9 @@ class HandshakeAuditor:
             os.close(self._original)
             self._original = None
         if self._reader is not None:
-            self._reader.join(timeout=5)
+            # Worker processes that inherited fd 2 may keep the pipe open; the pump is a daemon
+            # thread and ends with the process, so do not wait for its EOF.
+            self._reader.join(timeout=0.5)
 
     def _pump(self, read_end: int) -> None:
         original = self._original
