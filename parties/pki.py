@@ -27,12 +27,10 @@ does chain, validity window and revocation in one call).
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,6 +42,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+from mpc.files import write_atomic
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 DEFAULT_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost")
@@ -110,23 +110,6 @@ def _aware(value: datetime, what: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware (e.g. datetime.now(UTC))")
     return value.astimezone(UTC)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -228,7 +211,7 @@ class Pki:
             handle.write(_private_pem(key))
             handle.flush()
             os.fsync(handle.fileno())
-        _write_atomic(directory / _CA_CERT, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        write_atomic(directory / _CA_CERT, cert.public_bytes(serialization.Encoding.PEM), 0o644)
         (directory / _ISSUED).mkdir(exist_ok=True)
         pki = cls(directory)
         pki._write_revocations([])
@@ -331,8 +314,8 @@ class Pki:
         cert_pem = cert.public_bytes(serialization.Encoding.PEM)
         key_path = self.key_path(name)
         cert_path = self.cert_path(name)
-        _write_atomic(key_path, _private_pem(key), 0o600)
-        _write_atomic(cert_path, cert_pem, 0o644)
+        write_atomic(key_path, _private_pem(key), 0o600)
+        write_atomic(cert_path, cert_pem, 0o644)
         return IssuedCertificate(
             name=name,
             cert_path=cert_path,
@@ -376,7 +359,7 @@ class Pki:
         payload = [
             {"serial": r.serial, "name": r.name, "revoked_at": r.revoked_at} for r in entries
         ]
-        _write_atomic(
+        write_atomic(
             self.directory / _REVOKED,
             (json.dumps(payload, indent=2) + "\n").encode("utf-8"),
             0o644,
@@ -402,7 +385,7 @@ class Pki:
                 .build()
             )
         crl = builder.sign(self._ca_key, hashes.SHA256())
-        _write_atomic(self.crl_path, crl.public_bytes(serialization.Encoding.PEM), 0o644)
+        write_atomic(self.crl_path, crl.public_bytes(serialization.Encoding.PEM), 0o644)
 
     def is_revoked(self, cert: x509.Certificate) -> bool:
         """Whether ``cert`` was issued by this CA and its serial is in ``revoked.json``."""

@@ -31,6 +31,7 @@ import numpy as np
 from gmpy2 import mpz
 
 from mpc.crypto.paillier import PaillierPrivateKey, PaillierPublicKey
+from mpc.files import write_atomic
 
 DEFAULT_WINDOW_BITS = 12
 
@@ -236,14 +237,7 @@ class ObfuscatorPool:
                 break
         header = _POOL_MAGIC + bytes.fromhex(pk.fingerprint()) + struct.pack(">Q", len(items))
         body = b"".join(int(x).to_bytes(pk.ciphertext_bytes, "big") for x in items)
-        target = Path(path)
-        tmp = target.with_name(target.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(header + body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        write_atomic(Path(path), header + body, 0o600)
         return len(items)
 
     def load(self, path: str | Path) -> int:

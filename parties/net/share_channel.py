@@ -57,23 +57,47 @@ def _data_messages(label: str, payload: np.ndarray) -> Iterator[party_pb2.ShareM
         )
 
 
-class ShareClientChannel(Channel):
-    """Initiator's end: opens the stream with a ``ShareStart`` and reads in a background thread."""
+class _StreamChannel(Channel):
+    """What both ends share: an outbox drained into the gRPC stream, and a reader thread that
+    moves the peer's messages into the inbox (an abort when the stream ends or breaks)."""
 
-    def __init__(self, stub: Any, start: party_pb2.ShareStart, peer: str,
-                 metadata: tuple[tuple[str, str], ...] = (), timeout: float | None = None) -> None:
+    def __init__(self, peer: str) -> None:
         self.peer = peer
         self.bytes_sent = 0
         self.messages_sent = 0
         self.result: dict[str, Any] | None = None
         self._outbox: queue.Queue[object] = queue.Queue()
         self._inbox = _Inbox()
-        self._outbox.put(party_pb2.ShareMessage(start=start))
-        self._call = stub.ShareExchange(self._requests(), metadata=metadata, timeout=timeout)
-        self._reader = threading.Thread(target=self._read, name=f"share-reader-{peer}", daemon=True)
+        self._reader: threading.Thread | None = None
+
+    def _start_reader(self, messages: Iterator[party_pb2.ShareMessage]) -> None:
+        self._reader = threading.Thread(target=self._pump, args=(messages,), name=f"share-reader-{self.peer}", daemon=True)
         self._reader.start()
 
-    def _requests(self) -> Iterator[party_pb2.ShareMessage]:
+    def _pump(self, messages: Iterator[party_pb2.ShareMessage]) -> None:
+        try:
+            for message in messages:
+                kind = message.WhichOneof("body")
+                if kind == "data":
+                    self._inbox.data(message.data)
+                elif kind == "abort":
+                    self._inbox.abort(message.abort.reason)
+                    return
+                elif kind == "result" and isinstance(self, ShareClientChannel):
+                    self.result = json.loads(message.result.summary or b"{}")
+                else:
+                    self._inbox.abort(f"unexpected {kind!r} message from {self.peer}")
+                    return
+        except grpc.RpcError as exc:
+            self._inbox.abort(f"stream with {self.peer} failed: {describe(exc)}")
+        except wire.WireError as exc:
+            self._inbox.abort(f"malformed data from {self.peer}: {exc}")
+        except Exception as exc:  # the stream was torn down under us
+            self._inbox.abort(f"stream with {self.peer} ended: {type(exc).__name__}")
+        else:
+            self._inbox.abort(f"{self.peer} closed the session")
+
+    def _outgoing(self) -> Iterator[party_pb2.ShareMessage]:
         while True:
             item = self._outbox.get()
             if item is _CLOSED:
@@ -81,23 +105,6 @@ class ShareClientChannel(Channel):
             assert isinstance(item, party_pb2.ShareMessage)
             yield item
 
-    def _read(self) -> None:
-        try:
-            for message in self._call:
-                kind = message.WhichOneof("body")
-                if kind == "data":
-                    self._inbox.data(message.data)
-                elif kind == "abort":
-                    self._inbox.abort(message.abort.reason)
-                elif kind == "result":
-                    self.result = json.loads(message.result.summary or b"{}")
-        except grpc.RpcError as exc:
-            self._inbox.abort(f"stream to {self.peer} failed: {describe(exc)}")
-        except wire.WireError as exc:
-            self._inbox.abort(f"malformed data from {self.peer}: {exc}")
-        else:
-            self._inbox.abort(f"{self.peer} closed the session")
-
     def _put(self, label: str, payload: np.ndarray) -> None:
         for message in _data_messages(label, payload):
             self._outbox.put(message)
@@ -105,65 +112,41 @@ class ShareClientChannel(Channel):
     def _get(self, timeout: float) -> tuple[str, np.ndarray]:
         return self._inbox.items.get(timeout=timeout)
 
-    def abort(self, reason: str) -> None:
+    def _send_abort(self, reason: str) -> None:
         self._outbox.put(party_pb2.ShareMessage(abort=party_pb2.ShareAbort(reason=reason)))
+
+
+class ShareClientChannel(_StreamChannel):
+    """Initiator's end: opens ``Party.ShareExchange`` with a ``ShareStart``."""
+
+    def __init__(self, stub: Any, start: party_pb2.ShareStart, peer: str,
+                 metadata: tuple[tuple[str, str], ...] = (), timeout: float | None = None) -> None:
+        super().__init__(peer)
+        self._outbox.put(party_pb2.ShareMessage(start=start))
+        self._call = stub.ShareExchange(self._outgoing(), metadata=metadata, timeout=timeout)
+        self._start_reader(self._call)
+
+    def abort(self, reason: str) -> None:
+        self._send_abort(reason)
         self.close()
 
     def close(self, wait: float = 30.0) -> None:
         """End our side of the stream and wait for the co-party's result message."""
         self._outbox.put(_CLOSED)
-        self._reader.join(timeout=wait)
-
-    def cancel(self) -> None:
-        self._call.cancel()
+        if self._reader is not None:
+            self._reader.join(timeout=wait)
 
 
-class ShareServerChannel(Channel):
-    """Co-party's end, inside the ``ShareExchange`` handler.
-
-    ``requests`` is the handler's request iterator (after the ``ShareStart``); :meth:`responses`
-    is what the handler yields back until :meth:`finish` is called.
-    """
+class ShareServerChannel(_StreamChannel):
+    """Co-party's end, inside the ``ShareExchange`` handler: reads the handler's request iterator
+    (after the ``ShareStart``); :meth:`responses` is what the handler yields back."""
 
     def __init__(self, requests: Iterator[party_pb2.ShareMessage], peer: str) -> None:
-        self.peer = peer
-        self.bytes_sent = 0
-        self.messages_sent = 0
-        self._outbox: queue.Queue[object] = queue.Queue()
-        self._inbox = _Inbox()
-        self._reader = threading.Thread(target=self._read, args=(requests,), name=f"share-reader-{peer}", daemon=True)
-        self._reader.start()
-
-    def _read(self, requests: Iterator[party_pb2.ShareMessage]) -> None:
-        try:
-            for message in requests:
-                kind = message.WhichOneof("body")
-                if kind == "data":
-                    self._inbox.data(message.data)
-                elif kind == "abort":
-                    self._inbox.abort(message.abort.reason)
-                    return
-                else:
-                    self._inbox.abort(f"unexpected {kind!r} message from {self.peer}")
-                    return
-        except grpc.RpcError as exc:  # server side: the call was cancelled (the peer went away)
-            self._inbox.abort(f"stream from {self.peer} failed: {describe(exc)}")
-        except wire.WireError as exc:
-            self._inbox.abort(f"malformed data from {self.peer}: {exc}")
-        except Exception as exc:  # the stream is torn down (e.g. client cancelled)
-            self._inbox.abort(f"stream from {self.peer} ended: {type(exc).__name__}")
-        else:
-            self._inbox.abort(f"{self.peer} closed the session")
-
-    def _put(self, label: str, payload: np.ndarray) -> None:
-        for message in _data_messages(label, payload):
-            self._outbox.put(message)
-
-    def _get(self, timeout: float) -> tuple[str, np.ndarray]:
-        return self._inbox.items.get(timeout=timeout)
+        super().__init__(peer)
+        self._start_reader(requests)
 
     def abort(self, reason: str) -> None:
-        self._outbox.put(party_pb2.ShareMessage(abort=party_pb2.ShareAbort(reason=reason)))
+        self._send_abort(reason)
         self._outbox.put(_CLOSED)
 
     def finish(self, summary: dict[str, Any]) -> None:
@@ -172,10 +155,4 @@ class ShareServerChannel(Channel):
         self._outbox.put(_CLOSED)
 
     def responses(self) -> Iterator[party_pb2.ShareMessage]:
-        while True:
-            item = self._outbox.get()
-            if item is _CLOSED:
-                return
-            assert isinstance(item, party_pb2.ShareMessage)
-            yield item
-
+        return self._outgoing()

@@ -19,6 +19,7 @@ from mpc.crypto.obfuscators import CrtObfuscator
 from mpc.crypto.packing import SlotPacking
 from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
 from mpc.data.sources import Dataset, load_dataset
+from mpc.files import write_atomic
 from mpc.protocols import lookup
 from mpc.protocols.lookup import BucketIndex
 from mpc.sharing import ring
@@ -34,7 +35,7 @@ from parties.net.wire import MAX_MESSAGE_BYTES, SERVER_OPTIONS
 from parties.party.config import ConfigError, PartyConfig
 from parties.party.service import PartyService
 from parties.party.sessions import SessionShares
-from parties.party.state import PartyState, _write_secret
+from parties.party.state import PartyState
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc, party_pb2_grpc
 
 log = logging.getLogger("mpc.party")
@@ -210,6 +211,6 @@ class PartyDaemon:
         directory.mkdir(exist_ok=True, mode=0o700)
         path = directory / f"{dataset}.key"
         if not path.exists():
-            _write_secret(path, os.urandom(32))
+            write_atomic(path, os.urandom(32))
         return OprfServer(path.read_bytes(), domain=f"{self.name}/{dataset}".encode())
 

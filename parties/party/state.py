@@ -8,21 +8,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from mpc.audit import AuditLog, load_or_create_signing_key
 from mpc.crypto.paillier import PaillierPrivateKey, generate_keypair
-
-
-def _write_secret(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+from mpc.files import write_atomic
 
 
 class PartyState:
@@ -36,7 +26,7 @@ class PartyState:
             self.paillier = PaillierPrivateKey.from_bytes(key_path.read_bytes())
         else:
             _, self.paillier = generate_keypair(paillier_bits)
-            _write_secret(key_path, self.paillier.to_bytes())
+            write_atomic(key_path, self.paillier.to_bytes())
 
     def audit_public_key_hex(self) -> str:
         from cryptography.hazmat.primitives import serialization
