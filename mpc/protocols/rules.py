@@ -1,0 +1,239 @@
+"""P4 rule language: named eligibility rules over owners' columns, validated, with a plaintext
+reference evaluator (the oracle every private execution is tested against).
+
+A rules file (TOML) holds named rules; each rule has clauses and a boolean ``expression`` over the
+clause names (``AND``, ``OR``, ``NOT``, parentheses; parsed with sqlglot):
+
+```toml
+[rules.public-rental-housing]
+description = "household income per member below 30 000, no registered property, local hukou"
+expression = "income_per_member AND no_property AND local_resident"
+
+[rules.public-rental-housing.clauses.income_per_member]
+owner = "tax"
+dataset = "income"
+column = "annual_income"
+scope = "household-sum"   # or "applicant"
+compare = "<"
+value = 30000
+per_member = true         # sum < 30000 × members: a per-capita limit without division
+absent = "zero"           # a member the owner does not know contributes 0; or "false": the clause fails
+reveal = true             # a reason code for the citizen, if the owner's policy allows it
+
+[rules.public-rental-housing.clauses.local_resident]
+owner = "public-security"
+predicate = "local-resident"   # published by the owner (P2 OPRF filter)
+```
+
+Validation errors name the rule and clause (``rules.public-rental-housing.clauses.income_per_member
+.compare: …``). :func:`evaluate_plain` computes the answer from plaintext tables.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import sqlglot
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlglot import exp
+
+from mpc.sharing.ring import VALUE_MAX, VALUE_MIN
+
+Comparison = Literal["<", "<=", ">", ">=", "==", "!="]
+CLAUSE_NAME = r"^[a-z][a-z0-9_]{0,62}$"
+RULE_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+MAX_MEMBERS = 64
+
+_COMPARE: dict[str, Callable[[int, int], bool]] = {
+    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
+}
+
+
+class RuleError(ValueError):
+    """A rules file that cannot be used; each line names the rule, clause and key."""
+
+
+class Clause(BaseModel):
+    """One fact from one owner: a comparison on a column, or an owner-published predicate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    owner: str = Field(pattern=RULE_NAME)
+    dataset: str | None = None
+    column: str | None = None
+    predicate: str | None = None
+    scope: Literal["applicant", "household-sum"] = "applicant"
+    compare: Comparison | None = None
+    value: int | None = None
+    per_member: bool = False
+    absent: Literal["zero", "false"] = "false"
+    reveal: bool = False
+
+    @model_validator(mode="after")
+    def _shape(self) -> Clause:
+        if self.predicate is not None:
+            extra = [k for k in ("dataset", "column", "compare", "value") if getattr(self, k) is not None]
+            if extra or self.per_member or self.scope != "applicant":
+                raise ValueError(f"a predicate clause takes no {extra or ['per_member/scope']}: the owner evaluates it")
+            return self
+        missing = [k for k in ("dataset", "column", "compare", "value") if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"a comparison clause needs {missing} (or a 'predicate' published by the owner)")
+        assert self.value is not None
+        if not VALUE_MIN <= self.value < VALUE_MAX:
+            raise ValueError(f"value {self.value} outside [-2^62, 2^62)")
+        if self.per_member and self.scope != "household-sum":
+            raise ValueError("per_member compares a household sum: set scope = 'household-sum'")
+        if self.per_member and abs(self.value) * MAX_MEMBERS >= VALUE_MAX:
+            raise ValueError(f"value × members could leave the value range (at most {MAX_MEMBERS} members)")
+        return self
+
+    @property
+    def is_predicate(self) -> bool:
+        return self.predicate is not None
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = ""
+    expression: str
+    clauses: dict[str, Clause]
+
+    @field_validator("clauses")
+    @classmethod
+    def _names(cls, value: dict[str, Clause]) -> dict[str, Clause]:
+        import re
+
+        bad = [n for n in value if not re.match(CLAUSE_NAME, n)]
+        if bad:
+            raise ValueError(f"clause names must match {CLAUSE_NAME}: {bad}")
+        if not value:
+            raise ValueError("a rule needs at least one clause")
+        return value
+
+    @model_validator(mode="after")
+    def _expression(self) -> Rule:
+        tree = parse_expression(self.expression)
+        used = {c.name for c in tree.find_all(exp.Column)}
+        unknown = sorted(used - set(self.clauses))
+        if unknown:
+            raise ValueError(f"expression uses undefined clause(s) {unknown}; defined: {sorted(self.clauses)}")
+        unused = sorted(set(self.clauses) - used)
+        if unused:
+            raise ValueError(f"clause(s) {unused} are defined but not used in the expression")
+        return self
+
+    def tree(self) -> exp.Expression:
+        return parse_expression(self.expression)
+
+    def owners(self) -> list[str]:
+        return sorted({c.owner for c in self.clauses.values()})
+
+
+class RuleSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rules: dict[str, Rule]
+
+    @field_validator("rules")
+    @classmethod
+    def _rule_names(cls, value: dict[str, Rule]) -> dict[str, Rule]:
+        import re
+
+        bad = [n for n in value if not re.match(RULE_NAME, n)]
+        if bad:
+            raise ValueError(f"rule names must match {RULE_NAME}: {bad}")
+        return value
+
+    def get(self, name: str) -> Rule:
+        try:
+            return self.rules[name]
+        except KeyError:
+            raise RuleError(f"unknown rule {name!r}; known: {sorted(self.rules)}") from None
+
+
+def parse_expression(text: str) -> exp.Expression:
+    """Parse ``a AND (b OR NOT c)``; anything but clause names and AND/OR/NOT is refused."""
+    try:
+        tree = sqlglot.parse_one(text)
+    except sqlglot.errors.ParseError as exc:
+        raise ValueError(f"cannot parse expression {text!r}: {exc}") from None
+    allowed = (exp.And, exp.Or, exp.Not, exp.Paren, exp.Column, exp.Identifier)
+    for node in tree.walk():
+        if not isinstance(node, allowed) or (isinstance(node, exp.Column) and node.table):
+            raise ValueError(f"expression {text!r}: {node.sql()!r} is not a clause name, AND, OR, NOT or parentheses")
+    return tree
+
+
+def load_rules(source: str | Path) -> RuleSet:
+    """A rules file (path) or TOML text, validated; errors name rule, clause and key."""
+    text = Path(source).read_text(encoding="utf-8") if isinstance(source, Path) else source
+    where = str(source) if isinstance(source, Path) else "rules"
+    try:
+        return RuleSet.model_validate(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as exc:
+        raise RuleError(f"{where}: not valid TOML: {exc}") from None
+    except ValidationError as exc:
+        lines = [f"{where}: invalid rules"]
+        for item in exc.errors():
+            key = ".".join(str(p) for p in item["loc"])
+            lines.append(f"  {key}: {item['msg']}")
+        raise RuleError("\n".join(lines)) from None
+
+
+# ----------------------------------------------------------------------------- plaintext oracle
+@dataclass(frozen=True)
+class Application:
+    """One application: the applicant and the household members listed on the form."""
+
+    reference: str
+    applicant: str
+    members: tuple[str, ...]  # including the applicant
+
+
+OwnerValues = Mapping[tuple[str, str, str], Mapping[str, int]]  # (owner, dataset, column) -> id -> value
+Predicates = Mapping[tuple[str, str], set[str]]  # (owner, predicate) -> ids for which it holds
+
+
+def clause_plain(clause: Clause, application: Application, values: OwnerValues, predicates: Predicates) -> bool:
+    if clause.is_predicate:
+        assert clause.predicate is not None
+        return application.applicant in predicates.get((clause.owner, clause.predicate), set())
+    assert clause.dataset and clause.column and clause.compare and clause.value is not None
+    table = values.get((clause.owner, clause.dataset, clause.column), {})
+    people = application.members if clause.scope == "household-sum" else (application.applicant,)
+    if clause.absent == "false" and any(p not in table for p in people):
+        return False
+    total = sum(table.get(p, 0) for p in people)
+    limit = clause.value * (len(application.members) if clause.per_member else 1)
+    return _COMPARE[clause.compare](total, limit)
+
+
+def evaluate_tree(tree: exp.Expression, bits: Mapping[str, bool]) -> bool:
+    if isinstance(tree, exp.And):
+        return evaluate_tree(tree.this, bits) and evaluate_tree(tree.expression, bits)
+    if isinstance(tree, exp.Or):
+        return evaluate_tree(tree.this, bits) or evaluate_tree(tree.expression, bits)
+    if isinstance(tree, exp.Not):
+        return not evaluate_tree(tree.this, bits)
+    if isinstance(tree, exp.Paren):
+        return evaluate_tree(tree.this, bits)
+    assert isinstance(tree, exp.Column)
+    return bits[tree.name]
+
+
+def evaluate_plain(rule: Rule, applications: Sequence[Application], values: OwnerValues,
+                   predicates: Predicates) -> list[tuple[bool, dict[str, bool]]]:
+    """The reference answer: (eligible, clause bits) per application."""
+    tree = rule.tree()
+    out = []
+    for application in applications:
+        bits = {name: clause_plain(c, application, values, predicates) for name, c in rule.clauses.items()}
+        out.append((evaluate_tree(tree, bits), bits))
+    return out
