@@ -16,7 +16,7 @@ column = "annual_income"
 scope = "household-sum"   # or "applicant"
 compare = "<"
 value = 30000
-per_member = true         # sum < 30000 × members: a per-capita limit without division
+per_member = true         # sum < 30000 * members: a per-capita limit without division
 absent = "zero"           # a member the owner does not know contributes 0; or "false": the clause fails
 reveal = true             # a reason code for the citizen, if the owner's policy allows it
 
@@ -90,7 +90,7 @@ class Clause(BaseModel):
         if self.per_member and self.scope != "household-sum":
             raise ValueError("per_member compares a household sum: set scope = 'household-sum'")
         if self.per_member and abs(self.value) * MAX_MEMBERS >= VALUE_MAX:
-            raise ValueError(f"value × members could leave the value range (at most {MAX_MEMBERS} members)")
+            raise ValueError(f"value * members could leave the value range (at most {MAX_MEMBERS} members)")
         return self
 
     @property
@@ -161,7 +161,7 @@ class RuleSet(BaseModel):
 def parse_expression(text: str) -> exp.Expression:
     """Parse ``a AND (b OR NOT c)``; anything but clause names and AND/OR/NOT is refused."""
     try:
-        tree = sqlglot.parse_one(text)
+        tree: exp.Expression = sqlglot.parse_one(text)
     except sqlglot.errors.ParseError as exc:
         raise ValueError(f"cannot parse expression {text!r}: {exc}") from None
     allowed = (exp.And, exp.Or, exp.Not, exp.Paren, exp.Column, exp.Identifier)

@@ -64,10 +64,10 @@ def test_expression_grammar() -> None:
     assert tree.sql() == "a AND (b OR NOT c)"
 
 
-def _households(draw: st.DrawFn) -> list[Application]:
+def _households(data: st.DataObject) -> list[Application]:
     apps = []
-    for i in range(draw(st.integers(1, 8))):
-        size = draw(st.integers(1, 6))
+    for i in range(data.draw(st.integers(1, 8))):
+        size = data.draw(st.integers(1, 6))
         members = tuple(f"p{i}-{j}" for j in range(size))
         apps.append(Application(f"A{i}", members[0], members))
     return apps
@@ -77,7 +77,7 @@ def _households(draw: st.DrawFn) -> list[Application]:
 def test_public_rental_housing_oracle(data: st.DataObject) -> None:
     """The oracle against a direct reading of the rule, with absent members and exact thresholds."""
     rule = load_rules(EXAMPLES).get("public-rental-housing")
-    apps = _households(data.draw)
+    apps = _households(data)
     income: dict[str, int] = {}
     props: dict[str, int] = {}
     local: dict[str, int] = {}
