@@ -129,7 +129,7 @@ class Rule(BaseModel):
             raise ValueError(f"clause(s) {unused} are defined but not used in the expression")
         return self
 
-    def tree(self) -> exp.Expression:
+    def tree(self) -> exp.Expr:
         return parse_expression(self.expression)
 
     def owners(self) -> list[str]:
@@ -158,10 +158,10 @@ class RuleSet(BaseModel):
             raise RuleError(f"unknown rule {name!r}; known: {sorted(self.rules)}") from None
 
 
-def parse_expression(text: str) -> exp.Expression:
+def parse_expression(text: str) -> exp.Expr:
     """Parse ``a AND (b OR NOT c)``; anything but clause names and AND/OR/NOT is refused."""
     try:
-        tree: exp.Expression = sqlglot.parse_one(text)
+        tree: exp.Expr = sqlglot.parse_one(text)
     except sqlglot.errors.ParseError as exc:
         raise ValueError(f"cannot parse expression {text!r}: {exc}") from None
     allowed = (exp.And, exp.Or, exp.Not, exp.Paren, exp.Column, exp.Identifier)
@@ -215,7 +215,7 @@ def clause_plain(clause: Clause, application: Application, values: OwnerValues, 
     return _COMPARE[clause.compare](total, limit)
 
 
-def evaluate_tree(tree: exp.Expression, bits: Mapping[str, bool]) -> bool:
+def evaluate_tree(tree: exp.Expr, bits: Mapping[str, bool]) -> bool:
     if isinstance(tree, exp.And):
         return evaluate_tree(tree.this, bits) and evaluate_tree(tree.expression, bits)
     if isinstance(tree, exp.Or):
