@@ -25,7 +25,7 @@ from mpc.crypto.curve25519 import OprfClient
 from mpc.crypto.obfuscators import ShortExponentObfuscator
 from mpc.crypto.packing import SlotPacking
 from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
-from mpc.protocols import lookup, psi, selftest
+from mpc.protocols import lookup, psi, rules, selftest
 from mpc.protocols import threshold as threshold_rule
 from mpc.sharing.channel import ChannelError
 from mpc.sharing.runtime import Party
@@ -35,6 +35,17 @@ from parties.net.share_channel import ShareClientChannel
 from parties.net.tls import OwnCertificateError, TlsConfig, check_own_certificate, secure_channel
 from parties.party.config import load_party_config
 from protos import common_pb2, coordinator_pb2_grpc, party_pb2, party_pb2_grpc
+
+
+def _status_in(message: str) -> grpc.StatusCode:
+    """The co-party's own status when its refusal ended our session (e.g. PERMISSION_DENIED for a
+    program its policy does not allow), else UNAVAILABLE for a lost peer or ABORTED."""
+    for code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                 grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNAUTHENTICATED,
+                 grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
+        if f": {code.name}: " in message or f"failed: {code.name}" in message:
+            return code
+    return grpc.StatusCode.ABORTED
 
 
 class RemoteError(RuntimeError):
@@ -171,8 +182,7 @@ class Client:
             bits = body(Party(0, channel, correlations))
         except ChannelError as exc:
             channel.abort(f"{self.name} gave up: {exc}")
-            code = grpc.StatusCode.UNAVAILABLE if "UNAVAILABLE" in str(exc) else grpc.StatusCode.ABORTED
-            raise RemoteError(party, code, f"session {session_id}: {exc}") from None
+            raise RemoteError(party, _status_in(str(exc)), f"session {session_id}: {exc}") from None
         except BaseException as exc:
             channel.abort(f"{self.name} failed: {type(exc).__name__}")
             raise
@@ -183,54 +193,92 @@ class Client:
         assert bits is not None
         return bits, channel.result or {}
 
-    def threshold_check(self, party: str, dataset: str, column: str, ids: Sequence[str], op: str,
-                        threshold: int) -> np.ndarray:
-        """P3 then P4 for one owner: for each id, ``present AND column OP threshold``, as 0/1.
+    def lookup_shares(self, party: str, dataset: str, columns: Sequence[str],
+                      ids: Sequence[str | None]) -> tuple[str, str, np.ndarray]:
+        """P3: secret-share the owner's ``columns`` of each id (None: a padding row) with the owner.
 
-        The owner learns how many ids were asked and which buckets (each ~anonymity-set rows) they
-        fall in; not the ids, not the threshold, not the results. We learn one bit per id.
+        Returns (owner name, session id, our shares (len(ids), 1 + len(columns)): present first).
+        The owner keeps its shares under the session id for the program that follows. It learns
+        how many rows were asked and which buckets (each at least its anonymity set) were fetched.
         """
-        if op not in threshold_rule.COMPARISONS:
-            raise ValueError(f"op must be one of {sorted(threshold_rule.COMPARISONS)}")
         stub = self.party_stub(party)
         caps = self.capabilities(party)
         schema = next((d for d in self.list_datasets(party).datasets if d.name == dataset), None)
         if schema is None:
             raise RemoteError(party, grpc.StatusCode.NOT_FOUND, f"{caps.party} grants us no dataset {dataset!r}")
         public_key = self._paillier_key(caps)
+        real = [i for i in ids if i is not None]
         # 1. OPRF: the owner's tag of each of our ids, without showing it the ids.
         client = OprfClient(domain=f"{caps.party}/{dataset}".encode())
-        query = client.blind(list(ids))
+        query = client.blind(real)
         evaluated: list[bytes] = []
-        batches = point_batches(query.points, dataset=dataset)
         try:
-            for reply in stub.EvaluateOprf(batches, metadata=self._metadata()):
+            for reply in stub.EvaluateOprf(point_batches(query.points, dataset=dataset), metadata=self._metadata()):
                 evaluated.extend(split_points(reply.points, reply.count))
         except grpc.RpcError as exc:
             raise RemoteError(party, exc.code(), exc.details() or "") from None
-        tags = client.finalize(query, evaluated)
+        tag_of = dict(zip(real, client.finalize(query, evaluated), strict=True)) if real else {}
         # 2. The encrypted buckets our tags fall in.
         rows: dict[bytes, PaillierCiphertext] = {}
-        packing = SlotPacking.for_modulus(int(public_key.n))
-        for bucket in sorted({lookup.bucket_of(t, schema.bucket_bits) for t in tags}):
-            request = party_pb2.BucketRequest(dataset=dataset, columns=[column], bucket=bucket)
+        for bucket in sorted({lookup.bucket_of(t, schema.bucket_bits) for t in tag_of.values()}):
+            request = party_pb2.BucketRequest(dataset=dataset, columns=list(columns), bucket=bucket)
             try:
                 for message in stub.GetEncryptedBucket(request, metadata=self._metadata()):
                     got = split_fixed(message.tags, 8, message.count)
                     rows.update(zip(got, public_key.ciphertexts_from_bytes(message.ciphertexts), strict=True))
             except grpc.RpcError as exc:
                 raise RemoteError(party, exc.code(), exc.details() or "") from None
-        # 3. Mask every row (a missing id gets an encryption of zeros) and let the owner decrypt.
-        table = lookup.EncryptedTable(public_key, packing, ("present", column), rows)
-        masked, mine = zip(*(lookup.mask_row(table, t) for t in tags), strict=True) if tags else ((), ())
+        # 3. Mask every row (missing ids and padding get an encryption of zeros); the owner decrypts.
+        table = lookup.EncryptedTable(public_key, SlotPacking.for_modulus(int(public_key.n)), ("present", *columns), rows)
+        masked, mine = zip(*(lookup.mask_row(table, tag_of.get(i, b"") if i is not None else b"") for i in ids),
+                           strict=True) if ids else ((), ())
         session_id = uuid.uuid4().hex
         self._call(party, stub.MaskedDecrypt, party_pb2.MaskedRows(
-            session_id=session_id, dataset=dataset, columns=[column],
-            ciphertexts=public_key.ciphertexts_to_bytes(list(masked)), count=len(masked)), timeout=300)
-        shares = np.array(mine, dtype=np.uint64).reshape(len(tags), 2)
-        # 4. Compare on shares with the owner; only we see the bits.
-        bits, _ = self._run_program(party, caps.party, session_id, "threshold-check", {"op": op},
+            session_id=session_id, dataset=dataset, columns=list(columns),
+            ciphertexts=public_key.ciphertexts_to_bytes(list(masked)), count=len(masked)), timeout=600)
+        return caps.party, session_id, np.array(mine, dtype=np.uint64).reshape(len(ids), 1 + len(columns))
+
+    def threshold_check(self, party: str, dataset: str, column: str, ids: Sequence[str], op: str,
+                        threshold: int) -> np.ndarray:
+        """P3 then P4 for one owner: for each id, ``present AND column OP threshold``, as 0/1.
+
+        The owner learns how many ids were asked and which buckets they fall in; not the ids, not
+        the threshold, not the results. We learn one bit per id.
+        """
+        if op not in threshold_rule.COMPARISONS:
+            raise ValueError(f"op must be one of {sorted(threshold_rule.COMPARISONS)}")
+        owner, session_id, shares = self.lookup_shares(party, dataset, [column], list(ids))
+        bits, _ = self._run_program(party, owner, session_id, "threshold-check", {"op": op},
                                     lambda p: threshold_rule.threshold_program(p, shares, op, requester=0, threshold=threshold))
+        return bits
+
+    def check_eligibility(self, rule: rules.Rule, applications: Sequence[rules.Application]) -> np.ndarray:
+        """P3 lookups of every household member, then P4 on shares with the owner; one bit per
+        application, revealed to us only. Rules whose clauses read one owner's columns run today;
+        rules over several owners need the owners to forward shares to a co-party (next step)."""
+        layout = rules.table_columns(rule)
+        owners = sorted({owner for owner, _ in layout})
+        if len(owners) != 1 or any(c.is_predicate for c in rule.clauses.values()):
+            raise NotImplementedError(f"rules over several owners {owners} or with published predicates are not executable yet")
+        if not applications:
+            return np.zeros(0, dtype=np.uint8)
+        slots = max(len(a.members) for a in applications)
+        if slots > rules.MAX_MEMBERS:
+            raise ValueError(f"households of more than {rules.MAX_MEMBERS} members are not supported")
+        ids: list[str | None] = [a.members[k] if k < len(a.members) else None for a in applications for k in range(slots)]
+        padding = np.array([i is None for i in ids])
+        tables: dict[rules.TableKey, rules.ShareTable] = {}
+        sessions = []
+        owner_name = owners[0]
+        for (owner, dataset), columns in layout.items():
+            owner_name, session_id, shares = self.lookup_shares(owner, dataset, columns, ids)
+            shares[padding, 0] += np.uint64(1)  # padding reads as present with zero values; the owner cannot tell
+            tables[(owner, dataset)] = rules.ShareTable(("present", *columns), shares)
+            sessions.append({"owner": owner, "dataset": dataset, "session": session_id, "columns": list(columns)})
+        members = [len(a.members) for a in applications]
+        params = {"rule": rule.model_dump(), "applications": len(applications), "slots": slots, "tables": sessions}
+        bits, _ = self._run_program(owners[0], owner_name, uuid.uuid4().hex, "rule", params,
+                                    lambda p: rules.rule_program(p, rule, tables, len(applications), slots, 0, members))
         return bits
 
     def _paillier_key(self, caps: party_pb2.Capabilities) -> PaillierPublicKey:

@@ -37,17 +37,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import sqlglot
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlglot import exp
 
+from mpc.sharing import boolean as _boolean
 from mpc.sharing.ring import VALUE_MAX, VALUE_MIN
+from mpc.sharing.runtime import Party
+from mpc.sharing.types import ArithmeticShare, BooleanShare
 
 Comparison = Literal["<", "<=", ">", ">=", "==", "!="]
 CLAUSE_NAME = r"^[a-z][a-z0-9_]{0,62}$"
 RULE_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 MAX_MEMBERS = 64
 
+COMPARISON_GATES: dict[str, Callable[[ArithmeticShare, ArithmeticShare | int], BooleanShare]] = {
+    "<": _boolean.lt, "<=": _boolean.le, ">": _boolean.gt, ">=": _boolean.ge, "==": _boolean.eq, "!=": _boolean.ne,
+}
 _COMPARE: dict[str, Callable[[int, int], bool]] = {
     "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
     ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
@@ -237,3 +244,89 @@ def evaluate_plain(rule: Rule, applications: Sequence[Application], values: Owne
         bits = {name: clause_plain(c, application, values, predicates) for name, c in rule.clauses.items()}
         out.append((evaluate_tree(tree, bits), bits))
     return out
+
+
+# ----------------------------------------------------------------------------- evaluation on shares
+TableKey = tuple[str, str]  # (owner, dataset)
+
+
+@dataclass(frozen=True)
+class ShareTable:
+    """One party's shares of looked-up rows for one (owner, dataset): ``applications * slots`` rows
+    (application-major, slot 0 is the applicant) of (present, column...)."""
+
+    columns: tuple[str, ...]  # "present" first
+    shares: np.ndarray  # uint64 (rows, len(columns))
+
+    def column(self, party: Party, name: str, applications: int, slots: int) -> ArithmeticShare:
+        index = self.columns.index(name)
+        return ArithmeticShare(party, np.ascontiguousarray(self.shares[:, index]))
+
+
+def _slot_sum(party: Party, share: ArithmeticShare, applications: int, slots: int) -> ArithmeticShare:
+    return ArithmeticShare(party, share.value.reshape(applications, slots).sum(axis=1, dtype=np.uint64))
+
+
+def _first_slot(party: Party, share: ArithmeticShare, applications: int, slots: int) -> ArithmeticShare:
+    return ArithmeticShare(party, np.ascontiguousarray(share.value.reshape(applications, slots)[:, 0]))
+
+
+def rule_program(party: Party, rule: Rule, tables: Mapping[TableKey, ShareTable], applications: int, slots: int,
+                 requester: int, members: Sequence[int] | None = None) -> np.ndarray | None:
+    """Evaluate ``rule`` on shares between the requester and the co-party; reveal the final bit per
+    application to the requester only.
+
+    Padding slots (households smaller than ``slots``) must carry present = 1 and zero values: the
+    requester adds 1 to its own present share there before calling, so the co-party cannot tell
+    padding from members. ``members`` (requester only) is each application's household size; it is
+    secret-shared, so the co-party learns only ``applications`` and ``slots``.
+    """
+    if party.index == requester and (members is None or len(members) != applications):
+        raise ValueError("the requester supplies one household size per application")
+    size = party.share(list(members) if party.index == requester and members is not None else None, owner=requester)
+    bits: dict[str, BooleanShare] = {}
+    for name, clause in rule.clauses.items():
+        if clause.is_predicate:
+            raise ValueError(f"clause {name}: owner-published predicates are evaluated through the OPRF filter, not on shares")
+        assert clause.dataset and clause.column and clause.compare and clause.value is not None
+        table = tables[(clause.owner, clause.dataset)]
+        values = table.column(party, clause.column, applications, slots)
+        present = table.column(party, "present", applications, slots)
+        if clause.scope == "household-sum":
+            total = _slot_sum(party, values, applications, slots)
+            present_count = _slot_sum(party, present, applications, slots)
+            all_present = _boolean.eq(present_count, slots)
+        else:
+            total = _first_slot(party, values, applications, slots)
+            all_present = _boolean.eq(_first_slot(party, present, applications, slots), 1)
+        limit: ArithmeticShare | int = size * clause.value if clause.per_member else clause.value
+        bit = COMPARISON_GATES[clause.compare](total, limit)
+        bits[name] = bit & all_present if clause.absent == "false" else bit
+    result = _evaluate_shared(rule.tree(), bits)
+    return party.reveal_bits(result, to=requester)
+
+
+def _evaluate_shared(tree: exp.Expr, bits: Mapping[str, BooleanShare]) -> BooleanShare:
+    if isinstance(tree, exp.And):
+        return _evaluate_shared(tree.this, bits) & _evaluate_shared(tree.expression, bits)
+    if isinstance(tree, exp.Or):
+        return _evaluate_shared(tree.this, bits) | _evaluate_shared(tree.expression, bits)
+    if isinstance(tree, exp.Not):
+        return ~_evaluate_shared(tree.this, bits)
+    if isinstance(tree, exp.Paren):
+        return _evaluate_shared(tree.this, bits)
+    assert isinstance(tree, exp.Column)
+    return bits[tree.name]
+
+
+def table_columns(rule: Rule) -> dict[TableKey, tuple[str, ...]]:
+    """The columns each (owner, dataset) must supply, in a stable order."""
+    needed: dict[TableKey, list[str]] = {}
+    for clause in rule.clauses.values():
+        if clause.is_predicate:
+            continue
+        assert clause.dataset and clause.column
+        columns = needed.setdefault((clause.owner, clause.dataset), [])
+        if clause.column not in columns:
+            columns.append(clause.column)
+    return {key: tuple(columns) for key, columns in needed.items()}

@@ -7,17 +7,13 @@ per row is revealed to the requester only. The owner learns nothing (not ``t``, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
-from mpc.sharing import boolean
+from mpc.protocols.rules import COMPARISON_GATES
 from mpc.sharing.runtime import Party
-from mpc.sharing.types import ArithmeticShare, BooleanShare
+from mpc.sharing.types import ArithmeticShare
 
-COMPARISONS: dict[str, Callable[[ArithmeticShare, ArithmeticShare], BooleanShare]] = {
-    "<": boolean.lt, "<=": boolean.le, ">": boolean.gt, ">=": boolean.ge, "==": boolean.eq, "!=": boolean.ne,
-}
+COMPARISONS = COMPARISON_GATES
 
 
 def threshold_program(party: Party, shares: np.ndarray, op: str, requester: int,

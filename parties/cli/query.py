@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mpc.data.ids import IdKind, normalize_column
+from mpc.protocols.rules import Application
 from parties.sdk import Client, RemoteError
 
 app = typer.Typer(help="Ask other agencies' daemons, privately.", no_args_is_help=True)
@@ -94,6 +95,88 @@ def threshold_check(
             writer.writerows(zip(mine, bits.tolist(), strict=True))
     console.print(f"{len(mine):,} ids checked in {seconds:.2f} s: {int(bits.sum()):,} true, {len(mine) - int(bits.sum()):,} false"
                   + (f"; written to {out}" if out else ""))
+
+
+@app.command("eligibility")
+def eligibility(
+    rule: str = typer.Option(..., help="rule name"),
+    rules_file: Path = typer.Option(Path("rules/examples.toml"), "--rules", help="rules file (TOML)"),
+    applicants: Path = typer.Option(..., help="CSV: application_id, resident_id, relation (applicant or member)"),
+    out: Path = typer.Option(Path("results.csv"), help="one row per application"),
+    chunk: int = typer.Option(500, help="applications per round trip"),
+    config: Path = CONFIG, purpose: str = PURPOSE, case: str = CASE,
+) -> None:
+    """Check each application against RULE; every application gets a row: eligible, not eligible,
+    or error with the reason (never a silent gap)."""
+    from rich.progress import Progress
+
+    from mpc.protocols.rules import RuleError, load_rules
+
+    try:
+        chosen = load_rules(rules_file).get(rule)
+    except (RuleError, OSError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    applications, errors, order = read_applications(applicants)
+    results: dict[str, tuple[str, str]] = {ref: ("error", reason) for ref, reason in errors.items()}
+    valid = [a for a in applications if a.reference not in errors]
+    with Client.from_config(config, purpose, case) as client, Progress(console=console) as progress:
+        task = progress.add_task(f"checking {len(valid):,} applications", total=len(valid))
+        for start in range(0, len(valid), chunk):
+            part = valid[start : start + chunk]
+            try:
+                bits = client.check_eligibility(chosen, part)
+            except RemoteError as exc:
+                for a in part:
+                    results[a.reference] = ("error", f"{exc.party}: {exc.code.name}: {exc.details}")
+            except NotImplementedError as exc:
+                console.print(f"[red]{exc}[/]")
+                raise typer.Exit(2) from None
+            else:
+                for a, bit in zip(part, bits.tolist(), strict=True):
+                    results[a.reference] = ("eligible" if bit else "not eligible", "")
+            progress.advance(task, len(part))
+    with out.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["application_id", "result", "reason"])
+        for ref in order:
+            writer.writerow([ref, *results[ref]])
+    summary = Table(title=f"{rule}: {len(order):,} applications → {out}")
+    for column in ("eligible", "not eligible", "error"):
+        summary.add_column(column, justify="right")
+    counts = [sum(1 for r in results.values() if r[0] == kind) for kind in ("eligible", "not eligible", "error")]
+    summary.add_row(*(f"{c:,}" for c in counts))
+    console.print(summary)
+
+
+def read_applications(path: Path) -> tuple[list[Application], dict[str, str], list[str]]:
+    """Applications from a long CSV (one row per person); invalid ids become per-application errors."""
+    from mpc.protocols.rules import MAX_MEMBERS, Application
+
+    people: dict[str, list[tuple[int, str, str]]] = {}
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        needed = {"application_id", "resident_id", "relation"}
+        if reader.fieldnames is None or not needed <= set(reader.fieldnames):
+            raise typer.BadParameter(f"{path} needs columns {sorted(needed)}, has {reader.fieldnames}")
+        for number, row in enumerate(reader, start=2):
+            people.setdefault(row["application_id"], []).append((number, row["resident_id"], row["relation"]))
+    applications, errors = [], {}
+    for ref, rows in people.items():
+        ids, report = normalize_column([r[1] for r in rows], "resident_id")
+        applicant_rows = [i for i, r in enumerate(rows) if r[2].strip().lower() == "applicant"]
+        if report.invalid:
+            bad = report.invalid[0]
+            errors[ref] = f"invalid id in line {rows[bad.row][0]}: {bad.reason}"
+        elif len(applicant_rows) != 1:
+            errors[ref] = f"needs exactly one applicant row, has {len(applicant_rows)}"
+        elif len(rows) > MAX_MEMBERS:
+            errors[ref] = f"more than {MAX_MEMBERS} household members"
+        else:
+            first = applicant_rows[0]
+            members = [ids[first], *(i for k, i in enumerate(ids) if k != first)]
+            applications.append(Application(ref, str(members[0]), tuple(str(m) for m in members)))
+    return applications, errors, list(people)
 
 
 @app.command("selftest-compare")

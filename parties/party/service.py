@@ -18,7 +18,7 @@ import grpc
 
 from mpc.crypto.curve25519 import OprfServer
 from mpc.crypto.packing import SlotPacking
-from mpc.protocols import lookup, psi, selftest, threshold
+from mpc.protocols import lookup, psi, rules, selftest, threshold
 from mpc.sharing.channel import ChannelError
 from mpc.sharing.runtime import Party
 from parties.boundary import Call, ServiceError
@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from parties.party.server import PartyDaemon
 
 PROTOCOLS = ("oprf", "psi-cardinality", "encrypted-buckets", "masked-decrypt",
-             "share-exchange:selftest-compare", "share-exchange:threshold-check")
-PROGRAMS = ("selftest-compare", "threshold-check")
+             "share-exchange:selftest-compare", "share-exchange:threshold-check", "share-exchange:rule")
+PROGRAMS = ("selftest-compare", "threshold-check", "rule")
 
 
 class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
@@ -264,6 +264,10 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                 return {"n": n, "learned": "nothing (shares only)"}
 
             return compare
+        if name == "rule":
+            if initiator != 0:
+                raise ValueError("the requester starts a rule program as party 0")
+            return self._rule_program(params, call)
         op = str(params.get("op", ""))
         if op not in threshold.COMPARISONS:
             raise ValueError(f"threshold-check needs op in {sorted(threshold.COMPARISONS)}")
@@ -284,3 +288,42 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             return {"rows": int(held.shares.shape[0]), "learned": "nothing (shares only; not the threshold, not the result)"}
 
         return check
+
+    def _rule_program(self, params: dict[str, Any], call: Call) -> Callable[[Party], dict[str, Any]]:
+        """P4 as co-party: evaluate a rule on the shares our masked decryptions left us."""
+        try:
+            rule = rules.Rule.model_validate(params["rule"])
+            applications, slots = int(params["applications"]), int(params["slots"])
+            requested = list(params["tables"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"bad rule program parameters: {exc}") from exc
+        if not 0 <= applications <= self.daemon.config.party.max_points_per_request or not 1 <= slots <= rules.MAX_MEMBERS:
+            raise ValueError(f"{applications} applications of {slots} slots are out of range")
+        layout = rules.table_columns(rule)
+        tables: dict[rules.TableKey, rules.ShareTable] = {}
+        for entry in requested:
+            key = (str(entry["owner"]), str(entry["dataset"]))
+            if key[0] != self.daemon.name:
+                raise ServiceError(grpc.StatusCode.UNIMPLEMENTED, "shares forwarded from other owners are not supported yet")
+            held = self.daemon.sessions.take(str(entry["session"]), call.peer)
+            if (held.dataset, held.columns) != (key[1], ("present", *layout.get(key, ()))):
+                raise ValueError(f"session {entry['session']} holds {held.dataset}{list(held.columns)}, not what the rule reads")
+            if held.shares.shape[0] != applications * slots:
+                raise ValueError(f"session {entry['session']} holds {held.shares.shape[0]} rows, expected {applications * slots}")
+            data = self.daemon.require_dataset(key[1])
+            columns = layout[key]
+            self.daemon.config.policy.check_dataset(
+                call.peer, call.purpose, key[1], psi=True, columns=dict.fromkeys(columns, "compare"),
+                classifications={c: data.spec.schema_.columns[c].classification for c in columns})
+            tables[key] = rules.ShareTable(held.columns, held.shares)
+        missing = sorted(set(layout) - set(tables))
+        if missing:
+            raise ValueError(f"no shares supplied for {missing}")
+        call.rows = applications
+        call.detail = f"rule clauses={sorted(rule.clauses)} applications={applications} slots={slots}"
+
+        def evaluate(party: Party) -> dict[str, Any]:
+            rules.rule_program(party, rule, tables, applications, slots, requester=0)
+            return {"applications": applications, "learned": "nothing (shares only)"}
+
+        return evaluate

@@ -13,7 +13,7 @@ from parties.sdk import Client
 
 REQUESTER_POLICY = {"purposes": ["statistics", "selftest", "public-rental-housing"],
                     "datasets": {"income": {"psi": True, "columns": {"annual_income": ["lookup", "compare"]}}},
-                    "programs": ["selftest-compare", "threshold-check"]}
+                    "programs": ["selftest-compare", "threshold-check", "rule"]}
 
 
 @pytest.fixture(scope="session")

@@ -372,3 +372,104 @@ def test_metrics_endpoint(tmp_path: Path, cluster: LocalCluster) -> None:
         client.capabilities("spare")
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     assert 'mpc_requests_total{method="GetCapabilities",outcome="OK",party="spare"}' in body
+
+
+ONE_OWNER_RULES = """
+[rules.household-income]
+expression = "per_member AND NOT (rich_applicant OR nobody_known)"
+[rules.household-income.clauses.per_member]
+owner = "tax"
+dataset = "income"
+column = "annual_income"
+scope = "household-sum"
+compare = "<"
+value = 40000
+per_member = true
+absent = "zero"
+[rules.household-income.clauses.rich_applicant]
+owner = "tax"
+dataset = "income"
+column = "annual_income"
+compare = ">="
+value = 150000
+absent = "zero"
+[rules.household-income.clauses.nobody_known]
+owner = "tax"
+dataset = "income"
+column = "annual_income"
+scope = "household-sum"
+compare = "=="
+value = 0
+absent = "false"
+"""
+
+
+def test_one_owner_rule_on_shares_matches_plaintext(cluster: LocalCluster, tables: AgencyTables) -> None:
+    """Households of 1 to 6, members missing from the owner, values at the thresholds."""
+    from mpc.protocols.rules import Application, evaluate_plain, load_rules
+
+    rule = load_rules(ONE_OWNER_RULES).get("household-income")
+    incomes: dict[str, int] = {}
+    for row in tables.tax:
+        ids, _ = normalize_column([str(row["resident_id"])], "resident_id")
+        if ids[0]:
+            incomes[ids[0]] = int(str(row["annual_income"]))
+    known = sorted(incomes)
+    absent = [f"11010519491231{n:03d}" for n in range(10)]
+    rng = np.random.default_rng(12)
+    applications = []
+    for i in range(40):
+        size = 1 + i % 6
+        members = [known[int(j)] for j in rng.choice(len(known), size)]
+        if i % 5 == 0:
+            members[-1] = absent[i % len(absent)]
+        applications.append(Application(f"A{i}", members[0], tuple(members)))
+    applications.append(Application("ghost", absent[0], (absent[0], absent[1])))
+    with client_for(cluster, "housing", purpose="public-rental-housing", case="HZ-RULE") as client:
+        bits = client.check_eligibility(rule, applications)
+    expected = [int(e) for e, _ in evaluate_plain(rule, applications, {("tax", "income", "annual_income"): incomes}, {})]
+    assert bits.tolist() == expected
+    assert 0 < sum(expected) < len(expected)
+    entry = last_entry(cluster, "tax", "ShareExchange")
+    assert (entry["outcome"], entry["rows"], entry["case"]) == ("OK", len(applications), "HZ-RULE")
+
+
+def test_eligibility_cli_gives_every_application_a_row(cluster: LocalCluster, tables: AgencyTables, tmp_path: Path) -> None:
+    import csv as csv_module
+
+    from mpc.protocols.rules import Application, evaluate_plain, load_rules
+
+    rules_file = tmp_path / "rules.toml"
+    rules_file.write_text(ONE_OWNER_RULES)
+    incomes: dict[str, int] = {}
+    for row in tables.tax:
+        ids, _ = normalize_column([str(row["resident_id"])], "resident_id")
+        if ids[0]:
+            incomes[ids[0]] = int(str(row["annual_income"]))
+    known = sorted(incomes)
+    rows = [("A1", known[0], "applicant"), ("A1", known[1], "member"),
+            ("A2", known[2], "applicant"),
+            ("A3", "11010519491231002Y", "applicant"),  # bad check character
+            ("A4", known[3], "member"),  # no applicant row
+            ("A5", "110105491231002", "applicant")]  # 15-digit, upgraded, not in the tax table
+    applicants = tmp_path / "applicants.csv"
+    with applicants.open("w", newline="") as f:
+        writer = csv_module.writer(f)
+        writer.writerow(["application_id", "resident_id", "relation"])
+        writer.writerows(rows)
+    out = tmp_path / "results.csv"
+    result = subprocess.run([sys.executable, "-m", "parties.cli.query", "eligibility", "--rule", "household-income",
+                             "--rules", str(rules_file), "--applicants", str(applicants), "--out", str(out),
+                             "--config", str(cluster.config("housing")), "--purpose", "public-rental-housing",
+                             "--case", "HZ-CLI"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    got = {r["application_id"]: r for r in csv_module.DictReader(out.open())}
+    assert list(got) == ["A1", "A2", "A3", "A4", "A5"]
+    assert got["A3"]["result"] == "error" and "check" in got["A3"]["reason"]
+    assert got["A4"]["result"] == "error" and "exactly one applicant" in got["A4"]["reason"]
+    rule = load_rules(ONE_OWNER_RULES).get("household-income")
+    apps = [Application("A1", known[0], (known[0], known[1])), Application("A2", known[2], (known[2],)),
+            Application("A5", "11010519491231002X", ("11010519491231002X",))]
+    plain = evaluate_plain(rule, apps, {("tax", "income", "annual_income"): incomes}, {})
+    for app, (eligible, _) in zip(apps, plain, strict=True):
+        assert got[app.reference]["result"] == ("eligible" if eligible else "not eligible")
