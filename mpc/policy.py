@@ -39,6 +39,8 @@ class PeerPolicy(BaseModel):
     datasets: dict[str, DatasetGrant] = Field(default_factory=dict)
     rate_limit_per_minute: int = Field(600, ge=1)
     programs: list[str] = Field(default_factory=list)  # secret-sharing programs it may start here
+    co_parties: list[str] = Field(default_factory=list)  # owners we forward this peer's session shares to
+    forward_shares: bool = False  # this peer (an owner) may hand us shares as a rule's co-party
 
     @field_validator("purposes")
     @classmethod
@@ -84,6 +86,14 @@ class Policy(BaseModel):
                 raise PolicyError(f"column {dataset}.{column} is classified secret and never usable")
             if use not in grant.columns.get(column, []):
                 raise PolicyError(f"peer {peer!r} may not use column {dataset}.{column} for {use!r}")
+
+    def check_forward(self, requester: str, purpose: str, co_party: str) -> None:
+        if co_party not in self.check_purpose(requester, purpose).co_parties:
+            raise PolicyError(f"shares of {requester!r} may not be forwarded to {co_party!r}")
+
+    def check_receive(self, owner: str, purpose: str) -> None:
+        if not self.check_purpose(owner, purpose).forward_shares:
+            raise PolicyError(f"{owner!r} may not hand us shares as co-party")
 
     def check_program(self, peer: str, purpose: str, program: str) -> None:
         if program not in self.check_purpose(peer, purpose).programs:

@@ -5,8 +5,9 @@
 * ``housing`` — dataset ``properties`` (SQLite): registered property count, district.
 * ``public-security`` — dataset ``residents`` (SQLite): local residency, registered district.
 
-Every agency grants every other one id matching (PSI/OPRF) on its dataset for the purposes
-``statistics`` and ``selftest``, and the ``selftest-compare`` program; nothing else.
+Every agency grants every other one id matching (PSI/OPRF), lookups and comparisons of its
+non-secret numeric and boolean columns for the purposes in :data:`PURPOSES`, the programs in
+:data:`PROGRAMS`, and forwarding of shares between agencies acting as a rule's co-party.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from mpc.data.synthetic import AgencyTables, write_csv, write_sqlite
 from parties.cluster import PartySpec
 
 AGENCIES = ("tax", "civil-affairs", "housing", "public-security")
-PURPOSES = ["statistics", "selftest"]
+PURPOSES = ["statistics", "selftest", "public-rental-housing", "minimum-living-allowance", "income-check"]
+PROGRAMS = ["selftest-compare", "threshold-check", "rule"]
 INT_MAX = 10**12
 
 
@@ -58,12 +60,18 @@ def dataset_specs(tables: AgencyTables, data_dir: Path) -> dict[str, dict[str, A
     }
 
 
-def policy_for(owner: str, dataset: str) -> dict[str, Any]:
-    peers = {peer: {"purposes": PURPOSES, "datasets": {dataset: {"psi": True}}, "programs": ["selftest-compare"]}
+def policy_for(owner: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Every other agency may match ids, look up and compare the non-secret columns, run the
+    programs, and use the other agencies as co-parties (to which shares are forwarded)."""
+    columns = {c: ["lookup", "compare"] for c, col in spec["schema"]["columns"].items()
+               if col.get("classification") != "secret" and col["type"] != "category"}
+    peers = {peer: {"purposes": PURPOSES, "datasets": {spec["name"]: {"psi": True, "columns": columns}},
+                    "programs": PROGRAMS, "co_parties": [a for a in AGENCIES if a not in (owner, peer)],
+                    "forward_shares": True}
              for peer in AGENCIES if peer != owner}
     return {"peers": peers}
 
 
-def party_specs(tables: AgencyTables, data_dir: Path) -> list[PartySpec]:
+def party_specs(tables: AgencyTables, data_dir: Path, extra: dict[str, Any] | None = None) -> list[PartySpec]:
     specs = dataset_specs(tables, data_dir)
-    return [PartySpec(name, [specs[name]], policy_for(name, specs[name]["name"])) for name in AGENCIES]
+    return [PartySpec(name, [specs[name]], policy_for(name, specs[name]), extra=dict(extra or {})) for name in AGENCIES]

@@ -253,31 +253,41 @@ class Client:
         return bits
 
     def check_eligibility(self, rule: rules.Rule, applications: Sequence[rules.Application]) -> np.ndarray:
-        """P3 lookups of every household member, then P4 on shares with the owner; one bit per
-        application, revealed to us only. Rules whose clauses read one owner's columns run today;
-        rules over several owners need the owners to forward shares to a co-party (next step)."""
-        layout = rules.table_columns(rule)
-        owners = sorted({owner for owner, _ in layout})
-        if len(owners) != 1 or any(c.is_predicate for c in rule.clauses.values()):
-            raise NotImplementedError(f"rules over several owners {owners} or with published predicates are not executable yet")
+        """P3 lookups of every household member at every owner the rule reads, then P4 on shares
+        with the rule's co-party (the owner of its first clause; the other owners forward their
+        shares to it); one bit per application, revealed to us only.
+
+        Households are padded to the largest one in the batch, so owners and the co-party learn
+        the number of applications and that size, not who belongs to which household.
+        """
+        if any(c.is_predicate for c in rule.clauses.values()):
+            raise NotImplementedError("owner-published predicates (P2 filters) are not executable yet")
         if not applications:
             return np.zeros(0, dtype=np.uint8)
         slots = max(len(a.members) for a in applications)
         if slots > rules.MAX_MEMBERS:
             raise ValueError(f"households of more than {rules.MAX_MEMBERS} members are not supported")
+        co_party = next((c.owner for c in rule.clauses.values() if c.owner != self.name), None)
+        if co_party is None:
+            raise ValueError("the rule reads only our own data: there is nobody to compute with")
         ids: list[str | None] = [a.members[k] if k < len(a.members) else None for a in applications for k in range(slots)]
         padding = np.array([i is None for i in ids])
         tables: dict[rules.TableKey, rules.ShareTable] = {}
         sessions = []
-        owner_name = owners[0]
-        for (owner, dataset), columns in layout.items():
+        co_party_name = co_party
+        for (owner, dataset), columns in rules.table_columns(rule).items():
             owner_name, session_id, shares = self.lookup_shares(owner, dataset, columns, ids)
-            shares[padding, 0] += np.uint64(1)  # padding reads as present with zero values; the owner cannot tell
+            shares[padding, 0] += np.uint64(1)  # padding reads as present with zero values; nobody else can tell
             tables[(owner, dataset)] = rules.ShareTable(("present", *columns), shares)
             sessions.append({"owner": owner, "dataset": dataset, "session": session_id, "columns": list(columns)})
+            if owner == co_party:
+                co_party_name = owner_name
+            else:
+                self._call(owner, self.party_stub(owner).ForwardShares,
+                           party_pb2.ForwardRequest(session_id=session_id, co_party=co_party), timeout=300)
         members = [len(a.members) for a in applications]
         params = {"rule": rule.model_dump(), "applications": len(applications), "slots": slots, "tables": sessions}
-        bits, _ = self._run_program(owners[0], owner_name, uuid.uuid4().hex, "rule", params,
+        bits, _ = self._run_program(co_party, co_party_name, uuid.uuid4().hex, "rule", params,
                                     lambda p: rules.rule_program(p, rule, tables, len(applications), slots, 0, members))
         return bits
 

@@ -117,6 +117,32 @@ class MaskedRows(_message.Message):
     count: int
     def __init__(self, session_id: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., ciphertexts: _Optional[bytes] = ..., count: _Optional[int] = ...) -> None: ...
 
+class ForwardRequest(_message.Message):
+    __slots__ = ("session_id", "co_party")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    CO_PARTY_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    co_party: str
+    def __init__(self, session_id: _Optional[str] = ..., co_party: _Optional[str] = ...) -> None: ...
+
+class SharesChunk(_message.Message):
+    __slots__ = ("session_id", "requester", "dataset", "columns", "rows", "shares", "more")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTER_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    SHARES_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    requester: str
+    dataset: str
+    columns: _containers.RepeatedScalarFieldContainer[str]
+    rows: int
+    shares: _common_pb2.NdArray
+    more: bool
+    def __init__(self, session_id: _Optional[str] = ..., requester: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., rows: _Optional[int] = ..., shares: _Optional[_Union[_common_pb2.NdArray, _Mapping]] = ..., more: _Optional[bool] = ...) -> None: ...
+
 class DecryptReceipt(_message.Message):
     __slots__ = ("rows",)
     ROWS_FIELD_NUMBER: _ClassVar[int]

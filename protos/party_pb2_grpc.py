@@ -65,6 +65,16 @@ class PartyStub:
                 request_serializer=protos_dot_party__pb2.MaskedRows.SerializeToString,
                 response_deserializer=protos_dot_party__pb2.DecryptReceipt.FromString,
                 _registered_method=True)
+        self.ForwardShares = channel.unary_unary(
+                '/mpc.v1.Party/ForwardShares',
+                request_serializer=protos_dot_party__pb2.ForwardRequest.SerializeToString,
+                response_deserializer=protos_dot_party__pb2.DecryptReceipt.FromString,
+                _registered_method=True)
+        self.ReceiveShares = channel.stream_unary(
+                '/mpc.v1.Party/ReceiveShares',
+                request_serializer=protos_dot_party__pb2.SharesChunk.SerializeToString,
+                response_deserializer=protos_dot_party__pb2.DecryptReceipt.FromString,
+                _registered_method=True)
         self.ShareExchange = channel.stream_stream(
                 '/mpc.v1.Party/ShareExchange',
                 request_serializer=protos_dot_party__pb2.ShareMessage.SerializeToString,
@@ -124,6 +134,21 @@ class PartyServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForwardShares(self, request, context):
+        """P4, several owners: the requester asks this owner to forward the shares a masked decryption
+        left it to the rule's co-party (another owner), for a later program between requester and co-party.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReceiveShares(self, request_iterator, context):
+        """The co-party's side of ForwardShares: an owner (this call's peer) hands over its shares.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ShareExchange(self, request_iterator, context):
         """Secret-sharing session between two compute parties: labelled arrays both ways.
         """
@@ -169,6 +194,16 @@ def add_PartyServicer_to_server(servicer, server):
             'MaskedDecrypt': grpc.unary_unary_rpc_method_handler(
                     servicer.MaskedDecrypt,
                     request_deserializer=protos_dot_party__pb2.MaskedRows.FromString,
+                    response_serializer=protos_dot_party__pb2.DecryptReceipt.SerializeToString,
+            ),
+            'ForwardShares': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForwardShares,
+                    request_deserializer=protos_dot_party__pb2.ForwardRequest.FromString,
+                    response_serializer=protos_dot_party__pb2.DecryptReceipt.SerializeToString,
+            ),
+            'ReceiveShares': grpc.stream_unary_rpc_method_handler(
+                    servicer.ReceiveShares,
+                    request_deserializer=protos_dot_party__pb2.SharesChunk.FromString,
                     response_serializer=protos_dot_party__pb2.DecryptReceipt.SerializeToString,
             ),
             'ShareExchange': grpc.stream_stream_rpc_method_handler(
@@ -343,6 +378,60 @@ class Party:
             target,
             '/mpc.v1.Party/MaskedDecrypt',
             protos_dot_party__pb2.MaskedRows.SerializeToString,
+            protos_dot_party__pb2.DecryptReceipt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForwardShares(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Party/ForwardShares',
+            protos_dot_party__pb2.ForwardRequest.SerializeToString,
+            protos_dot_party__pb2.DecryptReceipt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReceiveShares(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/mpc.v1.Party/ReceiveShares',
+            protos_dot_party__pb2.SharesChunk.SerializeToString,
             protos_dot_party__pb2.DecryptReceipt.FromString,
             options,
             channel_credentials,

@@ -76,6 +76,7 @@ class PartyDaemon:
         self._stopping = threading.Event()
         self._witness: threading.Thread | None = None
         self.sessions = SessionShares()
+        self._peer_channels: dict[str, grpc.Channel] = {}
         self._buckets: dict[str, BucketIndex] = {}
         self._encrypted: dict[tuple[str, tuple[str, ...], int], tuple[list[bytes], list[PaillierCiphertext]]] = {}
         self._lookup_lock = threading.Lock()
@@ -126,6 +127,18 @@ class PartyDaemon:
             self._coordinator_channel = secure_channel(self.config.party.coordinator, self.config.tls)
             self._coordinator = coordinator_pb2_grpc.CoordinatorStub(self._coordinator_channel)
         return self._coordinator
+
+    def peer_stub(self, party: str) -> Any:
+        """A stub for another party's daemon, found in the coordinator's directory."""
+        directory = self.coordinator_stub().GetDirectory(common_pb2.Empty(), timeout=10)
+        endpoint = next((e.endpoint for e in directory.parties if e.party == party), None)
+        if endpoint is None:
+            raise ServiceError(grpc.StatusCode.NOT_FOUND, f"{party!r} is not in the coordinator's directory")
+        with self._lookup_lock:
+            channel = self._peer_channels.get(endpoint)
+            if channel is None:
+                channel = self._peer_channels[endpoint] = secure_channel(endpoint, self.config.tls)
+        return party_pb2_grpc.PartyStub(channel)
 
     def _register(self) -> bool:
         registration = coordinator_pb2.Registration(

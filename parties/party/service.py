@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import numpy as np
 
 from mpc.crypto.curve25519 import OprfServer
 from mpc.crypto.packing import SlotPacking
@@ -22,6 +23,7 @@ from mpc.protocols import lookup, psi, rules, selftest, threshold
 from mpc.sharing.channel import ChannelError
 from mpc.sharing.runtime import Party
 from parties.boundary import Call, ServiceError
+from parties.net import wire
 from parties.net.dealer_client import session_correlations
 from parties.net.points import point_batches, split_points
 from parties.net.share_channel import ShareServerChannel
@@ -46,6 +48,8 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         self.PsiRound = b.streaming("PsiRound", "psi-cardinality")(self._psi_round)
         self.GetEncryptedBucket = b.streaming("GetEncryptedBucket", "lookup")(self._encrypted_bucket)
         self.MaskedDecrypt = b.unary("MaskedDecrypt", "lookup")(self._masked_decrypt)
+        self.ForwardShares = b.unary("ForwardShares", "forward")(self._forward_shares)
+        self.ReceiveShares = b.unary("ReceiveShares", "forward")(self._receive_shares)
         self.ShareExchange = b.streaming("ShareExchange", "share-exchange")(self._share_exchange)
         self.GetAuditHead = b.unary("GetAuditHead")(self._audit_head)
         self._oprf_keys: dict[str, OprfServer] = {}
@@ -197,6 +201,57 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         call.detail = f"session={request.session_id} dataset={request.dataset} columns={list(columns)}"
         return party_pb2.DecryptReceipt(rows=len(masked))
 
+    # ------------------------------------------------------------------ co-party forwarding (P4)
+    def _forward_shares(self, request: party_pb2.ForwardRequest, context: Any, call: Call) -> party_pb2.DecryptReceipt:
+        """Hand the shares of a masked decryption to the rule's co-party (which learns nothing from
+        them: each is the value plus the requester's mask)."""
+        if request.co_party == call.peer:  # both shares at the requester would reveal the values
+            raise ServiceError(grpc.StatusCode.PERMISSION_DENIED, "shares are never forwarded to the requester itself")
+        if request.co_party == self.daemon.name:
+            raise ValueError("forwarding to ourselves")
+        self.daemon.config.policy.check_forward(call.peer, call.purpose, request.co_party)
+        held = self.daemon.sessions.take(request.session_id, call.peer)
+        metadata = (("x-purpose", call.purpose), ("x-case", call.case))
+
+        def chunks() -> Iterator[party_pb2.SharesChunk]:
+            first = True
+            for piece, more in wire.chunks(held.shares):
+                chunk = party_pb2.SharesChunk(shares=wire.to_message(piece), more=more)
+                if first:
+                    chunk.session_id, chunk.requester, chunk.dataset = request.session_id, call.peer, held.dataset
+                    chunk.columns.extend(held.columns)
+                    chunk.rows, first = held.shares.shape[0], False
+                yield chunk
+
+        try:
+            receipt = self.daemon.peer_stub(request.co_party).ReceiveShares(chunks(), metadata=metadata, timeout=300)
+        except grpc.RpcError as exc:
+            raise ServiceError(exc.code(), f"co-party {request.co_party} refused the shares: {exc.details()}") from None
+        call.rows = int(receipt.rows)
+        call.detail = f"session={request.session_id} co_party={request.co_party} dataset={held.dataset}"
+        return party_pb2.DecryptReceipt(rows=receipt.rows)
+
+    def _receive_shares(self, requests: Iterator[party_pb2.SharesChunk], context: Any, call: Call) -> party_pb2.DecryptReceipt:
+        self.daemon.config.policy.check_receive(call.peer, call.purpose)
+        header: party_pb2.SharesChunk | None = None
+        pieces = []
+        for chunk in requests:
+            if header is None:
+                header = chunk
+            pieces.append(wire.from_message(chunk.shares))
+            if not chunk.more:
+                break
+        if header is None or not header.session_id or not header.columns:
+            raise ValueError("ReceiveShares needs a header chunk with session, requester, dataset and columns")
+        shares = wire.join(pieces).reshape(int(header.rows), len(header.columns)) if pieces else None
+        if shares is None or shares.dtype != np.uint64:
+            raise ValueError("forwarded shares must be uint64")
+        self.daemon.sessions.put(header.session_id, HeldShares(header.requester, header.dataset, tuple(header.columns),
+                                                               shares, time.monotonic(), source=call.peer))
+        call.rows = int(header.rows)
+        call.detail = f"session={header.session_id} requester={header.requester} from={call.peer} dataset={header.dataset}"
+        return party_pb2.DecryptReceipt(rows=header.rows)
+
     # ------------------------------------------------------------------ secret sharing
     def _share_exchange(self, requests: Iterator[party_pb2.ShareMessage], context: Any, call: Call) -> Iterator[party_pb2.ShareMessage]:
         first = next(requests, None)
@@ -303,18 +358,19 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         tables: dict[rules.TableKey, rules.ShareTable] = {}
         for entry in requested:
             key = (str(entry["owner"]), str(entry["dataset"]))
-            if key[0] != self.daemon.name:
-                raise ServiceError(grpc.StatusCode.UNIMPLEMENTED, "shares forwarded from other owners are not supported yet")
             held = self.daemon.sessions.take(str(entry["session"]), call.peer)
+            if (held.source or self.daemon.name) != key[0]:
+                raise ValueError(f"session {entry['session']} holds shares from {held.source or self.daemon.name}, not {key[0]}")
             if (held.dataset, held.columns) != (key[1], ("present", *layout.get(key, ()))):
                 raise ValueError(f"session {entry['session']} holds {held.dataset}{list(held.columns)}, not what the rule reads")
             if held.shares.shape[0] != applications * slots:
                 raise ValueError(f"session {entry['session']} holds {held.shares.shape[0]} rows, expected {applications * slots}")
-            data = self.daemon.require_dataset(key[1])
             columns = layout[key]
-            self.daemon.config.policy.check_dataset(
-                call.peer, call.purpose, key[1], psi=True, columns=dict.fromkeys(columns, "compare"),
-                classifications={c: data.spec.schema_.columns[c].classification for c in columns})
+            if key[0] == self.daemon.name:  # other owners checked their own policy before forwarding
+                data = self.daemon.require_dataset(key[1])
+                self.daemon.config.policy.check_dataset(
+                    call.peer, call.purpose, key[1], psi=True, columns=dict.fromkeys(columns, "compare"),
+                    classifications={c: data.spec.schema_.columns[c].classification for c in columns})
             tables[key] = rules.ShareTable(held.columns, held.shares)
         missing = sorted(set(layout) - set(tables))
         if missing:

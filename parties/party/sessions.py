@@ -23,6 +23,7 @@ class HeldShares:
     columns: tuple[str, ...]
     shares: np.ndarray  # rows x len(columns), uint64
     created: float
+    source: str = ""  # the owner whose data these are shares of ("" for our own)
 
 
 class SessionShares:

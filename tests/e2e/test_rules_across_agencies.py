@@ -1,0 +1,78 @@
+"""A three-owner rule between real daemons: shares forwarded to the co-party, result = plaintext."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from mpc.data.ids import normalize_column
+from mpc.data.synthetic import AgencyTables, generate
+from mpc.protocols.rules import Application, evaluate_plain, load_rules
+from parties.cluster import LocalCluster
+from parties.deployment import party_specs
+from parties.sdk import Client
+from tests.e2e.conftest import audit_entries
+from tests.protocols.test_rules import EXAMPLES
+
+
+@pytest.fixture(scope="module")
+def agencies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCluster, AgencyTables]]:
+    tables = generate(1500, seed=21)
+    root = tmp_path_factory.mktemp("agencies")
+    cluster = LocalCluster(root, party_specs(tables, root / "data", extra={"anonymity_set": 128}), paillier_bits=1024)
+    cluster.start()
+    try:
+        yield cluster, tables
+    finally:
+        cluster.stop()
+
+
+def _values(rows: list[dict[str, object]], column: str) -> dict[str, int]:
+    ids, _ = normalize_column([str(r["resident_id"]) for r in rows], "resident_id")
+    return {i: int(str(r[column])) for i, r in zip(ids, rows, strict=True) if i}
+
+
+@pytest.mark.parametrize("rule_name", ["public-rental-housing", "minimum-living-allowance"])
+def test_multi_owner_rule_matches_plaintext(agencies: tuple[LocalCluster, AgencyTables], rule_name: str) -> None:
+    cluster, tables = agencies
+    rule = load_rules(EXAMPLES).get(rule_name)
+    households: dict[str, list[dict[str, object]]] = {}
+    for row in tables.civil_affairs:
+        households.setdefault(str(row["household_id"]), []).append(row)
+    applications = []
+    for ref, members in sorted(households.items())[:60]:
+        ordered = sorted(members, key=lambda r: r["relation"] != "head")
+        applications.append(Application(ref, str(ordered[0]["resident_id"]), tuple(str(m["resident_id"]) for m in ordered)))
+    values = {
+        ("tax", "income", "annual_income"): _values(tables.tax, "annual_income"),
+        ("housing", "properties", "property_count"): _values(tables.housing, "property_count"),
+        ("public-security", "residents", "local_resident"): _values(tables.public_security, "local_resident"),
+        ("civil-affairs", "households", "disabled"): _values(tables.civil_affairs, "disabled"),
+    }
+    expected = [int(e) for e, _ in evaluate_plain(rule, applications, values, {})]
+    requester = "civil-affairs" if rule_name == "public-rental-housing" else "public-security"
+    with Client.from_config(cluster.config(requester), purpose=rule_name, case=f"E2E-{rule_name}") as client:
+        bits = client.check_eligibility(rule, applications)
+    assert bits.tolist() == expected
+    co_party = next(iter(rule.clauses.values())).owner
+    received = [e for e in audit_entries(cluster, co_party) if e["action"] == "rpc:ReceiveShares"
+                and e.get("case") == f"E2E-{rule_name}"]
+    assert len(received) == len({c.owner for c in rule.clauses.values()} - {co_party})
+
+
+def test_shares_are_never_forwarded_to_the_requester(agencies: tuple[LocalCluster, AgencyTables]) -> None:
+    import grpc
+
+    from parties.sdk import RemoteError
+    from protos import party_pb2
+
+    cluster, tables = agencies
+    person = str(tables.tax[0]["resident_id"])
+    with Client.from_config(cluster.config("housing"), purpose="public-rental-housing", case="E2E-forward") as client:
+        _, session_id, _ = client.lookup_shares("tax", "income", ["annual_income"], [person])
+        with pytest.raises(RemoteError) as refused:
+            client._call("tax", client.party_stub("tax").ForwardShares,
+                         party_pb2.ForwardRequest(session_id=session_id, co_party="housing"), timeout=30)
+    assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert "never forwarded to the requester" in refused.value.details
