@@ -59,8 +59,9 @@ class PartyDaemon:
         self.audit_log = self.state.audit
         self.datasets: dict[str, Dataset] = {spec.name: load_dataset(spec, config.base_dir) for spec in config.datasets}
         self.metrics = Metrics(self.name)
+        transcript = config.party.state_dir / "transcript.bin" if os.environ.get("MPC_TEST_TRANSCRIPT") == "1" else None
         self.boundary = Boundary(self.name, self.state.audit, Revocations(config.tls.crl, config.tls.ca),
-                                 self.metrics, self._rate_limit)
+                                 self.metrics, self._rate_limit, transcript)
         self.server = grpc.server(ThreadPoolExecutor(max_workers=32, thread_name_prefix=f"{self.name}-rpc"),
                                   options=SERVER_OPTIONS)
         party_pb2_grpc.add_PartyServicer_to_server(PartyService(self), self.server)

@@ -1,0 +1,109 @@
+"""Leakage: what an owner's daemon receives while answering an eligibility batch, and what the
+requester ends up with. The owner's daemon records every message it receives (test-only
+transcript, MPC_TEST_TRANSCRIPT=1); we search it for anything derived from the applicants' ids."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mpc.crypto.curve25519 import OprfServer, hash_to_curve
+from mpc.data.ids import normalize_column
+from mpc.data.synthetic import AgencyTables, generate, write_csv
+from mpc.protocols.lookup import bucket_of
+from mpc.protocols.psi import PSI_DOMAIN
+from parties.cluster import LocalCluster, PartySpec
+from tests.e2e.conftest import audit_entries
+from tests.e2e.test_daemons import ONE_OWNER_RULES
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCluster, AgencyTables]]:
+    tables = generate(4000, seed=33)
+    root = tmp_path_factory.mktemp("leakage")
+    paths = write_csv(tables, root / "data")
+    income = {"name": "income", "source": {"kind": "csv", "path": str(paths["tax"])},
+              "schema": {"id_column": "resident_id", "columns": {
+                  "annual_income": {"type": "int", "min": -(10**12), "max": 10**12, "classification": "sensitive"}}}}
+    grant = {"purposes": ["public-rental-housing"], "programs": ["rule"],
+             "datasets": {"income": {"psi": True, "columns": {"annual_income": ["lookup", "compare"]}}}}
+    cluster = LocalCluster(root, [PartySpec("tax", [income], {"peers": {"housing": grant}}, extra={"anonymity_set": 256}),
+                                  PartySpec("housing", daemon=False)], paillier_bits=1024)
+    previous = os.environ.get("MPC_TEST_TRANSCRIPT")
+    os.environ["MPC_TEST_TRANSCRIPT"] = "1"
+    try:
+        cluster.start()
+    finally:
+        if previous is None:
+            del os.environ["MPC_TEST_TRANSCRIPT"]
+        else:
+            os.environ["MPC_TEST_TRANSCRIPT"] = previous
+    try:
+        yield cluster, tables
+    finally:
+        cluster.stop()
+
+
+def test_owner_sees_nothing_linkable_and_requester_only_bits(recorded: tuple[LocalCluster, AgencyTables],
+                                                              tmp_path: Path) -> None:
+    cluster, tables = recorded
+    ids, _ = normalize_column([str(r["resident_id"]) for r in tables.tax], "resident_id")
+    incomes = {i: int(str(r["annual_income"])) for i, r in zip(ids, tables.tax, strict=True) if i}
+    people = [*sorted(incomes)[:30], "11010519491231002X"]  # the last one the owner does not have
+    applicants = tmp_path / "applicants.csv"
+    with applicants.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["application_id", "resident_id", "relation"])
+        for n in range(0, len(people), 3):
+            for k, person in enumerate(people[n : n + 3]):
+                writer.writerow([f"A{n}", person, "applicant" if k == 0 else "member"])
+    rules_file = tmp_path / "rules.toml"
+    rules_file.write_text(ONE_OWNER_RULES)
+    out = tmp_path / "results.csv"
+    run = subprocess.run([sys.executable, "-m", "parties.cli.query", "eligibility", "--rule", "household-income",
+                          "--rules", str(rules_file), "--applicants", str(applicants), "--out", str(out),
+                          "--config", str(cluster.config("housing")), "--purpose", "public-rental-housing",
+                          "--case", "LEAK-1"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+    # 1. The owner's transcript holds no id, no hash of one, no curve point or tag derived from one.
+    state = cluster.root / "state" / "tax"
+    transcript = (state / "transcript.bin").read_bytes()
+    assert len(transcript) > 10_000  # it did record the session
+    oprf = OprfServer((state / "oprf" / "income.key").read_bytes(), domain=b"tax/income")
+    tags = dict(zip(people, oprf.evaluate_ids(people, parallel=False), strict=True))
+    for person in people:
+        raw = person.encode()
+        derived = [raw, raw.lower(), hashlib.sha256(raw).digest(), hashlib.sha256(raw).hexdigest().encode(),
+                   hashlib.sha512(raw).digest()[:16], tags[person]]
+        derived += [hash_to_curve(raw, domain) for domain in (b"tax/income", PSI_DOMAIN, b"")]
+        for item in derived:
+            assert item not in transcript, f"owner received something derived from {person}"
+
+    # 2. It fetched only the buckets our applicants fall in (each at least the anonymity set).
+    from mpc.protocols.lookup import bucket_bits_for
+
+    bits = bucket_bits_for(len(incomes), 256)  # ~2 700 rows in buckets of at least 256
+    assert bits >= 2
+    asked = {int(str(e["detail"]).split("bucket=")[1].split("/")[0]) for e in audit_entries(cluster, "tax")
+             if e["action"] == "rpc:GetEncryptedBucket" and e.get("case") == "LEAK-1"}
+    total = {str(e["detail"]).split("/")[1].split(" ")[0] for e in audit_entries(cluster, "tax")
+             if e["action"] == "rpc:GetEncryptedBucket"}
+    assert total == {str(1 << bits)}
+    assert asked == {bucket_of(tags[p], bits) for p in people}
+
+    # 3. The requester holds the bits and nothing of the owner's values.
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["application_id", "result", "reason"]
+    assert {r["result"] for r in rows} <= {"eligible", "not eligible", "error"}
+    shown = run.stdout + run.stderr + out.read_text()
+    for person in people[:-1]:
+        if abs(incomes[person]) >= 10_000:
+            assert str(incomes[person]) not in shown and f"{incomes[person]:,}" not in shown
