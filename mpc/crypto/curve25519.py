@@ -18,20 +18,17 @@ core (``cryptography`` objects do not pickle, so workers receive scalars and raw
 
 from __future__ import annotations
 
-import atexit
 import hashlib
-import multiprocessing
 import os
 import secrets
-import sys
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Self
 
 import gmpy2
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from mpc.parallel import process_pool
 
 FIELD_PRIME = 2**255 - 19
 MONTGOMERY_A = 486662
@@ -123,40 +120,6 @@ def _hash_multiply_chunk(scalar: bytes, domain: bytes, ids: list[bytes]) -> byte
     )
 
 
-_executor: ProcessPoolExecutor | None = None
-
-
-@contextmanager
-def _main_module_hidden() -> Iterator[None]:
-    """Start 'spawn' workers without re-running the caller's ``__main__`` (a script without an
-    ``if __name__ == "__main__"`` guard would otherwise run again in every worker)."""
-    main = sys.modules.get("__main__")
-    saved: dict[str, object] = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
-    try:
-        if main is not None:
-            main.__dict__.pop("__file__", None)
-            main.__dict__["__spec__"] = None
-        yield
-    finally:
-        if main is not None:
-            main.__dict__.pop("__spec__", None)
-            main.__dict__.update(saved)
-
-
-def _pool() -> ProcessPoolExecutor:
-    """One process per core, started once with 'spawn' (safe beside gRPC and other threads)."""
-    global _executor
-    if _executor is None:
-        workers = os.cpu_count() or 1
-        executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-        with _main_module_hidden():
-            for future in [executor.submit(os.getpid) for _ in range(workers)]:
-                future.result()
-        atexit.register(executor.shutdown, cancel_futures=True)
-        _executor = executor
-    return _executor
-
-
 def _split(count: int, parts: int) -> list[tuple[int, int]]:
     step = -(-count // parts)
     return [(lo, min(lo + step, count)) for lo in range(0, count, step)]
@@ -172,7 +135,7 @@ def multiply_points(scalar: bytes, points: Sequence[bytes], parallel: bool = Tru
         out = _multiply_chunk(scalar, blob, 0)
     else:
         parts = _split(len(points), 4 * (os.cpu_count() or 1))
-        futures = [_pool().submit(_multiply_chunk, scalar, blob[lo * 32 : hi * 32], lo) for lo, hi in parts]
+        futures = [process_pool().submit(_multiply_chunk, scalar, blob[lo * 32 : hi * 32], lo) for lo, hi in parts]
         out = b"".join(f.result() for f in futures)
     return [out[i : i + 32] for i in range(0, len(out), 32)]
 
@@ -186,7 +149,7 @@ def hash_and_multiply(
         out = _hash_multiply_chunk(scalar, domain, raw)
     else:
         parts = _split(len(raw), 4 * (os.cpu_count() or 1))
-        futures = [_pool().submit(_hash_multiply_chunk, scalar, domain, raw[lo:hi]) for lo, hi in parts]
+        futures = [process_pool().submit(_hash_multiply_chunk, scalar, domain, raw[lo:hi]) for lo, hi in parts]
         out = b"".join(f.result() for f in futures)
     return [out[i : i + 32] for i in range(0, len(out), 32)]
 

@@ -261,3 +261,31 @@ class ObfuscatorPool:
         for i in range(count):
             self._items.append(mpz(int.from_bytes(data[head + i * width : head + (i + 1) * width], "big")))
         return count
+
+
+def _obfuscator_chunk(n: int, count: int, window_bits: int) -> bytes:
+    """Worker: ``count`` short-exponent obfuscators for modulus ``n`` (its own random base)."""
+    source = ShortExponentObfuscator(PaillierPublicKey(n), window_bits=window_bits)
+    width = PaillierPublicKey(n).ciphertext_bytes
+    return b"".join(int(x).to_bytes(width, "big") for x in source.batch(count))
+
+
+def parallel_obfuscators(public_key: PaillierPublicKey, count: int, window_bits: int = 10) -> list[mpz]:
+    """``count`` obfuscators computed on every core (for bulk encryption of a whole table).
+
+    Each worker draws its own base ``h_s``; every result is an n-th residue, as from one source.
+    """
+    from mpc.parallel import process_pool
+
+    if count <= 0:
+        return []
+    workers = os.cpu_count() or 1
+    step = -(-count // (4 * workers))
+    sizes = [min(step, count - lo) for lo in range(0, count, step)]
+    futures = [process_pool().submit(_obfuscator_chunk, int(public_key.n), size, window_bits) for size in sizes]
+    width = public_key.ciphertext_bytes
+    out: list[mpz] = []
+    for future in futures:
+        blob = future.result()
+        out.extend(mpz(int.from_bytes(blob[i : i + width], "big")) for i in range(0, len(blob), width))
+    return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import threading
@@ -15,9 +17,9 @@ from prometheus_client import start_http_server
 
 from mpc.audit import AuditEvent
 from mpc.crypto.curve25519 import OprfServer
-from mpc.crypto.obfuscators import CrtObfuscator
+from mpc.crypto.obfuscators import parallel_obfuscators
 from mpc.crypto.packing import SlotPacking
-from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
+from mpc.crypto.paillier import PaillierCiphertext
 from mpc.data.sources import Dataset, load_dataset
 from mpc.files import write_atomic
 from mpc.protocols import lookup
@@ -79,8 +81,9 @@ class PartyDaemon:
         self.sessions = SessionShares()
         self._peer_channels: dict[str, grpc.Channel] = {}
         self._buckets: dict[str, BucketIndex] = {}
-        self._encrypted: dict[tuple[str, tuple[str, ...], int], tuple[list[bytes], list[PaillierCiphertext]]] = {}
+        self._encrypted: dict[tuple[str, tuple[str, ...]], list[PaillierCiphertext]] = {}
         self._lookup_lock = threading.Lock()
+        self._encrypt_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -195,29 +198,46 @@ class PartyDaemon:
             return self._buckets[dataset]
 
     def encrypted_bucket(self, dataset: str, columns: tuple[str, ...], bucket: int) -> tuple[list[bytes], list[PaillierCiphertext]]:
-        """Tags and Enc(pack(1, values...)) of one bucket's rows, encrypted once and kept."""
+        """Tags and Enc(pack(1, values...)) of one bucket's rows."""
         index = self.buckets(dataset)
-        key = (dataset, columns, bucket)
+        table = self.encrypted_table(dataset, columns)
+        rows = index.rows(bucket).tolist()
+        return [index.tags[i] for i in rows], [table[i] for i in rows]
+
+    def encrypted_table(self, dataset: str, columns: tuple[str, ...]) -> list[PaillierCiphertext]:
+        """Every row of ``dataset`` as Enc(pack(1, columns...)), computed once on every core and
+        cached on disk (``STATE/encrypted/``, keyed by dataset, columns and Paillier key), so a
+        restart or a later query pays nothing. Encryptions are input-independent re-randomisable
+        ciphertexts; the requester re-randomises whatever it sends back."""
+        key = (dataset, columns)
         with self._lookup_lock:
             cached = self._encrypted.get(key)
         if cached is not None:
             return cached
-        data = self.require_dataset(dataset)
-        rows = index.rows(bucket)
-        pk = self.state.paillier.public_key
-        packing = SlotPacking.for_modulus(int(pk.n))
-        values = np.stack([data.columns[c][rows].astype(np.int64) for c in columns], axis=1) if rows.size else np.zeros((0, len(columns)), np.int64)
-        encoded = ring.encode(values.reshape(-1)).reshape(values.shape)
-        owner_pk = PaillierPublicKey(int(pk.n))
-        owner_pk.use_obfuscator(self._crt_obfuscator())
-        ciphertexts = owner_pk.encrypt_batch([packing.encode([1, *map(int, row)]) for row in encoded])
-        result = ([index.tags[i] for i in rows.tolist()], [PaillierCiphertext(pk, c.value) for c in ciphertexts])
-        with self._lookup_lock:
-            self._encrypted[key] = result
-        return result
-
-    def _crt_obfuscator(self) -> CrtObfuscator:
-        return CrtObfuscator(self.state.paillier)
+        with self._encrypt_lock:  # one computation per table, however many requests wait for it
+            with self._lookup_lock:
+                cached = self._encrypted.get(key)
+            if cached is not None:
+                return cached
+            pk = self.state.paillier.public_key
+            digest = hashlib.sha256(json.dumps([dataset, list(columns), pk.fingerprint()]).encode()).hexdigest()[:16]
+            path = self.config.party.state_dir / "encrypted" / f"{dataset}-{digest}.bin"
+            data = self.require_dataset(dataset)
+            rows = len(data.ids)
+            if path.exists() and path.stat().st_size == rows * pk.ciphertext_bytes:
+                table = pk.ciphertexts_from_bytes(path.read_bytes())
+            else:
+                packing = SlotPacking.for_modulus(int(pk.n))
+                values = np.stack([data.columns[c].astype(np.int64) for c in columns], axis=1) if rows else np.zeros((0, len(columns)), np.int64)
+                encoded = ring.encode(values.reshape(-1)).reshape(values.shape)
+                obfuscators = parallel_obfuscators(pk, rows)
+                nsq = pk.nsquare
+                table = [PaillierCiphertext(pk, pk.encode(packing.encode([1, *map(int, row)])) * rho % nsq)
+                         for row, rho in zip(encoded, obfuscators, strict=True)]
+                write_atomic(path, pk.ciphertexts_to_bytes(table))
+            with self._lookup_lock:
+                self._encrypted[key] = table
+            return table
 
     def oprf_key(self, dataset: str) -> OprfServer:
         """The dataset's OPRF key, created once and kept in the state directory."""

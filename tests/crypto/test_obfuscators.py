@@ -118,3 +118,13 @@ def test_pool_load_rejects_other_key_and_damage(keypair_1024: KeyPair, tmp_path:
     path.write_bytes(b"garbage")
     with pytest.raises(ValueError, match="not an obfuscator pool"):
         ObfuscatorPool(TextbookObfuscator(pk), background=False).load(path)
+
+
+def test_parallel_obfuscators_are_distinct_nth_residues(keypair_1024: KeyPair) -> None:
+    from mpc.crypto.obfuscators import parallel_obfuscators
+
+    pk, sk = keypair_1024
+    rhos = parallel_obfuscators(pk, 37, window_bits=6)
+    assert len(rhos) == 37 and len({int(r) for r in rhos}) == 37
+    assert all(sk.decrypt_raw(r) == 0 for r in rhos)
+    assert parallel_obfuscators(pk, 0) == []
