@@ -145,6 +145,7 @@ def deployment(
     residents: int = typer.Option(100_000, help="synthetic residents"),
     state: Path = typer.Option(Path(".state/demo"), help="where certificates, data, daemon state and logs go"),
     comparisons: int = typer.Option(1_000_000, help="secret-shared comparisons in the daemon-to-daemon step"),
+    applications: int = typer.Option(1000, help="public-rental-housing applications in the eligibility step"),
 ) -> None:
     """Coordinator + four agency daemons on loopback; PSI between agencies; secret sharing over TLS."""
     if ctx.invoked_subcommand is not None:
@@ -206,6 +207,8 @@ def deployment(
                             "nothing (not involved)")
         console.print(results)
 
+        _eligibility_step(cluster, tables, state, applications)
+
         values = np.random.default_rng(7).integers(-(2**62), 2**62, comparisons, dtype=np.int64)
         with Client.from_config(cluster.config("housing"), purpose="selftest", case="DEMO-selftest") as client:
             client.selftest_compare("tax", values[:1000], seed=11)  # warm-up
@@ -225,6 +228,75 @@ def deployment(
             cluster.stop()
     _verify_audit_logs(cluster)
     console.print(f"state (certificates, data, logs) in {state}; run `make demo` again to start afresh.")
+
+
+def _eligibility_step(cluster: object, tables: object, state: Path, count: int) -> None:
+    """The main job: a batch of applications checked against three owners, then one point query."""
+    import csv
+
+    from rich.progress import Progress
+
+    from mpc.data.synthetic import AgencyTables
+    from mpc.protocols.rules import Application, evaluate_plain, load_rules
+    from parties.cluster import LocalCluster
+    from parties.sdk import Client
+
+    assert isinstance(cluster, LocalCluster) and isinstance(tables, AgencyTables)
+    rule = load_rules(Path(__file__).resolve().parents[2] / "rules" / "examples.toml").get("public-rental-housing")
+    households: dict[str, list[dict[str, object]]] = {}
+    for row in tables.civil_affairs:
+        households.setdefault(str(row["household_id"]), []).append(row)
+    batch = []
+    for ref, members in sorted(households.items())[:count]:
+        ordered = sorted(members, key=lambda r: r["relation"] != "head")
+        batch.append(Application(ref, str(ordered[0]["resident_id"]), tuple(str(m["resident_id"]) for m in ordered)))
+    applications_csv = state / "applications.csv"
+    with applications_csv.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["application_id", "resident_id", "relation"])
+        for app in batch:
+            writer.writerows([app.reference, m, "applicant" if m == app.applicant else "member"] for m in app.members)
+    started = time.perf_counter()
+    bits: list[int] = []
+    with Client.from_config(cluster.config("civil-affairs"), purpose="public-rental-housing", case="DEMO-PRH") as client, \
+            Progress(console=console, transient=True) as progress:
+        task = progress.add_task("owners encrypt their tables once, then the batch runs…", total=len(batch))
+        for start in range(0, len(batch), 250):
+            part = batch[start : start + 250]
+            bits.extend(client.check_eligibility(rule, part).tolist())
+            progress.advance(task, len(part))
+        seconds = time.perf_counter() - started
+        point_started = time.perf_counter()
+        point = client.check_eligibility(rule, batch[:1]).tolist()[0]
+        point_ms = (time.perf_counter() - point_started) * 1000
+    results_csv = state / "results.csv"
+    with results_csv.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["application_id", "result"])
+        writer.writerows([app.reference, "eligible" if bit else "not eligible"] for app, bit in zip(batch, bits, strict=True))
+
+    plain = evaluate_plain(rule, batch, {
+        ("tax", "income", "annual_income"): {i: int(str(r["annual_income"])) for i, r in _with_ids(tables.tax)},
+        ("housing", "properties", "property_count"): {i: int(str(r["property_count"])) for i, r in _with_ids(tables.housing)},
+        ("public-security", "residents", "local_resident"): {i: int(str(r["local_resident"])) for i, r in _with_ids(tables.public_security)},
+    }, {})
+    matches = sum(int(e) == b for (e, _), b in zip(plain, bits, strict=True))
+    summary = Table(title=f"public-rental-housing: {len(batch):,} applications (civil-affairs asks tax, housing, public-security)")
+    for column in ("eligible", "not eligible", "seconds", "plaintext check", "point query"):
+        summary.add_column(column, justify="right")
+    summary.add_row(f"{sum(bits):,}", f"{len(bits) - sum(bits):,}", f"{seconds:.1f}",
+                    f"[green]{matches:,}/{len(bits):,} match[/]" if matches == len(bits) else f"[red]{matches}/{len(bits)}[/]",
+                    f"{point_ms:.0f} ms ({'eligible' if point else 'not eligible'})")
+    console.print(summary)
+    console.print(f"applications: {applications_csv}; results: {results_csv} "
+                  "(owners learned which buckets were asked and how many rows; the co-party, tax, only shares)")
+
+
+def _with_ids(rows: list[dict[str, object]]) -> list[tuple[str, dict[str, object]]]:
+    from mpc.data.ids import normalize_column
+
+    ids, _ = normalize_column([str(r["resident_id"]) for r in rows], "resident_id")
+    return [(i, r) for i, r in zip(ids, rows, strict=True) if i is not None]
 
 
 def _normalised(rows: list[dict[str, object]]) -> list[str]:
