@@ -31,11 +31,12 @@ Validation errors name the rule and clause (``rules.public-rental-housing.clause
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import sqlglot
@@ -47,6 +48,7 @@ from mpc.sharing.ring import VALUE_MAX, VALUE_MIN
 from mpc.sharing.runtime import Party
 from mpc.sharing.types import ArithmeticShare, BooleanShare
 
+T = TypeVar("T")
 Comparison = Literal["<", "<=", ">", ">=", "==", "!="]
 CLAUSE_NAME = r"^[a-z][a-z0-9_]{0,62}$"
 RULE_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -59,6 +61,13 @@ _COMPARE: dict[str, Callable[[int, int], bool]] = {
     "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
     ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
 }
+
+
+def _check_names(value: dict[str, T], pattern: str, what: str) -> dict[str, T]:
+    bad = [n for n in value if not re.match(pattern, n)]
+    if bad:
+        raise ValueError(f"{what} names must match {pattern}: {bad}")
+    return value
 
 
 class RuleError(ValueError):
@@ -115,14 +124,9 @@ class Rule(BaseModel):
     @field_validator("clauses")
     @classmethod
     def _names(cls, value: dict[str, Clause]) -> dict[str, Clause]:
-        import re
-
-        bad = [n for n in value if not re.match(CLAUSE_NAME, n)]
-        if bad:
-            raise ValueError(f"clause names must match {CLAUSE_NAME}: {bad}")
         if not value:
             raise ValueError("a rule needs at least one clause")
-        return value
+        return _check_names(value, CLAUSE_NAME, "clause")
 
     @model_validator(mode="after")
     def _expression(self) -> Rule:
@@ -151,12 +155,7 @@ class RuleSet(BaseModel):
     @field_validator("rules")
     @classmethod
     def _rule_names(cls, value: dict[str, Rule]) -> dict[str, Rule]:
-        import re
-
-        bad = [n for n in value if not re.match(RULE_NAME, n)]
-        if bad:
-            raise ValueError(f"rule names must match {RULE_NAME}: {bad}")
-        return value
+        return _check_names(value, RULE_NAME, "rule")
 
     def get(self, name: str) -> Rule:
         try:

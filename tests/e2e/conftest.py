@@ -57,3 +57,11 @@ def audit_entries(cluster: LocalCluster, party: str) -> list[dict[str, object]]:
 
     path = Path(cluster.root / "state" / party / "audit.log")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def owner_values(rows: list[dict[str, object]], column: str) -> dict[str, int]:
+    """An owner's column by normalised id, as its daemon loads it (invalid ids dropped)."""
+    from mpc.data.ids import normalize_column
+
+    ids, _ = normalize_column([str(r["resident_id"]) for r in rows], "resident_id")
+    return {i: int(str(r[column])) for i, r in zip(ids, rows, strict=True) if i}

@@ -24,7 +24,7 @@ from parties.net.tls import TlsConfig, secure_channel
 from parties.pki import Pki
 from parties.sdk import Client, RemoteError
 from protos import common_pb2, party_pb2, party_pb2_grpc
-from tests.e2e.conftest import audit_entries, client_for
+from tests.e2e.conftest import audit_entries, client_for, owner_values
 
 
 def last_entry(cluster: LocalCluster, party: str, method: str) -> dict[str, object]:
@@ -35,11 +35,7 @@ def last_entry(cluster: LocalCluster, party: str, method: str) -> dict[str, obje
 
 def test_threshold_check_matches_plaintext(cluster: LocalCluster, tables: AgencyTables) -> None:
     """P3 lookup + P4 comparison: present AND income < t, at, around and away from the threshold."""
-    incomes = {}
-    for row in tables.tax:
-        ids, _ = normalize_column([str(row["resident_id"])], "resident_id")
-        if ids[0]:
-            incomes[ids[0]] = int(str(row["annual_income"]))
+    incomes = owner_values(tables.tax, "annual_income")
     known = sorted(incomes)[:40]
     threshold = incomes[known[0]]  # one applicant sits exactly at the threshold
     absent = ["110101199003077777", "11010519491231002X"]
@@ -409,11 +405,7 @@ def test_one_owner_rule_on_shares_matches_plaintext(cluster: LocalCluster, table
     from mpc.protocols.rules import Application, evaluate_plain, load_rules
 
     rule = load_rules(ONE_OWNER_RULES).get("household-income")
-    incomes: dict[str, int] = {}
-    for row in tables.tax:
-        ids, _ = normalize_column([str(row["resident_id"])], "resident_id")
-        if ids[0]:
-            incomes[ids[0]] = int(str(row["annual_income"]))
+    incomes = owner_values(tables.tax, "annual_income")
     known = sorted(incomes)
     absent = [f"11010519491231{n:03d}" for n in range(10)]
     rng = np.random.default_rng(12)
@@ -441,11 +433,7 @@ def test_eligibility_cli_gives_every_application_a_row(cluster: LocalCluster, ta
 
     rules_file = tmp_path / "rules.toml"
     rules_file.write_text(ONE_OWNER_RULES)
-    incomes: dict[str, int] = {}
-    for row in tables.tax:
-        ids, _ = normalize_column([str(row["resident_id"])], "resident_id")
-        if ids[0]:
-            incomes[ids[0]] = int(str(row["annual_income"]))
+    incomes = owner_values(tables.tax, "annual_income")
     known = sorted(incomes)
     rows = [("A1", known[0], "applicant"), ("A1", known[1], "member"),
             ("A2", known[2], "applicant"),

@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 
 from mpc.crypto.curve25519 import OprfServer, hash_to_curve
-from mpc.data.ids import normalize_column
 from mpc.data.synthetic import AgencyTables, generate, write_csv
 from mpc.protocols.lookup import bucket_of
 from mpc.protocols.psi import PSI_DOMAIN
 from parties.cluster import LocalCluster, PartySpec
-from tests.e2e.conftest import audit_entries
+from tests.e2e.conftest import audit_entries, owner_values
 from tests.e2e.test_daemons import ONE_OWNER_RULES
 
 
@@ -54,8 +53,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCl
 def test_owner_sees_nothing_linkable_and_requester_only_bits(recorded: tuple[LocalCluster, AgencyTables],
                                                               tmp_path: Path) -> None:
     cluster, tables = recorded
-    ids, _ = normalize_column([str(r["resident_id"]) for r in tables.tax], "resident_id")
-    incomes = {i: int(str(r["annual_income"])) for i, r in zip(ids, tables.tax, strict=True) if i}
+    incomes = owner_values(tables.tax, "annual_income")
     people = [*sorted(incomes)[:30], "11010519491231002X"]  # the last one the owner does not have
     applicants = tmp_path / "applicants.csv"
     with applicants.open("w", newline="") as f:

@@ -6,13 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from mpc.data.ids import normalize_column
 from mpc.data.synthetic import AgencyTables, generate
 from mpc.protocols.rules import Application, evaluate_plain, load_rules
 from parties.cluster import LocalCluster
 from parties.deployment import party_specs
 from parties.sdk import Client
-from tests.e2e.conftest import audit_entries
+from tests.e2e.conftest import audit_entries, owner_values
 from tests.protocols.test_rules import EXAMPLES
 
 
@@ -28,11 +27,6 @@ def agencies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCl
         cluster.stop()
 
 
-def _values(rows: list[dict[str, object]], column: str) -> dict[str, int]:
-    ids, _ = normalize_column([str(r["resident_id"]) for r in rows], "resident_id")
-    return {i: int(str(r[column])) for i, r in zip(ids, rows, strict=True) if i}
-
-
 @pytest.mark.parametrize("rule_name", ["public-rental-housing", "minimum-living-allowance"])
 def test_multi_owner_rule_matches_plaintext(agencies: tuple[LocalCluster, AgencyTables], rule_name: str) -> None:
     cluster, tables = agencies
@@ -45,10 +39,10 @@ def test_multi_owner_rule_matches_plaintext(agencies: tuple[LocalCluster, Agency
         ordered = sorted(members, key=lambda r: r["relation"] != "head")
         applications.append(Application(ref, str(ordered[0]["resident_id"]), tuple(str(m["resident_id"]) for m in ordered)))
     values = {
-        ("tax", "income", "annual_income"): _values(tables.tax, "annual_income"),
-        ("housing", "properties", "property_count"): _values(tables.housing, "property_count"),
-        ("public-security", "residents", "local_resident"): _values(tables.public_security, "local_resident"),
-        ("civil-affairs", "households", "disabled"): _values(tables.civil_affairs, "disabled"),
+        ("tax", "income", "annual_income"): owner_values(tables.tax, "annual_income"),
+        ("housing", "properties", "property_count"): owner_values(tables.housing, "property_count"),
+        ("public-security", "residents", "local_resident"): owner_values(tables.public_security, "local_resident"),
+        ("civil-affairs", "households", "disabled"): owner_values(tables.civil_affairs, "disabled"),
     }
     expected = [int(e) for e, _ in evaluate_plain(rule, applications, values, {})]
     requester = "civil-affairs" if rule_name == "public-rental-housing" else "public-security"
