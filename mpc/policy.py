@@ -41,6 +41,8 @@ class PeerPolicy(BaseModel):
     programs: list[str] = Field(default_factory=list)  # secret-sharing programs it may start here
     co_parties: list[str] = Field(default_factory=list)  # owners we forward this peer's session shares to
     forward_shares: bool = False  # this peer (an owner) may hand us shares as a rule's co-party
+    predicates: list[str] = Field(default_factory=list)  # published predicates (P2) it may query
+    oprf_per_epoch: int = Field(100_000, ge=0)  # predicate OPRF evaluations per purpose and epoch
 
     @field_validator("purposes")
     @classmethod
@@ -94,6 +96,12 @@ class Policy(BaseModel):
     def check_receive(self, owner: str, purpose: str) -> None:
         if not self.check_purpose(owner, purpose).forward_shares:
             raise PolicyError(f"{owner!r} may not hand us shares as co-party")
+
+    def check_predicate(self, peer: str, purpose: str, predicate: str) -> PeerPolicy:
+        grant = self.check_purpose(peer, purpose)
+        if predicate not in grant.predicates:
+            raise PolicyError(f"peer {peer!r} may not query predicate {predicate!r}")
+        return grant
 
     def check_program(self, peer: str, purpose: str, program: str) -> None:
         if program not in self.check_purpose(peer, purpose).programs:

@@ -33,6 +33,7 @@ class PartySpec:
     policy: dict[str, Any] = field(default_factory=dict)
     daemon: bool = True
     extra: dict[str, Any] = field(default_factory=dict)  # more keys for the [party] section
+    predicates: list[dict[str, Any]] = field(default_factory=list)  # published predicates (P2)
 
 
 @dataclass
@@ -86,6 +87,7 @@ class LocalCluster:
                       "audit_witness_seconds": 5.0, **spec.extra},
             "tls": self._tls(spec.name),
             "datasets": spec.datasets,
+            "predicates": spec.predicates,
             "policy": spec.policy or {"peers": {}},
         }
         path = self.root / "config" / f"{spec.name}.toml"

@@ -21,6 +21,10 @@ from parties.cluster import PartySpec
 AGENCIES = ("tax", "civil-affairs", "housing", "public-security")
 PURPOSES = ["statistics", "selftest", "public-rental-housing", "minimum-living-allowance", "income-check"]
 PROGRAMS = ["selftest-compare", "threshold-check", "rule"]
+PREDICATES: dict[str, list[dict[str, Any]]] = {  # published by the owner (P2 OPRF filters)
+    "public-security": [{"name": "local-resident", "dataset": "residents", "column": "local_resident",
+                         "compare": "==", "value": 1, "epoch_hours": 24}],
+}
 INT_MAX = 10**12
 
 
@@ -67,11 +71,12 @@ def policy_for(owner: str, spec: dict[str, Any]) -> dict[str, Any]:
                if col.get("classification") != "secret" and col["type"] != "category"}
     peers = {peer: {"purposes": PURPOSES, "datasets": {spec["name"]: {"psi": True, "columns": columns}},
                     "programs": PROGRAMS, "co_parties": [a for a in AGENCIES if a not in (owner, peer)],
-                    "forward_shares": True}
+                    "forward_shares": True, "predicates": [p["name"] for p in PREDICATES.get(owner, [])]}
              for peer in AGENCIES if peer != owner}
     return {"peers": peers}
 
 
 def party_specs(tables: AgencyTables, data_dir: Path, extra: dict[str, Any] | None = None) -> list[PartySpec]:
     specs = dataset_specs(tables, data_dir)
-    return [PartySpec(name, [specs[name]], policy_for(name, specs[name]), extra=dict(extra or {})) for name in AGENCIES]
+    return [PartySpec(name, [specs[name]], policy_for(name, specs[name]), extra=dict(extra or {}),
+                      predicates=PREDICATES.get(name, [])) for name in AGENCIES]

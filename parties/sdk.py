@@ -260,14 +260,18 @@ class Client:
         Households are padded to the largest one in the batch, so owners and the co-party learn
         the number of applications and that size, not who belongs to which household.
         """
-        if any(c.is_predicate for c in rule.clauses.values()):
-            raise NotImplementedError("owner-published predicates (P2 filters) are not executable yet")
         if not applications:
             return np.zeros(0, dtype=np.uint8)
+        predicate_bits = {name: self.predicate_bits(c.owner, str(c.predicate), [a.applicant for a in applications]).tolist()
+                          for name, c in rule.clauses.items() if c.is_predicate}
+        if all(c.is_predicate for c in rule.clauses.values()):  # we already know every bit
+            tree = rule.tree()
+            return np.array([int(rules.evaluate_tree(tree, {n: bool(b[i]) for n, b in predicate_bits.items()}))
+                             for i in range(len(applications))], dtype=np.uint8)
         slots = max(len(a.members) for a in applications)
         if slots > rules.MAX_MEMBERS:
             raise ValueError(f"households of more than {rules.MAX_MEMBERS} members are not supported")
-        co_party = next((c.owner for c in rule.clauses.values() if c.owner != self.name), None)
+        co_party = next((c.owner for c in rule.clauses.values() if not c.is_predicate and c.owner != self.name), None)
         if co_party is None:
             raise ValueError("the rule reads only our own data: there is nobody to compute with")
         ids: list[str | None] = [a.members[k] if k < len(a.members) else None for a in applications for k in range(slots)]
@@ -288,8 +292,35 @@ class Client:
         members = [len(a.members) for a in applications]
         params = {"rule": rule.model_dump(), "applications": len(applications), "slots": slots, "tables": sessions}
         bits, _ = self._run_program(co_party, co_party_name, uuid.uuid4().hex, "rule", params,
-                                    lambda p: rules.rule_program(p, rule, tables, len(applications), slots, 0, members))
+                                    lambda p: rules.rule_program(p, rule, tables, len(applications), slots, 0, members,
+                                                                 predicate_bits))
         return bits
+
+    def predicate_bits(self, party: str, predicate: str, ids: Sequence[str]) -> np.ndarray:
+        """P2: whether the owner's published predicate holds for each id, from its filter and one
+        OPRF round; the owner learns how many ids we evaluated, we learn the bits and |E|."""
+        stub = self.party_stub(party)
+        tags: set[bytes] = set()
+        epoch = 0
+        try:
+            for chunk in stub.GetPredicateFilter(party_pb2.PredicateRequest(predicate=predicate), metadata=self._metadata()):
+                if chunk.total or chunk.epoch:
+                    epoch = chunk.epoch
+                tags.update(split_fixed(chunk.tags, 8, chunk.count))
+            owner = self.capabilities(party).party
+            client = OprfClient(domain=f"{owner}/predicate/{predicate}".encode())
+            query = client.blind(list(ids))
+            first = party_pb2.PointBatch(predicate=predicate, epoch=epoch)
+            batches = list(point_batches(query.points))
+            if batches:
+                first.points, first.count = batches[0].points, batches[0].count
+            evaluated: list[bytes] = []
+            for reply in stub.EvaluateOprf(iter([first, *batches[1:]]), metadata=self._metadata()):
+                evaluated.extend(split_points(reply.points, reply.count))
+        except grpc.RpcError as exc:
+            raise RemoteError(party, exc.code(), exc.details() or "") from None
+        mine = client.finalize(query, evaluated) if ids else []
+        return np.array([int(t in tags) for t in mine], dtype=np.uint8)
 
     def _paillier_key(self, caps: party_pb2.Capabilities) -> PaillierPublicKey:
         key = self._paillier.get(caps.paillier_public_key)

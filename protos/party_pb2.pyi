@@ -66,14 +66,36 @@ class DatasetList(_message.Message):
     def __init__(self, datasets: _Optional[_Iterable[_Union[DatasetSchema, _Mapping]]] = ...) -> None: ...
 
 class PointBatch(_message.Message):
-    __slots__ = ("dataset", "points", "count")
+    __slots__ = ("dataset", "points", "count", "predicate", "epoch")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
+    PREDICATE_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     points: bytes
     count: int
-    def __init__(self, dataset: _Optional[str] = ..., points: _Optional[bytes] = ..., count: _Optional[int] = ...) -> None: ...
+    predicate: str
+    epoch: int
+    def __init__(self, dataset: _Optional[str] = ..., points: _Optional[bytes] = ..., count: _Optional[int] = ..., predicate: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class PredicateRequest(_message.Message):
+    __slots__ = ("predicate",)
+    PREDICATE_FIELD_NUMBER: _ClassVar[int]
+    predicate: str
+    def __init__(self, predicate: _Optional[str] = ...) -> None: ...
+
+class FilterChunk(_message.Message):
+    __slots__ = ("epoch", "total", "tags", "count")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    total: int
+    tags: bytes
+    count: int
+    def __init__(self, epoch: _Optional[int] = ..., total: _Optional[int] = ..., tags: _Optional[bytes] = ..., count: _Optional[int] = ...) -> None: ...
 
 class BucketRequest(_message.Message):
     __slots__ = ("dataset", "columns", "bucket")

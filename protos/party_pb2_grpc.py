@@ -50,6 +50,11 @@ class PartyStub:
                 request_serializer=protos_dot_party__pb2.PointBatch.SerializeToString,
                 response_deserializer=protos_dot_party__pb2.PointBatch.FromString,
                 _registered_method=True)
+        self.GetPredicateFilter = channel.unary_stream(
+                '/mpc.v1.Party/GetPredicateFilter',
+                request_serializer=protos_dot_party__pb2.PredicateRequest.SerializeToString,
+                response_deserializer=protos_dot_party__pb2.FilterChunk.FromString,
+                _registered_method=True)
         self.PsiRound = channel.stream_stream(
                 '/mpc.v1.Party/PsiRound',
                 request_serializer=protos_dot_party__pb2.PsiMessage.SerializeToString,
@@ -106,6 +111,13 @@ class PartyServicer:
 
     def EvaluateOprf(self, request_iterator, context):
         """P2/P3 OPRF: blinded points in, [b]-multiplied points out, batch by batch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPredicateFilter(self, request, context):
+        """P2: the owner-published filter of a predicate for the current epoch (sorted 8-byte tags).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -180,6 +192,11 @@ def add_PartyServicer_to_server(servicer, server):
                     servicer.EvaluateOprf,
                     request_deserializer=protos_dot_party__pb2.PointBatch.FromString,
                     response_serializer=protos_dot_party__pb2.PointBatch.SerializeToString,
+            ),
+            'GetPredicateFilter': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetPredicateFilter,
+                    request_deserializer=protos_dot_party__pb2.PredicateRequest.FromString,
+                    response_serializer=protos_dot_party__pb2.FilterChunk.SerializeToString,
             ),
             'PsiRound': grpc.stream_stream_rpc_method_handler(
                     servicer.PsiRound,
@@ -298,6 +315,33 @@ class Party:
             '/mpc.v1.Party/EvaluateOprf',
             protos_dot_party__pb2.PointBatch.SerializeToString,
             protos_dot_party__pb2.PointBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPredicateFilter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mpc.v1.Party/GetPredicateFilter',
+            protos_dot_party__pb2.PredicateRequest.SerializeToString,
+            protos_dot_party__pb2.FilterChunk.FromString,
             options,
             channel_credentials,
             insecure,

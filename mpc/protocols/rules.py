@@ -271,14 +271,17 @@ def _first_slot(party: Party, share: ArithmeticShare, applications: int, slots: 
 
 
 def rule_program(party: Party, rule: Rule, tables: Mapping[TableKey, ShareTable], applications: int, slots: int,
-                 requester: int, members: Sequence[int] | None = None) -> np.ndarray | None:
+                 requester: int, members: Sequence[int] | None = None,
+                 predicate_bits: Mapping[str, Sequence[int]] | None = None) -> np.ndarray | None:
     """Evaluate ``rule`` on shares between the requester and the co-party; reveal the final bit per
     application to the requester only.
 
     Padding slots (households smaller than ``slots``) must carry present = 1 and zero values: the
     requester adds 1 to its own present share there before calling, so the co-party cannot tell
     padding from members. ``members`` (requester only) is each application's household size; it is
-    secret-shared, so the co-party learns only ``applications`` and ``slots``.
+    secret-shared, so the co-party learns only ``applications`` and ``slots``. ``predicate_bits``
+    (requester only) are the bits of owner-published predicates the requester learned through the
+    OPRF filter (P2); they enter as the requester's secret inputs.
     """
     if party.index == requester and (members is None or len(members) != applications):
         raise ValueError("the requester supplies one household size per application")
@@ -286,7 +289,13 @@ def rule_program(party: Party, rule: Rule, tables: Mapping[TableKey, ShareTable]
     bits: dict[str, BooleanShare] = {}
     for name, clause in rule.clauses.items():
         if clause.is_predicate:
-            raise ValueError(f"clause {name}: owner-published predicates are evaluated through the OPRF filter, not on shares")
+            mine = None
+            if party.index == requester:
+                if predicate_bits is None or len(predicate_bits.get(name, ())) != applications:
+                    raise ValueError(f"clause {name}: the requester supplies one predicate bit per application")
+                mine = list(predicate_bits[name])
+            bits[name] = party.share_bits(mine, owner=requester)
+            continue
         assert clause.dataset and clause.column and clause.compare and clause.value is not None
         table = tables[(clause.owner, clause.dataset)]
         values = table.column(party, clause.column, applications, slots)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -48,12 +49,26 @@ class PartySection(BaseModel):
         return None if value is None else _check_address(value)
 
 
+class PredicateSpec(BaseModel):
+    """A predicate this owner publishes (P2): ``dataset.column COMPARE value``, per epoch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    dataset: str
+    column: str
+    compare: Literal["<", "<=", ">", ">=", "==", "!="]
+    value: int
+    epoch_hours: float = Field(24.0, gt=0)  # the OPRF key rotates every epoch
+
+
 class PartyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     party: PartySection
     tls: TlsConfig
     datasets: list[DatasetSpec] = Field(default_factory=list)
+    predicates: list[PredicateSpec] = Field(default_factory=list)
     policy: Policy = Field(default_factory=Policy)
     base_dir: Path = Path(".")
 

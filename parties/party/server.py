@@ -5,13 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import operator
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
 import numpy as np
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import start_http_server
 
@@ -34,13 +38,14 @@ from parties.net.tls import (
     server_credentials,
 )
 from parties.net.wire import MAX_MESSAGE_BYTES, SERVER_OPTIONS
-from parties.party.config import ConfigError, PartyConfig
+from parties.party.config import ConfigError, PartyConfig, PredicateSpec
 from parties.party.service import PartyService
 from parties.party.sessions import SessionShares
 from parties.party.state import PartyState
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc, party_pb2_grpc
 
 log = logging.getLogger("mpc.party")
+_PLAIN_COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
 SERVICE_NAME = "mpc.v1.Party"
 
 
@@ -80,6 +85,8 @@ class PartyDaemon:
         self._witness: threading.Thread | None = None
         self.sessions = SessionShares()
         self._peer_channels: dict[str, grpc.Channel] = {}
+        self._filters: dict[tuple[str, int], list[bytes]] = {}
+        self._oprf_counts: dict[tuple[str, str, str, int], int] = {}
         self._buckets: dict[str, BucketIndex] = {}
         self._encrypted: dict[tuple[str, tuple[str, ...]], list[PaillierCiphertext]] = {}
         self._lookup_lock = threading.Lock()
@@ -238,6 +245,53 @@ class PartyDaemon:
             with self._lookup_lock:
                 self._encrypted[key] = table
             return table
+
+    # ------------------------------------------------------------------ P2 published predicates
+    def predicate(self, name: str) -> PredicateSpec:
+        spec = next((p for p in self.config.predicates if p.name == name), None)
+        if spec is None:
+            raise ServiceError(grpc.StatusCode.NOT_FOUND, f"{self.name} publishes no predicate {name!r}")
+        return spec
+
+    def current_epoch(self, spec: PredicateSpec) -> int:
+        return int(time.time() // (spec.epoch_hours * 3600))
+
+    def predicate_key(self, spec: PredicateSpec, epoch: int) -> OprfServer:
+        """A fresh OPRF key per predicate and epoch (HKDF of a master secret in the state dir)."""
+        path = self.config.party.state_dir / "oprf" / "predicates.key"
+        if not path.exists():
+            write_atomic(path, os.urandom(32))
+        scalar = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                      info=f"mpc-predicate/{spec.name}/{epoch}".encode()).derive(path.read_bytes())
+        return OprfServer(scalar, domain=f"{self.name}/predicate/{spec.name}".encode())
+
+    def predicate_filter(self, spec: PredicateSpec, epoch: int) -> list[bytes]:
+        """Sorted tags of the ids for which the predicate holds, for one epoch (computed once)."""
+        key = (spec.name, epoch)
+        with self._lookup_lock:
+            cached = self._filters.get(key)
+        if cached is not None:
+            return cached
+        data = self.require_dataset(spec.dataset)
+        column = data.columns.get(spec.column)
+        if column is None:
+            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, f"predicate {spec.name}: no column {spec.column}")
+        holds = _PLAIN_COMPARE[spec.compare](column.astype(np.int64), spec.value)
+        members = [i for i, ok in zip(data.ids, holds.tolist(), strict=True) if ok]
+        tags = sorted(self.predicate_key(spec, epoch).evaluate_ids(members))
+        with self._lookup_lock:
+            self._filters = {k: v for k, v in self._filters.items() if k[1] >= epoch - 1}
+            self._filters[key] = tags
+        return tags
+
+    def count_oprf(self, peer: str, purpose: str, spec: PredicateSpec, epoch: int, points: int, limit: int) -> None:
+        key = (peer, purpose, spec.name, epoch)
+        with self._lookup_lock:
+            used = self._oprf_counts.get(key, 0) + points
+            if used > limit:
+                raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                   f"{peer!r} reached its {limit} evaluations of predicate {spec.name!r} for purpose {purpose!r} this epoch")
+            self._oprf_counts[key] = used
 
     def oprf_key(self, dataset: str) -> OprfServer:
         """The dataset's OPRF key, created once and kept in the state directory."""

@@ -45,6 +45,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         self.GetCapabilities = b.unary("GetCapabilities")(self._capabilities)
         self.ListDatasets = b.unary("ListDatasets")(self._list_datasets)
         self.EvaluateOprf = b.streaming("EvaluateOprf", "oprf")(self._evaluate_oprf)
+        self.GetPredicateFilter = b.streaming("GetPredicateFilter", "oprf-filter")(self._predicate_filter)
         self.PsiRound = b.streaming("PsiRound", "psi-cardinality")(self._psi_round)
         self.GetEncryptedBucket = b.streaming("GetEncryptedBucket", "lookup")(self._encrypted_bucket)
         self.MaskedDecrypt = b.unary("MaskedDecrypt", "lookup")(self._masked_decrypt)
@@ -97,19 +98,45 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             return self._oprf_keys[dataset]
 
     def _evaluate_oprf(self, requests: Iterator[party_pb2.PointBatch], context: Any, call: Call) -> Iterator[party_pb2.PointBatch]:
-        dataset = ""
+        key: OprfServer | None = None
         limit = self.daemon.config.party.max_points_per_request
+        count_against: tuple[Any, int, int] | None = None
         for batch in requests:
-            if not dataset:
-                dataset = batch.dataset
-                self.daemon.require_dataset(dataset)
-                self.daemon.config.policy.check_dataset(call.peer, call.purpose, dataset, psi=True)
+            if key is None:
+                if batch.predicate:  # P2: the predicate's key for the epoch of the requester's filter
+                    spec = self.daemon.predicate(batch.predicate)
+                    grant = self.daemon.config.policy.check_predicate(call.peer, call.purpose, spec.name)
+                    current = self.daemon.current_epoch(spec)
+                    if batch.epoch not in (current, current - 1):
+                        raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
+                                           f"epoch {batch.epoch} of predicate {spec.name} has expired (now {current}); fetch the filter again")
+                    key = self.daemon.predicate_key(spec, batch.epoch)
+                    count_against = (spec, batch.epoch, grant.oprf_per_epoch)
+                    call.protocol, call.detail = "P2", f"predicate={spec.name} epoch={batch.epoch}"
+                else:
+                    self.daemon.require_dataset(batch.dataset)
+                    self.daemon.config.policy.check_dataset(call.peer, call.purpose, batch.dataset, psi=True)
+                    key = self._oprf_key(batch.dataset)
             points = split_points(batch.points, batch.count)
             call.rows += len(points)
             if call.rows > limit:
                 raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"more than {limit} points in one request")
-            evaluated = self._oprf_key(dataset).evaluate_blinded(points)
+            if count_against is not None:
+                spec, epoch, per_epoch = count_against
+                self.daemon.count_oprf(call.peer, call.purpose, spec, epoch, len(points), per_epoch)
+            evaluated = key.evaluate_blinded(points)
             yield party_pb2.PointBatch(points=b"".join(evaluated), count=len(evaluated))
+
+    def _predicate_filter(self, request: party_pb2.PredicateRequest, context: Any, call: Call) -> Iterator[party_pb2.FilterChunk]:
+        spec = self.daemon.predicate(request.predicate)
+        self.daemon.config.policy.check_predicate(call.peer, call.purpose, spec.name)
+        epoch = self.daemon.current_epoch(spec)
+        tags = self.daemon.predicate_filter(spec, epoch)
+        call.rows, call.protocol, call.detail = len(tags), "P2", f"predicate={spec.name} epoch={epoch}"
+        step = 65_536
+        for start in range(0, max(1, len(tags)), step):
+            part = tags[start : start + step]
+            yield party_pb2.FilterChunk(epoch=epoch, total=len(tags), tags=b"".join(part), count=len(part))
 
     # ------------------------------------------------------------------ ECDH-PSI (P1)
     def _psi_round(self, requests: Iterator[party_pb2.PsiMessage], context: Any, call: Call) -> Iterator[party_pb2.PsiMessage]:

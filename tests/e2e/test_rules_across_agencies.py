@@ -70,3 +70,25 @@ def test_shares_are_never_forwarded_to_the_requester(agencies: tuple[LocalCluste
                          party_pb2.ForwardRequest(session_id=session_id, co_party="housing"), timeout=30)
     assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
     assert "never forwarded to the requester" in refused.value.details
+
+
+def test_published_predicate_through_the_oprf_filter(agencies: tuple[LocalCluster, AgencyTables]) -> None:
+    """P2 + P4: local hukou from public-security's filter, income from tax on shares."""
+    cluster, tables = agencies
+    rule = load_rules(EXAMPLES).get("local-low-income")
+    locals_ = {i for i, v in owner_values(tables.public_security, "local_resident").items() if v == 1}
+    households: dict[str, list[dict[str, object]]] = {}
+    for row in tables.civil_affairs:
+        households.setdefault(str(row["household_id"]), []).append(row)
+    applications = [Application(ref, str(m[0]["resident_id"]), tuple(str(x["resident_id"]) for x in m))
+                    for ref, m in sorted(households.items())[:50]]
+    expected = [int(e) for e, _ in evaluate_plain(
+        rule, applications, {("tax", "income", "annual_income"): owner_values(tables.tax, "annual_income")},
+        {("public-security", "local-resident"): locals_})]
+    with Client.from_config(cluster.config("housing"), purpose="public-rental-housing", case="E2E-P2") as client:
+        bits = client.check_eligibility(rule, applications)
+        local_bits = client.predicate_bits("public-security", "local-resident", [a.applicant for a in applications])
+    assert bits.tolist() == expected
+    assert local_bits.tolist() == [int(a.applicant in locals_) for a in applications]
+    filters = [e for e in audit_entries(cluster, "public-security") if e["action"] == "rpc:GetPredicateFilter"]
+    assert filters and filters[-1]["rows"] == len(locals_)  # |E| is what the requester learns

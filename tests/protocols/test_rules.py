@@ -26,7 +26,7 @@ value = 100
 
 def test_examples_load() -> None:
     rules = load_rules(EXAMPLES)
-    assert set(rules.rules) == {"public-rental-housing", "minimum-living-allowance", "income-below-100k"}
+    assert set(rules.rules) == {"public-rental-housing", "minimum-living-allowance", "income-below-100k", "local-low-income"}
     assert rules.get("public-rental-housing").owners() == ["housing", "public-security", "tax"]
     with pytest.raises(RuleError, match="unknown rule 'nope'"):
         rules.get("nope")
@@ -142,9 +142,13 @@ def test_rule_on_shares_matches_the_oracle(data: st.DataObject) -> None:
         requester_tables[(owner, dataset)] = ShareTable(keys, requester)
         owner_tables[(owner, dataset)] = ShareTable(keys, mask.copy())
     members = [len(a.members) for a in apps]
+    predicate_bits = {name: [int(data.draw(st.booleans())) for _ in apps]
+                      for name, clause in rule.clauses.items() if clause.is_predicate}
+    predicates = {(rule.clauses[name].owner, str(rule.clauses[name].predicate)):
+                  {a.applicant for a, bit in zip(apps, bits_, strict=True) if bit} for name, bits_ in predicate_bits.items()}
     bits, nothing = run_in_process(lambda p: rule_program(
         p, rule, requester_tables if p.index == 0 else owner_tables, len(apps), slots, 0,
-        members if p.index == 0 else None))
+        members if p.index == 0 else None, predicate_bits if p.index == 0 else None))
     assert nothing is None and bits is not None
-    expected = [int(eligible) for eligible, _ in evaluate_plain(rule, apps, plain, {})]
+    expected = [int(eligible) for eligible, _ in evaluate_plain(rule, apps, plain, predicates)]
     assert bits.tolist() == expected, name
