@@ -25,7 +25,7 @@ from mpc.crypto.curve25519 import OprfClient
 from mpc.crypto.obfuscators import ShortExponentObfuscator
 from mpc.crypto.packing import SlotPacking
 from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
-from mpc.protocols import lookup, psi, rules, selftest
+from mpc.protocols import lookup, oprf_filter, psi, rules, selftest
 from mpc.protocols import threshold as threshold_rule
 from mpc.sharing.channel import ChannelError
 from mpc.sharing.runtime import Party
@@ -308,7 +308,7 @@ class Client:
                     epoch = chunk.epoch
                 tags.update(split_fixed(chunk.tags, 8, chunk.count))
             owner = self.capabilities(party).party
-            client = OprfClient(domain=f"{owner}/predicate/{predicate}".encode())
+            client = OprfClient(domain=oprf_filter.domain(owner, predicate))
             query = client.blind(list(ids))
             first = party_pb2.PointBatch(predicate=predicate, epoch=epoch)
             batches = list(point_batches(query.points))
@@ -320,7 +320,7 @@ class Client:
         except grpc.RpcError as exc:
             raise RemoteError(party, exc.code(), exc.details() or "") from None
         mine = client.finalize(query, evaluated) if ids else []
-        return np.array([int(t in tags) for t in mine], dtype=np.uint8)
+        return np.array(oprf_filter.probe(tags, mine), dtype=np.uint8)
 
     def _paillier_key(self, caps: party_pb2.Capabilities) -> PaillierPublicKey:
         key = self._paillier.get(caps.paillier_public_key)

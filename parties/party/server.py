@@ -14,8 +14,6 @@ from typing import Any
 
 import grpc
 import numpy as np
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import start_http_server
 
@@ -26,7 +24,7 @@ from mpc.crypto.packing import SlotPacking
 from mpc.crypto.paillier import PaillierCiphertext
 from mpc.data.sources import Dataset, load_dataset
 from mpc.files import write_atomic
-from mpc.protocols import lookup
+from mpc.protocols import lookup, oprf_filter
 from mpc.protocols.lookup import BucketIndex
 from mpc.sharing import ring
 from parties.boundary import Boundary, Metrics, ServiceError
@@ -254,16 +252,14 @@ class PartyDaemon:
         return spec
 
     def current_epoch(self, spec: PredicateSpec) -> int:
-        return int(time.time() // (spec.epoch_hours * 3600))
+        return oprf_filter.epoch_of(time.time(), spec.epoch_hours)
 
     def predicate_key(self, spec: PredicateSpec, epoch: int) -> OprfServer:
-        """A fresh OPRF key per predicate and epoch (HKDF of a master secret in the state dir)."""
+        """A fresh OPRF key per predicate and epoch, from a master secret in the state dir."""
         path = self.config.party.state_dir / "oprf" / "predicates.key"
         if not path.exists():
             write_atomic(path, os.urandom(32))
-        scalar = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                      info=f"mpc-predicate/{spec.name}/{epoch}".encode()).derive(path.read_bytes())
-        return OprfServer(scalar, domain=f"{self.name}/predicate/{spec.name}".encode())
+        return oprf_filter.epoch_key(path.read_bytes(), self.name, spec.name, epoch)
 
     def predicate_filter(self, spec: PredicateSpec, epoch: int) -> list[bytes]:
         """Sorted tags of the ids for which the predicate holds, for one epoch (computed once)."""
@@ -278,7 +274,7 @@ class PartyDaemon:
             raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, f"predicate {spec.name}: no column {spec.column}")
         holds = _PLAIN_COMPARE[spec.compare](column.astype(np.int64), spec.value)
         members = [i for i, ok in zip(data.ids, holds.tolist(), strict=True) if ok]
-        tags = sorted(self.predicate_key(spec, epoch).evaluate_ids(members))
+        tags = oprf_filter.build_filter(self.predicate_key(spec, epoch), members)
         with self._lookup_lock:
             self._filters = {k: v for k, v in self._filters.items() if k[1] >= epoch - 1}
             self._filters[key] = tags

@@ -1,0 +1,47 @@
+"""P2: owner-published predicates as OPRF filters.
+
+For a named predicate the owner evaluates on its own data ("registered as a local resident"), the
+owner computes the eligible set E, the OPRF tags ``t_e = tag([b_epoch]H(e))`` of its members under a
+key that changes every epoch, and publishes the sorted tags (8 bytes each). A requester learns
+``F_b(q)`` for its own ids through one OPRF round and probes the filter locally.
+
+Revealed: the requester learns each queried bit and |E|; the owner learns how many evaluations
+were made (which it rate-limits per requester, purpose and epoch: without a limit the filter would
+let a requester test every id it can think of).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from mpc.crypto.curve25519 import OprfServer
+
+
+def epoch_of(now: float, epoch_hours: float) -> int:
+    return int(now // (epoch_hours * 3600))
+
+
+def epoch_key(master: bytes, owner: str, predicate: str, epoch: int) -> OprfServer:
+    """The OPRF key of one predicate in one epoch: HKDF-SHA256 of the owner's master secret."""
+    scalar = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                  info=f"mpc-predicate/{predicate}/{epoch}".encode()).derive(master)
+    return OprfServer(scalar, domain=domain(owner, predicate))
+
+
+def domain(owner: str, predicate: str) -> bytes:
+    """Hash-to-curve domain shared by the owner's key and the requester's client."""
+    return f"{owner}/predicate/{predicate}".encode()
+
+
+def build_filter(key: OprfServer, members: Sequence[str]) -> list[bytes]:
+    """The published filter: sorted tags of the ids for which the predicate holds."""
+    return sorted(key.evaluate_ids(members))
+
+
+def probe(filter_tags: Iterable[bytes], tags: Sequence[bytes]) -> list[int]:
+    """1 where a requester's tag is in the filter."""
+    published = set(filter_tags)
+    return [int(t in published) for t in tags]
