@@ -11,9 +11,11 @@ coordinator's directory.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from mpc.audit import AuditEvent, AuditLog, AuditLogError, load_or_create_signing_key
 from mpc.crypto.curve25519 import OprfClient
 from mpc.crypto.obfuscators import ShortExponentObfuscator
 from mpc.crypto.packing import SlotPacking
@@ -48,6 +51,9 @@ def _status_in(message: str) -> grpc.StatusCode:
     return grpc.StatusCode.ABORTED
 
 
+log = logging.getLogger("mpc.sdk")
+
+
 class RemoteError(RuntimeError):
     """A refused or failed remote call: the party, the gRPC status and the callee's message."""
 
@@ -65,21 +71,54 @@ class PsiCardinality:
 
 
 class Client:
-    def __init__(self, name: str, tls: TlsConfig, coordinator: str | None, purpose: str = "", case: str = "") -> None:
+    """The requester's side. With ``audit`` (``from_config`` opens ``STATE/requests.log``), every
+    operation is recorded on our side too: owner, purpose, case, row counts, outcome; never ids,
+    values or results."""
+
+    def __init__(self, name: str, tls: TlsConfig, coordinator: str | None, purpose: str = "", case: str = "",
+                 audit: AuditLog | None = None) -> None:
         self.name, self.tls, self.coordinator = name, tls, coordinator
         self.purpose, self.case = purpose, case
+        self.audit = audit
         self._channels: dict[str, grpc.Channel] = {}
         self._paillier: dict[str, PaillierPublicKey] = {}
 
     @classmethod
     def from_config(cls, path: str | Path, purpose: str = "", case: str = "") -> Client:
         config = load_party_config(Path(path))
-        return cls(config.party.name, config.tls, config.party.coordinator, purpose, case)
+        state = config.party.state_dir
+        try:
+            state.mkdir(parents=True, exist_ok=True, mode=0o700)
+            audit: AuditLog | None = AuditLog(state / "requests.log", load_or_create_signing_key(state / "audit-signing.pem"))
+        except AuditLogError as exc:  # another client of this agency holds the log
+            log.warning("requests are not recorded locally", extra={"fields": {"reason": str(exc)}})
+            audit = None
+        return cls(config.party.name, config.tls, config.party.coordinator, purpose, case, audit)
 
     def close(self) -> None:
         for channel in self._channels.values():
             channel.close()
         self._channels.clear()
+        if self.audit is not None:
+            self.audit.close()
+            self.audit = None
+
+    @contextmanager
+    def _recorded(self, action: str, peer: str, rows: int, protocol: str) -> Iterator[None]:
+        started, outcome, detail = time.perf_counter(), "OK", ""
+        try:
+            yield
+        except RemoteError as exc:
+            outcome, detail = exc.code.name, f"{exc.party}: {exc.details}"[:300]
+            raise
+        except Exception as exc:
+            outcome, detail = type(exc).__name__, str(exc)[:300]
+            raise
+        finally:
+            if self.audit is not None:
+                self.audit.append(AuditEvent(peer=peer, action=f"request:{action}", purpose=self.purpose, case=self.case,
+                                             protocol=protocol, rows=rows, outcome=outcome, detail=detail,
+                                             duration_ms=round((time.perf_counter() - started) * 1000, 3)))
 
     def __enter__(self) -> Client:
         return self
@@ -140,6 +179,10 @@ class Client:
     def psi_cardinality(self, party: str, dataset: str, ids: Sequence[str]) -> PsiCardinality:
         """P1 cardinality: how many of ``ids`` the owner's dataset holds. The owner learns only
         how many distinct ids we sent."""
+        with self._recorded("psi-cardinality", party, len(ids), "P1"):
+            return self._psi_cardinality(party, dataset, ids)
+
+    def _psi_cardinality(self, party: str, dataset: str, ids: Sequence[str]) -> PsiCardinality:
         started = time.perf_counter()
         state, mine = psi.requester_encrypt(ids)
 
@@ -247,12 +290,18 @@ class Client:
         """
         if op not in threshold_rule.COMPARISONS:
             raise ValueError(f"op must be one of {sorted(threshold_rule.COMPARISONS)}")
-        owner, session_id, shares = self.lookup_shares(party, dataset, [column], list(ids))
-        bits, _ = self._run_program(party, owner, session_id, "threshold-check", {"op": op},
-                                    lambda p: threshold_rule.threshold_program(p, shares, op, requester=0, threshold=threshold))
-        return bits
+        with self._recorded("threshold-check", party, len(ids), "P3/P4"):
+            owner, session_id, shares = self.lookup_shares(party, dataset, [column], list(ids))
+            bits, _ = self._run_program(party, owner, session_id, "threshold-check", {"op": op},
+                                        lambda p: threshold_rule.threshold_program(p, shares, op, requester=0, threshold=threshold))
+            return bits
 
     def check_eligibility(self, rule: rules.Rule, applications: Sequence[rules.Application]) -> np.ndarray:
+        """See :meth:`_check_eligibility`; recorded in our own audit log (counts only)."""
+        with self._recorded("eligibility", ",".join(rule.owners()), len(applications), "P2/P3/P4"):
+            return self._check_eligibility(rule, applications)
+
+    def _check_eligibility(self, rule: rules.Rule, applications: Sequence[rules.Application]) -> np.ndarray:
         """P3 lookups of every household member at every owner the rule reads, then P4 on shares
         with the rule's co-party (the owner of its first clause; the other owners forward their
         shares to it); one bit per application, revealed to us only.

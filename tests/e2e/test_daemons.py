@@ -85,6 +85,12 @@ def test_psi_cardinality_matches_plaintext_and_is_audited(cluster: LocalCluster,
     entry = last_entry(cluster, "tax", "PsiRound")
     assert (entry["peer"], entry["purpose"], entry["case"], entry["outcome"]) == ("housing", "statistics", "HZ-2026-17", "OK")
     assert entry["rows"] == len(set(ids))
+    # the requester's side records the same purpose and case in its own signed log
+    import json
+
+    mine = [json.loads(line) for line in (cluster.root / "state" / "housing" / "requests.log").read_text().splitlines()]
+    assert any(e["action"] == "request:psi-cardinality" and e["case"] == "HZ-2026-17" and e["peer"] == "tax"
+               and e["outcome"] == "OK" for e in mine)
 
 
 @pytest.mark.parametrize(
