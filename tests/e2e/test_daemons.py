@@ -88,9 +88,10 @@ def test_psi_cardinality_matches_plaintext_and_is_audited(cluster: LocalCluster,
     # the requester's side records the same purpose and case in its own signed log
     import json
 
-    mine = [json.loads(line) for line in (cluster.root / "state" / "housing" / "requests.log").read_text().splitlines()]
-    assert any(e["action"] == "request:psi-cardinality" and e["case"] == "HZ-2026-17" and e["peer"] == "tax"
-               and e["outcome"] == "OK" for e in mine)
+    ours: list[dict[str, object]] = [json.loads(line) for line in
+                                     (cluster.root / "state" / "housing" / "requests.log").read_text().splitlines()]
+    assert any(rec["action"] == "request:psi-cardinality" and rec["case"] == "HZ-2026-17" and rec["peer"] == "tax"
+               and rec["outcome"] == "OK" for rec in ours)
 
 
 @pytest.mark.parametrize(
