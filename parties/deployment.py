@@ -33,7 +33,8 @@ def _int(lo: int, hi: int, classification: str = "internal") -> dict[str, Any]:
 
 
 def dataset_specs(tables: AgencyTables, data_dir: Path) -> dict[str, dict[str, Any]]:
-    """Write each agency's data in its own file and return its DatasetSpec (as a dict)."""
+    """Write each agency's data in its own file and return its DatasetSpec (as a dict, absolute paths)."""
+    data_dir = data_dir.resolve()
     csv_paths = write_csv(AgencyTables(tax=tables.tax, civil_affairs=tables.civil_affairs, housing=[], public_security=[]),
                           data_dir)
     write_sqlite(tables, data_dir / "housing.sqlite", only=["housing"])

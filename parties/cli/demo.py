@@ -159,6 +159,7 @@ def deployment(
     from parties.sdk import Client
 
     console.rule("[bold]Cross-agency computation without moving the data")
+    state = state.resolve()
     shutil.rmtree(state, ignore_errors=True)
     started = time.perf_counter()
     tables = generate(residents)
