@@ -451,7 +451,10 @@ def test_signing_key_is_created_private_and_reloaded(tmp_path: Path) -> None:
     path = tmp_path / "keys" / "audit.key"
     created = load_or_create_signing_key(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    assert isinstance(load_pem_private_key(path.read_bytes(), password=None), Ed25519PrivateKey)  # PKCS8 PEM
     loaded = load_or_create_signing_key(path)
     message = b"same key"
     created.public_key().verify(loaded.sign(message), message)
