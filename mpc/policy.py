@@ -42,6 +42,7 @@ class PeerPolicy(BaseModel):
     co_parties: list[str] = Field(default_factory=list)  # owners we forward this peer's session shares to
     forward_shares: bool = False  # this peer (an owner) may hand us shares as a rule's co-party
     predicates: list[str] = Field(default_factory=list)  # published predicates (P2) it may query
+    reveal_clauses: bool = False  # clause bits computed from our data may be revealed to it (reason codes)
     oprf_per_epoch: int = Field(100_000, ge=0)  # predicate OPRF evaluations per purpose and epoch
 
     @field_validator("purposes")

@@ -21,6 +21,7 @@ from parties.cluster import PartySpec
 AGENCIES = ("tax", "civil-affairs", "housing", "public-security")
 PURPOSES = ["statistics", "selftest", "public-rental-housing", "minimum-living-allowance", "income-check"]
 PROGRAMS = ["selftest-compare", "threshold-check", "rule"]
+REVEALS_CLAUSES = {"housing", "public-security", "civil-affairs"}  # the tax bureau keeps clause bits on its data to itself
 PREDICATES: dict[str, list[dict[str, Any]]] = {  # published by the owner (P2 OPRF filters)
     "public-security": [{"name": "local-resident", "dataset": "residents", "column": "local_resident",
                          "compare": "==", "value": 1, "epoch_hours": 24}],
@@ -72,7 +73,8 @@ def policy_for(owner: str, spec: dict[str, Any]) -> dict[str, Any]:
                if col.get("classification") != "secret" and col["type"] != "category"}
     peers = {peer: {"purposes": PURPOSES, "datasets": {spec["name"]: {"psi": True, "columns": columns}},
                     "programs": PROGRAMS, "co_parties": [a for a in AGENCIES if a not in (owner, peer)],
-                    "forward_shares": True, "predicates": [p["name"] for p in PREDICATES.get(owner, [])]}
+                    "forward_shares": True, "predicates": [p["name"] for p in PREDICATES.get(owner, [])],
+                    "reveal_clauses": owner in REVEALS_CLAUSES}
              for peer in AGENCIES if peer != owner}
     return {"peers": peers}
 

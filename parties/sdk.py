@@ -297,11 +297,24 @@ class Client:
             return bits
 
     def check_eligibility(self, rule: rules.Rule, applications: Sequence[rules.Application]) -> np.ndarray:
-        """See :meth:`_check_eligibility`; recorded in our own audit log (counts only)."""
-        with self._recorded("eligibility", ",".join(rule.owners()), len(applications), "P2/P3/P4"):
-            return self._check_eligibility(rule, applications)
+        """One bit per application; see :meth:`check_eligibility_with_reasons`."""
+        return self.check_eligibility_with_reasons(rule, applications, reasons=False)[0]
 
-    def _check_eligibility(self, rule: rules.Rule, applications: Sequence[rules.Application]) -> np.ndarray:
+    def check_eligibility_with_reasons(self, rule: rules.Rule, applications: Sequence[rules.Application],
+                                       reasons: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The bits, and the bits of the clauses flagged ``reveal`` whose owners consent (reason
+        codes for citizens); recorded in our own audit log (counts only)."""
+        with self._recorded("eligibility", ",".join(rule.owners()), len(applications), "P2/P3/P4"):
+            reveal: list[str] = []
+            if reasons:
+                consent = {owner: self.list_datasets(owner).reveal_clauses for owner in rule.owners()}
+                reveal = [n for n, c in rule.clauses.items() if c.reveal and consent[c.owner]]
+            revealed: dict[str, np.ndarray] = {}
+            bits = self._check_eligibility(rule, applications, reveal, revealed)
+            return bits, revealed
+
+    def _check_eligibility(self, rule: rules.Rule, applications: Sequence[rules.Application],
+                           reveal: Sequence[str] = (), revealed: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """P3 lookups of every household member at every owner the rule reads, then P4 on shares
         with the rule's co-party (the owner of its first clause; the other owners forward their
         shares to it); one bit per application, revealed to us only.
@@ -313,6 +326,9 @@ class Client:
             return np.zeros(0, dtype=np.uint8)
         predicate_bits = {name: self.predicate_bits(c.owner, str(c.predicate), [a.applicant for a in applications]).tolist()
                           for name, c in rule.clauses.items() if c.is_predicate}
+        if revealed is not None:  # we know the predicate bits anyway
+            revealed.update({n: np.array(predicate_bits[n], dtype=np.uint8) for n in reveal if n in predicate_bits})
+        reveal = [n for n in reveal if n not in predicate_bits]
         if all(c.is_predicate for c in rule.clauses.values()):  # we already know every bit
             tree = rule.tree()
             return np.array([int(rules.evaluate_tree(tree, {n: bool(b[i]) for n, b in predicate_bits.items()}))
@@ -339,10 +355,11 @@ class Client:
                 self._call(owner, self.party_stub(owner).ForwardShares,
                            party_pb2.ForwardRequest(session_id=session_id, co_party=co_party), timeout=300)
         members = [len(a.members) for a in applications]
-        params = {"rule": rule.model_dump(), "applications": len(applications), "slots": slots, "tables": sessions}
+        params = {"rule": rule.model_dump(), "applications": len(applications), "slots": slots, "tables": sessions,
+                  "reveal": list(reveal)}
         bits, _ = self._run_program(co_party, co_party_name, uuid.uuid4().hex, "rule", params,
                                     lambda p: rules.rule_program(p, rule, tables, len(applications), slots, 0, members,
-                                                                 predicate_bits))
+                                                                 predicate_bits, reveal, revealed))
         return bits
 
     def predicate_bits(self, party: str, predicate: str, ids: Sequence[str]) -> np.ndarray:

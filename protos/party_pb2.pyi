@@ -60,10 +60,12 @@ class DatasetSchema(_message.Message):
     def __init__(self, name: _Optional[str] = ..., id_kind: _Optional[str] = ..., rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnSchema, _Mapping]]] = ..., description: _Optional[str] = ..., bucket_bits: _Optional[int] = ...) -> None: ...
 
 class DatasetList(_message.Message):
-    __slots__ = ("datasets",)
+    __slots__ = ("datasets", "reveal_clauses")
     DATASETS_FIELD_NUMBER: _ClassVar[int]
+    REVEAL_CLAUSES_FIELD_NUMBER: _ClassVar[int]
     datasets: _containers.RepeatedCompositeFieldContainer[DatasetSchema]
-    def __init__(self, datasets: _Optional[_Iterable[_Union[DatasetSchema, _Mapping]]] = ...) -> None: ...
+    reveal_clauses: bool
+    def __init__(self, datasets: _Optional[_Iterable[_Union[DatasetSchema, _Mapping]]] = ..., reveal_clauses: _Optional[bool] = ...) -> None: ...
 
 class PointBatch(_message.Message):
     __slots__ = ("dataset", "points", "count", "predicate", "epoch")
@@ -148,7 +150,7 @@ class ForwardRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., co_party: _Optional[str] = ...) -> None: ...
 
 class SharesChunk(_message.Message):
-    __slots__ = ("session_id", "requester", "dataset", "columns", "rows", "shares", "more")
+    __slots__ = ("session_id", "requester", "dataset", "columns", "rows", "shares", "more", "reveal_allowed")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
@@ -156,6 +158,7 @@ class SharesChunk(_message.Message):
     ROWS_FIELD_NUMBER: _ClassVar[int]
     SHARES_FIELD_NUMBER: _ClassVar[int]
     MORE_FIELD_NUMBER: _ClassVar[int]
+    REVEAL_ALLOWED_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     requester: str
     dataset: str
@@ -163,7 +166,8 @@ class SharesChunk(_message.Message):
     rows: int
     shares: _common_pb2.NdArray
     more: bool
-    def __init__(self, session_id: _Optional[str] = ..., requester: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., rows: _Optional[int] = ..., shares: _Optional[_Union[_common_pb2.NdArray, _Mapping]] = ..., more: _Optional[bool] = ...) -> None: ...
+    reveal_allowed: bool
+    def __init__(self, session_id: _Optional[str] = ..., requester: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., rows: _Optional[int] = ..., shares: _Optional[_Union[_common_pb2.NdArray, _Mapping]] = ..., more: _Optional[bool] = ..., reveal_allowed: _Optional[bool] = ...) -> None: ...
 
 class DecryptReceipt(_message.Message):
     __slots__ = ("rows",)

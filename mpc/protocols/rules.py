@@ -272,7 +272,8 @@ def _first_slot(party: Party, share: ArithmeticShare, applications: int, slots: 
 
 def rule_program(party: Party, rule: Rule, tables: Mapping[TableKey, ShareTable], applications: int, slots: int,
                  requester: int, members: Sequence[int] | None = None,
-                 predicate_bits: Mapping[str, Sequence[int]] | None = None) -> np.ndarray | None:
+                 predicate_bits: Mapping[str, Sequence[int]] | None = None, reveal: Sequence[str] = (),
+                 revealed: dict[str, np.ndarray] | None = None) -> np.ndarray | None:
     """Evaluate ``rule`` on shares between the requester and the co-party; reveal the final bit per
     application to the requester only.
 
@@ -281,7 +282,9 @@ def rule_program(party: Party, rule: Rule, tables: Mapping[TableKey, ShareTable]
     padding from members. ``members`` (requester only) is each application's household size; it is
     secret-shared, so the co-party learns only ``applications`` and ``slots``. ``predicate_bits``
     (requester only) are the bits of owner-published predicates the requester learned through the
-    OPRF filter (P2); they enter as the requester's secret inputs.
+    OPRF filter (P2); they enter as the requester's secret inputs. The bits of the clauses named in
+    ``reveal`` (reason codes, where their owners consent) are also revealed to the requester, into
+    ``revealed``.
     """
     if party.index == requester and (members is None or len(members) != applications):
         raise ValueError("the requester supplies one household size per application")
@@ -310,8 +313,12 @@ def rule_program(party: Party, rule: Rule, tables: Mapping[TableKey, ShareTable]
         limit: ArithmeticShare | int = size * clause.value if clause.per_member else clause.value
         bit = COMPARISON_GATES[clause.compare](total, limit)
         bits[name] = bit & all_present if clause.absent == "false" else bit
-    result = _evaluate_shared(rule.tree(), bits)
-    return party.reveal_bits(result, to=requester)
+    final = party.reveal_bits(_evaluate_shared(rule.tree(), bits), to=requester)
+    for name in reveal:
+        opened = party.reveal_bits(bits[name], to=requester)
+        if revealed is not None and opened is not None:
+            revealed[name] = opened
+    return final
 
 
 def _evaluate_shared(tree: exp.Expr, bits: Mapping[str, BooleanShare]) -> BooleanShare:

@@ -106,8 +106,8 @@ def eligibility(
     chunk: int = typer.Option(500, help="applications per round trip"),
     config: Path = CONFIG, purpose: str = PURPOSE, case: str = CASE,
 ) -> None:
-    """Check each application against RULE; every application gets a row: eligible, not eligible,
-    or error with the reason (never a silent gap)."""
+    """Check each application against RULE; every application gets a row: eligible, not eligible
+    (with the failed clauses whose owners allow reason codes), or error with the reason."""
     from rich.progress import Progress
 
     from mpc.protocols.rules import RuleError, load_rules
@@ -125,7 +125,7 @@ def eligibility(
         for start in range(0, len(valid), chunk):
             part = valid[start : start + chunk]
             try:
-                bits = client.check_eligibility(chosen, part)
+                bits, reasons = client.check_eligibility_with_reasons(chosen, part)
             except RemoteError as exc:
                 for a in part:
                     results[a.reference] = ("error", f"{exc.party}: {exc.code.name}: {exc.details}")
@@ -133,8 +133,10 @@ def eligibility(
                 console.print(f"[red]{exc}[/]")
                 raise typer.Exit(2) from None
             else:
-                for a, bit in zip(part, bits.tolist(), strict=True):
-                    results[a.reference] = ("eligible" if bit else "not eligible", "")
+                for k, (a, bit) in enumerate(zip(part, bits.tolist(), strict=True)):
+                    failed = [name for name, clause_bits in reasons.items() if not clause_bits[k]]
+                    reason = "" if bit or not failed else "failed: " + ", ".join(failed)
+                    results[a.reference] = ("eligible" if bit else "not eligible", reason)
             progress.advance(task, len(part))
     with out.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)

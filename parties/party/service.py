@@ -69,7 +69,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
 
     def _list_datasets(self, request: common_pb2.Empty, context: Any, call: Call) -> party_pb2.DatasetList:
         grant = self.daemon.config.policy.peer(call.peer)
-        out = party_pb2.DatasetList()
+        out = party_pb2.DatasetList(reveal_clauses=grant.reveal_clauses)
         for name, dataset_grant in grant.datasets.items():
             dataset = self.daemon.datasets.get(name)
             if dataset is None:
@@ -246,6 +246,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                 chunk = party_pb2.SharesChunk(shares=wire.to_message(piece), more=more)
                 if first:
                     chunk.session_id, chunk.requester, chunk.dataset = request.session_id, call.peer, held.dataset
+                    chunk.reveal_allowed = self.daemon.config.policy.peer(call.peer).reveal_clauses
                     chunk.columns.extend(held.columns)
                     chunk.rows, first = held.shares.shape[0], False
                 yield chunk
@@ -274,7 +275,8 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         if shares is None or shares.dtype != np.uint64:
             raise ValueError("forwarded shares must be uint64")
         self.daemon.sessions.put(header.session_id, HeldShares(header.requester, header.dataset, tuple(header.columns),
-                                                               shares, time.monotonic(), source=call.peer))
+                                                               shares, time.monotonic(), source=call.peer,
+                                                               reveal_allowed=header.reveal_allowed))
         call.rows = int(header.rows)
         call.detail = f"session={header.session_id} requester={header.requester} from={call.peer} dataset={header.dataset}"
         return party_pb2.DecryptReceipt(rows=header.rows)
@@ -377,12 +379,14 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             rule = rules.Rule.model_validate(params["rule"])
             applications, slots = int(params["applications"]), int(params["slots"])
             requested = list(params["tables"])
+            reveal = [str(n) for n in params.get("reveal", [])]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"bad rule program parameters: {exc}") from exc
         if not 0 <= applications <= self.daemon.config.party.max_points_per_request or not 1 <= slots <= rules.MAX_MEMBERS:
             raise ValueError(f"{applications} applications of {slots} slots are out of range")
         layout = rules.table_columns(rule)
         tables: dict[rules.TableKey, rules.ShareTable] = {}
+        consent: dict[str, bool] = {}
         for entry in requested:
             key = (str(entry["owner"]), str(entry["dataset"]))
             held = self.daemon.sessions.take(str(entry["session"]), call.peer)
@@ -399,14 +403,24 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                     call.peer, call.purpose, key[1], psi=True, columns=dict.fromkeys(columns, "compare"),
                     classifications={c: data.spec.schema_.columns[c].classification for c in columns})
             tables[key] = rules.ShareTable(held.columns, held.shares)
+            if held.source:
+                consent[held.source] = consent.get(held.source, True) and held.reveal_allowed
         missing = sorted(set(layout) - set(tables))
         if missing:
             raise ValueError(f"no shares supplied for {missing}")
+        own_consent = self.daemon.config.policy.peer(call.peer).reveal_clauses
+        for name in reveal:  # a clause bit is revealed only with the consent of the owner it reads
+            clause = rule.clauses.get(name)
+            if clause is None or not clause.reveal or clause.is_predicate:
+                raise ValueError(f"clause {name!r} is not a revealable column clause of this rule")
+            owner_ok = own_consent if clause.owner == self.daemon.name else consent.get(clause.owner, False)
+            if not owner_ok:
+                raise ServiceError(grpc.StatusCode.PERMISSION_DENIED, f"{clause.owner} does not let {call.peer} see clause {name!r}")
         call.rows = applications
         call.detail = f"rule clauses={sorted(rule.clauses)} applications={applications} slots={slots}"
 
         def evaluate(party: Party) -> dict[str, Any]:
-            rules.rule_program(party, rule, tables, applications, slots, requester=0)
-            return {"applications": applications, "learned": "nothing (shares only)"}
+            rules.rule_program(party, rule, tables, applications, slots, requester=0, reveal=reveal)
+            return {"applications": applications, "revealed_clauses": reveal, "learned": "nothing (shares only)"}
 
         return evaluate

@@ -24,6 +24,7 @@ class HeldShares:
     shares: np.ndarray  # rows x len(columns), uint64
     created: float
     source: str = ""  # the owner whose data these are shares of ("" for our own)
+    reveal_allowed: bool = False  # that owner consents to revealing clause bits to the requester
 
 
 class SessionShares:

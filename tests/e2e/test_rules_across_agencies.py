@@ -92,3 +92,34 @@ def test_published_predicate_through_the_oprf_filter(agencies: tuple[LocalCluste
     assert local_bits.tolist() == [int(a.applicant in locals_) for a in applications]
     filters = [e for e in audit_entries(cluster, "public-security") if e["action"] == "rpc:GetPredicateFilter"]
     assert filters and filters[-1]["rows"] == len(locals_)  # |E| is what the requester learns
+
+
+def test_clause_reveal_needs_the_owners_consent(agencies: tuple[LocalCluster, AgencyTables]) -> None:
+    """Reason codes: housing and public-security consent, tax does not (parties/deployment.py)."""
+    import grpc
+
+    from parties.sdk import RemoteError
+
+    cluster, tables = agencies
+    rule = load_rules(EXAMPLES).get("public-rental-housing")
+    households: dict[str, list[dict[str, object]]] = {}
+    for row in tables.civil_affairs:
+        households.setdefault(str(row["household_id"]), []).append(row)
+    applications = [Application(ref, str(m[0]["resident_id"]), tuple(str(x["resident_id"]) for x in m))
+                    for ref, m in sorted(households.items())[:30]]
+    values = {
+        ("tax", "income", "annual_income"): owner_values(tables.tax, "annual_income"),
+        ("housing", "properties", "property_count"): owner_values(tables.housing, "property_count"),
+        ("public-security", "residents", "local_resident"): owner_values(tables.public_security, "local_resident"),
+    }
+    plain = evaluate_plain(rule, applications, values, {})
+    with Client.from_config(cluster.config("civil-affairs"), purpose="public-rental-housing", case="E2E-REASONS") as client:
+        bits, reasons = client.check_eligibility_with_reasons(rule, applications)
+        assert bits.tolist() == [int(e) for e, _ in plain]
+        assert set(reasons) == {"no_property", "local_resident"}  # not the tax clause
+        for name, revealed in reasons.items():
+            assert revealed.tolist() == [int(clauses[name]) for _, clauses in plain]
+        with pytest.raises(RemoteError) as refused:  # asking anyway is refused by the co-party
+            client._check_eligibility(rule, applications, ["income_per_member"], {})
+    assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert "tax does not let civil-affairs see clause 'income_per_member'" in refused.value.details
