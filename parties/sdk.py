@@ -39,18 +39,6 @@ from parties.net.tls import OwnCertificateError, TlsConfig, check_own_certificat
 from parties.party.config import load_party_config
 from protos import common_pb2, coordinator_pb2_grpc, party_pb2, party_pb2_grpc
 
-
-def _status_in(message: str) -> grpc.StatusCode:
-    """The co-party's own status when its refusal ended our session (e.g. PERMISSION_DENIED for a
-    program its policy does not allow), else UNAVAILABLE for a lost peer or ABORTED."""
-    for code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                 grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNAUTHENTICATED,
-                 grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
-        if f": {code.name}: " in message or f"failed: {code.name}" in message:
-            return code
-    return grpc.StatusCode.ABORTED
-
-
 log = logging.getLogger("mpc.sdk")
 
 
@@ -225,7 +213,8 @@ class Client:
             bits = body(Party(0, channel, correlations))
         except ChannelError as exc:
             channel.abort(f"{self.name} gave up: {exc}")
-            raise RemoteError(party, _status_in(str(exc)), f"session {session_id}: {exc}") from None
+            # the co-party's own status when its refusal or failure ended the stream, else ABORTED
+            raise RemoteError(party, channel.failed_with or grpc.StatusCode.ABORTED, f"session {session_id}: {exc}") from None
         except BaseException as exc:
             channel.abort(f"{self.name} failed: {type(exc).__name__}")
             raise

@@ -141,14 +141,20 @@ def _first_non_digit(text: str) -> tuple[int, str] | None:
     return None
 
 
-def _normalize_resident_id(raw: str) -> tuple[str, bool]:
-    """Normalise a resident id; also say whether it was upgraded from the 15-digit form."""
+def _prepared(raw: str, what: str) -> str:
+    """Full-width folded, stripped, upper-cased text; refuses non-strings, blanks, inner spaces."""
     if not isinstance(raw, str):
-        raise InvalidIdError(f"resident id must be a string, got {type(raw).__name__}")
+        raise InvalidIdError(f"{what} must be a string, got {type(raw).__name__}")
     text = _fold_width(raw).strip().upper()
     if not text:
         raise InvalidIdError("missing id")
-    _reject_internal_whitespace(text, "resident id")
+    _reject_internal_whitespace(text, what)
+    return text
+
+
+def _normalize_resident_id(raw: str) -> tuple[str, bool]:
+    """Normalise a resident id; also say whether it was upgraded from the 15-digit form."""
+    text = _prepared(raw, "resident id")
     if len(text) == 15:
         bad = _first_non_digit(text)
         if bad is not None:
@@ -255,12 +261,7 @@ def normalize_credit_code(raw: str) -> str:
     check (position 17) and the GB 32100 check character (position 18). Raises
     :class:`InvalidIdError` saying what is wrong.
     """
-    if not isinstance(raw, str):
-        raise InvalidIdError(f"credit code must be a string, got {type(raw).__name__}")
-    text = _fold_width(raw).strip().upper()
-    if not text:
-        raise InvalidIdError("missing id")
-    _reject_internal_whitespace(text, "credit code")
+    text = _prepared(raw, "credit code")
     if len(text) != 18:
         raise InvalidIdError(f"credit code has length {len(text)}, expected 18")
     for position, char in enumerate(text, start=1):

@@ -105,6 +105,14 @@ def bucket_of(tag: bytes, bucket_bits: int) -> int:
     return int.from_bytes(tag[:4], "big") >> (TAG_PREFIX_BITS - bucket_bits)
 
 
+def bucket_array(tags: Sequence[bytes], bucket_bits: int) -> np.ndarray:
+    """:func:`bucket_of` for many tags at once (tags are 8 bytes; the bucket is in the first 4)."""
+    if bucket_bits == 0 or not tags:
+        return np.zeros(len(tags), dtype=np.int64)
+    prefixes = np.frombuffer(b"".join(t[:4] for t in tags), dtype=">u4").astype(np.int64)
+    return prefixes >> (TAG_PREFIX_BITS - bucket_bits)
+
+
 def unmask_rows(private_key: PaillierPrivateKey, packing: SlotPacking, masked: Sequence[PaillierCiphertext],
                 width: int) -> np.ndarray:
     """Owner: :func:`unmask_row` for a batch; one row of ``width`` shares per ciphertext."""
@@ -125,7 +133,7 @@ class BucketIndex:
 
     @classmethod
     def build(cls, tags: list[bytes], bucket_bits: int) -> BucketIndex:
-        buckets = np.array([bucket_of(t, bucket_bits) for t in tags], dtype=np.int64)
+        buckets = bucket_array(tags, bucket_bits)
         order = np.argsort(buckets, kind="stable")
         starts = np.searchsorted(buckets[order], np.arange((1 << bucket_bits) + 1))
         return cls(tags, bucket_bits, order, starts)

@@ -29,7 +29,14 @@ from mpc.audit import AuditEvent, AuditHead, AuditLog, load_or_create_signing_ke
 from mpc.sharing.dealer import KINDS, TrustedDealer
 from parties.boundary import Boundary, Call, Metrics, ServiceError
 from parties.net import wire
-from parties.net.tls import Revocations, TlsConfig, peer_certificate, server_credentials
+from parties.net.tls import (
+    OwnCertificateError,
+    Revocations,
+    TlsConfig,
+    check_own_certificate,
+    peer_certificate,
+    server_credentials,
+)
 from parties.net.wire import SERVER_OPTIONS
 from parties.party.config import ConfigError, format_validation_error
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc
@@ -183,7 +190,10 @@ class CoordinatorDaemon:
         self.config = config
         section = config.coordinator
         self.name = section.name
-        identity = config.tls.identity()
+        try:
+            identity = check_own_certificate(config.tls)
+        except OwnCertificateError as exc:
+            raise ConfigError(f"tls.cert: {exc}") from None
         if identity != self.name:
             raise ConfigError(f"coordinator.name is {self.name!r} but the certificate is issued to {identity!r}")
         section.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -66,6 +66,7 @@ class _StreamChannel(Channel):
         self.bytes_sent = 0
         self.messages_sent = 0
         self.result: dict[str, Any] | None = None
+        self.failed_with: grpc.StatusCode | None = None  # the stream's status when it broke
         self._outbox: queue.Queue[object] = queue.Queue()
         self._inbox = _Inbox()
         self._reader: threading.Thread | None = None
@@ -89,6 +90,8 @@ class _StreamChannel(Channel):
                     self._inbox.abort(f"unexpected {kind!r} message from {self.peer}")
                     return
         except grpc.RpcError as exc:
+            code = getattr(exc, "code", None)
+            self.failed_with = code() if callable(code) else None
             self._inbox.abort(f"stream with {self.peer} failed: {describe(exc)}")
         except wire.WireError as exc:
             self._inbox.abort(f"malformed data from {self.peer}: {exc}")

@@ -41,11 +41,6 @@ class TlsConfig(BaseModel):
     def read(self) -> tuple[bytes, bytes, bytes]:
         return self.ca.read_bytes(), self.cert.read_bytes(), self.key.read_bytes()
 
-    def identity(self) -> str:
-        """The common name of our own certificate."""
-        cert = x509.load_pem_x509_certificate(self.cert.read_bytes())
-        return common_name(cert)
-
 
 def common_name(cert: x509.Certificate) -> str:
     names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)

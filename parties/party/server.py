@@ -192,14 +192,17 @@ class PartyDaemon:
             raise ServiceError(grpc.StatusCode.NOT_FOUND, f"{self.name} has no dataset {name!r}")
         return dataset
 
+    def bucket_bits(self, dataset: str) -> int:
+        """Prefix bits of the dataset's buckets: a function of its size and the anonymity set."""
+        return lookup.bucket_bits_for(len(self.require_dataset(dataset).ids), self.config.party.anonymity_set)
+
     def buckets(self, dataset: str) -> BucketIndex:
         """OPRF tags of every row and their bucket index (computed once per dataset and key)."""
         with self._lookup_lock:
             if dataset not in self._buckets:
                 data = self.require_dataset(dataset)
                 tags = self.oprf_key(dataset).evaluate_ids(data.ids)
-                bits = lookup.bucket_bits_for(len(tags), self.config.party.anonymity_set)
-                self._buckets[dataset] = BucketIndex.build(tags, bits)
+                self._buckets[dataset] = BucketIndex.build(tags, self.bucket_bits(dataset))
             return self._buckets[dataset]
 
     def encrypted_bucket(self, dataset: str, columns: tuple[str, ...], bucket: int) -> tuple[list[bytes], list[PaillierCiphertext]]:

@@ -77,7 +77,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             spec = dataset.spec.schema_
             schema = party_pb2.DatasetSchema(name=name, id_kind=spec.id_kind, rows=len(dataset.ids),
                                              description=dataset.spec.description,
-                                             bucket_bits=self.daemon.buckets(name).bucket_bits)
+                                             bucket_bits=self.daemon.bucket_bits(name))
             for column, col in spec.columns.items():
                 schema.columns.append(party_pb2.ColumnSchema(
                     name=column, type=col.type, has_bounds=col.min is not None,

@@ -54,3 +54,9 @@ def test_lookup_then_threshold_matches_plaintext(keypair_1024: KeyPair, values: 
     plain = {"<": int.__lt__, "<=": int.__le__, ">": int.__gt__, ">=": int.__ge__, "==": int.__eq__, "!=": int.__ne__}[op]
     expected = [int(i < len(values) and bool(plain(values[i], t))) for i in asked]
     assert bits is not None and bits.tolist() == expected
+
+
+def test_bucket_array_equals_bucket_of() -> None:
+    tags = OprfServer.generate().evaluate_ids([str(i) for i in range(500)], parallel=False)
+    for bits in (0, 1, 5, 12):
+        assert lookup.bucket_array(tags, bits).tolist() == [lookup.bucket_of(t, bits) for t in tags]
