@@ -29,6 +29,9 @@ class DatasetGrant(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     psi: bool = False  # may match against the id column (PSI, OPRF, lookups by id)
+    # P1 batch lookups: may fetch the whole encrypted table; this owner then learns, per looked-up
+    # row, its position class (one of g, each about rows/g of the table) instead of its bucket.
+    batch: bool = True
     columns: dict[str, list[Use]] = Field(default_factory=dict)
 
 

@@ -25,10 +25,9 @@ import numpy as np
 
 from mpc.audit import AuditEvent, AuditLog, AuditLogError, load_or_create_signing_key
 from mpc.crypto.curve25519 import OprfClient
-from mpc.crypto.obfuscators import ShortExponentObfuscator
-from mpc.crypto.packing import SlotPacking
+from mpc.crypto.obfuscators import ShortExponentObfuscator, parallel_obfuscators
 from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
-from mpc.protocols import lookup, oprf_filter, psi, rules, selftest
+from mpc.protocols import lookup, oprf_filter, planner, psi, rules, selftest
 from mpc.protocols import threshold as threshold_rule
 from mpc.sharing.channel import ChannelError
 from mpc.sharing.runtime import Party
@@ -70,6 +69,7 @@ class Client:
         self.audit = audit
         self._channels: dict[str, grpc.Channel] = {}
         self._paillier: dict[str, PaillierPublicKey] = {}
+        self.plans: list[planner.LookupPlan] = []  # the path each lookup took, newest last
 
     @classmethod
     def from_config(cls, path: str | Path, purpose: str = "", case: str = "") -> Client:
@@ -225,21 +225,48 @@ class Client:
         assert bits is not None
         return bits, channel.result or {}
 
-    def lookup_shares(self, party: str, dataset: str, columns: Sequence[str],
-                      ids: Sequence[str | None]) -> tuple[str, str, np.ndarray]:
-        """P3: secret-share the owner's ``columns`` of each id (None: a padding row) with the owner.
+    def plan_lookup(self, party: str, dataset: str, columns: Sequence[str], rows: int, distinct: int,
+                    force: planner.Path | None = None) -> planner.LookupPlan:
+        """Which path (P3 bucketed, P1 whole table) a lookup of ``rows`` rows would take at ``party``."""
+        caps, schema = self.capabilities(party), self._schema(party, dataset)
+        layout = self._layout(schema, columns, int(self._paillier_key(caps).n).bit_length())
+        try:
+            return planner.plan_lookup(caps.party, dataset, rows, distinct, schema.rows, schema.bucket_bits,
+                                       layout.rows_per_plaintext, schema.batch, layout.modulus_bits, force)
+        except PermissionError as exc:
+            raise RemoteError(party, grpc.StatusCode.PERMISSION_DENIED, str(exc)) from None
+
+    def _schema(self, party: str, dataset: str) -> party_pb2.DatasetSchema:
+        schema = next((d for d in self.list_datasets(party).datasets if d.name == dataset), None)
+        if schema is None:
+            raise RemoteError(party, grpc.StatusCode.NOT_FOUND, f"{party} grants us no dataset {dataset!r}")
+        return schema
+
+    @staticmethod
+    def _layout(schema: party_pb2.DatasetSchema, columns: Sequence[str], modulus_bits: int) -> lookup.RowLayout:
+        specs = {c.name: c for c in schema.columns}
+        unknown = [c for c in columns if c not in specs]
+        if unknown:
+            raise RemoteError(schema.name, grpc.StatusCode.NOT_FOUND, f"dataset {schema.name!r} has no column(s) {unknown}")
+        bounds = [(0, 1) if specs[c].type == "bool" else (specs[c].min, specs[c].max) for c in columns]
+        return lookup.RowLayout.for_bounds(list(columns), bounds, modulus_bits)
+
+    def lookup_shares(self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str | None],
+                      path: planner.Path | None = None) -> tuple[str, str, np.ndarray]:
+        """Secret-share the owner's ``columns`` of each id (None: a padding row) with the owner.
 
         Returns (owner name, session id, our shares (len(ids), 1 + len(columns)): present first).
-        The owner keeps its shares under the session id for the program that follows. It learns
-        how many rows were asked and which buckets (each at least its anonymity set) were fetched.
+        The owner keeps its shares under the session id for the program that follows. The path is
+        planned (:meth:`plan_lookup`, recorded in :attr:`plans`) unless forced: P3 fetches the
+        buckets our ids fall in (the owner learns the buckets and the row count), P1 the whole
+        table (the owner learns each row's position class and the row count).
         """
         stub = self.party_stub(party)
         caps = self.capabilities(party)
-        schema = next((d for d in self.list_datasets(party).datasets if d.name == dataset), None)
-        if schema is None:
-            raise RemoteError(party, grpc.StatusCode.NOT_FOUND, f"{caps.party} grants us no dataset {dataset!r}")
         public_key = self._paillier_key(caps)
-        real = [i for i in ids if i is not None]
+        real = list(dict.fromkeys(i for i in ids if i is not None))
+        plan = self.plan_lookup(party, dataset, columns, len(ids), len(real), force=path)
+        self.plans.append(plan)
         # 1. OPRF: the owner's tag of each of our ids, without showing it the ids.
         client = OprfClient(domain=f"{caps.party}/{dataset}".encode())
         query = client.blind(real)
@@ -250,25 +277,74 @@ class Client:
         except grpc.RpcError as exc:
             raise RemoteError(party, exc.code(), exc.details() or "") from None
         tag_of = dict(zip(real, client.finalize(query, evaluated), strict=True)) if real else {}
-        # 2. The encrypted buckets our tags fall in.
-        rows: dict[bytes, PaillierCiphertext] = {}
-        for bucket in sorted({lookup.bucket_of(t, schema.bucket_bits) for t in tag_of.values()}):
-            request = party_pb2.BucketRequest(dataset=dataset, columns=list(columns), bucket=bucket)
+        # 2. The encrypted rows: the buckets our tags fall in (P3) or the whole table (P1).
+        schema = self._schema(party, dataset)
+        if plan.path == "P1":
+            requests = [party_pb2.BucketRequest(dataset=dataset, columns=list(columns), whole_table=True)]
+        else:
+            buckets = sorted({lookup.bucket_of(t, schema.bucket_bits) for t in tag_of.values()})
+            requests = [party_pb2.BucketRequest(dataset=dataset, columns=list(columns), bucket=b) for b in buckets]
+        layout = self._layout(schema, columns, int(public_key.n).bit_length())
+        found = self._fetch_rows(party, stub, requests, layout, set(tag_of.values()), public_key)
+        # 3. Mask (absent ids and padding select nothing); the owner decrypts and keeps its shares.
+        selected = [found.get(tag_of[i]) if i is not None else None for i in ids]
+        if plan.path == "P1":
+            fixed = np.array([layout.position(c[0]) if c is not None else -1 for c in selected], dtype=np.int64)
+            groups = lookup.plan_groups(fixed, layout.rows_per_plaintext)
+            masked, mine = lookup.mask_groups(public_key, layout, [c[1] if c else None for c in selected], groups,
+                                              self._obfuscators(public_key, groups.count))
+        else:
+            groups = None
+            masked, mine = lookup.mask_rows(public_key, layout, [c[1] if c else None for c in selected],
+                                            self._obfuscators(public_key, len(selected)))
+        session_id = uuid.uuid4().hex
+        self._call(party, stub.MaskedDecrypt, self._masked_messages(session_id, dataset, columns, plan.path, masked,
+                                                                     groups, len(ids), public_key), timeout=3600)
+        return caps.party, session_id, mine
+
+    def _fetch_rows(self, party: str, stub: Any, requests: Sequence[party_pb2.BucketRequest], layout: lookup.RowLayout,
+                    wanted: set[bytes], public_key: PaillierPublicKey) -> dict[bytes, tuple[bytes, PaillierCiphertext]]:
+        """Stream encrypted rows; keep (tag, ciphertext) of the tags we want, check the layout."""
+        want = np.frombuffer(b"".join(sorted(wanted)), dtype="<u8") if wanted else np.zeros(0, dtype="<u8")
+        width, found = public_key.ciphertext_bytes, {}
+        for request in requests:
             try:
                 for message in stub.GetEncryptedBucket(request, metadata=self._metadata()):
-                    got = split_fixed(message.tags, 8, message.count)
-                    rows.update(zip(got, public_key.ciphertexts_from_bytes(message.ciphertexts), strict=True))
+                    if message.columns and (tuple(message.columns), tuple(message.value_bits), tuple(message.minimums),
+                                            message.rows_per_plaintext) != (layout.columns, layout.value_bits,
+                                                                            layout.minimums, layout.rows_per_plaintext):
+                        raise RemoteError(party, grpc.StatusCode.FAILED_PRECONDITION,
+                                          "the owner's row layout does not match its published schema")
+                    tags = np.frombuffer(message.tags, dtype="<u8")
+                    if len(tags) != message.count or len(message.ciphertexts) != message.count * width:
+                        raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "malformed encrypted rows")
+                    for k in np.flatnonzero(np.isin(tags, want)).tolist():
+                        tag = message.tags[8 * k : 8 * k + 8]
+                        found[tag] = (tag, public_key.ciphertext_from_bytes(message.ciphertexts[k * width : (k + 1) * width]))
             except grpc.RpcError as exc:
                 raise RemoteError(party, exc.code(), exc.details() or "") from None
-        # 3. Mask every row (missing ids and padding get an encryption of zeros); the owner decrypts.
-        table = lookup.EncryptedTable(public_key, SlotPacking.for_modulus(int(public_key.n)), ("present", *columns), rows)
-        masked, mine = zip(*(lookup.mask_row(table, tag_of.get(i, b"") if i is not None else b"") for i in ids),
-                           strict=True) if ids else ((), ())
-        session_id = uuid.uuid4().hex
-        self._call(party, stub.MaskedDecrypt, party_pb2.MaskedRows(
-            session_id=session_id, dataset=dataset, columns=list(columns),
-            ciphertexts=public_key.ciphertexts_to_bytes(list(masked)), count=len(masked)), timeout=600)
-        return caps.party, session_id, np.array(mine, dtype=np.uint64).reshape(len(ids), 1 + len(columns))
+        return found
+
+    @staticmethod
+    def _obfuscators(public_key: PaillierPublicKey, count: int) -> list[Any] | None:
+        """Mask obfuscators on every core for large batches (None: the key's own source)."""
+        return parallel_obfuscators(public_key, count) if count >= 256 else None
+
+    @staticmethod
+    def _masked_messages(session_id: str, dataset: str, columns: Sequence[str], path: str,
+                         masked: Sequence[PaillierCiphertext], groups: lookup.Groups | None, rows: int,
+                         public_key: PaillierPublicKey) -> Iterator[party_pb2.MaskedRows]:
+        yield party_pb2.MaskedRows(session_id=session_id, dataset=dataset, columns=list(columns), path=path,
+                                   rows=rows if groups is not None else 0)
+        step = 16_384
+        for start in range(0, len(masked), step):
+            part = list(masked[start : start + step])
+            yield party_pb2.MaskedRows(ciphertexts=public_key.ciphertexts_to_bytes(part), count=len(part))
+        if groups is not None:
+            for start in range(0, rows, 1 << 20):
+                end = start + (1 << 20)
+                yield party_pb2.MaskedRows(groups=groups.groups[start:end].astype("<i4").tobytes(),
+                                           positions=groups.positions[start:end].astype("<i4").tobytes())
 
     def threshold_check(self, party: str, dataset: str, column: str, ids: Sequence[str], op: str,
                         threshold: int) -> np.ndarray:
@@ -285,26 +361,32 @@ class Client:
                                         lambda p: threshold_rule.threshold_program(p, shares, op, requester=0, threshold=threshold))
             return bits
 
-    def check_eligibility(self, rule: rules.Rule, applications: Sequence[rules.Application]) -> np.ndarray:
+    def check_eligibility(self, rule: rules.Rule, applications: Sequence[rules.Application],
+                          path: planner.Path | None = None) -> np.ndarray:
         """One bit per application; see :meth:`check_eligibility_with_reasons`."""
-        return self.check_eligibility_with_reasons(rule, applications, reasons=False)[0]
+        return self.check_eligibility_with_reasons(rule, applications, reasons=False, path=path)[0]
 
     def check_eligibility_with_reasons(self, rule: rules.Rule, applications: Sequence[rules.Application],
-                                       reasons: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                                       reasons: bool = True, path: planner.Path | None = None,
+                                       ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The bits, and the bits of the clauses flagged ``reveal`` whose owners consent (reason
-        codes for citizens); recorded in our own audit log (counts only)."""
-        with self._recorded("eligibility", ",".join(rule.owners()), len(applications), "P2/P3/P4"):
+        codes for citizens); recorded in our own audit log (counts only). Each owner's lookup
+        path is planned unless ``path`` forces one; :attr:`plans` says which was taken and why."""
+        self.plans = []
+        with self._recorded("eligibility", ",".join(rule.owners()), len(applications), "P1/P2/P3/P4"):
             reveal: list[str] = []
             if reasons:
                 consent = {owner: self.list_datasets(owner).reveal_clauses for owner in rule.owners()}
                 reveal = [n for n, c in rule.clauses.items() if c.reveal and consent[c.owner]]
             revealed: dict[str, np.ndarray] = {}
-            bits = self._check_eligibility(rule, applications, reveal, revealed)
+            bits = self._check_eligibility(rule, applications, reveal, revealed, path)
             return bits, revealed
 
     def _check_eligibility(self, rule: rules.Rule, applications: Sequence[rules.Application],
-                           reveal: Sequence[str] = (), revealed: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        """P3 lookups of every household member at every owner the rule reads, then P4 on shares
+                           reveal: Sequence[str] = (), revealed: dict[str, np.ndarray] | None = None,
+                           path: planner.Path | None = None) -> np.ndarray:
+        """Lookups (P3 or P1, planned per owner) of every household member at every owner whose
+        table a household clause reads (of the applicant alone elsewhere), then P4 on shares
         with the rule's co-party (the owner of its first clause; the other owners forward their
         shares to it); one bit per application, revealed to us only.
 
@@ -330,12 +412,17 @@ class Client:
             raise ValueError("the rule reads only our own data: there is nobody to compute with")
         ids: list[str | None] = [a.members[k] if k < len(a.members) else None for a in applications for k in range(slots)]
         padding = np.array([i is None for i in ids])
+        household = rules.household_tables(rule)
         tables: dict[rules.TableKey, rules.ShareTable] = {}
         sessions = []
         co_party_name = co_party
         for (owner, dataset), columns in rules.table_columns(rule).items():
-            owner_name, session_id, shares = self.lookup_shares(owner, dataset, columns, ids)
-            shares[padding, 0] += np.uint64(1)  # padding reads as present with zero values; nobody else can tell
+            if (owner, dataset) in household:
+                owner_name, session_id, shares = self.lookup_shares(owner, dataset, columns, ids, path)
+                shares[padding, 0] += np.uint64(1)  # padding reads as present with zero values; nobody else can tell
+            else:  # only applicant clauses read this table: one row per application
+                owner_name, session_id, shares = self.lookup_shares(owner, dataset, columns,
+                                                                    [a.applicant for a in applications], path)
             tables[(owner, dataset)] = rules.ShareTable(("present", *columns), shares)
             sessions.append({"owner": owner, "dataset": dataset, "session": session_id, "columns": list(columns)})
             if owner == co_party:

@@ -44,20 +44,22 @@ class ColumnSchema(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., has_bounds: _Optional[bool] = ..., min: _Optional[int] = ..., max: _Optional[int] = ..., classification: _Optional[str] = ..., allowed_uses: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DatasetSchema(_message.Message):
-    __slots__ = ("name", "id_kind", "rows", "columns", "description", "bucket_bits")
+    __slots__ = ("name", "id_kind", "rows", "columns", "description", "bucket_bits", "batch")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ID_KIND_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     BUCKET_BITS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     name: str
     id_kind: str
     rows: int
     columns: _containers.RepeatedCompositeFieldContainer[ColumnSchema]
     description: str
     bucket_bits: int
-    def __init__(self, name: _Optional[str] = ..., id_kind: _Optional[str] = ..., rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnSchema, _Mapping]]] = ..., description: _Optional[str] = ..., bucket_bits: _Optional[int] = ...) -> None: ...
+    batch: bool
+    def __init__(self, name: _Optional[str] = ..., id_kind: _Optional[str] = ..., rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnSchema, _Mapping]]] = ..., description: _Optional[str] = ..., bucket_bits: _Optional[int] = ..., batch: _Optional[bool] = ...) -> None: ...
 
 class DatasetList(_message.Message):
     __slots__ = ("datasets", "reveal_clauses")
@@ -100,46 +102,60 @@ class FilterChunk(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., total: _Optional[int] = ..., tags: _Optional[bytes] = ..., count: _Optional[int] = ...) -> None: ...
 
 class BucketRequest(_message.Message):
-    __slots__ = ("dataset", "columns", "bucket")
+    __slots__ = ("dataset", "columns", "bucket", "whole_table")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     BUCKET_FIELD_NUMBER: _ClassVar[int]
+    WHOLE_TABLE_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     columns: _containers.RepeatedScalarFieldContainer[str]
     bucket: int
-    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., bucket: _Optional[int] = ...) -> None: ...
+    whole_table: bool
+    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., bucket: _Optional[int] = ..., whole_table: _Optional[bool] = ...) -> None: ...
 
 class EncryptedRows(_message.Message):
-    __slots__ = ("bucket_bits", "slot_bits", "slots", "columns", "tags", "ciphertexts", "count")
+    __slots__ = ("bucket_bits", "columns", "tags", "ciphertexts", "count", "value_bits", "minimums", "rows_per_plaintext", "total")
     BUCKET_BITS_FIELD_NUMBER: _ClassVar[int]
-    SLOT_BITS_FIELD_NUMBER: _ClassVar[int]
-    SLOTS_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
+    VALUE_BITS_FIELD_NUMBER: _ClassVar[int]
+    MINIMUMS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_PER_PLAINTEXT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
     bucket_bits: int
-    slot_bits: int
-    slots: int
     columns: _containers.RepeatedScalarFieldContainer[str]
     tags: bytes
     ciphertexts: bytes
     count: int
-    def __init__(self, bucket_bits: _Optional[int] = ..., slot_bits: _Optional[int] = ..., slots: _Optional[int] = ..., columns: _Optional[_Iterable[str]] = ..., tags: _Optional[bytes] = ..., ciphertexts: _Optional[bytes] = ..., count: _Optional[int] = ...) -> None: ...
+    value_bits: _containers.RepeatedScalarFieldContainer[int]
+    minimums: _containers.RepeatedScalarFieldContainer[int]
+    rows_per_plaintext: int
+    total: int
+    def __init__(self, bucket_bits: _Optional[int] = ..., columns: _Optional[_Iterable[str]] = ..., tags: _Optional[bytes] = ..., ciphertexts: _Optional[bytes] = ..., count: _Optional[int] = ..., value_bits: _Optional[_Iterable[int]] = ..., minimums: _Optional[_Iterable[int]] = ..., rows_per_plaintext: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
 
 class MaskedRows(_message.Message):
-    __slots__ = ("session_id", "dataset", "columns", "ciphertexts", "count")
+    __slots__ = ("session_id", "dataset", "columns", "ciphertexts", "count", "rows", "groups", "positions", "path")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     dataset: str
     columns: _containers.RepeatedScalarFieldContainer[str]
     ciphertexts: bytes
     count: int
-    def __init__(self, session_id: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., ciphertexts: _Optional[bytes] = ..., count: _Optional[int] = ...) -> None: ...
+    rows: int
+    groups: bytes
+    positions: bytes
+    path: str
+    def __init__(self, session_id: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., ciphertexts: _Optional[bytes] = ..., count: _Optional[int] = ..., rows: _Optional[int] = ..., groups: _Optional[bytes] = ..., positions: _Optional[bytes] = ..., path: _Optional[str] = ...) -> None: ...
 
 class ForwardRequest(_message.Message):
     __slots__ = ("session_id", "co_party")

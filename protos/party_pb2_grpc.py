@@ -65,7 +65,7 @@ class PartyStub:
                 request_serializer=protos_dot_party__pb2.BucketRequest.SerializeToString,
                 response_deserializer=protos_dot_party__pb2.EncryptedRows.FromString,
                 _registered_method=True)
-        self.MaskedDecrypt = channel.unary_unary(
+        self.MaskedDecrypt = channel.stream_unary(
                 '/mpc.v1.Party/MaskedDecrypt',
                 request_serializer=protos_dot_party__pb2.MaskedRows.SerializeToString,
                 response_deserializer=protos_dot_party__pb2.DecryptReceipt.FromString,
@@ -132,15 +132,16 @@ class PartyServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetEncryptedBucket(self, request, context):
-        """P3: one bucket of the owner's rows as (OPRF tag, Enc(pack(present, columns...))) pairs.
+        """P3: one bucket of the owner's rows as (OPRF tag, Enc(row at its position)) pairs; P1
+        (whole_table): every row, where the owner's policy allows batch lookups.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def MaskedDecrypt(self, request, context):
-        """P3/P1: the owner decrypts masked rows and keeps the slot values as its shares for a session;
-        only the row count comes back.
+    def MaskedDecrypt(self, request_iterator, context):
+        """P3/P1: the requester streams masked ciphertexts (P1: with each row's ciphertext and position);
+        the owner decrypts and keeps the slot values as its shares for a session; only counts come back.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -208,7 +209,7 @@ def add_PartyServicer_to_server(servicer, server):
                     request_deserializer=protos_dot_party__pb2.BucketRequest.FromString,
                     response_serializer=protos_dot_party__pb2.EncryptedRows.SerializeToString,
             ),
-            'MaskedDecrypt': grpc.unary_unary_rpc_method_handler(
+            'MaskedDecrypt': grpc.stream_unary_rpc_method_handler(
                     servicer.MaskedDecrypt,
                     request_deserializer=protos_dot_party__pb2.MaskedRows.FromString,
                     response_serializer=protos_dot_party__pb2.DecryptReceipt.SerializeToString,
@@ -407,7 +408,7 @@ class Party:
             _registered_method=True)
 
     @staticmethod
-    def MaskedDecrypt(request,
+    def MaskedDecrypt(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -417,8 +418,8 @@ class Party:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
+        return grpc.experimental.stream_unary(
+            request_iterator,
             target,
             '/mpc.v1.Party/MaskedDecrypt',
             protos_dot_party__pb2.MaskedRows.SerializeToString,

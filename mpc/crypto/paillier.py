@@ -16,6 +16,7 @@ one-byte format tag, ciphertexts are fixed-width big-endian integers of ``2 * |n
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import struct
 from collections.abc import Iterable, Sequence
@@ -244,6 +245,26 @@ class PaillierPrivateKey:
     def decrypt_batch(self, ciphertexts: Iterable[PaillierCiphertext]) -> list[int]:
         return [self.decrypt(c) for c in ciphertexts]
 
+    def decrypt_parallel(self, ciphertexts: Sequence[PaillierCiphertext], serial_below: int = 32) -> list[int]:
+        """:meth:`decrypt_batch` on every core (the process pool) for batches of ``serial_below``
+        or more; the factors travel to the pool's workers, which are processes of this owner."""
+        for c in ciphertexts:
+            self.public_key._check_same_key(c)
+        if len(ciphertexts) < serial_below:
+            return [self.decrypt_raw(c.value) for c in ciphertexts]
+        from mpc.parallel import process_pool
+
+        parts = 4 * (os.cpu_count() or 1)
+        step = -(-len(ciphertexts) // parts)
+        chunks = [self.public_key.ciphertexts_to_bytes(list(ciphertexts[i : i + step])) for i in range(0, len(ciphertexts), step)]
+        futures = [process_pool().submit(_decrypt_chunk, int(self.p), int(self.q), chunk) for chunk in chunks]
+        out: list[int] = []
+        plain = (int(self.public_key.n).bit_length() + 7) // 8
+        for future in futures:
+            blob = future.result()
+            out.extend(int.from_bytes(blob[i : i + plain], "big") for i in range(0, len(blob), plain))
+        return out
+
     def to_bytes(self) -> bytes:
         """Secret: store only in the owner's state directory with restrictive permissions."""
         return _pack_ints(_PRIVATE_TAG, int(self.p), int(self.q))
@@ -255,6 +276,14 @@ class PaillierPrivateKey:
 
     def __repr__(self) -> str:
         return f"PaillierPrivateKey(<secret>, public={self.public_key!r})"
+
+
+def _decrypt_chunk(p: int, q: int, blob: bytes) -> bytes:
+    """Worker: decrypt fixed-width ciphertexts, return fixed-width plaintexts (|n| bytes each)."""
+    key = PaillierPrivateKey(PaillierPublicKey(p * q), p, q)
+    width, plain = key.public_key.ciphertext_bytes, (int(key.public_key.n).bit_length() + 7) // 8
+    return b"".join(key.decrypt_raw(mpz(int.from_bytes(blob[i : i + width], "big"))).to_bytes(plain, "big")
+                    for i in range(0, len(blob), width))
 
 
 def _random_prime(bits: int) -> mpz:

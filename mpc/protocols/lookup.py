@@ -1,86 +1,272 @@
-"""Masked lookup into secret shares: the core of P3 (and of P1's aligned shares).
+"""Masked lookup into secret shares: the core of P3 (bucketed lookup) and P1 (aligned shares).
 
 Steps, as in PROTOCOLS.md:
 
 1. The owner O publishes, per row ``j``, an OPRF tag ``tau_j = F_b(id_j)`` and
-   ``C_j = Enc_O(pack(v_j))`` (columns of row ``j`` in consecutive 105-bit slots):
-   :class:`EncryptedTable`.
-2. The requester R finds its row by tag (it learned ``F_b(q)`` by the OPRF), adds a fresh encryption
-   of a mask ``r`` (per slot uniform in [0, 2^104)) and sends ``C_j + Enc_O(pack(r))`` back:
-   :func:`mask_row`. R's shares are ``-r mod 2^64``. A missing row is replaced by ``Enc_O(0)`` and a
-   presence column of 0, so O cannot tell the difference.
-3. O decrypts; its shares are the slot values mod 2^64: :func:`unmask_row`. O sees ``v + r``, which
-   hides ``v`` up to statistical distance 2^-40.
+   ``C_j = Enc_O(row_j << position_j * row_bits)``: the row's columns (presence first) in
+   consecutive slots of a :class:`RowLayout`, placed at the row's *position* in the plaintext, a
+   number in ``[0, g)`` derived from its tag (:meth:`RowLayout.position`). Slots are as narrow as
+   the columns' declared bounds allow (value width + 40-bit mask + 1 carry bit), so one plaintext
+   holds ``g`` rows.
+2. The requester R, which learned ``F_b(q)`` for its own ids by the OPRF, finds its rows by tag.
+   It adds a fresh encryption of a random mask over *every* slot of the plaintext and sends the
+   result back; its shares are the negated masks.
 
-What is revealed: O learns which bucket was asked for (here: the whole table is one bucket), R
-learns only whether the id is present. The values stay secret-shared.
+   - *P3, one row per ciphertext* (:func:`mask_rows`): the row's position is never revealed. Every
+     position other than the row's holds zeros, so both parties sum their shares over the ``g``
+     positions (:func:`unmask`): a local step that picks the row's values obliviously.
+   - *P1, packed* (:func:`mask_groups`): R multiplies up to ``g`` selected ciphertexts with
+     distinct positions into one (one multiplication mod n^2 each), so one decryption yields
+     ``g`` rows' shares. R tells O, per row of its own, which ciphertext and which position
+     holds it (group labels are shuffled). O thereby learns each row's position: a value in
+     ``[0, g)`` derived from the tag, i.e. a class of about n/g of its rows, never the row.
+3. O decrypts; its shares are the slot values mod 2^64 plus the column minimum (values are stored
+   as ``v - min``). O sees ``v - min + r`` per slot, which hides ``v`` up to statistical distance
+   2^-40. Absent ids and padding rows select no ciphertext: their slots decrypt to the mask alone
+   and R subtracts the minimum on its side, so they read as present = 0 with zero values.
+
+What is revealed: R learns presence per own row; O learns the bucket fetched (P3) or, for P1, the
+position class of each row and the number of rows. The values stay secret-shared.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from mpc.crypto.packing import SHARE_BITS, STATISTICAL_SECURITY, SlotPacking
-from mpc.crypto.paillier import PaillierCiphertext, PaillierPrivateKey, PaillierPublicKey
-from mpc.sharing import ring
+from mpc.crypto.packing import STATISTICAL_SECURITY
+from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
 
-MASK_BITS = SHARE_BITS + STATISTICAL_SECURITY  # 104
+PRESENT = "present"
 _RING = 2**64
 
 
 @dataclass(frozen=True)
-class EncryptedTable:
-    """An owner's rows as (tag, ciphertext) pairs; the first column is a presence flag of 1."""
+class RowLayout:
+    """How one table row sits in a Paillier plaintext.
 
-    public_key: PaillierPublicKey
-    packing: SlotPacking
-    columns: tuple[str, ...]
-    rows: dict[bytes, PaillierCiphertext]
+    Column ``k`` stores ``v - minimums[k]`` in ``value_bits[k]`` bits; its slot is
+    ``value_bits[k] + 40 + 1`` bits wide so that value + mask never carries into the next slot.
+    A plaintext (``modulus_bits - 1`` usable bits) holds :attr:`rows_per_plaintext` rows.
+    """
+
+    columns: tuple[str, ...]  # "present" first
+    value_bits: tuple[int, ...]
+    minimums: tuple[int, ...]
+    modulus_bits: int
+    slot_bits: tuple[int, ...] = field(init=False)
+    row_bits: int = field(init=False)
+    rows_per_plaintext: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not self.columns or self.columns[0] != PRESENT:
+            raise ValueError("a row layout starts with the presence column")
+        if not len(self.columns) == len(self.value_bits) == len(self.minimums):
+            raise ValueError("one value width and one minimum per column")
+        if any(not 1 <= b <= 64 for b in self.value_bits):
+            raise ValueError("value widths must be 1 to 64 bits")
+        slot_bits = tuple(b + STATISTICAL_SECURITY + 1 for b in self.value_bits)
+        row_bits = sum(slot_bits)
+        rows = (self.modulus_bits - 1) // row_bits
+        if rows < 1:
+            raise ValueError(f"{len(self.columns) - 1} columns ({row_bits} bits) do not fit a "
+                             f"{self.modulus_bits}-bit plaintext")
+        object.__setattr__(self, "slot_bits", slot_bits)
+        object.__setattr__(self, "row_bits", row_bits)
+        object.__setattr__(self, "rows_per_plaintext", rows)
 
     @classmethod
-    def build(
-        cls,
-        public_key: PaillierPublicKey,
-        columns: Sequence[str],
-        tags: Sequence[bytes],
-        values: np.ndarray,
-    ) -> EncryptedTable:
-        """Encrypt ``values`` (rows x columns, signed, in [-2^62, 2^62)) with a presence column."""
-        packing = SlotPacking.for_modulus(int(public_key.n))
-        if len(columns) + 1 > packing.slots:
-            raise ValueError(f"{len(columns)} columns do not fit in {packing.slots - 1} slots")
-        if values.shape != (len(tags), len(columns)):
-            raise ValueError(f"values have shape {values.shape}, expected ({len(tags)}, {len(columns)})")
-        encoded = ring.encode(values.reshape(-1)).reshape(values.shape)
-        plaintexts = [packing.encode([1, *map(int, row)]) for row in encoded]
-        ciphertexts = public_key.encrypt_batch(plaintexts)
-        return cls(public_key, packing, ("present", *columns), dict(zip(tags, ciphertexts, strict=True)))
+    def for_bounds(cls, columns: Sequence[str], bounds: Sequence[tuple[int, int]], modulus_bits: int) -> RowLayout:
+        """A layout for columns with inclusive bounds ``(min, max)`` (presence is added first)."""
+        if len(columns) != len(bounds):
+            raise ValueError("one (min, max) per column")
+        widths, minimums = [1], [0]
+        for name, (lo, hi) in zip(columns, bounds, strict=True):
+            if lo > hi:
+                raise ValueError(f"column {name}: min {lo} > max {hi}")
+            widths.append(max(1, (hi - lo).bit_length()))
+            minimums.append(lo)
+        return cls((PRESENT, *columns), tuple(widths), tuple(minimums), modulus_bits)
+
+    @property
+    def width(self) -> int:
+        return len(self.columns)
+
+    # ------------------------------------------------------------------ owner: rows to plaintexts
+    def position(self, tag: bytes) -> int:
+        """A row's position in its plaintext: from tag bytes 4..8 (the bucket uses bytes 0..4)."""
+        return int.from_bytes(tag[4:8], "big") % self.rows_per_plaintext
+
+    def positions(self, tags: Sequence[bytes]) -> np.ndarray:
+        if not tags:
+            return np.zeros(0, dtype=np.int64)
+        words = np.frombuffer(b"".join(t[4:8] for t in tags), dtype=">u4").astype(np.int64)
+        return words % self.rows_per_plaintext
+
+    def plaintexts(self, values: np.ndarray, positions: np.ndarray) -> list[int]:
+        """Owner: one plaintext per row of ``values`` (rows x columns, without presence): presence 1
+        and ``v - min`` in the row's slots at its position, zeros elsewhere."""
+        if values.ndim != 2 or values.shape[1] != self.width - 1 or values.shape[0] != len(positions):
+            raise ValueError(f"values of shape {values.shape} do not match {self.width - 1} columns "
+                             f"and {len(positions)} positions")
+        shifted = values.astype(object) - np.array(self.minimums[1:], dtype=object)
+        limits = [1 << b for b in self.value_bits[1:]]
+        out = []
+        for row, position in zip(shifted.tolist(), positions.tolist(), strict=True):
+            packed, shift = 1, self.slot_bits[0]
+            for k, (value, limit, bits) in enumerate(zip(row, limits, self.slot_bits[1:], strict=True), start=1):
+                if not 0 <= value < limit:
+                    raise ValueError(f"column {self.columns[k]}: value {value + self.minimums[k]} does not fit "
+                                     f"its {self.value_bits[k]}-bit slot (declared bounds?)")
+                packed |= value << shift
+                shift += bits
+            out.append(packed << (position * self.row_bits))
+        return out
+
+    # ------------------------------------------------------------------ masks and slots
+    def _mask_pattern(self) -> int:
+        row, shift = 0, 0
+        for value_bits, bits in zip(self.value_bits, self.slot_bits, strict=True):
+            row |= ((1 << (value_bits + STATISTICAL_SECURITY)) - 1) << shift
+            shift += bits
+        return sum(row << (p * self.row_bits) for p in range(self.rows_per_plaintext))
+
+    def random_masks(self, count: int) -> list[int]:
+        """``count`` packed masks: every slot uniform in ``[0, 2^(value_bits + 40))``."""
+        pattern = self._mask_pattern()
+        size = (pattern.bit_length() + 7) // 8
+        raw = os.urandom(size * count)
+        return [int.from_bytes(raw[i * size : (i + 1) * size], "big") & pattern for i in range(count)]
+
+    def slots(self, packed: Sequence[int]) -> np.ndarray:
+        """Slot values mod 2^64: (len(packed), rows_per_plaintext, width) uint64."""
+        out = np.empty((len(packed), self.rows_per_plaintext, self.width), dtype=np.uint64)
+        offsets = [sum(self.slot_bits[:k]) for k in range(self.width)]
+        flat = out.reshape(len(packed), -1)
+        # a slot's value mod 2^64: its low min(slot_bits, 64) bits
+        cuts = [(p * self.row_bits + o, (1 << min(b, 64)) - 1)
+                for p in range(self.rows_per_plaintext) for o, b in zip(offsets, self.slot_bits, strict=True)]
+        for i, value in enumerate(packed):
+            flat[i] = [(value >> s) & m for s, m in cuts]
+        return out
+
+    def to_message(self) -> tuple[list[int], list[int]]:
+        return list(self.value_bits), list(self.minimums)
 
 
-def mask_row(table: EncryptedTable, tag: bytes) -> tuple[PaillierCiphertext, np.ndarray]:
-    """Requester: pick the row for ``tag`` (or an encryption of zeros), add a fresh masked encryption.
+# ----------------------------------------------------------------------------- requester side
+def _encrypt_masks(public_key: PaillierPublicKey, masks: Sequence[int], obfuscators: Sequence[object] | None) -> list[int]:
+    nsq = public_key.nsquare
+    if obfuscators is None:
+        return [public_key.encrypt(m).value for m in masks]
+    return [public_key.encode(m) * rho % nsq for m, rho in zip(masks, obfuscators, strict=True)]
 
-    Returns the ciphertext to send to the owner and the requester's shares (uint64, one per column,
-    presence first).
+
+def mask_rows(public_key: PaillierPublicKey, layout: RowLayout, selected: Sequence[PaillierCiphertext | None],
+              obfuscators: Sequence[object] | None = None) -> tuple[list[PaillierCiphertext], np.ndarray]:
+    """P3 requester: one masked ciphertext per row (``None``: absent or padding, nothing selected).
+
+    Returns the ciphertexts for the owner and our shares (rows x width, uint64, presence first),
+    summed over every position like the owner's, so the row's position is never revealed.
     """
-    pk, width = table.public_key, len(table.columns)
-    masks = [secrets.randbits(MASK_BITS) for _ in range(width)]
-    selected = table.rows.get(tag)
-    if selected is None:
-        selected = pk.encrypt(0)
-    masked = selected + pk.encrypt(table.packing.encode(masks))
-    mine = np.array([(-m) % _RING for m in masks], dtype=np.uint64)
-    return masked, mine
+    masks = layout.random_masks(len(selected))
+    encrypted = _encrypt_masks(public_key, masks, obfuscators)
+    nsq = public_key.nsquare
+    out = [PaillierCiphertext(public_key, m if c is None else c.value * m % nsq) for c, m in zip(selected, encrypted, strict=True)]
+    mine = (np.uint64(0) - layout.slots(masks).sum(axis=1, dtype=np.uint64)).astype(np.uint64)
+    _absent_minimums(layout, mine, np.array([c is None for c in selected], dtype=bool))
+    return out, mine
 
 
-def unmask_row(private_key: PaillierPrivateKey, packing: SlotPacking, masked: PaillierCiphertext, width: int) -> np.ndarray:
-    """Owner: decrypt and keep each slot mod 2^64 as its shares (uint64, one per column)."""
-    slots = packing.decode(private_key.decrypt(masked), width)
-    return np.array([s % _RING for s in slots], dtype=np.uint64)
+def _absent_minimums(layout: RowLayout, mine: np.ndarray, absent: np.ndarray) -> None:
+    """The owner adds each column's minimum to its share; for rows that selected nothing (so hold
+    v - min = 0) we subtract it, so that they read as zero values."""
+    minimums = np.array([m % _RING for m in layout.minimums], dtype=np.uint64)
+    mine[absent] -= minimums
+
+
+@dataclass(frozen=True)
+class Groups:
+    """P1 packing: row ``i`` sits at position ``positions[i]`` of ciphertext ``groups[i]``."""
+
+    groups: np.ndarray     # int64 per row
+    positions: np.ndarray  # int64 per row
+    count: int             # number of ciphertexts
+
+
+def plan_groups(fixed: np.ndarray, rows_per_plaintext: int) -> Groups:
+    """Assign rows to ciphertexts so that positions within one are distinct.
+
+    ``fixed[i]`` is the position of the owner row that row ``i`` selected, or -1 for a row that
+    selects nothing (absent id, padding), which may take any free position. Group labels are
+    shuffled, so a label says nothing about which rows are absent.
+    """
+    g, rows = rows_per_plaintext, len(fixed)
+    counts = np.bincount(fixed[fixed >= 0], minlength=g) if rows else np.zeros(g, dtype=np.int64)
+    count = max(int(counts.max(initial=0)), -(-rows // g))
+    groups = np.full(rows, -1, dtype=np.int64)
+    positions = fixed.astype(np.int64).copy()
+    taken = np.zeros((count, g), dtype=bool)
+    for p in range(g):  # the k-th row fixed at position p goes to group k
+        members = np.flatnonzero(fixed == p)
+        groups[members] = np.arange(len(members))
+        taken[: len(members), p] = True
+    free_rows = np.flatnonzero(fixed < 0)
+    free_cells = np.flatnonzero(~taken.reshape(-1))[: len(free_rows)]
+    groups[free_rows], positions[free_rows] = free_cells // g, free_cells % g
+    relabel = np.array(_permutation(count), dtype=np.int64)
+    return Groups(relabel[groups] if rows else groups, positions, count)
+
+
+def _permutation(count: int) -> list[int]:
+    out = list(range(count))
+    for i in range(count - 1, 0, -1):
+        j = secrets.randbelow(i + 1)
+        out[i], out[j] = out[j], out[i]
+    return out
+
+
+def mask_groups(public_key: PaillierPublicKey, layout: RowLayout, selected: Sequence[PaillierCiphertext | None],
+                plan: Groups, obfuscators: Sequence[object] | None = None) -> tuple[list[PaillierCiphertext], np.ndarray]:
+    """P1 requester: multiply each group's selected ciphertexts with one encrypted mask over all
+    slots. Returns ``plan.count`` ciphertexts and our shares (rows x width, uint64)."""
+    nsq = public_key.nsquare
+    masks = layout.random_masks(plan.count)
+    products = _encrypt_masks(public_key, masks, obfuscators)
+    for c, group in zip(selected, plan.groups.tolist(), strict=True):
+        if c is not None:
+            products[group] = products[group] * c.value % nsq
+    slots = layout.slots(masks)
+    mine = (np.uint64(0) - slots[plan.groups, plan.positions]).astype(np.uint64)
+    _absent_minimums(layout, mine, np.array([c is None for c in selected], dtype=bool))
+    return [PaillierCiphertext(public_key, v) for v in products], mine
+
+
+# ----------------------------------------------------------------------------- owner side
+def unmask(layout: RowLayout, plaintexts: Sequence[int], groups: np.ndarray | None = None,
+           positions: np.ndarray | None = None) -> np.ndarray:
+    """Owner: shares (rows x width, uint64) from the decrypted masked plaintexts: P3 (no groups)
+    sums each plaintext over its positions, P1 picks row ``i`` at ``(groups[i], positions[i])``."""
+    slots = layout.slots(plaintexts)
+    if groups is None or positions is None:
+        shares = slots.sum(axis=1, dtype=np.uint64)
+    else:
+        if len(groups) != len(positions):
+            raise ValueError("one group and one position per row")
+        if len(groups) and (groups.min() < 0 or groups.max() >= len(plaintexts)):
+            raise ValueError(f"a row names a ciphertext outside [0, {len(plaintexts)})")
+        if len(positions) and (positions.min() < 0 or positions.max() >= layout.rows_per_plaintext):
+            raise ValueError(f"a row names a position outside [0, {layout.rows_per_plaintext})")
+        cells = groups * layout.rows_per_plaintext + positions
+        if len(np.unique(cells)) != len(cells):
+            raise ValueError("two rows name the same slot")
+        shares = slots[groups, positions]
+    out: np.ndarray = shares + np.array([m % _RING for m in layout.minimums], dtype=np.uint64)
+    return out
 
 
 # ----------------------------------------------------------------------------- buckets (P3)
@@ -111,15 +297,6 @@ def bucket_array(tags: Sequence[bytes], bucket_bits: int) -> np.ndarray:
         return np.zeros(len(tags), dtype=np.int64)
     prefixes = np.frombuffer(b"".join(t[:4] for t in tags), dtype=">u4").astype(np.int64)
     return prefixes >> (TAG_PREFIX_BITS - bucket_bits)
-
-
-def unmask_rows(private_key: PaillierPrivateKey, packing: SlotPacking, masked: Sequence[PaillierCiphertext],
-                width: int) -> np.ndarray:
-    """Owner: :func:`unmask_row` for a batch; one row of ``width`` shares per ciphertext."""
-    shares = np.empty((len(masked), width), dtype=np.uint64)
-    for i, ciphertext in enumerate(masked):
-        shares[i] = unmask_row(private_key, packing, ciphertext, width)
-    return shares
 
 
 @dataclass(frozen=True)

@@ -257,17 +257,18 @@ class ShareTable:
     columns: tuple[str, ...]  # "present" first
     shares: np.ndarray  # uint64 (rows, len(columns))
 
-    def column(self, party: Party, name: str, applications: int, slots: int) -> ArithmeticShare:
+    def column(self, name: str, applications: int) -> np.ndarray:
+        """The column as (applications, rows per application) uint64 shares."""
         index = self.columns.index(name)
-        return ArithmeticShare(party, np.ascontiguousarray(self.shares[:, index]))
+        return self.shares[:, index].reshape(applications, -1) if applications else self.shares[:0, index].reshape(0, 1)
 
 
-def _slot_sum(party: Party, share: ArithmeticShare, applications: int, slots: int) -> ArithmeticShare:
-    return ArithmeticShare(party, share.value.reshape(applications, slots).sum(axis=1, dtype=np.uint64))
+def _slot_sum(party: Party, share: np.ndarray) -> ArithmeticShare:
+    return ArithmeticShare(party, share.sum(axis=1, dtype=np.uint64))
 
 
-def _first_slot(party: Party, share: ArithmeticShare, applications: int, slots: int) -> ArithmeticShare:
-    return ArithmeticShare(party, np.ascontiguousarray(share.value.reshape(applications, slots)[:, 0]))
+def _first_slot(party: Party, share: np.ndarray) -> ArithmeticShare:
+    return ArithmeticShare(party, np.ascontiguousarray(share[:, 0]))
 
 
 def rule_program(party: Party, rule: Rule, tables: Mapping[TableKey, ShareTable], applications: int, slots: int,
@@ -301,15 +302,14 @@ def rule_program(party: Party, rule: Rule, tables: Mapping[TableKey, ShareTable]
             continue
         assert clause.dataset and clause.column and clause.compare and clause.value is not None
         table = tables[(clause.owner, clause.dataset)]
-        values = table.column(party, clause.column, applications, slots)
-        present = table.column(party, "present", applications, slots)
+        values = table.column(clause.column, applications)
+        present = table.column("present", applications)
         if clause.scope == "household-sum":
-            total = _slot_sum(party, values, applications, slots)
-            present_count = _slot_sum(party, present, applications, slots)
-            all_present = _boolean.eq(present_count, slots)
+            total = _slot_sum(party, values)
+            all_present = _boolean.eq(_slot_sum(party, present), slots)
         else:
-            total = _first_slot(party, values, applications, slots)
-            all_present = _boolean.eq(_first_slot(party, present, applications, slots), 1)
+            total = _first_slot(party, values)
+            all_present = _boolean.eq(_first_slot(party, present), 1)
         limit: ArithmeticShare | int = size * clause.value if clause.per_member else clause.value
         bit = COMPARISON_GATES[clause.compare](total, limit)
         bits[name] = bit & all_present if clause.absent == "false" else bit
@@ -332,6 +332,18 @@ def _evaluate_shared(tree: exp.Expr, bits: Mapping[str, BooleanShare]) -> Boolea
         return _evaluate_shared(tree.this, bits)
     assert isinstance(tree, exp.Column)
     return bits[tree.name]
+
+
+def household_tables(rule: Rule) -> set[TableKey]:
+    """Tables read by a household-sum clause: looked up for every member slot. Tables that only
+    applicant clauses read are looked up for the applicant alone (one row per application)."""
+    return {(c.owner, str(c.dataset)) for c in rule.clauses.values()
+            if not c.is_predicate and c.scope == "household-sum"}
+
+
+def table_rows(rule: Rule, key: TableKey, applications: int, slots: int) -> int:
+    """Rows of a table's shares: ``applications * slots`` for household tables, else one per application."""
+    return applications * (slots if key in household_tables(rule) else 1)
 
 
 def table_columns(rule: Rule) -> dict[TableKey, tuple[str, ...]]:

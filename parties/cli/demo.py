@@ -30,8 +30,8 @@ from rich.table import Table
 
 from mpc.crypto.curve25519 import OprfClient, OprfServer
 from mpc.crypto.obfuscators import CrtObfuscator, ShortExponentObfuscator
-from mpc.crypto.paillier import PaillierPublicKey, generate_keypair
-from mpc.protocols.lookup import EncryptedTable, mask_row, unmask_row
+from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey, generate_keypair
+from mpc.protocols.lookup import RowLayout, mask_rows, unmask
 from mpc.sharing.runtime import Party, run_in_process
 from mpc.sharing.types import ArithmeticShare
 
@@ -66,30 +66,26 @@ def primitives(key_bits: int = typer.Option(2048, help="Paillier modulus size (2
     oprf = OprfServer.generate(domain=b"tax/residents")
     tags = oprf.evaluate_ids([row[0] for row in TAX_TABLE], parallel=False)
     values = np.array([[income, props] for _, income, props in TAX_TABLE], dtype=np.int64)
-    table = EncryptedTable.build(owner_pk, ["annual_income", "property_count"], tags, values)
+    layout = RowLayout.for_bounds(["annual_income", "property_count"], [(-(10**9), 10**9), (0, 1000)], key_bits)
+    rows = owner_pk.encrypt_batch(layout.plaintexts(values, layout.positions(tags)))
     console.print(
-        f"[dim]owner set-up: {key_bits}-bit Paillier key, {len(tags)} OPRF tags, {len(tags)} packed "
-        f"ciphertexts ({table.packing.slots} slots x {table.packing.slot_bits} bits) in "
+        f"[dim]owner set-up: {key_bits}-bit Paillier key, {len(tags)} OPRF tags, {len(tags)} ciphertexts "
+        f"(slots of {'/'.join(map(str, layout.slot_bits))} bits, {layout.rows_per_plaintext} rows per plaintext) in "
         f"{time.perf_counter() - started:.2f} s[/]"
     )
 
     # --- requester: OPRF round trip, then masked lookups ---------------------------------------
     requester_pk = PaillierPublicKey(int(owner_pk.n))  # the requester holds the public key only
     requester_pk.use_obfuscator(ShortExponentObfuscator(requester_pk, window_bits=8))
-    published = EncryptedTable(requester_pk, table.packing, table.columns, table.rows)
+    published = {tag: PaillierCiphertext(requester_pk, c.value) for tag, c in zip(tags, rows, strict=True)}
     client = OprfClient(domain=b"tax/residents")
     query = client.blind(APPLICANTS, parallel=False)
     answers = oprf.evaluate_blinded(query.points, parallel=False)  # the owner sees only blinded points
     applicant_tags = client.finalize(query, answers, parallel=False)
 
-    width = len(table.columns)
-    masked, requester_shares = [], []
-    for tag in applicant_tags:
-        ciphertext, shares = mask_row(published, tag)
-        masked.append(ciphertext)
-        requester_shares.append(shares)
-    owner_shares = [unmask_row(owner_sk, table.packing, c, width) for c in masked]
-    owner_view = [int(s[1]) for s in owner_shares]  # what the owner saw for the income column
+    masked, requester_shares = mask_rows(requester_pk, layout, [published.get(t) for t in applicant_tags])
+    owner_shares = unmask(layout, owner_sk.decrypt_batch(masked))
+    owner_view = [int(s[1]) for s in owner_shares]  # what the owner kept for the income column
 
     # --- both: compare on shares, reveal to the requester only ---------------------------------
     owner_cols = np.array(owner_shares, dtype=np.uint64).T
@@ -126,7 +122,7 @@ def primitives(key_bits: int = typer.Option(2048, help="Paillier modulus size (2
     learned.add_row(
         "tax bureau (owner)",
         f"{len(query.points)} blinded points and {len(masked)} masked rows, e.g. income slot "
-        f"{owner_view[0]:#x}… (income + 104-bit mask)",
+        f"{owner_view[0]:#x}… (income + 40-bit-wider mask, summed over positions)",
         "applicant ids, the limit, the results",
     )
     console.print(learned)

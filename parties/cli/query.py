@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import typer
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mpc.data.ids import IdKind, normalize_column
+from mpc.protocols.planner import LookupPlan
 from mpc.protocols.rules import Application
 from parties.sdk import Client, RemoteError
 
@@ -103,11 +105,13 @@ def eligibility(
     rules_file: Path = typer.Option(Path("rules/examples.toml"), "--rules", help="rules file (TOML)"),
     applicants: Path = typer.Option(..., help="CSV: application_id, resident_id, relation (applicant or member)"),
     out: Path = typer.Option(Path("results.csv"), help="one row per application"),
-    chunk: int = typer.Option(500, help="applications per round trip"),
+    chunk: int = typer.Option(10_000, help="applications per round trip"),
+    path: str = typer.Option("auto", help="lookup path at each owner: auto (planned), P3 (buckets) or P1 (whole table)"),
     config: Path = CONFIG, purpose: str = PURPOSE, case: str = CASE,
 ) -> None:
     """Check each application against RULE; every application gets a row: eligible, not eligible
-    (with the failed clauses whose owners allow reason codes), or error with the reason."""
+    (with the failed clauses whose owners allow reason codes), or error with the reason. Prints
+    which lookup path each owner's table took and why."""
     from rich.progress import Progress
 
     from mpc.protocols.rules import RuleError, load_rules
@@ -117,7 +121,12 @@ def eligibility(
     except (RuleError, OSError) as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
+    if path not in ("auto", "P1", "P3"):
+        console.print(f"[red]--path must be auto, P1 or P3, not {path!r}[/]")
+        raise typer.Exit(2)
+    forced: Literal["P1", "P3"] | None = None if path == "auto" else path  # type: ignore[assignment]
     applications, errors, order = read_applications(applicants)
+    plans: dict[tuple[str, str, str], LookupPlan] = {}
     results: dict[str, tuple[str, str]] = {ref: ("error", reason) for ref, reason in errors.items()}
     valid = [a for a in applications if a.reference not in errors]
     with Client.from_config(config, purpose, case) as client, Progress(console=console) as progress:
@@ -125,7 +134,7 @@ def eligibility(
         for start in range(0, len(valid), chunk):
             part = valid[start : start + chunk]
             try:
-                bits, reasons = client.check_eligibility_with_reasons(chosen, part)
+                bits, reasons = client.check_eligibility_with_reasons(chosen, part, path=forced)
             except RemoteError as exc:
                 for a in part:
                     results[a.reference] = ("error", f"{exc.party}: {exc.code.name}: {exc.details}")
@@ -137,7 +146,16 @@ def eligibility(
                     failed = [name for name, clause_bits in reasons.items() if not clause_bits[k]]
                     reason = "" if bit or not failed else "failed: " + ", ".join(failed)
                     results[a.reference] = ("eligible" if bit else "not eligible", reason)
+            finally:
+                plans.update({(p.owner, p.dataset, p.path): p for p in client.plans})
             progress.advance(task, len(part))
+    if plans:
+        paths = Table(title="lookup paths (planned per owner and chunk)")
+        for column in ("owner", "dataset", "path", "rows", "why"):
+            paths.add_column(column)
+        for plan in plans.values():
+            paths.add_row(plan.owner, plan.dataset, plan.path, f"{plan.rows:,}", plan.reason)
+        console.print(paths)
     with out.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["application_id", "result", "reason"])

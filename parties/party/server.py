@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import operator
 import os
@@ -19,14 +17,10 @@ from prometheus_client import start_http_server
 
 from mpc.audit import AuditEvent
 from mpc.crypto.curve25519 import OprfServer
-from mpc.crypto.obfuscators import parallel_obfuscators
-from mpc.crypto.packing import SlotPacking
-from mpc.crypto.paillier import PaillierCiphertext
 from mpc.data.sources import Dataset, load_dataset
 from mpc.files import write_atomic
-from mpc.protocols import lookup, oprf_filter
+from mpc.protocols import oprf_filter
 from mpc.protocols.lookup import BucketIndex
-from mpc.sharing import ring
 from parties.boundary import Boundary, Metrics, ServiceError
 from parties.net.tls import (
     OwnCertificateError,
@@ -40,6 +34,7 @@ from parties.party.config import ConfigError, PartyConfig, PredicateSpec
 from parties.party.service import PartyService
 from parties.party.sessions import SessionShares
 from parties.party.state import PartyState
+from parties.party.tables import EncryptedTable, TableCache
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc, party_pb2_grpc
 
 log = logging.getLogger("mpc.party")
@@ -85,10 +80,9 @@ class PartyDaemon:
         self._peer_channels: dict[str, grpc.Channel] = {}
         self._filters: dict[tuple[str, int], list[bytes]] = {}
         self._oprf_counts: dict[tuple[str, str, str, int], int] = {}
-        self._buckets: dict[str, BucketIndex] = {}
-        self._encrypted: dict[tuple[str, tuple[str, ...]], list[PaillierCiphertext]] = {}
+        self.tables = TableCache(config.party.state_dir / "encrypted", self.state.paillier.public_key,
+                                 config.party.anonymity_set, self.oprf_key)
         self._lookup_lock = threading.Lock()
-        self._encrypt_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -194,58 +188,16 @@ class PartyDaemon:
 
     def bucket_bits(self, dataset: str) -> int:
         """Prefix bits of the dataset's buckets: a function of its size and the anonymity set."""
-        return lookup.bucket_bits_for(len(self.require_dataset(dataset).ids), self.config.party.anonymity_set)
+        return self.tables.bucket_bits(self.require_dataset(dataset))
 
     def buckets(self, dataset: str) -> BucketIndex:
-        """OPRF tags of every row and their bucket index (computed once per dataset and key)."""
-        with self._lookup_lock:
-            if dataset not in self._buckets:
-                data = self.require_dataset(dataset)
-                tags = self.oprf_key(dataset).evaluate_ids(data.ids)
-                self._buckets[dataset] = BucketIndex.build(tags, self.bucket_bits(dataset))
-            return self._buckets[dataset]
+        """OPRF tags of every row and their bucket index (computed once, cached on disk)."""
+        return self.tables.buckets(self.require_dataset(dataset))
 
-    def encrypted_bucket(self, dataset: str, columns: tuple[str, ...], bucket: int) -> tuple[list[bytes], list[PaillierCiphertext]]:
-        """Tags and Enc(pack(1, values...)) of one bucket's rows."""
-        index = self.buckets(dataset)
-        table = self.encrypted_table(dataset, columns)
-        rows = index.rows(bucket).tolist()
-        return [index.tags[i] for i in rows], [table[i] for i in rows]
-
-    def encrypted_table(self, dataset: str, columns: tuple[str, ...]) -> list[PaillierCiphertext]:
-        """Every row of ``dataset`` as Enc(pack(1, columns...)), computed once on every core and
-        cached on disk (``STATE/encrypted/``, keyed by dataset, columns and Paillier key), so a
-        restart or a later query pays nothing. Encryptions are input-independent re-randomisable
-        ciphertexts; the requester re-randomises whatever it sends back."""
-        key = (dataset, columns)
-        with self._lookup_lock:
-            cached = self._encrypted.get(key)
-        if cached is not None:
-            return cached
-        with self._encrypt_lock:  # one computation per table, however many requests wait for it
-            with self._lookup_lock:
-                cached = self._encrypted.get(key)
-            if cached is not None:
-                return cached
-            pk = self.state.paillier.public_key
-            digest = hashlib.sha256(json.dumps([dataset, list(columns), pk.fingerprint()]).encode()).hexdigest()[:16]
-            path = self.config.party.state_dir / "encrypted" / f"{dataset}-{digest}.bin"
-            data = self.require_dataset(dataset)
-            rows = len(data.ids)
-            if path.exists() and path.stat().st_size == rows * pk.ciphertext_bytes:
-                table = pk.ciphertexts_from_bytes(path.read_bytes())
-            else:
-                packing = SlotPacking.for_modulus(int(pk.n))
-                values = np.stack([data.columns[c].astype(np.int64) for c in columns], axis=1) if rows else np.zeros((0, len(columns)), np.int64)
-                encoded = ring.encode(values.reshape(-1)).reshape(values.shape)
-                obfuscators = parallel_obfuscators(pk, rows)
-                nsq = pk.nsquare
-                table = [PaillierCiphertext(pk, pk.encode(packing.encode([1, *map(int, row)])) * rho % nsq)
-                         for row, rho in zip(encoded, obfuscators, strict=True)]
-                write_atomic(path, pk.ciphertexts_to_bytes(table))
-            with self._lookup_lock:
-                self._encrypted[key] = table
-            return table
+    def encrypted_table(self, dataset: str, columns: tuple[str, ...]) -> EncryptedTable:
+        """Every row of ``dataset`` encrypted at its position (computed once on every core and
+        cached on disk under ``STATE/encrypted/``; served from a memory map)."""
+        return self.tables.table(self.require_dataset(dataset), columns)
 
     # ------------------------------------------------------------------ P2 published predicates
     def predicate(self, name: str) -> PredicateSpec:

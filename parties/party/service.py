@@ -18,7 +18,6 @@ import grpc
 import numpy as np
 
 from mpc.crypto.curve25519 import OprfServer
-from mpc.crypto.packing import SlotPacking
 from mpc.protocols import lookup, psi, rules, selftest, threshold
 from mpc.sharing.channel import ChannelError
 from mpc.sharing.runtime import Party
@@ -77,7 +76,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             spec = dataset.spec.schema_
             schema = party_pb2.DatasetSchema(name=name, id_kind=spec.id_kind, rows=len(dataset.ids),
                                              description=dataset.spec.description,
-                                             bucket_bits=self.daemon.bucket_bits(name))
+                                             bucket_bits=self.daemon.bucket_bits(name), batch=dataset_grant.batch)
             for column, col in spec.columns.items():
                 schema.columns.append(party_pb2.ColumnSchema(
                     name=column, type=col.type, has_bounds=col.min is not None,
@@ -194,39 +193,79 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
     def _encrypted_bucket(self, request: party_pb2.BucketRequest, context: Any, call: Call) -> Iterator[party_pb2.EncryptedRows]:
         columns = self._lookup_columns(call, request.dataset, list(request.columns), "lookup")
         buckets = self.daemon.buckets(request.dataset)
-        if not 0 <= request.bucket < 1 << buckets.bucket_bits:
-            raise ValueError(f"bucket {request.bucket} outside [0, 2^{buckets.bucket_bits})")
-        tags, ciphertexts = self.daemon.encrypted_bucket(request.dataset, columns, request.bucket)
-        call.rows = len(tags)
-        call.detail = f"dataset={request.dataset} bucket={request.bucket}/{1 << buckets.bucket_bits} columns={list(columns)}"
-        pk = self.daemon.state.paillier.public_key
-        packing = SlotPacking.for_modulus(int(pk.n))
+        table = self.daemon.encrypted_table(request.dataset, columns)
+        rows: np.ndarray | None
+        if request.whole_table:  # P1: every row; the owner learns nothing about which are used
+            if not self.daemon.config.policy.peer(call.peer).datasets[request.dataset].batch:
+                raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
+                                   f"{self.daemon.name} does not allow {call.peer} batch lookups (whole table) of {request.dataset!r}")
+            rows, total, call.protocol = None, table.ciphertexts.shape[0], "P1"
+            call.detail = f"dataset={request.dataset} whole table columns={list(columns)}"
+        else:
+            if not 0 <= request.bucket < 1 << buckets.bucket_bits:
+                raise ValueError(f"bucket {request.bucket} outside [0, 2^{buckets.bucket_bits})")
+            rows = buckets.rows(request.bucket)
+            total, call.protocol = len(rows), "P3"
+            call.detail = f"dataset={request.dataset} bucket={request.bucket}/{1 << buckets.bucket_bits} columns={list(columns)}"
+        call.rows = total
+        layout = table.layout
         step = 4096
-        for start in range(0, max(1, len(tags)), step):
-            part = slice(start, start + step)
-            message = party_pb2.EncryptedRows(tags=b"".join(tags[part]), ciphertexts=pk.ciphertexts_to_bytes(ciphertexts[part]),
-                                              count=len(tags[part]))
+        for start in range(0, max(1, total), step):
+            part: np.ndarray | slice
+            if rows is None:
+                part = slice(start, min(total, start + step))
+                tags = buckets.tags[part]
+            else:
+                part = rows[start : start + step]
+                tags = [buckets.tags[i] for i in part.tolist()]
+            message = party_pb2.EncryptedRows(tags=b"".join(tags), ciphertexts=table.rows_bytes(part), count=len(tags))
             if start == 0:
-                message.bucket_bits, message.slot_bits, message.slots = buckets.bucket_bits, packing.slot_bits, packing.slots
-                message.columns.extend(["present", *columns])
+                message.bucket_bits, message.rows_per_plaintext, message.total = buckets.bucket_bits, layout.rows_per_plaintext, total
+                message.columns.extend(layout.columns)
+                message.value_bits.extend(layout.value_bits)
+                message.minimums.extend(layout.minimums)
             yield message
 
-    def _masked_decrypt(self, request: party_pb2.MaskedRows, context: Any, call: Call) -> party_pb2.DecryptReceipt:
-        columns = self._lookup_columns(call, request.dataset, list(request.columns), "lookup")
-        if not request.session_id or len(request.session_id) > 64:
+    def _masked_decrypt(self, requests: Iterator[party_pb2.MaskedRows], context: Any, call: Call) -> party_pb2.DecryptReceipt:
+        header = next(requests, None)
+        if header is None:
+            raise ValueError("MaskedDecrypt needs at least one message")
+        columns = self._lookup_columns(call, header.dataset, list(header.columns), "lookup")
+        if not header.session_id or len(header.session_id) > 64:
             raise ValueError("session_id must be 1 to 64 characters")
+        if header.path not in ("P3", "P1"):
+            raise ValueError(f"path must be P3 or P1, not {header.path!r}")
+        limit = self.daemon.config.party.max_points_per_request
+        if not 0 <= header.rows <= limit:
+            raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{header.rows} rows: more than {limit}")
         sk = self.daemon.state.paillier
-        masked = sk.public_key.ciphertexts_from_bytes(request.ciphertexts)
-        if len(masked) != request.count:
-            raise ValueError(f"{len(masked)} ciphertexts for an announced count of {request.count}")
-        if request.count > self.daemon.config.party.max_points_per_request:
-            raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"more than {self.daemon.config.party.max_points_per_request} rows")
-        shares = lookup.unmask_rows(sk, SlotPacking.for_modulus(int(sk.public_key.n)), masked, len(columns) + 1)
-        self.daemon.sessions.put(request.session_id, HeldShares(call.peer, request.dataset, ("present", *columns),
-                                                                shares, time.monotonic()))
-        call.rows = len(masked)
-        call.detail = f"session={request.session_id} dataset={request.dataset} columns={list(columns)}"
-        return party_pb2.DecryptReceipt(rows=len(masked))
+        width = sk.public_key.ciphertext_bytes
+        blobs, groups, positions, count = [], [], [], 0
+        for message in [header, *requests]:
+            if len(message.ciphertexts) != message.count * width:
+                raise ValueError(f"{len(message.ciphertexts)} bytes of ciphertexts for an announced count of {message.count}")
+            count += message.count
+            if count > limit:
+                raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"more than {limit} ciphertexts")
+            blobs.append(message.ciphertexts)
+            groups.append(message.groups)
+            positions.append(message.positions)
+        masked = sk.public_key.ciphertexts_from_bytes(b"".join(blobs))
+        table = self.daemon.encrypted_table(header.dataset, columns)
+        plaintexts = sk.decrypt_parallel(masked)
+        if header.path == "P1":
+            row_groups = np.frombuffer(b"".join(groups), dtype="<i4").astype(np.int64)
+            row_positions = np.frombuffer(b"".join(positions), dtype="<i4").astype(np.int64)
+            if not len(row_groups) == len(row_positions) == header.rows:
+                raise ValueError(f"{len(row_groups)} groups and {len(row_positions)} positions for {header.rows} rows")
+            shares = lookup.unmask(table.layout, plaintexts, row_groups, row_positions)
+        else:
+            shares = lookup.unmask(table.layout, plaintexts)
+        self.daemon.sessions.put(header.session_id, HeldShares(call.peer, header.dataset, table.layout.columns,
+                                                               shares, time.monotonic()))
+        call.rows, call.protocol = len(shares), header.path
+        call.detail = f"session={header.session_id} dataset={header.dataset} columns={list(columns)} ciphertexts={count}"
+        return party_pb2.DecryptReceipt(rows=len(shares))
 
     # ------------------------------------------------------------------ co-party forwarding (P4)
     def _forward_shares(self, request: party_pb2.ForwardRequest, context: Any, call: Call) -> party_pb2.DecryptReceipt:
@@ -394,8 +433,9 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                 raise ValueError(f"session {entry['session']} holds shares from {held.source or self.daemon.name}, not {key[0]}")
             if (held.dataset, held.columns) != (key[1], ("present", *layout.get(key, ()))):
                 raise ValueError(f"session {entry['session']} holds {held.dataset}{list(held.columns)}, not what the rule reads")
-            if held.shares.shape[0] != applications * slots:
-                raise ValueError(f"session {entry['session']} holds {held.shares.shape[0]} rows, expected {applications * slots}")
+            expected = rules.table_rows(rule, key, applications, slots)
+            if held.shares.shape[0] != expected:
+                raise ValueError(f"session {entry['session']} holds {held.shares.shape[0]} rows, expected {expected}")
             columns = layout[key]
             if key[0] == self.daemon.name:  # other owners checked their own policy before forwarding
                 data = self.daemon.require_dataset(key[1])

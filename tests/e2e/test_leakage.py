@@ -50,9 +50,11 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCl
         cluster.stop()
 
 
+@pytest.mark.parametrize("path", ["P3", "P1"])
 def test_owner_sees_nothing_linkable_and_requester_only_bits(recorded: tuple[LocalCluster, AgencyTables],
-                                                              tmp_path: Path) -> None:
+                                                              tmp_path: Path, path: str) -> None:
     cluster, tables = recorded
+    case = f"LEAK-{path}"
     incomes = owner_values(tables.tax, "annual_income")
     people = [*sorted(incomes)[:30], "11010519491231002X"]  # the last one the owner does not have
     applicants = tmp_path / "applicants.csv"
@@ -68,7 +70,7 @@ def test_owner_sees_nothing_linkable_and_requester_only_bits(recorded: tuple[Loc
     run = subprocess.run([sys.executable, "-m", "parties.cli.query", "eligibility", "--rule", "household-income",
                           "--rules", str(rules_file), "--applicants", str(applicants), "--out", str(out),
                           "--config", str(cluster.config("housing")), "--purpose", "public-rental-housing",
-                          "--case", "LEAK-1"], capture_output=True, text=True, timeout=300)
+                          "--case", case, "--path", path], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
 
     # 1. The owner's transcript holds no id, no hash of one, no curve point or tag derived from one.
@@ -85,17 +87,23 @@ def test_owner_sees_nothing_linkable_and_requester_only_bits(recorded: tuple[Loc
         for item in derived:
             assert item not in transcript, f"owner received something derived from {person}"
 
-    # 2. It fetched only the buckets our applicants fall in (each at least the anonymity set).
+    # 2. P3: it fetched only the buckets our applicants fall in (each at least the anonymity set);
+    #    P1: the whole table, so nothing about which rows were used.
     from mpc.protocols.lookup import bucket_bits_for
 
-    bits = bucket_bits_for(len(incomes), 256)  # ~2 700 rows in buckets of at least 256
-    assert bits >= 2
-    asked = {int(str(e["detail"]).split("bucket=")[1].split("/")[0]) for e in audit_entries(cluster, "tax")
-             if e["action"] == "rpc:GetEncryptedBucket" and e.get("case") == "LEAK-1"}
-    total = {str(e["detail"]).split("/")[1].split(" ")[0] for e in audit_entries(cluster, "tax")
-             if e["action"] == "rpc:GetEncryptedBucket"}
-    assert total == {str(1 << bits)}
-    assert asked == {bucket_of(tags[p], bits) for p in people}
+    fetched = [e for e in audit_entries(cluster, "tax") if e["action"] == "rpc:GetEncryptedBucket" and e.get("case") == case]
+    assert {e["protocol"] for e in fetched} == {path}
+    if path == "P1":
+        assert [str(e["detail"]).split(" columns")[0] for e in fetched] == ["dataset=income whole table"]
+        assert fetched[0]["rows"] == len(incomes)
+    else:
+        bits = bucket_bits_for(len(incomes), 256)  # ~2 700 rows in buckets of at least 256
+        assert bits >= 2
+        asked = {int(str(e["detail"]).split("bucket=")[1].split("/")[0]) for e in fetched}
+        assert {str(e["detail"]).split("/")[1].split(" ")[0] for e in fetched} == {str(1 << bits)}
+        assert asked == {bucket_of(tags[p], bits) for p in people}
+    decrypted = [e for e in audit_entries(cluster, "tax") if e["action"] == "rpc:MaskedDecrypt" and e.get("case") == case]
+    assert [e["protocol"] for e in decrypted] == [path]
 
     # 3. The requester holds the bits and nothing of the owner's values.
     rows = list(csv.DictReader(out.open()))

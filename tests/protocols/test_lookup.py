@@ -1,18 +1,21 @@
-"""P3 masked lookup + threshold check, in process, against plaintext; bucket arithmetic."""
+"""P3 and P1 masked lookups, in process, against plaintext; row layouts; bucket arithmetic."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mpc.crypto.curve25519 import OprfServer
-from mpc.crypto.paillier import PaillierPrivateKey, PaillierPublicKey
+from mpc.crypto.paillier import PaillierCiphertext, PaillierPrivateKey, PaillierPublicKey
 from mpc.protocols import lookup, threshold
+from mpc.sharing import ring
 from mpc.sharing.runtime import run_in_process
 from tests.sharing.strategies import EDGES
 
 KeyPair = tuple[PaillierPublicKey, PaillierPrivateKey]
+BOUNDS = (-(2**62), 2**62 - 1)
 
 
 def test_bucket_bits_keep_the_anonymity_set() -> None:
@@ -34,29 +37,86 @@ def test_bucket_index_partitions_rows() -> None:
         assert all(lookup.bucket_of(tags[i], 3) == b for i in index.rows(b).tolist())
 
 
-@settings(max_examples=15)
-@given(values=st.lists(st.one_of(st.sampled_from(EDGES), st.integers(-(2**40), 2**40)), min_size=1, max_size=12),
-       t=st.integers(-(2**40), 2**40), op=st.sampled_from(sorted(threshold.COMPARISONS)), data=st.data())
+def test_bucket_array_equals_bucket_of() -> None:
+    tags = OprfServer.generate().evaluate_ids([str(i) for i in range(500)], parallel=False)
+    for bits in (0, 1, 5, 12):
+        assert lookup.bucket_array(tags, bits).tolist() == [lookup.bucket_of(t, bits) for t in tags]
+
+
+def test_row_layout_widths_follow_the_bounds() -> None:
+    layout = lookup.RowLayout.for_bounds(["income", "flag"], [(-(10**12), 10**12), (0, 1)], 2048)
+    assert layout.columns == ("present", "income", "flag")
+    assert layout.value_bits == (1, 41, 1)
+    assert layout.slot_bits == (42, 82, 42)
+    assert layout.rows_per_plaintext == 2047 // 166
+    wide = lookup.RowLayout.for_bounds(["v"], [BOUNDS], 2048)
+    assert wide.value_bits == (1, 63) and wide.rows_per_plaintext == 2047 // (42 + 104)
+    with pytest.raises(ValueError, match="do not fit"):
+        lookup.RowLayout.for_bounds([f"c{i}" for i in range(20)], [BOUNDS] * 20, 2048)
+    with pytest.raises(ValueError, match="does not fit"):
+        layout.plaintexts(np.array([[2**42, 0]], dtype=np.int64), np.zeros(1, dtype=np.int64))
+
+
+def test_plan_groups_gives_distinct_cells_and_keeps_fixed_positions() -> None:
+    rng = np.random.default_rng(5)
+    fixed = np.where(rng.random(500) < 0.7, rng.integers(0, 9, 500), -1)
+    plan = lookup.plan_groups(fixed, 9)
+    assert plan.count == max(int(np.bincount(fixed[fixed >= 0]).max()), -(-500 // 9))
+    cells = plan.groups * 9 + plan.positions
+    assert len(set(cells.tolist())) == 500 and plan.groups.min() >= 0 and plan.groups.max() < plan.count
+    assert (plan.positions[fixed >= 0] == fixed[fixed >= 0]).all()
+    assert lookup.plan_groups(np.zeros(0, dtype=np.int64), 9).count == 0
+
+
+def _owner_table(pk: PaillierPublicKey, layout: lookup.RowLayout, values: list[int]) -> tuple[list[bytes], list[PaillierCiphertext]]:
+    tags = OprfServer.generate().evaluate_ids([str(i) for i in range(len(values))], parallel=False)
+    plain = layout.plaintexts(np.array(values, dtype=np.int64).reshape(-1, 1), layout.positions(tags))
+    return tags, pk.encrypt_batch(plain)
+
+
+@settings(max_examples=12, deadline=None)
+@given(values=st.lists(st.one_of(st.sampled_from(EDGES), st.integers(-(2**40), 2**40)), min_size=1, max_size=30),
+       t=st.integers(-(2**40), 2**40), op=st.sampled_from(sorted(threshold.COMPARISONS)), packed=st.booleans(),
+       bounded=st.booleans(), data=st.data())
 def test_lookup_then_threshold_matches_plaintext(keypair_1024: KeyPair, values: list[int], t: int, op: str,
-                                                 data: st.DataObject) -> None:
+                                                 packed: bool, bounded: bool, data: st.DataObject) -> None:
+    """P3 (one row per ciphertext, positions summed away) and P1 (rows packed by position) give
+    shares of (present, value) for every asked row, absent and padding rows reading as zeros."""
     pk, sk = keypair_1024
-    tags = [bytes([i]) * 8 for i in range(len(values))]
-    table = lookup.EncryptedTable.build(pk, ["v"], tags, np.array(values, dtype=np.int64).reshape(-1, 1))
-    asked = data.draw(st.lists(st.integers(0, len(values) + 2), min_size=1, max_size=8))  # some absent
-    asked_tags = [bytes([i]) * 8 for i in asked]
-    masked, requester = zip(*(lookup.mask_row(table, tag) for tag in asked_tags), strict=True)
-    owner = lookup.unmask_rows(sk, table.packing, list(masked), 2)
-    mine = np.array(requester, dtype=np.uint64)
+    bounds = (min(values), max(values)) if bounded else BOUNDS
+    layout = lookup.RowLayout.for_bounds(["v"], [bounds], int(pk.n).bit_length())
+    tags, ciphertexts = _owner_table(pk, layout, values)
+    table = dict(zip(tags, ciphertexts, strict=True))
+    asked = data.draw(st.lists(st.integers(-1, len(values) + 2), min_size=1, max_size=40))  # -1: padding, >= n: absent
+    selected = [table[tags[i]] if 0 <= i < len(values) else None for i in asked]
+    if packed:
+        fixed = np.array([layout.positions([tags[i]])[0] if 0 <= i < len(values) else -1 for i in asked])
+        plan = lookup.plan_groups(fixed, layout.rows_per_plaintext)
+        masked, mine = lookup.mask_groups(pk, layout, selected, plan)
+        assert len(masked) == plan.count
+        owner = lookup.unmask(layout, sk.decrypt_parallel(masked), plan.groups, plan.positions)
+    else:
+        masked, mine = lookup.mask_rows(pk, layout, selected)
+        owner = lookup.unmask(layout, sk.decrypt_parallel(masked))
+    opened = ring.decode(mine + owner)
+    expected = [[1, values[i]] if 0 <= i < len(values) else [0, 0] for i in asked]
+    assert opened.tolist() == expected
     bits, nothing = run_in_process(
         lambda p: threshold.threshold_program(p, mine if p.index == 0 else owner, op, requester=0, threshold=t if p.index == 0 else None)
     )
     assert nothing is None
     plain = {"<": int.__lt__, "<=": int.__le__, ">": int.__gt__, ">=": int.__ge__, "==": int.__eq__, "!=": int.__ne__}[op]
-    expected = [int(i < len(values) and bool(plain(values[i], t))) for i in asked]
-    assert bits is not None and bits.tolist() == expected
+    assert bits is not None and bits.tolist() == [int(0 <= i < len(values) and bool(plain(values[i], t))) for i in asked]
 
 
-def test_bucket_array_equals_bucket_of() -> None:
-    tags = OprfServer.generate().evaluate_ids([str(i) for i in range(500)], parallel=False)
-    for bits in (0, 1, 5, 12):
-        assert lookup.bucket_array(tags, bits).tolist() == [lookup.bucket_of(t, bits) for t in tags]
+def test_owner_checks_the_row_map(keypair_1024: KeyPair) -> None:
+    pk, sk = keypair_1024
+    layout = lookup.RowLayout.for_bounds(["v"], [(0, 9)], int(pk.n).bit_length())
+    masked, _ = lookup.mask_groups(pk, layout, [None, None], lookup.Groups(np.array([0, 0]), np.array([0, 1]), 1))
+    plaintexts = sk.decrypt_batch(masked)
+    with pytest.raises(ValueError, match="same slot"):
+        lookup.unmask(layout, plaintexts, np.array([0, 0]), np.array([1, 1]))
+    with pytest.raises(ValueError, match="outside"):
+        lookup.unmask(layout, plaintexts, np.array([0, 1]), np.array([0, 1]))
+    with pytest.raises(ValueError, match="position outside"):
+        lookup.unmask(layout, plaintexts, np.array([0, 0]), np.array([0, layout.rows_per_plaintext]))

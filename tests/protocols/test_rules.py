@@ -106,7 +106,7 @@ def test_rule_on_shares_matches_the_oracle(data: st.DataObject) -> None:
     import numpy as np
 
     from mpc.crypto.prg import random_words
-    from mpc.protocols.rules import ShareTable, rule_program, table_columns
+    from mpc.protocols.rules import ShareTable, household_tables, rule_program, table_columns
     from mpc.sharing.ring import encode
     from mpc.sharing.runtime import run_in_process
 
@@ -120,8 +120,9 @@ def test_rule_on_shares_matches_the_oracle(data: st.DataObject) -> None:
     requester_tables, owner_tables = {}, {}
     for (owner, dataset), columns in layout.items():
         rows = []
+        per_app = slots if (owner, dataset) in household_tables(rule) else 1  # applicant-only tables: one row
         for app in apps:
-            for k in range(slots):
+            for k in range(per_app):
                 person = app.members[k] if k < len(app.members) else None
                 known = person is not None and data.draw(st.booleans())
                 row = [1 if known else 0]
@@ -136,7 +137,7 @@ def test_rule_on_shares_matches_the_oracle(data: st.DataObject) -> None:
         values = encode(np.array(rows, dtype=np.int64).reshape(-1)).reshape(len(rows), len(columns) + 1)
         mask = random_words(values.size).reshape(values.shape)
         requester = values - mask
-        padding = np.array([k >= len(app.members) for app in apps for k in range(slots)])
+        padding = np.array([k >= len(app.members) for app in apps for k in range(per_app)])
         requester[padding, 0] += np.uint64(1)  # padding reads as present with zero values
         keys = ("present", *columns)
         requester_tables[(owner, dataset)] = ShareTable(keys, requester)
