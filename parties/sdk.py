@@ -70,6 +70,9 @@ class Client:
         self._channels: dict[str, grpc.Channel] = {}
         self._paillier: dict[str, PaillierPublicKey] = {}
         self.plans: list[planner.LookupPlan] = []  # the path each lookup took, newest last
+        self._endpoints: dict[str, str] = {}
+        self._capabilities: dict[str, party_pb2.Capabilities] = {}
+        self._filters: dict[tuple[str, str], tuple[int, set[bytes]]] = {}  # P2: (epoch, tags) per predicate
 
     @classmethod
     def from_config(cls, path: str | Path, purpose: str = "", case: str = "") -> Client:
@@ -134,16 +137,19 @@ class Client:
         return coordinator_pb2_grpc.CoordinatorStub(self._channel(self.coordinator))
 
     def endpoint(self, party: str) -> str:
-        """A party's address: ``host:port`` as given, or a name looked up in the directory."""
+        """A party's address: ``host:port`` as given, or a name looked up in the directory (once
+        per client)."""
         if ":" in party:
             return party
+        if party in self._endpoints:
+            return self._endpoints[party]
         try:
             directory = self.coordinator_stub().GetDirectory(common_pb2.Empty(), metadata=self._metadata(), timeout=10)
         except grpc.RpcError as exc:
             raise RemoteError("coordinator", exc.code(), exc.details() or "") from None
-        for entry in directory.parties:
-            if entry.party == party:
-                return str(entry.endpoint)
+        self._endpoints.update({str(e.party): str(e.endpoint) for e in directory.parties})
+        if party in self._endpoints:
+            return self._endpoints[party]
         raise LookupError(f"party {party!r} is not in the coordinator's directory")
 
     def party_stub(self, party: str) -> Any:
@@ -157,7 +163,11 @@ class Client:
 
     # ------------------------------------------------------------------ operations
     def capabilities(self, party: str) -> party_pb2.Capabilities:
-        reply: party_pb2.Capabilities = self._call(party, self.party_stub(party).GetCapabilities, common_pb2.Empty(), timeout=10)
+        """The party's protocols, keys and limits (asked once per client)."""
+        reply: party_pb2.Capabilities | None = self._capabilities.get(party)
+        if reply is None:
+            reply = self._call(party, self.party_stub(party).GetCapabilities, common_pb2.Empty(), timeout=10)
+            self._capabilities[party] = reply
         return reply
 
     def list_datasets(self, party: str) -> party_pb2.DatasetList:
@@ -228,13 +238,16 @@ class Client:
     def plan_lookup(self, party: str, dataset: str, columns: Sequence[str], rows: int, distinct: int,
                     force: planner.Path | None = None) -> planner.LookupPlan:
         """Which path (P3 bucketed, P1 whole table) a lookup of ``rows`` rows would take at ``party``."""
-        caps, schema = self.capabilities(party), self._schema(party, dataset)
+        return self._plan(self.capabilities(party), self._schema(party, dataset), columns, rows, distinct, force)
+
+    def _plan(self, caps: party_pb2.Capabilities, schema: party_pb2.DatasetSchema, columns: Sequence[str], rows: int,
+              distinct: int, force: planner.Path | None) -> planner.LookupPlan:
         layout = self._layout(schema, columns, int(self._paillier_key(caps).n).bit_length())
         try:
-            return planner.plan_lookup(caps.party, dataset, rows, distinct, schema.rows, schema.bucket_bits,
+            return planner.plan_lookup(caps.party, schema.name, rows, distinct, schema.rows, schema.bucket_bits,
                                        layout.rows_per_plaintext, schema.batch, layout.modulus_bits, force)
         except PermissionError as exc:
-            raise RemoteError(party, grpc.StatusCode.PERMISSION_DENIED, str(exc)) from None
+            raise RemoteError(caps.party, grpc.StatusCode.PERMISSION_DENIED, str(exc)) from None
 
     def _schema(self, party: str, dataset: str) -> party_pb2.DatasetSchema:
         schema = next((d for d in self.list_datasets(party).datasets if d.name == dataset), None)
@@ -265,7 +278,8 @@ class Client:
         caps = self.capabilities(party)
         public_key = self._paillier_key(caps)
         real = list(dict.fromkeys(i for i in ids if i is not None))
-        plan = self.plan_lookup(party, dataset, columns, len(ids), len(real), force=path)
+        schema = self._schema(party, dataset)
+        plan = self._plan(caps, schema, columns, len(ids), len(real), path)
         self.plans.append(plan)
         # 1. OPRF: the owner's tag of each of our ids, without showing it the ids.
         client = OprfClient(domain=f"{caps.party}/{dataset}".encode())
@@ -278,7 +292,6 @@ class Client:
             raise RemoteError(party, exc.code(), exc.details() or "") from None
         tag_of = dict(zip(real, client.finalize(query, evaluated), strict=True)) if real else {}
         # 2. The encrypted rows: the buckets our tags fall in (P3) or the whole table (P1).
-        schema = self._schema(party, dataset)
         if plan.path == "P1":
             requests = [party_pb2.BucketRequest(dataset=dataset, columns=list(columns), whole_table=True)]
         else:
@@ -439,25 +452,44 @@ class Client:
         return bits
 
     def predicate_bits(self, party: str, predicate: str, ids: Sequence[str]) -> np.ndarray:
-        """P2: whether the owner's published predicate holds for each id, from its filter and one
-        OPRF round; the owner learns how many ids we evaluated, we learn the bits and |E|."""
-        stub = self.party_stub(party)
+        """P2: whether the owner's published predicate holds for each id, from its filter (fetched
+        once per epoch) and one OPRF round; the owner learns how many ids we evaluated, we learn
+        the bits and |E|."""
+        key = (party, predicate)
+        if key not in self._filters:
+            self._filters[key] = self._fetch_filter(party, predicate)
+        try:
+            return self._probe(party, predicate, ids, *self._filters[key])
+        except RemoteError as exc:
+            if exc.code != grpc.StatusCode.FAILED_PRECONDITION:  # not an expired epoch
+                raise
+        self._filters[key] = self._fetch_filter(party, predicate)
+        return self._probe(party, predicate, ids, *self._filters[key])
+
+    def _fetch_filter(self, party: str, predicate: str) -> tuple[int, set[bytes]]:
         tags: set[bytes] = set()
         epoch = 0
         try:
-            for chunk in stub.GetPredicateFilter(party_pb2.PredicateRequest(predicate=predicate), metadata=self._metadata()):
+            for chunk in self.party_stub(party).GetPredicateFilter(party_pb2.PredicateRequest(predicate=predicate),
+                                                                   metadata=self._metadata()):
                 if chunk.total or chunk.epoch:
                     epoch = chunk.epoch
                 tags.update(split_fixed(chunk.tags, 8, chunk.count))
-            owner = self.capabilities(party).party
-            client = OprfClient(domain=oprf_filter.domain(owner, predicate))
-            query = client.blind(list(ids))
-            first = party_pb2.PointBatch(predicate=predicate, epoch=epoch)
-            batches = list(point_batches(query.points))
-            if batches:
-                first.points, first.count = batches[0].points, batches[0].count
-            evaluated: list[bytes] = []
-            for reply in stub.EvaluateOprf(iter([first, *batches[1:]]), metadata=self._metadata()):
+        except grpc.RpcError as exc:
+            raise RemoteError(party, exc.code(), exc.details() or "") from None
+        return epoch, tags
+
+    def _probe(self, party: str, predicate: str, ids: Sequence[str], epoch: int, tags: set[bytes]) -> np.ndarray:
+        owner = self.capabilities(party).party
+        client = OprfClient(domain=oprf_filter.domain(owner, predicate))
+        query = client.blind(list(ids))
+        first = party_pb2.PointBatch(predicate=predicate, epoch=epoch)
+        batches = list(point_batches(query.points))
+        if batches:
+            first.points, first.count = batches[0].points, batches[0].count
+        evaluated: list[bytes] = []
+        try:
+            for reply in self.party_stub(party).EvaluateOprf(iter([first, *batches[1:]]), metadata=self._metadata()):
                 evaluated.extend(split_points(reply.points, reply.count))
         except grpc.RpcError as exc:
             raise RemoteError(party, exc.code(), exc.details() or "") from None

@@ -263,9 +263,17 @@ class ObfuscatorPool:
         return count
 
 
+_WORKER_SOURCES: dict[tuple[int, int], ShortExponentObfuscator] = {}
+
+
 def _obfuscator_chunk(n: int, count: int, window_bits: int) -> bytes:
-    """Worker: ``count`` short-exponent obfuscators for modulus ``n`` (its own random base)."""
-    source = ShortExponentObfuscator(PaillierPublicKey(n), window_bits=window_bits)
+    """Worker: ``count`` short-exponent obfuscators for modulus ``n`` (its own random base, and
+    its window table built once per worker process and key)."""
+    source = _WORKER_SOURCES.get((n, window_bits))
+    if source is None:
+        if len(_WORKER_SOURCES) >= 4:
+            _WORKER_SOURCES.clear()
+        source = _WORKER_SOURCES[(n, window_bits)] = ShortExponentObfuscator(PaillierPublicKey(n), window_bits=window_bits)
     width = PaillierPublicKey(n).ciphertext_bytes
     return b"".join(int(x).to_bytes(width, "big") for x in source.batch(count))
 
@@ -280,7 +288,7 @@ def parallel_obfuscators(public_key: PaillierPublicKey, count: int, window_bits:
     if count <= 0:
         return []
     workers = os.cpu_count() or 1
-    step = -(-count // (4 * workers))
+    step = max(-(-count // (4 * workers)), 64)
     sizes = [min(step, count - lo) for lo in range(0, count, step)]
     futures = [process_pool().submit(_obfuscator_chunk, int(public_key.n), size, window_bits) for size in sizes]
     width = public_key.ciphertext_bytes

@@ -372,6 +372,12 @@ def generate(residents: int = 100_000, seed: int = 2026) -> AgencyTables:
     household = np.array(members.household, dtype=np.int64)
     age_days = np.array(members.age_days, dtype=np.int64)
     n = len(household)
+    # Ages clipped at 20 years all fall on one birth date, which a large city would overfill
+    # (500 sequence numbers per area, date and sex): spread them over the next two years, from a
+    # stream of their own so that every other draw stays as it was.
+    floor = int(20.0 * 365.25)
+    clipped = np.flatnonzero(age_days == floor)
+    age_days[clipped] += np.random.default_rng([seed, 20]).integers(0, 730, size=len(clipped))
 
     # People: birth dates, sex, disability, property.
     birth_np = np.datetime64(REFERENCE_DATE.isoformat(), "D") - age_days.astype("timedelta64[D]")

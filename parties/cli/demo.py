@@ -255,17 +255,23 @@ def _eligibility_step(cluster: object, tables: object, state: Path, count: int) 
             writer.writerows([app.reference, m, "applicant" if m == app.applicant else "member"] for m in app.members)
     started = time.perf_counter()
     bits: list[int] = []
-    with Client.from_config(cluster.config("civil-affairs"), purpose="public-rental-housing", case="DEMO-PRH") as client, \
-            Progress(console=console, transient=True) as progress:
-        task = progress.add_task("owners encrypt their tables once, then the batch runs…", total=len(batch))
-        for start in range(0, len(batch), 250):
-            part = batch[start : start + 250]
-            bits.extend(client.check_eligibility(rule, part).tolist())
-            progress.advance(task, len(part))
+    with Client.from_config(cluster.config("civil-affairs"), purpose="public-rental-housing", case="DEMO-PRH") as client:
+        with Progress(console=console, transient=True) as progress:
+            progress.add_task("owners encrypt their tables once, then the batch runs…", total=None)
+            bits.extend(client.check_eligibility(rule, batch).tolist())
         seconds = time.perf_counter() - started
+        batch_plans = list(client.plans)
         point_started = time.perf_counter()
         point = client.check_eligibility(rule, batch[:1]).tolist()[0]
         point_ms = (time.perf_counter() - point_started) * 1000
+        point_plans = list(client.plans)
+    paths = Table(title="lookup paths the planner chose (per owner)")
+    for column in ("query", "owner/dataset", "path", "rows", "why"):
+        paths.add_column(column)
+    for label, plans in (("batch", batch_plans), ("point", point_plans)):
+        for plan in plans:
+            paths.add_row(label, f"{plan.owner}/{plan.dataset}", plan.path, f"{plan.rows:,}", plan.reason)
+    console.print(paths)
     results_csv = state / "results.csv"
     with results_csv.open("w", newline="") as f:
         writer = csv.writer(f)
@@ -286,7 +292,7 @@ def _eligibility_step(cluster: object, tables: object, state: Path, count: int) 
                     f"{point_ms:.0f} ms ({'eligible' if point else 'not eligible'})")
     console.print(summary)
     console.print(f"applications: {applications_csv}; results: {results_csv} "
-                  "(owners learned which buckets were asked and how many rows; the co-party, tax, only shares)")
+                  "(owners learned how many rows, and per row its position class (P1) or bucket (P3); the co-party, tax, only shares)")
 
 
 def _with_ids(rows: list[dict[str, object]]) -> list[tuple[str, dict[str, object]]]:

@@ -199,11 +199,13 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             if not self.daemon.config.policy.peer(call.peer).datasets[request.dataset].batch:
                 raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
                                    f"{self.daemon.name} does not allow {call.peer} batch lookups (whole table) of {request.dataset!r}")
+            table.ensure_all()
             rows, total, call.protocol = None, table.ciphertexts.shape[0], "P1"
             call.detail = f"dataset={request.dataset} whole table columns={list(columns)}"
         else:
             if not 0 <= request.bucket < 1 << buckets.bucket_bits:
                 raise ValueError(f"bucket {request.bucket} outside [0, 2^{buckets.bucket_bits})")
+            table.ensure([request.bucket])
             rows = buckets.rows(request.bucket)
             total, call.protocol = len(rows), "P3"
             call.detail = f"dataset={request.dataset} bucket={request.bucket}/{1 << buckets.bucket_bits} columns={list(columns)}"

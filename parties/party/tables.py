@@ -1,12 +1,13 @@
 """The owner's lookup tables: OPRF tags and encrypted rows of each dataset, cached on disk.
 
 For a dataset the owner computes every row's OPRF tag once (``STATE/encrypted/NAME-*.tags``); for
-a (dataset, columns) pair it encrypts every row once, on every core, in chunks of bounded memory
-(``STATE/encrypted/NAME-*.bin``, fixed-width ciphertexts in row order). Cache names carry a digest
-of the keys, the layout and the data, so a changed table or key is never served stale. Ciphertexts
-are served from a memory map: buckets (P3) and whole tables (P1) are read from disk, not held in
-the daemon's memory. The owner never computes on its own ciphertexts; requesters re-randomise
-whatever they send back.
+a (dataset, columns) pair it encrypts rows bucket by bucket on first use, on every core, in chunks
+of bounded memory, into a file of fixed-width ciphertexts in row order (``STATE/encrypted/NAME-*.bin``,
+with ``.done`` marking the encrypted buckets): a point query pays for its bucket once, a batch
+(P1) for whatever of the table is left. Cache names carry a digest of the keys, the layout and the
+data, so a changed table or key is never served stale. Ciphertexts are served from a memory map,
+not held in the daemon's memory. The owner never computes on its own ciphertexts; requesters
+re-randomise whatever they send back.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +31,44 @@ TAG_BYTES = 8
 ENCRYPT_CHUNK_ROWS = 131_072  # rows encrypted (and held as integers) at a time
 
 
-@dataclass(frozen=True)
 class EncryptedTable:
-    """One (dataset, columns) table: its layout and a read-only map of its ciphertexts."""
+    """One (dataset, columns) table: its layout and its ciphertexts (a memory map)."""
 
-    layout: RowLayout
-    ciphertexts: np.ndarray  # uint8 (rows, ciphertext_bytes), row order
+    def __init__(self, layout: RowLayout, path: Path, index: BucketIndex,
+                 encrypt: Callable[[np.ndarray], Iterator[tuple[np.ndarray, bytes]]], width: int) -> None:
+        self.layout, self.index, self._encrypt = layout, index, encrypt
+        rows, buckets = len(index.tags), 1 << index.bucket_bits
+        self._done_path = path.with_suffix(".done")
+        if not path.exists() or path.stat().st_size != rows * width:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with path.open("wb") as handle:  # sparse until encrypted
+                handle.truncate(rows * width)
+            self._done_path.unlink(missing_ok=True)
+        done = self._done_path.read_bytes() if self._done_path.exists() else b""
+        self.done = bytearray(done if len(done) == buckets else bytes(buckets))
+        self.ciphertexts: np.ndarray = (np.memmap(path, dtype=np.uint8, mode="r+", shape=(rows, width)) if rows
+                                        else np.zeros((0, width), dtype=np.uint8))
+        self._lock = threading.Lock()
+
+    def ensure(self, buckets: Sequence[int]) -> None:
+        """Encrypt the rows of those of ``buckets`` not encrypted yet."""
+        if all(self.done[b] for b in buckets):
+            return
+        with self._lock:
+            missing = [b for b in buckets if not self.done[b]]
+            if not missing:
+                return
+            rows = np.concatenate([self.index.rows(b) for b in missing])
+            for part, blob in self._encrypt(rows):
+                self.ciphertexts[part] = np.frombuffer(blob, dtype=np.uint8).reshape(len(part), -1)
+            if isinstance(self.ciphertexts, np.memmap):
+                self.ciphertexts.flush()
+            for b in missing:
+                self.done[b] = 1
+            write_atomic(self._done_path, bytes(self.done))
+
+    def ensure_all(self) -> None:
+        self.ensure(range(len(self.done)))
 
     def rows_bytes(self, rows: np.ndarray | slice) -> bytes:
         return bytes(self.ciphertexts[rows].tobytes())
@@ -110,7 +142,8 @@ class TableCache:
             return index
 
     def table(self, dataset: Dataset, columns: tuple[str, ...]) -> EncryptedTable:
-        """Every row as ``Enc(row at its position)`` (see :mod:`mpc.protocols.lookup`)."""
+        """Every row as ``Enc(row at its position)`` (see :mod:`mpc.protocols.lookup`), encrypted
+        as :meth:`EncryptedTable.ensure` asks for its buckets."""
         name = dataset.spec.name
         with self._lock:
             cached = self._tables.get((name, columns))
@@ -126,31 +159,24 @@ class TableCache:
             layout = layout_for(dataset, columns, int(pk.n).bit_length())
             digest = self._digest(pk.fingerprint(), _key_id(self._oprf_key(name)), layout,
                                   self._data_digest(dataset, columns))
-            path = self.directory / f"{name}-{digest}.bin"
-            rows, width = len(dataset.ids), pk.ciphertext_bytes
-            if not (path.exists() and path.stat().st_size == rows * width):
-                write_atomic(path, self._encrypt(dataset, columns, layout, index.tags))
-            ciphertexts = (np.memmap(path, dtype=np.uint8, mode="r", shape=(rows, width)) if rows
-                           else np.zeros((0, width), dtype=np.uint8))
-            table = EncryptedTable(layout, ciphertexts)
+            values = (np.stack([dataset.columns[c].astype(np.int64) for c in columns], axis=1)
+                      if len(dataset.ids) else np.zeros((0, len(columns)), np.int64))
+            positions = layout.positions(index.tags)
+
+            def encrypt(rows: np.ndarray) -> Iterator[tuple[np.ndarray, bytes]]:
+                """Ciphertexts of ``rows``, chunk by chunk (obfuscators on every core)."""
+                nsq, width = pk.nsquare, pk.ciphertext_bytes
+                for lo in range(0, len(rows), ENCRYPT_CHUNK_ROWS):
+                    part = np.sort(rows[lo : lo + ENCRYPT_CHUNK_ROWS])
+                    plaintexts = layout.plaintexts(values[part], positions[part])
+                    obfuscators = parallel_obfuscators(pk, len(part))
+                    yield part, b"".join(int(pk.encode(m) * rho % nsq).to_bytes(width, "big")
+                                         for m, rho in zip(plaintexts, obfuscators, strict=True))
+
+            table = EncryptedTable(layout, self.directory / f"{name}-{digest}.bin", index, encrypt, pk.ciphertext_bytes)
             with self._lock:
                 self._tables[(name, columns)] = table
             return table
-
-    def _encrypt(self, dataset: Dataset, columns: tuple[str, ...], layout: RowLayout,
-                 tags: list[bytes]) -> Iterator[bytes]:
-        """Ciphertexts in row order, chunk by chunk (obfuscators on every core)."""
-        pk = self.public_key
-        nsq, width = pk.nsquare, pk.ciphertext_bytes
-        values = (np.stack([dataset.columns[c].astype(np.int64) for c in columns], axis=1)
-                  if len(dataset.ids) else np.zeros((0, len(columns)), np.int64))
-        positions = layout.positions(tags)
-        for lo in range(0, len(tags), ENCRYPT_CHUNK_ROWS):
-            hi = min(len(tags), lo + ENCRYPT_CHUNK_ROWS)
-            plaintexts = layout.plaintexts(values[lo:hi], positions[lo:hi])
-            obfuscators = parallel_obfuscators(pk, hi - lo)
-            yield b"".join(int(pk.encode(m) * rho % nsq).to_bytes(width, "big")
-                           for m, rho in zip(plaintexts, obfuscators, strict=True))
 
 
 def _key_id(key: OprfServer) -> str:
