@@ -265,10 +265,11 @@ class Client:
         return lookup.RowLayout.for_bounds(list(columns), bounds, modulus_bits)
 
     def lookup_shares(self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str | None],
-                      path: planner.Path | None = None) -> tuple[str, str, np.ndarray]:
+                      path: planner.Path | None = None) -> tuple[str, str, np.ndarray, np.ndarray]:
         """Secret-share the owner's ``columns`` of each id (None: a padding row) with the owner.
 
-        Returns (owner name, session id, our shares (len(ids), 1 + len(columns)): present first).
+        Returns (owner name, session id, our shares (len(ids), len(columns)), presence: 1 where the
+        owner has the id, as we learn from the tags; 0 for absent ids and padding).
         The owner keeps its shares under the session id for the program that follows. The path is
         planned (:meth:`plan_lookup`, recorded in :attr:`plans`) unless forced: P3 fetches the
         buckets our ids fall in (the owner learns the buckets and the row count), P1 the whole
@@ -313,7 +314,8 @@ class Client:
         session_id = uuid.uuid4().hex
         self._call(party, stub.MaskedDecrypt, self._masked_messages(session_id, dataset, columns, plan.path, masked,
                                                                      groups, len(ids), public_key), timeout=3600)
-        return caps.party, session_id, mine
+        present = np.array([c is not None for c in selected], dtype=np.uint8)
+        return caps.party, session_id, mine, present
 
     def _fetch_rows(self, party: str, stub: Any, requests: Sequence[party_pb2.BucketRequest], layout: lookup.RowLayout,
                     wanted: set[bytes], public_key: PaillierPublicKey) -> dict[bytes, tuple[bytes, PaillierCiphertext]]:
@@ -369,9 +371,10 @@ class Client:
         if op not in threshold_rule.COMPARISONS:
             raise ValueError(f"op must be one of {sorted(threshold_rule.COMPARISONS)}")
         with self._recorded("threshold-check", party, len(ids), "P3/P4"):
-            owner, session_id, shares = self.lookup_shares(party, dataset, [column], list(ids))
+            owner, session_id, shares, present = self.lookup_shares(party, dataset, [column], list(ids))
             bits, _ = self._run_program(party, owner, session_id, "threshold-check", {"op": op},
-                                        lambda p: threshold_rule.threshold_program(p, shares, op, requester=0, threshold=threshold))
+                                        lambda p: threshold_rule.threshold_program(p, shares, op, requester=0, threshold=threshold,
+                                                                                   present=present))
             return bits
 
     def check_eligibility(self, rule: rules.Rule, applications: Sequence[rules.Application],
@@ -427,16 +430,18 @@ class Client:
         padding = np.array([i is None for i in ids])
         household = rules.household_tables(rule)
         tables: dict[rules.TableKey, rules.ShareTable] = {}
+        presence: dict[rules.TableKey, np.ndarray] = {}
         sessions = []
         co_party_name = co_party
         for (owner, dataset), columns in rules.table_columns(rule).items():
             if (owner, dataset) in household:
-                owner_name, session_id, shares = self.lookup_shares(owner, dataset, columns, ids, path)
-                shares[padding, 0] += np.uint64(1)  # padding reads as present with zero values; nobody else can tell
+                owner_name, session_id, shares, present = self.lookup_shares(owner, dataset, columns, ids, path)
+                present[padding] = 1  # padding counts as present (with zero values): only we know it
             else:  # only applicant clauses read this table: one row per application
-                owner_name, session_id, shares = self.lookup_shares(owner, dataset, columns,
-                                                                    [a.applicant for a in applications], path)
-            tables[(owner, dataset)] = rules.ShareTable(("present", *columns), shares)
+                owner_name, session_id, shares, present = self.lookup_shares(owner, dataset, columns,
+                                                                             [a.applicant for a in applications], path)
+            tables[(owner, dataset)] = rules.ShareTable(tuple(columns), shares)
+            presence[(owner, dataset)] = present
             sessions.append({"owner": owner, "dataset": dataset, "session": session_id, "columns": list(columns)})
             if owner == co_party:
                 co_party_name = owner_name
@@ -448,7 +453,7 @@ class Client:
                   "reveal": list(reveal)}
         bits, _ = self._run_program(co_party, co_party_name, uuid.uuid4().hex, "rule", params,
                                     lambda p: rules.rule_program(p, rule, tables, len(applications), slots, 0, members,
-                                                                 predicate_bits, reveal, revealed))
+                                                                 predicate_bits, reveal, revealed, presence))
         return bits
 
     def predicate_bits(self, party: str, predicate: str, ids: Sequence[str]) -> np.ndarray:

@@ -3,8 +3,8 @@
 Steps, as in PROTOCOLS.md:
 
 1. The owner O publishes, per row ``j``, an OPRF tag ``tau_j = F_b(id_j)`` and
-   ``C_j = Enc_O(row_j << position_j * row_bits)``: the row's columns (presence first) in
-   consecutive slots of a :class:`RowLayout`, placed at the row's *position* in the plaintext, a
+   ``C_j = Enc_O(row_j << position_j * row_bits)``: the row's columns in consecutive slots of a
+   :class:`RowLayout`, placed at the row's *position* in the plaintext, a
    number in ``[0, g)`` derived from its tag (:meth:`RowLayout.position`). Slots are as narrow as
    the columns' declared bounds allow (value width + 40-bit mask + 1 carry bit), so one plaintext
    holds ``g`` rows.
@@ -23,7 +23,10 @@ Steps, as in PROTOCOLS.md:
 3. O decrypts; its shares are the slot values mod 2^64 plus the column minimum (values are stored
    as ``v - min``). O sees ``v - min + r`` per slot, which hides ``v`` up to statistical distance
    2^-40. Absent ids and padding rows select no ciphertext: their slots decrypt to the mask alone
-   and R subtracts the minimum on its side, so they read as present = 0 with zero values.
+   and R subtracts the minimum on its side, so they read as zero values.
+
+Presence is not encrypted at all: R learns it by finding (or not finding) each tag, which the
+design allows, and enters it into later programs as its own secret input where a rule needs it.
 
 What is revealed: R learns presence per own row; O learns the bucket fetched (P3) or, for P1, the
 position class of each row and the number of rows. The values stay secret-shared.
@@ -41,7 +44,6 @@ import numpy as np
 from mpc.crypto.packing import STATISTICAL_SECURITY
 from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
 
-PRESENT = "present"
 _RING = 2**64
 
 
@@ -54,7 +56,7 @@ class RowLayout:
     A plaintext (``modulus_bits - 1`` usable bits) holds :attr:`rows_per_plaintext` rows.
     """
 
-    columns: tuple[str, ...]  # "present" first
+    columns: tuple[str, ...]
     value_bits: tuple[int, ...]
     minimums: tuple[int, ...]
     modulus_bits: int
@@ -63,8 +65,8 @@ class RowLayout:
     rows_per_plaintext: int = field(init=False)
 
     def __post_init__(self) -> None:
-        if not self.columns or self.columns[0] != PRESENT:
-            raise ValueError("a row layout starts with the presence column")
+        if not self.columns:
+            raise ValueError("a row layout needs at least one column")
         if not len(self.columns) == len(self.value_bits) == len(self.minimums):
             raise ValueError("one value width and one minimum per column")
         if any(not 1 <= b <= 64 for b in self.value_bits):
@@ -73,7 +75,7 @@ class RowLayout:
         row_bits = sum(slot_bits)
         rows = (self.modulus_bits - 1) // row_bits
         if rows < 1:
-            raise ValueError(f"{len(self.columns) - 1} columns ({row_bits} bits) do not fit a "
+            raise ValueError(f"{len(self.columns)} columns ({row_bits} bits) do not fit a "
                              f"{self.modulus_bits}-bit plaintext")
         object.__setattr__(self, "slot_bits", slot_bits)
         object.__setattr__(self, "row_bits", row_bits)
@@ -81,16 +83,16 @@ class RowLayout:
 
     @classmethod
     def for_bounds(cls, columns: Sequence[str], bounds: Sequence[tuple[int, int]], modulus_bits: int) -> RowLayout:
-        """A layout for columns with inclusive bounds ``(min, max)`` (presence is added first)."""
+        """A layout for columns with inclusive bounds ``(min, max)``."""
         if len(columns) != len(bounds):
             raise ValueError("one (min, max) per column")
-        widths, minimums = [1], [0]
+        widths, minimums = [], []
         for name, (lo, hi) in zip(columns, bounds, strict=True):
             if lo > hi:
                 raise ValueError(f"column {name}: min {lo} > max {hi}")
             widths.append(max(1, (hi - lo).bit_length()))
             minimums.append(lo)
-        return cls((PRESENT, *columns), tuple(widths), tuple(minimums), modulus_bits)
+        return cls(tuple(columns), tuple(widths), tuple(minimums), modulus_bits)
 
     @property
     def width(self) -> int:
@@ -108,17 +110,17 @@ class RowLayout:
         return words % self.rows_per_plaintext
 
     def plaintexts(self, values: np.ndarray, positions: np.ndarray) -> list[int]:
-        """Owner: one plaintext per row of ``values`` (rows x columns, without presence): presence 1
-        and ``v - min`` in the row's slots at its position, zeros elsewhere."""
-        if values.ndim != 2 or values.shape[1] != self.width - 1 or values.shape[0] != len(positions):
-            raise ValueError(f"values of shape {values.shape} do not match {self.width - 1} columns "
+        """Owner: one plaintext per row of ``values`` (rows x columns): ``v - min`` in the row's
+        slots at its position, zeros elsewhere."""
+        if values.ndim != 2 or values.shape[1] != self.width or values.shape[0] != len(positions):
+            raise ValueError(f"values of shape {values.shape} do not match {self.width} columns "
                              f"and {len(positions)} positions")
-        shifted = values.astype(object) - np.array(self.minimums[1:], dtype=object)
-        limits = [1 << b for b in self.value_bits[1:]]
+        shifted = values.astype(object) - np.array(self.minimums, dtype=object)
+        limits = [1 << b for b in self.value_bits]
         out = []
         for row, position in zip(shifted.tolist(), positions.tolist(), strict=True):
-            packed, shift = 1, self.slot_bits[0]
-            for k, (value, limit, bits) in enumerate(zip(row, limits, self.slot_bits[1:], strict=True), start=1):
+            packed, shift = 0, 0
+            for k, (value, limit, bits) in enumerate(zip(row, limits, self.slot_bits, strict=True)):
                 if not 0 <= value < limit:
                     raise ValueError(f"column {self.columns[k]}: value {value + self.minimums[k]} does not fit "
                                      f"its {self.value_bits[k]}-bit slot (declared bounds?)")
@@ -170,8 +172,8 @@ def mask_rows(public_key: PaillierPublicKey, layout: RowLayout, selected: Sequen
               obfuscators: Sequence[object] | None = None) -> tuple[list[PaillierCiphertext], np.ndarray]:
     """P3 requester: one masked ciphertext per row (``None``: absent or padding, nothing selected).
 
-    Returns the ciphertexts for the owner and our shares (rows x width, uint64, presence first),
-    summed over every position like the owner's, so the row's position is never revealed.
+    Returns the ciphertexts for the owner and our shares (rows x width, uint64), summed over every
+    position like the owner's, so the row's position is never revealed.
     """
     masks = layout.random_masks(len(selected))
     encrypted = _encrypt_masks(public_key, masks, obfuscators)

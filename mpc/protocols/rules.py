@@ -252,9 +252,10 @@ TableKey = tuple[str, str]  # (owner, dataset)
 @dataclass(frozen=True)
 class ShareTable:
     """One party's shares of looked-up rows for one (owner, dataset): ``applications * slots`` rows
-    (application-major, slot 0 is the applicant) of (present, column...)."""
+    (application-major, slot 0 is the applicant; one row per application where only applicant
+    clauses read the table) of the looked-up columns. Absent members and padding read as zeros."""
 
-    columns: tuple[str, ...]  # "present" first
+    columns: tuple[str, ...]
     shares: np.ndarray  # uint64 (rows, len(columns))
 
     def column(self, name: str, applications: int) -> np.ndarray:
@@ -274,13 +275,16 @@ def _first_slot(party: Party, share: np.ndarray) -> ArithmeticShare:
 def rule_program(party: Party, rule: Rule, tables: Mapping[TableKey, ShareTable], applications: int, slots: int,
                  requester: int, members: Sequence[int] | None = None,
                  predicate_bits: Mapping[str, Sequence[int]] | None = None, reveal: Sequence[str] = (),
-                 revealed: dict[str, np.ndarray] | None = None) -> np.ndarray | None:
+                 revealed: dict[str, np.ndarray] | None = None,
+                 presence: Mapping[TableKey, np.ndarray] | None = None) -> np.ndarray | None:
     """Evaluate ``rule`` on shares between the requester and the co-party; reveal the final bit per
     application to the requester only.
 
-    Padding slots (households smaller than ``slots``) must carry present = 1 and zero values: the
-    requester adds 1 to its own present share there before calling, so the co-party cannot tell
-    padding from members. ``members`` (requester only) is each application's household size; it is
+    Absent members and padding slots (households smaller than ``slots``) read as zero values.
+    ``presence`` (requester only) says, per table and row, whether the owner had the row (the
+    requester learned that in the lookup; padding rows count as present): clauses with
+    ``absent = "false"`` take it as the requester's secret input, so the co-party learns
+    nothing of it. ``members`` (requester only) is each application's household size; it is
     secret-shared, so the co-party learns only ``applications`` and ``slots``. ``predicate_bits``
     (requester only) are the bits of owner-published predicates the requester learned through the
     OPRF filter (P2); they enter as the requester's secret inputs. The bits of the clauses named in
@@ -301,18 +305,21 @@ def rule_program(party: Party, rule: Rule, tables: Mapping[TableKey, ShareTable]
             bits[name] = party.share_bits(mine, owner=requester)
             continue
         assert clause.dataset and clause.column and clause.compare and clause.value is not None
-        table = tables[(clause.owner, clause.dataset)]
-        values = table.column(clause.column, applications)
-        present = table.column("present", applications)
-        if clause.scope == "household-sum":
-            total = _slot_sum(party, values)
-            all_present = _boolean.eq(_slot_sum(party, present), slots)
-        else:
-            total = _first_slot(party, values)
-            all_present = _boolean.eq(_first_slot(party, present), 1)
+        key = (clause.owner, clause.dataset)
+        values = tables[key].column(clause.column, applications)
+        household = clause.scope == "household-sum"
+        total = _slot_sum(party, values) if household else _first_slot(party, values)
         limit: ArithmeticShare | int = size * clause.value if clause.per_member else clause.value
         bit = COMPARISON_GATES[clause.compare](total, limit)
-        bits[name] = bit & all_present if clause.absent == "false" else bit
+        if clause.absent == "false":
+            known: np.ndarray | None = None
+            if party.index == requester:
+                if presence is None or key not in presence:
+                    raise ValueError(f"clause {name}: the requester supplies the presence of {key}'s rows")
+                rows = np.asarray(presence[key], dtype=bool).reshape(applications, -1)
+                known = np.asarray(rows.all(axis=1) if household else rows[:, 0], dtype=np.uint8)
+            bit = bit & party.share_bits(known, owner=requester)
+        bits[name] = bit
     final = party.reveal_bits(_evaluate_shared(rule.tree(), bits), to=requester)
     for name in reveal:
         opened = party.reveal_bits(bits[name], to=requester)

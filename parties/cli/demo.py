@@ -83,9 +83,11 @@ def primitives(key_bits: int = typer.Option(2048, help="Paillier modulus size (2
     answers = oprf.evaluate_blinded(query.points, parallel=False)  # the owner sees only blinded points
     applicant_tags = client.finalize(query, answers, parallel=False)
 
-    masked, requester_shares = mask_rows(requester_pk, layout, [published.get(t) for t in applicant_tags])
+    selected = [published.get(t) for t in applicant_tags]
+    present = [int(c is not None) for c in selected]  # the requester sees which tags the table holds
+    masked, requester_shares = mask_rows(requester_pk, layout, selected)
     owner_shares = unmask(layout, owner_sk.decrypt_batch(masked))
-    owner_view = [int(s[1]) for s in owner_shares]  # what the owner kept for the income column
+    owner_view = [int(s[0]) for s in owner_shares]  # what the owner kept for the income column
 
     # --- both: compare on shares, reveal to the requester only ---------------------------------
     owner_cols = np.array(owner_shares, dtype=np.uint64).T
@@ -93,9 +95,10 @@ def primitives(key_bits: int = typer.Option(2048, help="Paillier modulus size (2
 
     def program(p: Party) -> np.ndarray | None:
         cols = owner_cols if p.index == 0 else requester_cols
-        present, income, props = (ArithmeticShare(p, cols[i].copy()) for i in range(3))
+        income, props = (ArithmeticShare(p, cols[i].copy()) for i in range(2))
         limit = p.share([INCOME_LIMIT] * len(APPLICANTS) if p.index == 1 else None, owner=1)
-        eligible = (income < limit) & props.eq(0) & present.eq(1)
+        known = p.share_bits(present if p.index == 1 else None, owner=1)  # the requester's secret input
+        eligible = (income < limit) & props.eq(0) & known
         return p.reveal_bits(eligible, to=1)
 
     owner_result, eligible = run_in_process(program)

@@ -400,13 +400,14 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             held = self.daemon.sessions.take(session_id, call.peer)
         except LookupError as exc:
             raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
-        if len(held.columns) != 2:
+        if len(held.columns) != 1:
             raise ValueError("threshold-check compares exactly one looked-up column")
-        classes = {held.columns[1]: self.daemon.require_dataset(held.dataset).spec.schema_.columns[held.columns[1]].classification}
+        column = held.columns[0]
+        classes = {column: self.daemon.require_dataset(held.dataset).spec.schema_.columns[column].classification}
         self.daemon.config.policy.check_dataset(call.peer, call.purpose, held.dataset, psi=True,
-                                                columns={held.columns[1]: "compare"}, classifications=classes)
+                                                columns={column: "compare"}, classifications=classes)
         call.rows = held.shares.shape[0]
-        call.detail = f"session={session_id} dataset={held.dataset} column={held.columns[1]} op={op}"
+        call.detail = f"session={session_id} dataset={held.dataset} column={column} op={op}"
 
         def check(party: Party) -> dict[str, Any]:
             threshold.threshold_program(party, held.shares, op, requester=initiator)
@@ -433,7 +434,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             held = self.daemon.sessions.take(str(entry["session"]), call.peer)
             if (held.source or self.daemon.name) != key[0]:
                 raise ValueError(f"session {entry['session']} holds shares from {held.source or self.daemon.name}, not {key[0]}")
-            if (held.dataset, held.columns) != (key[1], ("present", *layout.get(key, ()))):
+            if (held.dataset, held.columns) != (key[1], layout.get(key, ())):
                 raise ValueError(f"session {entry['session']} holds {held.dataset}{list(held.columns)}, not what the rule reads")
             expected = rules.table_rows(rule, key, applications, slots)
             if held.shares.shape[0] != expected:

@@ -64,7 +64,7 @@ def test_shares_are_never_forwarded_to_the_requester(agencies: tuple[LocalCluste
     cluster, tables = agencies
     person = str(tables.tax[0]["resident_id"])
     with Client.from_config(cluster.config("housing"), purpose="public-rental-housing", case="E2E-forward") as client:
-        _, session_id, _ = client.lookup_shares("tax", "income", ["annual_income"], [person])
+        _, session_id, _, _ = client.lookup_shares("tax", "income", ["annual_income"], [person])
         with pytest.raises(RemoteError) as refused:
             client._call("tax", client.party_stub("tax").ForwardShares,
                          party_pb2.ForwardRequest(session_id=session_id, co_party="housing"), timeout=30)

@@ -45,16 +45,16 @@ def test_bucket_array_equals_bucket_of() -> None:
 
 def test_row_layout_widths_follow_the_bounds() -> None:
     layout = lookup.RowLayout.for_bounds(["income", "flag"], [(-(10**12), 10**12), (0, 1)], 2048)
-    assert layout.columns == ("present", "income", "flag")
-    assert layout.value_bits == (1, 41, 1)
-    assert layout.slot_bits == (42, 82, 42)
-    assert layout.rows_per_plaintext == 2047 // 166
+    assert layout.columns == ("income", "flag")
+    assert layout.value_bits == (41, 1)
+    assert layout.slot_bits == (82, 42)
+    assert layout.rows_per_plaintext == 2047 // 124
     wide = lookup.RowLayout.for_bounds(["v"], [BOUNDS], 2048)
-    assert wide.value_bits == (1, 63) and wide.rows_per_plaintext == 2047 // (42 + 104)
+    assert wide.value_bits == (63,) and wide.rows_per_plaintext == 2047 // 104
     with pytest.raises(ValueError, match="do not fit"):
         lookup.RowLayout.for_bounds([f"c{i}" for i in range(20)], [BOUNDS] * 20, 2048)
     with pytest.raises(ValueError, match="does not fit"):
-        layout.plaintexts(np.array([[2**42, 0]], dtype=np.int64), np.zeros(1, dtype=np.int64))
+        layout.plaintexts(np.array([[2**42 - 10**12, 0]], dtype=np.int64), np.zeros(1, dtype=np.int64))
 
 
 def test_plan_groups_gives_distinct_cells_and_keeps_fixed_positions() -> None:
@@ -81,7 +81,8 @@ def _owner_table(pk: PaillierPublicKey, layout: lookup.RowLayout, values: list[i
 def test_lookup_then_threshold_matches_plaintext(keypair_1024: KeyPair, values: list[int], t: int, op: str,
                                                  packed: bool, bounded: bool, data: st.DataObject) -> None:
     """P3 (one row per ciphertext, positions summed away) and P1 (rows packed by position) give
-    shares of (present, value) for every asked row, absent and padding rows reading as zeros."""
+    shares of the value for every asked row, absent and padding rows reading as zero; presence is
+    what the requester learned from the tags."""
     pk, sk = keypair_1024
     bounds = (min(values), max(values)) if bounded else BOUNDS
     layout = lookup.RowLayout.for_bounds(["v"], [bounds], int(pk.n).bit_length())
@@ -99,10 +100,11 @@ def test_lookup_then_threshold_matches_plaintext(keypair_1024: KeyPair, values: 
         masked, mine = lookup.mask_rows(pk, layout, selected)
         owner = lookup.unmask(layout, sk.decrypt_parallel(masked))
     opened = ring.decode(mine + owner)
-    expected = [[1, values[i]] if 0 <= i < len(values) else [0, 0] for i in asked]
-    assert opened.tolist() == expected
+    assert opened.tolist() == [[values[i]] if 0 <= i < len(values) else [0] for i in asked]
+    present = np.array([c is not None for c in selected], dtype=np.uint8)
     bits, nothing = run_in_process(
-        lambda p: threshold.threshold_program(p, mine if p.index == 0 else owner, op, requester=0, threshold=t if p.index == 0 else None)
+        lambda p: threshold.threshold_program(p, mine if p.index == 0 else owner, op, requester=0,
+                                              threshold=t if p.index == 0 else None, present=present if p.index == 0 else None)
     )
     assert nothing is None
     plain = {"<": int.__lt__, "<=": int.__le__, ">": int.__gt__, ">=": int.__ge__, "==": int.__eq__, "!=": int.__ne__}[op]

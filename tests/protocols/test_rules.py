@@ -117,7 +117,7 @@ def test_rule_on_shares_matches_the_oracle(data: st.DataObject) -> None:
     slots = max(len(a.members) for a in apps)
     layout = table_columns(rule)
     plain: dict[tuple[str, str, str], dict[str, int]] = {}
-    requester_tables, owner_tables = {}, {}
+    requester_tables, owner_tables, presence = {}, {}, {}
     for (owner, dataset), columns in layout.items():
         rows = []
         per_app = slots if (owner, dataset) in household_tables(rule) else 1  # applicant-only tables: one row
@@ -125,7 +125,7 @@ def test_rule_on_shares_matches_the_oracle(data: st.DataObject) -> None:
             for k in range(per_app):
                 person = app.members[k] if k < len(app.members) else None
                 known = person is not None and data.draw(st.booleans())
-                row = [1 if known else 0]
+                row = [1 if known or person is None else 0]  # presence; padding counts as present
                 for column in columns:
                     value = 0
                     if known:
@@ -134,14 +134,12 @@ def test_rule_on_shares_matches_the_oracle(data: st.DataObject) -> None:
                         plain.setdefault((owner, dataset, column), {})[person] = value  # type: ignore[index]
                     row.append(value)
                 rows.append(row)
-        values = encode(np.array(rows, dtype=np.int64).reshape(-1)).reshape(len(rows), len(columns) + 1)
+        table = np.array(rows, dtype=np.int64).reshape(len(rows), len(columns) + 1)
+        values = encode(table[:, 1:].reshape(-1)).reshape(len(rows), len(columns))
         mask = random_words(values.size).reshape(values.shape)
-        requester = values - mask
-        padding = np.array([k >= len(app.members) for app in apps for k in range(per_app)])
-        requester[padding, 0] += np.uint64(1)  # padding reads as present with zero values
-        keys = ("present", *columns)
-        requester_tables[(owner, dataset)] = ShareTable(keys, requester)
-        owner_tables[(owner, dataset)] = ShareTable(keys, mask.copy())
+        requester_tables[(owner, dataset)] = ShareTable(tuple(columns), values - mask)
+        owner_tables[(owner, dataset)] = ShareTable(tuple(columns), mask.copy())
+        presence[(owner, dataset)] = table[:, 0]
     members = [len(a.members) for a in apps]
     predicate_bits = {name: [int(data.draw(st.booleans())) for _ in apps]
                       for name, clause in rule.clauses.items() if clause.is_predicate}
@@ -149,7 +147,8 @@ def test_rule_on_shares_matches_the_oracle(data: st.DataObject) -> None:
                   {a.applicant for a, bit in zip(apps, bits_, strict=True) if bit} for name, bits_ in predicate_bits.items()}
     bits, nothing = run_in_process(lambda p: rule_program(
         p, rule, requester_tables if p.index == 0 else owner_tables, len(apps), slots, 0,
-        members if p.index == 0 else None, predicate_bits if p.index == 0 else None))
+        members if p.index == 0 else None, predicate_bits if p.index == 0 else None,
+        presence=presence if p.index == 0 else None))
     assert nothing is None and bits is not None
     expected = [int(eligible) for eligible, _ in evaluate_plain(rule, apps, plain, predicates)]
     assert bits.tolist() == expected, name
