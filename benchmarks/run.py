@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from benchmarks import daemon_bench, oprf_bench, paillier_bench, sharing_bench
+from benchmarks import daemon_bench, eligibility_bench, oprf_bench, paillier_bench, sharing_bench
 from benchmarks.report import RESULTS_PATH, Result, machine, print_and_save
 
 console = Console(width=160)
@@ -32,6 +32,8 @@ def main(quick: bool = typer.Option(False, help="smaller sizes, for a smoke test
         ("Curve25519 OPRF", lambda: oprf_bench.run(quick)),
         ("secret-shared comparison, in process", lambda: sharing_bench.run(quick, mpyc)),
         ("secret-shared comparison, two processes over TLS", lambda: daemon_bench.run(quick, mpyc)),
+        ("eligibility checks between daemons (owners' tables of 1 000 000 rows; the first run encrypts "
+         "them, later runs reuse benchmarks/.state)", lambda: eligibility_bench.run(quick, console.print)),
     )
     for label, step in steps:
         with console.status(f"measuring {label} (ours and peers)…"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -22,6 +23,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+from gmpy2 import mpz
 
 from mpc.audit import AuditEvent, AuditLog, AuditLogError, load_or_create_signing_key
 from mpc.crypto.curve25519 import OprfClient
@@ -68,7 +70,6 @@ class Client:
         self.purpose, self.case = purpose, case
         self.audit = audit
         self._channels: dict[str, grpc.Channel] = {}
-        self._paillier: dict[str, PaillierPublicKey] = {}
         self.plans: list[planner.LookupPlan] = []  # the path each lookup took, newest last
         self._endpoints: dict[str, str] = {}
         self._capabilities: dict[str, party_pb2.Capabilities] = {}
@@ -502,9 +503,27 @@ class Client:
         return np.array(oprf_filter.probe(tags, mine), dtype=np.uint8)
 
     def _paillier_key(self, caps: party_pb2.Capabilities) -> PaillierPublicKey:
-        key = self._paillier.get(caps.paillier_public_key)
-        if key is None:
-            key = PaillierPublicKey.from_bytes(bytes.fromhex(caps.paillier_public_key))
-            key.use_obfuscator(ShortExponentObfuscator(key, window_bits=8))
-            self._paillier[caps.paillier_public_key] = key
-        return key
+        """An owner's public key with a short-exponent table, built once per process and key
+        (every client of the process shares it; drawing obfuscators is thread-safe)."""
+        with _KEYS_LOCK:
+            key = _KEYS.get(caps.paillier_public_key)
+            if key is None:
+                key = PaillierPublicKey.from_bytes(bytes.fromhex(caps.paillier_public_key))
+                key.use_obfuscator(_LockedObfuscator(ShortExponentObfuscator(key, window_bits=8)))
+                _KEYS[caps.paillier_public_key] = key
+            return key
+
+
+_KEYS: dict[str, PaillierPublicKey] = {}
+_KEYS_LOCK = threading.Lock()
+
+
+class _LockedObfuscator:
+    """One obfuscator source shared by threads (its refill buffer is not thread-safe)."""
+
+    def __init__(self, source: ShortExponentObfuscator) -> None:
+        self._source, self._lock = source, threading.Lock()
+
+    def next(self) -> mpz:
+        with self._lock:
+            return self._source.next()

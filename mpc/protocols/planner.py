@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 Path = Literal["P1", "P3"]
-SECONDS_PER_DECRYPTION = 2.3e-3    # owner: one 2048-bit CRT decryption
-SECONDS_PER_MASK = 0.5e-3          # requester: one short-exponent mask encryption
-SECONDS_PER_FETCHED_ROW = 8e-6     # tag + 512-byte ciphertext over TLS, parsed
+SECONDS_PER_DECRYPTION = 5.2e-3    # owner: one 2048-bit CRT decryption
+SECONDS_PER_MASK = 0.7e-3          # requester: one short-exponent mask encryption (w = 10)
+SECONDS_PER_FETCHED_ROW = 10e-6    # tag + 512-byte ciphertext over TLS, matched by tag
 
 
 @dataclass(frozen=True)
