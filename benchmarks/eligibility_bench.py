@@ -35,25 +35,14 @@ import numpy as np
 from benchmarks.report import Result, compare
 from mpc.crypto.obfuscators import ShortExponentObfuscator
 from mpc.crypto.paillier import generate_keypair
-from mpc.data.synthetic import AgencyTables, generate
+from mpc.data.synthetic import generate
 from mpc.protocols.rules import Application, Rule, evaluate_plain, load_rules
 from parties.cluster import COORDINATOR, LocalCluster
-from parties.deployment import party_specs
+from parties.deployment import household_applications, party_specs, plain_values
 from parties.sdk import Client
 
 STATE = Path(__file__).parent / ".state" / "eligibility"
 RULES = Path(__file__).resolve().parents[1] / "rules" / "examples.toml"
-
-
-def _applications(tables: AgencyTables, count: int) -> list[Application]:
-    households: dict[str, list[dict[str, object]]] = {}
-    for row in tables.civil_affairs:
-        households.setdefault(str(row["household_id"]), []).append(row)
-    out = []
-    for ref, members in sorted(households.items())[:count]:
-        ordered = sorted(members, key=lambda r: r["relation"] != "head")
-        out.append(Application(ref, str(ordered[0]["resident_id"]), tuple(str(m["resident_id"]) for m in ordered)))
-    return out
 
 
 def _peak_rss_mb(cluster: LocalCluster) -> dict[str, float]:
@@ -110,7 +99,7 @@ def run(quick: bool, log: object = print) -> list[Result]:
         "expression": "local", "clauses": {"local": {
             "owner": "public-security", "dataset": "residents", "column": "local_resident",
             "compare": ">=", "value": 1, "absent": "false"}}})
-    applications = _applications(tables, batch_size)
+    applications = household_applications(tables, batch_size)
     singles = [Application(a.reference, a.applicant, (a.applicant,)) for a in applications[:400]]
     results: list[Result] = []
     with cluster:
@@ -183,7 +172,7 @@ def run(quick: bool, log: object = print) -> list[Result]:
             bits = client.check_eligibility(batch_rule, applications)
             seconds = time.perf_counter() - started
             paths = sorted({f"{p.owner}:{p.path}" for p in client.plans})
-        plain = evaluate_plain(batch_rule, applications, _owner_values(tables), {})
+        plain = evaluate_plain(batch_rule, applications, plain_values(tables), {})
         correct = [int(e) for e, _ in plain] == bits.tolist()
         say(f"batch of {len(applications):,} applications, 3 owners ({', '.join(paths)}): {seconds:.1f} s, "
             f"matches plaintext: {correct}")
@@ -197,18 +186,6 @@ def run(quick: bool, log: object = print) -> list[Result]:
     ours, theirs = paillier_point_crypto()
     results.append(compare("point_lookup_paillier_ms", "ms", ours, "python-paillier encrypt + decrypt", theirs))
     return results
-
-
-def _owner_values(tables: AgencyTables) -> dict[tuple[str, str, str], dict[str, int]]:
-    from mpc.data.ids import normalize_column
-
-    def column(rows: list[dict[str, object]], name: str) -> dict[str, int]:
-        ids, _ = normalize_column([str(r["resident_id"]) for r in rows], "resident_id")
-        return {i: int(str(r[name])) for i, r in zip(ids, rows, strict=True) if i is not None}
-
-    return {("tax", "income", "annual_income"): column(tables.tax, "annual_income"),
-            ("housing", "properties", "property_count"): column(tables.housing, "property_count"),
-            ("public-security", "residents", "local_resident"): column(tables.public_security, "local_resident")}
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mpc.data.ids import normalize_column
 from mpc.data.synthetic import AgencyTables, write_csv, write_sqlite
+from mpc.protocols.rules import Application, OwnerValues
 from parties.cluster import PartySpec
 
 AGENCIES = ("tax", "civil-affairs", "housing", "public-security")
@@ -83,3 +85,31 @@ def party_specs(tables: AgencyTables, data_dir: Path, extra: dict[str, Any] | No
     specs = dataset_specs(tables, data_dir)
     return [PartySpec(name, [specs[name]], policy_for(name, specs[name]), extra=dict(extra or {}),
                       predicates=PREDICATES.get(name, [])) for name in AGENCIES]
+
+
+def household_applications(tables: AgencyTables, count: int) -> list[Application]:
+    """The first ``count`` registered households as applications (the head applies for all)."""
+    households: dict[str, list[dict[str, object]]] = {}
+    for row in tables.civil_affairs:
+        households.setdefault(str(row["household_id"]), []).append(row)
+    out = []
+    for ref, members in sorted(households.items())[:count]:
+        ordered = sorted(members, key=lambda r: r["relation"] != "head")
+        out.append(Application(ref, str(ordered[0]["resident_id"]), tuple(str(m["resident_id"]) for m in ordered)))
+    return out
+
+
+def with_ids(rows: list[dict[str, object]]) -> list[tuple[str, dict[str, object]]]:
+    """Rows keyed by their ids as every daemon normalises them (GB 11643; invalid ones dropped)."""
+    ids, _ = normalize_column([str(r["resident_id"]) for r in rows], "resident_id")
+    return [(i, r) for i, r in zip(ids, rows, strict=True) if i is not None]
+
+
+def plain_values(tables: AgencyTables) -> OwnerValues:
+    """The owners' columns the example rules read, for the plaintext oracle."""
+    def column(rows: list[dict[str, object]], name: str) -> dict[str, int]:
+        return {i: int(str(r[name])) for i, r in with_ids(rows)}
+
+    return {("tax", "income", "annual_income"): column(tables.tax, "annual_income"),
+            ("housing", "properties", "property_count"): column(tables.housing, "property_count"),
+            ("public-security", "residents", "local_resident"): column(tables.public_security, "local_resident")}

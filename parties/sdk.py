@@ -41,6 +41,7 @@ from parties.party.config import load_party_config
 from protos import common_pb2, coordinator_pb2_grpc, party_pb2, party_pb2_grpc
 
 log = logging.getLogger("mpc.sdk")
+SCHEMA_SECONDS = 30.0  # how long an owner's dataset schemas are reused
 
 
 class RemoteError(RuntimeError):
@@ -74,6 +75,7 @@ class Client:
         self._endpoints: dict[str, str] = {}
         self._capabilities: dict[str, party_pb2.Capabilities] = {}
         self._filters: dict[tuple[str, str], tuple[int, set[bytes]]] = {}  # P2: (epoch, tags) per predicate
+        self._schemas: dict[str, tuple[float, party_pb2.DatasetList]] = {}
 
     @classmethod
     def from_config(cls, path: str | Path, purpose: str = "", case: str = "") -> Client:
@@ -251,7 +253,13 @@ class Client:
             raise RemoteError(caps.party, grpc.StatusCode.PERMISSION_DENIED, str(exc)) from None
 
     def _schema(self, party: str, dataset: str) -> party_pb2.DatasetSchema:
-        schema = next((d for d in self.list_datasets(party).datasets if d.name == dataset), None)
+        """The dataset's schema as the owner grants it to us (asked at most every
+        ``SCHEMA_SECONDS``; a table that changed meanwhile is caught by its layout check)."""
+        asked, listing = self._schemas.get(party, (0.0, None))
+        if listing is None or time.monotonic() - asked > SCHEMA_SECONDS:
+            listing = self.list_datasets(party)
+            self._schemas[party] = (time.monotonic(), listing)
+        schema = next((d for d in listing.datasets if d.name == dataset), None)
         if schema is None:
             raise RemoteError(party, grpc.StatusCode.NOT_FOUND, f"{party} grants us no dataset {dataset!r}")
         return schema
@@ -286,12 +294,7 @@ class Client:
         # 1. OPRF: the owner's tag of each of our ids, without showing it the ids.
         client = OprfClient(domain=f"{caps.party}/{dataset}".encode())
         query = client.blind(real)
-        evaluated: list[bytes] = []
-        try:
-            for reply in stub.EvaluateOprf(point_batches(query.points, dataset=dataset), metadata=self._metadata()):
-                evaluated.extend(split_points(reply.points, reply.count))
-        except grpc.RpcError as exc:
-            raise RemoteError(party, exc.code(), exc.details() or "") from None
+        evaluated = self._evaluate_oprf(party, list(point_batches(query.points, dataset=dataset)))
         tag_of = dict(zip(real, client.finalize(query, evaluated), strict=True)) if real else {}
         # 2. The encrypted rows: the buckets our tags fall in (P3) or the whole table (P1).
         if plan.path == "P1":
@@ -300,7 +303,7 @@ class Client:
             buckets = sorted({lookup.bucket_of(t, schema.bucket_bits) for t in tag_of.values()})
             requests = [party_pb2.BucketRequest(dataset=dataset, columns=list(columns), bucket=b) for b in buckets]
         layout = self._layout(schema, columns, int(public_key.n).bit_length())
-        found = self._fetch_rows(party, stub, requests, layout, set(tag_of.values()), public_key)
+        found = self._fetch_rows(party, stub, requests, layout, schema.bucket_bits, set(tag_of.values()), public_key)
         # 3. Mask (absent ids and padding select nothing); the owner decrypts and keeps its shares.
         selected = [found.get(tag_of[i]) if i is not None else None for i in ids]
         if plan.path == "P1":
@@ -319,7 +322,7 @@ class Client:
         return caps.party, session_id, mine, present
 
     def _fetch_rows(self, party: str, stub: Any, requests: Sequence[party_pb2.BucketRequest], layout: lookup.RowLayout,
-                    wanted: set[bytes], public_key: PaillierPublicKey) -> dict[bytes, tuple[bytes, PaillierCiphertext]]:
+                    bucket_bits: int, wanted: set[bytes], public_key: PaillierPublicKey) -> dict[bytes, tuple[bytes, PaillierCiphertext]]:
         """Stream encrypted rows; keep (tag, ciphertext) of the tags we want, check the layout."""
         want = np.frombuffer(b"".join(sorted(wanted)), dtype="<u8") if wanted else np.zeros(0, dtype="<u8")
         width, found = public_key.ciphertext_bytes, {}
@@ -327,10 +330,12 @@ class Client:
             try:
                 for message in stub.GetEncryptedBucket(request, metadata=self._metadata()):
                     if message.columns and (tuple(message.columns), tuple(message.value_bits), tuple(message.minimums),
-                                            message.rows_per_plaintext) != (layout.columns, layout.value_bits,
-                                                                            layout.minimums, layout.rows_per_plaintext):
+                                            message.rows_per_plaintext, message.bucket_bits) != (
+                                                layout.columns, layout.value_bits, layout.minimums,
+                                                layout.rows_per_plaintext, bucket_bits):
+                        self._schemas.pop(party, None)
                         raise RemoteError(party, grpc.StatusCode.FAILED_PRECONDITION,
-                                          "the owner's row layout does not match its published schema")
+                                          "the owner's table changed since we read its schema (layout or buckets); try again")
                     tags = np.frombuffer(message.tags, dtype="<u8")
                     if len(tags) != message.count or len(message.ciphertexts) != message.count * width:
                         raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "malformed encrypted rows")
@@ -493,14 +498,25 @@ class Client:
         batches = list(point_batches(query.points))
         if batches:
             first.points, first.count = batches[0].points, batches[0].count
-        evaluated: list[bytes] = []
-        try:
-            for reply in self.party_stub(party).EvaluateOprf(iter([first, *batches[1:]]), metadata=self._metadata()):
-                evaluated.extend(split_points(reply.points, reply.count))
-        except grpc.RpcError as exc:
-            raise RemoteError(party, exc.code(), exc.details() or "") from None
+        evaluated = self._evaluate_oprf(party, [first, *batches[1:]])
         mine = client.finalize(query, evaluated) if ids else []
         return np.array(oprf_filter.probe(tags, mine), dtype=np.uint8)
+
+    def _evaluate_oprf(self, party: str, batches: list[party_pb2.PointBatch]) -> list[bytes]:
+        """The owner's OPRF of our blinded points: one unary call when they fit one message, else a stream."""
+        if not batches:
+            return []
+        stub = self.party_stub(party)
+        try:
+            if len(batches) == 1:
+                reply = stub.EvaluateOprfBatch(batches[0], metadata=self._metadata(), timeout=600)
+                return split_points(reply.points, reply.count)
+            evaluated: list[bytes] = []
+            for reply in stub.EvaluateOprf(iter(batches), metadata=self._metadata()):
+                evaluated.extend(split_points(reply.points, reply.count))
+            return evaluated
+        except grpc.RpcError as exc:
+            raise RemoteError(party, exc.code(), exc.details() or "") from None
 
     def _paillier_key(self, caps: party_pb2.Capabilities) -> PaillierPublicKey:
         """An owner's public key with a short-exponent table, built once per process and key

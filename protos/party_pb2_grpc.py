@@ -50,6 +50,11 @@ class PartyStub:
                 request_serializer=protos_dot_party__pb2.PointBatch.SerializeToString,
                 response_deserializer=protos_dot_party__pb2.PointBatch.FromString,
                 _registered_method=True)
+        self.EvaluateOprfBatch = channel.unary_unary(
+                '/mpc.v1.Party/EvaluateOprfBatch',
+                request_serializer=protos_dot_party__pb2.PointBatch.SerializeToString,
+                response_deserializer=protos_dot_party__pb2.PointBatch.FromString,
+                _registered_method=True)
         self.GetPredicateFilter = channel.unary_stream(
                 '/mpc.v1.Party/GetPredicateFilter',
                 request_serializer=protos_dot_party__pb2.PredicateRequest.SerializeToString,
@@ -111,6 +116,13 @@ class PartyServicer:
 
     def EvaluateOprf(self, request_iterator, context):
         """P2/P3 OPRF: blinded points in, [b]-multiplied points out, batch by batch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EvaluateOprfBatch(self, request, context):
+        """The same for one batch that fits one message (point queries): one round trip, no stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -191,6 +203,11 @@ def add_PartyServicer_to_server(servicer, server):
             ),
             'EvaluateOprf': grpc.stream_stream_rpc_method_handler(
                     servicer.EvaluateOprf,
+                    request_deserializer=protos_dot_party__pb2.PointBatch.FromString,
+                    response_serializer=protos_dot_party__pb2.PointBatch.SerializeToString,
+            ),
+            'EvaluateOprfBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluateOprfBatch,
                     request_deserializer=protos_dot_party__pb2.PointBatch.FromString,
                     response_serializer=protos_dot_party__pb2.PointBatch.SerializeToString,
             ),
@@ -314,6 +331,33 @@ class Party:
             request_iterator,
             target,
             '/mpc.v1.Party/EvaluateOprf',
+            protos_dot_party__pb2.PointBatch.SerializeToString,
+            protos_dot_party__pb2.PointBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateOprfBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Party/EvaluateOprfBatch',
             protos_dot_party__pb2.PointBatch.SerializeToString,
             protos_dot_party__pb2.PointBatch.FromString,
             options,

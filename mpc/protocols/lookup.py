@@ -41,9 +41,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mpc.crypto.packing import STATISTICAL_SECURITY
 from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
 
+STATISTICAL_SECURITY = 40  # bits of mask beyond a value's width: statistical distance 2^-40
 _RING = 2**64
 
 

@@ -237,19 +237,14 @@ def _eligibility_step(cluster: object, tables: object, state: Path, count: int) 
     from rich.progress import Progress
 
     from mpc.data.synthetic import AgencyTables
-    from mpc.protocols.rules import Application, evaluate_plain, load_rules
+    from mpc.protocols.rules import evaluate_plain, load_rules
     from parties.cluster import LocalCluster
+    from parties.deployment import household_applications, plain_values
     from parties.sdk import Client
 
     assert isinstance(cluster, LocalCluster) and isinstance(tables, AgencyTables)
     rule = load_rules(Path(__file__).resolve().parents[2] / "rules" / "examples.toml").get("public-rental-housing")
-    households: dict[str, list[dict[str, object]]] = {}
-    for row in tables.civil_affairs:
-        households.setdefault(str(row["household_id"]), []).append(row)
-    batch = []
-    for ref, members in sorted(households.items())[:count]:
-        ordered = sorted(members, key=lambda r: r["relation"] != "head")
-        batch.append(Application(ref, str(ordered[0]["resident_id"]), tuple(str(m["resident_id"]) for m in ordered)))
+    batch = household_applications(tables, count)
     applications_csv = state / "applications.csv"
     with applications_csv.open("w", newline="") as f:
         writer = csv.writer(f)
@@ -281,11 +276,7 @@ def _eligibility_step(cluster: object, tables: object, state: Path, count: int) 
         writer.writerow(["application_id", "result"])
         writer.writerows([app.reference, "eligible" if bit else "not eligible"] for app, bit in zip(batch, bits, strict=True))
 
-    plain = evaluate_plain(rule, batch, {
-        ("tax", "income", "annual_income"): {i: int(str(r["annual_income"])) for i, r in _with_ids(tables.tax)},
-        ("housing", "properties", "property_count"): {i: int(str(r["property_count"])) for i, r in _with_ids(tables.housing)},
-        ("public-security", "residents", "local_resident"): {i: int(str(r["local_resident"])) for i, r in _with_ids(tables.public_security)},
-    }, {})
+    plain = evaluate_plain(rule, batch, plain_values(tables), {})
     matches = sum(int(e) == b for (e, _), b in zip(plain, bits, strict=True))
     summary = Table(title=f"public-rental-housing: {len(batch):,} applications (civil-affairs asks tax, housing, public-security)")
     for column in ("eligible", "not eligible", "seconds", "plaintext check", "point query"):
@@ -298,19 +289,11 @@ def _eligibility_step(cluster: object, tables: object, state: Path, count: int) 
                   "(owners learned how many rows, and per row its position class (P1) or bucket (P3); the co-party, tax, only shares)")
 
 
-def _with_ids(rows: list[dict[str, object]]) -> list[tuple[str, dict[str, object]]]:
-    from mpc.data.ids import normalize_column
-
-    ids, _ = normalize_column([str(r["resident_id"]) for r in rows], "resident_id")
-    return [(i, r) for i, r in zip(ids, rows, strict=True) if i is not None]
-
-
 def _normalised(rows: list[dict[str, object]]) -> list[str]:
     """Ids as every daemon normalises them (GB 11643; invalid ones dropped, as the CLI reports)."""
-    from mpc.data.ids import normalize_column
+    from parties.deployment import with_ids
 
-    ids, _ = normalize_column([str(r["resident_id"]) for r in rows], "resident_id")
-    return [i for i in ids if i is not None]
+    return [i for i, _ in with_ids(rows)]
 
 
 def _last_audit_entry(path: Path, method: str) -> dict[str, object]:

@@ -32,7 +32,7 @@ from protos import common_pb2, party_pb2, party_pb2_grpc
 if TYPE_CHECKING:
     from parties.party.server import PartyDaemon
 
-PROTOCOLS = ("oprf", "psi-cardinality", "encrypted-buckets", "masked-decrypt",
+PROTOCOLS = ("oprf", "psi-cardinality", "encrypted-buckets", "encrypted-table", "masked-decrypt",
              "share-exchange:selftest-compare", "share-exchange:threshold-check", "share-exchange:rule")
 PROGRAMS = ("selftest-compare", "threshold-check", "rule")
 
@@ -44,6 +44,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         self.GetCapabilities = b.unary("GetCapabilities")(self._capabilities)
         self.ListDatasets = b.unary("ListDatasets")(self._list_datasets)
         self.EvaluateOprf = b.streaming("EvaluateOprf", "oprf")(self._evaluate_oprf)
+        self.EvaluateOprfBatch = b.unary("EvaluateOprfBatch", "oprf")(self._evaluate_oprf_batch)
         self.GetPredicateFilter = b.streaming("GetPredicateFilter", "oprf-filter")(self._predicate_filter)
         self.PsiRound = b.streaming("PsiRound", "psi-cardinality")(self._psi_round)
         self.GetEncryptedBucket = b.streaming("GetEncryptedBucket", "lookup")(self._encrypted_bucket)
@@ -125,6 +126,10 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                 self.daemon.count_oprf(call.peer, call.purpose, spec, epoch, len(points), per_epoch)
             evaluated = key.evaluate_blinded(points)
             yield party_pb2.PointBatch(points=b"".join(evaluated), count=len(evaluated))
+
+    def _evaluate_oprf_batch(self, request: party_pb2.PointBatch, context: Any, call: Call) -> party_pb2.PointBatch:
+        replies = list(self._evaluate_oprf(iter([request]), context, call))
+        return replies[0]
 
     def _predicate_filter(self, request: party_pb2.PredicateRequest, context: Any, call: Call) -> Iterator[party_pb2.FilterChunk]:
         spec = self.daemon.predicate(request.predicate)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -41,8 +42,11 @@ class EncryptedTable:
         self._done_path = path.with_suffix(".done")
         if not path.exists() or path.stat().st_size != rows * width:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            with path.open("wb") as handle:  # sparse until encrypted
-                handle.truncate(rows * width)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # owner-only, sparse until encrypted
+            try:
+                os.ftruncate(fd, rows * width)
+            finally:
+                os.close(fd)
             self._done_path.unlink(missing_ok=True)
         done = self._done_path.read_bytes() if self._done_path.exists() else b""
         self.done = bytearray(done if len(done) == buckets else bytes(buckets))

@@ -33,12 +33,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, tables: AgencyTables) -> I
         "housing": REQUESTER_POLICY,
         "revoked-agency": REQUESTER_POLICY,
         "limited": {**REQUESTER_POLICY, "rate_limit_per_minute": 3},
+        "no-batch": {**REQUESTER_POLICY, "datasets": {"income": {
+            "psi": True, "batch": False, "columns": {"annual_income": ["lookup", "compare"]}}}},
     }}
     spare_policy = {"peers": {"housing": {"purposes": ["selftest"], "programs": ["selftest-compare"]}}}
     parties = [
         PartySpec("tax", [income], tax_policy, extra={"max_points_per_request": 50_000, "anonymity_set": 256}),
         PartySpec("spare", [], spare_policy),
-        *(PartySpec(name, daemon=False) for name in ("housing", "limited", "stranger", "revoked-agency")),
+        *(PartySpec(name, daemon=False) for name in ("housing", "limited", "no-batch", "stranger", "revoked-agency")),
     ]
     deployment = LocalCluster(root, parties, paillier_bits=1024)
     deployment.start()

@@ -195,6 +195,36 @@ def test_malformed_requests_get_invalid_argument(cluster: LocalCluster) -> None:
     assert last_entry(cluster, "tax", "EvaluateOprf")["outcome"] == "INVALID_ARGUMENT"
 
 
+def test_malformed_masked_rows_get_invalid_argument(cluster: LocalCluster) -> None:
+    """MaskedDecrypt: torn ciphertexts, an unknown path, and P1 row maps that name missing
+    ciphertexts or the same slot twice; each is refused, audited, and the daemon keeps serving."""
+    with client_for(cluster, "housing", purpose="public-rental-housing", case="BAD-ROWS") as client:
+        key = client._paillier_key(client.capabilities("tax"))
+        one = key.ciphertexts_to_bytes([key.encrypt(5)])
+        stub = client.party_stub("tax")
+
+        def header(path: str, rows: int = 0, ciphertexts: bytes = one) -> party_pb2.MaskedRows:
+            return party_pb2.MaskedRows(session_id="s1", dataset="income", columns=["annual_income"], path=path, rows=rows,
+                                        ciphertexts=ciphertexts, count=1)
+
+        cases = {
+            "torn": [header("P3", ciphertexts=one[:-1])],
+            "path": [header("P9")],
+            "missing ciphertext": [header("P1", rows=1),
+                                   party_pb2.MaskedRows(groups=np.array([3], "<i4").tobytes(), positions=np.array([0], "<i4").tobytes())],
+            "same slot": [header("P1", rows=2),
+                          party_pb2.MaskedRows(groups=np.array([0, 0], "<i4").tobytes(), positions=np.array([1, 1], "<i4").tobytes())],
+            "short map": [header("P1", rows=2),
+                          party_pb2.MaskedRows(groups=np.array([0], "<i4").tobytes(), positions=np.array([1], "<i4").tobytes())],
+        }
+        for name, messages in cases.items():
+            with pytest.raises(grpc.RpcError) as bad:
+                stub.MaskedDecrypt(iter(messages), metadata=(("x-purpose", "public-rental-housing"), ("x-case", "BAD-ROWS")), timeout=30)
+            assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (name, bad.value.details())
+            assert last_entry(cluster, "tax", "MaskedDecrypt")["outcome"] == "INVALID_ARGUMENT"
+        assert client.list_datasets("tax").datasets[0].name == "income"  # still serving
+
+
 def test_oversized_requests_get_resource_exhausted(cluster: LocalCluster) -> None:
     channel, stub = _raw_stub(cluster)
     with channel:
@@ -407,8 +437,10 @@ absent = "false"
 """
 
 
-def test_one_owner_rule_on_shares_matches_plaintext(cluster: LocalCluster, tables: AgencyTables) -> None:
-    """Households of 1 to 6, members missing from the owner, values at the thresholds."""
+@pytest.mark.parametrize("path", ["P3", "P1"])
+def test_one_owner_rule_on_shares_matches_plaintext(cluster: LocalCluster, tables: AgencyTables, path: str) -> None:
+    """Households of 1 to 6, members missing from the owner, values at the thresholds; through
+    bucketed lookups (P3) and through the whole table packed by position (P1)."""
     from mpc.protocols.rules import Application, evaluate_plain, load_rules
 
     rule = load_rules(ONE_OWNER_RULES).get("household-income")
@@ -425,7 +457,8 @@ def test_one_owner_rule_on_shares_matches_plaintext(cluster: LocalCluster, table
         applications.append(Application(f"A{i}", members[0], tuple(members)))
     applications.append(Application("ghost", absent[0], (absent[0], absent[1])))
     with client_for(cluster, "housing", purpose="public-rental-housing", case="HZ-RULE") as client:
-        bits = client.check_eligibility(rule, applications)
+        bits = client.check_eligibility(rule, applications, path=path)  # type: ignore[arg-type]
+        assert [p.path for p in client.plans] == [path]
     expected = [int(e) for e, _ in evaluate_plain(rule, applications, {("tax", "income", "annual_income"): incomes}, {})]
     assert bits.tolist() == expected
     assert 0 < sum(expected) < len(expected)
@@ -468,3 +501,26 @@ def test_eligibility_cli_gives_every_application_a_row(cluster: LocalCluster, ta
     plain = evaluate_plain(rule, apps, {("tax", "income", "annual_income"): incomes}, {})
     for app, (eligible, _) in zip(apps, plain, strict=True):
         assert got[app.reference]["result"] == ("eligible" if eligible else "not eligible")
+
+
+def test_owner_can_refuse_batch_lookups(cluster: LocalCluster, tables: AgencyTables) -> None:
+    """An owner whose policy says batch = false: the planner stays on P3, a forced P1 is refused
+    with PERMISSION_DENIED (audited), and a raw whole-table request likewise."""
+    from mpc.protocols.rules import Application, load_rules
+
+    rule = load_rules(ONE_OWNER_RULES).get("household-income")
+    people = sorted(owner_values(tables.tax, "annual_income"))
+    applications = [Application(f"B{i}", p, (p,)) for i, p in enumerate(people[:2000])]
+    with client_for(cluster, "no-batch", purpose="public-rental-housing", case="NO-BATCH") as client:
+        plan = client.plan_lookup("tax", "income", ["annual_income"], rows=2000, distinct=2000)
+        assert plan.path == "P3" and "allows no batch lookups" in plan.reason
+        with pytest.raises(RemoteError) as refused:
+            client.check_eligibility(rule, applications[:3], path="P1")
+        assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+        stub = client.party_stub("tax")
+        with pytest.raises(grpc.RpcError) as raw:
+            list(stub.GetEncryptedBucket(party_pb2.BucketRequest(dataset="income", columns=["annual_income"], whole_table=True),
+                                         metadata=(("x-purpose", "public-rental-housing"), ("x-case", "NO-BATCH"))))
+        assert raw.value.code() == grpc.StatusCode.PERMISSION_DENIED and "batch lookups" in (raw.value.details() or "")
+    entry = last_entry(cluster, "tax", "GetEncryptedBucket")
+    assert (entry["peer"], entry["outcome"]) == ("no-batch", "PERMISSION_DENIED")

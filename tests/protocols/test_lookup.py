@@ -122,3 +122,23 @@ def test_owner_checks_the_row_map(keypair_1024: KeyPair) -> None:
         lookup.unmask(layout, plaintexts, np.array([0, 1]), np.array([0, 1]))
     with pytest.raises(ValueError, match="position outside"):
         lookup.unmask(layout, plaintexts, np.array([0, 0]), np.array([0, layout.rows_per_plaintext]))
+
+
+@settings(max_examples=20, deadline=None)
+@given(data=st.data())
+def test_rows_at_every_position_add_and_decode_exactly(keypair_1024: KeyPair, data: st.DataObject) -> None:
+    """Slot boundaries: values at both ends of their bounds plus the largest masks, one row at each
+    position of a plaintext, added homomorphically and decoded exactly (no carry between slots)."""
+    pk, sk = keypair_1024
+    bounds = [(-(2**40), 2**40), (0, 1), (-5, 1000)]
+    layout = lookup.RowLayout.for_bounds(["a", "b", "c"], bounds, int(pk.n).bit_length())
+    g = layout.rows_per_plaintext
+    values = np.array([[data.draw(st.sampled_from([lo, hi, (lo + hi) // 2])) for lo, hi in bounds] for _ in range(g)],
+                      dtype=np.int64)
+    rows = pk.encrypt_batch(layout.plaintexts(values, np.arange(g)))
+    largest = layout.random_masks(1)[0] | layout._mask_pattern()  # every mask bit set
+    total = sum(rows[1:], rows[0]) + pk.encrypt(largest)
+    slots = layout.slots([sk.decrypt(total)])[0]
+    masks = layout.slots([largest])[0]
+    shifted = values - np.array([lo for lo, _ in bounds])
+    assert (slots - masks).astype(np.int64).tolist() == shifted.tolist()
