@@ -27,7 +27,7 @@ from gmpy2 import mpz
 
 from mpc.audit import AuditEvent, AuditLog, AuditLogError, load_or_create_signing_key
 from mpc.crypto.curve25519 import OprfClient
-from mpc.crypto.obfuscators import ShortExponentObfuscator, parallel_obfuscators
+from mpc.crypto.obfuscators import ObfuscatorPool, ShortExponentObfuscator, parallel_obfuscators
 from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
 from mpc.protocols import lookup, oprf_filter, planner, psi, rules, selftest
 from mpc.protocols import threshold as threshold_rule
@@ -42,6 +42,7 @@ from protos import common_pb2, coordinator_pb2_grpc, party_pb2, party_pb2_grpc
 
 log = logging.getLogger("mpc.sdk")
 SCHEMA_SECONDS = 30.0  # how long an owner's dataset schemas are reused
+POOLED_OBFUSCATORS = 64  # per owner key and process, for the masks of point queries
 
 
 class RemoteError(RuntimeError):
@@ -58,6 +59,20 @@ class PsiCardinality:
     requester_count: int
     owner_count: int
     seconds: float
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    """A lookup between fetching the encrypted rows and the owner's masked decryption."""
+
+    party: str  # as addressed
+    owner: str  # its name
+    dataset: str
+    columns: tuple[str, ...]
+    plan: planner.LookupPlan
+    layout: lookup.RowLayout
+    public_key: PaillierPublicKey
+    selected: list[tuple[bytes, PaillierCiphertext] | None]  # (tag, ciphertext) per row, None if absent
 
 
 class Client:
@@ -284,6 +299,12 @@ class Client:
         buckets our ids fall in (the owner learns the buckets and the row count), P1 the whole
         table (the owner learns each row's position class and the row count).
         """
+        return self._decrypt_lookup(self._fetch_lookup(party, dataset, columns, ids, path))
+
+    def _fetch_lookup(self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str | None],
+                      path: planner.Path | None) -> _Fetched:
+        """Steps 1 and 2 of a lookup: plan, OPRF, and the encrypted rows our ids select. (An owner
+        encrypts what it has not yet encrypted here, which may take minutes the first time.)"""
         stub = self.party_stub(party)
         caps = self.capabilities(party)
         public_key = self._paillier_key(caps)
@@ -304,22 +325,29 @@ class Client:
             requests = [party_pb2.BucketRequest(dataset=dataset, columns=list(columns), bucket=b) for b in buckets]
         layout = self._layout(schema, columns, int(public_key.n).bit_length())
         found = self._fetch_rows(party, stub, requests, layout, schema.bucket_bits, set(tag_of.values()), public_key)
-        # 3. Mask (absent ids and padding select nothing); the owner decrypts and keeps its shares.
         selected = [found.get(tag_of[i]) if i is not None else None for i in ids]
-        if plan.path == "P1":
+        return _Fetched(party, caps.party, dataset, tuple(columns), plan, layout, public_key, selected)
+
+    def _decrypt_lookup(self, fetched: _Fetched) -> tuple[str, str, np.ndarray, np.ndarray]:
+        """Step 3: mask (absent ids and padding select nothing); the owner decrypts and keeps its
+        shares under a new session id."""
+        pk, layout, selected = fetched.public_key, fetched.layout, fetched.selected
+        ciphertexts = [c[1] if c else None for c in selected]
+        if fetched.plan.path == "P1":
             fixed = np.array([layout.position(c[0]) if c is not None else -1 for c in selected], dtype=np.int64)
-            groups = lookup.plan_groups(fixed, layout.rows_per_plaintext)
-            masked, mine = lookup.mask_groups(public_key, layout, [c[1] if c else None for c in selected], groups,
-                                              self._obfuscators(public_key, groups.count))
+            plan = lookup.plan_groups(fixed, layout.rows_per_plaintext)
+            masked, mine = lookup.mask_groups(pk, layout, ciphertexts, plan, self._obfuscators(pk, plan.count))
+            groups: lookup.Groups | None = plan
         else:
             groups = None
-            masked, mine = lookup.mask_rows(public_key, layout, [c[1] if c else None for c in selected],
-                                            self._obfuscators(public_key, len(selected)))
+            masked, mine = lookup.mask_rows(pk, layout, ciphertexts, self._obfuscators(pk, len(selected)))
         session_id = uuid.uuid4().hex
-        self._call(party, stub.MaskedDecrypt, self._masked_messages(session_id, dataset, columns, plan.path, masked,
-                                                                     groups, len(ids), public_key), timeout=3600)
+        stub = self.party_stub(fetched.party)
+        self._call(fetched.party, stub.MaskedDecrypt,
+                   self._masked_messages(session_id, fetched.dataset, fetched.columns, fetched.plan.path, masked,
+                                         groups, len(selected), pk), timeout=3600)
         present = np.array([c is not None for c in selected], dtype=np.uint8)
-        return caps.party, session_id, mine, present
+        return fetched.owner, session_id, mine, present
 
     def _fetch_rows(self, party: str, stub: Any, requests: Sequence[party_pb2.BucketRequest], layout: lookup.RowLayout,
                     bucket_bits: int, wanted: set[bytes], public_key: PaillierPublicKey) -> dict[bytes, tuple[bytes, PaillierCiphertext]]:
@@ -439,13 +467,15 @@ class Client:
         presence: dict[rules.TableKey, np.ndarray] = {}
         sessions = []
         co_party_name = co_party
+        # Every owner's rows first (first use may make an owner encrypt its table), then the masked
+        # decryptions back to back, so that no owner holds shares long before the program runs.
+        applicants: list[str | None] = [a.applicant for a in applications]
+        fetched = {key: self._fetch_lookup(key[0], key[1], columns, ids if key in household else applicants, path)
+                   for key, columns in rules.table_columns(rule).items()}
         for (owner, dataset), columns in rules.table_columns(rule).items():
+            owner_name, session_id, shares, present = self._decrypt_lookup(fetched[(owner, dataset)])
             if (owner, dataset) in household:
-                owner_name, session_id, shares, present = self.lookup_shares(owner, dataset, columns, ids, path)
                 present[padding] = 1  # padding counts as present (with zero values): only we know it
-            else:  # only applicant clauses read this table: one row per application
-                owner_name, session_id, shares, present = self.lookup_shares(owner, dataset, columns,
-                                                                             [a.applicant for a in applications], path)
             tables[(owner, dataset)] = rules.ShareTable(tuple(columns), shares)
             presence[(owner, dataset)] = present
             sessions.append({"owner": owner, "dataset": dataset, "session": session_id, "columns": list(columns)})
@@ -525,7 +555,9 @@ class Client:
             key = _KEYS.get(caps.paillier_public_key)
             if key is None:
                 key = PaillierPublicKey.from_bytes(bytes.fromhex(caps.paillier_public_key))
-                key.use_obfuscator(_LockedObfuscator(ShortExponentObfuscator(key, window_bits=8)))
+                # point queries draw from a small pool that a background thread keeps full
+                key.use_obfuscator(ObfuscatorPool(_LockedObfuscator(ShortExponentObfuscator(key, window_bits=8)),
+                                                  capacity=POOLED_OBFUSCATORS))
                 _KEYS[caps.paillier_public_key] = key
             return key
 
@@ -539,6 +571,7 @@ class _LockedObfuscator:
 
     def __init__(self, source: ShortExponentObfuscator) -> None:
         self._source, self._lock = source, threading.Lock()
+        self.public_key = source.public_key
 
     def next(self) -> mpz:
         with self._lock:

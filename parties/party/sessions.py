@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_TTL_SECONDS = 300.0
+DEFAULT_TTL_SECONDS = 1800.0  # long enough for the other owners of a large batch to decrypt theirs
 MAX_SESSIONS = 1024
 
 
