@@ -16,7 +16,7 @@ import time
 import tomllib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,7 @@ class _Session:
     parties: tuple[str, str]
     dealer: TrustedDealer
     last_used: float
+    served: set[int] = field(default_factory=set)  # streams whose corrections party 1 has had
 
 
 def _now() -> str:
@@ -153,6 +154,10 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer):  # type: ign
                 call.detail = f"session={request.session_id}"
             if request.kind not in KINDS or not 0 <= request.size <= MAX_CORRECTION_WORDS or request.stream < 0:
                 raise ValueError(f"bad correction request kind={request.kind!r} size={request.size} stream={request.stream}")
+            if request.stream in session.served:  # two corrections of one stream would relate party 0's material
+                raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
+                                   f"stream {request.stream} of session {request.session_id or '(this session)'} was already dealt")
+            session.served.add(request.stream)
             session.last_used = time.monotonic()
             words = session.dealer.correction(request.kind, request.stream, request.size)
             call.rows += request.size

@@ -524,3 +524,23 @@ def test_owner_can_refuse_batch_lookups(cluster: LocalCluster, tables: AgencyTab
         assert raw.value.code() == grpc.StatusCode.PERMISSION_DENIED and "batch lookups" in (raw.value.details() or "")
     entry = last_entry(cluster, "tax", "GetEncryptedBucket")
     assert (entry["peer"], entry["outcome"]) == ("no-batch", "PERMISSION_DENIED")
+
+
+def test_dealer_serves_each_stream_once(cluster: LocalCluster) -> None:
+    """Party 1 asking twice for one stream's correction (which would relate party 0's material)
+    is refused with FAILED_PRECONDITION."""
+    from protos import coordinator_pb2
+
+    with client_for(cluster, "housing", purpose="selftest", case="DEALER-1") as client:
+        stub, metadata = client.coordinator_stub(), (("x-purpose", "selftest"), ("x-case", "DEALER-1"))
+        seed = stub.OpenSession(coordinator_pb2.SessionRequest(session_id="dealer-once", parties=["tax", "housing"]),
+                                metadata=metadata, timeout=10)
+        assert seed.index == 1
+        first = coordinator_pb2.CorrectionRequest(session_id="dealer-once", kind="bit-triple", stream=0, size=4)
+        again = coordinator_pb2.CorrectionRequest(kind="bit-triple", stream=0, size=8)
+        replies = stub.GetCorrections(iter([first, again]), metadata=metadata, timeout=10)
+        assert next(replies).words.shape == [4]
+        with pytest.raises(grpc.RpcError) as refused:
+            next(replies)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "already dealt" in (refused.value.details() or "")
