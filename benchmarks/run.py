@@ -32,8 +32,9 @@ def main(quick: bool = typer.Option(False, help="smaller sizes, for a smoke test
         ("Curve25519 OPRF", lambda: oprf_bench.run(quick)),
         ("secret-shared comparison, in process", lambda: sharing_bench.run(quick, mpyc)),
         ("secret-shared comparison, two processes over TLS", lambda: daemon_bench.run(quick, mpyc)),
-        ("eligibility checks between daemons (owners' tables of 1 000 000 rows; the first run encrypts "
-         "them, later runs reuse benchmarks/.state)", lambda: eligibility_bench.run(quick, console.print)),
+        ("eligibility checks between daemons (a city of 1 000 000 residents, 100 000 with --quick; the "
+         "first run has the owners encrypt their tables, later runs reuse benchmarks/.state)",
+         lambda: eligibility_bench.run(quick, console.print)),
     )
     for label, step in steps:
         with console.status(f"measuring {label} (ours and peers)…"):
