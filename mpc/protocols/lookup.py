@@ -34,8 +34,8 @@ position class of each row and the number of rows. The values stay secret-shared
 
 from __future__ import annotations
 
+import math
 import os
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -204,32 +204,37 @@ def plan_groups(fixed: np.ndarray, rows_per_plaintext: int) -> Groups:
     """Assign rows to ciphertexts so that positions within one are distinct.
 
     ``fixed[i]`` is the position of the owner row that row ``i`` selected, or -1 for a row that
-    selects nothing (absent id, padding), which may take any free position. Group labels are
-    shuffled, so a label says nothing about which rows are absent.
+    selects nothing (absent id, padding), which may take any free position. Every choice is
+    random (from the system CSPRNG): the rows of one position class go to distinct random
+    ciphertexts and the other rows to random free cells, so which rows share a ciphertext says
+    nothing about which ones matched or about their order. The number of ciphertexts is
+    ``rows/g + 5 sqrt(rows/g) + 1``, a function of the row count alone, unless a position class
+    holds more matched rows than that (for tag-derived positions, a 5-sigma event).
     """
     g, rows = rows_per_plaintext, len(fixed)
+    mean = rows / g
     counts = np.bincount(fixed[fixed >= 0], minlength=g) if rows else np.zeros(g, dtype=np.int64)
-    count = max(int(counts.max(initial=0)), -(-rows // g))
+    count = max(math.ceil(mean + 5 * math.sqrt(mean)) + 1 if rows else 0, int(counts.max(initial=0)))
     groups = np.full(rows, -1, dtype=np.int64)
     positions = fixed.astype(np.int64).copy()
     taken = np.zeros((count, g), dtype=bool)
-    for p in range(g):  # the k-th row fixed at position p goes to group k
+    for p in range(g):
         members = np.flatnonzero(fixed == p)
-        groups[members] = np.arange(len(members))
-        taken[: len(members), p] = True
+        chosen = _random_order(count)[: len(members)]  # distinct random ciphertexts for this class
+        groups[members] = chosen
+        taken[chosen, p] = True
     free_rows = np.flatnonzero(fixed < 0)
-    free_cells = np.flatnonzero(~taken.reshape(-1))[: len(free_rows)]
-    groups[free_rows], positions[free_rows] = free_cells // g, free_cells % g
-    relabel = np.array(_permutation(count), dtype=np.int64)
-    return Groups(relabel[groups] if rows else groups, positions, count)
+    cells = np.flatnonzero(~taken.reshape(-1))
+    chosen = cells[_random_order(len(cells))[: len(free_rows)]]
+    groups[free_rows], positions[free_rows] = chosen // g, chosen % g
+    return Groups(groups, positions, count)
 
 
-def _permutation(count: int) -> list[int]:
-    out = list(range(count))
-    for i in range(count - 1, 0, -1):
-        j = secrets.randbelow(i + 1)
-        out[i], out[j] = out[j], out[i]
-    return out
+def _random_order(count: int) -> np.ndarray:
+    """A uniformly random permutation of ``range(count)`` from the system CSPRNG."""
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.argsort(np.frombuffer(os.urandom(8 * count), dtype="<u8"), kind="stable")
 
 
 def mask_groups(public_key: PaillierPublicKey, layout: RowLayout, selected: Sequence[PaillierCiphertext | None],

@@ -61,11 +61,26 @@ def test_plan_groups_gives_distinct_cells_and_keeps_fixed_positions() -> None:
     rng = np.random.default_rng(5)
     fixed = np.where(rng.random(500) < 0.7, rng.integers(0, 9, 500), -1)
     plan = lookup.plan_groups(fixed, 9)
-    assert plan.count == max(int(np.bincount(fixed[fixed >= 0]).max()), -(-500 // 9))
+    mean = 500 / 9
+    assert plan.count == int(np.ceil(mean + 5 * np.sqrt(mean))) + 1  # the row count alone sets it
     cells = plan.groups * 9 + plan.positions
     assert len(set(cells.tolist())) == 500 and plan.groups.min() >= 0 and plan.groups.max() < plan.count
     assert (plan.positions[fixed >= 0] == fixed[fixed >= 0]).all()
     assert lookup.plan_groups(np.zeros(0, dtype=np.int64), 9).count == 0
+    crowded = np.zeros(100, dtype=np.int64)  # every row in one position class: one ciphertext each
+    assert lookup.plan_groups(crowded, 9).count == 100
+
+
+def test_plan_groups_hides_order_and_presence() -> None:
+    """Which ciphertext a row lands in is independent of its place in the batch and of whether it
+    matched: no rank correlation with the row index, and matched and free rows spread alike."""
+    rng = np.random.default_rng(9)
+    fixed = np.where(np.arange(6000) < 3000, rng.integers(0, 24, 6000), -1)  # first half matched
+    plan = lookup.plan_groups(fixed, 24)
+    rank = np.argsort(np.argsort(plan.groups))
+    assert abs(np.corrcoef(np.arange(6000), rank)[0, 1]) < 0.05
+    matched_mean, free_mean = plan.groups[:3000].mean() / plan.count, plan.groups[3000:].mean() / plan.count
+    assert abs(matched_mean - free_mean) < 0.05
 
 
 def _owner_table(pk: PaillierPublicKey, layout: lookup.RowLayout, values: list[int]) -> tuple[list[bytes], list[PaillierCiphertext]]:
