@@ -18,8 +18,9 @@ Steps, as in PROTOCOLS.md:
    - *P1, packed* (:func:`mask_groups`): R multiplies up to ``g`` selected ciphertexts with
      distinct positions into one (one multiplication mod n^2 each), so one decryption yields
      ``g`` rows' shares. R tells O, per row of its own, which ciphertext and which position
-     holds it (group labels are shuffled). O thereby learns each row's position: a value in
-     ``[0, g)`` derived from the tag, i.e. a class of about n/g of its rows, never the row.
+     holds it (ciphertexts drawn at random, :func:`plan_groups`). O thereby learns each row's
+     position: a value in ``[0, g)`` derived from the tag, i.e. a class of about n/g of its rows,
+     never the row.
 3. O decrypts; its shares are the slot values mod 2^64 plus the column minimum (values are stored
    as ``v - min``). O sees ``v - min + r`` per slot, which hides ``v`` up to statistical distance
    2^-40. Absent ids and padding rows select no ciphertext: their slots decrypt to the mask alone
