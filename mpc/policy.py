@@ -78,15 +78,18 @@ class Policy(BaseModel):
             raise PolicyError(f"purpose {purpose!r} is not allowed for peer {peer!r}")
         return grant
 
-    def check_dataset(self, peer: str, purpose: str, dataset: str, *, psi: bool = False,
+    def check_dataset(self, peer: str, purpose: str, dataset: str, *, psi: bool = False, batch: bool = False,
                       columns: Mapping[str, Use] | None = None,
                       classifications: Mapping[str, str] | None = None) -> None:
-        """Raise :class:`PolicyError` unless ``peer`` may use ``dataset`` this way for ``purpose``."""
+        """Raise :class:`PolicyError` unless ``peer`` may use ``dataset`` this way for ``purpose``
+        (``batch``: fetch the whole encrypted table for a P1 batch lookup)."""
         grant = self.check_purpose(peer, purpose).datasets.get(dataset)
         if grant is None:
             raise PolicyError(f"peer {peer!r} has no grant on dataset {dataset!r}")
         if psi and not grant.psi:
             raise PolicyError(f"peer {peer!r} may not match ids against dataset {dataset!r}")
+        if batch and not grant.batch:
+            raise PolicyError(f"peer {peer!r} may not make batch lookups (whole table) of dataset {dataset!r}")
         for column, use in (columns or {}).items():
             if (classifications or {}).get(column) == "secret":
                 raise PolicyError(f"column {dataset}.{column} is classified secret and never usable")

@@ -256,16 +256,18 @@ class Client:
     def plan_lookup(self, party: str, dataset: str, columns: Sequence[str], rows: int, distinct: int,
                     force: planner.Path | None = None) -> planner.LookupPlan:
         """Which path (P3 bucketed, P1 whole table) a lookup of ``rows`` rows would take at ``party``."""
-        return self._plan(self.capabilities(party), self._schema(party, dataset), columns, rows, distinct, force)
-
-    def _plan(self, caps: party_pb2.Capabilities, schema: party_pb2.DatasetSchema, columns: Sequence[str], rows: int,
-              distinct: int, force: planner.Path | None) -> planner.LookupPlan:
+        caps, schema = self.capabilities(party), self._schema(party, dataset)
         layout = self._layout(schema, columns, int(self._paillier_key(caps).n).bit_length())
+        return self._plan(caps.party, schema, layout, rows, distinct, force)
+
+    @staticmethod
+    def _plan(owner: str, schema: party_pb2.DatasetSchema, layout: lookup.RowLayout, rows: int,
+              distinct: int, force: planner.Path | None) -> planner.LookupPlan:
         try:
-            return planner.plan_lookup(caps.party, schema.name, rows, distinct, schema.rows, schema.bucket_bits,
+            return planner.plan_lookup(owner, schema.name, rows, distinct, schema.rows, schema.bucket_bits,
                                        layout.rows_per_plaintext, schema.batch, layout.modulus_bits, force)
         except PermissionError as exc:
-            raise RemoteError(caps.party, grpc.StatusCode.PERMISSION_DENIED, str(exc)) from None
+            raise RemoteError(owner, grpc.StatusCode.PERMISSION_DENIED, str(exc)) from None
 
     def _schema(self, party: str, dataset: str) -> party_pb2.DatasetSchema:
         """The dataset's schema as the owner grants it to us (asked at most every
@@ -285,8 +287,9 @@ class Client:
         unknown = [c for c in columns if c not in specs]
         if unknown:
             raise RemoteError(schema.name, grpc.StatusCode.NOT_FOUND, f"dataset {schema.name!r} has no column(s) {unknown}")
-        bounds = [(0, 1) if specs[c].type == "bool" else (specs[c].min, specs[c].max) for c in columns]
-        return lookup.RowLayout.for_bounds(list(columns), bounds, modulus_bits)
+        declared = [(specs[c].type, specs[c].min if specs[c].has_bounds else None,
+                     specs[c].max if specs[c].has_bounds else None) for c in columns]
+        return lookup.RowLayout.for_columns(list(columns), declared, modulus_bits)
 
     def lookup_shares(self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str | None],
                       path: planner.Path | None = None) -> tuple[str, str, np.ndarray, np.ndarray]:
@@ -310,7 +313,8 @@ class Client:
         public_key = self._paillier_key(caps)
         real = list(dict.fromkeys(i for i in ids if i is not None))
         schema = self._schema(party, dataset)
-        plan = self._plan(caps, schema, columns, len(ids), len(real), path)
+        layout = self._layout(schema, columns, int(public_key.n).bit_length())
+        plan = self._plan(caps.party, schema, layout, len(ids), len(real), path)
         self.plans.append(plan)
         # 1. OPRF: the owner's tag of each of our ids, without showing it the ids.
         client = OprfClient(domain=f"{caps.party}/{dataset}".encode())
@@ -323,7 +327,6 @@ class Client:
         else:
             buckets = sorted({lookup.bucket_of(t, schema.bucket_bits) for t in tag_of.values()})
             requests = [party_pb2.BucketRequest(dataset=dataset, columns=list(columns), bucket=b) for b in buckets]
-        layout = self._layout(schema, columns, int(public_key.n).bit_length())
         found = self._fetch_rows(party, stub, requests, layout, schema.bucket_bits, set(tag_of.values()), public_key)
         selected = [found.get(tag_of[i]) if i is not None else None for i in ids]
         return _Fetched(party, caps.party, dataset, tuple(columns), plan, layout, public_key, selected)
@@ -334,7 +337,9 @@ class Client:
         pk, layout, selected = fetched.public_key, fetched.layout, fetched.selected
         ciphertexts = [c[1] if c else None for c in selected]
         if fetched.plan.path == "P1":
-            fixed = np.array([layout.position(c[0]) if c is not None else -1 for c in selected], dtype=np.int64)
+            fixed = np.full(len(selected), -1, dtype=np.int64)
+            matched = [i for i, c in enumerate(selected) if c is not None]
+            fixed[matched] = layout.positions([c[0] for c in selected if c is not None])
             plan = lookup.plan_groups(fixed, layout.rows_per_plaintext)
             masked, mine = lookup.mask_groups(pk, layout, ciphertexts, plan, self._obfuscators(pk, plan.count))
             groups: lookup.Groups | None = plan

@@ -95,6 +95,21 @@ class RowLayout:
             minimums.append(lo)
         return cls(tuple(columns), tuple(widths), tuple(minimums), modulus_bits)
 
+    @classmethod
+    def for_columns(cls, columns: Sequence[str], declared: Sequence[tuple[str, int | None, int | None]],
+                    modulus_bits: int) -> RowLayout:
+        """A layout from declared columns ``(type, min, max)``: a bool spans 0..1, an int its
+        bounds; other types cannot be looked up."""
+        bounds = []
+        for name, (kind, lo, hi) in zip(columns, declared, strict=True):
+            if kind == "bool":
+                bounds.append((0, 1))
+            elif kind == "int" and lo is not None and hi is not None:
+                bounds.append((lo, hi))
+            else:
+                raise ValueError(f"column {name} is a {kind} column: only int and bool columns can be looked up")
+        return cls.for_bounds(columns, bounds, modulus_bits)
+
     @property
     def width(self) -> int:
         return len(self.columns)

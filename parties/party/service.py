@@ -7,6 +7,7 @@ boundary) records row counts only.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -201,9 +202,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         table = self.daemon.encrypted_table(request.dataset, columns)
         rows: np.ndarray | None
         if request.whole_table:  # P1: every row; the owner learns nothing about which are used
-            if not self.daemon.config.policy.peer(call.peer).datasets[request.dataset].batch:
-                raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
-                                   f"{self.daemon.name} does not allow {call.peer} batch lookups (whole table) of {request.dataset!r}")
+            self.daemon.config.policy.check_dataset(call.peer, call.purpose, request.dataset, batch=True)
             table.ensure_all()
             rows, total, call.protocol = None, table.ciphertexts.shape[0], "P1"
             call.detail = f"dataset={request.dataset} whole table columns={list(columns)}"
@@ -248,7 +247,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         sk = self.daemon.state.paillier
         width = sk.public_key.ciphertext_bytes
         blobs, groups, positions, count = [], [], [], 0
-        for message in [header, *requests]:
+        for message in itertools.chain([header], requests):  # limits checked as messages arrive
             if len(message.ciphertexts) != message.count * width:
                 raise ValueError(f"{len(message.ciphertexts)} bytes of ciphertexts for an announced count of {message.count}")
             count += message.count

@@ -79,17 +79,9 @@ class EncryptedTable:
 
 
 def layout_for(dataset: Dataset, columns: tuple[str, ...], modulus_bits: int) -> RowLayout:
-    """The row layout of ``columns``: declared bounds (bool: 0..1) set each slot's width."""
-    bounds = []
-    for name in columns:
-        spec = dataset.spec.schema_.columns[name]
-        if spec.type == "bool":
-            bounds.append((0, 1))
-        elif spec.type == "int" and spec.min is not None and spec.max is not None:
-            bounds.append((spec.min, spec.max))
-        else:
-            raise ValueError(f"column {name} is a {spec.type} column: only int and bool columns can be looked up")
-    return RowLayout.for_bounds(columns, bounds, modulus_bits)
+    """The row layout of ``columns`` from their declared types and bounds."""
+    specs = dataset.spec.schema_.columns
+    return RowLayout.for_columns(columns, [(specs[c].type, specs[c].min, specs[c].max) for c in columns], modulus_bits)
 
 
 class TableCache:
