@@ -32,8 +32,9 @@ from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
 from mpc.protocols import lookup, oprf_filter, planner, psi, rules, selftest
 from mpc.protocols import threshold as threshold_rule
 from mpc.sharing.channel import ChannelError
+from mpc.sharing.dealer import Reservation
 from mpc.sharing.runtime import Party
-from parties.net.dealer_client import session_correlations
+from parties.net.dealer_client import DealerSession, reservation_message
 from parties.net.points import point_batches, split_fixed, split_points
 from parties.net.share_channel import ShareClientChannel
 from parties.net.tls import OwnCertificateError, TlsConfig, check_own_certificate, secure_channel
@@ -227,17 +228,28 @@ class Client:
         """Secret-shared ``values < public_values(seed)`` with ``party`` as co-party, the
         coordinator dealing. Returns the bits and what the co-party reported learning."""
         name = party if ":" not in party else self.capabilities(party).party
-        return self._run_program(party, name, uuid.uuid4().hex, "selftest-compare", {"n": len(values), "seed": seed},
+        dealer = self._dealer_session(name, selftest.compare_reservation(len(values)))
+        return self._run_program(party, dealer, "selftest-compare", {"n": len(values), "seed": seed},
                                  lambda p: selftest.compare_program(p, len(values), seed, 0, values))
 
-    def _run_program(self, party: str, name: str, session_id: str, program: str, params: dict[str, Any],
+    def _dealer_session(self, co_party: str, reservation: Reservation, session_id: str | None = None) -> DealerSession:
+        """Open a dealer session with ``co_party`` (by certificate name) for a program that takes
+        ``reservation``; the call runs while we go on (see :meth:`_run_program`)."""
+        return DealerSession(self.coordinator_stub(), session_id or uuid.uuid4().hex, (self.name, co_party),
+                             reservation, self._metadata())
+
+    def _run_program(self, party: str, dealer: DealerSession, program: str, params: dict[str, Any],
                      body: Callable[[Party], np.ndarray | None]) -> tuple[np.ndarray, dict[str, Any]]:
         """Run ``body`` as party 0 against ``program`` on the co-party's daemon, the coordinator dealing."""
-        correlations, remote = session_correlations(self.coordinator_stub(), session_id, (self.name, name), self._metadata())
+        session_id = dealer.session_id
         start = party_pb2.ShareStart(session_id=session_id, program=program, params=json.dumps(params).encode(),
-                                     initiator_index=0)
-        channel = ShareClientChannel(self.party_stub(party), start, peer=name, metadata=self._metadata())
+                                     initiator_index=0, reserve=reservation_message(dealer.reservation))
+        channel = ShareClientChannel(self.party_stub(party), start, peer=dealer.parties[1], metadata=self._metadata())
         try:
+            try:
+                correlations = dealer.correlations()
+            except grpc.RpcError as exc:
+                raise RemoteError("coordinator", exc.code(), exc.details() or "") from None
             bits = body(Party(0, channel, correlations))
         except ChannelError as exc:
             channel.abort(f"{self.name} gave up: {exc}")
@@ -247,8 +259,7 @@ class Client:
             channel.abort(f"{self.name} failed: {type(exc).__name__}")
             raise
         finally:
-            if remote is not None:
-                remote.close()
+            dealer.close()
         channel.close()
         assert bits is not None
         return bits, channel.result or {}
@@ -414,7 +425,8 @@ class Client:
             raise ValueError(f"op must be one of {sorted(threshold_rule.COMPARISONS)}")
         with self._recorded("threshold-check", party, len(ids), "P3/P4"):
             owner, session_id, shares, present = self.lookup_shares(party, dataset, [column], list(ids))
-            bits, _ = self._run_program(party, owner, session_id, "threshold-check", {"op": op},
+            dealer = self._dealer_session(owner, threshold_rule.threshold_reservation(op, len(ids)), session_id)
+            bits, _ = self._run_program(party, dealer, "threshold-check", {"op": op},
                                         lambda p: threshold_rule.threshold_program(p, shares, op, requester=0, threshold=threshold,
                                                                                    present=present))
             return bits
@@ -474,28 +486,32 @@ class Client:
         tables: dict[rules.TableKey, rules.ShareTable] = {}
         presence: dict[rules.TableKey, np.ndarray] = {}
         sessions = []
-        co_party_name = co_party
         # Every owner's rows first (first use may make an owner encrypt its table), then the masked
         # decryptions back to back, so that no owner holds shares long before the program runs.
         applicants: list[str | None] = [a.applicant for a in applications]
         fetched = {key: self._fetch_lookup(key[0], key[1], columns, ids if key in household else applicants, path)
                    for key, columns in rules.table_columns(rule).items()}
-        for (owner, dataset), columns in rules.table_columns(rule).items():
-            owner_name, session_id, shares, present = self._decrypt_lookup(fetched[(owner, dataset)])
-            if (owner, dataset) in household:
-                present[padding] = 1  # padding counts as present (with zero values): only we know it
-            tables[(owner, dataset)] = rules.ShareTable(tuple(columns), shares)
-            presence[(owner, dataset)] = present
-            sessions.append({"owner": owner, "dataset": dataset, "session": session_id, "columns": list(columns)})
-            if owner == co_party:
-                co_party_name = owner_name
-            else:
-                self._call(owner, self.party_stub(owner).ForwardShares,
-                           party_pb2.ForwardRequest(session_id=session_id, co_party=co_party), timeout=300)
+        co_party_name = next(f.owner for key, f in fetched.items() if key[0] == co_party)
+        # the dealer's reply arrives while the owners decrypt
+        dealer = self._dealer_session(co_party_name, rules.rule_reservation(rule, len(applications)))
+        try:
+            for (owner, dataset), columns in rules.table_columns(rule).items():
+                _, session_id, shares, present = self._decrypt_lookup(fetched[(owner, dataset)])
+                if (owner, dataset) in household:
+                    present[padding] = 1  # padding counts as present (with zero values): only we know it
+                tables[(owner, dataset)] = rules.ShareTable(tuple(columns), shares)
+                presence[(owner, dataset)] = present
+                sessions.append({"owner": owner, "dataset": dataset, "session": session_id, "columns": list(columns)})
+                if owner != co_party:
+                    self._call(owner, self.party_stub(owner).ForwardShares,
+                               party_pb2.ForwardRequest(session_id=session_id, co_party=co_party), timeout=300)
+        except BaseException:
+            dealer.close()
+            raise
         members = [len(a.members) for a in applications]
         params = {"rule": rule.model_dump(), "applications": len(applications), "slots": slots, "tables": sessions,
                   "reveal": list(reveal)}
-        bits, _ = self._run_program(co_party, co_party_name, uuid.uuid4().hex, "rule", params,
+        bits, _ = self._run_program(co_party, dealer, "rule", params,
                                     lambda p: rules.rule_program(p, rule, tables, len(applications), slots, 0, members,
                                                                  predicate_bits, reveal, revealed, presence))
         return bits

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/common.proto\x12\x06mpc.v1\"5\n\x07NdArray\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x07\n\x05\x45mpty\"V\n\tAuditHead\x12\r\n\x05party\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x0c\n\x04hash\x18\x03 \x01(\t\x12\x0c\n\x04time\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/common.proto\x12\x06mpc.v1\"5\n\x07NdArray\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x07\n\x05\x45mpty\"O\n\x0bReservation\x12\x18\n\x10\x62it_triple_words\x18\x01 \x01(\x03\x12\x16\n\x0e\x62\x65\x61ver_triples\x18\x02 \x01(\x03\x12\x0e\n\x06\x64\x61\x62its\x18\x03 \x01(\x03\"V\n\tAuditHead\x12\r\n\x05party\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x0c\n\x04hash\x18\x03 \x01(\t\x12\x0c\n\x04time\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NDARRAY']._serialized_end=84
   _globals['_EMPTY']._serialized_start=86
   _globals['_EMPTY']._serialized_end=93
-  _globals['_AUDITHEAD']._serialized_start=95
-  _globals['_AUDITHEAD']._serialized_end=181
+  _globals['_RESERVATION']._serialized_start=95
+  _globals['_RESERVATION']._serialized_end=174
+  _globals['_AUDITHEAD']._serialized_start=176
+  _globals['_AUDITHEAD']._serialized_end=262
 # @@protoc_insertion_point(module_scope)

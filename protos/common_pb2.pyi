@@ -20,6 +20,16 @@ class Empty(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class Reservation(_message.Message):
+    __slots__ = ("bit_triple_words", "beaver_triples", "dabits")
+    BIT_TRIPLE_WORDS_FIELD_NUMBER: _ClassVar[int]
+    BEAVER_TRIPLES_FIELD_NUMBER: _ClassVar[int]
+    DABITS_FIELD_NUMBER: _ClassVar[int]
+    bit_triple_words: int
+    beaver_triples: int
+    dabits: int
+    def __init__(self, bit_triple_words: _Optional[int] = ..., beaver_triples: _Optional[int] = ..., dabits: _Optional[int] = ...) -> None: ...
+
 class AuditHead(_message.Message):
     __slots__ = ("party", "seq", "hash", "time", "signature")
     PARTY_FIELD_NUMBER: _ClassVar[int]

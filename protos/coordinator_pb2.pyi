@@ -40,20 +40,32 @@ class Directory(_message.Message):
     def __init__(self, parties: _Optional[_Iterable[_Union[DirectoryEntry, _Mapping]]] = ...) -> None: ...
 
 class SessionRequest(_message.Message):
-    __slots__ = ("session_id", "parties")
+    __slots__ = ("session_id", "parties", "reserve")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     PARTIES_FIELD_NUMBER: _ClassVar[int]
+    RESERVE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     parties: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, session_id: _Optional[str] = ..., parties: _Optional[_Iterable[str]] = ...) -> None: ...
+    reserve: _common_pb2.Reservation
+    def __init__(self, session_id: _Optional[str] = ..., parties: _Optional[_Iterable[str]] = ..., reserve: _Optional[_Union[_common_pb2.Reservation, _Mapping]] = ...) -> None: ...
+
+class ReservedCorrections(_message.Message):
+    __slots__ = ("kind", "words")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    WORDS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    words: _common_pb2.NdArray
+    def __init__(self, kind: _Optional[str] = ..., words: _Optional[_Union[_common_pb2.NdArray, _Mapping]] = ...) -> None: ...
 
 class SessionSeed(_message.Message):
-    __slots__ = ("index", "seed")
+    __slots__ = ("index", "seed", "reserved")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_FIELD_NUMBER: _ClassVar[int]
     index: int
     seed: bytes
-    def __init__(self, index: _Optional[int] = ..., seed: _Optional[bytes] = ...) -> None: ...
+    reserved: _containers.RepeatedCompositeFieldContainer[ReservedCorrections]
+    def __init__(self, index: _Optional[int] = ..., seed: _Optional[bytes] = ..., reserved: _Optional[_Iterable[_Union[ReservedCorrections, _Mapping]]] = ...) -> None: ...
 
 class CorrectionRequest(_message.Message):
     __slots__ = ("session_id", "kind", "stream", "size")

@@ -83,7 +83,8 @@ class CoordinatorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def OpenSession(self, request, context):
-        """Dealer: the caller's seed for a two-party session (both parties call it).
+        """Dealer: the caller's seed for a two-party session (both parties call it); party 1's comes with
+        the corrections of the session's reservation.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

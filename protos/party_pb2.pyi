@@ -232,16 +232,18 @@ class ShareMessage(_message.Message):
     def __init__(self, start: _Optional[_Union[ShareStart, _Mapping]] = ..., data: _Optional[_Union[ShareData, _Mapping]] = ..., abort: _Optional[_Union[ShareAbort, _Mapping]] = ..., result: _Optional[_Union[ShareResult, _Mapping]] = ...) -> None: ...
 
 class ShareStart(_message.Message):
-    __slots__ = ("session_id", "program", "params", "initiator_index")
+    __slots__ = ("session_id", "program", "params", "initiator_index", "reserve")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     PROGRAM_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     INITIATOR_INDEX_FIELD_NUMBER: _ClassVar[int]
+    RESERVE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     program: str
     params: bytes
     initiator_index: int
-    def __init__(self, session_id: _Optional[str] = ..., program: _Optional[str] = ..., params: _Optional[bytes] = ..., initiator_index: _Optional[int] = ...) -> None: ...
+    reserve: _common_pb2.Reservation
+    def __init__(self, session_id: _Optional[str] = ..., program: _Optional[str] = ..., params: _Optional[bytes] = ..., initiator_index: _Optional[int] = ..., reserve: _Optional[_Union[_common_pb2.Reservation, _Mapping]] = ...) -> None: ...
 
 class ShareData(_message.Message):
     __slots__ = ("label", "array", "more")

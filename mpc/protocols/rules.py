@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlglot import exp
 
 from mpc.sharing import boolean as _boolean
+from mpc.sharing.dealer import Reservation
 from mpc.sharing.ring import VALUE_MAX, VALUE_MIN
 from mpc.sharing.runtime import Party
 from mpc.sharing.types import ArithmeticShare, BooleanShare
@@ -326,6 +327,21 @@ def rule_program(party: Party, rule: Rule, tables: Mapping[TableKey, ShareTable]
         if revealed is not None and opened is not None:
             revealed[name] = opened
     return final
+
+
+def rule_reservation(rule: Rule, applications: int) -> Reservation:
+    """The correlated randomness :func:`rule_program` takes for ``applications`` (bit triples:
+    each clause's comparison, its presence AND, one AND or OR per connective), dealt up front."""
+    words = (applications + 63) // 64
+    total = 0
+    for clause in rule.clauses.values():
+        if clause.is_predicate:
+            continue
+        assert clause.compare is not None
+        total += _boolean.comparison_triple_words(clause.compare, applications)
+        total += words if clause.absent == "false" else 0
+    connectives = sum(1 for _ in rule.tree().find_all(exp.And, exp.Or))
+    return Reservation.covering(bit_triple_words=total + connectives * words)
 
 
 def _evaluate_shared(tree: exp.Expr, bits: Mapping[str, BooleanShare]) -> BooleanShare:

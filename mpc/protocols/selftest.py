@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mpc.sharing.boolean import ltz_triple_words
+from mpc.sharing.dealer import Reservation
 from mpc.sharing.ring import VALUE_MAX, VALUE_MIN
 from mpc.sharing.runtime import Party
 
@@ -19,6 +21,11 @@ MAX_SELFTEST_VALUES = 10_000_000
 def public_values(seed: int, n: int) -> np.ndarray:
     """The co-party's deterministic inputs."""
     return np.random.default_rng(seed).integers(VALUE_MIN, VALUE_MAX, n, dtype=np.int64)
+
+
+def compare_reservation(n: int) -> Reservation:
+    """What :func:`compare_program` takes from the dealer: one ``<`` of ``n`` values."""
+    return Reservation.covering(bit_triple_words=ltz_triple_words(n))
 
 
 def compare_program(party: Party, n: int, seed: int, initiator: int, values: np.ndarray | None = None) -> np.ndarray | None:

@@ -11,10 +11,17 @@ from __future__ import annotations
 import numpy as np
 
 from mpc.protocols.rules import COMPARISON_GATES
+from mpc.sharing.boolean import comparison_triple_words
+from mpc.sharing.dealer import Reservation
 from mpc.sharing.runtime import Party
 from mpc.sharing.types import ArithmeticShare
 
 COMPARISONS = COMPARISON_GATES
+
+
+def threshold_reservation(op: str, rows: int) -> Reservation:
+    """What :func:`threshold_program` takes from the dealer: the comparison and the presence AND."""
+    return Reservation.covering(bit_triple_words=comparison_triple_words(op, rows) + (rows + 63) // 64)
 
 
 def threshold_program(party: Party, shares: np.ndarray, op: str, requester: int,

@@ -94,6 +94,30 @@ def eqz(x: ArithmeticShare) -> BooleanShare:
     return BooleanShare(party, rows[0], n)
 
 
+def ltz_triple_words(n: int) -> int:
+    """Bit-triple words :func:`ltz` of ``n`` values takes (the generate layer and the carry tree)."""
+    gates, rows = 63, 63
+    while rows > 1:
+        pairs = rows // 2
+        gates += 2 * pairs - 1  # the lowest group's P is never needed
+        rows = pairs + rows % 2
+    return gates * _words(n)
+
+
+def eqz_triple_words(n: int) -> int:
+    """Bit-triple words :func:`eqz` of ``n`` values takes (an AND tree over 64 rows)."""
+    return 63 * _words(n)
+
+
+def comparison_triple_words(op: str, n: int) -> int:
+    """Bit-triple words of one comparison gate (``<``, ``<=``, ``>``, ``>=``, ``==``, ``!=``)."""
+    return eqz_triple_words(n) if op in ("==", "!=") else ltz_triple_words(n)
+
+
+def _words(n: int) -> int:
+    return (n + 63) // 64
+
+
 def _difference(x: ArithmeticShare, y: ArithmeticShare | Public) -> ArithmeticShare:
     if isinstance(y, ArithmeticShare):
         return sub(x, y)

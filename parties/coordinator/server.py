@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import tomllib
+from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,9 +27,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mpc.audit import AuditEvent, AuditHead, AuditLog, load_or_create_signing_key, verify_head
-from mpc.sharing.dealer import KINDS, TrustedDealer
+from mpc.sharing.dealer import KINDS, RESERVED_STREAM, TrustedDealer
 from parties.boundary import Boundary, Call, Metrics, ServiceError
 from parties.net import wire
+from parties.net.dealer_client import reservation_of
 from parties.net.tls import (
     OwnCertificateError,
     Revocations,
@@ -44,6 +46,7 @@ from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 log = logging.getLogger("mpc.coordinator")
 MAX_CORRECTION_WORDS = 64 * 1024 * 1024  # 512 MiB per request at most
 SESSION_IDLE_SECONDS = 600.0
+MAX_EXPIRED_SESSIONS = 100_000  # expired ids remembered, so that a late party is refused, not dealt new seeds
 
 
 class CoordinatorSection(BaseModel):
@@ -94,6 +97,7 @@ class _Session:
     dealer: TrustedDealer
     last_used: float
     served: set[int] = field(default_factory=set)  # streams whose corrections party 1 has had
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _now() -> str:
@@ -138,10 +142,22 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer):  # type: ign
             raise ValueError("a session names exactly two distinct parties")
         if call.peer not in parties:
             raise ServiceError(grpc.StatusCode.PERMISSION_DENIED, f"{call.peer} is not a party of session {request.session_id}")
+        reservation = reservation_of(request.reserve)
         session = self.daemon.session(request.session_id, (parties[0], parties[1]))
         index = parties.index(call.peer)
         call.detail = f"session={request.session_id} index={index} parties={list(parties)}"
-        return coordinator_pb2.SessionSeed(index=index, seed=session.dealer.seed_for(index))
+        reply = coordinator_pb2.SessionSeed(index=index, seed=session.dealer.seed_for(index))
+        if index == 1:  # party 1's seed comes with the corrections of the reserved blocks
+            streams = {RESERVED_STREAM[kind] for kind, size in reservation.sizes().items() if size}
+            with session.lock:
+                if streams & session.served:
+                    raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
+                                       f"the reservation of session {request.session_id} was already dealt")
+                session.served |= streams
+            for kind, words in session.dealer.reserved_corrections(reservation).items():
+                reply.reserved.add(kind=kind, words=wire.to_message(words))
+            call.rows = sum(reservation.sizes().values())
+        return reply
 
     def _corrections(self, requests: Iterator[coordinator_pb2.CorrectionRequest], context: Any, call: Call) -> Iterator[coordinator_pb2.CorrectionChunk]:
         session: _Session | None = None
@@ -154,10 +170,11 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer):  # type: ign
                 call.detail = f"session={request.session_id}"
             if request.kind not in KINDS or not 0 <= request.size <= MAX_CORRECTION_WORDS or request.stream < 0:
                 raise ValueError(f"bad correction request kind={request.kind!r} size={request.size} stream={request.stream}")
-            if request.stream in session.served:  # two corrections of one stream would relate party 0's material
-                raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
-                                   f"stream {request.stream} of session {request.session_id or '(this session)'} was already dealt")
-            session.served.add(request.stream)
+            with session.lock:
+                if request.stream in session.served:  # two corrections of one stream would relate party 0's material
+                    raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
+                                       f"stream {request.stream} of session {request.session_id or '(this session)'} was already dealt")
+                session.served.add(request.stream)
             session.last_used = time.monotonic()
             words = session.dealer.correction(request.kind, request.stream, request.size)
             call.rows += request.size
@@ -210,6 +227,7 @@ class CoordinatorDaemon:
                                  lambda peer: section.rate_limit_per_minute)
         self._lock = threading.Lock()
         self._sessions: dict[str, _Session] = {}
+        self._expired: OrderedDict[str, None] = OrderedDict()
         self._directory_path = section.state_dir / "directory.json"
         self.server = grpc.server(ThreadPoolExecutor(max_workers=32, thread_name_prefix="coordinator-rpc"), options=SERVER_OPTIONS)
         coordinator_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorService(self), self.server)
@@ -258,7 +276,13 @@ class CoordinatorDaemon:
         with self._lock:
             for sid in [s for s, v in self._sessions.items() if now - v.last_used > SESSION_IDLE_SECONDS]:
                 del self._sessions[sid]
+                self._expired[sid] = None
+                if len(self._expired) > MAX_EXPIRED_SESSIONS:
+                    self._expired.popitem(last=False)
             session = self._sessions.get(session_id)
+            if session is None and session_id in self._expired:  # new seeds would not match the other party's
+                raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
+                                   f"dealer session {session_id} expired after {SESSION_IDLE_SECONDS:.0f} s idle; start again")
             if session is None:
                 session = self._sessions[session_id] = _Session(parties, TrustedDealer(), now)
             elif session.parties != parties:

@@ -24,7 +24,7 @@ from mpc.sharing.channel import ChannelError
 from mpc.sharing.runtime import Party
 from parties.boundary import Call, ServiceError
 from parties.net import wire
-from parties.net.dealer_client import session_correlations
+from parties.net.dealer_client import DealerSession, reservation_of
 from parties.net.points import point_batches, split_points
 from parties.net.share_channel import ShareServerChannel
 from parties.party.sessions import HeldShares
@@ -347,24 +347,32 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             raise ValueError("session_id must be 1 to 64 characters")
         initiator = int(start.initiator_index)
         me = 1 - initiator
-        program = self._program(start.program, params, call, start.session_id, initiator)
+        reservation = reservation_of(start.reserve)
         order = (call.peer, self.daemon.name) if initiator == 0 else (self.daemon.name, call.peer)
         metadata = (("x-purpose", call.purpose), ("x-case", call.case))
-        correlations, remote = session_correlations(self.daemon.coordinator_stub(), start.session_id, order, metadata)
+        # the dealer's reply (with our reserved corrections) arrives while we check the program
+        dealer = DealerSession(self.daemon.coordinator_stub(), start.session_id, order, reservation, metadata)
+        try:
+            program = self._program(start.program, params, call, start.session_id, initiator)
+        except BaseException:
+            dealer.close()
+            raise
         channel = ShareServerChannel(requests, peer=call.peer)
-        party = Party(me, channel, correlations)
         failure: list[BaseException] = []
 
         def run() -> None:
             try:
-                summary = program(party)
+                try:
+                    correlations = dealer.correlations()
+                except grpc.RpcError as exc:
+                    raise ServiceError(exc.code(), f"the dealer refused session {start.session_id}: {exc.details()}") from None
+                summary = program(Party(me, channel, correlations))
                 channel.finish({"program": start.program, **summary})
             except BaseException as exc:
                 failure.append(exc)
                 channel.abort(f"{self.daemon.name} failed: {type(exc).__name__}: {exc}")
             finally:
-                if remote is not None:
-                    remote.close()
+                dealer.close()
 
         worker = threading.Thread(target=run, name=f"program-{uuid.uuid4().hex[:6]}", daemon=True)
         worker.start()

@@ -544,3 +544,35 @@ def test_dealer_serves_each_stream_once(cluster: LocalCluster) -> None:
             next(replies)
         assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "already dealt" in (refused.value.details() or "")
+
+
+def test_dealer_deals_a_reservation_once(cluster: LocalCluster) -> None:
+    """Party 1's seed comes with its reserved corrections, once: a second OpenSession with the
+    reservation, or a GetCorrections for a reserved stream, is refused with FAILED_PRECONDITION;
+    party 0 gets the seed alone."""
+    from protos import common_pb2, coordinator_pb2
+
+    reserve = common_pb2.Reservation(bit_triple_words=181, dabits=64)
+    request = coordinator_pb2.SessionRequest(session_id="dealer-reserved", parties=["tax", "housing"], reserve=reserve)
+    with client_for(cluster, "housing", purpose="selftest", case="DEALER-2") as client:
+        stub, metadata = client.coordinator_stub(), (("x-purpose", "selftest"), ("x-case", "DEALER-2"))
+        seed = stub.OpenSession(request, metadata=metadata, timeout=10)
+        assert seed.index == 1
+        assert {(b.kind, tuple(b.words.shape)) for b in seed.reserved} == {("bit-triple", (181,)), ("dabit", (64,))}
+        with pytest.raises(grpc.RpcError) as again:
+            stub.OpenSession(request, metadata=metadata, timeout=10)
+        assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "already dealt" in (again.value.details() or "")
+        replies = stub.GetCorrections(iter([coordinator_pb2.CorrectionRequest(
+            session_id="dealer-reserved", kind="bit-triple", stream=0, size=181)]), metadata=metadata, timeout=10)
+        with pytest.raises(grpc.RpcError) as reused:
+            next(replies)
+        assert reused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        with pytest.raises(grpc.RpcError) as bad:
+            stub.OpenSession(coordinator_pb2.SessionRequest(session_id="dealer-bad", parties=["tax", "housing"],
+                                                            reserve=common_pb2.Reservation(dabits=10)),
+                             metadata=metadata, timeout=10)
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "multiples of 64" in (bad.value.details() or "")
+    with client_for(cluster, "tax", purpose="selftest", case="DEALER-2") as tax:
+        mine = tax.coordinator_stub().OpenSession(request, metadata=metadata, timeout=10)
+        assert mine.index == 0 and not mine.reserved and mine.seed != seed.seed
