@@ -10,6 +10,7 @@ coordinator's directory.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -55,11 +56,20 @@ class RemoteError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class PsiCardinality:
+class PsiResult:
+    """P1 ECDH-PSI: how many of our distinct ids the owner holds, and (intersection mode) which.
+    Bytes are what crossed the wire each way (message payloads)."""
+
     intersection: int
     requester_count: int
     owner_count: int
     seconds: float
+    matched: list[str] | None = None  # intersection mode: our ids the owner holds, in our order
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+
+Progress = Callable[[int, int], None]  # (done, total)
 
 
 @dataclass(frozen=True)
@@ -193,36 +203,82 @@ class Client:
         reply: party_pb2.DatasetList = self._call(party, self.party_stub(party).ListDatasets, common_pb2.Empty(), timeout=10)
         return reply
 
-    def psi_cardinality(self, party: str, dataset: str, ids: Sequence[str]) -> PsiCardinality:
+    def psi_cardinality(self, party: str, dataset: str, ids: Sequence[str], progress: Progress | None = None) -> PsiResult:
         """P1 cardinality: how many of ``ids`` the owner's dataset holds. The owner learns only
-        how many distinct ids we sent."""
-        with self._recorded("psi-cardinality", party, len(ids), "P1"):
-            return self._psi_cardinality(party, dataset, ids)
+        how many distinct ids we sent; we learn the count and the owner's row count."""
+        return self.set_intersection(party, dataset, ids, "cardinality", progress)
 
-    def _psi_cardinality(self, party: str, dataset: str, ids: Sequence[str]) -> PsiCardinality:
+    def psi_intersection(self, party: str, dataset: str, ids: Sequence[str], progress: Progress | None = None) -> PsiResult:
+        """P1 intersection: which of ``ids`` the owner's dataset holds (:attr:`PsiResult.matched`).
+        The owner learns only how many distinct ids we sent."""
+        return self.set_intersection(party, dataset, ids, "intersection", progress)
+
+    def set_intersection(self, party: str, dataset: str, ids: Sequence[str], mode: psi.Mode,
+            progress: Progress | None = None) -> PsiResult:
+        """ECDH-PSI with fresh keys (:mod:`mpc.protocols.psi`), streamed in chunks: our points go
+        out while the owner's come in, and both sides raise them on every core. ``progress`` is
+        called with (points done, points in all) as our side works through them."""
+        with self._recorded(f"psi-{mode}", party, len(ids), "P1"):
+            return self._psi(party, dataset, ids, mode, progress)
+
+    def _psi(self, party: str, dataset: str, ids: Sequence[str], mode: psi.Mode, progress: Progress | None) -> PsiResult:
+        if mode not in psi.MODES:
+            raise ValueError(f"mode must be one of {list(psi.MODES)}")
         started = time.perf_counter()
-        state, mine = psi.requester_encrypt(ids)
+        requester = psi.Requester.for_ids(ids)
+        mine = len(requester.ids)
+        sent, received, done, total = [0], 0, [0], [mine]
+        lock = threading.Lock()
+
+        def advance(count: int) -> None:
+            with lock:
+                done[0] += count
+                if progress is not None:
+                    progress(done[0], total[0])
 
         def requests() -> Iterator[party_pb2.PsiMessage]:
-            yield party_pb2.PsiMessage(start=party_pb2.PsiStart(dataset=dataset, mode="cardinality", requester_count=len(mine)))
-            for batch in point_batches(mine):
-                yield party_pb2.PsiMessage(points=batch)
-            yield party_pb2.PsiMessage(done=party_pb2.PsiDone(list="requester", count=len(mine)))
+            messages = itertools.chain(
+                [party_pb2.PsiMessage(start=party_pb2.PsiStart(dataset=dataset, mode=mode, requester_count=mine))],
+                (party_pb2.PsiMessage(points=party_pb2.PointBatch(points=b"".join(requester.encrypt(part)),
+                                                                  count=part.stop - part.start))
+                 for part in psi.chunks(mine)),
+                [party_pb2.PsiMessage(done=party_pb2.PsiDone(list="requester", count=mine))])
+            for message in messages:
+                sent[0] += message.ByteSize()
+                yield message
+                if message.WhichOneof("body") == "points":
+                    advance(message.points.count)
 
-        owner: list[bytes] = []
-        double: list[bytes] = []
-        target = owner
+        owner_tags: list[np.ndarray] = []
+        answers: list[np.ndarray] = []
+        owner_count, finished = -1, set()
         try:
             for message in self.party_stub(party).PsiRound(requests(), metadata=self._metadata()):
+                received += message.ByteSize()
                 kind = message.WhichOneof("body")
-                if kind == "points":
-                    target.extend(split_points(message.points.points, message.points.count))
-                elif kind == "done" and message.done.list == "owner":
-                    target = double
+                if kind == "start":
+                    owner_count = int(message.start.owner_count)
+                    with lock:
+                        total[0] = mine + owner_count
+                elif kind == "points":
+                    owner_tags.append(requester.owner_tags(split_points(message.points.points, message.points.count)))
+                    advance(message.points.count)
+                elif kind == "tags":
+                    answers.append(np.frombuffer(message.tags.tags, dtype="<u8").astype(np.uint64))
+                    if len(answers[-1]) != message.tags.count:
+                        raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "malformed tag batch")
+                elif kind == "done":
+                    finished.add(message.done.list)
         except grpc.RpcError as exc:
             raise RemoteError(party, exc.code(), exc.details() or "") from None
-        count = psi.requester_count(state, owner, double)
-        return PsiCardinality(count, state.count, len(owner), time.perf_counter() - started)
+        theirs = np.concatenate(owner_tags) if owner_tags else np.zeros(0, np.uint64)
+        answer = np.concatenate(answers) if answers else np.zeros(0, np.uint64)
+        if finished != {"owner", "answers"} or len(theirs) != owner_count or len(answer) != mine:
+            raise RemoteError(party, grpc.StatusCode.DATA_LOSS,
+                              f"incomplete PSI answer: {len(theirs)} of {owner_count} owner points, {len(answer)} of {mine} answers")
+        found = psi.intersection(theirs, answer)
+        matched = [i for i, f in zip(requester.ids, found.tolist(), strict=True) if f] if mode == "intersection" else None
+        return PsiResult(int(found.sum()), mine, owner_count, time.perf_counter() - started, matched, sent[0], received)
 
     def selftest_compare(self, party: str, values: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
         """Secret-shared ``values < public_values(seed)`` with ``party`` as co-party, the

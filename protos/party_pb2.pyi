@@ -192,24 +192,36 @@ class DecryptReceipt(_message.Message):
     def __init__(self, rows: _Optional[int] = ...) -> None: ...
 
 class PsiMessage(_message.Message):
-    __slots__ = ("start", "points", "done")
+    __slots__ = ("start", "points", "done", "tags")
     START_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
     start: PsiStart
     points: PointBatch
     done: PsiDone
-    def __init__(self, start: _Optional[_Union[PsiStart, _Mapping]] = ..., points: _Optional[_Union[PointBatch, _Mapping]] = ..., done: _Optional[_Union[PsiDone, _Mapping]] = ...) -> None: ...
+    tags: TagBatch
+    def __init__(self, start: _Optional[_Union[PsiStart, _Mapping]] = ..., points: _Optional[_Union[PointBatch, _Mapping]] = ..., done: _Optional[_Union[PsiDone, _Mapping]] = ..., tags: _Optional[_Union[TagBatch, _Mapping]] = ...) -> None: ...
 
 class PsiStart(_message.Message):
-    __slots__ = ("dataset", "mode", "requester_count")
+    __slots__ = ("dataset", "mode", "requester_count", "owner_count")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    OWNER_COUNT_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     mode: str
     requester_count: int
-    def __init__(self, dataset: _Optional[str] = ..., mode: _Optional[str] = ..., requester_count: _Optional[int] = ...) -> None: ...
+    owner_count: int
+    def __init__(self, dataset: _Optional[str] = ..., mode: _Optional[str] = ..., requester_count: _Optional[int] = ..., owner_count: _Optional[int] = ...) -> None: ...
+
+class TagBatch(_message.Message):
+    __slots__ = ("tags", "count")
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    tags: bytes
+    count: int
+    def __init__(self, tags: _Optional[bytes] = ..., count: _Optional[int] = ...) -> None: ...
 
 class PsiDone(_message.Message):
     __slots__ = ("list", "count")

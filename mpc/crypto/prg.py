@@ -35,3 +35,12 @@ def expand_words(seed: bytes, stream: int, count: int) -> np.ndarray:
 def random_words(count: int) -> np.ndarray:
     """Fresh uniform uint64 words from a one-time random seed."""
     return expand_words(new_seed(), 0, count)
+
+
+def random_permutation(count: int) -> np.ndarray:
+    """A uniformly random permutation of ``range(count)`` from the system CSPRNG (int64): random
+    64-bit keys sorted, a collision (probability below count^2 / 2^65) only ties two keys."""
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    order: np.ndarray = np.argsort(np.frombuffer(secrets.token_bytes(8 * count), dtype="<u8"), kind="stable")
+    return order.astype(np.int64)

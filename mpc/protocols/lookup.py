@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
+from mpc.crypto.prg import random_permutation
 
 STATISTICAL_SECURITY = 40  # bits of mask beyond a value's width: statistical distance 2^-40
 _RING = 2**64
@@ -236,21 +237,14 @@ def plan_groups(fixed: np.ndarray, rows_per_plaintext: int) -> Groups:
     taken = np.zeros((count, g), dtype=bool)
     for p in range(g):
         members = np.flatnonzero(fixed == p)
-        chosen = _random_order(count)[: len(members)]  # distinct random ciphertexts for this class
+        chosen = random_permutation(count)[: len(members)]  # distinct random ciphertexts for this class
         groups[members] = chosen
         taken[chosen, p] = True
     free_rows = np.flatnonzero(fixed < 0)
     cells = np.flatnonzero(~taken.reshape(-1))
-    chosen = cells[_random_order(len(cells))[: len(free_rows)]]
+    chosen = cells[random_permutation(len(cells))[: len(free_rows)]]
     groups[free_rows], positions[free_rows] = chosen // g, chosen % g
     return Groups(groups, positions, count)
-
-
-def _random_order(count: int) -> np.ndarray:
-    """A uniformly random permutation of ``range(count)`` from the system CSPRNG."""
-    if count == 0:
-        return np.zeros(0, dtype=np.int64)
-    return np.argsort(np.frombuffer(os.urandom(8 * count), dtype="<u8"), kind="stable")
 
 
 def mask_groups(public_key: PaillierPublicKey, layout: RowLayout, selected: Sequence[PaillierCiphertext | None],

@@ -1,63 +1,109 @@
-"""P1: ECDH-PSI, cardinality mode (the intersection and aligned-shares modes build on the same steps).
+"""P1: ECDH-PSI between a requester R (m ids) and an owner O (n ids), with fresh keys per session.
 
-Steps, with R the requester (m ids) and O the owner (n ids):
+Steps, each over chunks of at most :data:`CHUNK` elements so that memory stays bounded and both
+sides' curve work runs on every core (the batch helpers of :mod:`mpc.crypto.curve25519`):
 
-1. R draws a fresh key ``a`` and sends ``[a]H(x)`` for its distinct ids (:func:`requester_encrypt`).
-2. O draws a fresh key ``b`` for this session, sends ``[b]H(y)`` for its ids in shuffled order, and
-   returns ``[b][a]H(x)``, **shuffled**, so R cannot tell which of its ids matched
-   (:func:`owner_respond`).
-3. R raises O's points to ``a`` and counts the common values (:func:`requester_count`).
+1. R draws a fresh key ``a`` and sends ``[a]H(x)`` for its distinct ids, in its own order
+   (:meth:`Requester.encrypt`); duplicates are removed first, since they would show O repeats.
+2. O draws a fresh key ``b`` and sends ``[b]H(y)`` for its ids in a random order
+   (:meth:`Owner.encrypt_own`).
+3. O answers each of R's points with the 8-byte tag of ``[b][a]H(x)`` (:meth:`Owner.answer`):
+   in R's order in *intersection* mode, shuffled over the whole set in *cardinality* mode.
+4. R raises O's points to ``a``, tags them (:meth:`Requester.owner_tags`) and compares:
+   which of its ids O holds (:func:`intersection`) or only how many (:func:`cardinality`).
 
-Revealed: R learns the intersection size and n; O learns m. Nothing else (DDH on Curve25519).
+Revealed: R learns n and the intersection (or, in cardinality mode, only its size: the shuffled
+answers cannot be linked to R's ids); O learns m. Nothing else, under DDH on Curve25519; tags are
+8 bytes, a false match per pair with probability 2^-64. Aligned shares (P1's third mode) match on
+the owner's OPRF tags instead, see :mod:`mpc.protocols.lookup`.
 """
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
 
 from mpc.crypto.curve25519 import CommutativeCipher, oprf_tag
+from mpc.crypto.prg import random_permutation
 
 PSI_DOMAIN = b"mpc-agencies/psi/v1"
+CHUNK = 65_536  # points per step and per message (2 MiB)
+Mode = Literal["intersection", "cardinality"]
+MODES: tuple[Mode, ...] = ("intersection", "cardinality")
 
 
-def shuffled(items: Sequence[bytes]) -> list[bytes]:
-    """A uniformly random permutation (Fisher-Yates with the system CSPRNG)."""
-    out = list(items)
-    for i in range(len(out) - 1, 0, -1):
-        j = secrets.randbelow(i + 1)
-        out[i], out[j] = out[j], out[i]
-    return out
+def tags_of(points: Sequence[bytes]) -> np.ndarray:
+    """8-byte tags of final points as little-endian uint64 (what both sides compare)."""
+    if not points:
+        return np.zeros(0, dtype=np.uint64)
+    return np.frombuffer(b"".join(oprf_tag(p) for p in points), dtype="<u8").astype(np.uint64)
 
 
-@dataclass(frozen=True)
-class RequesterState:
-    cipher: CommutativeCipher
-    count: int
+def chunks(count: int, size: int = CHUNK) -> Iterator[slice]:
+    for start in range(0, count, size):
+        yield slice(start, min(count, start + size))
 
 
-def requester_encrypt(ids: Sequence[str]) -> tuple[RequesterState, list[bytes]]:
-    """Step 1: ``[a]H(x)`` for each distinct id (duplicates would leak multiplicities)."""
-    distinct = list(dict.fromkeys(ids))
-    cipher = CommutativeCipher.generate(PSI_DOMAIN)
-    return RequesterState(cipher, len(distinct)), cipher.encrypt_ids(distinct)
+@dataclass
+class Requester:
+    """R's side of one session: its distinct ids (in first-seen order) and its fresh key ``a``."""
+
+    ids: list[str]
+    cipher: CommutativeCipher = field(default_factory=lambda: CommutativeCipher.generate(PSI_DOMAIN))
+
+    @classmethod
+    def for_ids(cls, ids: Sequence[str]) -> Requester:
+        return cls(list(dict.fromkeys(ids)))
+
+    def encrypt(self, part: slice) -> list[bytes]:
+        """Step 1, one chunk: ``[a]H(x)`` for ``ids[part]``."""
+        return self.cipher.encrypt_ids(self.ids[part])
+
+    def owner_tags(self, owner_points: Sequence[bytes]) -> np.ndarray:
+        """Step 4, one chunk: tags of ``[a][b]H(y)`` for O's points."""
+        return tags_of(self.cipher.encrypt_points(list(owner_points)))
 
 
-def owner_encrypt_own(ids: Sequence[str]) -> tuple[CommutativeCipher, list[bytes]]:
-    """Step 2a: a fresh session key ``b`` and ``[b]H(y)`` for the owner's ids, shuffled."""
-    cipher = CommutativeCipher.generate(PSI_DOMAIN)
-    return cipher, shuffled(cipher.encrypt_ids(list(ids)))
+@dataclass
+class Owner:
+    """O's side of one session: its ids, their random order and its fresh key ``b``."""
+
+    ids: Sequence[str]
+    cipher: CommutativeCipher = field(default_factory=lambda: CommutativeCipher.generate(PSI_DOMAIN))
+    order: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.order = random_permutation(len(self.ids))
+
+    def encrypt_own(self, part: slice) -> list[bytes]:
+        """Step 2, one chunk: ``[b]H(y)`` for the ids at positions ``part`` of the random order."""
+        return self.cipher.encrypt_ids([self.ids[i] for i in self.order[part].tolist()])
+
+    def answer(self, requester_points: Sequence[bytes]) -> np.ndarray:
+        """Step 3, one chunk: tags of ``[b][a]H(x)`` in the order received (cardinality mode
+        shuffles the whole answer with :func:`shuffle` before sending it)."""
+        return tags_of(self.cipher.encrypt_points(list(requester_points)))
 
 
-def owner_respond(cipher: CommutativeCipher, requester_points: Sequence[bytes]) -> list[bytes]:
-    """Step 2b: ``[b][a]H(x)`` for R's points, shuffled (cardinality mode)."""
-    return shuffled(cipher.encrypt_points(list(requester_points)))
+def shuffle(tags: np.ndarray) -> np.ndarray:
+    """A uniformly random permutation of the answer (cardinality mode)."""
+    shuffled: np.ndarray = tags[random_permutation(len(tags))]
+    return shuffled
 
 
-def requester_count(state: RequesterState, owner_points: Sequence[bytes], double: Sequence[bytes]) -> int:
-    """Step 3: ``|{[a][b]H(y)} ∩ {[b][a]H(x)}|``, compared as 8-byte tags."""
-    if len(double) != state.count:
-        raise ValueError(f"owner returned {len(double)} points for {state.count} sent")
-    theirs = {oprf_tag(p) for p in state.cipher.encrypt_points(list(owner_points))}
-    return sum(1 for p in double if oprf_tag(p) in theirs)
+def intersection(owner_tags: np.ndarray, answers: np.ndarray) -> np.ndarray:
+    """Intersection mode: for each of R's distinct ids (in order), whether O holds it."""
+    theirs = np.sort(owner_tags)
+    if not len(theirs):
+        return np.zeros(len(answers), dtype=bool)
+    nearest = theirs[np.minimum(np.searchsorted(theirs, answers), len(theirs) - 1)]
+    found: np.ndarray = nearest == answers
+    return found
+
+
+def cardinality(owner_tags: np.ndarray, answers: np.ndarray) -> int:
+    """Cardinality mode: how many of R's ids O holds."""
+    return int(intersection(owner_tags, answers).sum())

@@ -44,28 +44,44 @@ def read_ids(path: Path, column: str, kind: IdKind) -> list[str]:
     return [i for i in ids if i is not None]
 
 
-@app.command("psi-cardinality")
-def psi_cardinality(
+@app.command("psi")
+def psi(
     peer: str = typer.Option(..., help="owner party name (or host:port)"),
     dataset: str = typer.Option(..., help="owner's dataset"),
     ids: Path = typer.Option(..., help="CSV with our ids"),
+    mode: str = typer.Option("cardinality", help="cardinality (how many match) or intersection (which)"),
     column: str = typer.Option("resident_id", help="id column in the CSV"),
     kind: str = typer.Option("resident_id", help="resident_id, credit_code or opaque"),
+    out: Path | None = typer.Option(None, help="intersection mode: write the matching ids here (CSV)"),
     config: Path = CONFIG, purpose: str = PURPOSE, case: str = CASE,
 ) -> None:
-    """How many of our ids the owner's dataset holds (ECDH-PSI; the owner learns only our count)."""
+    """ECDH-PSI with fresh keys: how many of our ids the owner's dataset holds, or which (the
+    owner learns only how many distinct ids we sent)."""
+    from rich.progress import Progress
+
+    if mode not in ("cardinality", "intersection"):
+        raise typer.BadParameter("--mode must be cardinality or intersection")
     mine = read_ids(ids, column, kind)  # type: ignore[arg-type]
-    with Client.from_config(config, purpose, case) as client:
+    with Client.from_config(config, purpose, case) as client, Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"PSI with {peer}.{dataset}", total=None)
         try:
-            result = client.psi_cardinality(peer, dataset, mine)
+            result = client.set_intersection(peer, dataset, mine, mode,  # type: ignore[arg-type]
+                                             lambda done, total: bar.update(task, completed=done, total=total))
         except RemoteError as exc:
             console.print(f"[red]{exc}[/]")
             raise typer.Exit(1) from None
-    table = Table(title=f"PSI cardinality with {peer}.{dataset}")
-    for col in ("our ids", "their rows", "in common", "seconds"):
+    table = Table(title=f"PSI ({mode}) with {peer}.{dataset}")
+    for col in ("our ids", "their rows", "in common", "seconds", "bytes sent", "bytes received"):
         table.add_column(col, justify="right")
-    table.add_row(f"{result.requester_count:,}", f"{result.owner_count:,}", f"{result.intersection:,}", f"{result.seconds:.2f}")
+    table.add_row(f"{result.requester_count:,}", f"{result.owner_count:,}", f"{result.intersection:,}",
+                  f"{result.seconds:.2f}", f"{result.bytes_sent:,}", f"{result.bytes_received:,}")
     console.print(table)
+    if out is not None and result.matched is not None:
+        with out.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow([column])
+            writer.writerows([i] for i in result.matched)
+        console.print(f"matching ids written to {out}")
 
 
 @app.command("threshold-check")

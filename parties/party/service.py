@@ -25,7 +25,8 @@ from mpc.sharing.runtime import Party
 from parties.boundary import Call, ServiceError
 from parties.net import wire
 from parties.net.dealer_client import DealerSession, reservation_of
-from parties.net.points import point_batches, split_points
+from parties.net.points import split_points
+from parties.net.producers import Interleave
 from parties.net.share_channel import ShareServerChannel
 from parties.party.sessions import HeldShares
 from protos import common_pb2, party_pb2, party_pb2_grpc
@@ -33,9 +34,13 @@ from protos import common_pb2, party_pb2, party_pb2_grpc
 if TYPE_CHECKING:
     from parties.party.server import PartyDaemon
 
-PROTOCOLS = ("oprf", "psi-cardinality", "encrypted-buckets", "encrypted-table", "masked-decrypt",
+PROTOCOLS = ("oprf", "psi-cardinality", "psi-intersection", "encrypted-buckets", "encrypted-table", "masked-decrypt",
              "share-exchange:selftest-compare", "share-exchange:threshold-check", "share-exchange:rule")
 PROGRAMS = ("selftest-compare", "threshold-check", "rule")
+
+
+def _tag_message(tags: np.ndarray) -> party_pb2.PsiMessage:
+    return party_pb2.PsiMessage(tags=party_pb2.TagBatch(tags=tags.astype("<u8").tobytes(), count=len(tags)))
 
 
 class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
@@ -47,7 +52,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         self.EvaluateOprf = b.streaming("EvaluateOprf", "oprf")(self._evaluate_oprf)
         self.EvaluateOprfBatch = b.unary("EvaluateOprfBatch", "oprf")(self._evaluate_oprf_batch)
         self.GetPredicateFilter = b.streaming("GetPredicateFilter", "oprf-filter")(self._predicate_filter)
-        self.PsiRound = b.streaming("PsiRound", "psi-cardinality")(self._psi_round)
+        self.PsiRound = b.streaming("PsiRound", "P1")(self._psi_round)
         self.GetEncryptedBucket = b.streaming("GetEncryptedBucket", "lookup")(self._encrypted_bucket)
         self.MaskedDecrypt = b.unary("MaskedDecrypt", "lookup")(self._masked_decrypt)
         self.ForwardShares = b.unary("ForwardShares", "forward")(self._forward_shares)
@@ -145,42 +150,60 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ ECDH-PSI (P1)
     def _psi_round(self, requests: Iterator[party_pb2.PsiMessage], context: Any, call: Call) -> Iterator[party_pb2.PsiMessage]:
+        """P1 ECDH-PSI (:mod:`mpc.protocols.psi`): our shuffled ``[b]H(y)`` and the answers to the
+        requester's points stream out together, chunk by chunk, while its points stream in."""
         first = next(requests, None)
         if first is None or first.WhichOneof("body") != "start":
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "PsiRound must start with a PsiStart message")
         start = first.start
-        if start.mode != "cardinality":
-            raise ServiceError(grpc.StatusCode.UNIMPLEMENTED, f"PSI mode {start.mode!r} is not offered (cardinality only)")
+        if start.mode not in psi.MODES:
+            raise ServiceError(grpc.StatusCode.UNIMPLEMENTED, f"PSI mode {start.mode!r} is not offered (use one of {list(psi.MODES)})")
         dataset = self.daemon.require_dataset(start.dataset)
         self.daemon.config.policy.check_dataset(call.peer, call.purpose, start.dataset, psi=True)
         limit = self.daemon.config.party.max_points_per_request
         if not 0 <= start.requester_count <= limit:
             raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"requester set of {start.requester_count} exceeds {limit}")
-        cipher, own = psi.owner_encrypt_own(dataset.ids)
-        for batch in point_batches(own):
-            yield party_pb2.PsiMessage(points=batch)
-        yield party_pb2.PsiMessage(done=party_pb2.PsiDone(list="owner", count=len(own)))
-        received: list[bytes] = []
-        for message in requests:
-            kind = message.WhichOneof("body")
-            if kind == "points":
-                received.extend(split_points(message.points.points, message.points.count))
-                if len(received) > start.requester_count:
+        owner = psi.Owner(dataset.ids)
+        call.rows = int(start.requester_count)
+        call.detail = f"dataset={start.dataset} mode={start.mode} requester_count={start.requester_count} owner_count={len(owner.ids)}"
+        yield party_pb2.PsiMessage(start=party_pb2.PsiStart(dataset=start.dataset, mode=start.mode,
+                                                            requester_count=start.requester_count,
+                                                            owner_count=len(owner.ids)))
+
+        def own(put: Callable[[party_pb2.PsiMessage], None]) -> None:
+            for part in psi.chunks(len(owner.ids)):
+                points = owner.encrypt_own(part)
+                put(party_pb2.PsiMessage(points=party_pb2.PointBatch(points=b"".join(points), count=len(points))))
+            put(party_pb2.PsiMessage(done=party_pb2.PsiDone(list="owner", count=len(owner.ids))))
+
+        def answer(put: Callable[[party_pb2.PsiMessage], None]) -> None:
+            received, held = 0, []
+            for message in requests:
+                kind = message.WhichOneof("body")
+                if kind == "done":
+                    break
+                if kind != "points":
+                    raise ValueError(f"unexpected {kind!r} message in PsiRound")
+                points = split_points(message.points.points, message.points.count)
+                received += len(points)
+                if received > start.requester_count:
                     raise ValueError(f"requester sent more than the announced {start.requester_count} points")
-            elif kind == "done":
-                break
+                tags = owner.answer(points)
+                if start.mode == "intersection":  # in the requester's order
+                    put(_tag_message(tags))
+                else:
+                    held.append(tags)
             else:
-                raise ValueError(f"unexpected {kind!r} message in PsiRound")
-        else:
-            raise ServiceError(grpc.StatusCode.ABORTED, f"{call.peer} closed the PSI stream before sending all points")
-        if len(received) != start.requester_count:
-            raise ValueError(f"requester announced {start.requester_count} points and sent {len(received)}")
-        call.rows = len(received)
-        call.detail = f"dataset={start.dataset} requester_count={len(received)} owner_count={len(own)}"
-        double = psi.owner_respond(cipher, received)
-        for batch in point_batches(double):
-            yield party_pb2.PsiMessage(points=batch)
-        yield party_pb2.PsiMessage(done=party_pb2.PsiDone(list="double", count=len(double)))
+                raise ServiceError(grpc.StatusCode.ABORTED, f"{call.peer} closed the PSI stream before sending all points")
+            if received != start.requester_count:
+                raise ValueError(f"requester announced {start.requester_count} points and sent {received}")
+            if start.mode == "cardinality":  # shuffled over the whole set: R cannot link answers to its ids
+                answers = psi.shuffle(np.concatenate(held) if held else np.zeros(0, np.uint64))
+                for part in psi.chunks(len(answers)):
+                    put(_tag_message(answers[part]))
+            put(party_pb2.PsiMessage(done=party_pb2.PsiDone(list="answers", count=received)))
+
+        yield from Interleave(own, answer)
 
     # ------------------------------------------------------------------ private lookup (P3)
     def _lookup_columns(self, call: Call, dataset: str, columns: list[str], use: str) -> tuple[str, ...]:

@@ -94,6 +94,41 @@ def test_psi_cardinality_matches_plaintext_and_is_audited(cluster: LocalCluster,
                and rec["outcome"] == "OK" for rec in ours)
 
 
+def test_psi_intersection_matches_plaintext(cluster: LocalCluster, tables: AgencyTables) -> None:
+    """Intersection mode: exactly our ids the owner holds, in our order; duplicates in our list
+    are sent once; ids invalid on the owner's side (its defective rows) never match; an empty
+    list and a list of strangers give empty answers."""
+    theirs = set(owner_values(tables.tax, "annual_income"))
+    mine, _ = normalize_column([str(r["resident_id"]) for r in tables.civil_affairs], "resident_id")
+    ids = [i for i in mine if i][:1500]
+    with client_for(cluster, "housing", case="PSI-INT") as client:
+        result = client.psi_intersection("tax", "income", ids + ids[:100])
+        assert result.matched == [i for i in dict.fromkeys(ids) if i in theirs]
+        assert (result.intersection, result.requester_count, result.owner_count) == (len(result.matched), len(set(ids)),
+                                                                                      len(theirs))
+        assert result.bytes_sent >= 32 * len(set(ids)) and result.bytes_received >= 32 * len(theirs) + 8 * len(set(ids))
+        assert client.psi_intersection("tax", "income", []).matched == []
+        assert client.psi_cardinality("tax", "income", ["11010519491231002X"]).intersection == 0
+    entry = last_entry(cluster, "tax", "PsiRound")
+    assert entry["outcome"] == "OK" and "mode=cardinality" in str(entry["detail"])
+
+
+def test_psi_refuses_an_unknown_mode_and_malformed_points(cluster: LocalCluster) -> None:
+    metadata = (("x-purpose", "statistics"), ("x-case", "PSI-BAD"))
+    with client_for(cluster, "housing", case="PSI-BAD") as client:
+        stub = client.party_stub("tax")
+        with pytest.raises(grpc.RpcError) as unknown:
+            list(stub.PsiRound(iter([party_pb2.PsiMessage(start=party_pb2.PsiStart(dataset="income", mode="aligned"))]),
+                               metadata=metadata, timeout=10))
+        assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED and "intersection" in (unknown.value.details() or "")
+        bad = [party_pb2.PsiMessage(start=party_pb2.PsiStart(dataset="income", mode="intersection", requester_count=1)),
+               party_pb2.PsiMessage(points=party_pb2.PointBatch(points=b"\x01" * 31, count=1))]
+        with pytest.raises(grpc.RpcError) as malformed:
+            list(stub.PsiRound(iter(bad), metadata=metadata, timeout=30))
+        assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert client.psi_cardinality("tax", "income", ["11010519491231002X"]).requester_count == 1  # still serving
+
+
 @pytest.mark.parametrize(
     ("requester", "purpose", "dataset", "message"),
     [
