@@ -10,12 +10,17 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Use = Literal["psi", "oprf", "lookup", "compare", "join_key", "filter", "aggregate", "group_by"]
+# Any of these lets a peer have a column encrypted, looked up and secret-shared (the program that
+# follows checks the exact use: "compare" for rules, "filter" / "aggregate" / "group_by" for
+# aggregates; "group_by" means the column may be used as a *plain* group key, opened to both
+# compute parties).
+SHARE_USES: tuple[Use, ...] = ("lookup", "compare", "filter", "aggregate", "group_by")
 PURPOSE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
@@ -79,22 +84,36 @@ class Policy(BaseModel):
         return grant
 
     def check_dataset(self, peer: str, purpose: str, dataset: str, *, psi: bool = False, batch: bool = False,
-                      columns: Mapping[str, Use] | None = None,
+                      columns: Mapping[str, Use | Collection[Use]] | None = None,
                       classifications: Mapping[str, str] | None = None) -> None:
         """Raise :class:`PolicyError` unless ``peer`` may use ``dataset`` this way for ``purpose``
-        (``batch``: fetch the whole encrypted table for a P1 batch lookup)."""
+        (``psi``: match ids, the dataset's join key; ``batch``: fetch the whole encrypted table
+        for a P1 batch lookup; ``columns``: each column for its use, or for every use of a set)."""
         grant = self.check_purpose(peer, purpose).datasets.get(dataset)
         if grant is None:
             raise PolicyError(f"peer {peer!r} has no grant on dataset {dataset!r}")
         if psi and not grant.psi:
-            raise PolicyError(f"peer {peer!r} may not match ids against dataset {dataset!r}")
+            raise PolicyError(f"peer {peer!r} may not match ids against dataset {dataset!r} (not a join key for it)")
         if batch and not grant.batch:
             raise PolicyError(f"peer {peer!r} may not make batch lookups (whole table) of dataset {dataset!r}")
-        for column, use in (columns or {}).items():
+        for column, uses in (columns or {}).items():
             if (classifications or {}).get(column) == "secret":
                 raise PolicyError(f"column {dataset}.{column} is classified secret and never usable")
-            if use not in grant.columns.get(column, []):
-                raise PolicyError(f"peer {peer!r} may not use column {dataset}.{column} for {use!r}")
+            for use in sorted([uses] if isinstance(uses, str) else uses):
+                if use not in grant.columns.get(column, []):
+                    raise PolicyError(f"peer {peer!r} may not use column {dataset}.{column} for {use!r}")
+
+    def check_readable(self, peer: str, purpose: str, dataset: str, columns: Collection[str],
+                       classifications: Mapping[str, str]) -> None:
+        """Each column may be secret-shared with ``peer``: it holds at least one of :data:`SHARE_USES`."""
+        self.check_dataset(peer, purpose, dataset, psi=True)
+        granted = self.peers[peer].datasets[dataset].columns
+        for column in columns:
+            if classifications.get(column) == "secret":
+                raise PolicyError(f"column {dataset}.{column} is classified secret and never usable")
+            if not set(granted.get(column, [])) & set(SHARE_USES):
+                raise PolicyError(f"peer {peer!r} may not use column {dataset}.{column} on shares "
+                                  f"(it needs one of {list(SHARE_USES)})")
 
     def check_forward(self, requester: str, purpose: str, co_party: str) -> None:
         if co_party not in self.check_purpose(requester, purpose).co_parties:

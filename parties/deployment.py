@@ -5,8 +5,9 @@
 * ``housing`` — dataset ``properties`` (SQLite): registered property count, district.
 * ``public-security`` — dataset ``residents`` (SQLite): local residency, registered district.
 
-Every agency grants every other one id matching (PSI/OPRF), lookups and comparisons of its
-non-secret numeric and boolean columns for the purposes in :data:`PURPOSES`, the programs in
+Every agency grants every other one id matching (PSI/OPRF), lookups, comparisons, filters and
+aggregates of its non-secret numeric and boolean columns, filters and plain group-by on its public
+and internal category columns, for the purposes in :data:`PURPOSES`, the programs in
 :data:`PROGRAMS`, and forwarding of shares between agencies acting as a rule's co-party.
 """
 
@@ -22,7 +23,7 @@ from parties.cluster import PartySpec
 
 AGENCIES = ("tax", "civil-affairs", "housing", "public-security")
 PURPOSES = ["statistics", "selftest", "public-rental-housing", "minimum-living-allowance", "income-check"]
-PROGRAMS = ["selftest-compare", "threshold-check", "rule"]
+PROGRAMS = ["selftest-compare", "threshold-check", "rule", "aggregate"]
 REVEALS_CLAUSES = {"housing", "public-security", "civil-affairs"}  # the tax bureau keeps clause bits on its data to itself
 PREDICATES: dict[str, list[dict[str, Any]]] = {  # published by the owner (P2 OPRF filters)
     "public-security": [{"name": "local-resident", "dataset": "residents", "column": "local_resident",
@@ -69,10 +70,14 @@ def dataset_specs(tables: AgencyTables, data_dir: Path) -> dict[str, dict[str, A
 
 
 def policy_for(owner: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """Every other agency may match ids, look up and compare the non-secret columns, run the
-    programs, and use the other agencies as co-parties (to which shares are forwarded)."""
-    columns = {c: ["lookup", "compare"] for c, col in spec["schema"]["columns"].items()
-               if col.get("classification") != "secret" and col["type"] != "category"}
+    """Every other agency may match ids; look up, compare, filter on and aggregate the non-secret
+    numeric and boolean columns; filter on and group by the public and internal category columns
+    (plain group-by keys); run the programs; and use the other agencies as co-parties (to which
+    shares are forwarded)."""
+    columns = {c: ["lookup", "compare", "filter", "aggregate"] if col["type"] != "category" else ["filter", "group_by"]
+               for c, col in spec["schema"]["columns"].items()
+               if col.get("classification", "internal") in ("public", "internal")
+               or (col["type"] != "category" and col.get("classification") != "secret")}
     peers = {peer: {"purposes": PURPOSES, "datasets": {spec["name"]: {"psi": True, "columns": columns}},
                     "programs": PROGRAMS, "co_parties": [a for a in AGENCIES if a not in (owner, peer)],
                     "forward_shares": True, "predicates": [p["name"] for p in PREDICATES.get(owner, [])],

@@ -10,6 +10,7 @@ coordinator's directory.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -30,19 +31,25 @@ from mpc.audit import AuditEvent, AuditLog, AuditLogError, load_or_create_signin
 from mpc.crypto.curve25519 import OprfClient
 from mpc.crypto.obfuscators import ObfuscatorPool, ShortExponentObfuscator, parallel_obfuscators
 from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
+from mpc.data.sources import Dataset, load_dataset
+from mpc.policy import PolicyError
+from mpc.protocols import aggregate as agg
 from mpc.protocols import lookup, oprf_filter, planner, psi, rules, selftest
 from mpc.protocols import threshold as threshold_rule
+from mpc.sharing import ring
 from mpc.sharing.channel import ChannelError
 from mpc.sharing.dealer import Reservation
 from mpc.sharing.runtime import Party
+from parties.net import wire
 from parties.net.dealer_client import DealerSession, reservation_message
 from parties.net.points import point_batches, split_fixed, split_points
 from parties.net.share_channel import ShareClientChannel
 from parties.net.tls import OwnCertificateError, TlsConfig, check_own_certificate, secure_channel
-from parties.party.config import load_party_config
+from parties.party.config import PartyConfig, load_party_config
 from protos import common_pb2, coordinator_pb2_grpc, party_pb2, party_pb2_grpc
 
 log = logging.getLogger("mpc.sdk")
+T = TypeVar("T")
 SCHEMA_SECONDS = 30.0  # how long an owner's dataset schemas are reused
 POOLED_OBFUSCATORS = 64  # per owner key and process, for the masks of point queries
 
@@ -69,6 +76,17 @@ class PsiResult:
     bytes_received: int = 0
 
 
+@dataclass(frozen=True)
+class IntersectionSum:
+    """Private join and compute: the intersection's size and each column's sum over it."""
+
+    intersection: int
+    sums: dict[str, int]
+    requester_count: int
+    owner_count: int
+    seconds: float
+
+
 Progress = Callable[[int, int], None]  # (done, total)
 
 
@@ -92,10 +110,12 @@ class Client:
     values or results."""
 
     def __init__(self, name: str, tls: TlsConfig, coordinator: str | None, purpose: str = "", case: str = "",
-                 audit: AuditLog | None = None) -> None:
+                 audit: AuditLog | None = None, config: PartyConfig | None = None) -> None:
         self.name, self.tls, self.coordinator = name, tls, coordinator
         self.purpose, self.case = purpose, case
         self.audit = audit
+        self.config = config  # our own datasets and policy (aggregates over a join with our data)
+        self._own: dict[str, Dataset] = {}
         self._channels: dict[str, grpc.Channel] = {}
         self.plans: list[planner.LookupPlan] = []  # the path each lookup took, newest last
         self._endpoints: dict[str, str] = {}
@@ -113,7 +133,7 @@ class Client:
         except AuditLogError as exc:  # another client of this agency holds the log
             log.warning("requests are not recorded locally", extra={"fields": {"reason": str(exc)}})
             audit = None
-        return cls(config.party.name, config.tls, config.party.coordinator, purpose, case, audit)
+        return cls(config.party.name, config.tls, config.party.coordinator, purpose, case, audit, config)
 
     def close(self) -> None:
         for channel in self._channels.values():
@@ -286,7 +306,7 @@ class Client:
         name = party if ":" not in party else self.capabilities(party).party
         dealer = self._dealer_session(name, selftest.compare_reservation(len(values)))
         return self._run_program(party, dealer, "selftest-compare", {"n": len(values), "seed": seed},
-                                 lambda p: selftest.compare_program(p, len(values), seed, 0, values))
+                                 lambda p: _revealed(selftest.compare_program(p, len(values), seed, 0, values)))
 
     def _dealer_session(self, co_party: str, reservation: Reservation, session_id: str | None = None) -> DealerSession:
         """Open a dealer session with ``co_party`` (by certificate name) for a program that takes
@@ -295,7 +315,7 @@ class Client:
                              reservation, self._metadata())
 
     def _run_program(self, party: str, dealer: DealerSession, program: str, params: dict[str, Any],
-                     body: Callable[[Party], np.ndarray | None]) -> tuple[np.ndarray, dict[str, Any]]:
+                     body: Callable[[Party], T]) -> tuple[T, dict[str, Any]]:
         """Run ``body`` as party 0 against ``program`` on the co-party's daemon, the coordinator dealing."""
         session_id = dealer.session_id
         start = party_pb2.ShareStart(session_id=session_id, program=program, params=json.dumps(params).encode(),
@@ -317,7 +337,6 @@ class Client:
         finally:
             dealer.close()
         channel.close()
-        assert bits is not None
         return bits, channel.result or {}
 
     def plan_lookup(self, party: str, dataset: str, columns: Sequence[str], rows: int, distinct: int,
@@ -349,14 +368,14 @@ class Client:
         return schema
 
     @staticmethod
-    def _layout(schema: party_pb2.DatasetSchema, columns: Sequence[str], modulus_bits: int) -> lookup.RowLayout:
+    def _layout(schema: party_pb2.DatasetSchema, columns: Sequence[str], modulus_bits: int,
+                headroom_bits: int = 0) -> lookup.RowLayout:
         specs = {c.name: c for c in schema.columns}
         unknown = [c for c in columns if c not in specs]
         if unknown:
             raise RemoteError(schema.name, grpc.StatusCode.NOT_FOUND, f"dataset {schema.name!r} has no column(s) {unknown}")
-        declared = [(specs[c].type, specs[c].min if specs[c].has_bounds else None,
-                     specs[c].max if specs[c].has_bounds else None) for c in columns]
-        return lookup.RowLayout.for_columns(list(columns), declared, modulus_bits)
+        declared = [_declared(specs[c]) for c in columns]
+        return lookup.RowLayout.for_columns(list(columns), declared, modulus_bits, headroom_bits)
 
     def lookup_shares(self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str | None],
                       path: planner.Path | None = None) -> tuple[str, str, np.ndarray, np.ndarray]:
@@ -384,10 +403,7 @@ class Client:
         plan = self._plan(caps.party, schema, layout, len(ids), len(real), path)
         self.plans.append(plan)
         # 1. OPRF: the owner's tag of each of our ids, without showing it the ids.
-        client = OprfClient(domain=f"{caps.party}/{dataset}".encode())
-        query = client.blind(real)
-        evaluated = self._evaluate_oprf(party, list(point_batches(query.points, dataset=dataset)))
-        tag_of = dict(zip(real, client.finalize(query, evaluated), strict=True)) if real else {}
+        tag_of = self._oprf_tags(party, caps.party, dataset, real)
         # 2. The encrypted rows: the buckets our tags fall in (P3) or the whole table (P1).
         if plan.path == "P1":
             requests = [party_pb2.BucketRequest(dataset=dataset, columns=list(columns), whole_table=True)]
@@ -397,6 +413,123 @@ class Client:
         found = self._fetch_rows(party, stub, requests, layout, schema.bucket_bits, set(tag_of.values()), public_key)
         selected = [found.get(tag_of[i]) if i is not None else None for i in ids]
         return _Fetched(party, caps.party, dataset, tuple(columns), plan, layout, public_key, selected)
+
+    def _oprf_tags(self, party: str, owner: str, dataset: str, ids: Sequence[str]) -> dict[str, bytes]:
+        """The owner's OPRF tag of each of our distinct ``ids`` (it sees blinded points only)."""
+        if not ids:
+            return {}
+        client = OprfClient(domain=f"{owner}/{dataset}".encode())
+        query = client.blind(ids)
+        evaluated = self._evaluate_oprf(party, list(point_batches(query.points, dataset=dataset)))
+        return dict(zip(ids, client.finalize(query, evaluated), strict=True))
+
+    def intersection_sum(self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str]) -> IntersectionSum:
+        """Private join and compute (intersection-sum): how many of ``ids`` the owner holds and the
+        sum of each of ``columns`` over them. The owner sends its encrypted table (slots with
+        room for sums); we multiply the ciphertexts of our matches into one, mask it, and the
+        owner decrypts that single ciphertext and returns its share: it learns how many ids we
+        asked about, nothing else; we learn the count and the sums."""
+        with self._recorded("intersection-sum", party, len(ids), "P1/SUM"):
+            return self._intersection_sum(party, dataset, columns, ids)
+
+    def _intersection_sum(self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str]) -> IntersectionSum:
+        started = time.perf_counter()
+        caps, schema = self.capabilities(party), self._schema(party, dataset)
+        pk = self._paillier_key(caps)
+        layout = self._layout(schema, columns, int(pk.n).bit_length(), lookup.SUM_HEADROOM_BITS)
+        real = list(dict.fromkeys(ids))
+        tag_of = self._oprf_tags(party, caps.party, dataset, real)
+        request = party_pb2.BucketRequest(dataset=dataset, columns=list(columns), whole_table=True,
+                                          headroom_bits=lookup.SUM_HEADROOM_BITS)
+        found = self._fetch_rows(party, self.party_stub(party), [request], layout, schema.bucket_bits,
+                                 set(tag_of.values()), pk)
+        matched = [found[t][1] for t in tag_of.values() if t in found]
+        bounds = {c.name: max(abs(c.min), abs(c.max)) if c.has_bounds else 1 for c in schema.columns}
+        for column in columns:
+            if bounds[column] * len(matched) >= ring.VALUE_MAX:
+                raise ValueError(f"the sum of {column} over {len(matched):,} rows could leave the value range")
+        product = None
+        if matched:
+            value, nsq = matched[0].value, pk.nsquare
+            for c in matched[1:]:
+                value = value * c.value % nsq
+            product = PaillierCiphertext(pk, value)
+        masked, mine = lookup.mask_rows(pk, layout, [product])
+        receipt = self._call(party, self.party_stub(party).MaskedDecrypt, iter([party_pb2.MaskedRows(
+            session_id=uuid.uuid4().hex, dataset=dataset, columns=list(columns), path="SUM",
+            headroom_bits=lookup.SUM_HEADROOM_BITS, ciphertexts=pk.ciphertexts_to_bytes(masked), count=1)]), timeout=600)
+        theirs = wire.from_message(receipt.shares)
+        if theirs.shape != (len(columns),) or theirs.dtype != np.uint64:
+            raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "malformed intersection-sum share")
+        # the owner added each column's minimum once; the sum of k rows needs it k times
+        extra = np.array([(max(len(matched) - 1, 0) * m) % 2**64 for m in layout.minimums], dtype=np.uint64)
+        sums = ring.decode(theirs + mine[0] + extra)
+        return IntersectionSum(len(matched), {c: int(v) for c, v in zip(columns, sums.tolist(), strict=True)},
+                               len(real), int(schema.rows), time.perf_counter() - started)
+
+    # ------------------------------------------------------------------ aggregates over a join (P5 compute)
+    def own_dataset(self, name: str) -> Dataset:
+        """One of our own datasets, loaded from our configuration (once per client)."""
+        if name not in self._own:
+            if self.config is None:
+                raise ValueError("this client has no configuration of its own datasets (use Client.from_config)")
+            spec = next((d for d in self.config.datasets if d.name == name), None)
+            if spec is None:
+                raise LookupError(f"{self.name} has no dataset {name!r} in its configuration")
+            self._own[name] = load_dataset(spec, self.config.base_dir)
+        return self._own[name]
+
+    def aggregate(self, peer: str, request: agg.AggregateRequest) -> agg.AggregateResult | None:
+        """COUNT / SUM / MEAN per group over our dataset joined with the peer's (see
+        :mod:`mpc.protocols.aggregate`). Both sides' policies are checked before anything is
+        computed: ours for our columns (what the peer would see of them), the peer's by
+        ``CheckAggregate``. Returns the cells when they are revealed to us, None when the request
+        reveals them to the peer (which keeps them)."""
+        with self._recorded("aggregate", peer, 0, "P1/P5"):
+            return self._aggregate(peer, request)
+
+    def _aggregate(self, peer: str, request: agg.AggregateRequest) -> agg.AggregateResult | None:
+        mine = self.own_dataset(request.initiator_dataset)
+        caps, schema = self.capabilities(peer), self._schema(peer, request.peer_dataset)
+        schemas: dict[agg.Side, dict[str, agg.ColumnInfo]] = {
+            "initiator": {c: _own_info(mine, c) for c in mine.spec.schema_.columns},
+            "peer": {c.name: agg.ColumnInfo(*_declared(c)[:1], c.min if c.has_bounds else None,
+                                                  c.max if c.has_bounds else None, tuple(c.categories))
+                     for c in schema.columns}}
+        rows = len(mine.ids)
+        request.check(schemas, rows)
+        assert self.config is not None
+        uses = request.uses("initiator")
+        try:  # what our own policy lets the peer learn of our columns
+            self.config.policy.check_dataset(caps.party, self.purpose, mine.name, psi=True, columns=uses,
+                                             classifications={c: mine.spec.schema_.columns[c].classification for c in uses})
+        except PolicyError as exc:
+            raise RemoteError("(local)", grpc.StatusCode.PERMISSION_DENIED, f"our own policy: {exc}") from None
+        self._call(peer, self.party_stub(peer).CheckAggregate,
+                   party_pb2.AggregateCheck(request=request.model_dump_json().encode(), rows=rows), timeout=30)
+        columns = request.peer_columns()
+        reservation = agg.aggregate_reservation(request, rows)
+        session_id: str | None = None
+        if columns:  # the peer's columns secret-shared and aligned to our rows (P1 or P3, as planned)
+            fetched = self._fetch_lookup(peer, request.peer_dataset, columns, mine.ids, None)
+            dealer = self._dealer_session(fetched.owner, reservation)
+            try:
+                _, session_id, shares, present = self._decrypt_lookup(fetched)
+            except BaseException:
+                dealer.close()
+                raise
+        else:  # nothing of theirs on shares: presence by ECDH-PSI
+            found = set(self._psi(peer, request.peer_dataset, mine.ids, "intersection", None).matched or [])
+            present = np.array([i in found for i in mine.ids], dtype=np.uint8)
+            shares = np.zeros((rows, 0), dtype=np.uint64)
+            dealer = self._dealer_session(caps.party, reservation)
+        used = sorted(uses)
+        inputs = agg.InitiatorInputs(present, {c: agg.clamp(mine.values(c), schemas["initiator"][c]) for c in used})
+        params = {"request": request.model_dump(mode="json"), "rows": rows, "session": session_id,
+                  "initiator": {c: dataclasses.asdict(schemas["initiator"][c]) for c in used}}
+        result, _ = self._run_program(peer, dealer, "aggregate", params,
+                                      lambda p: agg.aggregate_program(p, request, schemas, rows, shares, inputs))
+        return result
 
     def _decrypt_lookup(self, fetched: _Fetched) -> tuple[str, str, np.ndarray, np.ndarray]:
         """Step 3: mask (absent ids and padding select nothing); the owner decrypts and keeps its
@@ -436,15 +569,17 @@ class Client:
                         self._schemas.pop(party, None)
                         raise RemoteError(party, grpc.StatusCode.FAILED_PRECONDITION,
                                           "the owner's table changed since we read its schema (layout or buckets); try again")
-                    tags = np.frombuffer(message.tags, dtype="<u8")
-                    if len(tags) != message.count or len(message.ciphertexts) != message.count * width:
+                    # each access to a bytes field copies it: read each once per message
+                    tag_bytes, blob = message.tags, message.ciphertexts
+                    tags = np.frombuffer(tag_bytes, dtype="<u8")
+                    if len(tags) != message.count or len(blob) != message.count * width:
                         raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "malformed encrypted rows")
                     if not len(want):
                         continue
                     nearest = want[np.minimum(np.searchsorted(want, tags), len(want) - 1)]  # np.isin re-sorts `want` per call
                     for k in np.flatnonzero(nearest == tags).tolist():
-                        tag = message.tags[8 * k : 8 * k + 8]
-                        found[tag] = (tag, public_key.ciphertext_from_bytes(message.ciphertexts[k * width : (k + 1) * width]))
+                        tag = tag_bytes[8 * k : 8 * k + 8]
+                        found[tag] = (tag, public_key.ciphertext_from_bytes(blob[k * width : (k + 1) * width]))
             except grpc.RpcError as exc:
                 raise RemoteError(party, exc.code(), exc.details() or "") from None
         return found
@@ -483,8 +618,8 @@ class Client:
             owner, session_id, shares, present = self.lookup_shares(party, dataset, [column], list(ids))
             dealer = self._dealer_session(owner, threshold_rule.threshold_reservation(op, len(ids)), session_id)
             bits, _ = self._run_program(party, dealer, "threshold-check", {"op": op},
-                                        lambda p: threshold_rule.threshold_program(p, shares, op, requester=0, threshold=threshold,
-                                                                                   present=present))
+                                        lambda p: _revealed(threshold_rule.threshold_program(
+                                            p, shares, op, requester=0, threshold=threshold, present=present)))
             return bits
 
     def check_eligibility(self, rule: rules.Rule, applications: Sequence[rules.Application],
@@ -568,8 +703,9 @@ class Client:
         params = {"rule": rule.model_dump(), "applications": len(applications), "slots": slots, "tables": sessions,
                   "reveal": list(reveal)}
         bits, _ = self._run_program(co_party, dealer, "rule", params,
-                                    lambda p: rules.rule_program(p, rule, tables, len(applications), slots, 0, members,
-                                                                 predicate_bits, reveal, revealed, presence))
+                                    lambda p: _revealed(rules.rule_program(p, rule, tables, len(applications), slots, 0,
+                                                                           members, predicate_bits, reveal, revealed,
+                                                                           presence)))
         return bits
 
     def predicate_bits(self, party: str, predicate: str, ids: Sequence[str]) -> np.ndarray:
@@ -640,6 +776,25 @@ class Client:
                                                   capacity=POOLED_OBFUSCATORS))
                 _KEYS[caps.paillier_public_key] = key
             return key
+
+
+def _revealed(bits: np.ndarray | None) -> np.ndarray:
+    """What a program revealed to us (the requester is always the recipient of its own bits)."""
+    if bits is None:
+        raise RuntimeError("the program revealed nothing to the requester")
+    return bits
+
+
+def _own_info(dataset: Dataset, column: str) -> agg.ColumnInfo:
+    spec = dataset.spec.schema_.columns[column]
+    return agg.ColumnInfo(spec.type, spec.min, spec.max, dataset.labels(column) if spec.type == "category" else ())
+
+
+def _declared(column: party_pb2.ColumnSchema) -> tuple[str, int | None, int | None]:
+    """(type, min, max) of an owner's column as carried on shares (a category: its codes)."""
+    if column.type == "category":
+        return column.type, 0, max(0, len(column.categories) - 1) if column.categories else None
+    return column.type, column.min if column.has_bounds else None, column.max if column.has_bounds else None
 
 
 _KEYS: dict[str, PaillierPublicKey] = {}

@@ -26,7 +26,7 @@ class Capabilities(_message.Message):
     def __init__(self, party: _Optional[str] = ..., protocols: _Optional[_Iterable[str]] = ..., paillier_fingerprint: _Optional[str] = ..., audit_public_key: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., max_batch_points: _Optional[int] = ..., paillier_public_key: _Optional[str] = ...) -> None: ...
 
 class ColumnSchema(_message.Message):
-    __slots__ = ("name", "type", "has_bounds", "min", "max", "classification", "allowed_uses")
+    __slots__ = ("name", "type", "has_bounds", "min", "max", "classification", "allowed_uses", "categories")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     HAS_BOUNDS_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class ColumnSchema(_message.Message):
     MAX_FIELD_NUMBER: _ClassVar[int]
     CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_USES_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: str
     has_bounds: bool
@@ -41,7 +42,8 @@ class ColumnSchema(_message.Message):
     max: int
     classification: str
     allowed_uses: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., has_bounds: _Optional[bool] = ..., min: _Optional[int] = ..., max: _Optional[int] = ..., classification: _Optional[str] = ..., allowed_uses: _Optional[_Iterable[str]] = ...) -> None: ...
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., has_bounds: _Optional[bool] = ..., min: _Optional[int] = ..., max: _Optional[int] = ..., classification: _Optional[str] = ..., allowed_uses: _Optional[_Iterable[str]] = ..., categories: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DatasetSchema(_message.Message):
     __slots__ = ("name", "id_kind", "rows", "columns", "description", "bucket_bits", "batch")
@@ -102,16 +104,18 @@ class FilterChunk(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., total: _Optional[int] = ..., tags: _Optional[bytes] = ..., count: _Optional[int] = ...) -> None: ...
 
 class BucketRequest(_message.Message):
-    __slots__ = ("dataset", "columns", "bucket", "whole_table")
+    __slots__ = ("dataset", "columns", "bucket", "whole_table", "headroom_bits")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     BUCKET_FIELD_NUMBER: _ClassVar[int]
     WHOLE_TABLE_FIELD_NUMBER: _ClassVar[int]
+    HEADROOM_BITS_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     columns: _containers.RepeatedScalarFieldContainer[str]
     bucket: int
     whole_table: bool
-    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., bucket: _Optional[int] = ..., whole_table: _Optional[bool] = ...) -> None: ...
+    headroom_bits: int
+    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., bucket: _Optional[int] = ..., whole_table: _Optional[bool] = ..., headroom_bits: _Optional[int] = ...) -> None: ...
 
 class EncryptedRows(_message.Message):
     __slots__ = ("bucket_bits", "columns", "tags", "ciphertexts", "count", "value_bits", "minimums", "rows_per_plaintext", "total")
@@ -136,7 +140,7 @@ class EncryptedRows(_message.Message):
     def __init__(self, bucket_bits: _Optional[int] = ..., columns: _Optional[_Iterable[str]] = ..., tags: _Optional[bytes] = ..., ciphertexts: _Optional[bytes] = ..., count: _Optional[int] = ..., value_bits: _Optional[_Iterable[int]] = ..., minimums: _Optional[_Iterable[int]] = ..., rows_per_plaintext: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
 
 class MaskedRows(_message.Message):
-    __slots__ = ("session_id", "dataset", "columns", "ciphertexts", "count", "rows", "groups", "positions", "path")
+    __slots__ = ("session_id", "dataset", "columns", "ciphertexts", "count", "rows", "groups", "positions", "path", "headroom_bits")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +150,7 @@ class MaskedRows(_message.Message):
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     POSITIONS_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
+    HEADROOM_BITS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     dataset: str
     columns: _containers.RepeatedScalarFieldContainer[str]
@@ -155,7 +160,8 @@ class MaskedRows(_message.Message):
     groups: bytes
     positions: bytes
     path: str
-    def __init__(self, session_id: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., ciphertexts: _Optional[bytes] = ..., count: _Optional[int] = ..., rows: _Optional[int] = ..., groups: _Optional[bytes] = ..., positions: _Optional[bytes] = ..., path: _Optional[str] = ...) -> None: ...
+    headroom_bits: int
+    def __init__(self, session_id: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., ciphertexts: _Optional[bytes] = ..., count: _Optional[int] = ..., rows: _Optional[int] = ..., groups: _Optional[bytes] = ..., positions: _Optional[bytes] = ..., path: _Optional[str] = ..., headroom_bits: _Optional[int] = ...) -> None: ...
 
 class ForwardRequest(_message.Message):
     __slots__ = ("session_id", "co_party")
@@ -186,10 +192,20 @@ class SharesChunk(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., requester: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., rows: _Optional[int] = ..., shares: _Optional[_Union[_common_pb2.NdArray, _Mapping]] = ..., more: _Optional[bool] = ..., reveal_allowed: _Optional[bool] = ...) -> None: ...
 
 class DecryptReceipt(_message.Message):
-    __slots__ = ("rows",)
+    __slots__ = ("rows", "shares")
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    SHARES_FIELD_NUMBER: _ClassVar[int]
     rows: int
-    def __init__(self, rows: _Optional[int] = ...) -> None: ...
+    shares: _common_pb2.NdArray
+    def __init__(self, rows: _Optional[int] = ..., shares: _Optional[_Union[_common_pb2.NdArray, _Mapping]] = ...) -> None: ...
+
+class AggregateCheck(_message.Message):
+    __slots__ = ("request", "rows")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    request: bytes
+    rows: int
+    def __init__(self, request: _Optional[bytes] = ..., rows: _Optional[int] = ...) -> None: ...
 
 class PsiMessage(_message.Message):
     __slots__ = ("start", "points", "done", "tags")

@@ -95,6 +95,11 @@ class PartyStub:
                 request_serializer=protos_dot_common__pb2.Empty.SerializeToString,
                 response_deserializer=protos_dot_common__pb2.AuditHead.FromString,
                 _registered_method=True)
+        self.CheckAggregate = channel.unary_unary(
+                '/mpc.v1.Party/CheckAggregate',
+                request_serializer=protos_dot_party__pb2.AggregateCheck.SerializeToString,
+                response_deserializer=protos_dot_common__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class PartyServicer:
@@ -188,6 +193,14 @@ class PartyServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckAggregate(self, request, context):
+        """P5 compute: may the caller run this aggregate over a join with our dataset? PERMISSION_DENIED
+        names the constraint it breaks; nothing is computed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PartyServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -250,6 +263,11 @@ def add_PartyServicer_to_server(servicer, server):
                     servicer.GetAuditHead,
                     request_deserializer=protos_dot_common__pb2.Empty.FromString,
                     response_serializer=protos_dot_common__pb2.AuditHead.SerializeToString,
+            ),
+            'CheckAggregate': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckAggregate,
+                    request_deserializer=protos_dot_party__pb2.AggregateCheck.FromString,
+                    response_serializer=protos_dot_common__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -576,6 +594,33 @@ class Party:
             '/mpc.v1.Party/GetAuditHead',
             protos_dot_common__pb2.Empty.SerializeToString,
             protos_dot_common__pb2.AuditHead.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckAggregate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Party/CheckAggregate',
+            protos_dot_party__pb2.AggregateCheck.SerializeToString,
+            protos_dot_common__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -161,6 +161,18 @@ class Dataset:
         """How many rows were loaded."""
         return len(self.ids)
 
+    def labels(self, name: str) -> tuple[str, ...]:
+        """A category column's distinct values, sorted: value ``k`` is carried on shares as code ``k``."""
+        return tuple(sorted(set(self.columns[name].tolist())))
+
+    def values(self, name: str) -> np.ndarray:
+        """A column as int64 per row: ints and bools as loaded, categories as their codes."""
+        column = self.columns[name]
+        if self.spec.schema_.columns[name].type != "category":
+            return column.astype(np.int64)
+        code = {label: k for k, label in enumerate(self.labels(name))}
+        return np.array([code[v] for v in column.tolist()], dtype=np.int64)
+
     def index_of(self, normalised_id: str) -> int | None:
         """The row position of an already-normalised id, or None if it is not in the dataset."""
         return self._index.get(normalised_id)

@@ -90,7 +90,7 @@ def eqz(x: ArithmeticShare) -> BooleanShare:
     while rows.shape[0] > 1:
         level += 1
         ax, ay = kernels.and_tree_inputs(rows)
-        rows = and_words(party, ax, ay, f"eqz-{level}").reshape(-1, rows.shape[1])
+        rows = and_words(party, ax, ay, f"eqz-{level}").reshape(rows.shape[0] // 2, rows.shape[1])
     return BooleanShare(party, rows[0], n)
 
 

@@ -208,6 +208,7 @@ def deployment(
         console.print(results)
 
         _eligibility_step(cluster, tables, state, applications)
+        _statistics_step(cluster, tables)
 
         values = np.random.default_rng(7).integers(-(2**62), 2**62, comparisons, dtype=np.int64)
         with Client.from_config(cluster.config("housing"), purpose="selftest", case="DEMO-selftest") as client:
@@ -287,6 +288,53 @@ def _eligibility_step(cluster: object, tables: object, state: Path, count: int) 
     console.print(summary)
     console.print(f"applications: {applications_csv}; results: {results_csv} "
                   "(owners learned how many rows, and per row its position class (P1) or bucket (P3); the co-party, tax, only shares)")
+
+
+STATISTICS_SQL = ("SELECT h.district, COUNT(*), SUM(i.annual_income), AVG(i.annual_income) "
+                  "FROM households h JOIN tax.income i USING (resident_id) "
+                  "WHERE h.disabled = 1 AND i.annual_income > 30000 GROUP BY h.district")
+
+
+def _statistics_step(cluster: object, tables: object) -> None:
+    """Cross-agency statistics: civil-affairs' disabled residents joined with tax's incomes, counted
+    and summed by district on secret shares; the cells are revealed to civil-affairs only."""
+    from mpc.data.synthetic import AgencyTables
+    from mpc.protocols import aggregate as agg
+    from mpc.protocols.sql import parse_query
+    from parties.cluster import LocalCluster
+    from parties.deployment import with_ids
+    from parties.sdk import Client
+
+    assert isinstance(cluster, LocalCluster) and isinstance(tables, AgencyTables)
+    query = parse_query(STATISTICS_SQL)
+    started = time.perf_counter()
+    with Client.from_config(cluster.config("civil-affairs"), purpose="statistics", case="DEMO-STATS") as client:
+        with console.status("joining households with incomes on shares…"):
+            result = client.aggregate(query.peer, query.request)
+        schemas = {"initiator": {c: agg.ColumnInfo("category", labels=client.own_dataset("households").labels(c))
+                                 if c == "district" else agg.ColumnInfo("bool") for c in ("district", "disabled")},
+                   "peer": {"annual_income": agg.ColumnInfo("int", -(10**12), 10**12)}}
+    seconds = time.perf_counter() - started
+    assert result is not None
+    mine = {i: {"district": str(r["district"]), "disabled": int(str(r["disabled"]))} for i, r in with_ids(tables.civil_affairs)}
+    theirs = {i: {"annual_income": int(str(r["annual_income"]))} for i, r in with_ids(tables.tax)}
+    plain = agg.evaluate_plain(query.request, schemas, mine, theirs)  # type: ignore[arg-type]
+    rows = result.table(query.request)
+    correct = all(plain[group]["count"] == result.cells["count"][k]
+                  and plain[group]["sum(peer.annual_income)"] == result.cells["sum(peer.annual_income)"][k]
+                  for k, group in enumerate(result.groups))
+    table = Table(title=f"statistics: disabled residents (civil-affairs) with income > 30 000 (tax), by district "
+                        f"— {result.rows:,} households rows joined on shares in {seconds:.1f} s, "
+                        + ("[green]matches plaintext[/]" if correct else "[red]differs from plaintext[/]"))
+    for column in ("district", "residents", "total income", "mean income"):
+        table.add_column(column, justify="left" if column == "district" else "right")
+    for row in rows:
+        mean = row["mean(peer.annual_income)"]
+        table.add_row(str(row["initiator.district"]), f"{row['count']:,}", f"{row['sum(peer.annual_income)']:,}",
+                      "—" if mean is None else f"{mean:,.0f}")
+    console.print(table)
+    console.print(f"[dim]{query.request.where}: civil-affairs learned the cells; tax learned the number of rows, "
+                  "each row's district (a plain group-by key) and its position class, never a value[/]")
 
 
 def _normalised(rows: list[dict[str, object]]) -> list[str]:

@@ -84,6 +84,83 @@ def psi(
         console.print(f"matching ids written to {out}")
 
 
+@app.command("intersection-sum")
+def intersection_sum(
+    peer: str = typer.Option(..., help="owner party name (or host:port)"),
+    dataset: str = typer.Option(..., help="owner's dataset"),
+    column: list[str] = typer.Option(..., "--column", help="owner's column(s) to sum over the intersection"),
+    ids: Path = typer.Option(..., help="CSV with our ids"),
+    id_column: str = typer.Option("resident_id", help="id column in the CSV"),
+    kind: str = typer.Option("resident_id", help="resident_id, credit_code or opaque"),
+    config: Path = CONFIG, purpose: str = PURPOSE, case: str = CASE,
+) -> None:
+    """Private join and compute: how many of our ids the owner holds and the sum of its columns
+    over them (the owner decrypts one masked ciphertext and learns only our count)."""
+    mine = read_ids(ids, id_column, kind)  # type: ignore[arg-type]
+    with Client.from_config(config, purpose, case) as client:
+        try:
+            result = client.intersection_sum(peer, dataset, column, mine)
+        except RemoteError as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from None
+    table = Table(title=f"intersection-sum with {peer}.{dataset}")
+    for col in ("our ids", "their rows", "in common", *(f"sum({c})" for c in column), "seconds"):
+        table.add_column(col, justify="right")
+    table.add_row(f"{result.requester_count:,}", f"{result.owner_count:,}", f"{result.intersection:,}",
+                  *(f"{result.sums[c]:,}" for c in column), f"{result.seconds:.2f}")
+    console.print(table)
+
+
+@app.command("aggregate")
+def aggregate(
+    sql: str = typer.Option(..., help="SELECT keys, COUNT(*), SUM(col), AVG(col) FROM us.dataset a JOIN peer.dataset b "
+                                      "USING (id) [WHERE ...] GROUP BY keys"),
+    reveal_to: str = typer.Option("initiator", help="who sees the cells: initiator (us) or peer"),
+    out: Path | None = typer.Option(None, help="write the cells here (CSV)"),
+    config: Path = CONFIG, purpose: str = PURPOSE, case: str = CASE,
+) -> None:
+    """COUNT / SUM / AVG per group over one of our datasets joined with a peer's, computed on
+    secret shares: neither side's rows leave it, and only the named party sees the cells."""
+    from mpc.protocols.sql import SqlRefused, parse_query
+
+    if reveal_to not in ("initiator", "peer"):
+        raise typer.BadParameter("--reveal-to must be initiator or peer")
+    try:
+        query = parse_query(sql, reveal_to)  # type: ignore[arg-type]
+    except SqlRefused as exc:
+        console.print(f"[red]query refused: {exc}[/]")
+        raise typer.Exit(2) from None
+    with Client.from_config(config, purpose, case) as client:
+        if query.initiator not in ("", client.name):
+            console.print(f"[red]the FROM table must be ours ({client.name}.<dataset>), not {query.initiator!r}[/]")
+            raise typer.Exit(2)
+        started = time.perf_counter()
+        try:
+            result = client.aggregate(query.peer, query.request)
+        except (RemoteError, ValueError, LookupError) as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from None
+    seconds = time.perf_counter() - started
+    if result is None:
+        console.print(f"the cells were revealed to {query.peer} only ({seconds:.1f} s)")
+        return
+    rows = result.table(query.request)
+    table = Table(title=f"{query.request.initiator_dataset} JOIN {query.peer}.{query.request.peer_dataset} "
+                        f"({result.rows:,} of our rows, {seconds:.1f} s)")
+    for name in rows[0] if rows else []:
+        table.add_column(name, justify="left" if name in result.keys else "right")
+    for row in rows:
+        table.add_row(*(f"{v:,.2f}" if isinstance(v, float) else "—" if v is None else f"{v:,}" if isinstance(v, int)
+                        else str(v) for v in row.values()))
+    console.print(table)
+    if out is not None:
+        with out.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
+            writer.writeheader()
+            writer.writerows(rows)
+        console.print(f"cells written to {out}")
+
+
 @app.command("threshold-check")
 def threshold_check(
     peer: str = typer.Option(..., help="owner party name (or host:port)"),

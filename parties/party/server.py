@@ -19,7 +19,7 @@ from mpc.audit import AuditEvent
 from mpc.crypto.curve25519 import OprfServer
 from mpc.data.sources import Dataset, load_dataset
 from mpc.files import write_atomic
-from mpc.protocols import oprf_filter
+from mpc.protocols import lookup, oprf_filter
 from mpc.protocols.lookup import BucketIndex
 from parties.boundary import Boundary, Metrics, ServiceError
 from parties.net.tls import (
@@ -194,10 +194,13 @@ class PartyDaemon:
         """OPRF tags of every row and their bucket index (computed once, cached on disk)."""
         return self.tables.buckets(self.require_dataset(dataset))
 
-    def encrypted_table(self, dataset: str, columns: tuple[str, ...]) -> EncryptedTable:
+    def encrypted_table(self, dataset: str, columns: tuple[str, ...], headroom_bits: int = 0) -> EncryptedTable:
         """Every row of ``dataset`` encrypted at its position (computed once on every core and
-        cached on disk under ``STATE/encrypted/``; served from a memory map)."""
-        return self.tables.table(self.require_dataset(dataset), columns)
+        cached on disk under ``STATE/encrypted/``; served from a memory map); ``headroom_bits``:
+        the intersection-sum table, whose slots hold sums."""
+        if headroom_bits not in (0, lookup.SUM_HEADROOM_BITS):
+            raise ValueError(f"headroom_bits must be 0 or {lookup.SUM_HEADROOM_BITS}")
+        return self.tables.table(self.require_dataset(dataset), columns, headroom_bits)
 
     # ------------------------------------------------------------------ P2 published predicates
     def predicate(self, name: str) -> PredicateSpec:

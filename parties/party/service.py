@@ -17,8 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
+from pydantic import ValidationError
 
+from mpc.audit import AuditEvent
 from mpc.crypto.curve25519 import OprfServer
+from mpc.data.sources import Dataset
+from mpc.files import write_atomic
+from mpc.protocols import aggregate as agg
 from mpc.protocols import lookup, psi, rules, selftest, threshold
 from mpc.sharing.channel import ChannelError
 from mpc.sharing.runtime import Party
@@ -28,15 +33,18 @@ from parties.net.dealer_client import DealerSession, reservation_of
 from parties.net.points import split_points
 from parties.net.producers import Interleave
 from parties.net.share_channel import ShareServerChannel
+from parties.party.config import format_validation_error
 from parties.party.sessions import HeldShares
+from parties.party.tables import declared
 from protos import common_pb2, party_pb2, party_pb2_grpc
 
 if TYPE_CHECKING:
     from parties.party.server import PartyDaemon
 
 PROTOCOLS = ("oprf", "psi-cardinality", "psi-intersection", "encrypted-buckets", "encrypted-table", "masked-decrypt",
-             "share-exchange:selftest-compare", "share-exchange:threshold-check", "share-exchange:rule")
-PROGRAMS = ("selftest-compare", "threshold-check", "rule")
+             "share-exchange:selftest-compare", "share-exchange:threshold-check", "share-exchange:rule",
+             "share-exchange:aggregate", "intersection-sum")
+PROGRAMS = ("selftest-compare", "threshold-check", "rule", "aggregate")
 
 
 def _tag_message(tags: np.ndarray) -> party_pb2.PsiMessage:
@@ -59,6 +67,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         self.ReceiveShares = b.unary("ReceiveShares", "forward")(self._receive_shares)
         self.ShareExchange = b.streaming("ShareExchange", "share-exchange")(self._share_exchange)
         self.GetAuditHead = b.unary("GetAuditHead")(self._audit_head)
+        self.CheckAggregate = b.unary("CheckAggregate", "P5")(self._check_aggregate)
         self._oprf_keys: dict[str, OprfServer] = {}
         self._lock = threading.Lock()
 
@@ -85,10 +94,12 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                                              description=dataset.spec.description,
                                              bucket_bits=self.daemon.bucket_bits(name), batch=dataset_grant.batch)
             for column, col in spec.columns.items():
+                uses = [] if col.classification == "secret" else list(dataset_grant.columns.get(column, []))
+                labels = dataset.labels(column) if col.type == "category" and {"filter", "group_by"} & set(uses) else ()
                 schema.columns.append(party_pb2.ColumnSchema(
                     name=column, type=col.type, has_bounds=col.min is not None,
                     min=col.min or 0, max=col.max or 0, classification=col.classification,
-                    allowed_uses=[] if col.classification == "secret" else list(dataset_grant.columns.get(column, [])),
+                    allowed_uses=uses, categories=list(labels),
                 ))
             out.datasets.append(schema)
         return out
@@ -206,7 +217,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         yield from Interleave(own, answer)
 
     # ------------------------------------------------------------------ private lookup (P3)
-    def _lookup_columns(self, call: Call, dataset: str, columns: list[str], use: str) -> tuple[str, ...]:
+    def _lookup_columns(self, call: Call, dataset: str, columns: list[str]) -> tuple[str, ...]:
         data = self.daemon.require_dataset(dataset)
         if not columns or len(set(columns)) != len(columns):
             raise ValueError("name at least one column, each once")
@@ -214,15 +225,15 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         if unknown:
             raise ServiceError(grpc.StatusCode.NOT_FOUND, f"dataset {dataset!r} has no column(s) {unknown}")
         classes = {c: data.spec.schema_.columns[c].classification for c in columns}
-        self.daemon.config.policy.check_dataset(call.peer, call.purpose, dataset, psi=True,
-                                                columns=dict.fromkeys(columns, use),  # type: ignore[arg-type]
-                                                classifications=classes)
+        self.daemon.config.policy.check_readable(call.peer, call.purpose, dataset, columns, classes)
         return tuple(columns)
 
     def _encrypted_bucket(self, request: party_pb2.BucketRequest, context: Any, call: Call) -> Iterator[party_pb2.EncryptedRows]:
-        columns = self._lookup_columns(call, request.dataset, list(request.columns), "lookup")
+        columns = self._lookup_columns(call, request.dataset, list(request.columns))
         buckets = self.daemon.buckets(request.dataset)
-        table = self.daemon.encrypted_table(request.dataset, columns)
+        if request.headroom_bits and not request.whole_table:
+            raise ValueError("the intersection-sum table (headroom_bits) is fetched whole")
+        table = self.daemon.encrypted_table(request.dataset, columns, request.headroom_bits)
         rows: np.ndarray | None
         if request.whole_table:  # P1: every row; the owner learns nothing about which are used
             self.daemon.config.policy.check_dataset(call.peer, call.purpose, request.dataset, batch=True)
@@ -259,11 +270,16 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         header = next(requests, None)
         if header is None:
             raise ValueError("MaskedDecrypt needs at least one message")
-        columns = self._lookup_columns(call, header.dataset, list(header.columns), "lookup")
+        columns = self._lookup_columns(call, header.dataset, list(header.columns))
         if not header.session_id or len(header.session_id) > 64:
             raise ValueError("session_id must be 1 to 64 characters")
-        if header.path not in ("P3", "P1"):
-            raise ValueError(f"path must be P3 or P1, not {header.path!r}")
+        if header.path not in ("P3", "P1", "SUM"):
+            raise ValueError(f"path must be P3, P1 or SUM, not {header.path!r}")
+        if header.path == "SUM":  # the sum is revealed to the caller: each column needs the aggregate use
+            data = self.daemon.require_dataset(header.dataset)
+            self.daemon.config.policy.check_dataset(
+                call.peer, call.purpose, header.dataset, columns=dict.fromkeys(columns, "aggregate"),
+                classifications={c: data.spec.schema_.columns[c].classification for c in columns})
         limit = self.daemon.config.party.max_points_per_request
         if not 0 <= header.rows <= limit:
             raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{header.rows} rows: more than {limit}")
@@ -280,8 +296,15 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             groups.append(message.groups)
             positions.append(message.positions)
         masked = sk.public_key.ciphertexts_from_bytes(b"".join(blobs))
-        table = self.daemon.encrypted_table(header.dataset, columns)
+        table = self.daemon.encrypted_table(header.dataset, columns, header.headroom_bits if header.path == "SUM" else 0)
+        if header.path == "SUM" and len(masked) != 1:
+            raise ValueError(f"an intersection-sum decrypts one ciphertext, not {len(masked)}")
         plaintexts = sk.decrypt_parallel(masked)
+        if header.path == "SUM":  # our share of each sum goes back: the requester holds the other
+            shares = lookup.unmask(table.layout, plaintexts)
+            call.rows, call.protocol = 1, "SUM"
+            call.detail = f"dataset={header.dataset} intersection-sum columns={list(columns)}"
+            return party_pb2.DecryptReceipt(rows=1, shares=wire.to_message(shares.reshape(-1)))
         if header.path == "P1":
             row_groups = np.frombuffer(b"".join(groups), dtype="<i4").astype(np.int64)
             row_positions = np.frombuffer(b"".join(positions), dtype="<i4").astype(np.int64)
@@ -424,10 +447,12 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                 return {"n": n, "learned": "nothing (shares only)"}
 
             return compare
+        if name in ("rule", "aggregate") and initiator != 0:
+            raise ValueError(f"the requester starts a {name} program as party 0")
         if name == "rule":
-            if initiator != 0:
-                raise ValueError("the requester starts a rule program as party 0")
             return self._rule_program(params, call)
+        if name == "aggregate":
+            return self._aggregate_program(params, call, session_id)
         op = str(params.get("op", ""))
         if op not in threshold.COMPARISONS:
             raise ValueError(f"threshold-check needs op in {sorted(threshold.COMPARISONS)}")
@@ -449,6 +474,75 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             return {"rows": int(held.shares.shape[0]), "learned": "nothing (shares only; not the threshold, not the result)"}
 
         return check
+
+    # ------------------------------------------------------------------ aggregates over a join (P5 compute)
+    def _check_aggregate_request(self, call: Call, raw: str | bytes | dict[str, Any],
+                                 rows: int) -> tuple[agg.AggregateRequest, Dataset]:
+        """The request against our policy, before anything is computed: the join key (id
+        matching) and each of our columns for what the request does with it."""
+        try:
+            request = (agg.AggregateRequest.model_validate(raw) if isinstance(raw, dict)
+                       else agg.AggregateRequest.model_validate_json(raw))
+        except ValidationError as exc:
+            raise ValueError(f"malformed aggregate request: {format_validation_error(exc, 'request')}") from None
+        data = self.daemon.require_dataset(request.peer_dataset)
+        if not 0 <= rows <= self.daemon.config.party.max_points_per_request:
+            raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{rows} rows: more than {self.daemon.config.party.max_points_per_request}")
+        uses = request.uses("peer")
+        unknown = sorted(set(uses) - set(data.columns))
+        if unknown:
+            raise ServiceError(grpc.StatusCode.NOT_FOUND, f"dataset {data.name!r} has no column(s) {unknown}")
+        self.daemon.config.policy.check_dataset(
+            call.peer, call.purpose, data.name, psi=True, columns=uses,
+            classifications={c: data.spec.schema_.columns[c].classification for c in uses})
+        call.rows = rows
+        call.detail = (f"dataset={data.name} uses={ {c: sorted(u) for c, u in sorted(uses.items())} } "
+                       f"groups={[str(k) for k in request.group_by]} reveal_to={request.reveal_to}")
+        return request, data
+
+    def _check_aggregate(self, request: party_pb2.AggregateCheck, context: Any, call: Call) -> common_pb2.Empty:
+        self._check_aggregate_request(call, request.request, int(request.rows))
+        return common_pb2.Empty()
+
+    def _aggregate_program(self, params: dict[str, Any], call: Call, session_id: str) -> Callable[[Party], dict[str, Any]]:
+        """P5 compute as the peer: our shares of the looked-up columns, the request re-checked."""
+        try:
+            rows, session = int(params["rows"]), params.get("session")
+            initiator = {str(c): agg.ColumnInfo(str(v["type"]), v.get("min"), v.get("max"), tuple(v.get("labels", ())))
+                         for c, v in dict(params["initiator"]).items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"bad aggregate program parameters: {exc}") from exc
+        request, data = self._check_aggregate_request(call, params.get("request", {}), rows)
+        schemas: dict[agg.Side, dict[str, agg.ColumnInfo]] = {"initiator": initiator, "peer": {
+            c: agg.ColumnInfo(*declared(data, c)[:1], spec.min, spec.max, data.labels(c) if spec.type == "category" else ())
+            for c, spec in data.spec.schema_.columns.items()}}
+        request.check(schemas, rows)
+        columns = request.peer_columns()
+        if session:
+            held = self.daemon.sessions.take(str(session), call.peer)
+            if (held.dataset, held.columns, held.shares.shape[0], held.source) != (data.name, columns, rows, ""):
+                raise ValueError(f"session {session} holds {held.dataset}{list(held.columns)} x {held.shares.shape[0]}, "
+                                 f"not what the aggregate reads")
+            shares = held.shares
+        elif columns:
+            raise ValueError("the aggregate reads our columns: name the session of their masked decryption")
+        else:
+            shares = np.zeros((rows, 0), dtype=np.uint64)
+
+        def run(party: Party) -> dict[str, Any]:
+            result = agg.aggregate_program(party, request, schemas, rows, shares)
+            if result is None:
+                return {"rows": rows, "learned": "nothing (shares only)"}
+            path = self.daemon.config.party.state_dir / "results" / f"aggregate-{session_id}.json"
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_atomic(path, [json.dumps({"request": request.model_dump(mode="json"), "rows": rows,
+                                            "cells": result.table(request)}, indent=1).encode()])
+            self.daemon.audit_log.append(AuditEvent(peer=call.peer, action="result:aggregate", purpose=call.purpose,
+                                                    case=call.case, protocol="P5", rows=rows,
+                                                    detail=f"session={session_id} cells stored in results/{path.name}"))
+            return {"rows": rows, "stored": f"results/{path.name}", "groups": len(result.groups)}
+
+        return run
 
     def _rule_program(self, params: dict[str, Any], call: Call) -> Callable[[Party], dict[str, Any]]:
         """P4 as co-party: evaluate a rule on the shares our masked decryptions left us."""

@@ -78,10 +78,20 @@ class EncryptedTable:
         return bytes(self.ciphertexts[rows].tobytes())
 
 
-def layout_for(dataset: Dataset, columns: tuple[str, ...], modulus_bits: int) -> RowLayout:
+def declared(dataset: Dataset, column: str) -> tuple[str, int, int]:
+    """A column's (type, min, max) as carried on shares: a bool is 0..1, a category its codes."""
+    spec = dataset.spec.schema_.columns[column]
+    if spec.type == "category":
+        return spec.type, 0, max(0, len(dataset.labels(column)) - 1)
+    if spec.type == "bool":
+        return spec.type, 0, 1
+    assert spec.min is not None and spec.max is not None
+    return spec.type, spec.min, spec.max
+
+
+def layout_for(dataset: Dataset, columns: tuple[str, ...], modulus_bits: int, headroom_bits: int = 0) -> RowLayout:
     """The row layout of ``columns`` from their declared types and bounds."""
-    specs = dataset.spec.schema_.columns
-    return RowLayout.for_columns(columns, [(specs[c].type, specs[c].min, specs[c].max) for c in columns], modulus_bits)
+    return RowLayout.for_columns(columns, [declared(dataset, c) for c in columns], modulus_bits, headroom_bits)
 
 
 class TableCache:
@@ -94,7 +104,7 @@ class TableCache:
         self.anonymity_set = anonymity_set
         self._oprf_key = oprf_key
         self._buckets: dict[str, BucketIndex] = {}
-        self._tables: dict[tuple[str, tuple[str, ...]], EncryptedTable] = {}
+        self._tables: dict[tuple[str, tuple[str, ...], int], EncryptedTable] = {}
         self._lock = threading.Lock()
         self._compute_lock = threading.Lock()  # one computation at a time; waiters then find it cached
 
@@ -108,7 +118,7 @@ class TableCache:
     def _data_digest(dataset: Dataset, columns: tuple[str, ...] = ()) -> str:
         h = hashlib.sha256("\n".join(dataset.ids).encode())
         for name in columns:
-            h.update(np.ascontiguousarray(dataset.columns[name].astype(np.int64)).tobytes())
+            h.update(np.ascontiguousarray(dataset.values(name)).tobytes())
         return h.hexdigest()[:16]
 
     def buckets(self, dataset: Dataset) -> BucketIndex:
@@ -137,25 +147,28 @@ class TableCache:
                 self._buckets[name] = index
             return index
 
-    def table(self, dataset: Dataset, columns: tuple[str, ...]) -> EncryptedTable:
+    def table(self, dataset: Dataset, columns: tuple[str, ...], headroom_bits: int = 0) -> EncryptedTable:
         """Every row as ``Enc(row at its position)`` (see :mod:`mpc.protocols.lookup`), encrypted
-        as :meth:`EncryptedTable.ensure` asks for its buckets."""
+        as :meth:`EncryptedTable.ensure` asks for its buckets; with ``headroom_bits``, slots wide
+        enough for sums of many rows (intersection-sum)."""
         name = dataset.spec.name
+        key = (name, columns, headroom_bits)
         with self._lock:
-            cached = self._tables.get((name, columns))
+            cached = self._tables.get(key)
         if cached is not None:
             return cached
         index = self.buckets(dataset)
         with self._compute_lock:
             with self._lock:
-                cached = self._tables.get((name, columns))
+                cached = self._tables.get(key)
             if cached is not None:
                 return cached
             pk = self.public_key
-            layout = layout_for(dataset, columns, int(pk.n).bit_length())
+            layout = layout_for(dataset, columns, int(pk.n).bit_length(), headroom_bits)
             digest = self._digest(pk.fingerprint(), _key_id(self._oprf_key(name)), layout,
                                   self._data_digest(dataset, columns))
-            values = (np.stack([dataset.columns[c].astype(np.int64) for c in columns], axis=1)
+            # clamped to the declared bounds before they are shared (loading already refuses rows outside them)
+            values = (np.stack([np.clip(dataset.values(c), *declared(dataset, c)[1:]) for c in columns], axis=1)
                       if len(dataset.ids) else np.zeros((0, len(columns)), np.int64))
             positions = layout.positions(index.tags)
 
@@ -171,7 +184,7 @@ class TableCache:
 
             table = EncryptedTable(layout, self.directory / f"{name}-{digest}.bin", index, encrypt, pk.ciphertext_bytes)
             with self._lock:
-                self._tables[(name, columns)] = table
+                self._tables[key] = table
             return table
 
 

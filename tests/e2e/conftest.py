@@ -14,6 +14,27 @@ from parties.sdk import Client
 REQUESTER_POLICY = {"purposes": ["statistics", "selftest", "public-rental-housing"],
                     "datasets": {"income": {"psi": True, "columns": {"annual_income": ["lookup", "compare"]}}},
                     "programs": ["selftest-compare", "threshold-check", "rule"]}
+# housing may also aggregate over a join with tax's income: filter and sum incomes, group by tax year
+AGGREGATING_POLICY = {**REQUESTER_POLICY, "programs": [*REQUESTER_POLICY["programs"], "aggregate"],
+                      "datasets": {"income": {"psi": True, "columns": {
+                          "annual_income": ["lookup", "compare", "filter", "aggregate"], "tax_year": ["group_by"]}},
+                                   "payments": {"psi": True, "columns": {"amount": ["filter", "aggregate"]}}}}
+# what housing's own policy lets tax see of its properties and claims (when housing starts an aggregate)
+HOUSING_OWN_POLICY = {"peers": {"tax": {"purposes": ["statistics"], "datasets": {
+    "properties": {"psi": True, "columns": {"district": ["group_by"], "property_count": ["filter", "aggregate"]}},
+    "claims": {"psi": True, "columns": {"kind": ["group_by"]}}}}}}
+
+
+def duplicated_tables(root: Path, tables: AgencyTables) -> dict[str, Path]:
+    """Two small tables with repeated and invalid ids: tax's payments (duplicates: first wins)
+    and housing's claims (duplicates: reject, every row of a repeated id is excluded)."""
+    people = [str(r["resident_id"]) for r in tables.tax[:400]]
+    payments = [(p, 100 + k) for k, p in enumerate(people[:300])] + [(p, 1) for p in people[:40]] + [("12345", 7)]
+    claims = [(p, ("rent", "repair")[k % 2]) for k, p in enumerate(people[100:400])] + [(p, "rent") for p in people[150:170]]
+    paths = {"payments": root / "payments.csv", "claims": root / "claims.csv"}
+    for name, rows, column in (("payments", payments, "amount"), ("claims", claims, "kind")):
+        paths[name].write_text("resident_id," + column + "\n" + "".join(f"{i},{v}\n" for i, v in rows))
+    return paths
 
 
 @pytest.fixture(scope="session")
@@ -25,22 +46,32 @@ def tables() -> AgencyTables:
 def cluster(tmp_path_factory: pytest.TempPathFactory, tables: AgencyTables) -> Iterator[LocalCluster]:
     root = tmp_path_factory.mktemp("deployment")
     paths = write_csv(tables, root / "data")
+    duplicated = duplicated_tables(root, tables)
+    payments = {"name": "payments", "source": {"kind": "csv", "path": str(duplicated["payments"])},
+                "schema": {"id_column": "resident_id", "duplicates": "first_wins",
+                           "columns": {"amount": {"type": "int", "min": 0, "max": 10**6}}}}
+    claims = {"name": "claims", "source": {"kind": "csv", "path": str(duplicated["claims"])},
+              "schema": {"id_column": "resident_id", "duplicates": "reject", "columns": {"kind": {"type": "category"}}}}
     income = {"name": "income", "source": {"kind": "csv", "path": str(paths["tax"])},
               "schema": {"id_column": "resident_id", "columns": {
                   "annual_income": {"type": "int", "min": -(10**12), "max": 10**12, "classification": "sensitive"},
                   "tax_year": {"type": "int", "min": 1990, "max": 2100}}}}
     tax_policy = {"peers": {
-        "housing": REQUESTER_POLICY,
+        "housing": AGGREGATING_POLICY,
         "revoked-agency": REQUESTER_POLICY,
         "limited": {**REQUESTER_POLICY, "rate_limit_per_minute": 3},
         "no-batch": {**REQUESTER_POLICY, "datasets": {"income": {
             "psi": True, "batch": False, "columns": {"annual_income": ["lookup", "compare"]}}}},
     }}
     spare_policy = {"peers": {"housing": {"purposes": ["selftest"], "programs": ["selftest-compare"]}}}
+    properties = {"name": "properties", "source": {"kind": "csv", "path": str(paths["housing"])},
+                  "schema": {"id_column": "resident_id", "columns": {
+                      "property_count": {"type": "int", "min": 0, "max": 1000}, "district": {"type": "category"}}}}
     parties = [
-        PartySpec("tax", [income], tax_policy, extra={"max_points_per_request": 50_000, "anonymity_set": 256}),
+        PartySpec("tax", [income, payments], tax_policy, extra={"max_points_per_request": 50_000, "anonymity_set": 256}),
         PartySpec("spare", [], spare_policy),
-        *(PartySpec(name, daemon=False) for name in ("housing", "limited", "no-batch", "stranger", "revoked-agency")),
+        PartySpec("housing", [properties, claims], HOUSING_OWN_POLICY, daemon=False),
+        *(PartySpec(name, daemon=False) for name in ("limited", "no-batch", "stranger", "revoked-agency")),
     ]
     deployment = LocalCluster(root, parties, paillier_bits=1024)
     deployment.start()

@@ -57,7 +57,7 @@ def test_threshold_check_needs_the_compare_grant(cluster: LocalCluster) -> None:
     with client_for(cluster, "housing", purpose="statistics") as client, pytest.raises(RemoteError) as refused:
         client.threshold_check("tax", "income", "tax_year", ["110101199003077777"], "<", 2000)
     assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
-    assert "may not use column income.tax_year for 'lookup'" in refused.value.details
+    assert "may not use column income.tax_year for 'compare'" in refused.value.details
 
 
 def test_capabilities_and_schemas_without_values(cluster: LocalCluster) -> None:
@@ -65,12 +65,12 @@ def test_capabilities_and_schemas_without_values(cluster: LocalCluster) -> None:
         caps = client.capabilities("tax")
         assert caps.party == "tax" and "psi-cardinality" in caps.protocols
         datasets = client.list_datasets("tax").datasets
-    assert [d.name for d in datasets] == ["income"]
+    assert [d.name for d in datasets] == ["income", "payments"]
     columns = {c.name: c for c in datasets[0].columns}
     assert columns["annual_income"].classification == "sensitive"
     assert (columns["tax_year"].min, columns["tax_year"].max) == (1990, 2100)
-    assert list(columns["annual_income"].allowed_uses) == ["lookup", "compare"]
-    assert list(columns["tax_year"].allowed_uses) == []  # not granted
+    assert list(columns["annual_income"].allowed_uses) == ["lookup", "compare", "filter", "aggregate"]
+    assert list(columns["tax_year"].allowed_uses) == ["group_by"]
     assert datasets[0].bucket_bits == 2  # 2 037 rows: 4 buckets of ~509 (at least the anonymity set, 256)
 
 

@@ -1,0 +1,30 @@
+"""Column policy: each use checked on its own, share-reading uses, secret columns never usable."""
+
+from __future__ import annotations
+
+import pytest
+
+from mpc.policy import Policy, PolicyError
+
+POLICY = Policy.model_validate({"peers": {"tax": {"purposes": ["statistics"], "datasets": {"households": {
+    "psi": True, "columns": {"district": ["group_by"], "disabled": ["filter"], "size": ["lookup", "compare"]}}}}}})
+SECRET = {"district": "public", "disabled": "sensitive", "size": "internal", "notes": "secret"}
+
+
+def test_each_use_is_granted_on_its_own() -> None:
+    POLICY.check_dataset("tax", "statistics", "households", psi=True, columns={"district": "group_by", "disabled": {"filter"}},
+                         classifications=SECRET)
+    with pytest.raises(PolicyError, match=r"may not use column households\.district for 'filter'"):
+        POLICY.check_dataset("tax", "statistics", "households", columns={"district": {"filter", "group_by"}})
+    with pytest.raises(PolicyError, match="purpose 'marketing' is not allowed"):
+        POLICY.check_dataset("tax", "marketing", "households")
+    with pytest.raises(PolicyError, match="has no grant on dataset 'income'"):
+        POLICY.check_dataset("tax", "statistics", "income")
+
+
+def test_any_share_use_lets_a_column_be_looked_up_but_secret_never() -> None:
+    POLICY.check_readable("tax", "statistics", "households", ["district", "disabled", "size"], SECRET)
+    with pytest.raises(PolicyError, match=r"may not use column households\.other on shares"):
+        POLICY.check_readable("tax", "statistics", "households", ["other"], SECRET)
+    with pytest.raises(PolicyError, match="classified secret"):
+        POLICY.check_readable("tax", "statistics", "households", ["notes"], SECRET)
