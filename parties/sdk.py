@@ -14,6 +14,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -28,7 +29,7 @@ import numpy as np
 from gmpy2 import mpz
 
 from mpc.audit import AuditEvent, AuditLog, AuditLogError, load_or_create_signing_key
-from mpc.crypto.curve25519 import OprfClient
+from mpc.crypto.curve25519 import BlindedQuery, OprfClient
 from mpc.crypto.obfuscators import ObfuscatorPool, ShortExponentObfuscator, parallel_obfuscators
 from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
 from mpc.data.sources import Dataset, load_dataset
@@ -42,7 +43,7 @@ from mpc.sharing.dealer import Reservation
 from mpc.sharing.runtime import Party
 from parties.net import wire
 from parties.net.dealer_client import DealerSession, reservation_message
-from parties.net.points import point_batches, split_fixed, split_points
+from parties.net.points import split_fixed, split_points
 from parties.net.share_channel import ShareClientChannel
 from parties.net.tls import OwnCertificateError, TlsConfig, check_own_certificate, secure_channel
 from parties.party.config import PartyConfig, load_party_config
@@ -52,6 +53,7 @@ log = logging.getLogger("mpc.sdk")
 T = TypeVar("T")
 SCHEMA_SECONDS = 30.0  # how long an owner's dataset schemas are reused
 POOLED_OBFUSCATORS = 64  # per owner key and process, for the masks of point queries
+OPRF_CHUNK = 16_384  # ids blinded, evaluated and unblinded per step of a pipelined OPRF
 
 
 class RemoteError(RuntimeError):
@@ -232,6 +234,30 @@ class Client:
         """P1 intersection: which of ``ids`` the owner's dataset holds (:attr:`PsiResult.matched`).
         The owner learns only how many distinct ids we sent."""
         return self.set_intersection(party, dataset, ids, "intersection", progress)
+
+    def psi_owner_tags(self, party: str, dataset: str, ids: Sequence[str]) -> PsiResult:
+        """PSI against the owner's per-dataset OPRF key (the design's repeated-batches variant, as
+        openmined-psi's reusable setup message): our ids' tags by the OPRF (the owner sees blinded
+        points), its rows' tags in a random order, matched here. Three curve operations per id of
+        ours and none per row of theirs (its tags are cached), where fresh-key ECDH-PSI needs two
+        per element on each side; but the owner's tags stay valid until its key rotates, so we
+        could test further ids against them by the (rate-limited) OPRF. Needs the batch grant."""
+        with self._recorded("psi-owner-tags", party, len(ids), "P1"):
+            started = time.perf_counter()
+            caps = self.capabilities(party)
+            real = list(dict.fromkeys(ids))
+            mine = self._oprf_tags(party, caps.party, dataset, real)
+            theirs: list[np.ndarray] = []
+            try:
+                for batch in self.party_stub(party).GetTags(party_pb2.TagsRequest(dataset=dataset), metadata=self._metadata()):
+                    theirs.append(np.frombuffer(batch.tags, dtype="<u8").astype(np.uint64))
+            except grpc.RpcError as exc:
+                raise RemoteError(party, exc.code(), exc.details() or "") from None
+            owner = np.concatenate(theirs) if theirs else np.zeros(0, np.uint64)
+            ours = np.frombuffer(b"".join(mine[i] for i in real), dtype="<u8").astype(np.uint64)
+            found = psi.intersection(owner, ours)
+            matched = [i for i, f in zip(real, found.tolist(), strict=True) if f]
+            return PsiResult(len(matched), len(real), len(owner), time.perf_counter() - started, matched)
 
     def set_intersection(self, party: str, dataset: str, ids: Sequence[str], mode: psi.Mode,
             progress: Progress | None = None) -> PsiResult:
@@ -416,12 +442,8 @@ class Client:
 
     def _oprf_tags(self, party: str, owner: str, dataset: str, ids: Sequence[str]) -> dict[str, bytes]:
         """The owner's OPRF tag of each of our distinct ``ids`` (it sees blinded points only)."""
-        if not ids:
-            return {}
         client = OprfClient(domain=f"{owner}/{dataset}".encode())
-        query = client.blind(ids)
-        evaluated = self._evaluate_oprf(party, list(point_batches(query.points, dataset=dataset)))
-        return dict(zip(ids, client.finalize(query, evaluated), strict=True))
+        return dict(zip(ids, self._oprf(party, client, ids, party_pb2.PointBatch(dataset=dataset)), strict=True))
 
     def intersection_sum(self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str]) -> IntersectionSum:
         """Private join and compute (intersection-sum): how many of ``ids`` the owner holds and the
@@ -739,30 +761,39 @@ class Client:
     def _probe(self, party: str, predicate: str, ids: Sequence[str], epoch: int, tags: set[bytes]) -> np.ndarray:
         owner = self.capabilities(party).party
         client = OprfClient(domain=oprf_filter.domain(owner, predicate))
-        query = client.blind(list(ids))
-        first = party_pb2.PointBatch(predicate=predicate, epoch=epoch)
-        batches = list(point_batches(query.points))
-        if batches:
-            first.points, first.count = batches[0].points, batches[0].count
-        evaluated = self._evaluate_oprf(party, [first, *batches[1:]])
-        mine = client.finalize(query, evaluated) if ids else []
+        mine = self._oprf(party, client, list(ids), party_pb2.PointBatch(predicate=predicate, epoch=epoch))
         return np.array(oprf_filter.probe(tags, mine), dtype=np.uint8)
 
-    def _evaluate_oprf(self, party: str, batches: list[party_pb2.PointBatch]) -> list[bytes]:
-        """The owner's OPRF of our blinded points: one unary call when they fit one message, else a stream."""
-        if not batches:
+    def _oprf(self, party: str, client: OprfClient, ids: Sequence[str], header: party_pb2.PointBatch) -> list[bytes]:
+        """The owner's OPRF tag of each id (it sees blinded points only): blinded, evaluated and
+        unblinded chunk by chunk, so our curve work and the owner's overlap; one unary call when
+        one chunk holds them all. ``header`` names the key (dataset, or predicate and epoch)."""
+        if not ids:
             return []
-        stub = self.party_stub(party)
+        parts = [slice(lo, min(len(ids), lo + OPRF_CHUNK)) for lo in range(0, len(ids), OPRF_CHUNK)]
+        pending: queue.Queue[BlindedQuery] = queue.Queue()
+
+        def batch(k: int, part: slice) -> party_pb2.PointBatch:
+            query = client.blind(ids[part])
+            pending.put(query)
+            message = party_pb2.PointBatch(points=b"".join(query.points), count=len(query.points))
+            if k == 0:
+                message.MergeFrom(header)
+            return message
+
+        stub, tags = self.party_stub(party), []
         try:
-            if len(batches) == 1:
-                reply = stub.EvaluateOprfBatch(batches[0], metadata=self._metadata(), timeout=600)
-                return split_points(reply.points, reply.count)
-            evaluated: list[bytes] = []
-            for reply in stub.EvaluateOprf(iter(batches), metadata=self._metadata()):
-                evaluated.extend(split_points(reply.points, reply.count))
-            return evaluated
+            if len(parts) == 1:
+                replies = [stub.EvaluateOprfBatch(batch(0, parts[0]), metadata=self._metadata(), timeout=600)]
+            else:
+                replies = stub.EvaluateOprf((batch(k, p) for k, p in enumerate(parts)), metadata=self._metadata())
+            for reply in replies:  # one per batch, in order
+                tags.extend(client.finalize(pending.get(), split_points(reply.points, reply.count)))
         except grpc.RpcError as exc:
             raise RemoteError(party, exc.code(), exc.details() or "") from None
+        if len(tags) != len(ids):
+            raise RemoteError(party, grpc.StatusCode.DATA_LOSS, f"{len(tags)} OPRF answers for {len(ids)} ids")
+        return tags
 
     def _paillier_key(self, caps: party_pb2.Capabilities) -> PaillierPublicKey:
         """An owner's public key with a short-exponent table, built once per process and key

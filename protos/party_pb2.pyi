@@ -103,6 +103,12 @@ class FilterChunk(_message.Message):
     count: int
     def __init__(self, epoch: _Optional[int] = ..., total: _Optional[int] = ..., tags: _Optional[bytes] = ..., count: _Optional[int] = ...) -> None: ...
 
+class TagsRequest(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    def __init__(self, dataset: _Optional[str] = ...) -> None: ...
+
 class BucketRequest(_message.Message):
     __slots__ = ("dataset", "columns", "bucket", "whole_table", "headroom_bits")
     DATASET_FIELD_NUMBER: _ClassVar[int]

@@ -65,6 +65,11 @@ class PartyStub:
                 request_serializer=protos_dot_party__pb2.PsiMessage.SerializeToString,
                 response_deserializer=protos_dot_party__pb2.PsiMessage.FromString,
                 _registered_method=True)
+        self.GetTags = channel.unary_stream(
+                '/mpc.v1.Party/GetTags',
+                request_serializer=protos_dot_party__pb2.TagsRequest.SerializeToString,
+                response_deserializer=protos_dot_party__pb2.TagBatch.FromString,
+                _registered_method=True)
         self.GetEncryptedBucket = channel.unary_stream(
                 '/mpc.v1.Party/GetEncryptedBucket',
                 request_serializer=protos_dot_party__pb2.BucketRequest.SerializeToString,
@@ -143,6 +148,14 @@ class PartyServicer:
     def PsiRound(self, request_iterator, context):
         """P1 ECDH-PSI: the requester streams [a]H(x); the owner answers with its own [b]H(y) and,
         once the requester's input is complete, [b][a]H(x) (shuffled in cardinality mode).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTags(self, request, context):
+        """P1 with the owner's tags: every row's OPRF tag (8 bytes), in a random order, where the
+        owner's policy allows batch lookups; the requester matches its own tags (from EvaluateOprf).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -233,6 +246,11 @@ def add_PartyServicer_to_server(servicer, server):
                     servicer.PsiRound,
                     request_deserializer=protos_dot_party__pb2.PsiMessage.FromString,
                     response_serializer=protos_dot_party__pb2.PsiMessage.SerializeToString,
+            ),
+            'GetTags': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetTags,
+                    request_deserializer=protos_dot_party__pb2.TagsRequest.FromString,
+                    response_serializer=protos_dot_party__pb2.TagBatch.SerializeToString,
             ),
             'GetEncryptedBucket': grpc.unary_stream_rpc_method_handler(
                     servicer.GetEncryptedBucket,
@@ -432,6 +450,33 @@ class Party:
             '/mpc.v1.Party/PsiRound',
             protos_dot_party__pb2.PsiMessage.SerializeToString,
             protos_dot_party__pb2.PsiMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mpc.v1.Party/GetTags',
+            protos_dot_party__pb2.TagsRequest.SerializeToString,
+            protos_dot_party__pb2.TagBatch.FromString,
             options,
             channel_credentials,
             insecure,

@@ -113,6 +113,10 @@ def _multiply_chunk(scalar: bytes, points: bytes, first_index: int) -> bytes:
     )
 
 
+def _hash_chunk(domain: bytes, ids: list[bytes]) -> bytes:
+    return b"".join(hash_to_curve(i, domain) for i in ids)
+
+
 def _hash_multiply_chunk(scalar: bytes, domain: bytes, ids: list[bytes]) -> bytes:
     key = X25519PrivateKey.from_private_bytes(scalar)
     return b"".join(
@@ -138,6 +142,15 @@ def multiply_points(scalar: bytes, points: Sequence[bytes], parallel: bool = Tru
         futures = [process_pool().submit(_multiply_chunk, scalar, blob[lo * 32 : hi * 32], lo) for lo, hi in parts]
         out = b"".join(f.result() for f in futures)
     return [out[i : i + 32] for i in range(0, len(out), 32)]
+
+
+def hash_ids(ids: Sequence[bytes | str], domain: bytes = b"", parallel: bool = True) -> bytes:
+    """``H(id)`` for every identifier, concatenated (32 bytes each), on every core."""
+    raw = [_as_bytes(i) for i in ids]
+    if not parallel or len(raw) < PARALLEL_THRESHOLD or (os.cpu_count() or 1) == 1:
+        return _hash_chunk(domain, raw)
+    parts = _split(len(raw), 4 * (os.cpu_count() or 1))
+    return b"".join(f.result() for f in [process_pool().submit(_hash_chunk, domain, raw[lo:hi]) for lo, hi in parts])
 
 
 def hash_and_multiply(

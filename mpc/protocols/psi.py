@@ -26,7 +26,7 @@ from typing import Literal
 
 import numpy as np
 
-from mpc.crypto.curve25519 import CommutativeCipher, oprf_tag
+from mpc.crypto.curve25519 import POINT_BYTES, CommutativeCipher, hash_ids, oprf_tag
 from mpc.crypto.prg import random_permutation
 
 PSI_DOMAIN = b"mpc-agencies/psi/v1"
@@ -69,18 +69,29 @@ class Requester:
 
 @dataclass
 class Owner:
-    """O's side of one session: its ids, their random order and its fresh key ``b``."""
+    """O's side of one session: its ids hashed to the curve (``H(y)``, (n, 32) uint8: they do not
+    depend on the key, so the daemon keeps them on disk), their random order and a fresh key ``b``."""
 
-    ids: Sequence[str]
+    hashed: np.ndarray
     cipher: CommutativeCipher = field(default_factory=lambda: CommutativeCipher.generate(PSI_DOMAIN))
     order: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        self.order = random_permutation(len(self.ids))
+        self.order = random_permutation(len(self.hashed))
+
+    @classmethod
+    def for_ids(cls, ids: Sequence[str]) -> Owner:
+        blob = hash_ids(list(ids), PSI_DOMAIN)
+        return cls(np.frombuffer(blob, dtype=np.uint8).reshape(len(ids), POINT_BYTES))
+
+    @property
+    def count(self) -> int:
+        return len(self.hashed)
 
     def encrypt_own(self, part: slice) -> list[bytes]:
         """Step 2, one chunk: ``[b]H(y)`` for the ids at positions ``part`` of the random order."""
-        return self.cipher.encrypt_ids([self.ids[i] for i in self.order[part].tolist()])
+        blob = self.hashed[self.order[part]].tobytes()
+        return self.cipher.encrypt_points([blob[i : i + POINT_BYTES] for i in range(0, len(blob), POINT_BYTES)])
 
     def answer(self, requester_points: Sequence[bytes]) -> np.ndarray:
         """Step 3, one chunk: tags of ``[b][a]H(x)`` in the order received (cardinality mode

@@ -41,7 +41,7 @@ from protos import common_pb2, party_pb2, party_pb2_grpc
 if TYPE_CHECKING:
     from parties.party.server import PartyDaemon
 
-PROTOCOLS = ("oprf", "psi-cardinality", "psi-intersection", "encrypted-buckets", "encrypted-table", "masked-decrypt",
+PROTOCOLS = ("oprf", "psi-cardinality", "psi-intersection", "psi-owner-tags", "encrypted-buckets", "encrypted-table", "masked-decrypt",
              "share-exchange:selftest-compare", "share-exchange:threshold-check", "share-exchange:rule",
              "share-exchange:aggregate", "intersection-sum")
 PROGRAMS = ("selftest-compare", "threshold-check", "rule", "aggregate")
@@ -68,6 +68,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         self.ShareExchange = b.streaming("ShareExchange", "share-exchange")(self._share_exchange)
         self.GetAuditHead = b.unary("GetAuditHead")(self._audit_head)
         self.CheckAggregate = b.unary("CheckAggregate", "P5")(self._check_aggregate)
+        self.GetTags = b.streaming("GetTags", "P1")(self._tags)
         self._oprf_keys: dict[str, OprfServer] = {}
         self._lock = threading.Lock()
 
@@ -174,18 +175,18 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         limit = self.daemon.config.party.max_points_per_request
         if not 0 <= start.requester_count <= limit:
             raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"requester set of {start.requester_count} exceeds {limit}")
-        owner = psi.Owner(dataset.ids)
+        owner = psi.Owner(self.daemon.tables.hashed_ids(dataset, psi.PSI_DOMAIN))
         call.rows = int(start.requester_count)
-        call.detail = f"dataset={start.dataset} mode={start.mode} requester_count={start.requester_count} owner_count={len(owner.ids)}"
+        call.detail = f"dataset={start.dataset} mode={start.mode} requester_count={start.requester_count} owner_count={owner.count}"
         yield party_pb2.PsiMessage(start=party_pb2.PsiStart(dataset=start.dataset, mode=start.mode,
                                                             requester_count=start.requester_count,
-                                                            owner_count=len(owner.ids)))
+                                                            owner_count=owner.count))
 
         def own(put: Callable[[party_pb2.PsiMessage], None]) -> None:
-            for part in psi.chunks(len(owner.ids)):
+            for part in psi.chunks(owner.count):
                 points = owner.encrypt_own(part)
                 put(party_pb2.PsiMessage(points=party_pb2.PointBatch(points=b"".join(points), count=len(points))))
-            put(party_pb2.PsiMessage(done=party_pb2.PsiDone(list="owner", count=len(owner.ids))))
+            put(party_pb2.PsiMessage(done=party_pb2.PsiDone(list="owner", count=owner.count)))
 
         def answer(put: Callable[[party_pb2.PsiMessage], None]) -> None:
             received, held = 0, []
@@ -215,6 +216,18 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             put(party_pb2.PsiMessage(done=party_pb2.PsiDone(list="answers", count=received)))
 
         yield from Interleave(own, answer)
+
+    def _tags(self, request: party_pb2.TagsRequest, context: Any, call: Call) -> Iterator[party_pb2.TagBatch]:
+        """Every row's OPRF tag, shuffled: PSI against our per-dataset key (the requester gets its
+        own tags by EvaluateOprf). It reveals what a P1 whole-table fetch does, so it needs the
+        same grant."""
+        dataset = self.daemon.require_dataset(request.dataset)
+        self.daemon.config.policy.check_dataset(call.peer, call.purpose, dataset.name, psi=True, batch=True)
+        tags = np.frombuffer(b"".join(self.daemon.buckets(dataset.name).tags), dtype="<u8")
+        shuffled = psi.shuffle(tags.astype(np.uint64))
+        call.rows, call.protocol, call.detail = len(shuffled), "P1", f"dataset={dataset.name} owner tags"
+        for part in psi.chunks(len(shuffled), 262_144):
+            yield party_pb2.TagBatch(tags=shuffled[part].astype("<u8").tobytes(), count=part.stop - part.start)
 
     # ------------------------------------------------------------------ private lookup (P3)
     def _lookup_columns(self, call: Call, dataset: str, columns: list[str]) -> tuple[str, ...]:

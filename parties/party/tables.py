@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mpc.crypto.curve25519 import OprfServer
+from mpc.crypto.curve25519 import POINT_BYTES, OprfServer, hash_ids
 from mpc.crypto.obfuscators import parallel_obfuscators
 from mpc.crypto.paillier import PaillierPublicKey
 from mpc.data.sources import Dataset
@@ -104,6 +104,7 @@ class TableCache:
         self.anonymity_set = anonymity_set
         self._oprf_key = oprf_key
         self._buckets: dict[str, BucketIndex] = {}
+        self._points: dict[tuple[str, bytes], np.ndarray] = {}
         self._tables: dict[tuple[str, tuple[str, ...], int], EncryptedTable] = {}
         self._lock = threading.Lock()
         self._compute_lock = threading.Lock()  # one computation at a time; waiters then find it cached
@@ -146,6 +147,28 @@ class TableCache:
             with self._lock:
                 self._buckets[name] = index
             return index
+
+    def hashed_ids(self, dataset: Dataset, domain: bytes) -> np.ndarray:
+        """``H(id)`` (hash to Curve25519) of every row, (rows, 32) uint8, cached on disk: the
+        key-independent half of an ECDH-PSI session's work on our side."""
+        name = dataset.spec.name
+        key = (name, domain)
+        with self._lock:
+            cached = self._points.get(key)
+        if cached is not None:
+            return cached
+        with self._compute_lock:
+            path = self.directory / f"{name}-{self._digest('h2c', domain.hex(), self._data_digest(dataset))}.points"
+            rows = len(dataset.ids)
+            if path.exists() and path.stat().st_size == rows * POINT_BYTES:
+                blob = path.read_bytes()
+            else:
+                blob = hash_ids(dataset.ids, domain)
+                write_atomic(path, [blob])
+            points = np.frombuffer(blob, dtype=np.uint8).reshape(rows, POINT_BYTES)
+            with self._lock:
+                self._points[key] = points
+            return points
 
     def table(self, dataset: Dataset, columns: tuple[str, ...], headroom_bits: int = 0) -> EncryptedTable:
         """Every row as ``Enc(row at its position)`` (see :mod:`mpc.protocols.lookup`), encrypted

@@ -108,6 +108,8 @@ def test_psi_intersection_matches_plaintext(cluster: LocalCluster, tables: Agenc
                                                                                       len(theirs))
         assert result.bytes_sent >= 32 * len(set(ids)) and result.bytes_received >= 32 * len(theirs) + 8 * len(set(ids))
         assert client.psi_intersection("tax", "income", []).matched == []
+        keyed = client.psi_owner_tags("tax", "income", ids)  # against the owner's per-dataset key
+        assert (keyed.matched, keyed.owner_count) == (result.matched, len(theirs))
         assert client.psi_cardinality("tax", "income", ["11010519491231002X"]).intersection == 0
     entry = last_entry(cluster, "tax", "PsiRound")
     assert entry["outcome"] == "OK" and "mode=cardinality" in str(entry["detail"])
@@ -557,6 +559,9 @@ def test_owner_can_refuse_batch_lookups(cluster: LocalCluster, tables: AgencyTab
             list(stub.GetEncryptedBucket(party_pb2.BucketRequest(dataset="income", columns=["annual_income"], whole_table=True),
                                          metadata=(("x-purpose", "public-rental-housing"), ("x-case", "NO-BATCH"))))
         assert raw.value.code() == grpc.StatusCode.PERMISSION_DENIED and "batch lookups" in (raw.value.details() or "")
+        with pytest.raises(RemoteError) as tags:  # the owner's tag list reveals what a whole-table fetch does
+            client.psi_owner_tags("tax", "income", people[:3])
+        assert tags.value.code == grpc.StatusCode.PERMISSION_DENIED
     entry = last_entry(cluster, "tax", "GetEncryptedBucket")
     assert (entry["peer"], entry["outcome"]) == ("no-batch", "PERMISSION_DENIED")
 

@@ -15,9 +15,9 @@ ids = st.lists(st.text(alphabet="0123456789X", min_size=1, max_size=18), max_siz
 
 def run(mine: list[str], theirs: list[str], chunk: int = psi.CHUNK) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Both sides in one process, chunk by chunk as between daemons."""
-    requester, owner = psi.Requester.for_ids(mine), psi.Owner(list(dict.fromkeys(theirs)))
+    requester, owner = psi.Requester.for_ids(mine), psi.Owner.for_ids(list(dict.fromkeys(theirs)))
     owner_tags = np.concatenate([np.zeros(0, np.uint64)] + [requester.owner_tags(owner.encrypt_own(part))
-                                                             for part in psi.chunks(len(owner.ids), chunk)])
+                                                             for part in psi.chunks(owner.count, chunk)])
     answers = np.concatenate([np.zeros(0, np.uint64)] + [owner.answer(requester.encrypt(part))
                                                           for part in psi.chunks(len(requester.ids), chunk)])
     return requester.ids, owner_tags, answers
@@ -44,7 +44,7 @@ def test_all_and_none_matching() -> None:
 
 def test_owner_points_are_shuffled_and_fresh_per_session() -> None:
     people = [f"{i:018d}" for i in range(64)]
-    first, second = psi.Owner(people), psi.Owner(people)
+    first, second = psi.Owner.for_ids(people), psi.Owner.for_ids(people)
     assert sorted(first.order.tolist()) == list(range(64)) and first.order.tolist() != list(range(64))
     assert set(first.encrypt_own(slice(0, 64))).isdisjoint(second.encrypt_own(slice(0, 64)))  # fresh keys
 
