@@ -13,7 +13,14 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from benchmarks import daemon_bench, eligibility_bench, oprf_bench, paillier_bench, sharing_bench
+from benchmarks import (
+    daemon_bench,
+    eligibility_bench,
+    join_bench,
+    oprf_bench,
+    paillier_bench,
+    sharing_bench,
+)
 from benchmarks.report import RESULTS_PATH, Result, machine, print_and_save
 
 console = Console(width=160)
@@ -35,6 +42,8 @@ def main(quick: bool = typer.Option(False, help="smaller sizes, for a smoke test
         ("eligibility checks between daemons (a city of 1 000 000 residents, 100 000 with --quick; the "
          "first run has the owners encrypt their tables, later runs reuse benchmarks/.state)",
          lambda: eligibility_bench.run(quick, console.print)),
+        ("private joins and aggregates between daemons (tables of 100 000 and 1 000 000 rows, 10 000 and 100 000 "
+         "with --quick; openmined-psi on the same sets)", lambda: join_bench.run(quick, console.print)),
     )
     for label, step in steps:
         with console.status(f"measuring {label} (ours and peers)…"):
