@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlglot import exp
 
 from mpc.crypto.prg import random_words
+from mpc.protocols import formula
 from mpc.protocols.rules import COMPARISON_GATES
 from mpc.sharing import arithmetic, ring
 from mpc.sharing import boolean as _boolean
@@ -348,17 +349,12 @@ def evaluate_plain(request: AggregateRequest, schemas: Schemas, initiator: Mappi
     return {group: _with_means(request, cell) for group, cell in out.items()}
 
 
-def _holds(node: exp.Expr, row: Mapping[str, Row]) -> bool:
-    if isinstance(node, exp.And):
-        return _holds(node.this, row) and _holds(node.expression, row)
-    if isinstance(node, exp.Or):
-        return _holds(node.this, row) or _holds(node.expression, row)
-    if isinstance(node, exp.Not):
-        return not _holds(node.this, row)
-    if isinstance(node, exp.Paren):
-        return _holds(node.this, row)
-    leaf = _leaf(node)
-    return bool(_PLAIN[leaf.op](row[leaf.ref.side][leaf.ref.column], leaf.value))
+def _holds(tree: exp.Expr, row: Mapping[str, Row]) -> bool:
+    def compare(node: exp.Expr) -> bool:
+        leaf = _leaf(node)
+        return bool(_PLAIN[leaf.op](row[leaf.ref.side][leaf.ref.column], leaf.value))
+
+    return formula.evaluate(tree, compare, formula.PLAIN)
 
 
 def _with_means(request: AggregateRequest, cell: Mapping[str, int | float | None]) -> dict[str, int | float | None]:
@@ -455,7 +451,7 @@ def aggregate_program(party: Party, request: AggregateRequest, schemas: Schemas,
         else:
             bits[id(leaf.node)] = COMPARISON_GATES[leaf.op](peer_value(leaf.ref.column), info.code(leaf.value))
     present = party.share_bits(initiator.present.astype(np.uint8) if initiator is not None else None, owner=0)
-    selected = present if tree is None else _evaluate(tree, bits) & present
+    selected = present if tree is None else formula.evaluate(tree, lambda node: bits[id(node)], formula.SHARED) & present
     # 2. B2A, and f * v per summed column
     f = selected.to_arithmetic()
     sums = []
@@ -500,15 +496,3 @@ def aggregate_program(party: Party, request: AggregateRequest, schemas: Schemas,
     values = opened.reshape(groups, -1)
     return AggregateResult(tuple(str(k) for k in request.group_by), request.groups(schemas),
                            {name: values[:, k] for k, name in enumerate(request.cells())}, rows)
-
-
-def _evaluate(node: exp.Expr, bits: Mapping[int, BooleanShare]) -> BooleanShare:
-    if isinstance(node, exp.And):
-        return _evaluate(node.this, bits) & _evaluate(node.expression, bits)
-    if isinstance(node, exp.Or):
-        return _evaluate(node.this, bits) | _evaluate(node.expression, bits)
-    if isinstance(node, exp.Not):
-        return ~_evaluate(node.this, bits)
-    if isinstance(node, exp.Paren):
-        return _evaluate(node.this, bits)
-    return bits[id(node)]

@@ -43,6 +43,7 @@ import sqlglot
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlglot import exp
 
+from mpc.protocols import formula
 from mpc.sharing import boolean as _boolean
 from mpc.sharing.dealer import Reservation
 from mpc.sharing.ring import VALUE_MAX, VALUE_MIN
@@ -223,16 +224,7 @@ def clause_plain(clause: Clause, application: Application, values: OwnerValues, 
 
 
 def evaluate_tree(tree: exp.Expr, bits: Mapping[str, bool]) -> bool:
-    if isinstance(tree, exp.And):
-        return evaluate_tree(tree.this, bits) and evaluate_tree(tree.expression, bits)
-    if isinstance(tree, exp.Or):
-        return evaluate_tree(tree.this, bits) or evaluate_tree(tree.expression, bits)
-    if isinstance(tree, exp.Not):
-        return not evaluate_tree(tree.this, bits)
-    if isinstance(tree, exp.Paren):
-        return evaluate_tree(tree.this, bits)
-    assert isinstance(tree, exp.Column)
-    return bits[tree.name]
+    return formula.evaluate(tree, lambda leaf: bits[leaf.name], formula.PLAIN)
 
 
 def evaluate_plain(rule: Rule, applications: Sequence[Application], values: OwnerValues,
@@ -345,16 +337,7 @@ def rule_reservation(rule: Rule, applications: int) -> Reservation:
 
 
 def _evaluate_shared(tree: exp.Expr, bits: Mapping[str, BooleanShare]) -> BooleanShare:
-    if isinstance(tree, exp.And):
-        return _evaluate_shared(tree.this, bits) & _evaluate_shared(tree.expression, bits)
-    if isinstance(tree, exp.Or):
-        return _evaluate_shared(tree.this, bits) | _evaluate_shared(tree.expression, bits)
-    if isinstance(tree, exp.Not):
-        return ~_evaluate_shared(tree.this, bits)
-    if isinstance(tree, exp.Paren):
-        return _evaluate_shared(tree.this, bits)
-    assert isinstance(tree, exp.Column)
-    return bits[tree.name]
+    return formula.evaluate(tree, lambda leaf: bits[leaf.name], formula.SHARED)
 
 
 def household_tables(rule: Rule) -> set[TableKey]:
