@@ -530,27 +530,34 @@ class Client:
         self._call(peer, self.party_stub(peer).CheckAggregate,
                    party_pb2.AggregateCheck(request=request.model_dump_json().encode(), rows=rows), timeout=30)
         columns = request.peer_columns()
-        reservation = agg.aggregate_reservation(request, rows)
         session_id: str | None = None
-        if columns:  # the peer's columns secret-shared and aligned to our rows (P1 or P3, as planned)
+        # Only the rows of the intersection go on: the peer learns its size (as the design's P5
+        # allows) and we spare the decryptions and gates of rows that could not count.
+        if columns:  # the peer's columns secret-shared and aligned to our matched rows (P1 or P3, as planned)
             fetched = self._fetch_lookup(peer, request.peer_dataset, columns, mine.ids, None)
-            dealer = self._dealer_session(fetched.owner, reservation)
+            keep = np.array([i for i, c in enumerate(fetched.selected) if c is not None], dtype=np.int64)
+            fetched = dataclasses.replace(fetched, selected=[fetched.selected[i] for i in keep.tolist()])
+            dealer = self._dealer_session(fetched.owner, agg.aggregate_reservation(request, len(keep)))
             try:
-                _, session_id, shares, present = self._decrypt_lookup(fetched)
+                _, session_id, shares, _ = self._decrypt_lookup(fetched)
             except BaseException:
                 dealer.close()
                 raise
-        else:  # nothing of theirs on shares: presence by ECDH-PSI
+        else:  # nothing of theirs on shares: the intersection by ECDH-PSI
             found = set(self._psi(peer, request.peer_dataset, mine.ids, "intersection", None).matched or [])
-            present = np.array([i in found for i in mine.ids], dtype=np.uint8)
-            shares = np.zeros((rows, 0), dtype=np.uint64)
-            dealer = self._dealer_session(caps.party, reservation)
+            keep = np.array([k for k, i in enumerate(mine.ids) if i in found], dtype=np.int64)
+            shares = np.zeros((len(keep), 0), dtype=np.uint64)
+            dealer = self._dealer_session(caps.party, agg.aggregate_reservation(request, len(keep)))
+        rows = len(keep)
         used = sorted(uses)
-        inputs = agg.InitiatorInputs(present, {c: agg.clamp(mine.values(c), schemas["initiator"][c]) for c in used})
+        inputs = agg.InitiatorInputs(np.ones(rows, dtype=np.uint8),
+                                     {c: agg.clamp(mine.values(c)[keep], schemas["initiator"][c]) for c in used})
         params = {"request": request.model_dump(mode="json"), "rows": rows, "session": session_id,
                   "initiator": {c: dataclasses.asdict(schemas["initiator"][c]) for c in used}}
         result, _ = self._run_program(peer, dealer, "aggregate", params,
                                       lambda p: agg.aggregate_program(p, request, schemas, rows, shares, inputs))
+        if isinstance(result, agg.CellShares):
+            raise ValueError("cells for the gateway are released through the gateway (mpc-gateway), not here")
         return result
 
     def _decrypt_lookup(self, fetched: _Fetched) -> tuple[str, str, np.ndarray, np.ndarray]:

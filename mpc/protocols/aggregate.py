@@ -162,7 +162,8 @@ class AggregateRequest(BaseModel):
     where: str = ""
     group_by: tuple[ColumnRef, ...] = ()
     aggregates: tuple[Aggregate, ...]
-    reveal_to: Side = "initiator"
+    reveal_to: Side | Literal["gateway"] = "initiator"
+    epsilon: float | None = Field(default=None, gt=0, le=100)  # gateway releases: the query's privacy cost
 
     @field_validator("aggregates")
     @classmethod
@@ -176,6 +177,8 @@ class AggregateRequest(BaseModel):
         self.leaves()
         if len(set(self.group_by)) != len(self.group_by):
             raise ValueError("a group key is named twice")
+        if (self.reveal_to == "gateway") != (self.epsilon is not None):
+            raise ValueError("cells released to the gateway are noised: give epsilon (and only then)")
         return self
 
     # ------------------------------------------------------------------ shape
@@ -379,6 +382,15 @@ class InitiatorInputs:
 
 
 @dataclass(frozen=True)
+class CellShares:
+    """One compute party's share of every cell, with its own noise added (gateway releases):
+    (groups, cells) uint64; the gateway adds both parties' and decodes."""
+
+    cells: tuple[str, ...]
+    values: np.ndarray
+
+
+@dataclass(frozen=True)
 class AggregateResult:
     """The cells, for the recipient: one row per group (key values), one column per cell."""
 
@@ -422,10 +434,13 @@ def _group_index(codes: Sequence[np.ndarray], sizes: Sequence[int], rows: int) -
 
 
 def aggregate_program(party: Party, request: AggregateRequest, schemas: Schemas, rows: int,
-                      peer_shares: np.ndarray, initiator: InitiatorInputs | None = None) -> AggregateResult | None:
+                      peer_shares: np.ndarray, initiator: InitiatorInputs | None = None,
+                      noise: np.ndarray | None = None) -> AggregateResult | CellShares | None:
     """Run as party 0 (the initiator, with ``initiator``) or party 1 (the peer). ``peer_shares``:
     this party's (rows x len(peer_columns)) uint64 shares of the peer's looked-up columns (values
-    of absent rows read as zero). Returns the cells at the recipient, None at the other party."""
+    of absent rows read as zero). Returns the cells at the recipient, None at the other party;
+    for the gateway, each party's share of the cells plus ``noise``, its own (groups, cells)
+    int64 sample of the release's mechanisms (:func:`mpc.protocols.privacy.noise`)."""
     me_initiator = party.index == 0
     if me_initiator and initiator is None:
         raise ValueError("the initiator supplies its presence bits and columns")
@@ -488,7 +503,11 @@ def aggregate_program(party: Party, request: AggregateRequest, schemas: Schemas,
     cells = np.zeros((groups, 1 + len(sums)), dtype=np.uint64)
     for k, share in enumerate([f, *sums]):
         np.add.at(cells[:, k], index, share.value)
-    # 4. reveal every cell to the recipient
+    # 4. reveal every cell to the recipient (the gateway: each party's noised share goes to it)
+    if request.reveal_to == "gateway":
+        if noise is None or noise.shape != cells.shape:
+            raise ValueError(f"a gateway release needs this party's noise of shape {cells.shape}")
+        return CellShares(tuple(request.cells()), cells + noise.astype(np.uint64))
     to = 0 if request.reveal_to == "initiator" else 1
     opened = party.reveal(ArithmeticShare(party, cells.reshape(-1)), to=to)
     if opened is None:

@@ -544,7 +544,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
 
         def run(party: Party) -> dict[str, Any]:
             result = agg.aggregate_program(party, request, schemas, rows, shares)
-            if result is None:
+            if not isinstance(result, agg.AggregateResult):
                 return {"rows": rows, "learned": "nothing (shares only)"}
             path = self.daemon.config.party.state_dir / "results" / f"aggregate-{session_id}.json"
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

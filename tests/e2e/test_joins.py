@@ -53,7 +53,8 @@ def test_aggregate_over_a_join_matches_plaintext(cluster: LocalCluster, tables: 
     request = _request()
     with client_for(cluster, "housing", purpose="statistics", case="AGG-1") as client:
         result = client.aggregate("tax", request)
-    assert result is not None and result.rows == len(with_ids(tables.housing))
+    common = {i for i, _ in with_ids(tables.housing)} & set(owner_values(tables.tax, "annual_income"))
+    assert result is not None and result.rows == len(common)  # only the intersection is computed on
     got, expected = _by_group(result.table(request), request), _plain(tables, request)
     assert set(got) == set(expected) and sum(c["count"] for c in expected.values()) > 10
     for group, cells in expected.items():

@@ -4,6 +4,7 @@ empty and full intersections, filters on either side, group keys on either side,
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,9 +46,10 @@ def _split(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values.astype(np.int64).astype(np.uint64) - mask, mask
 
 
-def run_aggregate(request: AggregateRequest, mine: dict[str, dict[str, Any]],
-                  theirs: dict[str, dict[str, Any]]) -> AggregateResult:
-    """Shares as P1 leaves them (absent rows read as zero), then both parties in threads."""
+def run_program(request: AggregateRequest, mine: dict[str, dict[str, Any]], theirs: dict[str, dict[str, Any]],
+                noise: Callable[[], np.ndarray] | None = None) -> tuple[Any, Any]:
+    """Shares as P1 leaves them (absent rows read as zero), then both parties in threads; each
+    party draws its own ``noise`` (gateway releases)."""
     ids = list(mine)
     columns = request.peer_columns()
 
@@ -70,7 +72,7 @@ def run_aggregate(request: AggregateRequest, mine: dict[str, dict[str, Any]],
     def body(i: int) -> None:
         try:
             out[i] = aggregate_program(parties[i], request, SCHEMAS, len(ids), (share0, share1)[i],  # type: ignore[arg-type]
-                                       inputs if i == 0 else None)
+                                       inputs if i == 0 else None, noise() if noise else None)
         except BaseException as exc:
             errors.append(exc)
             parties[i].channel.abort(str(exc))
@@ -82,9 +84,16 @@ def run_aggregate(request: AggregateRequest, mine: dict[str, dict[str, Any]],
         t.join()
     if errors:
         raise errors[0]
+    assert parties[0].correlations.requests_beyond_reservation == 0
+    return out[0], out[1]
+
+
+def run_aggregate(request: AggregateRequest, mine: dict[str, dict[str, Any]],
+                  theirs: dict[str, dict[str, Any]]) -> AggregateResult:
+    """The cells at the recipient (the other party gets None)."""
+    out = run_program(request, mine, theirs)
     recipient = 0 if request.reveal_to == "initiator" else 1
     assert out[1 - recipient] is None
-    assert parties[0].correlations.requests_beyond_reservation == 0
     result: AggregateResult = out[recipient]
     return result
 

@@ -1,0 +1,60 @@
+"""Differential privacy of released cells: OpenDP's calibration, the cost of a query, and repeated
+releases through the secret-shared program having the mean and variance the mechanism promises."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mpc.protocols import privacy
+from mpc.protocols.aggregate import Aggregate, AggregateRequest, CellShares, ColumnRef
+from mpc.sharing import ring
+from tests.protocols.test_aggregate import SCHEMAS, run_program
+
+REQUEST = AggregateRequest(initiator_dataset="people", peer_dataset="income", group_by=(ColumnRef.parse("initiator.district"),),
+                           aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("initiator.age"))),
+                           reveal_to="gateway", epsilon=1.0)
+
+
+def test_calibration_and_cost() -> None:
+    measurements = privacy.plan(REQUEST, SCHEMAS, 1.0)  # type: ignore[arg-type]
+    assert [(m.cell, m.sensitivity, m.epsilon) for m in measurements] == [("count", 1, 0.5), ("sum(initiator.age)", 120, 0.5)]
+    assert measurements[0].scale == pytest.approx(2.0) and measurements[1].scale == pytest.approx(240.0)
+    assert privacy.cost(measurements, groups=3) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="epsilon"):
+        privacy.plan(REQUEST, SCHEMAS, 0)  # type: ignore[arg-type]
+    assert privacy.suppressed(np.array([9, 10, -3])).tolist() == [True, False, True]
+
+
+def test_gateway_releases_need_epsilon() -> None:
+    with pytest.raises(ValueError, match="give epsilon"):
+        AggregateRequest(initiator_dataset="a", peer_dataset="b", aggregates=(Aggregate(kind="count"),), reveal_to="gateway")
+    with pytest.raises(ValueError, match="give epsilon"):
+        AggregateRequest(initiator_dataset="a", peer_dataset="b", aggregates=(Aggregate(kind="count"),), epsilon=1.0)
+
+
+@pytest.mark.slow
+def test_repeated_releases_have_the_promised_mean_and_variance() -> None:
+    """300 releases of the same table: each cell's mean is the true value and its variance twice
+    the discrete Laplace variance (each party adds noise of the full scale), within 4 to 5
+    standard errors (the sample variance's, for a sum of two Laplace noises: excess kurtosis 1.5)."""
+    mine = {f"p{i}": {"district": ("east", "north", "west")[i % 3], "disabled": 0, "age": 20 + i} for i in range(60)}
+    theirs = {f"p{i}": {"income": 1, "region": "a", "flag": 0} for i in range(0, 60, 2)}
+    measurements = privacy.plan(REQUEST, SCHEMAS, 1.0)  # type: ignore[arg-type]
+    matched = [p for p in mine if p in theirs]
+    truth = {d: (sum(mine[p]["district"] == d for p in matched), sum(int(mine[p]["age"]) for p in matched if mine[p]["district"] == d))
+             for d in ("east", "north", "west")}
+    releases = []
+    for _ in range(300):
+        first, second = run_program(REQUEST, mine, theirs, noise=lambda: privacy.noise(measurements, 3))
+        assert isinstance(first, CellShares) and isinstance(second, CellShares)
+        releases.append(ring.decode(first.values + second.values))
+    cells = np.array(releases, dtype=np.float64)  # (releases, groups, cells)
+    n = len(releases)
+    for g, district in enumerate(("east", "north", "west")):
+        for k, m in enumerate(measurements):
+            sample = cells[:, g, k]
+            variance = privacy.released_variance(m)
+            assert abs(sample.mean() - truth[district][k]) < 4 * np.sqrt(variance / n), (district, m.cell)
+            spread = 5 * np.sqrt(2 / (n - 1) + 1.5 / n)
+            assert abs(sample.var(ddof=1) / variance - 1) < spread, (district, m.cell)
