@@ -324,7 +324,7 @@ def _statistics_step(cluster: object, tables: object) -> None:
                   and plain[group]["sum(peer.annual_income)"] == result.cells["sum(peer.annual_income)"][k]
                   for k, group in enumerate(result.groups))
     table = Table(title=f"statistics: disabled residents (civil-affairs) with income > 30 000 (tax), by district "
-                        f"— {result.rows:,} households rows joined on shares in {seconds:.1f} s, "
+                        f"— {result.rows:,} rows in the intersection, joined on shares in {seconds:.1f} s, "
                         + ("[green]matches plaintext[/]" if correct else "[red]differs from plaintext[/]"))
     for column in ("district", "residents", "total income", "mean income"):
         table.add_column(column, justify="left" if column == "district" else "right")
@@ -333,8 +333,8 @@ def _statistics_step(cluster: object, tables: object) -> None:
         table.add_row(str(row["initiator.district"]), f"{row['count']:,}", f"{row['sum(peer.annual_income)']:,}",
                       "—" if mean is None else f"{mean:,.0f}")
     console.print(table)
-    console.print(f"[dim]{query.request.where}: civil-affairs learned the cells; tax learned the number of rows, "
-                  "each row's district (a plain group-by key) and its position class, never a value[/]")
+    console.print(f"[dim]{query.request.where}: civil-affairs learned the cells; tax learned the intersection size, "
+                  "each matched row's district (a plain group-by key) and position class, never a value[/]")
 
 
 def _normalised(rows: list[dict[str, object]]) -> list[str]:
