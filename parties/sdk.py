@@ -35,7 +35,7 @@ from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
 from mpc.data.sources import Dataset, load_dataset
 from mpc.policy import PolicyError
 from mpc.protocols import aggregate as agg
-from mpc.protocols import lookup, oprf_filter, planner, psi, rules, selftest
+from mpc.protocols import lookup, oprf_filter, planner, privacy, psi, rules, selftest
 from mpc.protocols import threshold as threshold_rule
 from mpc.sharing import ring
 from mpc.sharing.channel import ChannelError
@@ -112,12 +112,13 @@ class Client:
     values or results."""
 
     def __init__(self, name: str, tls: TlsConfig, coordinator: str | None, purpose: str = "", case: str = "",
-                 audit: AuditLog | None = None, config: PartyConfig | None = None) -> None:
+                 audit: AuditLog | None = None, config: PartyConfig | None = None,
+                 datasets: dict[str, Dataset] | None = None) -> None:
         self.name, self.tls, self.coordinator = name, tls, coordinator
         self.purpose, self.case = purpose, case
         self.audit = audit
         self.config = config  # our own datasets and policy (aggregates over a join with our data)
-        self._own: dict[str, Dataset] = {}
+        self._own: dict[str, Dataset] = dict(datasets or {})  # a daemon acting as requester passes its own
         self._channels: dict[str, grpc.Channel] = {}
         self.plans: list[planner.LookupPlan] = []  # the path each lookup took, newest last
         self._endpoints: dict[str, str] = {}
@@ -507,10 +508,22 @@ class Client:
         computed: ours for our columns (what the peer would see of them), the peer's by
         ``CheckAggregate``. Returns the cells when they are revealed to us, None when the request
         reveals them to the peer (which keeps them)."""
+        if request.reveal_to == "gateway":
+            raise ValueError("cells for the gateway are released through the gateway (mpc-gateway), not here")
         with self._recorded("aggregate", peer, 0, "P1/P5"):
-            return self._aggregate(peer, request)
+            result, _, _ = self._aggregate(peer, request)
+            assert not isinstance(result, agg.CellShares)
+            return result
 
-    def _aggregate(self, peer: str, request: agg.AggregateRequest) -> agg.AggregateResult | None:
+    def aggregate_shares(self, peer: str, request: agg.AggregateRequest) -> tuple[agg.CellShares, str, int]:
+        """For the gateway the request names: our share of every cell plus our own noise, the
+        session the peer keeps its share under, and the rows computed on (the intersection)."""
+        with self._recorded("aggregate", peer, 0, "P1/P5"):
+            result, session_id, rows = self._aggregate(peer, request)
+            assert isinstance(result, agg.CellShares)
+            return result, session_id, rows
+
+    def _aggregate(self, peer: str, request: agg.AggregateRequest) -> tuple[agg.AggregateResult | agg.CellShares | None, str, int]:
         mine = self.own_dataset(request.initiator_dataset)
         caps, schema = self.capabilities(peer), self._schema(peer, request.peer_dataset)
         schemas: dict[agg.Side, dict[str, agg.ColumnInfo]] = {
@@ -554,11 +567,13 @@ class Client:
                                      {c: agg.clamp(mine.values(c)[keep], schemas["initiator"][c]) for c in used})
         params = {"request": request.model_dump(mode="json"), "rows": rows, "session": session_id,
                   "initiator": {c: dataclasses.asdict(schemas["initiator"][c]) for c in used}}
+        noise = None
+        if request.reveal_to == "gateway":  # our own noise on our share of the cells
+            assert request.epsilon is not None
+            noise = privacy.noise(privacy.plan(request, schemas, request.epsilon), len(request.groups(schemas)))
         result, _ = self._run_program(peer, dealer, "aggregate", params,
-                                      lambda p: agg.aggregate_program(p, request, schemas, rows, shares, inputs))
-        if isinstance(result, agg.CellShares):
-            raise ValueError("cells for the gateway are released through the gateway (mpc-gateway), not here")
-        return result
+                                      lambda p: agg.aggregate_program(p, request, schemas, rows, shares, inputs, noise))
+        return result, dealer.session_id, rows
 
     def _decrypt_lookup(self, fetched: _Fetched) -> tuple[str, str, np.ndarray, np.ndarray]:
         """Step 3: mask (absent ids and padding select nothing); the owner decrypts and keeps its

@@ -300,3 +300,29 @@ class ShareResult(_message.Message):
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     summary: bytes
     def __init__(self, summary: _Optional[bytes] = ...) -> None: ...
+
+class AggregateJob(_message.Message):
+    __slots__ = ("request", "peer")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    request: bytes
+    peer: str
+    def __init__(self, request: _Optional[bytes] = ..., peer: _Optional[str] = ...) -> None: ...
+
+class CellShares(_message.Message):
+    __slots__ = ("session_id", "cells", "values", "rows")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    CELLS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    cells: _containers.RepeatedScalarFieldContainer[str]
+    values: _common_pb2.NdArray
+    rows: int
+    def __init__(self, session_id: _Optional[str] = ..., cells: _Optional[_Iterable[str]] = ..., values: _Optional[_Union[_common_pb2.NdArray, _Mapping]] = ..., rows: _Optional[int] = ...) -> None: ...
+
+class ResultRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...

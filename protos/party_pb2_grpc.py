@@ -105,6 +105,16 @@ class PartyStub:
                 request_serializer=protos_dot_party__pb2.AggregateCheck.SerializeToString,
                 response_deserializer=protos_dot_common__pb2.Empty.FromString,
                 _registered_method=True)
+        self.RunAggregate = channel.unary_unary(
+                '/mpc.v1.Party/RunAggregate',
+                request_serializer=protos_dot_party__pb2.AggregateJob.SerializeToString,
+                response_deserializer=protos_dot_party__pb2.CellShares.FromString,
+                _registered_method=True)
+        self.GetResultShare = channel.unary_unary(
+                '/mpc.v1.Party/GetResultShare',
+                request_serializer=protos_dot_party__pb2.ResultRequest.SerializeToString,
+                response_deserializer=protos_dot_party__pb2.CellShares.FromString,
+                _registered_method=True)
 
 
 class PartyServicer:
@@ -214,6 +224,23 @@ class PartyServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunAggregate(self, request, context):
+        """P5 for the gateway the request names: run the aggregate as its initiator (with the named
+        peer) or, over one of our tables alone, in the clear; answer with our share of every cell,
+        noised by us (OpenDP).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetResultShare(self, request, context):
+        """P5 for the gateway: our share of the cells of a session we were the peer of, noised by us
+        (handed out once, to the gateway the request named only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PartyServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -286,6 +313,16 @@ def add_PartyServicer_to_server(servicer, server):
                     servicer.CheckAggregate,
                     request_deserializer=protos_dot_party__pb2.AggregateCheck.FromString,
                     response_serializer=protos_dot_common__pb2.Empty.SerializeToString,
+            ),
+            'RunAggregate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunAggregate,
+                    request_deserializer=protos_dot_party__pb2.AggregateJob.FromString,
+                    response_serializer=protos_dot_party__pb2.CellShares.SerializeToString,
+            ),
+            'GetResultShare': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetResultShare,
+                    request_deserializer=protos_dot_party__pb2.ResultRequest.FromString,
+                    response_serializer=protos_dot_party__pb2.CellShares.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -666,6 +703,60 @@ class Party:
             '/mpc.v1.Party/CheckAggregate',
             protos_dot_party__pb2.AggregateCheck.SerializeToString,
             protos_dot_common__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunAggregate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Party/RunAggregate',
+            protos_dot_party__pb2.AggregateJob.SerializeToString,
+            protos_dot_party__pb2.CellShares.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetResultShare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Party/GetResultShare',
+            protos_dot_party__pb2.ResultRequest.SerializeToString,
+            protos_dot_party__pb2.CellShares.FromString,
             options,
             channel_credentials,
             insecure,

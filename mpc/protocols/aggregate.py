@@ -152,18 +152,21 @@ Schemas = Mapping[Side, Mapping[str, ColumnInfo]]
 
 
 class AggregateRequest(BaseModel):
-    """COUNT / SUM / MEAN per group over ``initiator_dataset JOIN peer_dataset`` on the id column,
-    filtered by ``where`` (comparisons of ``side.column`` with constants, AND / OR / NOT)."""
+    """COUNT / SUM / MEAN per group over ``initiator_dataset JOIN peer_dataset`` on the id column
+    (or over ``initiator_dataset`` alone when ``peer_dataset`` is empty), filtered by ``where``
+    (comparisons of ``side.column`` with constants, AND / OR / NOT). ``reveal_to = "gateway"``
+    releases noised cells (ε = ``epsilon``) to the gateway named by ``gateway``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     initiator_dataset: str
-    peer_dataset: str
+    peer_dataset: str = ""
     where: str = ""
     group_by: tuple[ColumnRef, ...] = ()
     aggregates: tuple[Aggregate, ...]
     reveal_to: Side | Literal["gateway"] = "initiator"
     epsilon: float | None = Field(default=None, gt=0, le=100)  # gateway releases: the query's privacy cost
+    gateway: str = ""  # gateway releases: who receives both parties' noised shares of the cells
 
     @field_validator("aggregates")
     @classmethod
@@ -177,9 +180,18 @@ class AggregateRequest(BaseModel):
         self.leaves()
         if len(set(self.group_by)) != len(self.group_by):
             raise ValueError("a group key is named twice")
-        if (self.reveal_to == "gateway") != (self.epsilon is not None):
-            raise ValueError("cells released to the gateway are noised: give epsilon (and only then)")
+        if (self.reveal_to == "gateway") != (self.epsilon is not None) or (self.reveal_to == "gateway") != bool(self.gateway):
+            raise ValueError("cells released to the gateway are noised: give epsilon and the gateway (and only then)")
+        if not self.peer_dataset:
+            if self.reveal_to != "gateway":
+                raise ValueError("an aggregate over one table is released to the gateway (noised) only")
+            if self.uses("peer"):
+                raise ValueError("an aggregate over one table reads no peer columns")
         return self
+
+    @property
+    def single_table(self) -> bool:
+        return not self.peer_dataset
 
     # ------------------------------------------------------------------ shape
     def tree(self) -> exp.Expr | None:
@@ -369,6 +381,33 @@ def _with_means(request: AggregateRequest, cell: Mapping[str, int | float | None
         elif agg.kind == "sum":
             out[agg.name] = cell[f"sum({agg.column})"]
     return out
+
+
+def table_cells(request: AggregateRequest, schemas: Schemas, values: Mapping[str, np.ndarray]) -> np.ndarray:
+    """One table's cells in the clear, (groups, cells) int64, for an owner releasing an aggregate
+    over its own data alone: ``values`` are its columns (clamped; categories as codes)."""
+    rows = len(next(iter(values.values()))) if values else 0
+    tree = request.tree()
+
+    def compare(node: exp.Expr) -> np.ndarray:
+        leaf = _leaf(node)
+        info = schemas[leaf.ref.side][leaf.ref.column]
+        selected: np.ndarray = _PLAIN[leaf.op](values[leaf.ref.column], info.code(leaf.value))
+        return selected
+
+    keep = np.ones(rows, dtype=bool) if tree is None else formula.evaluate(tree, compare, _VECTOR)
+    sizes = [len(schemas[k.side][k.column].domain()) for k in request.group_by]
+    lows = [schemas[k.side][k.column].bounds()[0] for k in request.group_by]
+    index = _group_index([values[k.column] - low for k, low in zip(request.group_by, lows, strict=True)], sizes, rows)
+    groups = math.prod(sizes)
+    out = np.zeros((groups, len(request.cells())), dtype=np.int64)
+    out[:, 0] = np.bincount(index[keep], minlength=groups)
+    for k, ref in enumerate(request.summed(), start=1):
+        np.add.at(out[:, k], index[keep], values[ref.column][keep])
+    return out
+
+
+_VECTOR = formula.Algebra(np.logical_and, np.logical_or, np.logical_not)
 
 
 # ----------------------------------------------------------------------------- on shares

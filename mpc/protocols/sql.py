@@ -8,7 +8,8 @@ The one shape accepted::
     [WHERE <comparisons of columns with constants, AND / OR / NOT>]
     [GROUP BY <keys>]
 
-The left table is the initiator's, the right one the peer's. Everything else (row-level output,
+The left table is the initiator's, the right one the peer's; without a join (one owner's table)
+the cells can only be released noised, to a gateway. Everything else (row-level output,
 raw non-key columns, ``SELECT *``, subqueries, ORDER BY, LIMIT, HAVING, DISTINCT, other joins,
 functions other than COUNT(*) / SUM / AVG, arithmetic) is refused with :class:`SqlRefused`, whose
 message gives the reason and the offending fragment.
@@ -17,6 +18,7 @@ message gives the reason and the offending fragment.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import sqlglot
 from pydantic import ValidationError
@@ -56,8 +58,10 @@ _REFUSED_NODES: dict[type[exp.Expr], str] = {
 }
 
 
-def parse_query(sql: str, reveal_to: Side = "initiator") -> ParsedQuery:
-    """The request of a restricted aggregate query, or :class:`SqlRefused` naming the fragment."""
+def parse_query(sql: str, reveal_to: Side | Literal["gateway"] = "initiator", epsilon: float | None = None,
+                gateway: str = "") -> ParsedQuery:
+    """The request of a restricted aggregate query, or :class:`SqlRefused` naming the fragment.
+    A query over one table (no JOIN) is released noised to a gateway only."""
     try:
         statements = sqlglot.parse(sql)
     except sqlglot.errors.ParseError as exc:
@@ -103,8 +107,6 @@ def parse_query(sql: str, reveal_to: Side = "initiator") -> ParsedQuery:
             aggregates.append(Aggregate(kind="sum" if isinstance(node, exp.Sum) else "mean", column=target))
         else:
             raise SqlRefused("only group keys, COUNT(*), SUM(column) and AVG(column) can be selected", item.sql())
-    if len(tables) != 2:
-        raise SqlRefused("join exactly two tables: FROM a.t JOIN b.u USING (id_column)", select.sql()[:200])
     where = select.args.get("where")
     if where is not None:
         try:
@@ -115,11 +117,13 @@ def parse_query(sql: str, reveal_to: Side = "initiator") -> ParsedQuery:
             column.set("table", exp.to_identifier(ref(column).side))
             column.set("db", None)
     try:
-        request = AggregateRequest(initiator_dataset=tables[0][1], peer_dataset=tables[1][1],
+        request = AggregateRequest(initiator_dataset=tables[0][1], peer_dataset=tables[1][1] if len(tables) > 1 else "",
                                    where=where.this.sql() if where is not None else "", group_by=tuple(keys),
-                                   aggregates=tuple(aggregates), reveal_to=reveal_to)
+                                   aggregates=tuple(aggregates), reveal_to=reveal_to, epsilon=epsilon, gateway=gateway)
     except ValidationError as exc:
         raise SqlRefused("the query cannot run", "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+    if len(tables) == 1:
+        return ParsedQuery(tables[0][0], "", "", request)
     return ParsedQuery(tables[0][0], tables[1][0], _using(select), request)
 
 

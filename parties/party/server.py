@@ -32,7 +32,7 @@ from parties.net.tls import (
 from parties.net.wire import MAX_MESSAGE_BYTES, SERVER_OPTIONS
 from parties.party.config import ConfigError, PartyConfig, PredicateSpec
 from parties.party.service import PartyService
-from parties.party.sessions import SessionShares
+from parties.party.sessions import HeldResult, HeldShares, SessionShares
 from parties.party.state import PartyState
 from parties.party.tables import EncryptedTable, TableCache
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc, party_pb2_grpc
@@ -76,7 +76,8 @@ class PartyDaemon:
         self._coordinator_channel: grpc.Channel | None = None
         self._stopping = threading.Event()
         self._witness: threading.Thread | None = None
-        self.sessions = SessionShares()
+        self.sessions: SessionShares[HeldShares] = SessionShares()
+        self.results: SessionShares[HeldResult] = SessionShares(ttl=600.0)  # noised cell shares awaiting the gateway
         self._peer_channels: dict[str, grpc.Channel] = {}
         self._filters: dict[tuple[str, int], list[bytes]] = {}
         self._oprf_counts: dict[tuple[str, str, str, int], int] = {}

@@ -24,7 +24,7 @@ from mpc.crypto.curve25519 import OprfServer
 from mpc.data.sources import Dataset
 from mpc.files import write_atomic
 from mpc.protocols import aggregate as agg
-from mpc.protocols import lookup, psi, rules, selftest, threshold
+from mpc.protocols import lookup, privacy, psi, rules, selftest, threshold
 from mpc.sharing.channel import ChannelError
 from mpc.sharing.runtime import Party
 from parties.boundary import Call, ServiceError
@@ -34,8 +34,9 @@ from parties.net.points import split_points
 from parties.net.producers import Interleave
 from parties.net.share_channel import ShareServerChannel
 from parties.party.config import format_validation_error
-from parties.party.sessions import HeldShares
+from parties.party.sessions import HeldResult, HeldShares
 from parties.party.tables import declared
+from parties.sdk import Client, RemoteError
 from protos import common_pb2, party_pb2, party_pb2_grpc
 
 if TYPE_CHECKING:
@@ -69,6 +70,8 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         self.GetAuditHead = b.unary("GetAuditHead")(self._audit_head)
         self.CheckAggregate = b.unary("CheckAggregate", "P5")(self._check_aggregate)
         self.GetTags = b.streaming("GetTags", "P1")(self._tags)
+        self.RunAggregate = b.unary("RunAggregate", "P5")(self._run_aggregate)
+        self.GetResultShare = b.unary("GetResultShare", "P5")(self._result_share)
         self._oprf_keys: dict[str, OprfServer] = {}
         self._lock = threading.Lock()
 
@@ -505,9 +508,12 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         unknown = sorted(set(uses) - set(data.columns))
         if unknown:
             raise ServiceError(grpc.StatusCode.NOT_FOUND, f"dataset {data.name!r} has no column(s) {unknown}")
-        self.daemon.config.policy.check_dataset(
-            call.peer, call.purpose, data.name, psi=True, columns=uses,
-            classifications={c: data.spec.schema_.columns[c].classification for c in uses})
+        classes = {c: data.spec.schema_.columns[c].classification for c in uses}
+        self.daemon.config.policy.check_dataset(call.peer, call.purpose, data.name, psi=True, columns=uses,
+                                                classifications=classes)
+        if request.reveal_to == "gateway":  # we also consent to the gateway seeing the noised cells
+            self.daemon.config.policy.check_dataset(request.gateway, call.purpose, data.name, columns=uses,
+                                                    classifications=classes)
         call.rows = rows
         call.detail = (f"dataset={data.name} uses={ {c: sorted(u) for c, u in sorted(uses.items())} } "
                        f"groups={[str(k) for k in request.group_by]} reveal_to={request.reveal_to}")
@@ -526,9 +532,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"bad aggregate program parameters: {exc}") from exc
         request, data = self._check_aggregate_request(call, params.get("request", {}), rows)
-        schemas: dict[agg.Side, dict[str, agg.ColumnInfo]] = {"initiator": initiator, "peer": {
-            c: agg.ColumnInfo(*declared(data, c)[:1], spec.min, spec.max, data.labels(c) if spec.type == "category" else ())
-            for c, spec in data.spec.schema_.columns.items()}}
+        schemas: dict[agg.Side, dict[str, agg.ColumnInfo]] = {"initiator": initiator, "peer": self._column_infos(data)}
         request.check(schemas, rows)
         columns = request.peer_columns()
         if session:
@@ -542,8 +546,16 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         else:
             shares = np.zeros((rows, 0), dtype=np.uint64)
 
+        noise = None
+        if request.reveal_to == "gateway":  # our own noise on our share of the cells
+            assert request.epsilon is not None
+            noise = privacy.noise(privacy.plan(request, schemas, request.epsilon), len(request.groups(schemas)))
+
         def run(party: Party) -> dict[str, Any]:
-            result = agg.aggregate_program(party, request, schemas, rows, shares)
+            result = agg.aggregate_program(party, request, schemas, rows, shares, noise=noise)
+            if isinstance(result, agg.CellShares):  # the gateway fetches it (GetResultShare)
+                self.daemon.results.put(session_id, HeldResult(request.gateway, result, rows, time.monotonic()))
+                return {"rows": rows, "learned": "nothing (shares only); our noised share waits for the gateway"}
             if not isinstance(result, agg.AggregateResult):
                 return {"rows": rows, "learned": "nothing (shares only)"}
             path = self.daemon.config.party.state_dir / "results" / f"aggregate-{session_id}.json"
@@ -556,6 +568,63 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             return {"rows": rows, "stored": f"results/{path.name}", "groups": len(result.groups)}
 
         return run
+
+    def _run_aggregate(self, request: party_pb2.AggregateJob, context: Any, call: Call) -> party_pb2.CellShares:
+        """For the gateway: our share of the cells (noised by us) as the initiator of a join with
+        ``peer``, or over one of our tables alone (computed in the clear, then noised)."""
+        try:
+            job = agg.AggregateRequest.model_validate_json(request.request)
+        except ValidationError as exc:
+            raise ValueError(f"malformed aggregate request: {format_validation_error(exc, 'request')}") from None
+        if job.reveal_to != "gateway" or job.gateway != call.peer:
+            raise ServiceError(grpc.StatusCode.PERMISSION_DENIED, f"{call.peer} may only run aggregates it receives itself")
+        policy = self.daemon.config.policy
+        policy.check_program(call.peer, call.purpose, "aggregate")
+        data = self.daemon.require_dataset(job.initiator_dataset)
+        uses = job.uses("initiator")
+        unknown = sorted(set(uses) - set(data.columns))
+        if unknown:
+            raise ServiceError(grpc.StatusCode.NOT_FOUND, f"dataset {data.name!r} has no column(s) {unknown}")
+        policy.check_dataset(call.peer, call.purpose, data.name, columns=uses,
+                             classifications={c: data.spec.schema_.columns[c].classification for c in uses})
+        call.detail = f"dataset={data.name} peer={request.peer or '-'} epsilon={job.epsilon} groups={[str(k) for k in job.group_by]}"
+        if job.single_table:
+            if request.peer:
+                raise ValueError("an aggregate over one table names no peer")
+            schemas: dict[agg.Side, dict[str, agg.ColumnInfo]] = {"initiator": self._column_infos(data), "peer": {}}
+            job.check(schemas, len(data.ids))
+            values = {c: agg.clamp(data.values(c), schemas["initiator"][c]) for c in uses}
+            cells = agg.table_cells(job, schemas, values)
+            assert job.epsilon is not None
+            noised = cells + privacy.noise(privacy.plan(job, schemas, job.epsilon), cells.shape[0])
+            call.rows = len(data.ids)
+            return party_pb2.CellShares(cells=job.cells(), values=wire.to_message(noised.astype(np.uint64)),
+                                        rows=len(data.ids))
+        client = Client(self.daemon.name, self.daemon.config.tls, self.daemon.config.party.coordinator,
+                        call.purpose, call.case, config=self.daemon.config, datasets=self.daemon.datasets)
+        try:
+            shares, session_id, rows = client.aggregate_shares(request.peer, job)
+        except RemoteError as exc:
+            raise ServiceError(exc.code, str(exc)) from None
+        finally:
+            client.close()
+        call.rows = rows
+        return party_pb2.CellShares(session_id=session_id, cells=list(shares.cells), values=wire.to_message(shares.values),
+                                    rows=rows)
+
+    def _result_share(self, request: party_pb2.ResultRequest, context: Any, call: Call) -> party_pb2.CellShares:
+        try:
+            held = self.daemon.results.take(request.session_id, call.peer)
+        except LookupError:
+            raise ServiceError(grpc.StatusCode.NOT_FOUND, f"no result share of session {request.session_id!r} for "
+                                                          f"{call.peer} (expired, fetched already, or not yours)") from None
+        call.rows, call.detail = held.rows, f"session={request.session_id}"
+        return party_pb2.CellShares(session_id=request.session_id, cells=list(held.shares.cells),
+                                    values=wire.to_message(held.shares.values), rows=held.rows)
+
+    def _column_infos(self, data: Dataset) -> dict[str, agg.ColumnInfo]:
+        return {c: agg.ColumnInfo(*declared(data, c)[:1], spec.min, spec.max, data.labels(c) if spec.type == "category" else ())
+                for c, spec in data.spec.schema_.columns.items()}
 
     def _rule_program(self, params: dict[str, Any], call: Call) -> Callable[[Party], dict[str, Any]]:
         """P4 as co-party: evaluate a rule on the shares our masked decryptions left us."""

@@ -1,6 +1,8 @@
-"""Shares an owner holds between a masked decryption and the computation that consumes them.
+"""What an owner holds between two calls of a session: the shares a masked decryption left it
+(until the program that consumes them), and its noised share of released cells (until the
+gateway fetches it).
 
-Entries are bound to the peer that created them, used once, and expire after ``ttl`` seconds, so a
+Entries are bound to the peer that may take them, used once, and expire after ``ttl`` seconds, so a
 share never outlives the session it belongs to.
 """
 
@@ -9,8 +11,11 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
+
+from mpc.protocols.aggregate import CellShares
 
 DEFAULT_TTL_SECONDS = 1800.0  # long enough for the other owners of a large batch to decrypt theirs
 MAX_SESSIONS = 1024
@@ -27,17 +32,36 @@ class HeldShares:
     reveal_allowed: bool = False  # that owner consents to revealing clause bits to the requester
 
 
-class SessionShares:
+@dataclass(frozen=True)
+class HeldResult:
+    peer: str            # the gateway that may fetch it
+    shares: CellShares   # our share of the cells, noised by us
+    rows: int
+    created: float
+
+
+class _Held(Protocol):
+    @property
+    def peer(self) -> str: ...
+
+    @property
+    def created(self) -> float: ...
+
+
+H = TypeVar("H", bound=_Held)
+
+
+class SessionShares(Generic[H]):
     def __init__(self, ttl: float = DEFAULT_TTL_SECONDS) -> None:
         self._ttl = ttl
-        self._held: dict[str, HeldShares] = {}
+        self._held: dict[str, H] = {}
         self._lock = threading.Lock()
 
     def _expire(self, now: float) -> None:
         for key in [k for k, v in self._held.items() if now - v.created > self._ttl]:
             del self._held[key]
 
-    def put(self, session_id: str, held: HeldShares) -> None:
+    def put(self, session_id: str, held: H) -> None:
         with self._lock:
             self._expire(time.monotonic())
             if session_id in self._held:
@@ -46,8 +70,8 @@ class SessionShares:
                 raise RuntimeError("too many open sessions; retry later")
             self._held[session_id] = held
 
-    def take(self, session_id: str, peer: str) -> HeldShares:
-        """Remove and return the shares of ``session_id``; only the peer that created them may."""
+    def take(self, session_id: str, peer: str) -> H:
+        """Remove and return what ``session_id`` holds; only the peer it is bound to may."""
         with self._lock:
             self._expire(time.monotonic())
             held = self._held.get(session_id)

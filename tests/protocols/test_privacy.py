@@ -13,7 +13,7 @@ from tests.protocols.test_aggregate import SCHEMAS, run_program
 
 REQUEST = AggregateRequest(initiator_dataset="people", peer_dataset="income", group_by=(ColumnRef.parse("initiator.district"),),
                            aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("initiator.age"))),
-                           reveal_to="gateway", epsilon=1.0)
+                           reveal_to="gateway", epsilon=1.0, gateway="gateway")
 
 
 def test_calibration_and_cost() -> None:
@@ -31,6 +31,27 @@ def test_gateway_releases_need_epsilon() -> None:
         AggregateRequest(initiator_dataset="a", peer_dataset="b", aggregates=(Aggregate(kind="count"),), reveal_to="gateway")
     with pytest.raises(ValueError, match="give epsilon"):
         AggregateRequest(initiator_dataset="a", peer_dataset="b", aggregates=(Aggregate(kind="count"),), epsilon=1.0)
+    with pytest.raises(ValueError, match="one table is released to the gateway"):
+        AggregateRequest(initiator_dataset="a", aggregates=(Aggregate(kind="count"),))
+
+
+def test_one_table_in_the_clear_matches_the_oracle() -> None:
+    """An owner's aggregate over its own table (single-table gateway releases), vectorised."""
+    import numpy as np
+
+    from mpc.protocols.aggregate import evaluate_plain, table_cells
+    rng = np.random.default_rng(5)
+    rows = 500
+    districts, disabled, ages = rng.integers(0, 3, rows), rng.integers(0, 2, rows), rng.integers(0, 121, rows)
+    request = AggregateRequest(initiator_dataset="people", where="initiator.disabled = 1 OR initiator.age < 30",
+                               group_by=(ColumnRef.parse("initiator.district"),), reveal_to="gateway", epsilon=1.0,
+                               gateway="g", aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("initiator.age"))))
+    cells = table_cells(request, SCHEMAS, {"district": districts, "disabled": disabled, "age": ages})  # type: ignore[arg-type]
+    labels = ("east", "north", "west")
+    mine = {f"p{i}": {"district": labels[d], "disabled": int(b), "age": int(a)}
+            for i, (d, b, a) in enumerate(zip(districts, disabled, ages, strict=True))}
+    expected = evaluate_plain(request, SCHEMAS, mine, {p: {} for p in mine})  # type: ignore[arg-type]
+    assert [[expected[(d,)]["count"], expected[(d,)]["sum(initiator.age)"]] for d in labels] == cells.tolist()
 
 
 @pytest.mark.slow

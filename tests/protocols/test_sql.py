@@ -9,6 +9,13 @@ from mpc.protocols.aggregate import Aggregate, ColumnRef
 from mpc.protocols.sql import SqlRefused, parse_query
 
 
+def test_one_table_for_the_gateway() -> None:
+    query = parse_query("SELECT t.k, AVG(t.v) FROM a.t GROUP BY t.k", reveal_to="gateway", epsilon=0.5, gateway="g")
+    assert (query.initiator, query.peer, query.request.peer_dataset, query.request.single_table) == ("a", "", "", True)
+    with pytest.raises(SqlRefused, match="unknown table or alias"):
+        parse_query("SELECT COUNT(*) FROM a.t WHERE u.v > 1", reveal_to="gateway", epsilon=0.5, gateway="g")
+
+
 def test_the_accepted_shape() -> None:
     query = parse_query("SELECT h.district, COUNT(*), SUM(i.annual_income) AS total, AVG(i.annual_income) "
                         "FROM civil.households h JOIN tax.income i USING (resident_id) "
@@ -48,7 +55,7 @@ def test_the_accepted_shape() -> None:
     ("SELECT COUNT(*) FROM a.t JOIN b.u USING (id) GROUP BY UPPER(t.k)", "GROUP BY takes plain columns", "UPPER(t.k)"),
     ("SELECT COUNT(*) FROM a.t JOIN b.u USING (id) GROUP BY t.k HAVING COUNT(*) > 1", "HAVING is not allowed", "HAVING"),
     ("SELECT DISTINCT t.k FROM a.t JOIN b.u USING (id) GROUP BY t.k", "DISTINCT is not allowed", "DISTINCT"),
-    ("SELECT COUNT(*) FROM a.t", "join exactly two tables", "FROM a.t"),
+    ("SELECT COUNT(*) FROM a.t", "the query cannot run", "released to the gateway (noised) only"),
     ("SELECT COUNT(*) FROM a.t JOIN b.u USING (id, other)", "join on exactly one id column", "id, other"),
     ("DELETE FROM a.t", "only SELECT is allowed", "DELETE FROM a.t"),
     ("SELECT COUNT(*) FROM a.t; SELECT 1", "exactly one statement", "SELECT"),
