@@ -50,11 +50,21 @@ class ClusterError(RuntimeError):
     pass
 
 
+GATEWAY = "gateway"
+
+
 class LocalCluster:
-    def __init__(self, root: Path, parties: list[PartySpec], paillier_bits: int = 2048) -> None:
+    """``gateway``: also run the researcher sandbox (HTTP on an ephemeral loopback port; the
+    owners' policies must grant the party named ``gateway``), with ``gateway_settings`` for its
+    ``[gateway]`` section."""
+
+    def __init__(self, root: Path, parties: list[PartySpec], paillier_bits: int = 2048, gateway: bool = False,
+                 gateway_settings: dict[str, Any] | None = None) -> None:
         self.root = root.resolve()
         self.specs = {p.name: p for p in parties}
         self.paillier_bits = paillier_bits
+        self.gateway = gateway
+        self.gateway_settings = dict(gateway_settings or {})
         self.pki_dir = self.root / "pki"
         self.members: dict[str, Running] = {}
 
@@ -67,7 +77,7 @@ class LocalCluster:
         """Create the PKI and write every configuration (idempotent for an existing root)."""
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         pki = Pki(self.pki_dir) if (self.pki_dir / "ca.pem").exists() else Pki.init(self.pki_dir)
-        for name in [COORDINATOR, *self.specs]:
+        for name in [COORDINATOR, *self.specs, *([GATEWAY] if self.gateway else [])]:
             if not (self.pki_dir / "issued" / f"{name}.pem").exists():
                 pki.issue(name)
         coordinator_config = {
@@ -139,6 +149,24 @@ class LocalCluster:
         for spec in self.specs.values():
             if spec.daemon:
                 self._await(self.members[spec.name], timeout)
+        if self.gateway:
+            member = self._write_gateway_config(coordinator.address)
+            self.members[GATEWAY] = member
+            self._spawn(member, "parties.cli.gateway")
+            self._await(member, timeout)
+
+    def _write_gateway_config(self, coordinator_address: str) -> Running:
+        state = self.root / "state" / GATEWAY
+        config = {"gateway": {"name": GATEWAY, "listen": "127.0.0.1:0", "state_dir": str(state),
+                              "coordinator": coordinator_address, **self.gateway_settings},
+                  "tls": self._tls(GATEWAY)}
+        path = self.root / "config" / f"{GATEWAY}.toml"
+        path.write_bytes(tomli_w.dumps(config).encode())
+        return Running(GATEWAY, path, state, None)
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.members[GATEWAY].address}"
 
     def stop_party(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
         member = self.members.get(name)

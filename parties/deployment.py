@@ -19,7 +19,7 @@ from typing import Any
 from mpc.data.ids import normalize_column
 from mpc.data.synthetic import AgencyTables, write_csv, write_sqlite
 from mpc.protocols.rules import Application, OwnerValues
-from parties.cluster import PartySpec
+from parties.cluster import GATEWAY, PartySpec
 
 AGENCIES = ("tax", "civil-affairs", "housing", "public-security")
 PURPOSES = ["statistics", "selftest", "public-rental-housing", "minimum-living-allowance", "income-check"]
@@ -78,11 +78,15 @@ def policy_for(owner: str, spec: dict[str, Any]) -> dict[str, Any]:
                for c, col in spec["schema"]["columns"].items()
                if col.get("classification", "internal") in ("public", "internal")
                or (col["type"] != "category" and col.get("classification") != "secret")}
-    peers = {peer: {"purposes": PURPOSES, "datasets": {spec["name"]: {"psi": True, "columns": columns}},
-                    "programs": PROGRAMS, "co_parties": [a for a in AGENCIES if a not in (owner, peer)],
-                    "forward_shares": True, "predicates": [p["name"] for p in PREDICATES.get(owner, [])],
-                    "reveal_clauses": owner in REVEALS_CLAUSES}
-             for peer in AGENCIES if peer != owner}
+    peers: dict[str, Any] = {
+        peer: {"purposes": PURPOSES, "datasets": {spec["name"]: {"psi": True, "columns": columns}},
+               "programs": PROGRAMS, "co_parties": [a for a in AGENCIES if a not in (owner, peer)],
+               "forward_shares": True, "predicates": [p["name"] for p in PREDICATES.get(owner, [])],
+               "reveal_clauses": owner in REVEALS_CLAUSES}
+        for peer in AGENCIES if peer != owner}
+    # the researcher sandbox may have aggregates computed over these columns and receive them noised
+    peers[GATEWAY] = {"purposes": ["statistics"], "programs": ["aggregate"], "datasets": {spec["name"]: {
+        "columns": {c: [u for u in uses if u in ("filter", "aggregate", "group_by")] for c, uses in columns.items()}}}}
     return {"peers": peers}
 
 

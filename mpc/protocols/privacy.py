@@ -40,7 +40,7 @@ class Measurement:
     scale: float       # discrete Laplace scale OpenDP calibrated for it
 
     def mechanism(self, groups: int) -> Any:
-        space = dp.vector_domain(dp.atom_domain(T=int), size=groups), dp.l1_distance(T=int)
+        space = dp.vector_domain(dp.atom_domain(T="i64"), size=groups), dp.l1_distance(T="i64")
         return dp.m.make_laplace(*space, scale=self.scale)
 
 
@@ -59,7 +59,7 @@ def plan(request: AggregateRequest, schemas: Schemas, epsilon: float) -> list[Me
         raise ValueError(f"epsilon {epsilon} outside (0, 100]")
     cells = request.cells()
     share = epsilon / len(cells)
-    space = dp.atom_domain(T=int), dp.absolute_distance(T=int)
+    space = dp.atom_domain(T="i64"), dp.absolute_distance(T="i64")
     out = []
     for cell in cells:
         d_in = sensitivity(request, schemas, cell)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import datetime
-import os
 import sqlite3
 import tempfile
 import tomllib
@@ -42,11 +41,6 @@ from mpc.data.sources import Dataset, DataSourceError, RowError, load_dataset
 
 Cell = str | int | float | bool | Decimal | None
 AnySource = CsvSource | SqliteSource | PostgresSource
-
-PG_DSNS = (
-    "postgresql://postgres@127.0.0.1:5432/test",
-    "postgresql://root@127.0.0.1:5432/test",
-)
 
 HEADER = ["resident_id", "age", "owner", "district", "note"]
 COLUMNS: dict[str, dict[str, Any]] = {
@@ -135,25 +129,6 @@ class MakeSource(Protocol):
 # --------------------------------------------------------------------------------------------------
 # Fixtures
 # --------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def pg_dsn() -> str:
-    """A DSN for the local PostgreSQL server; skip (or fail when CI=true) if it is unreachable."""
-    errors: list[str] = []
-    for dsn in PG_DSNS:
-        try:
-            with psycopg.connect(dsn, connect_timeout=5) as connection:
-                connection.execute("SELECT 1")
-            return dsn
-        except psycopg.Error as error:
-            user = dsn.split("//", 1)[1].split("@", 1)[0]
-            lines = str(error).strip().splitlines()
-            errors.append(f"as {user}: {lines[0] if lines else type(error).__name__}")
-    message = f"PostgreSQL not reachable at 127.0.0.1:5432: {'; '.join(errors)}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture

@@ -1,0 +1,110 @@
+"""``mpc-gateway``: run the researcher sandbox, and administer its researchers, projects and budgets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from parties import logs
+from parties.gateway.config import load_gateway_config
+from parties.gateway.store import Store, StoreError
+from parties.party.config import ConfigError
+
+app = typer.Typer(help="The researcher sandbox (HTTP API, portal) and its administration.", no_args_is_help=True)
+researcher_app = typer.Typer(help="Researcher accounts.", no_args_is_help=True)
+project_app = typer.Typer(help="Projects: approved purpose, tables and columns, budget.", no_args_is_help=True)
+app.add_typer(researcher_app, name="researcher")
+app.add_typer(project_app, name="project")
+console = Console()
+CONFIG = typer.Option(..., "--config", "-c", help="gateway configuration (TOML)")
+
+
+def _store(config: Path) -> Store:
+    try:
+        settings = load_gateway_config(config)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    settings.gateway.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return Store(settings.gateway.database_url)
+
+
+@app.command()
+def serve(config: Path = CONFIG, log_level: str = typer.Option("INFO")) -> None:
+    """Serve the HTTP API and the portal until SIGTERM/SIGINT."""
+    from parties.cli.serve import serve as serve_loop
+    from parties.gateway.server import GatewayDaemon
+    from parties.net.tls import OwnCertificateError
+
+    logs.configure(log_level)
+    try:
+        settings = load_gateway_config(config)
+        daemon = GatewayDaemon(settings)
+    except (ConfigError, OwnCertificateError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    serve_loop(daemon, "gateway", settings.gateway.state_dir / "address")
+
+
+@researcher_app.command("add")
+def researcher_add(name: str, epsilon: float = typer.Option(..., help="the researcher's privacy budget (ε)"),
+                   config: Path = CONFIG) -> None:
+    """Create a researcher; prints the API token once (it is stored hashed)."""
+    try:
+        token = _store(config).add_researcher(name, epsilon)
+    except StoreError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"researcher {name} (budget ε {epsilon:g}); API token (shown once):")
+    print(token)
+
+
+@researcher_app.command("list")
+def researcher_list(config: Path = CONFIG) -> None:
+    table = Table(title="researchers")
+    for column in ("name", "budget ε", "spent ε"):
+        table.add_column(column)
+    for name, total, spent in _store(config).researchers():
+        table.add_row(name, f"{total:g}", f"{spent:.3f}")
+    console.print(table)
+
+
+@project_app.command("add")
+def project_add(name: str, purpose: str = typer.Option(..., help="the approved purpose code (sent to the owners)"),
+                epsilon: float = typer.Option(..., help="the project's privacy budget (ε)"),
+                table: list[str] = typer.Option(..., "--table", help="party.dataset=col1,col2 the project may touch"),
+                config: Path = CONFIG) -> None:
+    scope: dict[str, list[str]] = {}
+    for item in table:
+        name_part, sep, columns = item.partition("=")
+        if not sep or "." not in name_part or not columns:
+            raise typer.BadParameter(f"--table takes party.dataset=col1,col2, not {item!r}")
+        scope[name_part] = [c.strip() for c in columns.split(",") if c.strip()]
+    try:
+        _store(config).add_project(name, purpose, epsilon, scope)
+    except StoreError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"project {name} ({purpose}, budget ε {epsilon:g}): " + "; ".join(f"{t}: {', '.join(c)}" for t, c in scope.items()))
+
+
+@project_app.command("member")
+def project_member(project: str, researcher: str, config: Path = CONFIG) -> None:
+    """Let a researcher query within a project."""
+    try:
+        _store(config).add_member(researcher, project)
+    except StoreError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"{researcher} may query in {project}")
+
+
+def run() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,84 @@
+"""``mpc-research``: a researcher's command line to the gateway (the token from MPC_RESEARCH_TOKEN)."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from parties.gateway.client import ResearchClient, SandboxError
+
+app = typer.Typer(help="Noised statistics across agencies, through the gateway.", no_args_is_help=True)
+console = Console()
+GATEWAY = typer.Option("http://127.0.0.1:8080", "--gateway", envvar="MPC_GATEWAY", help="the gateway's address")
+TOKEN = typer.Option(..., "--token", envvar="MPC_RESEARCH_TOKEN", help="your API token")
+
+
+@app.callback()
+def main() -> None:
+    """Researcher commands."""
+
+
+@app.command()
+def query(sql: str, project: str = typer.Option(..., "--project", "-p"),
+          epsilon: float | None = typer.Option(None, help="privacy cost of this query (default: the gateway's)"),
+          preview: bool = typer.Option(False, help="only price the query"),
+          gateway: str = GATEWAY, token: str = TOKEN) -> None:
+    """Run a query and print the released cells (withheld cells are marked)."""
+    with ResearchClient(gateway, token) as client:
+        try:
+            if preview:
+                cost = client.preview(project, sql, epsilon)
+                console.print(f"cost ε {cost['cost']:.3f} over {cost['groups']} groups; left: researcher "
+                              f"{cost['budget_left']['researcher']:.3f}, project {cost['budget_left']['project']:.3f}")
+                return
+            job = client.submit(project, sql, epsilon)
+            with Progress(console=console, transient=True) as bar:
+                task = bar.add_task(f"job {job['id']}", total=1.0)
+                while job["status"] in ("queued", "running"):
+                    bar.update(task, completed=job["progress"])
+                    job = client.job(job["id"])
+            if job["status"] == "failed":
+                raise SandboxError(500, "the query failed", str(job.get("error", "")))
+            left = client.budget(project)
+        except SandboxError as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from None
+    result = job["result"]
+    table = Table(title=f"released cells (ε {result['epsilon']:.3f}; noisy counts under {result['min_cell']} withheld)")
+    for column in result["columns"]:
+        table.add_column(column, justify="left" if not column.startswith(("count", "sum(", "mean(")) else "right")
+    for row in result["rows"]:
+        table.add_row(*("withheld" if row[c] is None else f"{row[c]:,.2f}" if isinstance(row[c], float) else
+                        f"{row[c]:,}" if isinstance(row[c], int) else str(row[c]) for c in result["columns"]),
+                      style="dim italic" if row["suppressed"] else None)
+    console.print(table)
+    console.print(f"budget left: researcher ε {left['researcher']:.3f}, project ε {left['project']:.3f}")
+
+
+@app.command()
+def datasets(project: str = typer.Option(..., "--project", "-p"), gateway: str = GATEWAY, token: str = TOKEN) -> None:
+    """The tables and columns the project may use (schemas and uses, never values)."""
+    with ResearchClient(gateway, token) as client:
+        try:
+            tables = client.datasets(project)
+        except SandboxError as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from None
+    for t in tables:
+        table = Table(title=t["table"] if t["available"] else f"{t['table']} (unavailable: {t['reason']})")
+        for column in ("column", "type", "bounds", "uses"):
+            table.add_column(column)
+        for c in t["columns"]:
+            bounds = f"{c['min']} … {c['max']}" if c["min"] is not None else f"{len(c['values'])} values" if c["values"] else ""
+            table.add_row(c["name"], c["type"], bounds, ", ".join(c["uses"]))
+        console.print(table)
+
+
+def run() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,77 @@
+"""``gateway.toml``: the researcher sandbox's identity (TLS towards the agencies' daemons), its HTTP
+address, where it keeps its records, and its release rules.
+
+    [gateway]
+    name = "gateway"                 # its certificate name: owners grant it uses in their policy
+    listen = "127.0.0.1:8080"        # the HTTP API and the portal
+    state_dir = "state/gateway"
+    coordinator = "127.0.0.1:7000"   # the directory of agencies
+    database = ""                    # "" = SQLite in state_dir; or postgresql://...
+    min_cell = 10                    # cells whose noisy count is below are withheld (marked)
+    max_epsilon_per_query = 1.0
+    default_epsilon = 0.5
+
+    [tls]
+    ca = "pki/ca.pem"
+    cert = "pki/issued/gateway.pem"
+    key = "pki/issued/gateway.key"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from parties.net.tls import TlsConfig
+from parties.party.config import ConfigError, format_validation_error
+
+
+class GatewaySection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("gateway", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    listen: str = "127.0.0.1:8080"
+    state_dir: Path
+    coordinator: str
+    database: str = ""
+    min_cell: int = Field(10, ge=0)
+    max_epsilon_per_query: float = Field(1.0, gt=0, le=100)
+    default_epsilon: float = Field(0.5, gt=0, le=100)
+    workers: int = Field(2, ge=1, le=64)  # queries computed at once
+
+    @field_validator("listen", "coordinator")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"expected HOST:PORT, got {value!r}")
+        return value
+
+    @property
+    def database_url(self) -> str:
+        return self.database or str(self.state_dir / "gateway.sqlite")
+
+
+class GatewayConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    gateway: GatewaySection
+    tls: TlsConfig
+
+
+def load_gateway_config(path: Path) -> GatewayConfig:
+    try:
+        config = GatewayConfig.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path))) from exc
+    base = path.resolve().parent
+    if not config.gateway.state_dir.is_absolute():
+        config.gateway.state_dir = base / config.gateway.state_dir
+    config.tls = config.tls.resolved(base)
+    return config

@@ -1,0 +1,45 @@
+"""A deployment with the researcher sandbox: the four agencies on synthetic data, the coordinator
+and the gateway (HTTP on an ephemeral loopback port), a researcher in a project."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from mpc.data.synthetic import AgencyTables, generate
+from parties.cluster import GATEWAY, LocalCluster
+from parties.deployment import party_specs
+from parties.gateway.store import Store
+
+PROJECT = "welfare-2026"
+SCOPE = {"civil-affairs.households": ["district", "disabled", "household_size"],
+         "tax.income": ["annual_income", "tax_year"],
+         "housing.properties": ["property_count", "district"]}
+
+
+@dataclass
+class Sandbox:
+    cluster: LocalCluster
+    tables: AgencyTables
+    url: str
+    token: str
+    store: Store
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    root = tmp_path_factory.mktemp("sandbox")
+    tables = generate(4000, seed=11)
+    cluster = LocalCluster(root, party_specs(tables, root / "data"), paillier_bits=1024, gateway=True,
+                           gateway_settings={"max_epsilon_per_query": 2.0, "default_epsilon": 1.0})
+    cluster.start()
+    try:
+        store = Store(str(cluster.members[GATEWAY].state_dir / "gateway.sqlite"))
+        token = store.add_researcher("ada", 50.0)
+        store.add_project(PROJECT, "statistics", 40.0, SCOPE)
+        store.add_member("ada", PROJECT)
+        yield Sandbox(cluster, tables, cluster.gateway_url, token, store)
+    finally:
+        cluster.stop()

@@ -1,0 +1,141 @@
+"""The researcher sandbox end to end: the API over HTTP, the owners' daemons computing, noised
+and thresholded cells released, budgets spent, and every route to row-level data refused."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from mpc.protocols import aggregate as agg
+from mpc.protocols.sql import parse_query
+from parties.cluster import GATEWAY
+from parties.deployment import with_ids
+from parties.gateway.client import ResearchClient, SandboxError
+from tests.gateway.conftest import PROJECT, Sandbox
+
+JOIN = ('SELECT h.district, COUNT(*), AVG(i.annual_income) FROM "civil-affairs".households h '
+        "JOIN tax.income i USING (resident_id) WHERE h.disabled = 0 AND i.annual_income > 10000 GROUP BY h.district")
+
+
+def _plain(sandbox: Sandbox, sql: str) -> dict[tuple[Any, ...], dict[str, Any]]:
+    request = parse_query(sql, "gateway", 1.0, GATEWAY).request
+    households: dict[str, dict[str, Any]] = {i: {"district": str(r["district"]), "disabled": int(str(r["disabled"])),
+                      "household_size": int(str(r["household_size"]))} for i, r in with_ids(sandbox.tables.civil_affairs)}
+    income = {i: {"annual_income": int(str(r["annual_income"])), "tax_year": int(str(r["tax_year"]))}
+              for i, r in with_ids(sandbox.tables.tax)}
+    labels = tuple(sorted({h["district"] for h in households.values()}))
+    schemas = {"initiator": {"district": agg.ColumnInfo("category", labels=labels), "disabled": agg.ColumnInfo("bool"),
+                             "household_size": agg.ColumnInfo("int", 1, 20)},
+               "peer": {"annual_income": agg.ColumnInfo("int", -(10**12), 10**12), "tax_year": agg.ColumnInfo("int", 1990, 2100)}}
+    return agg.evaluate_plain(request, schemas, households, income)  # type: ignore[arg-type]
+
+
+def test_a_join_releases_noised_thresholded_cells_and_spends_the_budget(sandbox: Sandbox) -> None:
+    with ResearchClient(sandbox.url, sandbox.token) as client:
+        before = client.budget(PROJECT)
+        preview = client.preview(PROJECT, JOIN, 1.0)
+        assert preview["cost"] == pytest.approx(1.0) and preview["affordable"] and preview["groups"] == 16
+        assert client.budget(PROJECT) == before  # a preview spends nothing
+        job = client.query(PROJECT, JOIN, 1.0)
+        after = client.budget(PROJECT)
+        assert after["researcher"] == pytest.approx(before["researcher"] - 1.0)
+        assert client.job(job["id"])["result"] == job["result"]  # re-downloaded, free
+        assert client.budget(PROJECT) == after
+    result, truth = job["result"], _plain(sandbox, JOIN)
+    assert result["columns"] == ["households.district", "count", "mean(income.annual_income)"]
+    scale = result["noise_scales"]["count"]
+    for row in result["rows"]:
+        true = truth[(row["households.district"],)]["count"]
+        if row["suppressed"]:
+            assert row["count"] is None and row["mean(income.annual_income)"] is None
+        else:  # two discrete Laplace noises of this scale: 12 scales is far beyond any sane draw
+            assert row["count"] >= 10 and abs(row["count"] - true) <= 12 * scale
+    assert any(not r["suppressed"] for r in result["rows"])
+    audit = [json.loads(line) for line in (sandbox.cluster.members[GATEWAY].state_dir / "audit.log").read_text().splitlines()]
+    released = [e for e in audit if e.get("action") == "query" and e.get("outcome") == "RELEASED"]
+    assert released and "cost=1" in released[-1]["detail"] and "cells released=" in released[-1]["detail"]
+    owner = [json.loads(line) for line in (sandbox.cluster.root / "state" / "tax" / "audit.log").read_text().splitlines()]
+    assert any(e.get("action") == "rpc:GetResultShare" and e.get("peer") == GATEWAY and e.get("outcome") == "OK" for e in owner)
+
+
+def test_one_owner_table_and_the_catalog(sandbox: Sandbox) -> None:
+    with ResearchClient(sandbox.url, sandbox.token) as client:
+        tables = {t["table"]: t for t in client.datasets(PROJECT)}
+        assert set(tables) == {"civil-affairs.households", "tax.income", "housing.properties"}
+        income = {c["name"]: c for c in tables["tax.income"]["columns"]}
+        assert income["annual_income"]["uses"] == ["filter", "aggregate"] and "values" in income["annual_income"]
+        assert all("rows" not in c for c in income.values())  # schemas and uses, never values
+        job = client.query(PROJECT, "SELECT p.district, SUM(p.property_count) FROM housing.properties p GROUP BY p.district", 0.5)
+    assert len(job["result"]["rows"]) == 16 and job["result"]["columns"] == ["properties.district", "sum(properties.property_count)"]
+
+
+@pytest.mark.parametrize(("sql", "status", "reason"), [
+    ("SELECT * FROM tax.income i", 400, "SELECT * would output rows"),
+    ("SELECT i.annual_income FROM tax.income i", 400, "a raw column can only be selected as a GROUP BY key"),
+    ("SELECT i.annual_income, COUNT(*) FROM tax.income i GROUP BY i.annual_income", 403,
+     "does not allow tax.income.annual_income as group_by"),
+    ("SELECT COUNT(*) FROM tax.income i WHERE i.resident_id = '110101199003077777'", 403,
+     "may not use column tax.income.resident_id"),
+    ("SELECT COUNT(*) FROM tax.income i ORDER BY 1", 400, "ORDER BY is not allowed"),
+    ("SELECT COUNT(*) FROM tax.income i LIMIT 1", 400, "LIMIT is not allowed"),
+    ("SELECT COUNT(*) FROM (SELECT * FROM tax.income) x", 400, "subqueries are not allowed"),
+    ("SELECT MAX(i.annual_income) FROM tax.income i", 400, "only group keys, COUNT(*), SUM(column) and AVG(column)"),
+    ("SELECT COUNT(*) FROM tax.income i WHERE LENGTH(i.annual_income) > 3", 400, "WHERE takes comparisons"),
+    ("SELECT COUNT(*) FROM public-security.residents r", 400, ""),
+    ('SELECT COUNT(*) FROM "public-security".residents r', 403, "may not use table public-security.residents"),
+    ('SELECT h.household_id, COUNT(*) FROM "civil-affairs".households h GROUP BY h.household_id', 403,
+     "may not use column civil-affairs.households.household_id"),
+    ('SELECT h.household_size, COUNT(*) FROM "civil-affairs".households h GROUP BY h.household_size', 403,
+     "does not allow civil-affairs.households.household_size as group_by"),
+    ("SELECT SUM(i.tax_year) FROM tax.income i JOIN tax.income j USING (resident_id)", 400, "a join is between two agencies"),
+])
+def test_every_route_to_rows_or_outside_the_scope_is_refused(sandbox: Sandbox, sql: str, status: int, reason: str) -> None:
+    with ResearchClient(sandbox.url, sandbox.token) as client:
+        before = client.budget(PROJECT)
+        with pytest.raises(SandboxError) as refused:
+            client.submit(PROJECT, sql, 0.5)
+        assert refused.value.status == status and reason in refused.value.reason + refused.value.fragment
+        assert client.budget(PROJECT) == before
+
+
+def test_tokens_projects_and_epsilon_limits(sandbox: Sandbox) -> None:
+    with pytest.raises(SandboxError) as unknown:
+        ResearchClient(sandbox.url, "not-a-token").me()
+    assert unknown.value.status == 401
+    assert httpx.get(f"{sandbox.url}/api/me").status_code == 401
+    with ResearchClient(sandbox.url, sandbox.token) as client:
+        with pytest.raises(SandboxError) as other:
+            client.budget("someone-elses")
+        assert other.value.status == 404
+        with pytest.raises(SandboxError) as greedy:
+            client.preview(PROJECT, "SELECT COUNT(*) FROM tax.income i", 5.0)
+        assert greedy.value.status == 400 and "epsilon must be in" in greedy.value.reason
+
+
+def test_budget_exhaustion_and_concurrent_spending(sandbox: Sandbox) -> None:
+    """A researcher with ε 1 and twelve queries of ε 0.25 at once: four run, eight are refused
+    with the budget left."""
+    token = sandbox.store.add_researcher("bea", 1.0)
+    sandbox.store.add_member("bea", PROJECT)
+    sql = "SELECT p.district, COUNT(*) FROM housing.properties p GROUP BY p.district"
+
+    def submit(_: int) -> int:
+        with ResearchClient(sandbox.url, token) as client:
+            try:
+                client.submit(PROJECT, sql, 0.25)
+                return 202
+            except SandboxError as exc:
+                assert "budget" in exc.reason and exc.detail["budget_left"]["researcher"] < 0.25
+                return exc.status
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        outcomes = sorted(pool.map(submit, range(12)))
+    assert outcomes == [202] * 4 + [409] * 8
+    with ResearchClient(sandbox.url, token) as client:
+        assert client.budget(PROJECT)["researcher"] == pytest.approx(0.0, abs=1e-9)
+        for job in httpx.get(f"{sandbox.url}/api/jobs", headers={"Authorization": f"Bearer {token}"}).json():
+            assert client.wait(job["id"])["status"] == "done"
