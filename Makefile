@@ -7,7 +7,7 @@ PEERS  := benchmarks/.peers/venv
 PEERS_STAMP := $(PEERS)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench lint venv peers clean
+.PHONY: demo test bench lint venv peers browser clean
 
 venv: $(STAMP)
 
@@ -20,8 +20,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m parties.cli.demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+# The portal's browser test drives Debian's chromium and its driver; installed once if missing
+# (the test is skipped, with the reason, where they cannot be installed, except under CI=true).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
+	    || echo "could not install chromium and chromium-driver: the portal's browser test will be skipped"; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -35,8 +35,14 @@ class QueryIn(BaseModel):
 
 
 class Refusal(BaseModel):
+    model_config = ConfigDict(extra="allow")  # 409 also says the budget left
+
     reason: str
     fragment: str = ""
+
+
+class RefusalOut(BaseModel):
+    detail: Refusal
 
 
 class Budget(BaseModel):
@@ -120,7 +126,7 @@ def create_app(sandbox: Sandbox) -> FastAPI:
                   description="Noised, thresholded statistics across agencies; no row ever leaves its owner.")
     app.state.sandbox = sandbox
     refusals: dict[int | str, dict[str, Any]] = {
-        code: {"model": Refusal, "description": text} for code, text in (
+        code: {"model": RefusalOut, "description": text} for code, text in (
             (400, "query outside the accepted shape"), (401, "missing or unknown token"),
             (403, "outside the project or the owners' policies"), (404, "not found (or not yours)"),
             (409, "budget exhausted"), (503, "an owner cannot be reached"))}

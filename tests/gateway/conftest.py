@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -43,3 +44,10 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         yield Sandbox(cluster, tables, cluster.gateway_url, token, store)
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def api_schema(sandbox: Sandbox) -> Any:
+    import schemathesis
+
+    return schemathesis.openapi.from_url(f"{sandbox.url}/openapi.json")

@@ -139,3 +139,28 @@ def test_budget_exhaustion_and_concurrent_spending(sandbox: Sandbox) -> None:
         assert client.budget(PROJECT)["researcher"] == pytest.approx(0.0, abs=1e-9)
         for job in httpx.get(f"{sandbox.url}/api/jobs", headers={"Authorization": f"Bearer {token}"}).json():
             assert client.wait(job["id"])["status"] == "done"
+
+
+def test_admin_and_researcher_command_lines(sandbox: Sandbox) -> None:
+    """mpc-gateway creates a researcher (token printed once) and a project; mpc-research prints
+    the released cells and the budget left, and a refusal with its reason."""
+    from typer.testing import CliRunner
+
+    from parties.cli import gateway, research
+
+    runner = CliRunner()
+    config = str(sandbox.cluster.config(GATEWAY))
+    added = runner.invoke(gateway.app, ["researcher", "add", "cli-user", "--epsilon", "2", "--config", config])
+    assert added.exit_code == 0, added.output
+    token = added.output.strip().splitlines()[-1]
+    assert sandbox.store.researcher_for(token) == "cli-user"
+    project = runner.invoke(gateway.app, ["project", "add", "cli-project", "--purpose", "statistics", "--epsilon", "2",
+                                          "--table", "housing.properties=district,property_count", "--config", config])
+    assert project.exit_code == 0, project.output
+    assert runner.invoke(gateway.app, ["project", "member", "cli-project", "cli-user", "--config", config]).exit_code == 0
+    args = ["--project", "cli-project", "--gateway", sandbox.url, "--token", token, "--epsilon", "0.5"]
+    result = runner.invoke(research.app, ["query", "SELECT p.district, COUNT(*) FROM housing.properties p GROUP BY p.district", *args])
+    assert result.exit_code == 0, result.output
+    assert "properties.district" in result.output and "budget left: researcher ε 1.500" in result.output
+    refused = runner.invoke(research.app, ["query", "SELECT * FROM housing.properties p", *args])
+    assert refused.exit_code == 1 and "SELECT * would output rows" in refused.output
