@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed
 PEERS  := benchmarks/.peers/venv
 PEERS_STAMP := $(PEERS)/.installed
 PYTEST_ARGS ?=
+# e.g. DEMO_ARGS=--keep: leave the deployment (and the portal) running at the end
+DEMO_ARGS ?=
 
 .PHONY: demo test bench lint venv peers browser clean
 
@@ -18,7 +20,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 demo: $(STAMP)
-	$(PY) -m parties.cli.demo
+	$(PY) -m parties.cli.demo $(DEMO_ARGS)
 
 test: $(STAMP) browser
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)

@@ -145,6 +145,7 @@ def deployment(
     state: Path = typer.Option(Path(".state/demo"), help="where certificates, data, daemon state and logs go"),
     comparisons: int = typer.Option(1_000_000, help="secret-shared comparisons in the daemon-to-daemon step"),
     applications: int = typer.Option(1000, help="public-rental-housing applications in the eligibility step"),
+    keep: bool = typer.Option(False, help="keep the deployment running at the end (explore the portal; Ctrl-C stops)"),
 ) -> None:
     """Coordinator + four agency daemons on loopback; PSI between agencies; secret sharing over TLS."""
     if ctx.invoked_subcommand is not None:
@@ -166,9 +167,9 @@ def deployment(
     console.print(f"synthetic city: {residents:,} residents in {len(specs)} agencies' tables "
                   f"({time.perf_counter() - started:.1f} s): "
                   + ", ".join(f"{name} {len(rows):,} rows" for name, rows in tables.tables().items()))
-    cluster = LocalCluster(state, specs)
+    cluster = LocalCluster(state, specs, gateway=True)
     try:
-        with console.status("starting the coordinator and four agency daemons (fresh CA, mutual TLS)…"):
+        with console.status("starting the coordinator, four agency daemons (fresh CA, mutual TLS) and the gateway…"):
             started = time.perf_counter()
             cluster.start()
         directory = Table(title=f"deployment up in {time.perf_counter() - started:.1f} s (every channel mutual TLS)")
@@ -209,6 +210,7 @@ def deployment(
 
         _eligibility_step(cluster, tables, state, applications)
         _statistics_step(cluster, tables)
+        token = _sandbox_step(cluster)
 
         values = np.random.default_rng(7).integers(-(2**62), 2**62, comparisons, dtype=np.int64)
         with Client.from_config(cluster.config("housing"), purpose="selftest", case="DEMO-selftest") as client:
@@ -222,6 +224,10 @@ def deployment(
         console.print(learned)
         console.print(f"secret-shared comparisons between two processes over mutual TLS, the coordinator dealing: "
                       f"{comparisons:,} in {seconds:.2f} s ({comparisons / seconds:,.0f}/s), correct: {correct}")
+        if keep:
+            console.print(f"[bold]the deployment stays up: portal at {cluster.gateway_url} (token {token}); Ctrl-C stops it[/]")
+            while True:
+                time.sleep(3600)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: shutting the deployment down[/]")
     finally:
@@ -335,6 +341,45 @@ def _statistics_step(cluster: object, tables: object) -> None:
     console.print(table)
     console.print(f"[dim]{query.request.where}: civil-affairs learned the cells; tax learned the intersection size, "
                   "each matched row's district (a plain group-by key) and position class, never a value[/]")
+
+
+SANDBOX_SQL = ('SELECT h.district, COUNT(*), AVG(i.annual_income) FROM "civil-affairs".households h '
+               "JOIN tax.income i USING (resident_id) WHERE h.minimum_living_allowance = 0 GROUP BY h.district")
+
+
+def _sandbox_step(cluster: object) -> str:
+    """A researcher's query through the gateway's API: noised, thresholded cells and the budget
+    left. Returns the researcher's token (for the portal)."""
+    from parties.cluster import GATEWAY, LocalCluster
+    from parties.gateway.client import ResearchClient
+    from parties.gateway.store import Store
+
+    assert isinstance(cluster, LocalCluster)
+    store = Store(str(cluster.members[GATEWAY].state_dir / "gateway.sqlite"))
+    token = store.add_researcher("demo-researcher", 5.0)
+    store.add_project("welfare-statistics", "statistics", 10.0, {
+        "civil-affairs.households": ["district", "disabled", "minimum_living_allowance", "household_size"],
+        "tax.income": ["annual_income"], "housing.properties": ["district", "property_count"]})
+    store.add_member("demo-researcher", "welfare-statistics")
+    started = time.perf_counter()
+    with ResearchClient(cluster.gateway_url, token) as client, console.status("a researcher's query through the gateway…"):
+        cost = client.preview("welfare-statistics", SANDBOX_SQL, 1.0)
+        job = client.query("welfare-statistics", SANDBOX_SQL, 1.0)
+        left = client.budget("welfare-statistics")
+    result = job["result"]
+    table = Table(title=f"researcher sandbox: released cells (ε {result['epsilon']:.2f}, priced beforehand at "
+                        f"{cost['cost']:.2f}; noisy counts under {result['min_cell']} withheld), "
+                        f"{time.perf_counter() - started:.1f} s")
+    for column in result["columns"]:
+        table.add_column(column, justify="left" if column.endswith("district") else "right")
+    for row in result["rows"]:
+        table.add_row(*("withheld" if row[c] is None else f"{row[c]:,.0f}" if isinstance(row[c], float)
+                        else f"{row[c]:,}" if isinstance(row[c], int) else str(row[c]) for c in result["columns"]))
+    console.print(table)
+    console.print(f"budget left: researcher ε {left['researcher']:.2f}, project ε {left['project']:.2f}; the gateway "
+                  "saw only noised cells (each owner added its own noise to its share); portal: "
+                  f"{cluster.gateway_url} (`make demo` with --keep keeps it up)")
+    return token
 
 
 def _normalised(rows: list[dict[str, object]]) -> list[str]:

@@ -20,5 +20,6 @@ def test_demo_runs_from_a_relative_state_directory(tmp_path: Path) -> None:
     assert output.count("matches") >= 2  # both PSI cardinalities equal the plaintext
     assert "25/25 match" in output  # every eligibility result equals the plaintext rule
     assert "correct: True" in output
-    assert "problems" not in output and output.count("verifies") == 5  # five audit logs
+    assert "researcher sandbox: released cells" in output and "budget left: researcher ε 4.00" in output
+    assert "problems" not in output and output.count("verifies") == 6  # six audit logs, the gateway's too
     assert (tmp_path / ".state" / "demo" / "results.csv").exists()
