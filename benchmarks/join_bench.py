@@ -37,7 +37,9 @@ from mpc.protocols.aggregate import (
     ColumnRef,
     evaluate_plain,
 )
-from parties.cluster import LocalCluster, PartySpec
+from parties.cluster import GATEWAY, LocalCluster, PartySpec
+from parties.gateway.client import ResearchClient
+from parties.gateway.store import Store
 from parties.sdk import Client
 
 STATE = Path(__file__).parent / ".state" / "joins"
@@ -84,23 +86,30 @@ def _tables(data: Path, rows: int, label: str) -> tuple[dict[str, Any], dict[str
     return alpha, beta, mine, plain_mine, plain_theirs
 
 
-def _policy(peer: str, labels: list[str], columns: dict[str, list[str]]) -> dict[str, Any]:
-    return {"peers": {peer: {"purposes": ["statistics"], "rate_limit_per_minute": 1_000_000, "programs": ["aggregate"],
-                             "datasets": {label: {"psi": True, "columns": columns} for label in labels}}}}
+def _policy(peer: str, labels: list[str], columns: dict[str, list[str]], gateway: dict[str, list[str]]) -> dict[str, Any]:
+    grant = {"purposes": ["statistics"], "rate_limit_per_minute": 1_000_000, "programs": ["aggregate"]}
+    return {"peers": {peer: {**grant, "datasets": {label: {"psi": True, "columns": columns} for label in labels}},
+                      GATEWAY: {**grant, "datasets": {label: {"columns": gateway} for label in labels}}}}
 
 
-def run(quick: bool, log: object = print) -> list[Result]:
+STEPS = ("psi", "lookups", "aggregate", "sandbox")
+
+
+def run(quick: bool, log: object = print, only: set[str] | None = None) -> list[Result]:
     say = log if callable(log) else print
+    steps = set(STEPS) if only is None else only
     small, large = (10_000, 100_000) if quick else (100_000, 1_000_000)
     names = ("rows_10k", "rows_100k") if quick else ("rows_100k", "rows_1m")
     state = STATE / ("quick" if quick else "full")
     sets = {label: _tables(state / "data", rows, label) for label, rows in zip(names, (small, large), strict=True)}
     cluster = LocalCluster(state, [
-        PartySpec("alpha", [s[0] for s in sets.values()], _policy("beta", list(names), {"district": ["group_by"], "flag": ["filter"]}),
-                  daemon=False),
-        PartySpec("beta", [s[1] for s in sets.values()], _policy("alpha", list(names), {"amount": ["lookup", "filter", "aggregate"]}),
+        PartySpec("alpha", [s[0] for s in sets.values()],
+                  _policy("beta", list(names), {"district": ["group_by"], "flag": ["filter"]},
+                          {"district": ["group_by"], "flag": ["filter"]}), extra={"max_points_per_request": 5_000_000}),
+        PartySpec("beta", [s[1] for s in sets.values()],
+                  _policy("alpha", list(names), {"amount": ["lookup", "filter", "aggregate"]}, {"amount": ["filter", "aggregate"]}),
                   extra={"max_points_per_request": 5_000_000}),
-    ])
+    ], gateway=True, gateway_settings={"max_epsilon_per_query": 2.0})
     results: list[Result] = []
     with cluster, Client.from_config(cluster.config("alpha"), "statistics", "BENCH-JOIN") as client:
         started = time.perf_counter()
@@ -112,7 +121,7 @@ def run(quick: bool, log: object = print) -> list[Result]:
         say(f"beta's set-up (its tables encrypted, or reused from an earlier run): {setup:.0f} s")
         results.append(Result("joins_owner_setup_s", "s", setup, "—", None, None))
 
-        for label, rows in zip(names, (small, large), strict=True):
+        for label, rows in zip(names, (small, large), strict=True) if "psi" in steps else ():
             ids = sets[label][2]
 
             def psi(ids: list[str] = ids, label: str = label) -> Any:
@@ -144,37 +153,80 @@ def run(quick: bool, log: object = print) -> list[Result]:
 
         label, rows = names[0], small
         ids, plain_theirs = sets[label][2], sets[label][4]
-        (_, _, _, present), seconds, wire = _measure(lambda: client.lookup_shares("beta", label, ["amount"], ids, path="P1"))
-        assert int(present.sum()) == int(rows * 0.7)
-        say(f"aligned shares of {rows:,} rows: {seconds:.1f} s, {wire / (2 * rows):.0f} B/element")
-        results.append(Result(f"aligned_shares_{names[0][5:]}_s", "s", seconds, "—", None, None))
-        results.append(Result(f"aligned_shares_{names[0][5:]}_bytes_per_element", "B", wire / (2 * rows), "—", None, None))
-        total, seconds, wire = _measure(lambda: client.intersection_sum("beta", label, ["amount"], ids))
-        expected = sum(plain_theirs[i] for i in ids if i in plain_theirs)
-        assert (total.intersection, total.sums["amount"]) == (int(rows * 0.7), expected)
-        say(f"intersection-sum of {rows:,} x {rows:,}: {seconds:.1f} s, {wire / (2 * rows):.0f} B/element (matches plaintext)")
-        results.append(Result(f"intersection_sum_{names[0][5:]}_s", "s", seconds, "—", None, None))
-        results.append(Result(f"intersection_sum_{names[0][5:]}_bytes_per_element", "B", wire / (2 * rows), "—", None, None))
-
-        label, rows = names[1], large
-        request = AggregateRequest(initiator_dataset=label, peer_dataset=label, where="peer.amount > 1000",
-                                   group_by=(ColumnRef.parse("initiator.district"),),
-                                   aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("peer.amount"))))
-        cells, seconds, wire = _measure(lambda: client.aggregate("beta", request))
-        schemas = {"initiator": {"district": ColumnInfo("category", labels=DISTRICTS), "flag": ColumnInfo("bool")},
-                   "peer": {"amount": ColumnInfo("int", 0, 1_000_000)}}
-        plain = evaluate_plain(request, schemas, sets[label][3], {i: {"amount": a} for i, a in sets[label][4].items()})  # type: ignore[arg-type]
-        assert cells is not None
-        correct = all(plain[g]["count"] == cells.cells["count"][k] and plain[g]["sum(peer.amount)"] == cells.cells["sum(peer.amount)"][k]
-                      for k, g in enumerate(cells.groups))
-        say(f"aggregate over the {rows:,} x {rows:,} join, 20 groups: {seconds:.1f} s, {wire / (2 * rows):.0f} B/element, "
-            f"matches plaintext: {correct}")
-        assert correct
-        name = "aggregate_1m_join_group20_s" if not quick else "aggregate_100k_join_group20_s"
-        results.append(Result(name, "s", seconds, "—", None, None, "<= 180" if not quick else None,
-                              seconds <= 180 if not quick else None))
-        results.append(Result(name.replace("_s", "_bytes_per_element"), "B", wire / (2 * rows), "—", None, None))
+        if "lookups" in steps:
+            results.extend(_lookups(client, label, rows, ids, plain_theirs, say))
+        if "aggregate" in steps:
+            results.extend(_aggregate(client, names[1], large, sets, quick, say))
+        if "sandbox" in steps:
+            results.extend(_sandbox(cluster, names[1], large, quick, say))
     return results
+
+
+def _lookups(client: Client, label: str, rows: int, ids: list[str], plain_theirs: dict[str, int], say: Any) -> list[Result]:
+    results = []
+    (_, _, _, present), seconds, wire = _measure(lambda: client.lookup_shares("beta", label, ["amount"], ids, path="P1"))
+    assert int(present.sum()) == int(rows * 0.7)
+    say(f"aligned shares of {rows:,} rows: {seconds:.1f} s, {wire / (2 * rows):.0f} B/element")
+    results.append(Result(f"aligned_shares_{label[5:]}_s", "s", seconds, "—", None, None))
+    results.append(Result(f"aligned_shares_{label[5:]}_bytes_per_element", "B", wire / (2 * rows), "—", None, None))
+    total, seconds, wire = _measure(lambda: client.intersection_sum("beta", label, ["amount"], ids))
+    expected = sum(plain_theirs[i] for i in ids if i in plain_theirs)
+    assert (total.intersection, total.sums["amount"]) == (int(rows * 0.7), expected)
+    say(f"intersection-sum of {rows:,} x {rows:,}: {seconds:.1f} s, {wire / (2 * rows):.0f} B/element (matches plaintext)")
+    results.append(Result(f"intersection_sum_{label[5:]}_s", "s", seconds, "—", None, None))
+    results.append(Result(f"intersection_sum_{label[5:]}_bytes_per_element", "B", wire / (2 * rows), "—", None, None))
+    return results
+
+
+def _aggregate(client: Client, label: str, rows: int, sets: dict[str, Any], quick: bool, say: Any) -> list[Result]:
+    results = []
+    request = AggregateRequest(initiator_dataset=label, peer_dataset=label, where="peer.amount > 1000",
+                               group_by=(ColumnRef.parse("initiator.district"),),
+                               aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("peer.amount"))))
+    cells, seconds, wire = _measure(lambda: client.aggregate("beta", request))
+    schemas = {"initiator": {"district": ColumnInfo("category", labels=DISTRICTS), "flag": ColumnInfo("bool")},
+               "peer": {"amount": ColumnInfo("int", 0, 1_000_000)}}
+    plain = evaluate_plain(request, schemas, sets[label][3], {i: {"amount": a} for i, a in sets[label][4].items()})  # type: ignore[arg-type]
+    assert cells is not None
+    correct = all(plain[g]["count"] == cells.cells["count"][k] and plain[g]["sum(peer.amount)"] == cells.cells["sum(peer.amount)"][k]
+                  for k, g in enumerate(cells.groups))
+    say(f"aggregate over the {rows:,} x {rows:,} join, 20 groups: {seconds:.1f} s, {wire / (2 * rows):.0f} B/element, "
+        f"matches plaintext: {correct}")
+    assert correct
+    name = "aggregate_1m_join_group20_s" if not quick else "aggregate_100k_join_group20_s"
+    results.append(Result(name, "s", seconds, "—", None, None, "<= 180" if not quick else None,
+                          seconds <= 180 if not quick else None))
+    results.append(Result(name.replace("_s", "_bytes_per_element"), "B", wire / (2 * rows), "—", None, None))
+    return results
+
+
+def _sandbox(cluster: LocalCluster, label: str, rows: int, quick: bool, say: Any) -> list[Result]:
+    """COUNT and MEAN by the 20 districts over the join, end to end through the gateway's API
+    (pricing, budget, the owners computing and noising, release), and the cost preview's latency."""
+    store = Store(str(cluster.members[GATEWAY].state_dir / "gateway.sqlite"))
+    name = f"bench-{int(time.time())}"
+    token = store.add_researcher(name, 100.0)
+    store.add_project(name, "statistics", 100.0, {f"alpha.{label}": ["district", "flag"], f"beta.{label}": ["amount"]})
+    store.add_member(name, name)
+    sql = f"SELECT a.district, COUNT(*), AVG(b.amount) FROM alpha.{label} a JOIN beta.{label} b USING (id) GROUP BY a.district"
+    with ResearchClient(cluster.gateway_url, token, timeout=600) as research:
+        research.preview(name, sql, 1.0)
+        previews = []
+        for _ in range(50):
+            started = time.perf_counter()
+            research.preview(name, sql, 1.0)
+            previews.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        job = research.query(name, sql, 1.0)
+        seconds = time.perf_counter() - started
+    released = [r for r in job["result"]["rows"] if not r["suppressed"]]
+    assert len(job["result"]["rows"]) == 20 and released
+    preview_ms = float(np.median(previews))
+    size = "1m" if rows == 1_000_000 else f"{rows // 1000}k"
+    say(f"sandbox query over the {rows:,} x {rows:,} join, 20 districts, through the API: {seconds:.1f} s "
+        f"({len(released)} cells released); cost preview p50 {preview_ms:.1f} ms")
+    return [Result(f"sandbox_query_{size}_join_group20_s", "s", seconds, "—", None, None),
+            Result("sandbox_cost_preview_ms", "ms", preview_ms, "—", None, None)]
 
 
 if __name__ == "__main__":
@@ -185,4 +237,5 @@ if __name__ == "__main__":
     from benchmarks.report import print_and_save
 
     console = Console(width=160)
-    print_and_save(run("--quick" in sys.argv, console.print), console, Path(__file__).with_name("join-results.json"))
+    only = next((set(a.split("=", 1)[1].split(",")) for a in sys.argv if a.startswith("--only=")), None)
+    print_and_save(run("--quick" in sys.argv, console.print, only), console, Path(__file__).with_name("join-results.json"))
