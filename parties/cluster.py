@@ -166,7 +166,8 @@ class LocalCluster:
 
     @property
     def gateway_url(self) -> str:
-        return f"http://{self.members[GATEWAY].address}"
+        scheme = "https" if self.gateway_settings.get("https") else "http"
+        return f"{scheme}://{self.members[GATEWAY].address}"
 
     def stop_party(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
         member = self.members.get(name)

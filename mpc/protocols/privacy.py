@@ -64,7 +64,7 @@ def plan(request: AggregateRequest, schemas: Schemas, epsilon: float) -> list[Me
     for cell in cells:
         d_in = sensitivity(request, schemas, cell)
         scale = d_in / share  # the discrete Laplace's calibration, checked by OpenDP's own privacy map
-        if dp.m.make_laplace(*space, scale=scale).map(d_in) > share * (1 + 1e-9):
+        if dp.m.make_laplace(*space, scale=scale).map(d_in) > share * (1 + 1e-9):  # type: ignore[no-untyped-call]
             scale = dp.binary_search_param(lambda s: dp.m.make_laplace(*space, scale=s), d_in=d_in, d_out=share)
         out.append(Measurement(cell, d_in, share, float(scale)))
     return out

@@ -13,6 +13,7 @@ app = typer.Typer(help="Noised statistics across agencies, through the gateway."
 console = Console()
 GATEWAY = typer.Option("http://127.0.0.1:8080", "--gateway", envvar="MPC_GATEWAY", help="the gateway's address")
 TOKEN = typer.Option(..., "--token", envvar="MPC_RESEARCH_TOKEN", help="your API token")
+CA = typer.Option(None, "--ca", envvar="MPC_GATEWAY_CA", help="the deployment CA (PEM) to verify an https gateway")
 
 
 @app.callback()
@@ -24,9 +25,9 @@ def main() -> None:
 def query(sql: str, project: str = typer.Option(..., "--project", "-p"),
           epsilon: float | None = typer.Option(None, help="privacy cost of this query (default: the gateway's)"),
           preview: bool = typer.Option(False, help="only price the query"),
-          gateway: str = GATEWAY, token: str = TOKEN) -> None:
+          gateway: str = GATEWAY, token: str = TOKEN, ca: str | None = CA) -> None:
     """Run a query and print the released cells (withheld cells are marked)."""
-    with ResearchClient(gateway, token) as client:
+    with ResearchClient(gateway, token, ca=ca) as client:
         try:
             if preview:
                 cost = client.preview(project, sql, epsilon)
@@ -58,9 +59,10 @@ def query(sql: str, project: str = typer.Option(..., "--project", "-p"),
 
 
 @app.command()
-def datasets(project: str = typer.Option(..., "--project", "-p"), gateway: str = GATEWAY, token: str = TOKEN) -> None:
+def datasets(project: str = typer.Option(..., "--project", "-p"), gateway: str = GATEWAY, token: str = TOKEN,
+             ca: str | None = CA) -> None:
     """The tables and columns the project may use (schemas and uses, never values)."""
-    with ResearchClient(gateway, token) as client:
+    with ResearchClient(gateway, token, ca=ca) as client:
         try:
             tables = client.datasets(project)
         except SandboxError as exc:

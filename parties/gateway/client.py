@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from typing import Any
 
@@ -23,8 +24,10 @@ class SandboxError(RuntimeError):
 
 
 class ResearchClient:
-    def __init__(self, url: str, token: str, timeout: float = 60.0) -> None:
-        self._http = httpx.Client(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+    def __init__(self, url: str, token: str, timeout: float = 60.0, ca: str | None = None) -> None:
+        """``ca``: the deployment CA's certificate (PEM file) to verify an https gateway with."""
+        self._http = httpx.Client(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=timeout,
+                                  verify=ssl.create_default_context(cafile=ca) if ca else True)
 
     def close(self) -> None:
         self._http.close()

@@ -10,6 +10,7 @@ address, where it keeps its records, and its release rules.
     min_cell = 10                    # cells whose noisy count is below are withheld (marked)
     max_epsilon_per_query = 1.0
     default_epsilon = 0.5
+    https = true                     # the API over TLS with the [tls] certificate (false: plain HTTP, loopback only)
 
     [tls]
     ca = "pki/ca.pem"
@@ -40,6 +41,7 @@ class GatewaySection(BaseModel):
     max_epsilon_per_query: float = Field(1.0, gt=0, le=100)
     default_epsilon: float = Field(0.5, gt=0, le=100)
     workers: int = Field(2, ge=1, le=64)  # queries computed at once
+    https: bool = False  # serve the API over TLS with the [tls] certificate (researchers verify it with the CA)
 
     @field_validator("listen", "coordinator")
     @classmethod

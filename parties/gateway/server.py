@@ -36,13 +36,17 @@ class GatewayDaemon:
         sock.bind((host, int(port)))
         sock.listen(128)
         self.address = f"{host}:{sock.getsockname()[1]}"
-        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False))
+        tls, https = self.config.tls, self.config.gateway.https
+        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False,
+                                                     ssl_certfile=str(tls.cert) if https else None,
+                                                     ssl_keyfile=str(tls.key) if https else None))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, name="http", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 30
         while not self._server.started and time.monotonic() < deadline:
             time.sleep(0.02)
-        self.audit_log.append(AuditEvent(peer="-", action="daemon:start", detail=f"listen=http://{self.address}"))
+        scheme = "https" if self.config.gateway.https else "http"
+        self.audit_log.append(AuditEvent(peer="-", action="daemon:start", detail=f"listen={scheme}://{self.address}"))
 
     def stop(self, grace: float | None = None) -> None:
         if self._server is not None:

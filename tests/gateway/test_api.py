@@ -164,3 +164,28 @@ def test_admin_and_researcher_command_lines(sandbox: Sandbox) -> None:
     assert "properties.district" in result.output and "budget left: researcher ε 1.500" in result.output
     refused = runner.invoke(research.app, ["query", "SELECT * FROM housing.properties p", *args])
     assert refused.exit_code == 1 and "SELECT * would output rows" in refused.output
+
+
+def test_the_api_over_https(sandbox: Sandbox, tmp_path: Any) -> None:
+    """With ``https = true`` the API is served with the gateway's certificate; a client verifies it
+    with the deployment's CA, and a plain-HTTP request gets nowhere."""
+    from parties.gateway.config import GatewayConfig, GatewaySection
+    from parties.gateway.server import GatewayDaemon
+    from parties.party.config import load_party_config
+
+    tls = load_party_config(sandbox.cluster.config("tax")).tls.model_copy(update={
+        "cert": sandbox.cluster.pki_dir / "issued" / "gateway.pem", "key": sandbox.cluster.pki_dir / "issued" / "gateway.key"})
+    section = GatewaySection(listen="127.0.0.1:0", state_dir=tmp_path / "https-gateway", https=True,
+                             coordinator=sandbox.cluster.members["coordinator"].address)
+    daemon = GatewayDaemon(GatewayConfig(gateway=section, tls=tls))
+    daemon.start()
+    try:
+        token = daemon.store.add_researcher("tls-user", 1.0)
+        with ResearchClient(f"https://{daemon.address}", token, ca=str(tls.ca)) as client:
+            assert client.me()["researcher"] == "tls-user"
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://{daemon.address}/api/health", timeout=5)
+        with pytest.raises(httpx.ConnectError):  # not trusted without the deployment's CA
+            httpx.get(f"https://{daemon.address}/api/health", timeout=5)
+    finally:
+        daemon.stop()
