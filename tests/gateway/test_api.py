@@ -175,8 +175,8 @@ def test_the_api_over_https(sandbox: Sandbox, tmp_path: Any) -> None:
 
     tls = load_party_config(sandbox.cluster.config("tax")).tls.model_copy(update={
         "cert": sandbox.cluster.pki_dir / "issued" / "gateway.pem", "key": sandbox.cluster.pki_dir / "issued" / "gateway.key"})
-    section = GatewaySection(listen="127.0.0.1:0", state_dir=tmp_path / "https-gateway", https=True,
-                             coordinator=sandbox.cluster.members["coordinator"].address)
+    section = GatewaySection.model_validate({"listen": "127.0.0.1:0", "state_dir": tmp_path / "https-gateway", "https": True,
+                                             "coordinator": sandbox.cluster.members["coordinator"].address})
     daemon = GatewayDaemon(GatewayConfig(gateway=section, tls=tls))
     daemon.start()
     try:
