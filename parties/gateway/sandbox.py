@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import numpy as np
 
 from mpc.audit import AuditEvent, AuditLog, load_or_create_signing_key
@@ -241,8 +240,8 @@ class Sandbox:
                                       party_pb2.ResultRequest(session_id=mine.session_id), timeout=60)
                 total = total + wire.from_message(theirs.values)
             result = self._release(prepared, ring.decode(total), int(mine.rows))
-        except (RemoteError, LookupError, ValueError, grpc.RpcError) as exc:
-            self.store.refund(job.researcher, project.name, job.epsilon)  # nothing was released
+        except Exception as exc:  # whatever failed, nothing was released: refund, and say why
+            self.store.refund(job.researcher, project.name, job.epsilon)
             self.store.update_job(job.id, status="failed", progress=1.0, error=str(exc)[:1000])
             self._record(job.researcher, project, prepared, "FAILED", f"job={job.id} refunded: {str(exc)[:300]}")
         else:
@@ -275,7 +274,7 @@ class Sandbox:
                     row[name] = count
                 else:
                     total = int(noisy[g, cells.index(f"sum({a.column})")])
-                    row[name] = total if a.kind == "sum" else round(total / count, 6)
+                    row[name] = total if a.kind == "sum" else round(total / count, 6) if count > 0 else None
             out.append(row)
         columns = [*keys, *("count" if a.column is None else f"{a.kind}({prepared.label(a.column)})" for a in request.aggregates)]
         return {"columns": columns, "rows": out, "epsilon": prepared.cost, "min_cell": self.config.gateway.min_cell,
