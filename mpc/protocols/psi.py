@@ -26,7 +26,7 @@ from typing import Literal
 
 import numpy as np
 
-from mpc.crypto.curve25519 import POINT_BYTES, CommutativeCipher, hash_ids, oprf_tag
+from mpc.crypto.curve25519 import POINT_BYTES, CommutativeCipher, hash_ids
 from mpc.crypto.prg import random_permutation
 
 PSI_DOMAIN = b"mpc-agencies/psi/v1"
@@ -35,11 +35,9 @@ Mode = Literal["intersection", "cardinality"]
 MODES: tuple[Mode, ...] = ("intersection", "cardinality")
 
 
-def tags_of(points: Sequence[bytes]) -> np.ndarray:
+def _as_tags(blob: bytes) -> np.ndarray:
     """8-byte tags of final points as little-endian uint64 (what both sides compare)."""
-    if not points:
-        return np.zeros(0, dtype=np.uint64)
-    return np.frombuffer(b"".join(oprf_tag(p) for p in points), dtype="<u8").astype(np.uint64)
+    return np.frombuffer(blob, dtype="<u8").astype(np.uint64)
 
 
 def chunks(count: int, size: int = CHUNK) -> Iterator[slice]:
@@ -64,7 +62,7 @@ class Requester:
 
     def owner_tags(self, owner_points: Sequence[bytes]) -> np.ndarray:
         """Step 4, one chunk: tags of ``[a][b]H(y)`` for O's points."""
-        return tags_of(self.cipher.encrypt_points(list(owner_points)))
+        return _as_tags(self.cipher.tag_points(owner_points))
 
 
 @dataclass
@@ -96,7 +94,7 @@ class Owner:
     def answer(self, requester_points: Sequence[bytes]) -> np.ndarray:
         """Step 3, one chunk: tags of ``[b][a]H(x)`` in the order received (cardinality mode
         shuffles the whole answer with :func:`shuffle` before sending it)."""
-        return tags_of(self.cipher.encrypt_points(list(requester_points)))
+        return _as_tags(self.cipher.tag_points(requester_points))
 
 
 def shuffle(tags: np.ndarray) -> np.ndarray:

@@ -133,3 +133,26 @@ def test_rfc7748_iterated_one_million() -> None:
     for _ in range(1_000_000):
         k, u = x25519(k, u), k
     assert k.hex() == "7c3911e0ab2586fd864497297e575e6f3bc601c0883c30df5f4dd2d24f665424"
+
+
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32))
+def test_x25519_agrees_with_openssl(scalar: bytes, u: bytes) -> None:
+    """libsodium (ours) and OpenSSL (through ``cryptography``) compute the same X25519 on any
+    input, low-order points included (both refuse them)."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+    try:
+        expected = X25519PrivateKey.from_private_bytes(scalar).exchange(X25519PublicKey.from_public_bytes(u))
+    except ValueError:
+        with pytest.raises(InvalidPointError):
+            x25519(scalar, u)
+    else:
+        assert x25519(scalar, u) == expected
+
+
+def test_tags_in_the_workers_equal_tags_of_points() -> None:
+    points = [hash_to_curve(f"{i}".encode()) for i in range(c25519.PARALLEL_THRESHOLD + 7)]
+    key = CommutativeCipher.generate()
+    blob = key.tag_points(points)
+    assert blob == b"".join(c25519.oprf_tag(p) for p in key.encrypt_points(points, parallel=False))
+    assert blob == key.tag_points(points, parallel=False)
