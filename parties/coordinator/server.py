@@ -13,7 +13,6 @@ import json
 import logging
 import threading
 import time
-import tomllib
 from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,7 @@ from typing import Any
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mpc.audit import AuditEvent, AuditHead, AuditLog, load_or_create_signing_key, verify_head
 from mpc.sharing.dealer import KINDS, RESERVED_STREAM, TrustedDealer
@@ -40,7 +39,7 @@ from parties.net.tls import (
     server_credentials,
 )
 from parties.net.wire import SERVER_OPTIONS
-from parties.party.config import ConfigError, format_validation_error
+from parties.party.config import ConfigError, load_toml_config
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 
 log = logging.getLogger("mpc.coordinator")
@@ -75,20 +74,7 @@ class CoordinatorConfig(BaseModel):
 
 
 def load_coordinator_config(path: Path) -> CoordinatorConfig:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        config = CoordinatorConfig.model_validate(raw)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path))) from exc
-    base = path.resolve().parent
-    if not config.coordinator.state_dir.is_absolute():
-        config.coordinator.state_dir = base / config.coordinator.state_dir
-    config.tls = config.tls.resolved(base)
-    return config
+    return load_toml_config(path, CoordinatorConfig, "coordinator")
 
 
 @dataclass

@@ -20,13 +20,12 @@ address, where it keeps its records, and its release rules.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from parties.net.tls import TlsConfig
-from parties.party.config import ConfigError, format_validation_error
+from parties.party.config import load_toml_config
 
 
 class GatewaySection(BaseModel):
@@ -64,16 +63,4 @@ class GatewayConfig(BaseModel):
 
 
 def load_gateway_config(path: Path) -> GatewayConfig:
-    try:
-        config = GatewayConfig.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path))) from exc
-    base = path.resolve().parent
-    if not config.gateway.state_dir.is_absolute():
-        config.gateway.state_dir = base / config.gateway.state_dir
-    config.tls = config.tls.resolved(base)
-    return config
+    return load_toml_config(path, GatewayConfig, "gateway")

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mpc.data.schema import DatasetSpec
 from mpc.policy import Policy
 from parties.net.tls import TlsConfig
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigError(ValueError):
@@ -90,7 +92,10 @@ def format_validation_error(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def load_party_config(path: Path) -> PartyConfig:
+def load_toml_config(path: Path, model: type[M], section: str, with_base_dir: bool = False) -> M:
+    """Read and validate a daemon's TOML configuration; ``<section>.state_dir`` and the TLS paths
+    are resolved against the file's directory (which the model also gets as ``base_dir`` when it
+    asks). Every failure is a :class:`ConfigError` naming the file and the offending key."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -99,11 +104,15 @@ def load_party_config(path: Path) -> PartyConfig:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     base = path.resolve().parent
     try:
-        config = PartyConfig.model_validate({**raw, "base_dir": base})
+        config = model.model_validate({**raw, "base_dir": base} if with_base_dir else raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, str(path))) from exc
-    section = config.party
-    if not section.state_dir.is_absolute():
-        section.state_dir = base / section.state_dir
-    config.tls = config.tls.resolved(base)
+    part = getattr(config, section)
+    if not part.state_dir.is_absolute():
+        part.state_dir = base / part.state_dir
+    config.tls = config.tls.resolved(base)  # type: ignore[attr-defined]
     return config
+
+
+def load_party_config(path: Path) -> PartyConfig:
+    return load_toml_config(path, PartyConfig, "party", with_base_dir=True)
