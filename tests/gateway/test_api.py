@@ -189,3 +189,32 @@ def test_the_api_over_https(sandbox: Sandbox, tmp_path: Any) -> None:
             httpx.get(f"https://{daemon.address}/api/health", timeout=5)
     finally:
         daemon.stop()
+
+
+def test_an_owner_dying_fails_the_job_refunds_the_budget_and_the_gateway_keeps_serving(sandbox: Sandbox) -> None:
+    """The JOIN table's owner is down when the job runs: the job fails with the reason, the ε it
+    cost comes back (nothing was released), the audit log says so, and the gateway answers the
+    next query once the owner is back."""
+    token = sandbox.store.add_researcher("cy", 3.0)
+    sandbox.store.add_member("cy", PROJECT)
+    with ResearchClient(sandbox.url, token) as client:
+        client.preview(PROJECT, JOIN, 1.0)  # the owners' schemas, as the gateway caches them
+        before = client.budget(PROJECT)["researcher"]
+        sandbox.cluster.stop_party("tax")
+        try:
+            try:
+                job = client.submit(PROJECT, JOIN, 1.0)
+            except SandboxError as exc:  # the schemas' cache had expired: refused up front, nothing spent
+                assert exc.status == 503 and "tax" in exc.reason
+            else:
+                with pytest.raises(SandboxError) as failed:
+                    client.wait(job["id"], timeout=120)
+                assert failed.value.detail["status"] == "failed" and failed.value.fragment
+                audit = [json.loads(line) for line in
+                         (sandbox.cluster.members[GATEWAY].state_dir / "audit.log").read_text().splitlines()]
+                assert any(e.get("outcome") == "FAILED" and f"job={job['id']} refunded" in e.get("detail", "") for e in audit)
+            assert client.budget(PROJECT)["researcher"] == pytest.approx(before)
+        finally:
+            sandbox.cluster.start_party("tax")
+        job = client.query(PROJECT, JOIN, 0.5)
+        assert job["status"] == "done" and client.budget(PROJECT)["researcher"] == pytest.approx(before - 0.5)
