@@ -39,7 +39,7 @@ from parties.net.tls import (
     server_credentials,
 )
 from parties.net.wire import SERVER_OPTIONS
-from parties.party.config import ConfigError, load_toml_config
+from parties.party.config import ConfigError, check_address, load_toml_config
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 
 log = logging.getLogger("mpc.coordinator")
@@ -60,10 +60,7 @@ class CoordinatorSection(BaseModel):
     @field_validator("listen")
     @classmethod
     def _address(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ValueError(f"expected HOST:PORT, got {value!r}")
-        return value
+        return check_address(value)
 
 
 class CoordinatorConfig(BaseModel):

@@ -25,7 +25,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from parties.net.tls import TlsConfig
-from parties.party.config import load_toml_config
+from parties.party.config import check_address, load_toml_config
 
 
 class GatewaySection(BaseModel):
@@ -45,10 +45,7 @@ class GatewaySection(BaseModel):
     @field_validator("listen", "coordinator")
     @classmethod
     def _address(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ValueError(f"expected HOST:PORT, got {value!r}")
-        return value
+        return check_address(value)
 
     @property
     def database_url(self) -> str:

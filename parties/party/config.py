@@ -23,7 +23,8 @@ class ConfigError(ValueError):
     """A configuration file that cannot be used; the message names each bad key."""
 
 
-def _check_address(value: str) -> str:
+def check_address(value: str) -> str:
+    """A ``HOST:PORT`` setting (pydantic validators of every daemon's config call this)."""
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"expected HOST:PORT, got {value!r}")
@@ -48,7 +49,7 @@ class PartySection(BaseModel):
     @field_validator("listen", "coordinator", "metrics_listen", "advertise")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
-        return None if value is None else _check_address(value)
+        return None if value is None else check_address(value)
 
 
 class PredicateSpec(BaseModel):
