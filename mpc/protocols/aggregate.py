@@ -361,7 +361,7 @@ def evaluate_plain(request: AggregateRequest, schemas: Schemas, initiator: Mappi
         for ref in request.summed():
             name = f"sum({ref})"
             cell[name] = int(cell[name] or 0) + int(row[ref.side][ref.column])
-    return {group: _with_means(request, cell) for group, cell in out.items()}
+    return {group: {**cell, **aggregate_values(request, cell)} for group, cell in out.items()}
 
 
 def _holds(tree: exp.Expr, row: Mapping[str, Row]) -> bool:
@@ -372,14 +372,14 @@ def _holds(tree: exp.Expr, row: Mapping[str, Row]) -> bool:
     return formula.evaluate(tree, compare, formula.PLAIN)
 
 
-def _with_means(request: AggregateRequest, cell: Mapping[str, int | float | None]) -> dict[str, int | float | None]:
-    out: dict[str, int | float | None] = dict(cell)
+def aggregate_values(request: AggregateRequest, cell: Mapping[str, int | None]) -> dict[str, int | float | None]:
+    """Each aggregate of one group from its cells (``count``, ``sum(side.column)``): COUNT and SUM
+    as they are, MEAN as SUM / COUNT, None where the count is not positive (a noisy count can be)."""
     count = int(cell["count"] or 0)
+    out: dict[str, int | float | None] = {}
     for agg in request.aggregates:
-        if agg.kind == "mean":
-            out[agg.name] = int(cell[f"sum({agg.column})"] or 0) / count if count else None
-        elif agg.kind == "sum":
-            out[agg.name] = cell[f"sum({agg.column})"]
+        total = None if agg.column is None else int(cell[f"sum({agg.column})"] or 0)
+        out[agg.name] = count if total is None else total if agg.kind == "sum" else total / count if count > 0 else None
     return out
 
 
@@ -440,16 +440,9 @@ class AggregateResult:
 
     def table(self, request: AggregateRequest) -> list[dict[str, Value | float | None]]:
         """Rows of ``{key: value, aggregate name: value}``, MEAN as SUM / COUNT."""
-        out = []
-        for g, group in enumerate(self.groups):
-            row: dict[str, Value | float | None] = dict(zip(self.keys, group, strict=True))
-            count = int(self.cells["count"][g])
-            for agg in request.aggregates:
-                total = None if agg.column is None else int(self.cells[f"sum({agg.column})"][g])
-                row[agg.name] = count if agg.kind == "count" else total if agg.kind == "sum" else (
-                    total / count if count and total is not None else None)
-            out.append(row)
-        return out
+        return [{**dict(zip(self.keys, group, strict=True)),
+                 **aggregate_values(request, {name: int(cell[g]) for name, cell in self.cells.items()})}
+                for g, group in enumerate(self.groups)]
 
 
 def aggregate_reservation(request: AggregateRequest, rows: int) -> Reservation:

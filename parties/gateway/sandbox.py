@@ -258,25 +258,18 @@ class Sandbox:
         """Rows of released cells: the group's keys, then COUNT / SUM / MEAN, or the mark of a
         withheld cell (noisy count under the minimum cell size)."""
         request = prepared.request
-        cells = request.cells()
         keys = [prepared.label(k) for k in request.group_by]
-        withheld = privacy.suppressed(noisy[:, 0], self.config.gateway.min_cell)
+        names = {a.name: "count" if a.column is None else f"{a.kind}({prepared.label(a.column)})" for a in request.aggregates}
+        cells, withheld = request.cells(), privacy.suppressed(noisy[:, 0], self.config.gateway.min_cell)
         out = []
         for g, group in enumerate(prepared.groups):
-            row: dict[str, Any] = dict(zip(keys, group, strict=True))
-            row["suppressed"] = bool(withheld[g])
-            count = int(noisy[g, 0])
-            for a in request.aggregates:
-                name = "count" if a.column is None else f"{a.kind}({prepared.label(a.column)})"
-                if withheld[g]:
-                    row[name] = None
-                elif a.column is None:
-                    row[name] = count
-                else:
-                    total = int(noisy[g, cells.index(f"sum({a.column})")])
-                    row[name] = total if a.kind == "sum" else round(total / count, 6) if count > 0 else None
+            values = agg.aggregate_values(request, dict(zip(cells, noisy[g].tolist(), strict=True)))
+            row: dict[str, Any] = {**dict(zip(keys, group, strict=True)), "suppressed": bool(withheld[g])}
+            for name, label in names.items():
+                value = None if withheld[g] else values[name]
+                row[label] = round(value, 6) if isinstance(value, float) else value
             out.append(row)
-        columns = [*keys, *("count" if a.column is None else f"{a.kind}({prepared.label(a.column)})" for a in request.aggregates)]
+        columns = [*keys, *names.values()]
         return {"columns": columns, "rows": out, "epsilon": prepared.cost, "min_cell": self.config.gateway.min_cell,
                 "noise_scales": {m.cell: m.scale for m in prepared.measurements}}
 
