@@ -24,9 +24,9 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self
 
 import gmpy2
 import nacl.exceptions
@@ -139,16 +139,23 @@ def _split(count: int, parts: int) -> list[tuple[int, int]]:
     return [(lo, min(lo + step, count)) for lo in range(0, count, step)]
 
 
+def _in_parts(count: int, parallel: bool, work: Callable[..., bytes], args: Callable[[int, int], tuple[Any, ...]]) -> bytes:
+    """``work(*args(lo, hi))`` over items ``[0, count)``, concatenated: in this process for small
+    batches, else on the process pool in four parts per core."""
+    cores = os.cpu_count() or 1
+    if not parallel or count < PARALLEL_THRESHOLD or cores == 1:
+        return work(*args(0, count))
+    futures = [process_pool().submit(work, *args(lo, hi)) for lo, hi in _split(count, 4 * cores)]
+    return b"".join(f.result() for f in futures)
+
+
 def _multiply_all(scalar: bytes, points: Sequence[bytes], parallel: bool, tag_bytes: int) -> bytes:
     for i, p in enumerate(points):
         if len(p) != POINT_BYTES:
             raise InvalidPointError(f"point {i} has {len(p)} bytes, expected {POINT_BYTES}")
     blob = b"".join(points)
-    if not parallel or len(points) < PARALLEL_THRESHOLD or (os.cpu_count() or 1) == 1:
-        return _multiply_chunk(scalar, blob, 0, tag_bytes)
-    parts = _split(len(points), 4 * (os.cpu_count() or 1))
-    futures = [process_pool().submit(_multiply_chunk, scalar, blob[lo * 32 : hi * 32], lo, tag_bytes) for lo, hi in parts]
-    return b"".join(f.result() for f in futures)
+    return _in_parts(len(points), parallel, _multiply_chunk,
+                     lambda lo, hi: (scalar, blob[lo * POINT_BYTES : hi * POINT_BYTES], lo, tag_bytes))
 
 
 def multiply_points(scalar: bytes, points: Sequence[bytes], parallel: bool = True) -> list[bytes]:
@@ -167,19 +174,12 @@ def multiply_and_tag(
 def hash_ids(ids: Sequence[bytes | str], domain: bytes = b"", parallel: bool = True) -> bytes:
     """``H(id)`` for every identifier, concatenated (32 bytes each), on every core."""
     raw = [_as_bytes(i) for i in ids]
-    if not parallel or len(raw) < PARALLEL_THRESHOLD or (os.cpu_count() or 1) == 1:
-        return _hash_chunk(domain, raw)
-    parts = _split(len(raw), 4 * (os.cpu_count() or 1))
-    return b"".join(f.result() for f in [process_pool().submit(_hash_chunk, domain, raw[lo:hi]) for lo, hi in parts])
+    return _in_parts(len(raw), parallel, _hash_chunk, lambda lo, hi: (domain, raw[lo:hi]))
 
 
 def _hash_multiply_all(scalar: bytes, ids: Sequence[bytes | str], domain: bytes, parallel: bool, tag_bytes: int) -> bytes:
     raw = [_as_bytes(i) for i in ids]
-    if not parallel or len(raw) < PARALLEL_THRESHOLD or (os.cpu_count() or 1) == 1:
-        return _hash_multiply_chunk(scalar, domain, raw, tag_bytes)
-    parts = _split(len(raw), 4 * (os.cpu_count() or 1))
-    futures = [process_pool().submit(_hash_multiply_chunk, scalar, domain, raw[lo:hi], tag_bytes) for lo, hi in parts]
-    return b"".join(f.result() for f in futures)
+    return _in_parts(len(raw), parallel, _hash_multiply_chunk, lambda lo, hi: (scalar, domain, raw[lo:hi], tag_bytes))
 
 
 def hash_and_multiply(
