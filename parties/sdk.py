@@ -251,11 +251,11 @@ class Client:
             theirs: list[np.ndarray] = []
             try:
                 for batch in self.party_stub(party).GetTags(party_pb2.TagsRequest(dataset=dataset), metadata=self._metadata()):
-                    theirs.append(np.frombuffer(batch.tags, dtype="<u8").astype(np.uint64))
+                    theirs.append(psi.as_tags(batch.tags))
             except grpc.RpcError as exc:
                 raise RemoteError(party, exc.code(), exc.details() or "") from None
             owner = np.concatenate(theirs) if theirs else np.zeros(0, np.uint64)
-            ours = np.frombuffer(b"".join(mine[i] for i in real), dtype="<u8").astype(np.uint64)
+            ours = psi.as_tags(b"".join(mine[i] for i in real))
             found = psi.intersection(owner, ours)
             matched = [i for i, f in zip(real, found.tolist(), strict=True) if f]
             return PsiResult(len(matched), len(real), len(owner), time.perf_counter() - started, matched)
@@ -311,7 +311,7 @@ class Client:
                     owner_tags.append(requester.owner_tags(split_points(message.points.points, message.points.count)))
                     advance(message.points.count)
                 elif kind == "tags":
-                    answers.append(np.frombuffer(message.tags.tags, dtype="<u8").astype(np.uint64))
+                    answers.append(psi.as_tags(message.tags.tags))
                     if len(answers[-1]) != message.tags.count:
                         raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "malformed tag batch")
                 elif kind == "done":

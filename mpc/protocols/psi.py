@@ -35,8 +35,8 @@ Mode = Literal["intersection", "cardinality"]
 MODES: tuple[Mode, ...] = ("intersection", "cardinality")
 
 
-def _as_tags(blob: bytes) -> np.ndarray:
-    """8-byte tags of final points as little-endian uint64 (what both sides compare)."""
+def as_tags(blob: bytes) -> np.ndarray:
+    """Concatenated 8-byte tags as little-endian uint64 (what both sides compare)."""
     return np.frombuffer(blob, dtype="<u8").astype(np.uint64)
 
 
@@ -62,7 +62,7 @@ class Requester:
 
     def owner_tags(self, owner_points: Sequence[bytes]) -> np.ndarray:
         """Step 4, one chunk: tags of ``[a][b]H(y)`` for O's points."""
-        return _as_tags(self.cipher.tag_points(owner_points))
+        return as_tags(self.cipher.tag_points(owner_points))
 
 
 @dataclass
@@ -94,7 +94,7 @@ class Owner:
     def answer(self, requester_points: Sequence[bytes]) -> np.ndarray:
         """Step 3, one chunk: tags of ``[b][a]H(x)`` in the order received (cardinality mode
         shuffles the whole answer with :func:`shuffle` before sending it)."""
-        return _as_tags(self.cipher.tag_points(requester_points))
+        return as_tags(self.cipher.tag_points(requester_points))
 
 
 def shuffle(tags: np.ndarray) -> np.ndarray:
