@@ -567,10 +567,7 @@ class Client:
                                      {c: agg.clamp(mine.values(c)[keep], schemas["initiator"][c]) for c in used})
         params = {"request": request.model_dump(mode="json"), "rows": rows, "session": session_id,
                   "initiator": {c: dataclasses.asdict(schemas["initiator"][c]) for c in used}}
-        noise = None
-        if request.reveal_to == "gateway":  # our own noise on our share of the cells
-            assert request.epsilon is not None
-            noise = privacy.noise(privacy.plan(request, schemas, request.epsilon), len(request.groups(schemas)))
+        noise = privacy.own_noise(request, schemas)
         result, _ = self._run_program(peer, dealer, "aggregate", params,
                                       lambda p: agg.aggregate_program(p, request, schemas, rows, shares, inputs, noise))
         return result, dealer.session_id, rows

@@ -85,6 +85,15 @@ def noise(measurements: list[Measurement], groups: int) -> np.ndarray:
     return out
 
 
+def own_noise(request: AggregateRequest, schemas: Schemas) -> np.ndarray | None:
+    """A computing party's own noise on its share of the cells, (groups, cells), when ``request``
+    releases them to the gateway; None for any other recipient (exact cells)."""
+    if request.reveal_to != "gateway":
+        return None
+    assert request.epsilon is not None  # AggregateRequest requires it of releases to the gateway
+    return noise(plan(request, schemas, request.epsilon), len(request.groups(schemas)))
+
+
 def released_variance(measurement: Measurement) -> float:
     """Variance of one released cell: two independent discrete Laplace noises of this scale
     (each ≈ 2 scale² for the scales used here)."""

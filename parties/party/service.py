@@ -546,10 +546,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         else:
             shares = np.zeros((rows, 0), dtype=np.uint64)
 
-        noise = None
-        if request.reveal_to == "gateway":  # our own noise on our share of the cells
-            assert request.epsilon is not None
-            noise = privacy.noise(privacy.plan(request, schemas, request.epsilon), len(request.groups(schemas)))
+        noise = privacy.own_noise(request, schemas)
 
         def run(party: Party) -> dict[str, Any]:
             result = agg.aggregate_program(party, request, schemas, rows, shares, noise=noise)
@@ -594,9 +591,9 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             schemas: dict[agg.Side, dict[str, agg.ColumnInfo]] = {"initiator": self._column_infos(data), "peer": {}}
             job.check(schemas, len(data.ids))
             values = {c: agg.clamp(data.values(c), schemas["initiator"][c]) for c in uses}
-            cells = agg.table_cells(job, schemas, values)
-            assert job.epsilon is not None
-            noised = cells + privacy.noise(privacy.plan(job, schemas, job.epsilon), cells.shape[0])
+            noise = privacy.own_noise(job, schemas)
+            assert noise is not None  # job.reveal_to is the gateway, checked above
+            noised = agg.table_cells(job, schemas, values) + noise
             call.rows = len(data.ids)
             return party_pb2.CellShares(cells=job.cells(), values=wire.to_message(noised.astype(np.uint64)),
                                         rows=len(data.ids))

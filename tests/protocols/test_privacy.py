@@ -24,6 +24,9 @@ def test_calibration_and_cost() -> None:
     with pytest.raises(ValueError, match="epsilon"):
         privacy.plan(REQUEST, SCHEMAS, 0)  # type: ignore[arg-type]
     assert privacy.suppressed(np.array([9, 10, -3])).tolist() == [True, False, True]
+    noise = privacy.own_noise(REQUEST, SCHEMAS)  # type: ignore[arg-type]
+    assert noise is not None and noise.shape == (len(REQUEST.groups(SCHEMAS)), 2)  # type: ignore[arg-type]
+    assert privacy.own_noise(REQUEST.model_copy(update={"reveal_to": "initiator", "epsilon": None}), SCHEMAS) is None  # type: ignore[arg-type]
 
 
 def test_gateway_releases_need_epsilon() -> None:
