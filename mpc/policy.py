@@ -33,11 +33,30 @@ class DatasetGrant(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    psi: bool = False  # may match against the id column (PSI, OPRF, lookups by id)
-    # P1 batch lookups: may fetch the whole encrypted table; this owner then learns, per looked-up
-    # row, its position class (one of g, each about rows/g of the table) instead of its bucket.
-    batch: bool = True
+    psi: bool = False  # may match against the id column (PSI cardinality, OPRF, lookups by id)
+    # PSI in intersection mode: the peer learns *which* of its ids we hold, not only how many
+    psi_intersection: bool = False
+    # Whole-table access: P1 batch lookups (the encrypted table, packed decryptions) and the
+    # owner's tags (GetTags). This owner then learns, per looked-up row, its position class (one
+    # of g, each about rows/g of the table) instead of its bucket. Off unless granted.
+    batch: bool = False
     columns: dict[str, list[Use]] = Field(default_factory=dict)
+
+
+class Limits(BaseModel):
+    """Budgets per peer and purpose, counted persistently by the owner (they survive a restart).
+    Past a limit the call is refused with RESOURCE_EXHAUSTED and an alert is raised."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    computations_per_day: int = Field(default=1_000, ge=0)  # rule and aggregate programs on our data, per UTC day
+    computations_per_case: int = Field(default=20, ge=0)  # the same, per case reference (ever)
+    oprf_per_epoch: int = Field(default=1_000_000, ge=0)  # ids evaluated per key (dataset or predicate) and epoch
+    psi_per_day: int = Field(default=10_000_000, ge=0)  # ids matched by ECDH-PSI per dataset and UTC day
+    batch_per_day: int = Field(default=50, ge=0)  # whole-table fetches (P1 tables, owner tags) per dataset and UTC day
+    bucket_window_hours: float = Field(default=24.0, gt=0)
+    bucket_alert_after: int = Field(default=5, ge=1)  # the same bucket fetched this often in a window raises an alert
+    bucket_queries_per_window: int = Field(default=20, ge=1)  # ... and this often is refused
 
 
 class PeerPolicy(BaseModel):
@@ -51,7 +70,11 @@ class PeerPolicy(BaseModel):
     forward_shares: bool = False  # this peer (an owner) may hand us shares as a rule's co-party
     predicates: list[str] = Field(default_factory=list)  # published predicates (P2) it may query
     reveal_clauses: bool = False  # clause bits computed from our data may be revealed to it (reason codes)
-    oprf_per_epoch: int = Field(100_000, ge=0)  # predicate OPRF evaluations per purpose and epoch
+    # P4: the largest household a rule's per-member threshold may be multiplied by (slots per application)
+    max_household: int = Field(10, ge=1, le=64)
+    # Aggregates between agencies: a cell opens only when its count, compared on shares, reaches this
+    min_cell: int = Field(10, ge=1)
+    limits: Limits = Field(default_factory=Limits)
 
     @field_validator("purposes")
     @classmethod
@@ -84,16 +107,21 @@ class Policy(BaseModel):
         return grant
 
     def check_dataset(self, peer: str, purpose: str, dataset: str, *, psi: bool = False, batch: bool = False,
-                      columns: Mapping[str, Use | Collection[Use]] | None = None,
+                      intersection: bool = False, columns: Mapping[str, Use | Collection[Use]] | None = None,
                       classifications: Mapping[str, str] | None = None) -> None:
         """Raise :class:`PolicyError` unless ``peer`` may use ``dataset`` this way for ``purpose``
-        (``psi``: match ids, the dataset's join key; ``batch``: fetch the whole encrypted table
-        for a P1 batch lookup; ``columns``: each column for its use, or for every use of a set)."""
+        (``psi``: match ids, the dataset's join key; ``intersection``: learn which ids match;
+        ``batch``: whole-table access, P1 batch lookups and the owner's tags; ``columns``: each
+        column for its use, or for every use of a set)."""
         grant = self.check_purpose(peer, purpose).datasets.get(dataset)
         if grant is None:
             raise PolicyError(f"peer {peer!r} has no grant on dataset {dataset!r}")
         if psi and not grant.psi:
             raise PolicyError(f"peer {peer!r} may not match ids against dataset {dataset!r} (not a join key for it)")
+        if intersection and not grant.psi_intersection:
+            raise PolicyError(f"peer {peer!r} may not learn which ids match dataset {dataset!r} "
+                              f"(PSI intersection is not granted; cardinality is)" if grant.psi else
+                              f"peer {peer!r} may not learn which ids match dataset {dataset!r}")
         if batch and not grant.batch:
             raise PolicyError(f"peer {peer!r} may not make batch lookups (whole table) of dataset {dataset!r}")
         for column, uses in (columns or {}).items():

@@ -13,6 +13,7 @@ exception                   status
 ServiceError(code, msg)     code
 PolicyError                 PERMISSION_DENIED
 RateLimitExceeded           RESOURCE_EXHAUSTED
+BudgetExceeded              RESOURCE_EXHAUSTED, and an alert
 ValueError, WireError       INVALID_ARGUMENT (malformed input)
 ChannelError                ABORTED (the other party failed mid-protocol)
 anything else               INTERNAL (details only in the daemon's log)
@@ -36,6 +37,7 @@ import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from mpc.audit import AuditEvent, AuditLog
+from mpc.budgets import BudgetExceeded
 from mpc.policy import PURPOSE_PATTERN, PolicyError, RateLimiter, RateLimitExceeded
 from mpc.sharing.channel import ChannelError
 from parties.net.tls import Revocations, peer_certificate
@@ -74,7 +76,7 @@ def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return exc.code, exc.message
     if isinstance(exc, PolicyError):
         return grpc.StatusCode.PERMISSION_DENIED, str(exc)
-    if isinstance(exc, RateLimitExceeded):
+    if isinstance(exc, RateLimitExceeded | BudgetExceeded):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, WireError | ValueError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
@@ -92,6 +94,8 @@ class Metrics:
                                 registry=self.registry)
         self.seconds = Histogram("mpc_request_seconds", "Request duration", ["party", "method"], registry=self.registry)
         self.rows = Counter("mpc_rows", "Rows processed by method", ["party", "method"], registry=self.registry)
+        self.alerts = Counter("mpc_alerts", "Alerts raised (budgets reached, repeated probing) by peer and kind",
+                              ["party", "peer", "kind"], registry=self.registry)
         self.party = party
 
 
@@ -170,6 +174,16 @@ class Boundary:
         if limit is not None:
             self._limiter.take(cert.name, limit)
 
+    # ------------------------------------------------------------------ alerts
+    def alert(self, call: Call, kind: str, detail: str) -> None:
+        """Abnormal access: an ``alert:KIND`` audit entry, the ``mpc_alerts`` counter and a
+        warning line in the daemon log, whatever the call's outcome."""
+        self.audit.append(AuditEvent(peer=call.peer, action=f"alert:{kind}", purpose=call.purpose, case=call.case,
+                                     protocol=call.protocol, rows=call.rows, outcome="ALERT", detail=detail[:500]))
+        self.metrics.alerts.labels(self.party, call.peer, kind).inc()
+        log.warning("alert", extra={"fields": {"kind": kind, "peer": call.peer, "method": call.method,
+                                               "purpose": call.purpose, "case": call.case, "detail": detail[:300]}})
+
     # ------------------------------------------------------------------ after the handler
     def _close(self, call: Call, started: float, outcome: str, detail: str) -> None:
         seconds = time.perf_counter() - started
@@ -186,6 +200,8 @@ class Boundary:
 
     def _fail(self, context: Any, call: Call, started: float, exc: BaseException) -> None:
         code, message = _status_for(exc)
+        if isinstance(exc, BudgetExceeded):
+            self.alert(call, "budget", f"{call.method}: {message}")
         if code == grpc.StatusCode.INTERNAL:
             log.exception("handler failed", extra={"fields": {"request_id": call.request_id}})
             message = f"{message} (request {call.request_id})"

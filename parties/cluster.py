@@ -18,6 +18,8 @@ from typing import Any
 
 import tomli_w
 
+from mpc.approvals import CATALOGUE_FILE, RuleApprovals
+from mpc.protocols.rules import Rule
 from parties.pki import Pki
 
 COORDINATOR = "coordinator"
@@ -187,6 +189,14 @@ class LocalCluster:
 
     def config(self, name: str) -> Path:
         return self.members[name].config
+
+    def approve_rule(self, rule: Rule, requester: str, purposes: list[str]) -> list[str]:
+        """Each owner whose columns ``rule`` reads approves it (as ``mpc-admin rules approve``
+        would) for ``requester`` and ``purposes``; running daemons pick it up. Returns the owners."""
+        owners = sorted({c.owner for c in rule.clauses.values() if not c.is_predicate})
+        for owner in owners:
+            RuleApprovals(self.root / "state" / owner / CATALOGUE_FILE).approve(rule.name, rule, requester, purposes)
+        return owners
 
     def __enter__(self) -> LocalCluster:
         self.start()

@@ -23,7 +23,7 @@ from parties.cluster import GATEWAY, PartySpec
 
 AGENCIES = ("tax", "civil-affairs", "housing", "public-security")
 PURPOSES = ["statistics", "selftest", "public-rental-housing", "minimum-living-allowance", "income-check"]
-PROGRAMS = ["selftest-compare", "threshold-check", "rule", "aggregate"]
+PROGRAMS = ["selftest-compare", "rule", "aggregate"]
 REVEALS_CLAUSES = {"housing", "public-security", "civil-affairs"}  # the tax bureau keeps clause bits on its data to itself
 PREDICATES: dict[str, list[dict[str, Any]]] = {  # published by the owner (P2 OPRF filters)
     "public-security": [{"name": "local-resident", "dataset": "residents", "column": "local_resident",
@@ -79,7 +79,9 @@ def policy_for(owner: str, spec: dict[str, Any]) -> dict[str, Any]:
                if col.get("classification", "internal") in ("public", "internal")
                or (col["type"] != "category" and col.get("classification") != "secret")}
     peers: dict[str, Any] = {
-        peer: {"purposes": PURPOSES, "datasets": {spec["name"]: {"psi": True, "columns": columns}},
+        peer: {"purposes": PURPOSES,
+               # an explicit choice: this deployment allows batch lookups and PSI intersections
+               "datasets": {spec["name"]: {"psi": True, "psi_intersection": True, "batch": True, "columns": columns}},
                "programs": PROGRAMS, "co_parties": [a for a in AGENCIES if a not in (owner, peer)],
                "forward_shares": True, "predicates": [p["name"] for p in PREDICATES.get(owner, [])],
                "reveal_clauses": owner in REVEALS_CLAUSES}

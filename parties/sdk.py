@@ -36,12 +36,9 @@ from mpc.data.sources import Dataset, load_dataset
 from mpc.policy import PolicyError
 from mpc.protocols import aggregate as agg
 from mpc.protocols import lookup, oprf_filter, planner, privacy, psi, rules, selftest
-from mpc.protocols import threshold as threshold_rule
-from mpc.sharing import ring
 from mpc.sharing.channel import ChannelError
 from mpc.sharing.dealer import Reservation
 from mpc.sharing.runtime import Party
-from parties.net import wire
 from parties.net.dealer_client import DealerSession, reservation_message
 from parties.net.points import split_fixed, split_points
 from parties.net.share_channel import ShareClientChannel
@@ -80,10 +77,12 @@ class PsiResult:
 
 @dataclass(frozen=True)
 class IntersectionSum:
-    """Private join and compute: the intersection's size and each column's sum over it."""
+    """Private join and compute: the intersection's size and each column's sum over it (None:
+    withheld, the intersection was under the minimum cell size). ``owner_count`` is the owner's
+    row count as its catalogue shows it (rounded)."""
 
-    intersection: int
-    sums: dict[str, int]
+    intersection: int | None
+    sums: dict[str, int | None]
     requester_count: int
     owner_count: int
     seconds: float
@@ -396,13 +395,13 @@ class Client:
 
     @staticmethod
     def _layout(schema: party_pb2.DatasetSchema, columns: Sequence[str], modulus_bits: int,
-                headroom_bits: int = 0) -> lookup.RowLayout:
+) -> lookup.RowLayout:
         specs = {c.name: c for c in schema.columns}
         unknown = [c for c in columns if c not in specs]
         if unknown:
             raise RemoteError(schema.name, grpc.StatusCode.NOT_FOUND, f"dataset {schema.name!r} has no column(s) {unknown}")
         declared = [_declared(specs[c]) for c in columns]
-        return lookup.RowLayout.for_columns(list(columns), declared, modulus_bits, headroom_bits)
+        return lookup.RowLayout.for_columns(list(columns), declared, modulus_bits)
 
     def lookup_shares(self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str | None],
                       path: planner.Path | None = None) -> tuple[str, str, np.ndarray, np.ndarray]:
@@ -446,49 +445,29 @@ class Client:
         client = OprfClient(domain=f"{owner}/{dataset}".encode())
         return dict(zip(ids, self._oprf(party, client, ids, party_pb2.PointBatch(dataset=dataset)), strict=True))
 
-    def intersection_sum(self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str]) -> IntersectionSum:
+    def intersection_sum(self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str],
+                         min_cell: int = agg.DEFAULT_MIN_CELL) -> IntersectionSum:
         """Private join and compute (intersection-sum): how many of ``ids`` the owner holds and the
-        sum of each of ``columns`` over them. The owner sends its encrypted table (slots with
-        room for sums); we multiply the ciphertexts of our matches into one, mask it, and the
-        owner decrypts that single ciphertext and returns its share: it learns how many ids we
-        asked about, nothing else; we learn the count and the sums."""
-        with self._recorded("intersection-sum", party, len(ids), "P1/SUM"):
-            return self._intersection_sum(party, dataset, columns, ids)
-
-    def _intersection_sum(self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str]) -> IntersectionSum:
-        started = time.perf_counter()
-        caps, schema = self.capabilities(party), self._schema(party, dataset)
-        pk = self._paillier_key(caps)
-        layout = self._layout(schema, columns, int(pk.n).bit_length(), lookup.SUM_HEADROOM_BITS)
-        real = list(dict.fromkeys(ids))
-        tag_of = self._oprf_tags(party, caps.party, dataset, real)
-        request = party_pb2.BucketRequest(dataset=dataset, columns=list(columns), whole_table=True,
-                                          headroom_bits=lookup.SUM_HEADROOM_BITS)
-        found = self._fetch_rows(party, self.party_stub(party), [request], layout, schema.bucket_bits,
-                                 set(tag_of.values()), pk)
-        matched = [found[t][1] for t in tag_of.values() if t in found]
-        bounds = {c.name: max(abs(c.min), abs(c.max)) if c.has_bounds else 1 for c in schema.columns}
-        for column in columns:
-            if bounds[column] * len(matched) >= ring.VALUE_MAX:
-                raise ValueError(f"the sum of {column} over {len(matched):,} rows could leave the value range")
-        product = None
-        if matched:
-            value, nsq = matched[0].value, pk.nsquare
-            for c in matched[1:]:
-                value = value * c.value % nsq
-            product = PaillierCiphertext(pk, value)
-        masked, mine = lookup.mask_rows(pk, layout, [product])
-        receipt = self._call(party, self.party_stub(party).MaskedDecrypt, iter([party_pb2.MaskedRows(
-            session_id=uuid.uuid4().hex, dataset=dataset, columns=list(columns), path="SUM",
-            headroom_bits=lookup.SUM_HEADROOM_BITS, ciphertexts=pk.ciphertexts_to_bytes(masked), count=1)]), timeout=600)
-        theirs = wire.from_message(receipt.shares)
-        if theirs.shape != (len(columns),) or theirs.dtype != np.uint64:
-            raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "malformed intersection-sum share")
-        # the owner added each column's minimum once; the sum of k rows needs it k times
-        extra = np.array([(max(len(matched) - 1, 0) * m) % 2**64 for m in layout.minimums], dtype=np.uint64)
-        sums = ring.decode(theirs + mine[0] + extra)
-        return IntersectionSum(len(matched), {c: int(v) for c, v in zip(columns, sums.tolist(), strict=True)},
-                               len(real), int(schema.rows), time.perf_counter() - started)
+        sum of each of ``columns`` over them, computed as an aggregate on secret shares (the
+        owner's columns looked up and aligned to our ids, summed on shares, opened to us only if
+        the count reaches the minimum cell size of both sides; else every figure is None). The
+        owner learns how many ids we asked about and the intersection's size; nothing it
+        decrypts comes back to us."""
+        with self._recorded("intersection-sum", party, len(ids), "P1/P5"):
+            started = time.perf_counter()
+            real = list(dict.fromkeys(ids))
+            request = agg.AggregateRequest(
+                initiator_dataset="ids", peer_dataset=dataset, min_cell=min_cell,
+                aggregates=(agg.Aggregate(kind="count"),
+                            *(agg.Aggregate(kind="sum", column=agg.ColumnRef(side="peer", column=c)) for c in columns)))
+            result, _, _ = self._aggregate(party, request, ids=real)
+            assert isinstance(result, agg.AggregateResult)
+            cells = result.table(request)[0]
+            count = cells["count"]
+            return IntersectionSum(None if count is None else int(count),
+                                   {c: None if cells[f"sum(peer.{c})"] is None else int(cells[f"sum(peer.{c})"] or 0)
+                                    for c in columns},
+                                   len(real), int(self._schema(party, dataset).rows), time.perf_counter() - started)
 
     # ------------------------------------------------------------------ aggregates over a join (P5 compute)
     def own_dataset(self, name: str) -> Dataset:
@@ -523,48 +502,55 @@ class Client:
             assert isinstance(result, agg.CellShares)
             return result, session_id, rows
 
-    def _aggregate(self, peer: str, request: agg.AggregateRequest) -> tuple[agg.AggregateResult | agg.CellShares | None, str, int]:
-        mine = self.own_dataset(request.initiator_dataset)
+    def _aggregate(self, peer: str, request: agg.AggregateRequest, ids: Sequence[str] | None = None,
+                   ) -> tuple[agg.AggregateResult | agg.CellShares | None, str, int]:
+        """The aggregate over one of our datasets (or, with ``ids``, over a list of our ids with
+        no columns of ours) joined with the peer's."""
+        mine = self.own_dataset(request.initiator_dataset) if ids is None else None
+        our_ids = mine.ids if mine is not None else list(ids or ())
         caps, schema = self.capabilities(peer), self._schema(peer, request.peer_dataset)
         schemas: dict[agg.Side, dict[str, agg.ColumnInfo]] = {
-            "initiator": {c: _own_info(mine, c) for c in mine.spec.schema_.columns},
+            "initiator": {} if mine is None else {c: _own_info(mine, c) for c in mine.spec.schema_.columns},
             "peer": {c.name: agg.ColumnInfo(*_declared(c)[:1], c.min if c.has_bounds else None,
                                                   c.max if c.has_bounds else None, tuple(c.categories))
                      for c in schema.columns}}
-        rows = len(mine.ids)
+        rows = len(our_ids)
         request.check(schemas, rows)
-        assert self.config is not None
         uses = request.uses("initiator")
-        try:  # what our own policy lets the peer learn of our columns
-            self.config.policy.check_dataset(caps.party, self.purpose, mine.name, psi=True, columns=uses,
-                                             classifications={c: mine.spec.schema_.columns[c].classification for c in uses})
-        except PolicyError as exc:
-            raise RemoteError("(local)", grpc.StatusCode.PERMISSION_DENIED, f"our own policy: {exc}") from None
+        if mine is not None:  # what our own policy lets the peer learn of our columns
+            assert self.config is not None
+            try:
+                self.config.policy.check_dataset(caps.party, self.purpose, mine.name, psi=True, columns=uses,
+                                                 classifications={c: mine.spec.schema_.columns[c].classification for c in uses})
+            except PolicyError as exc:
+                raise RemoteError("(local)", grpc.StatusCode.PERMISSION_DENIED, f"our own policy: {exc}") from None
         self._call(peer, self.party_stub(peer).CheckAggregate,
                    party_pb2.AggregateCheck(request=request.model_dump_json().encode(), rows=rows), timeout=30)
         columns = request.peer_columns()
         session_id: str | None = None
         # Only the rows of the intersection go on: the peer learns its size (as the design's P5
         # allows) and we spare the decryptions and gates of rows that could not count.
+        groups = len(request.groups(schemas))
         if columns:  # the peer's columns secret-shared and aligned to our matched rows (P1 or P3, as planned)
-            fetched = self._fetch_lookup(peer, request.peer_dataset, columns, mine.ids, None)
+            fetched = self._fetch_lookup(peer, request.peer_dataset, columns, our_ids, None)
             keep = np.array([i for i, c in enumerate(fetched.selected) if c is not None], dtype=np.int64)
             fetched = dataclasses.replace(fetched, selected=[fetched.selected[i] for i in keep.tolist()])
-            dealer = self._dealer_session(fetched.owner, agg.aggregate_reservation(request, len(keep)))
+            dealer = self._dealer_session(fetched.owner, agg.aggregate_reservation(request, len(keep), groups))
             try:
                 _, session_id, shares, _ = self._decrypt_lookup(fetched)
             except BaseException:
                 dealer.close()
                 raise
         else:  # nothing of theirs on shares: the intersection by ECDH-PSI
-            found = set(self._psi(peer, request.peer_dataset, mine.ids, "intersection", None).matched or [])
-            keep = np.array([k for k, i in enumerate(mine.ids) if i in found], dtype=np.int64)
+            found = set(self._psi(peer, request.peer_dataset, our_ids, "intersection", None).matched or [])
+            keep = np.array([k for k, i in enumerate(our_ids) if i in found], dtype=np.int64)
             shares = np.zeros((len(keep), 0), dtype=np.uint64)
-            dealer = self._dealer_session(caps.party, agg.aggregate_reservation(request, len(keep)))
+            dealer = self._dealer_session(caps.party, agg.aggregate_reservation(request, len(keep), groups))
         rows = len(keep)
         used = sorted(uses)
         inputs = agg.InitiatorInputs(np.ones(rows, dtype=np.uint8),
-                                     {c: agg.clamp(mine.values(c)[keep], schemas["initiator"][c]) for c in used})
+                                     {c: agg.clamp(mine.values(c)[keep], schemas["initiator"][c]) for c in used}
+                                     if mine is not None else {})
         params = {"request": request.model_dump(mode="json"), "rows": rows, "session": session_id,
                   "initiator": {c: dataclasses.asdict(schemas["initiator"][c]) for c in used}}
         noise = privacy.own_noise(request, schemas)
@@ -646,23 +632,6 @@ class Client:
                 yield party_pb2.MaskedRows(groups=groups.groups[start:end].astype("<i4").tobytes(),
                                            positions=groups.positions[start:end].astype("<i4").tobytes())
 
-    def threshold_check(self, party: str, dataset: str, column: str, ids: Sequence[str], op: str,
-                        threshold: int) -> np.ndarray:
-        """P3 then P4 for one owner: for each id, ``present AND column OP threshold``, as 0/1.
-
-        The owner learns how many ids were asked and which buckets they fall in; not the ids, not
-        the threshold, not the results. We learn one bit per id.
-        """
-        if op not in threshold_rule.COMPARISONS:
-            raise ValueError(f"op must be one of {sorted(threshold_rule.COMPARISONS)}")
-        with self._recorded("threshold-check", party, len(ids), "P3/P4"):
-            owner, session_id, shares, present = self.lookup_shares(party, dataset, [column], list(ids))
-            dealer = self._dealer_session(owner, threshold_rule.threshold_reservation(op, len(ids)), session_id)
-            bits, _ = self._run_program(party, dealer, "threshold-check", {"op": op},
-                                        lambda p: _revealed(threshold_rule.threshold_program(
-                                            p, shares, op, requester=0, threshold=threshold, present=present)))
-            return bits
-
     def check_eligibility(self, rule: rules.Rule, applications: Sequence[rules.Application],
                           path: planner.Path | None = None) -> np.ndarray:
         """One bit per application; see :meth:`check_eligibility_with_reasons`."""
@@ -706,12 +675,12 @@ class Client:
             tree = rule.tree()
             return np.array([int(rules.evaluate_tree(tree, {n: bool(b[i]) for n, b in predicate_bits.items()}))
                              for i in range(len(applications))], dtype=np.uint8)
+        if not rule.name:
+            raise ValueError("owners approve rules by name: load the rule from a rules file (RuleSet.get)")
         slots = max(len(a.members) for a in applications)
         if slots > rules.MAX_MEMBERS:
             raise ValueError(f"households of more than {rules.MAX_MEMBERS} members are not supported")
-        co_party = next((c.owner for c in rule.clauses.values() if not c.is_predicate and c.owner != self.name), None)
-        if co_party is None:
-            raise ValueError("the rule reads only our own data: there is nobody to compute with")
+        co_party = rule.co_party_for(self.name)
         ids: list[str | None] = [a.members[k] if k < len(a.members) else None for a in applications for k in range(slots)]
         padding = np.array([i is None for i in ids])
         household = rules.household_tables(rule)
@@ -734,15 +703,17 @@ class Client:
                 tables[(owner, dataset)] = rules.ShareTable(tuple(columns), shares)
                 presence[(owner, dataset)] = present
                 sessions.append({"owner": owner, "dataset": dataset, "session": session_id, "columns": list(columns)})
-                if owner != co_party:
+                if owner != co_party:  # only for the rule it approved, over exactly these rows
                     self._call(owner, self.party_stub(owner).ForwardShares,
-                               party_pb2.ForwardRequest(session_id=session_id, co_party=co_party), timeout=300)
+                               party_pb2.ForwardRequest(session_id=session_id, co_party=co_party, rule_name=rule.name,
+                                                        rule=rule.model_dump_json().encode(),
+                                                        applications=len(applications), slots=slots), timeout=300)
         except BaseException:
             dealer.close()
             raise
         members = [len(a.members) for a in applications]
-        params = {"rule": rule.model_dump(), "applications": len(applications), "slots": slots, "tables": sessions,
-                  "reveal": list(reveal)}
+        params = {"name": rule.name, "rule": rule.model_dump(mode="json"), "applications": len(applications),
+                  "slots": slots, "tables": sessions, "reveal": list(reveal)}
         bits, _ = self._run_program(co_party, dealer, "rule", params,
                                     lambda p: _revealed(rules.rule_program(p, rule, tables, len(applications), slots, 0,
                                                                            members, predicate_bits, reveal, revealed,

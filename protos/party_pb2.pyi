@@ -110,18 +110,16 @@ class TagsRequest(_message.Message):
     def __init__(self, dataset: _Optional[str] = ...) -> None: ...
 
 class BucketRequest(_message.Message):
-    __slots__ = ("dataset", "columns", "bucket", "whole_table", "headroom_bits")
+    __slots__ = ("dataset", "columns", "bucket", "whole_table")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     BUCKET_FIELD_NUMBER: _ClassVar[int]
     WHOLE_TABLE_FIELD_NUMBER: _ClassVar[int]
-    HEADROOM_BITS_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     columns: _containers.RepeatedScalarFieldContainer[str]
     bucket: int
     whole_table: bool
-    headroom_bits: int
-    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., bucket: _Optional[int] = ..., whole_table: _Optional[bool] = ..., headroom_bits: _Optional[int] = ...) -> None: ...
+    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., bucket: _Optional[int] = ..., whole_table: _Optional[bool] = ...) -> None: ...
 
 class EncryptedRows(_message.Message):
     __slots__ = ("bucket_bits", "columns", "tags", "ciphertexts", "count", "value_bits", "minimums", "rows_per_plaintext", "total")
@@ -146,7 +144,7 @@ class EncryptedRows(_message.Message):
     def __init__(self, bucket_bits: _Optional[int] = ..., columns: _Optional[_Iterable[str]] = ..., tags: _Optional[bytes] = ..., ciphertexts: _Optional[bytes] = ..., count: _Optional[int] = ..., value_bits: _Optional[_Iterable[int]] = ..., minimums: _Optional[_Iterable[int]] = ..., rows_per_plaintext: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
 
 class MaskedRows(_message.Message):
-    __slots__ = ("session_id", "dataset", "columns", "ciphertexts", "count", "rows", "groups", "positions", "path", "headroom_bits")
+    __slots__ = ("session_id", "dataset", "columns", "ciphertexts", "count", "rows", "groups", "positions", "path")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
@@ -156,7 +154,6 @@ class MaskedRows(_message.Message):
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     POSITIONS_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
-    HEADROOM_BITS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     dataset: str
     columns: _containers.RepeatedScalarFieldContainer[str]
@@ -166,19 +163,26 @@ class MaskedRows(_message.Message):
     groups: bytes
     positions: bytes
     path: str
-    headroom_bits: int
-    def __init__(self, session_id: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., ciphertexts: _Optional[bytes] = ..., count: _Optional[int] = ..., rows: _Optional[int] = ..., groups: _Optional[bytes] = ..., positions: _Optional[bytes] = ..., path: _Optional[str] = ..., headroom_bits: _Optional[int] = ...) -> None: ...
+    def __init__(self, session_id: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., ciphertexts: _Optional[bytes] = ..., count: _Optional[int] = ..., rows: _Optional[int] = ..., groups: _Optional[bytes] = ..., positions: _Optional[bytes] = ..., path: _Optional[str] = ...) -> None: ...
 
 class ForwardRequest(_message.Message):
-    __slots__ = ("session_id", "co_party")
+    __slots__ = ("session_id", "co_party", "rule_name", "rule", "applications", "slots")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     CO_PARTY_FIELD_NUMBER: _ClassVar[int]
+    RULE_NAME_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    APPLICATIONS_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     co_party: str
-    def __init__(self, session_id: _Optional[str] = ..., co_party: _Optional[str] = ...) -> None: ...
+    rule_name: str
+    rule: bytes
+    applications: int
+    slots: int
+    def __init__(self, session_id: _Optional[str] = ..., co_party: _Optional[str] = ..., rule_name: _Optional[str] = ..., rule: _Optional[bytes] = ..., applications: _Optional[int] = ..., slots: _Optional[int] = ...) -> None: ...
 
 class SharesChunk(_message.Message):
-    __slots__ = ("session_id", "requester", "dataset", "columns", "rows", "shares", "more", "reveal_allowed")
+    __slots__ = ("session_id", "requester", "dataset", "columns", "rows", "shares", "more", "reveal_allowed", "rule_name", "rule_fingerprint", "applications", "slots")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
@@ -187,6 +191,10 @@ class SharesChunk(_message.Message):
     SHARES_FIELD_NUMBER: _ClassVar[int]
     MORE_FIELD_NUMBER: _ClassVar[int]
     REVEAL_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    RULE_NAME_FIELD_NUMBER: _ClassVar[int]
+    RULE_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    APPLICATIONS_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     requester: str
     dataset: str
@@ -195,15 +203,17 @@ class SharesChunk(_message.Message):
     shares: _common_pb2.NdArray
     more: bool
     reveal_allowed: bool
-    def __init__(self, session_id: _Optional[str] = ..., requester: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., rows: _Optional[int] = ..., shares: _Optional[_Union[_common_pb2.NdArray, _Mapping]] = ..., more: _Optional[bool] = ..., reveal_allowed: _Optional[bool] = ...) -> None: ...
+    rule_name: str
+    rule_fingerprint: str
+    applications: int
+    slots: int
+    def __init__(self, session_id: _Optional[str] = ..., requester: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., rows: _Optional[int] = ..., shares: _Optional[_Union[_common_pb2.NdArray, _Mapping]] = ..., more: _Optional[bool] = ..., reveal_allowed: _Optional[bool] = ..., rule_name: _Optional[str] = ..., rule_fingerprint: _Optional[str] = ..., applications: _Optional[int] = ..., slots: _Optional[int] = ...) -> None: ...
 
 class DecryptReceipt(_message.Message):
-    __slots__ = ("rows", "shares")
+    __slots__ = ("rows",)
     ROWS_FIELD_NUMBER: _ClassVar[int]
-    SHARES_FIELD_NUMBER: _ClassVar[int]
     rows: int
-    shares: _common_pb2.NdArray
-    def __init__(self, rows: _Optional[int] = ..., shares: _Optional[_Union[_common_pb2.NdArray, _Mapping]] = ...) -> None: ...
+    def __init__(self, rows: _Optional[int] = ...) -> None: ...
 
 class AggregateCheck(_message.Message):
     __slots__ = ("request", "rows")

@@ -181,7 +181,8 @@ class PartyServicer:
 
     def MaskedDecrypt(self, request_iterator, context):
         """P3/P1: the requester streams masked ciphertexts (P1: with each row's ciphertext and position);
-        the owner decrypts and keeps the slot values as its shares for a session; only counts come back.
+        the owner decrypts and keeps the slot values as its shares for a session; only counts come back
+        (nothing an owner decrypts is ever returned to the requester).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -50,6 +50,7 @@ Kind = Literal["count", "sum", "mean"]
 Use = Literal["filter", "aggregate", "group_by"]
 Value = int | str
 MAX_GROUPS = 10_000
+DEFAULT_MIN_CELL = 10  # the smallest count a released cell may have
 MAX_KEY_VALUES = 1_000  # an int column can be a group key when its declared range is this small
 _OPS: dict[type[exp.Expr], str] = {exp.EQ: "==", exp.NEQ: "!=", exp.GT: ">", exp.GTE: ">=", exp.LT: "<", exp.LTE: "<="}
 _FLIPPED = {"==": "==", "!=": "!=", ">": "<", ">=": "<=", "<": ">", "<=": ">="}
@@ -167,6 +168,9 @@ class AggregateRequest(BaseModel):
     reveal_to: Side | Literal["gateway"] = "initiator"
     epsilon: float | None = Field(default=None, gt=0, le=100)  # gateway releases: the query's privacy cost
     gateway: str = ""  # gateway releases: who receives both parties' noised shares of the cells
+    # releases between agencies: a cell opens only when its count (compared on shares) reaches this;
+    # each owner refuses a request below its own policy's minimum (gateway releases: the gateway's rule)
+    min_cell: int = Field(default=DEFAULT_MIN_CELL, ge=1)
 
     @field_validator("aggregates")
     @classmethod
@@ -435,18 +439,24 @@ class AggregateResult:
 
     keys: tuple[str, ...]
     groups: list[tuple[Value, ...]]
-    cells: dict[str, np.ndarray]  # "count", "sum(side.column)" -> int64 per group
+    cells: dict[str, np.ndarray]  # "count", "sum(side.column)" -> int64 per group (0 where withheld)
     rows: int
+    withheld: np.ndarray | None = None  # bool per group: its count was under the minimum cell size
 
     def table(self, request: AggregateRequest) -> list[dict[str, Value | float | None]]:
-        """Rows of ``{key: value, aggregate name: value}``, MEAN as SUM / COUNT."""
-        return [{**dict(zip(self.keys, group, strict=True)),
-                 **aggregate_values(request, {name: int(cell[g]) for name, cell in self.cells.items()})}
-                for g, group in enumerate(self.groups)]
+        """Rows of ``{key: value, aggregate name: value, "withheld": bool}``, MEAN as SUM / COUNT;
+        a withheld cell's aggregates are None (its count was under the minimum cell size)."""
+        out: list[dict[str, Value | float | None]] = []
+        for g, group in enumerate(self.groups):
+            hidden = bool(self.withheld[g]) if self.withheld is not None else False
+            values = ({a.name: None for a in request.aggregates} if hidden else
+                      aggregate_values(request, {name: int(c[g]) for name, c in self.cells.items()}))
+            out.append({**dict(zip(self.keys, group, strict=True)), **values, "withheld": hidden})
+        return out
 
 
-def aggregate_reservation(request: AggregateRequest, rows: int) -> Reservation:
-    """The correlated randomness :func:`aggregate_program` takes for ``rows`` rows."""
+def aggregate_reservation(request: AggregateRequest, rows: int, groups: int) -> Reservation:
+    """The correlated randomness :func:`aggregate_program` takes for ``rows`` rows and ``groups`` cells."""
     words = (rows + 63) // 64
     triples = words  # the presence AND
     for leaf in request.leaves():
@@ -455,7 +465,12 @@ def aggregate_reservation(request: AggregateRequest, rows: int) -> Reservation:
     tree = request.tree()
     if tree is not None:
         triples += words * sum(1 for _ in tree.find_all(exp.And, exp.Or))
-    return Reservation.covering(bit_triple_words=triples, beaver_triples=rows * len(request.summed()), dabits=rows)
+    beaver, dabits = rows * len(request.summed()), 64 * words
+    if request.reveal_to != "gateway":  # the minimum-cell test on shares, and each cell times its bit
+        triples += _boolean.comparison_triple_words(">=", groups)
+        beaver += groups * len(request.cells())
+        dabits += 64 * ((groups + 63) // 64)
+    return Reservation.covering(bit_triple_words=triples, beaver_triples=beaver, dabits=dabits)
 
 
 def _group_index(codes: Sequence[np.ndarray], sizes: Sequence[int], rows: int) -> np.ndarray:
@@ -540,10 +555,20 @@ def aggregate_program(party: Party, request: AggregateRequest, schemas: Schemas,
         if noise is None or noise.shape != cells.shape:
             raise ValueError(f"a gateway release needs this party's noise of shape {cells.shape}")
         return CellShares(tuple(request.cells()), cells + noise.astype(np.uint64))
+    # Between agencies a cell opens only when its count reaches the minimum: compared on shares,
+    # every cell of a smaller group is multiplied by 0 before anything is revealed, and the
+    # recipient learns only that the group was withheld.
     to = 0 if request.reveal_to == "initiator" else 1
-    opened = party.reveal(ArithmeticShare(party, cells.reshape(-1)), to=to)
-    if opened is None:
+    large = _boolean.ge(ArithmeticShare(party, np.ascontiguousarray(cells[:, 0])), request.min_cell)
+    keep = large.to_arithmetic()
+    width = cells.shape[1]
+    kept = arithmetic.mul(ArithmeticShare(party, np.repeat(keep.value, width)),
+                          ArithmeticShare(party, np.ascontiguousarray(cells.reshape(-1))))
+    opened = party.reveal(kept, to=to)
+    shown = party.reveal_bits(large, to=to)
+    if opened is None or shown is None:
         return None
     values = opened.reshape(groups, -1)
     return AggregateResult(tuple(str(k) for k in request.group_by), request.groups(schemas),
-                           {name: values[:, k] for k, name in enumerate(request.cells())}, rows)
+                           {name: values[:, k] for k, name in enumerate(request.cells())}, rows,
+                           withheld=shown == 0)

@@ -46,7 +46,6 @@ from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
 from mpc.crypto.prg import random_permutation
 
 STATISTICAL_SECURITY = 40  # bits of mask beyond a value's width: statistical distance 2^-40
-SUM_HEADROOM_BITS = 32  # intersection-sum slots hold sums of up to 2^32 rows
 _RING = 2**64
 
 
@@ -72,8 +71,8 @@ class RowLayout:
             raise ValueError("a row layout needs at least one column")
         if not len(self.columns) == len(self.value_bits) == len(self.minimums):
             raise ValueError("one value width and one minimum per column")
-        if any(not 1 <= b <= 64 + SUM_HEADROOM_BITS for b in self.value_bits):  # shares are the slots mod 2^64
-            raise ValueError(f"value widths must be 1 to {64 + SUM_HEADROOM_BITS} bits")
+        if any(not 1 <= b <= 64 for b in self.value_bits):  # shares are the slots mod 2^64
+            raise ValueError("value widths must be 1 to 64 bits")
         slot_bits = tuple(b + STATISTICAL_SECURITY + 1 for b in self.value_bits)
         row_bits = sum(slot_bits)
         rows = (self.modulus_bits - 1) // row_bits
@@ -86,22 +85,21 @@ class RowLayout:
 
     @classmethod
     def for_bounds(cls, columns: Sequence[str], bounds: Sequence[tuple[int, int]], modulus_bits: int,
-                   headroom_bits: int = 0) -> RowLayout:
-        """A layout for columns with inclusive bounds ``(min, max)``; ``headroom_bits`` widen each
-        slot so that sums of up to ``2^headroom_bits`` rows fit (intersection-sum)."""
+                   ) -> RowLayout:
+        """A layout for columns with inclusive bounds ``(min, max)``."""
         if len(columns) != len(bounds):
             raise ValueError("one (min, max) per column")
         widths, minimums = [], []
         for name, (lo, hi) in zip(columns, bounds, strict=True):
             if lo > hi:
                 raise ValueError(f"column {name}: min {lo} > max {hi}")
-            widths.append(max(1, (hi - lo).bit_length()) + headroom_bits)
+            widths.append(max(1, (hi - lo).bit_length()))
             minimums.append(lo)
         return cls(tuple(columns), tuple(widths), tuple(minimums), modulus_bits)
 
     @classmethod
     def for_columns(cls, columns: Sequence[str], declared: Sequence[tuple[str, int | None, int | None]],
-                    modulus_bits: int, headroom_bits: int = 0) -> RowLayout:
+                    modulus_bits: int) -> RowLayout:
         """A layout from declared columns ``(type, min, max)``: a bool spans 0..1, an int its
         bounds, a category its codes ``0..labels - 1`` (given as its bounds)."""
         bounds = []
@@ -112,7 +110,7 @@ class RowLayout:
                 bounds.append((lo, hi))
             else:
                 raise ValueError(f"column {name} is a {kind} column without bounds: it cannot be looked up")
-        return cls.for_bounds(columns, bounds, modulus_bits, headroom_bits)
+        return cls.for_bounds(columns, bounds, modulus_bits)
 
     @property
     def width(self) -> int:

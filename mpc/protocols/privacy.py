@@ -24,10 +24,9 @@ from typing import Any
 import numpy as np
 import opendp.prelude as dp
 
-from mpc.protocols.aggregate import AggregateRequest, Schemas
+from mpc.protocols.aggregate import DEFAULT_MIN_CELL, AggregateRequest, Schemas
 
 dp.enable_features("contrib")
-DEFAULT_MIN_CELL = 10
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ Validation errors name the rule and clause (``rules.public-rental-housing.clause
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -119,9 +121,13 @@ class Clause(BaseModel):
 class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    name: str = Field("", pattern=r"^([a-z0-9][a-z0-9-]{0,62})?$")  # its key in the rules file; owners approve by name
     description: str = ""
     expression: str
     clauses: dict[str, Clause]
+    # who holds the second share of every input (P4); default: the first owner of a column clause
+    # other than the requester (see :meth:`co_party_for`)
+    co_party: str | None = Field(None, pattern=RULE_NAME)
 
     @field_validator("clauses")
     @classmethod
@@ -145,8 +151,32 @@ class Rule(BaseModel):
     def tree(self) -> exp.Expr:
         return parse_expression(self.expression)
 
+    def canonical(self) -> bytes:
+        """The rule as owners approve it: every clause with every setting (columns, comparisons,
+        thresholds, ``per_member``, absent defaults, reveal flags) and the normalised expression,
+        as sorted compact JSON. The description is left out: it changes nothing that runs."""
+        body = self.model_dump(mode="json", exclude={"name", "description"})
+        body["expression"] = self.tree().sql()
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    def fingerprint(self) -> str:
+        """SHA-256 of :meth:`canonical`, hex: changing any threshold or flag changes it."""
+        return hashlib.sha256(self.canonical()).hexdigest()
+
     def owners(self) -> list[str]:
         return sorted({c.owner for c in self.clauses.values()})
+
+    def co_party_for(self, requester: str) -> str:
+        """The owner that computes with ``requester``: the rule's ``co_party`` if it names one
+        (an owner of a column clause, never the requester), else the first such owner."""
+        column_owners = [c.owner for c in self.clauses.values() if not c.is_predicate and c.owner != requester]
+        if self.co_party is not None:
+            if self.co_party == requester or self.co_party not in column_owners:
+                raise RuleError(f"co_party {self.co_party!r} must own a column clause of the rule and not be the requester")
+            return self.co_party
+        if not column_owners:
+            raise RuleError("the rule reads only the requester's data: there is nobody to compute with")
+        return column_owners[0]
 
 
 class RuleSet(BaseModel):
@@ -157,7 +187,11 @@ class RuleSet(BaseModel):
     @field_validator("rules")
     @classmethod
     def _rule_names(cls, value: dict[str, Rule]) -> dict[str, Rule]:
-        return _check_names(value, RULE_NAME, "rule")
+        _check_names(value, RULE_NAME, "rule")
+        renamed = [k for k, rule in value.items() if rule.name not in ("", k)]
+        if renamed:
+            raise ValueError(f"rule(s) {renamed} name another rule than their key")
+        return {k: rule.model_copy(update={"name": k}) for k, rule in value.items()}
 
     def get(self, name: str) -> Rule:
         try:

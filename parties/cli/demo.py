@@ -251,6 +251,10 @@ def _eligibility_step(cluster: object, tables: object, state: Path, count: int) 
 
     assert isinstance(cluster, LocalCluster) and isinstance(tables, AgencyTables)
     rule = load_rules(Path(__file__).resolve().parents[2] / "rules" / "examples.toml").get("public-rental-housing")
+    # each owner approves the rule, thresholds included, for civil-affairs (mpc-admin rules approve)
+    owners = cluster.approve_rule(rule, "civil-affairs", ["public-rental-housing"])
+    console.print(f"rule public-rental-housing (fingerprint {rule.fingerprint()[:16]}…) approved for civil-affairs "
+                  f"by {', '.join(owners)}")
     batch = household_applications(tables, count)
     applications_csv = state / "applications.csv"
     with applications_csv.open("w", newline="") as f:
@@ -326,8 +330,10 @@ def _statistics_step(cluster: object, tables: object) -> None:
     theirs = {i: {"annual_income": int(str(r["annual_income"]))} for i, r in with_ids(tables.tax)}
     plain = agg.evaluate_plain(query.request, schemas, mine, theirs)  # type: ignore[arg-type]
     rows = result.table(query.request)
-    correct = all(plain[group]["count"] == result.cells["count"][k]
-                  and plain[group]["sum(peer.annual_income)"] == result.cells["sum(peer.annual_income)"][k]
+    withheld = result.withheld if result.withheld is not None else np.zeros(len(result.groups), dtype=bool)
+    correct = all((plain[group]["count"] < query.request.min_cell) if withheld[k] else
+                  (plain[group]["count"] == result.cells["count"][k]
+                   and plain[group]["sum(peer.annual_income)"] == result.cells["sum(peer.annual_income)"][k])
                   for k, group in enumerate(result.groups))
     table = Table(title=f"statistics: disabled residents (civil-affairs) with income > 30 000 (tax), by district "
                         f"— {result.rows:,} rows in the intersection, joined on shares in {seconds:.1f} s, "
@@ -336,6 +342,9 @@ def _statistics_step(cluster: object, tables: object) -> None:
         table.add_column(column, justify="left" if column == "district" else "right")
     for row in rows:
         mean = row["mean(peer.annual_income)"]
+        if row["withheld"]:
+            table.add_row(str(row["initiator.district"]), f"< {query.request.min_cell} (withheld)", "—", "—")
+            continue
         table.add_row(str(row["initiator.district"]), f"{row['count']:,}", f"{row['sum(peer.annual_income)']:,}",
                       "—" if mean is None else f"{mean:,.0f}")
     console.print(table)

@@ -95,7 +95,8 @@ def intersection_sum(
     config: Path = CONFIG, purpose: str = PURPOSE, case: str = CASE,
 ) -> None:
     """Private join and compute: how many of our ids the owner holds and the sum of its columns
-    over them (the owner decrypts one masked ciphertext and learns only our count)."""
+    over them, computed on secret shares and opened only when the count reaches both sides'
+    minimum cell size (the owner learns our count and the intersection's size)."""
     mine = read_ids(ids, id_column, kind)  # type: ignore[arg-type]
     with Client.from_config(config, purpose, case) as client:
         try:
@@ -106,9 +107,14 @@ def intersection_sum(
     table = Table(title=f"intersection-sum with {peer}.{dataset}")
     for col in ("our ids", "their rows", "in common", *(f"sum({c})" for c in column), "seconds"):
         table.add_column(col, justify="right")
-    table.add_row(f"{result.requester_count:,}", f"{result.owner_count:,}", f"{result.intersection:,}",
-                  *(f"{result.sums[c]:,}" for c in column), f"{result.seconds:.2f}")
+    def shown(value: int | None) -> str:
+        return "withheld" if value is None else f"{value:,}"
+
+    table.add_row(f"{result.requester_count:,}", f"≈{result.owner_count:,}", shown(result.intersection),
+                  *(shown(result.sums[c]) for c in column), f"{result.seconds:.2f}")
     console.print(table)
+    if result.intersection is None:
+        console.print("[yellow]the intersection is under the minimum cell size: the owners withheld every figure[/]")
 
 
 @app.command("aggregate")
@@ -159,37 +165,6 @@ def aggregate(
             writer.writeheader()
             writer.writerows(rows)
         console.print(f"cells written to {out}")
-
-
-@app.command("threshold-check")
-def threshold_check(
-    peer: str = typer.Option(..., help="owner party name (or host:port)"),
-    dataset: str = typer.Option(..., help="owner's dataset"),
-    column: str = typer.Option(..., help="owner's column to compare"),
-    op: str = typer.Option(..., help="<, <=, >, >=, == or !="),
-    threshold: int = typer.Option(..., help="our threshold (stays secret from the owner)"),
-    ids: Path = typer.Option(..., help="CSV with our ids"),
-    id_column: str = typer.Option("resident_id", help="id column in the CSV"),
-    out: Path | None = typer.Option(None, help="write id,result rows here"),
-    config: Path = CONFIG, purpose: str = PURPOSE, case: str = CASE,
-) -> None:
-    """For each id: present in the owner's dataset AND column OP threshold (P3 lookup + P4)."""
-    mine = read_ids(ids, id_column, "resident_id")
-    with Client.from_config(config, purpose, case) as client:
-        started = time.perf_counter()
-        try:
-            bits = client.threshold_check(peer, dataset, column, mine, op, threshold)
-        except RemoteError as exc:
-            console.print(f"[red]{exc}[/]")
-            raise typer.Exit(1) from None
-    seconds = time.perf_counter() - started
-    if out is not None:
-        with out.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow([id_column, "result"])
-            writer.writerows(zip(mine, bits.tolist(), strict=True))
-    console.print(f"{len(mine):,} ids checked in {seconds:.2f} s: {int(bits.sum()):,} true, {len(mine) - int(bits.sum()):,} false"
-                  + (f"; written to {out}" if out else ""))
 
 
 @app.command("eligibility")

@@ -15,11 +15,12 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import start_http_server
 
+from mpc.approvals import CATALOGUE_FILE, RuleApprovals
 from mpc.audit import AuditEvent
 from mpc.crypto.curve25519 import OprfServer
 from mpc.data.sources import Dataset, load_dataset
 from mpc.files import write_atomic
-from mpc.protocols import lookup, oprf_filter
+from mpc.protocols import oprf_filter
 from mpc.protocols.lookup import BucketIndex
 from parties.boundary import Boundary, Metrics, ServiceError
 from parties.net.tls import (
@@ -30,6 +31,7 @@ from parties.net.tls import (
     server_credentials,
 )
 from parties.net.wire import MAX_MESSAGE_BYTES, SERVER_OPTIONS
+from parties.party.budgets import Budgets
 from parties.party.config import ConfigError, PartyConfig, PredicateSpec
 from parties.party.service import PartyService
 from parties.party.sessions import HeldResult, HeldShares, SessionShares
@@ -80,7 +82,8 @@ class PartyDaemon:
         self.results: SessionShares[HeldResult] = SessionShares(ttl=600.0)  # noised cell shares awaiting the gateway
         self._peer_channels: dict[str, grpc.Channel] = {}
         self._filters: dict[tuple[str, int], list[bytes]] = {}
-        self._oprf_counts: dict[tuple[str, str, str, int], int] = {}
+        self.budgets = Budgets(config.party.state_dir / "budgets.sqlite", config.policy, self.boundary.alert)
+        self.approvals = RuleApprovals(config.party.state_dir / CATALOGUE_FILE)
         self.tables = TableCache(config.party.state_dir / "encrypted", self.state.paillier.public_key,
                                  config.party.anonymity_set, self.oprf_key)
         self._lookup_lock = threading.Lock()
@@ -116,6 +119,7 @@ class PartyDaemon:
         self.state.audit.append(AuditEvent(peer="-", action="daemon:stop",
                                            detail=f"grace={grace}s in_flight_at_stop={in_flight}"))
         self._witness_once()
+        self.budgets.close()
         if self._coordinator_channel is not None:
             self._coordinator_channel.close()
         log.info("stopped", extra={"fields": {"party": self.name}})
@@ -195,13 +199,10 @@ class PartyDaemon:
         """OPRF tags of every row and their bucket index (computed once, cached on disk)."""
         return self.tables.buckets(self.require_dataset(dataset))
 
-    def encrypted_table(self, dataset: str, columns: tuple[str, ...], headroom_bits: int = 0) -> EncryptedTable:
+    def encrypted_table(self, dataset: str, columns: tuple[str, ...]) -> EncryptedTable:
         """Every row of ``dataset`` encrypted at its position (computed once on every core and
-        cached on disk under ``STATE/encrypted/``; served from a memory map); ``headroom_bits``:
-        the intersection-sum table, whose slots hold sums."""
-        if headroom_bits not in (0, lookup.SUM_HEADROOM_BITS):
-            raise ValueError(f"headroom_bits must be 0 or {lookup.SUM_HEADROOM_BITS}")
-        return self.tables.table(self.require_dataset(dataset), columns, headroom_bits)
+        cached on disk under ``STATE/encrypted/``; served from a memory map)."""
+        return self.tables.table(self.require_dataset(dataset), columns)
 
     # ------------------------------------------------------------------ P2 published predicates
     def predicate(self, name: str) -> PredicateSpec:
@@ -238,15 +239,6 @@ class PartyDaemon:
             self._filters = {k: v for k, v in self._filters.items() if k[1] >= epoch - 1}
             self._filters[key] = tags
         return tags
-
-    def count_oprf(self, peer: str, purpose: str, spec: PredicateSpec, epoch: int, points: int, limit: int) -> None:
-        key = (peer, purpose, spec.name, epoch)
-        with self._lookup_lock:
-            used = self._oprf_counts.get(key, 0) + points
-            if used > limit:
-                raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                   f"{peer!r} reached its {limit} evaluations of predicate {spec.name!r} for purpose {purpose!r} this epoch")
-            self._oprf_counts[key] = used
 
     def oprf_key(self, dataset: str) -> OprfServer:
         """The dataset's OPRF key, created once and kept in the state directory."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 import time
 import uuid
@@ -24,7 +25,7 @@ from mpc.crypto.curve25519 import OprfServer
 from mpc.data.sources import Dataset
 from mpc.files import write_atomic
 from mpc.protocols import aggregate as agg
-from mpc.protocols import lookup, privacy, psi, rules, selftest, threshold
+from mpc.protocols import lookup, privacy, psi, rules, selftest
 from mpc.sharing.channel import ChannelError
 from mpc.sharing.runtime import Party
 from parties.boundary import Call, ServiceError
@@ -43,9 +44,18 @@ if TYPE_CHECKING:
     from parties.party.server import PartyDaemon
 
 PROTOCOLS = ("oprf", "psi-cardinality", "psi-intersection", "psi-owner-tags", "encrypted-buckets", "encrypted-table", "masked-decrypt",
-             "share-exchange:selftest-compare", "share-exchange:threshold-check", "share-exchange:rule",
-             "share-exchange:aggregate", "intersection-sum")
-PROGRAMS = ("selftest-compare", "threshold-check", "rule", "aggregate")
+             "share-exchange:selftest-compare", "share-exchange:rule", "share-exchange:aggregate")
+PROGRAMS = ("selftest-compare", "rule", "aggregate")
+DATASET_EPOCH_SECONDS = 86_400.0  # OPRF evaluations of a dataset's key are counted per UTC day
+SESSION_ID = re.compile(r"^[0-9a-f]{32}$")  # what uuid4().hex gives; checked by the owner wherever one arrives
+
+
+def check_session_id(value: str) -> str:
+    """A session id as the owner accepts it (32 lowercase hex digits): it keys held shares and
+    results, so nothing a requester sends can name a file or collide with another form."""
+    if not SESSION_ID.match(value):
+        raise ValueError(f"session_id must be 32 lowercase hex digits, not {value[:40]!r}")
+    return value
 
 
 def _tag_message(tags: np.ndarray) -> party_pb2.PsiMessage:
@@ -121,30 +131,30 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
     def _evaluate_oprf(self, requests: Iterator[party_pb2.PointBatch], context: Any, call: Call) -> Iterator[party_pb2.PointBatch]:
         key: OprfServer | None = None
         limit = self.daemon.config.party.max_points_per_request
-        count_against: tuple[Any, int, int] | None = None
+        budget = ("", 0.0)  # the key's budget name and epoch length
         for batch in requests:
             if key is None:
                 if batch.predicate:  # P2: the predicate's key for the epoch of the requester's filter
                     spec = self.daemon.predicate(batch.predicate)
-                    grant = self.daemon.config.policy.check_predicate(call.peer, call.purpose, spec.name)
+                    self.daemon.config.policy.check_predicate(call.peer, call.purpose, spec.name)
                     current = self.daemon.current_epoch(spec)
                     if batch.epoch not in (current, current - 1):
                         raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
                                            f"epoch {batch.epoch} of predicate {spec.name} has expired (now {current}); fetch the filter again")
                     key = self.daemon.predicate_key(spec, batch.epoch)
-                    count_against = (spec, batch.epoch, grant.oprf_per_epoch)
+                    budget = (f"predicate={spec.name}", spec.epoch_hours * 3600)
                     call.protocol, call.detail = "P2", f"predicate={spec.name} epoch={batch.epoch}"
                 else:
                     self.daemon.require_dataset(batch.dataset)
                     self.daemon.config.policy.check_dataset(call.peer, call.purpose, batch.dataset, psi=True)
                     key = self._oprf_key(batch.dataset)
+                    budget = (f"dataset={batch.dataset}", DATASET_EPOCH_SECONDS)
+                    call.detail = f"dataset={batch.dataset}"
             points = split_points(batch.points, batch.count)
             call.rows += len(points)
             if call.rows > limit:
                 raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"more than {limit} points in one request")
-            if count_against is not None:
-                spec, epoch, per_epoch = count_against
-                self.daemon.count_oprf(call.peer, call.purpose, spec, epoch, len(points), per_epoch)
+            self.daemon.budgets.oprf(call, budget[0], budget[1], len(points))  # before the key is applied
             evaluated = key.evaluate_blinded(points)
             yield party_pb2.PointBatch(points=b"".join(evaluated), count=len(evaluated))
 
@@ -174,10 +184,12 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         if start.mode not in psi.MODES:
             raise ServiceError(grpc.StatusCode.UNIMPLEMENTED, f"PSI mode {start.mode!r} is not offered (use one of {list(psi.MODES)})")
         dataset = self.daemon.require_dataset(start.dataset)
-        self.daemon.config.policy.check_dataset(call.peer, call.purpose, start.dataset, psi=True)
+        self.daemon.config.policy.check_dataset(call.peer, call.purpose, start.dataset, psi=True,
+                                                intersection=start.mode == "intersection")
         limit = self.daemon.config.party.max_points_per_request
         if not 0 <= start.requester_count <= limit:
             raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"requester set of {start.requester_count} exceeds {limit}")
+        self.daemon.budgets.psi(call, dataset.name, int(start.requester_count))
         owner = psi.Owner(self.daemon.tables.hashed_ids(dataset, psi.PSI_DOMAIN))
         call.rows = int(start.requester_count)
         call.detail = f"dataset={start.dataset} mode={start.mode} requester_count={start.requester_count} owner_count={owner.count}"
@@ -226,6 +238,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         same grant."""
         dataset = self.daemon.require_dataset(request.dataset)
         self.daemon.config.policy.check_dataset(call.peer, call.purpose, dataset.name, psi=True, batch=True)
+        self.daemon.budgets.batch(call, dataset.name)
         tags = np.frombuffer(b"".join(self.daemon.buckets(dataset.name).tags), dtype="<u8")
         shuffled = psi.shuffle(tags.astype(np.uint64))
         call.rows, call.protocol, call.detail = len(shuffled), "P1", f"dataset={dataset.name} owner tags"
@@ -247,18 +260,18 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
     def _encrypted_bucket(self, request: party_pb2.BucketRequest, context: Any, call: Call) -> Iterator[party_pb2.EncryptedRows]:
         columns = self._lookup_columns(call, request.dataset, list(request.columns))
         buckets = self.daemon.buckets(request.dataset)
-        if request.headroom_bits and not request.whole_table:
-            raise ValueError("the intersection-sum table (headroom_bits) is fetched whole")
-        table = self.daemon.encrypted_table(request.dataset, columns, request.headroom_bits)
+        table = self.daemon.encrypted_table(request.dataset, columns)
         rows: np.ndarray | None
         if request.whole_table:  # P1: every row; the owner learns nothing about which are used
             self.daemon.config.policy.check_dataset(call.peer, call.purpose, request.dataset, batch=True)
+            self.daemon.budgets.batch(call, request.dataset)
             table.ensure_all()
             rows, total, call.protocol = None, table.ciphertexts.shape[0], "P1"
             call.detail = f"dataset={request.dataset} whole table columns={list(columns)}"
         else:
             if not 0 <= request.bucket < 1 << buckets.bucket_bits:
                 raise ValueError(f"bucket {request.bucket} outside [0, 2^{buckets.bucket_bits})")
+            self.daemon.budgets.bucket(call, request.dataset, int(request.bucket))
             table.ensure([request.bucket])
             rows = buckets.rows(request.bucket)
             total, call.protocol = len(rows), "P3"
@@ -287,15 +300,11 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         if header is None:
             raise ValueError("MaskedDecrypt needs at least one message")
         columns = self._lookup_columns(call, header.dataset, list(header.columns))
-        if not header.session_id or len(header.session_id) > 64:
-            raise ValueError("session_id must be 1 to 64 characters")
-        if header.path not in ("P3", "P1", "SUM"):
-            raise ValueError(f"path must be P3, P1 or SUM, not {header.path!r}")
-        if header.path == "SUM":  # the sum is revealed to the caller: each column needs the aggregate use
-            data = self.daemon.require_dataset(header.dataset)
-            self.daemon.config.policy.check_dataset(
-                call.peer, call.purpose, header.dataset, columns=dict.fromkeys(columns, "aggregate"),
-                classifications={c: data.spec.schema_.columns[c].classification for c in columns})
+        check_session_id(header.session_id)
+        if header.path not in ("P3", "P1"):  # never a path that hands a decryption to the requester
+            raise ValueError(f"path must be P3 or P1, not {header.path!r}")
+        if header.path == "P1":  # a batch over the whole table: the owner learns position classes only
+            self.daemon.config.policy.check_dataset(call.peer, call.purpose, header.dataset, batch=True)
         limit = self.daemon.config.party.max_points_per_request
         if not 0 <= header.rows <= limit:
             raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{header.rows} rows: more than {limit}")
@@ -312,15 +321,8 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             groups.append(message.groups)
             positions.append(message.positions)
         masked = sk.public_key.ciphertexts_from_bytes(b"".join(blobs))
-        table = self.daemon.encrypted_table(header.dataset, columns, header.headroom_bits if header.path == "SUM" else 0)
-        if header.path == "SUM" and len(masked) != 1:
-            raise ValueError(f"an intersection-sum decrypts one ciphertext, not {len(masked)}")
+        table = self.daemon.encrypted_table(header.dataset, columns)
         plaintexts = sk.decrypt_parallel(masked)
-        if header.path == "SUM":  # our share of each sum goes back: the requester holds the other
-            shares = lookup.unmask(table.layout, plaintexts)
-            call.rows, call.protocol = 1, "SUM"
-            call.detail = f"dataset={header.dataset} intersection-sum columns={list(columns)}"
-            return party_pb2.DecryptReceipt(rows=1, shares=wire.to_message(shares.reshape(-1)))
         if header.path == "P1":
             row_groups = np.frombuffer(b"".join(groups), dtype="<i4").astype(np.int64)
             row_positions = np.frombuffer(b"".join(positions), dtype="<i4").astype(np.int64)
@@ -335,16 +337,66 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         call.detail = f"session={header.session_id} dataset={header.dataset} columns={list(columns)} ciphertexts={count}"
         return party_pb2.DecryptReceipt(rows=len(shares))
 
+    # ------------------------------------------------------------------ approved rules (P4)
+    def _approved_rule(self, call: Call, name: str, raw: bytes | str | dict[str, Any]) -> tuple[rules.Rule, str]:
+        """The rule a program or forwarding is for, refused unless we approved exactly it (its
+        fingerprint) for the caller and purpose: thresholds are never the caller's to choose."""
+        try:
+            rule = rules.Rule.model_validate(raw) if isinstance(raw, dict) else rules.Rule.model_validate_json(raw)
+        except ValidationError as exc:
+            raise ValueError(f"malformed rule: {format_validation_error(exc, 'rule')}") from None
+        return rule, self.daemon.approvals.check(call.peer, call.purpose, name, rule)
+
+    def _rule_size(self, call: Call, applications: int, slots: int) -> tuple[int, int]:
+        """Applications and household slots within our limits: the household size a per-member
+        threshold is multiplied by is capped by our policy for the caller."""
+        cap = self.daemon.config.policy.check_purpose(call.peer, call.purpose).max_household
+        if not 0 <= applications <= self.daemon.config.party.max_points_per_request:
+            raise ValueError(f"{applications} applications are out of range")
+        if not 1 <= slots <= cap:
+            raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
+                               f"households of {slots} members exceed {self.daemon.name}'s cap of {cap} for {call.peer}")
+        return applications, slots
+
+    def _check_own_table(self, call: Call, name: str, rule: rules.Rule, held: HeldShares, applications: int,
+                         slots: int) -> None:
+        """Our shares are exactly what the approved rule reads of our dataset, and our policy lets
+        the caller compare those columns."""
+        key = (self.daemon.name, held.dataset)
+        columns = rules.table_columns(rule).get(key)
+        if columns is None or held.columns != columns:
+            raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
+                               f"rule {name!r} reads {list(columns or ())} of {held.dataset}, not {list(held.columns)}")
+        expected = rules.table_rows(rule, key, applications, slots)
+        if held.shares.shape[0] != expected:
+            raise ValueError(f"the session holds {held.shares.shape[0]} rows; rule {name!r} reads {expected}")
+        data = self.daemon.require_dataset(held.dataset)
+        self.daemon.config.policy.check_dataset(
+            call.peer, call.purpose, held.dataset, psi=True, columns=dict.fromkeys(columns, "compare"),
+            classifications={c: data.spec.schema_.columns[c].classification for c in columns})
+
     # ------------------------------------------------------------------ co-party forwarding (P4)
     def _forward_shares(self, request: party_pb2.ForwardRequest, context: Any, call: Call) -> party_pb2.DecryptReceipt:
         """Hand the shares of a masked decryption to the rule's co-party (which learns nothing from
-        them: each is the value plus the requester's mask)."""
+        them: each is the value plus the requester's mask), only for a rule we approved for the
+        caller, reading exactly these columns; the co-party runs only that rule on them."""
+        check_session_id(request.session_id)
         if request.co_party == call.peer:  # both shares at the requester would reveal the values
             raise ServiceError(grpc.StatusCode.PERMISSION_DENIED, "shares are never forwarded to the requester itself")
         if request.co_party == self.daemon.name:
             raise ValueError("forwarding to ourselves")
         self.daemon.config.policy.check_forward(call.peer, call.purpose, request.co_party)
-        held = self.daemon.sessions.take(request.session_id, call.peer)
+        rule, fingerprint = self._approved_rule(call, request.rule_name, request.rule)
+        if rule.co_party_for(call.peer) != request.co_party:
+            raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
+                               f"rule {request.rule_name!r} computes with {rule.co_party_for(call.peer)!r}, not {request.co_party!r}")
+        applications, slots = self._rule_size(call, int(request.applications), int(request.slots))
+        try:
+            held = self.daemon.sessions.take(request.session_id, call.peer)
+        except LookupError as exc:
+            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
+        self._check_own_table(call, request.rule_name, rule, held, applications, slots)
+        self.daemon.budgets.computation(call, "rule")
         metadata = (("x-purpose", call.purpose), ("x-case", call.case))
 
         def chunks() -> Iterator[party_pb2.SharesChunk]:
@@ -354,6 +406,8 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                 if first:
                     chunk.session_id, chunk.requester, chunk.dataset = request.session_id, call.peer, held.dataset
                     chunk.reveal_allowed = self.daemon.config.policy.peer(call.peer).reveal_clauses
+                    chunk.rule_name, chunk.rule_fingerprint = request.rule_name, fingerprint
+                    chunk.applications, chunk.slots = applications, slots
                     chunk.columns.extend(held.columns)
                     chunk.rows, first = held.shares.shape[0], False
                 yield chunk
@@ -363,7 +417,8 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         except grpc.RpcError as exc:
             raise ServiceError(exc.code(), f"co-party {request.co_party} refused the shares: {exc.details()}") from None
         call.rows = int(receipt.rows)
-        call.detail = f"session={request.session_id} co_party={request.co_party} dataset={held.dataset}"
+        call.detail = (f"session={request.session_id} co_party={request.co_party} dataset={held.dataset} "
+                       f"rule={request.rule_name} fingerprint={fingerprint[:16]}")
         return party_pb2.DecryptReceipt(rows=receipt.rows)
 
     def _receive_shares(self, requests: Iterator[party_pb2.SharesChunk], context: Any, call: Call) -> party_pb2.DecryptReceipt:
@@ -376,16 +431,19 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             pieces.append(wire.from_message(chunk.shares))
             if not chunk.more:
                 break
-        if header is None or not header.session_id or not header.columns:
-            raise ValueError("ReceiveShares needs a header chunk with session, requester, dataset and columns")
+        if header is None or not header.columns or not header.rule_fingerprint:
+            raise ValueError("ReceiveShares needs a header chunk with session, requester, dataset, columns and rule")
+        check_session_id(header.session_id)
         shares = wire.join(pieces).reshape(int(header.rows), len(header.columns)) if pieces else None
         if shares is None or shares.dtype != np.uint64:
             raise ValueError("forwarded shares must be uint64")
-        self.daemon.sessions.put(header.session_id, HeldShares(header.requester, header.dataset, tuple(header.columns),
-                                                               shares, time.monotonic(), source=call.peer,
-                                                               reveal_allowed=header.reveal_allowed))
+        self.daemon.sessions.put(header.session_id, HeldShares(
+            header.requester, header.dataset, tuple(header.columns), shares, time.monotonic(), source=call.peer,
+            reveal_allowed=header.reveal_allowed,
+            rule=(header.rule_name, header.rule_fingerprint, int(header.applications), int(header.slots))))
         call.rows = int(header.rows)
-        call.detail = f"session={header.session_id} requester={header.requester} from={call.peer} dataset={header.dataset}"
+        call.detail = (f"session={header.session_id} requester={header.requester} from={call.peer} dataset={header.dataset} "
+                       f"rule={header.rule_name}")
         return party_pb2.DecryptReceipt(rows=header.rows)
 
     # ------------------------------------------------------------------ secret sharing
@@ -405,8 +463,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             raise ValueError(f"bad parameters for {start.program}: {exc}") from exc
         if start.initiator_index not in (0, 1):
             raise ValueError("initiator_index must be 0 or 1")
-        if not start.session_id or len(start.session_id) > 64:
-            raise ValueError("session_id must be 1 to 64 characters")
+        check_session_id(start.session_id)
         initiator = int(start.initiator_index)
         me = 1 - initiator
         reservation = reservation_of(start.reserve)
@@ -469,27 +526,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             return self._rule_program(params, call)
         if name == "aggregate":
             return self._aggregate_program(params, call, session_id)
-        op = str(params.get("op", ""))
-        if op not in threshold.COMPARISONS:
-            raise ValueError(f"threshold-check needs op in {sorted(threshold.COMPARISONS)}")
-        try:
-            held = self.daemon.sessions.take(session_id, call.peer)
-        except LookupError as exc:
-            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
-        if len(held.columns) != 1:
-            raise ValueError("threshold-check compares exactly one looked-up column")
-        column = held.columns[0]
-        classes = {column: self.daemon.require_dataset(held.dataset).spec.schema_.columns[column].classification}
-        self.daemon.config.policy.check_dataset(call.peer, call.purpose, held.dataset, psi=True,
-                                                columns={column: "compare"}, classifications=classes)
-        call.rows = held.shares.shape[0]
-        call.detail = f"session={session_id} dataset={held.dataset} column={column} op={op}"
-
-        def check(party: Party) -> dict[str, Any]:
-            threshold.threshold_program(party, held.shares, op, requester=initiator)
-            return {"rows": int(held.shares.shape[0]), "learned": "nothing (shares only; not the threshold, not the result)"}
-
-        return check
+        raise ServiceError(grpc.StatusCode.UNIMPLEMENTED, f"unknown program {name!r}")
 
     # ------------------------------------------------------------------ aggregates over a join (P5 compute)
     def _check_aggregate_request(self, call: Call, raw: str | bytes | dict[str, Any],
@@ -514,6 +551,12 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         if request.reveal_to == "gateway":  # we also consent to the gateway seeing the noised cells
             self.daemon.config.policy.check_dataset(request.gateway, call.purpose, data.name, columns=uses,
                                                     classifications=classes)
+        else:  # cells between agencies open only above our minimum count (compared on shares)
+            floor = self.daemon.config.policy.check_purpose(call.peer, call.purpose).min_cell
+            if request.min_cell < floor:
+                raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
+                                   f"{self.daemon.name} opens cells of at least {floor} rows to {call.peer}; "
+                                   f"the request asks for {request.min_cell}")
         call.rows = rows
         call.detail = (f"dataset={data.name} uses={ {c: sorted(u) for c, u in sorted(uses.items())} } "
                        f"groups={[str(k) for k in request.group_by]} reveal_to={request.reveal_to}")
@@ -547,6 +590,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             shares = np.zeros((rows, 0), dtype=np.uint64)
 
         noise = privacy.own_noise(request, schemas)
+        self.daemon.budgets.computation(call, "aggregate")
 
         def run(party: Party) -> dict[str, Any]:
             result = agg.aggregate_program(party, request, schemas, rows, shares, noise=noise)
@@ -555,8 +599,10 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                 return {"rows": rows, "learned": "nothing (shares only); our noised share waits for the gateway"}
             if not isinstance(result, agg.AggregateResult):
                 return {"rows": rows, "learned": "nothing (shares only)"}
-            path = self.daemon.config.party.state_dir / "results" / f"aggregate-{session_id}.json"
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # named by us, inside our state directory: nothing the requester sent is part of the path
+            results = self.daemon.config.party.state_dir / "results"
+            path = results / f"aggregate-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.json"
+            results.mkdir(parents=True, exist_ok=True, mode=0o700)
             write_atomic(path, [json.dumps({"request": request.model_dump(mode="json"), "rows": rows,
                                             "cells": result.table(request)}, indent=1).encode()])
             self.daemon.audit_log.append(AuditEvent(peer=call.peer, action="result:aggregate", purpose=call.purpose,
@@ -584,6 +630,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             raise ServiceError(grpc.StatusCode.NOT_FOUND, f"dataset {data.name!r} has no column(s) {unknown}")
         policy.check_dataset(call.peer, call.purpose, data.name, columns=uses,
                              classifications={c: data.spec.schema_.columns[c].classification for c in uses})
+        self.daemon.budgets.computation(call, "aggregate")
         call.detail = f"dataset={data.name} peer={request.peer or '-'} epsilon={job.epsilon} groups={[str(k) for k in job.group_by]}"
         if job.single_table:
             if request.peer:
@@ -610,6 +657,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                                     rows=rows)
 
     def _result_share(self, request: party_pb2.ResultRequest, context: Any, call: Call) -> party_pb2.CellShares:
+        check_session_id(request.session_id)
         try:
             held = self.daemon.results.take(request.session_id, call.peer)
         except LookupError:
@@ -624,51 +672,59 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                 for c, spec in data.spec.schema_.columns.items()}
 
     def _rule_program(self, params: dict[str, Any], call: Call) -> Callable[[Party], dict[str, Any]]:
-        """P4 as co-party: evaluate a rule on the shares our masked decryptions left us."""
+        """P4 as co-party: evaluate a rule we approved on the shares our masked decryptions left
+        us and those other owners forwarded for the same approved rule and size."""
         try:
-            rule = rules.Rule.model_validate(params["rule"])
+            name = str(params["name"])
             applications, slots = int(params["applications"]), int(params["slots"])
             requested = list(params["tables"])
             reveal = [str(n) for n in params.get("reveal", [])]
+            raw_rule = dict(params["rule"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"bad rule program parameters: {exc}") from exc
-        if not 0 <= applications <= self.daemon.config.party.max_points_per_request or not 1 <= slots <= rules.MAX_MEMBERS:
-            raise ValueError(f"{applications} applications of {slots} slots are out of range")
+        rule, fingerprint = self._approved_rule(call, name, raw_rule)
+        if rule.co_party_for(call.peer) != self.daemon.name:
+            raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
+                               f"rule {name!r} computes with {rule.co_party_for(call.peer)!r}, not {self.daemon.name!r}")
+        applications, slots = self._rule_size(call, applications, slots)
         layout = rules.table_columns(rule)
         tables: dict[rules.TableKey, rules.ShareTable] = {}
         consent: dict[str, bool] = {}
         for entry in requested:
             key = (str(entry["owner"]), str(entry["dataset"]))
-            held = self.daemon.sessions.take(str(entry["session"]), call.peer)
-            if (held.source or self.daemon.name) != key[0]:
-                raise ValueError(f"session {entry['session']} holds shares from {held.source or self.daemon.name}, not {key[0]}")
-            if (held.dataset, held.columns) != (key[1], layout.get(key, ())):
-                raise ValueError(f"session {entry['session']} holds {held.dataset}{list(held.columns)}, not what the rule reads")
-            expected = rules.table_rows(rule, key, applications, slots)
-            if held.shares.shape[0] != expected:
-                raise ValueError(f"session {entry['session']} holds {held.shares.shape[0]} rows, expected {expected}")
-            columns = layout[key]
-            if key[0] == self.daemon.name:  # other owners checked their own policy before forwarding
-                data = self.daemon.require_dataset(key[1])
-                self.daemon.config.policy.check_dataset(
-                    call.peer, call.purpose, key[1], psi=True, columns=dict.fromkeys(columns, "compare"),
-                    classifications={c: data.spec.schema_.columns[c].classification for c in columns})
-            tables[key] = rules.ShareTable(held.columns, held.shares)
-            if held.source:
+            try:
+                held = self.daemon.sessions.take(check_session_id(str(entry["session"])), call.peer)
+            except LookupError as exc:
+                raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
+            if (held.source or self.daemon.name) != key[0] or held.dataset != key[1]:
+                raise ValueError(f"session {entry['session']} holds shares of {held.source or self.daemon.name}"
+                                 f".{held.dataset}, not {key[0]}.{key[1]}")
+            if held.source:  # the forwarding owner checked them against its approval of this very rule
+                if held.rule != (name, fingerprint, applications, slots):
+                    raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
+                                       f"{held.source} forwarded session {entry['session']} for rule {held.rule[0]!r} "
+                                       f"({held.rule[1][:16]}, {held.rule[2]} x {held.rule[3]}), not this one")
+                if held.columns != layout.get(key):
+                    raise ValueError(f"session {entry['session']} holds {list(held.columns)}, not what the rule reads")
                 consent[held.source] = consent.get(held.source, True) and held.reveal_allowed
+            else:
+                self._check_own_table(call, name, rule, held, applications, slots)
+            tables[key] = rules.ShareTable(held.columns, held.shares)
         missing = sorted(set(layout) - set(tables))
         if missing:
             raise ValueError(f"no shares supplied for {missing}")
         own_consent = self.daemon.config.policy.peer(call.peer).reveal_clauses
-        for name in reveal:  # a clause bit is revealed only with the consent of the owner it reads
-            clause = rule.clauses.get(name)
+        for clause_name in reveal:  # a clause bit is revealed only with the consent of the owner it reads
+            clause = rule.clauses.get(clause_name)
             if clause is None or not clause.reveal or clause.is_predicate:
-                raise ValueError(f"clause {name!r} is not a revealable column clause of this rule")
+                raise ValueError(f"clause {clause_name!r} is not a revealable column clause of this rule")
             owner_ok = own_consent if clause.owner == self.daemon.name else consent.get(clause.owner, False)
             if not owner_ok:
-                raise ServiceError(grpc.StatusCode.PERMISSION_DENIED, f"{clause.owner} does not let {call.peer} see clause {name!r}")
+                raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
+                                   f"{clause.owner} does not let {call.peer} see clause {clause_name!r}")
+        self.daemon.budgets.computation(call, "rule")
         call.rows = applications
-        call.detail = f"rule clauses={sorted(rule.clauses)} applications={applications} slots={slots}"
+        call.detail = f"rule={name} fingerprint={fingerprint[:16]} applications={applications} slots={slots}"
 
         def evaluate(party: Party) -> dict[str, Any]:
             rules.rule_program(party, rule, tables, applications, slots, requester=0, reveal=reveal)

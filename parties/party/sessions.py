@@ -30,6 +30,8 @@ class HeldShares:
     created: float
     source: str = ""  # the owner whose data these are shares of ("" for our own)
     reveal_allowed: bool = False  # that owner consents to revealing clause bits to the requester
+    # forwarded shares: the approved rule they are for, as (name, fingerprint, applications, slots)
+    rule: tuple[str, str, int, int] = ("", "", 0, 0)
 
 
 @dataclass(frozen=True)

@@ -89,9 +89,9 @@ def declared(dataset: Dataset, column: str) -> tuple[str, int, int]:
     return spec.type, spec.min, spec.max
 
 
-def layout_for(dataset: Dataset, columns: tuple[str, ...], modulus_bits: int, headroom_bits: int = 0) -> RowLayout:
+def layout_for(dataset: Dataset, columns: tuple[str, ...], modulus_bits: int) -> RowLayout:
     """The row layout of ``columns`` from their declared types and bounds."""
-    return RowLayout.for_columns(columns, [declared(dataset, c) for c in columns], modulus_bits, headroom_bits)
+    return RowLayout.for_columns(columns, [declared(dataset, c) for c in columns], modulus_bits)
 
 
 class TableCache:
@@ -105,7 +105,7 @@ class TableCache:
         self._oprf_key = oprf_key
         self._buckets: dict[str, BucketIndex] = {}
         self._points: dict[tuple[str, bytes], np.ndarray] = {}
-        self._tables: dict[tuple[str, tuple[str, ...], int], EncryptedTable] = {}
+        self._tables: dict[tuple[str, tuple[str, ...]], EncryptedTable] = {}
         self._lock = threading.Lock()
         self._compute_lock = threading.Lock()  # one computation at a time; waiters then find it cached
 
@@ -170,12 +170,11 @@ class TableCache:
                 self._points[key] = points
             return points
 
-    def table(self, dataset: Dataset, columns: tuple[str, ...], headroom_bits: int = 0) -> EncryptedTable:
+    def table(self, dataset: Dataset, columns: tuple[str, ...]) -> EncryptedTable:
         """Every row as ``Enc(row at its position)`` (see :mod:`mpc.protocols.lookup`), encrypted
-        as :meth:`EncryptedTable.ensure` asks for its buckets; with ``headroom_bits``, slots wide
-        enough for sums of many rows (intersection-sum)."""
+        as :meth:`EncryptedTable.ensure` asks for its buckets."""
         name = dataset.spec.name
-        key = (name, columns, headroom_bits)
+        key = (name, columns)
         with self._lock:
             cached = self._tables.get(key)
         if cached is not None:
@@ -187,7 +186,7 @@ class TableCache:
             if cached is not None:
                 return cached
             pk = self.public_key
-            layout = layout_for(dataset, columns, int(pk.n).bit_length(), headroom_bits)
+            layout = layout_for(dataset, columns, int(pk.n).bit_length())
             digest = self._digest(pk.fingerprint(), _key_id(self._oprf_key(name)), layout,
                                   self._data_digest(dataset, columns))
             # clamped to the declared bounds before they are shared (loading already refuses rows outside them)

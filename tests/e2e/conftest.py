@@ -12,13 +12,15 @@ from parties.cluster import LocalCluster, PartySpec
 from parties.sdk import Client
 
 REQUESTER_POLICY = {"purposes": ["statistics", "selftest", "public-rental-housing"],
-                    "datasets": {"income": {"psi": True, "columns": {"annual_income": ["lookup", "compare"]}}},
-                    "programs": ["selftest-compare", "threshold-check", "rule"]}
+                    "datasets": {"income": {"psi": True, "psi_intersection": True, "batch": True,
+                                            "columns": {"annual_income": ["lookup", "compare"]}}},
+                    "programs": ["selftest-compare", "rule"]}
 # housing may also aggregate over a join with tax's income: filter and sum incomes, group by tax year
 AGGREGATING_POLICY = {**REQUESTER_POLICY, "programs": [*REQUESTER_POLICY["programs"], "aggregate"],
-                      "datasets": {"income": {"psi": True, "columns": {
+                      "datasets": {"income": {"psi": True, "psi_intersection": True, "batch": True, "columns": {
                           "annual_income": ["lookup", "compare", "filter", "aggregate"], "tax_year": ["group_by"]}},
-                                   "payments": {"psi": True, "columns": {"amount": ["filter", "aggregate"]}}}}
+                                   "payments": {"psi": True, "psi_intersection": True, "batch": True,
+                                                "columns": {"amount": ["filter", "aggregate"]}}}}
 # what housing's own policy lets tax see of its properties and claims (when housing starts an aggregate)
 HOUSING_OWN_POLICY = {"peers": {"tax": {"purposes": ["statistics"], "datasets": {
     "properties": {"psi": True, "columns": {"district": ["group_by"], "property_count": ["filter", "aggregate"]}},

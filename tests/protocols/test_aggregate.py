@@ -62,7 +62,7 @@ def run_program(request: AggregateRequest, mine: dict[str, dict[str, Any]], thei
     inputs = InitiatorInputs(np.array([i in theirs for i in ids], dtype=np.uint8),
                              {c: np.array([carried("initiator", c, mine[i][c]) for i in ids], dtype=np.int64)
                               for c in SCHEMAS["initiator"]})
-    reservation = aggregate_reservation(request, len(ids))
+    reservation = aggregate_reservation(request, len(ids), len(request.groups(SCHEMAS)))  # type: ignore[arg-type]
     dealer = TrustedDealer()
     left, right = InProcessChannel.pair()
     parties = (Party(0, left, dealer.correlations_for(0, reservation)), Party(1, right, dealer.correlations_for(1, reservation)))
@@ -121,16 +121,19 @@ def test_aggregates_match_the_plaintext_join(data: st.DataObject, n_mine: int, n
                   Aggregate(kind="mean", column=ColumnRef.parse("initiator.age"))]
     request = AggregateRequest(initiator_dataset="people", peer_dataset="income", where=data.draw(st.sampled_from(WHERES)),
                                group_by=tuple(ColumnRef.parse(k) for k in keys), aggregates=tuple(aggregates),
-                               reveal_to=data.draw(st.sampled_from(["initiator", "peer"])))
+                               reveal_to=data.draw(st.sampled_from(["initiator", "peer"])),
+                               min_cell=data.draw(st.sampled_from([1, 2, 3, 10])))
     request.check(SCHEMAS, len(mine))  # type: ignore[arg-type]
     expected = evaluate_plain(request, SCHEMAS, mine, theirs)  # type: ignore[arg-type]
     got = run_aggregate(request, mine, theirs)
     table = {tuple(row[str(k)] for k in request.group_by): row for row in got.table(request)}
     assert set(table) == set(expected)
     for group, cells in expected.items():
+        small = cells["count"] < request.min_cell  # withheld: compared on shares, every figure hidden
+        assert table[group]["withheld"] is small, group
         for name, value in cells.items():
             if name in table[group]:
-                assert table[group][name] == value, (group, name)
+                assert table[group][name] == (None if small else value), (group, name)
 
 
 def test_empty_and_full_intersections() -> None:
@@ -141,9 +144,23 @@ def test_empty_and_full_intersections() -> None:
     full = {i: {"income": k, "region": "a", "flag": 0} for k, i in enumerate(mine)}
     cells = {row["initiator.district"]: row for row in run_aggregate(request, mine, full).table(request)}
     assert (cells["east"]["count"], cells["east"]["sum(peer.income)"]) == (70, sum(range(70)))
-    assert cells["west"]["count"] == 0
+    assert cells["west"]["withheld"] and cells["west"]["count"] is None  # an empty cell is under the minimum
     none = run_aggregate(request, mine, {"x": {"income": 5, "region": "a", "flag": 0}})
     assert none.cells["count"].tolist() == [0, 0, 0] and none.cells["sum(peer.income)"].tolist() == [0, 0, 0]
+    assert none.withheld is not None and none.withheld.all()
+
+
+def test_a_cell_of_one_person_is_withheld_not_opened() -> None:
+    """A filter on the requester's own columns that leaves one matched row must not open that
+    person's value: the count is compared with the minimum on shares and the sum multiplied by 0."""
+    mine = {i: {"district": "east", "disabled": int(i == "p0"), "age": 40} for i in _ids(30, "p")}
+    theirs = {i: {"income": 123_456 + k, "region": "a", "flag": 0} for k, i in enumerate(mine)}
+    request = AggregateRequest(initiator_dataset="people", peer_dataset="income", where="initiator.disabled = 1",
+                               aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("peer.income"))))
+    got = run_aggregate(request, mine, theirs)
+    assert got.withheld is not None and got.withheld.tolist() == [True]
+    assert got.cells["count"].tolist() == [0] and got.cells["sum(peer.income)"].tolist() == [0]
+    assert got.table(request) == [{"count": None, "sum(peer.income)": None, "withheld": True}]
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -1,0 +1,61 @@
+"""The owner's budgets per requester and purpose, and the alerts they raise.
+
+Every handler that spends something on a requester's behalf calls one method here before the
+work: computations (rule and aggregate programs) per day and per case reference, OPRF
+evaluations per key and epoch, ECDH-PSI ids per day, whole-table fetches per day, and fetches of
+one bucket within a window. Past a limit the call fails with RESOURCE_EXHAUSTED (the boundary
+maps :class:`~mpc.budgets.BudgetExceeded`) and raises an alert; a bucket fetched often, though
+still within its limit, raises an alert too (repeated probing of the same ≈ k people).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from mpc.budgets import DAY_SECONDS, BudgetLedger, Spent
+from mpc.policy import Limits, Policy
+from parties.boundary import Call
+
+Alert = Callable[[Call, str, str], None]  # (call, kind, detail)
+
+
+class Budgets:
+    def __init__(self, path: Path, policy: Policy, alert: Alert) -> None:
+        self.ledger = BudgetLedger(path)
+        self._policy, self._alert = policy, alert
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    def _limits(self, call: Call) -> Limits:
+        return self._policy.check_purpose(call.peer, call.purpose).limits
+
+    def _spend(self, call: Call, what: str, amount: int, limit: int, window: float | None, key: str) -> Spent:
+        return self.ledger.spend(f"{call.peer}|{call.purpose}|{key}", amount, limit, window, what=what)
+
+    def computation(self, call: Call, program: str) -> None:
+        """One rule or aggregate program on our data (counted by every owner whose data it reads)."""
+        limits = self._limits(call)
+        self._spend(call, "computations_per_day", 1, limits.computations_per_day, DAY_SECONDS, "computations")
+        self._spend(call, "computations_per_case", 1, limits.computations_per_case, None, f"case={call.case}")
+
+    def oprf(self, call: Call, key: str, epoch_seconds: float, ids: int) -> None:
+        """``ids`` evaluations of one OPRF key (a dataset's, or a predicate's whatever epoch it is
+        asked for: the previous epoch's key shares the budget of the current one)."""
+        self._spend(call, "oprf_per_epoch", ids, self._limits(call).oprf_per_epoch, epoch_seconds, f"oprf={key}")
+
+    def psi(self, call: Call, dataset: str, ids: int) -> None:
+        self._spend(call, "psi_per_day", ids, self._limits(call).psi_per_day, DAY_SECONDS, f"psi={dataset}")
+
+    def batch(self, call: Call, dataset: str) -> None:
+        self._spend(call, "batch_per_day", 1, self._limits(call).batch_per_day, DAY_SECONDS, f"batch={dataset}")
+
+    def bucket(self, call: Call, dataset: str, bucket: int) -> None:
+        limits = self._limits(call)
+        spent = self._spend(call, "bucket_queries_per_window", 1, limits.bucket_queries_per_window,
+                            limits.bucket_window_hours * 3600, f"bucket={dataset}/{bucket}")
+        if spent.used >= limits.bucket_alert_after:
+            self._alert(call, "repeated-bucket",
+                        f"dataset={dataset} bucket={bucket} fetched {spent.used} times in the current "
+                        f"{limits.bucket_window_hours:g} h window (refused past {limits.bucket_queries_per_window})")
