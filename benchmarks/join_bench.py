@@ -77,7 +77,8 @@ def _tables(data: Path, rows: int, label: str) -> tuple[dict[str, Any], dict[str
         beta_csv.write_text("id,amount\n" + "".join(f"{i},{a}\n" for i, a in zip(theirs, amounts, strict=True)))
     alpha = {"name": label, "source": {"kind": "csv", "path": str(alpha_csv)},
              "schema": {"id_column": "id", "id_kind": "opaque", "columns": {
-                 "district": {"type": "category", "classification": "public"}, "flag": {"type": "bool"}}}}
+                 "district": {"type": "category", "categories": list(DISTRICTS), "classification": "public"},
+                 "flag": {"type": "bool"}}}}
     beta = {"name": label, "source": {"kind": "csv", "path": str(beta_csv)},
             "schema": {"id_column": "id", "id_kind": "opaque", "columns": {
                 "amount": {"type": "int", "min": 0, "max": 1_000_000}}}}

@@ -91,6 +91,14 @@ class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     peers: dict[str, PeerPolicy] = Field(default_factory=dict)
+    # ListDatasets (and so the gateway's catalogue) shows each dataset's row count rounded UP to a
+    # multiple of this (0 stays 0), never the exact count: bounds computed from it stay conservative.
+    catalogue_row_granularity: int = Field(default=1000, ge=1)
+
+    def catalogue_rows(self, rows: int) -> int:
+        """``rows`` as the catalogue shows it: rounded up to a multiple of ``catalogue_row_granularity``."""
+        step = self.catalogue_row_granularity
+        return -(-rows // step) * step
 
     def peer(self, name: str) -> PeerPolicy:
         try:

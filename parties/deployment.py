@@ -1,7 +1,9 @@
 """The embedded default deployment: four agencies on synthetic data (demo, end-to-end tests, benchmarks).
 
 * ``tax`` — dataset ``income`` (CSV): annual income (sensitive), tax year.
-* ``civil-affairs`` — dataset ``households`` (CSV): household, size, district, disability, allowance.
+* ``civil-affairs`` — dataset ``households`` (CSV): household size, district, disability, allowance
+  (the household id stays in the file but is not declared: an identifier, not a category with a
+  declarable domain, and no peer is granted it).
 * ``housing`` — dataset ``properties`` (SQLite): registered property count, district.
 * ``public-security`` — dataset ``residents`` (SQLite): local residency, registered district.
 
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mpc.data.ids import normalize_column
-from mpc.data.synthetic import AgencyTables, write_csv, write_sqlite
+from mpc.data.synthetic import DISTRICTS, NON_LOCAL, AgencyTables, write_csv, write_sqlite
 from mpc.protocols.rules import Application, OwnerValues
 from parties.cluster import GATEWAY, PartySpec
 
@@ -43,7 +45,9 @@ def dataset_specs(tables: AgencyTables, data_dir: Path) -> dict[str, dict[str, A
                           data_dir)
     write_sqlite(tables, data_dir / "housing.sqlite", only=["housing"])
     write_sqlite(tables, data_dir / "public_security.sqlite", only=["public_security"])
-    category = {"type": "category", "classification": "public"}
+    # Category domains are declared, never read from the data: the districts the synthetic data
+    # draws from (mpc.data.synthetic), and "non-local" for a registered district outside the city.
+    districts = {"type": "category", "categories": list(DISTRICTS), "classification": "public"}
     return {
         "tax": {"name": "income", "description": "annual taxable income per resident",
                 "source": {"kind": "csv", "path": str(csv_paths["tax"])},
@@ -52,20 +56,20 @@ def dataset_specs(tables: AgencyTables, data_dir: Path) -> dict[str, dict[str, A
         "civil-affairs": {"name": "households", "description": "household registration and benefits",
                           "source": {"kind": "csv", "path": str(csv_paths["civil_affairs"])},
                           "schema": {"id_column": "resident_id", "columns": {
-                              "household_id": {"type": "category", "classification": "sensitive"},
-                              "household_size": _int(1, 20), "district": category,
+                              "household_size": _int(1, 20), "district": districts,
                               "disabled": {"type": "bool", "classification": "sensitive"},
                               "minimum_living_allowance": {"type": "bool", "classification": "sensitive"}}}},
         "housing": {"name": "properties", "description": "registered real estate per resident",
                     "source": {"kind": "sqlite", "path": str(data_dir / "housing.sqlite"), "table": "housing"},
                     "schema": {"id_column": "resident_id", "columns": {
-                        "property_count": _int(0, 1000, "sensitive"), "district": category}}},
+                        "property_count": _int(0, 1000, "sensitive"), "district": districts}}},
         "public-security": {"name": "residents", "description": "household registration (hukou)",
                             "source": {"kind": "sqlite", "path": str(data_dir / "public_security.sqlite"),
                                        "table": "public_security"},
                             "schema": {"id_column": "resident_id", "columns": {
                                 "local_resident": {"type": "bool", "classification": "internal"},
-                                "registered_district": {"type": "category", "classification": "internal"}}}},
+                                "registered_district": {"type": "category", "classification": "internal",
+                                                        "categories": [*DISTRICTS, NON_LOCAL]}}}},
     }
 
 

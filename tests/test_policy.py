@@ -28,3 +28,18 @@ def test_any_share_use_lets_a_column_be_looked_up_but_secret_never() -> None:
         POLICY.check_readable("tax", "statistics", "households", ["other"], SECRET)
     with pytest.raises(PolicyError, match="classified secret"):
         POLICY.check_readable("tax", "statistics", "households", ["notes"], SECRET)
+
+
+@pytest.mark.parametrize(("granularity", "rows", "shown"), [
+    (1000, 0, 0), (1000, 1, 1000), (1000, 999, 1000), (1000, 1000, 1000), (1000, 2037, 3000),
+    (1, 2037, 2037), (500, 2037, 2500), (64, 128, 128), (64, 129, 192),
+])
+def test_catalogue_row_counts_are_rounded_up(granularity: int, rows: int, shown: int) -> None:
+    policy = Policy.model_validate({"catalogue_row_granularity": granularity})
+    assert policy.catalogue_rows(rows) == shown
+
+
+def test_catalogue_row_granularity_defaults_to_1000_and_is_positive() -> None:
+    assert Policy().catalogue_row_granularity == 1000
+    with pytest.raises(ValueError, match="catalogue_row_granularity"):
+        Policy.model_validate({"catalogue_row_granularity": 0})

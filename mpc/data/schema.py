@@ -15,7 +15,7 @@ configuration such as::
     [datasets.schema.columns]
     annual_income = { type = "int", min = 0, max = 100_000_000, classification = "sensitive" }
     has_property = { type = "bool" }
-    district = { type = "category", classification = "public" }
+    district = { type = "category", categories = ["north", "south"], classification = "public" }
 
 validates into a :class:`DatasetSpec`. Every model forbids unknown keys, so a typo in the
 configuration is an error naming the key rather than a silently ignored setting.
@@ -23,12 +23,17 @@ configuration is an error naming the key rather than a silently ignored setting.
 Integer bounds are mandatory because the secret-sharing layer carries signed values in
 ``[-2^62, 2^62)`` (see :mod:`mpc.sharing.ring`) and because the declared range is what noise
 calibration and comparisons rely on; values outside the declared bounds are rejected at load time.
+Likewise a category column declares its domain (``categories``): the values it may take, in the
+order of their codes. The domain is what other parties are shown, so it must never be derived from
+the data (a rare value present in the data would tell a peer that someone has it); a value outside
+the declared domain is rejected at load time.
 """
 
 from __future__ import annotations
 
 import codecs
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -85,9 +90,12 @@ class ColumnSpec(BaseModel):
     """One declared column of a dataset.
 
     ``min`` and ``max`` are required for ``int`` columns (inclusive bounds with
-    ``-2^62 <= min <= max < 2^62``) and forbidden for ``bool`` and ``category`` columns. When the
-    column spec is part of a :class:`DatasetSchema`, pydantic's error location
-    (``columns.<name>``) names the offending column.
+    ``-2^62 <= min <= max < 2^62``) and forbidden for ``bool`` and ``category`` columns.
+    ``categories`` is required for ``category`` columns and forbidden for the others: the declared
+    domain, non-empty, each value unique, non-blank, printable and at most
+    :data:`CATEGORY_MAX_LENGTH` characters without surrounding whitespace; value ``k`` of the list is
+    carried on shares as code ``k``. When the column spec is part of a :class:`DatasetSchema`,
+    pydantic's error location (``columns.<name>``) names the offending column.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -95,6 +103,7 @@ class ColumnSpec(BaseModel):
     type: ColumnType
     min: int | None = Field(default=None, strict=True)
     max: int | None = Field(default=None, strict=True)
+    categories: list[str] | None = None
     classification: Classification = "internal"
     description: str = ""
 
@@ -122,6 +131,54 @@ class ColumnSpec(BaseModel):
                     "bounds apply to int columns only"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _check_categories(self) -> ColumnSpec:
+        if self.type != "category":
+            if self.categories is not None:
+                raise ValueError(
+                    f"{self.type} column must not declare 'categories'; a domain applies to category columns only"
+                )
+            return self
+        if self.categories is None:
+            raise ValueError(
+                "category column requires 'categories', the declared list of its values "
+                "(never derived from the data)"
+            )
+        if not self.categories:
+            raise ValueError("category column 'categories' must list at least one value")
+        seen: set[str] = set()
+        for value in self.categories:
+            if not value.strip():
+                raise ValueError("category column 'categories' must not contain an empty or blank value")
+            if value != value.strip():
+                raise ValueError(
+                    f"category value {value!r} in 'categories' has surrounding whitespace "
+                    "(loaded values are stripped, so it could never match)"
+                )
+            if len(value) > CATEGORY_MAX_LENGTH:
+                raise ValueError(
+                    f"category value {value[:CATEGORY_MAX_LENGTH]!r}... in 'categories' is longer than "
+                    f"{CATEGORY_MAX_LENGTH} characters ({len(value)})"
+                )
+            if not value.isprintable():
+                raise ValueError(
+                    f"category value {value!r} in 'categories' contains control or non-printable characters"
+                )
+            if value in seen:
+                raise ValueError(f"category value {value!r} appears more than once in 'categories'")
+            seen.add(value)
+        return self
+
+    @cached_property
+    def domain(self) -> tuple[str, ...]:
+        """A category column's declared values in code order (empty for other types)."""
+        return tuple(self.categories or ())
+
+    @cached_property
+    def domain_set(self) -> frozenset[str]:
+        """:attr:`domain` as a set, for membership tests while loading."""
+        return frozenset(self.domain)
 
     @property
     def usable(self) -> bool:

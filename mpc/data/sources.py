@@ -162,8 +162,16 @@ class Dataset:
         return len(self.ids)
 
     def labels(self, name: str) -> tuple[str, ...]:
-        """A category column's distinct values, sorted: value ``k`` is carried on shares as code ``k``."""
-        return tuple(sorted(set(self.columns[name].tolist())))
+        """A category column's declared domain, in declared order: value ``k`` is carried on shares
+        as code ``k``.
+
+        Never derived from the data (which values are present is not shown to anyone): every
+        loaded value is in the domain, since loading rejects the others.
+        """
+        spec = self.spec.schema_.columns[name]
+        if spec.type != "category":
+            raise ValueError(f"dataset {self.spec.name!r}: column {name!r} is not a category column")
+        return spec.domain
 
     def values(self, name: str) -> np.ndarray:
         """A column as int64 per row: ints and bools as loaded, categories as their codes."""
@@ -180,8 +188,8 @@ class Dataset:
     def schema_view(self) -> dict[str, object]:
         """The declared shape of the dataset, safe to show to other parties.
 
-        Names, types, bounds, classifications and descriptions only: no values, no row count, and
-        nothing about where the data is stored.
+        Names, types, bounds, declared category domains, classifications and descriptions only: no
+        values from the data, no row count, and nothing about where the data is stored.
         """
         schema = self.spec.schema_
         columns: dict[str, object] = {}
@@ -194,6 +202,8 @@ class Dataset:
             if column.type == "int":
                 view["min"] = column.min
                 view["max"] = column.max
+            elif column.type == "category":
+                view["categories"] = list(column.domain)  # declared, never derived from the data
             columns[name] = view
         return {
             "name": self.spec.name,
@@ -478,6 +488,8 @@ def _parse_category(value: object, spec: ColumnSpec) -> str:
         raise _BadValue(f"category longer than {CATEGORY_MAX_LENGTH} characters ({len(text)})")
     if not text.isprintable():
         raise _BadValue("category contains control or non-printable characters")
+    if text not in spec.domain_set:
+        raise _BadValue("not one of the column's declared categories")
     return text
 
 
@@ -635,7 +647,9 @@ def load_dataset(spec: DatasetSpec, base_dir: Path | None = None) -> Dataset:
        accepted, floats not) and lie within ``[min, max]`` -- out-of-bounds values are errors,
        never clamped; ``bool`` accepts 0/1/true/false (any case) and database booleans;
        ``category`` must be a non-empty printable string of at most 64 characters after
-       stripping surrounding whitespace (database integers are accepted as their decimal text).
+       stripping surrounding whitespace (database integers are accepted as their decimal text)
+       and one of the column's declared ``categories`` -- a value outside the declared domain is
+       an error, never added to it.
        A CSV row whose field count differs from the header's is recorded here with column ``""``.
 
     Raises :class:`DataSourceError` when the source cannot be read as declared: a missing file or

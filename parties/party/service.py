@@ -97,14 +97,17 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         )
 
     def _list_datasets(self, request: common_pb2.Empty, context: Any, call: Call) -> party_pb2.DatasetList:
-        grant = self.daemon.config.policy.peer(call.peer)
+        policy = self.daemon.config.policy
+        grant = policy.peer(call.peer)
         out = party_pb2.DatasetList(reveal_clauses=grant.reveal_clauses)
         for name, dataset_grant in grant.datasets.items():
             dataset = self.daemon.datasets.get(name)
             if dataset is None:
                 continue
             spec = dataset.spec.schema_
-            schema = party_pb2.DatasetSchema(name=name, id_kind=spec.id_kind, rows=len(dataset.ids),
+            # the row count rounded up to the owner's granularity; category values are the declared
+            # domain (Dataset.labels), never the values present in the data
+            schema = party_pb2.DatasetSchema(name=name, id_kind=spec.id_kind, rows=policy.catalogue_rows(len(dataset.ids)),
                                              description=dataset.spec.description,
                                              bucket_bits=self.daemon.bucket_bits(name), batch=dataset_grant.batch)
             for column, col in spec.columns.items():

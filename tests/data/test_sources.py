@@ -43,10 +43,11 @@ Cell = str | int | float | bool | Decimal | None
 AnySource = CsvSource | SqliteSource | PostgresSource
 
 HEADER = ["resident_id", "age", "owner", "district", "note"]
+DISTRICTS = ["Z", "A", "B", "C", "Haidian", "Chaoyang", "Dongcheng", "Xicheng", "东城", "7"]  # codes 0..9
 COLUMNS: dict[str, dict[str, Any]] = {
     "age": {"type": "int", "min": 0, "max": 120, "classification": "sensitive"},
     "owner": {"type": "bool"},
-    "district": {"type": "category", "classification": "public"},
+    "district": {"type": "category", "categories": DISTRICTS, "classification": "public"},
 }
 
 
@@ -408,12 +409,117 @@ def test_schema_view_never_contains_values(make_source: MakeSource) -> None:
         "columns": {
             "age": {"type": "int", "classification": "sensitive", "description": "", "min": 0, "max": 120},
             "owner": {"type": "bool", "classification": "internal", "description": ""},
-            "district": {"type": "category", "classification": "public", "description": ""},
+            "district": {"type": "category", "classification": "public", "description": "", "categories": DISTRICTS},
         },
     }
     text = repr(view) + repr(dataset)
-    for value in (rid(1), "77", "Haidian", "secret note"):
+    for value in (rid(1), "77", "secret note"):  # "Haidian" is shown as declared, not as present
         assert value not in text
+
+
+# --------------------------------------------------------------------------------------------------
+# Declared category domains
+# --------------------------------------------------------------------------------------------------
+
+DOMAIN = ["south", "north", "rare"]  # declared order, deliberately not sorted
+DOMAIN_COLUMNS: dict[str, dict[str, Any]] = {
+    "age": {"type": "int", "min": 0, "max": 120},
+    "district": {"type": "category", "categories": DOMAIN, "classification": "public"},
+}
+
+
+def test_category_codes_follow_the_declared_order(make_source: MakeSource) -> None:
+    ids = [rid(n) for n in range(1, 4)]
+    source = make_source(["resident_id", "age", "district"],
+                         [[ids[0], "1", "north"], [ids[1], "2", " south "], [ids[2], "3", "north"]])
+    dataset = load_dataset(make_spec(source, DOMAIN_COLUMNS))
+    assert dataset.labels("district") == ("south", "north", "rare")
+    assert dataset.columns["district"].tolist() == ["north", "south", "north"]
+    assert dataset.values("district").tolist() == [1, 0, 1]
+    assert dataset.schema_view()["columns"]["district"]["categories"] == DOMAIN  # type: ignore[index]
+    with pytest.raises(ValueError, match="not a category column"):
+        dataset.labels("age")
+
+
+def test_an_undeclared_category_value_is_rejected_with_a_reason(make_source: MakeSource) -> None:
+    ids = [rid(n) for n in range(1, 5)]
+    source = make_source(["resident_id", "age", "district"], [
+        [ids[0], "1", "north"],
+        [ids[1], "2", "east"],  # not declared
+        [ids[2], "3", "North"],  # declared values are case-sensitive
+        [ids[3], "200", "west"],  # two bad values: one entry per column
+    ])
+    dataset = load_dataset(make_spec(source, DOMAIN_COLUMNS))
+    assert dataset.ids == [ids[0]]
+    reason = "not one of the column's declared categories"
+    assert dataset.report.invalid_values == [
+        RowError(2, "district", "east", reason),
+        RowError(3, "district", "North", reason),
+        RowError(4, "age", "200", "out of bounds [0, 120]"),
+        RowError(4, "district", "west", reason),
+    ]
+    assert dataset.labels("district") == tuple(DOMAIN)  # an undeclared value never joins the domain
+    assert "east" not in repr(dataset.schema_view()) and "west" not in repr(dataset.schema_view())
+
+
+def test_labels_do_not_depend_on_which_values_are_present(tmp_path: Path) -> None:
+    subsets = [["north"], ["south", "north"], ["rare"], []]
+    seen = set()
+    for k, values in enumerate(subsets):
+        path = tmp_path / f"people{k}.csv"
+        write_csv(path, ["resident_id", "age", "district"],
+                  [[rid(n + 1), "1", value] for n, value in enumerate(values)])
+        dataset = load_dataset(make_spec(CsvSource(kind="csv", path=path), DOMAIN_COLUMNS))
+        assert dataset.num_rows == len(values)
+        seen.add((dataset.labels("district"), repr(dataset.schema_view())))
+    assert seen == {(tuple(DOMAIN), repr(dataset.schema_view()))}  # one answer whatever the data holds
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ({"type": "category"}, "category column requires 'categories', the declared list of its values "
+                               "(never derived from the data)"),
+        ({"type": "category", "categories": []}, "category column 'categories' must list at least one value"),
+        ({"type": "category", "categories": ["a", "b", "a"]}, "category value 'a' appears more than once in 'categories'"),
+        ({"type": "category", "categories": ["a", " "]}, "category column 'categories' must not contain an empty or blank value"),
+        ({"type": "category", "categories": [" a"]}, "category value ' a' in 'categories' has surrounding whitespace "
+                                                     "(loaded values are stripped, so it could never match)"),
+        ({"type": "category", "categories": ["x" * 65]}, f"category value {'x' * 64!r}... in 'categories' is longer "
+                                                         "than 64 characters (65)"),
+        ({"type": "category", "categories": ["a\tb"]}, "category value 'a\\tb' in 'categories' contains control or "
+                                                       "non-printable characters"),
+        ({"type": "int", "min": 0, "max": 1, "categories": ["a"]},
+         "int column must not declare 'categories'; a domain applies to category columns only"),
+        ({"type": "bool", "categories": ["a"]}, "bool column must not declare 'categories'; a domain applies to category columns only"),
+    ],
+)
+def test_category_domain_errors_name_the_column_and_key(column: dict[str, Any], message: str) -> None:
+    loc, msg, kind = single_error(spec_dict({"district": column}))
+    assert loc == ("schema", "columns", "district")
+    assert msg == f"Value error, {message}"
+    assert kind == "value_error"
+
+
+def test_category_domain_must_be_strings() -> None:
+    loc, _, kind = single_error(spec_dict({"district": {"type": "category", "categories": ["a", 3]}}))
+    assert (loc, kind) == (("schema", "columns", "district", "categories", 1), "string_type")
+
+
+def test_category_domain_from_toml() -> None:
+    text = """
+    name = "people"
+    source = { kind = "csv", path = "people.csv" }
+    [schema]
+    id_column = "resident_id"
+    [schema.columns]
+    district = { type = "category", categories = ["Dongcheng", "Xicheng", "东城"], classification = "public" }
+    """
+    column = DatasetSpec.model_validate(tomllib.loads(text)).schema_.columns["district"]
+    assert column.categories == ["Dongcheng", "Xicheng", "东城"] and column.domain == ("Dongcheng", "Xicheng", "东城")
+    missing = tomllib.loads(text.replace('categories = ["Dongcheng", "Xicheng", "东城"], ', ""))
+    loc, msg, _ = single_error(missing)
+    assert loc == ("schema", "columns", "district") and "'categories'" in msg
 
 
 # --------------------------------------------------------------------------------------------------
@@ -810,7 +916,7 @@ def test_spec_from_toml_and_by_field_name() -> None:
     [schema.columns]
     annual_income = { type = "int", min = 0, max = 100_000_000, classification = "sensitive" }
     has_property = { type = "bool" }
-    district = { type = "category", classification = "public", description = "county" }
+    district = { type = "category", categories = ["north", "south"], classification = "public", description = "county" }
     """
     spec = DatasetSpec.model_validate(tomllib.loads(text))
     assert isinstance(spec.source, PostgresSource)

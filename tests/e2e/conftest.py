@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mpc.data.synthetic import AgencyTables, generate, write_csv
+from mpc.data.synthetic import DISTRICTS, AgencyTables, generate, write_csv
 from parties.cluster import LocalCluster, PartySpec
 from parties.sdk import Client
 
@@ -53,7 +53,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, tables: AgencyTables) -> I
                 "schema": {"id_column": "resident_id", "duplicates": "first_wins",
                            "columns": {"amount": {"type": "int", "min": 0, "max": 10**6}}}}
     claims = {"name": "claims", "source": {"kind": "csv", "path": str(duplicated["claims"])},
-              "schema": {"id_column": "resident_id", "duplicates": "reject", "columns": {"kind": {"type": "category"}}}}
+              "schema": {"id_column": "resident_id", "duplicates": "reject", "columns": {"kind": {"type": "category", "categories": ["rent", "repair"]}}}}
     income = {"name": "income", "source": {"kind": "csv", "path": str(paths["tax"])},
               "schema": {"id_column": "resident_id", "columns": {
                   "annual_income": {"type": "int", "min": -(10**12), "max": 10**12, "classification": "sensitive"},
@@ -68,7 +68,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, tables: AgencyTables) -> I
     spare_policy = {"peers": {"housing": {"purposes": ["selftest"], "programs": ["selftest-compare"]}}}
     properties = {"name": "properties", "source": {"kind": "csv", "path": str(paths["housing"])},
                   "schema": {"id_column": "resident_id", "columns": {
-                      "property_count": {"type": "int", "min": 0, "max": 1000}, "district": {"type": "category"}}}}
+                      "property_count": {"type": "int", "min": 0, "max": 1000}, "district": {"type": "category", "categories": list(DISTRICTS)}}}}
     parties = [
         PartySpec("tax", [income, payments], tax_policy, extra={"max_points_per_request": 50_000, "anonymity_set": 256}),
         PartySpec("spare", [], spare_policy),

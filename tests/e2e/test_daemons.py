@@ -60,7 +60,7 @@ def test_threshold_check_needs_the_compare_grant(cluster: LocalCluster) -> None:
     assert "may not use column income.tax_year for 'compare'" in refused.value.details
 
 
-def test_capabilities_and_schemas_without_values(cluster: LocalCluster) -> None:
+def test_capabilities_and_schemas_without_values(cluster: LocalCluster, tables: AgencyTables) -> None:
     with client_for(cluster, "housing") as client:
         caps = client.capabilities("tax")
         assert caps.party == "tax" and "psi-cardinality" in caps.protocols
@@ -72,6 +72,9 @@ def test_capabilities_and_schemas_without_values(cluster: LocalCluster) -> None:
     assert list(columns["annual_income"].allowed_uses) == ["lookup", "compare", "filter", "aggregate"]
     assert list(columns["tax_year"].allowed_uses) == ["group_by"]
     assert datasets[0].bucket_bits == 2  # 2 037 rows: 4 buckets of ~509 (at least the anonymity set, 256)
+    # the row count is rounded up to the owner's granularity (default 1000), never the exact 2 037
+    assert len(owner_values(tables.tax, "annual_income")) == 2037
+    assert [d.rows for d in datasets] == [3000, 1000]  # payments: 300 rows loaded
 
 
 def test_psi_cardinality_matches_plaintext_and_is_audited(cluster: LocalCluster, tables: AgencyTables) -> None:

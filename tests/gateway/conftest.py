@@ -1,8 +1,10 @@
-"""A deployment with the researcher sandbox: the four agencies on synthetic data, the coordinator
-and the gateway (HTTP on an ephemeral loopback port), a researcher in a project."""
+"""A deployment with the researcher sandbox: the four agencies on synthetic data (housing with
+nobody in one of its declared districts), the coordinator and the gateway (HTTP on an ephemeral
+loopback port), a researcher in a project."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,7 @@ PROJECT = "welfare-2026"
 SCOPE = {"civil-affairs.households": ["district", "disabled", "household_size"],
          "tax.income": ["annual_income", "tax_year"],
          "housing.properties": ["property_count", "district"]}
+ABSENT_DISTRICT = "Yanqing"  # declared in housing.properties.district, but no row of housing's has it
 
 
 @dataclass
@@ -33,6 +36,9 @@ class Sandbox:
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     root = tmp_path_factory.mktemp("sandbox")
     tables = generate(4000, seed=11)
+    # housing holds nobody in one declared district: its catalogue must still list it (the
+    # domain is declared in the owner's schema, never read from the data)
+    tables = dataclasses.replace(tables, housing=[r for r in tables.housing if r["district"] != ABSENT_DISTRICT])
     cluster = LocalCluster(root, party_specs(tables, root / "data"), paillier_bits=1024, gateway=True,
                            gateway_settings={"max_epsilon_per_query": 2.0, "default_epsilon": 1.0})
     cluster.start()

@@ -10,12 +10,14 @@ from typing import Any
 import httpx
 import pytest
 
+from mpc.data.synthetic import DISTRICTS
 from mpc.protocols import aggregate as agg
 from mpc.protocols.sql import parse_query
 from parties.cluster import GATEWAY
 from parties.deployment import with_ids
 from parties.gateway.client import ResearchClient, SandboxError
-from tests.gateway.conftest import PROJECT, Sandbox
+from parties.sdk import Client
+from tests.gateway.conftest import ABSENT_DISTRICT, PROJECT, Sandbox
 
 JOIN = ('SELECT h.district, COUNT(*), AVG(i.annual_income) FROM "civil-affairs".households h '
         "JOIN tax.income i USING (resident_id) WHERE h.disabled = 0 AND i.annual_income > 10000 GROUP BY h.district")
@@ -71,6 +73,29 @@ def test_one_owner_table_and_the_catalog(sandbox: Sandbox) -> None:
         assert all("rows" not in c for c in income.values())  # schemas and uses, never values
         job = client.query(PROJECT, "SELECT p.district, SUM(p.property_count) FROM housing.properties p GROUP BY p.district", 0.5)
     assert len(job["result"]["rows"]) == 16 and job["result"]["columns"] == ["properties.district", "sum(properties.property_count)"]
+
+
+def test_the_catalog_shows_declared_categories_and_rounded_row_counts(sandbox: Sandbox) -> None:
+    """An owner's catalogue is its declared shape: category domains from its schema (a declared
+    district that no row holds included), row counts rounded up to its granularity (1000)."""
+    with ResearchClient(sandbox.url, sandbox.token) as client:
+        tables = {t["table"]: t for t in client.datasets(PROJECT)}
+    exact = {"housing.properties": len(with_ids(sandbox.tables.housing)),
+             "civil-affairs.households": len(with_ids(sandbox.tables.civil_affairs)),
+             "tax.income": len({i for i, _ in with_ids(sandbox.tables.tax)})}
+    for name, rows in exact.items():
+        shown = tables[name]["rows"]
+        assert shown % 1000 == 0 and rows <= shown < rows + 1000, (name, rows, shown)
+        assert rows % 1000 == 0 or shown != rows  # never the exact figure (unless it is a multiple)
+    assert ABSENT_DISTRICT not in {str(r["district"]) for r in sandbox.tables.housing}
+    for name in ("housing.properties", "civil-affairs.households"):
+        district = next(c for c in tables[name]["columns"] if c["name"] == "district")
+        assert district["values"] == list(DISTRICTS)  # declared order, the absent district included
+    # what the owner itself sends a peer agency (tax may filter and group by housing's districts)
+    with Client.from_config(sandbox.cluster.config("tax"), purpose="statistics", case="CATALOGUE") as peer:
+        listing = {d.name: d for d in peer.list_datasets("housing").datasets}
+    assert listing["properties"].rows == tables["housing.properties"]["rows"]
+    assert list(next(c for c in listing["properties"].columns if c.name == "district").categories) == list(DISTRICTS)
 
 
 @pytest.mark.parametrize(("sql", "status", "reason"), [
