@@ -166,7 +166,7 @@ class RowLayout:
         """Slot values mod 2^64: (len(packed), rows_per_plaintext, width) uint64."""
         out = np.empty((len(packed), self.rows_per_plaintext, self.width), dtype=np.uint64)
         offsets = [sum(self.slot_bits[:k]) for k in range(self.width)]
-        flat = out.reshape(len(packed), -1)
+        flat = out.reshape(len(packed), self.rows_per_plaintext * self.width)
         # a slot's value mod 2^64: its low min(slot_bits, 64) bits
         cuts = [(p * self.row_bits + o, (1 << min(b, 64)) - 1)
                 for p in range(self.rows_per_plaintext) for o, b in zip(offsets, self.slot_bits, strict=True)]

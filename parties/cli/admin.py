@@ -1,4 +1,4 @@
-"""``mpc-admin``: the deployment's PKI and audit-log verification."""
+"""``mpc-admin``: the deployment's PKI, audit-log verification and the rules an owner approves."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from rich.console import Console
 from rich.table import Table
 
+from mpc.approvals import CATALOGUE_FILE, ApprovalError, RuleApprovals
 from mpc.audit import AuditHead, verify_log
+from mpc.protocols.rules import RuleError, load_rules
 from parties.pki import Pki, PkiError
 
 app = typer.Typer(help="Deployment administration: certificates and audit logs.", no_args_is_help=True)
@@ -132,3 +134,66 @@ def run() -> None:
 
 if __name__ == "__main__":
     run()
+
+
+# ---------------------------------------------------------------------------- approved rules
+rules_app = typer.Typer(help="The rules this owner lets requesters run on its data (by fingerprint).",
+                        no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+CONFIG = typer.Option(..., "--config", "-c", help="this owner's daemon configuration (its state directory)")
+
+
+def _approvals(config: Path) -> RuleApprovals:
+    from parties.party.config import ConfigError, load_party_config
+
+    try:
+        party = load_party_config(config)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return RuleApprovals(party.party.state_dir / CATALOGUE_FILE)
+
+
+@rules_app.command("approve")
+def rules_approve(rules_file: Path = typer.Argument(..., help="rules file (TOML)"),
+                  rule: str = typer.Argument(..., help="the rule's name in that file"),
+                  peer: str = typer.Option(..., help="the requester that may run it"),
+                  purpose: list[str] = typer.Option(..., "--purpose", help="purpose code(s) it may run for"),
+                  config: Path = CONFIG) -> None:
+    """Approve RULE exactly as written in RULES_FILE (clauses, thresholds, flags) for PEER and the
+    purposes: the daemon then runs it for that requester; a changed threshold needs a new approval."""
+    try:
+        chosen = load_rules(rules_file).get(rule)
+        approval = _approvals(config).approve(rule, chosen, peer, purpose)
+    except (RuleError, ApprovalError, OSError) as exc:
+        typer.echo(f"error: {str(exc).splitlines()[0] if isinstance(exc, OSError) else exc}", err=True)
+        raise typer.Exit(1) from None
+    console.print(f"approved rule {rule} (fingerprint {approval.fingerprint[:16]}…) for {peer}, "
+                  f"purposes {', '.join(approval.purposes)}")
+
+
+@rules_app.command("withdraw")
+def rules_withdraw(rule: str, peer: str = typer.Option(..., help="the requester"), config: Path = CONFIG) -> None:
+    """Withdraw the approval of RULE for PEER (the daemon refuses it from then on)."""
+    if not _approvals(config).withdraw(rule, peer):
+        typer.echo(f"error: rule {rule!r} is not approved for {peer!r}", err=True)
+        raise typer.Exit(1)
+    console.print(f"withdrew rule {rule} for {peer}")
+
+
+@rules_app.command("list")
+def rules_list(config: Path = CONFIG) -> None:
+    """The approved rules: name, requester, purposes, fingerprint, clauses with their thresholds."""
+    try:
+        entries = _approvals(config).entries()
+    except ApprovalError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    table = Table(title="approved rules")
+    for column in ("rule", "requester", "purposes", "fingerprint", "clauses", "approved"):
+        table.add_column(column)
+    for a in entries:
+        clauses = "; ".join(f"{n}: {c.predicate or f'{c.dataset}.{c.column} {c.compare} {c.value}'}"
+                            f"{' x members' if c.per_member else ''}" for n, c in a.body.clauses.items())
+        table.add_row(a.rule, a.peer, ", ".join(a.purposes), a.fingerprint[:16], clauses, a.approved_at)
+    console.print(table)

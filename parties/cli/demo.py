@@ -331,7 +331,7 @@ def _statistics_step(cluster: object, tables: object) -> None:
     plain = agg.evaluate_plain(query.request, schemas, mine, theirs)  # type: ignore[arg-type]
     rows = result.table(query.request)
     withheld = result.withheld if result.withheld is not None else np.zeros(len(result.groups), dtype=bool)
-    correct = all((plain[group]["count"] < query.request.min_cell) if withheld[k] else
+    correct = all((int(plain[group]["count"] or 0) < query.request.min_cell) if withheld[k] else
                   (plain[group]["count"] == result.cells["count"][k]
                    and plain[group]["sum(peer.annual_income)"] == result.cells["sum(peer.annual_income)"][k])
                   for k, group in enumerate(result.groups))

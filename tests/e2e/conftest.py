@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mpc.data.synthetic import DISTRICTS, AgencyTables, generate, write_csv
+from mpc.protocols.rules import load_rules
 from parties.cluster import LocalCluster, PartySpec
 from parties.sdk import Client
 
@@ -25,6 +26,36 @@ AGGREGATING_POLICY = {**REQUESTER_POLICY, "programs": [*REQUESTER_POLICY["progra
 HOUSING_OWN_POLICY = {"peers": {"tax": {"purposes": ["statistics"], "datasets": {
     "properties": {"psi": True, "columns": {"district": ["group_by"], "property_count": ["filter", "aggregate"]}},
     "claims": {"psi": True, "columns": {"kind": ["group_by"]}}}}}}
+
+
+ONE_OWNER_RULES = """
+[rules.household-income]
+expression = "per_member AND NOT (rich_applicant OR nobody_known)"
+[rules.household-income.clauses.per_member]
+owner = "tax"
+dataset = "income"
+column = "annual_income"
+scope = "household-sum"
+compare = "<"
+value = 40000
+per_member = true
+absent = "zero"
+[rules.household-income.clauses.rich_applicant]
+owner = "tax"
+dataset = "income"
+column = "annual_income"
+compare = ">="
+value = 150000
+absent = "zero"
+[rules.household-income.clauses.nobody_known]
+owner = "tax"
+dataset = "income"
+column = "annual_income"
+scope = "household-sum"
+compare = "=="
+value = 0
+absent = "false"
+"""
 
 
 def duplicated_tables(root: Path, tables: AgencyTables) -> dict[str, Path]:
@@ -77,6 +108,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, tables: AgencyTables) -> I
     ]
     deployment = LocalCluster(root, parties, paillier_bits=1024)
     deployment.start()
+    household_income = load_rules(ONE_OWNER_RULES).get("household-income")
+    for requester in ("housing", "no-batch", "limited"):  # tax approves it, thresholds included
+        deployment.approve_rule(household_income, requester, ["public-rental-housing", "statistics", "selftest"])
     try:
         yield deployment
     finally:

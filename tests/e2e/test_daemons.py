@@ -24,7 +24,7 @@ from parties.net.tls import TlsConfig, secure_channel
 from parties.pki import Pki
 from parties.sdk import Client, RemoteError
 from protos import common_pb2, party_pb2, party_pb2_grpc
-from tests.e2e.conftest import audit_entries, client_for, owner_values
+from tests.e2e.conftest import ONE_OWNER_RULES, audit_entries, client_for, owner_values
 
 
 def last_entry(cluster: LocalCluster, party: str, method: str) -> dict[str, object]:
@@ -33,29 +33,43 @@ def last_entry(cluster: LocalCluster, party: str, method: str) -> dict[str, obje
     return entries[-1]
 
 
-def test_threshold_check_matches_plaintext(cluster: LocalCluster, tables: AgencyTables) -> None:
-    """P3 lookup + P4 comparison: present AND income < t, at, around and away from the threshold."""
+def test_one_clause_rule_at_and_around_its_threshold(cluster: LocalCluster, tables: AgencyTables) -> None:
+    """P3 lookup + P4 comparison through approved one-clause rules (the successor of the removed
+    threshold-check, whose threshold was the requester's to choose): present AND income OP t,
+    at, around and away from the threshold; absent and repeated applicants."""
+    from mpc.protocols.rules import Application, load_rules
+
     incomes = owner_values(tables.tax, "annual_income")
     known = sorted(incomes)[:40]
     threshold = incomes[known[0]]  # one applicant sits exactly at the threshold
     absent = ["110101199003077777", "11010519491231002X"]
     applicants = [*known, *absent, known[3]]  # a repeated applicant too
-    with client_for(cluster, "housing", purpose="public-rental-housing", case="HZ-P3") as client:
-        plain: dict[str, Callable[[int], bool]] = {"<": lambda v: v < threshold, "<=": lambda v: v <= threshold,
-                                                   ">=": lambda v: v >= threshold}
-        for op, holds in plain.items():
-            bits = client.threshold_check("tax", "income", "annual_income", applicants, op, threshold)
-            expected = [int(a in incomes and holds(incomes[a])) for a in applicants]
-            assert bits.tolist() == expected, op
+    applications = [Application(f"T{k}", a, (a,)) for k, a in enumerate(applicants)]
+    plain: dict[str, Callable[[int], bool]] = {"<": lambda v: v < threshold, "<=": lambda v: v <= threshold,
+                                               ">=": lambda v: v >= threshold}
+    for k, (op, holds) in enumerate(plain.items()):
+        rule = load_rules(f"""[rules.income-{k}]\nexpression = "ok"\n[rules.income-{k}.clauses.ok]
+owner = "tax"\ndataset = "income"\ncolumn = "annual_income"\ncompare = "{op}"\nvalue = {threshold}\nabsent = "false"
+""").get(f"income-{k}")
+        cluster.approve_rule(rule, "housing", ["public-rental-housing"])
+        with client_for(cluster, "housing", purpose="public-rental-housing", case="HZ-P3") as client:
+            bits = client.check_eligibility(rule, applications, path="P3")
+        assert bits.tolist() == [int(a in incomes and holds(incomes[a])) for a in applicants], op
     decrypt = last_entry(cluster, "tax", "MaskedDecrypt")
     assert (decrypt["rows"], decrypt["case"], decrypt["outcome"]) == (len(applicants), "HZ-P3", "OK")
     check = last_entry(cluster, "tax", "ShareExchange")
-    assert check["outcome"] == "OK" and "op=>=" in str(check["detail"])
+    assert check["outcome"] == "OK" and "rule=income-2" in str(check["detail"])
 
 
-def test_threshold_check_needs_the_compare_grant(cluster: LocalCluster) -> None:
+def test_an_approved_rule_still_needs_the_compare_grant(cluster: LocalCluster) -> None:
+    from mpc.protocols.rules import Application, load_rules
+
+    rule = load_rules("""[rules.old-taxpayer]\nexpression = "old"\n[rules.old-taxpayer.clauses.old]
+owner = "tax"\ndataset = "income"\ncolumn = "tax_year"\ncompare = "<"\nvalue = 2000
+""").get("old-taxpayer")
+    cluster.approve_rule(rule, "housing", ["statistics"])
     with client_for(cluster, "housing", purpose="statistics") as client, pytest.raises(RemoteError) as refused:
-        client.threshold_check("tax", "income", "tax_year", ["110101199003077777"], "<", 2000)
+        client.check_eligibility(rule, [Application("X", "110101199003077777", ("110101199003077777",))])
     assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
     assert "may not use column income.tax_year for 'compare'" in refused.value.details
 
@@ -447,34 +461,6 @@ def test_metrics_endpoint(tmp_path: Path, cluster: LocalCluster) -> None:
     assert 'mpc_requests_total{method="GetCapabilities",outcome="OK",party="spare"}' in body
 
 
-ONE_OWNER_RULES = """
-[rules.household-income]
-expression = "per_member AND NOT (rich_applicant OR nobody_known)"
-[rules.household-income.clauses.per_member]
-owner = "tax"
-dataset = "income"
-column = "annual_income"
-scope = "household-sum"
-compare = "<"
-value = 40000
-per_member = true
-absent = "zero"
-[rules.household-income.clauses.rich_applicant]
-owner = "tax"
-dataset = "income"
-column = "annual_income"
-compare = ">="
-value = 150000
-absent = "zero"
-[rules.household-income.clauses.nobody_known]
-owner = "tax"
-dataset = "income"
-column = "annual_income"
-scope = "household-sum"
-compare = "=="
-value = 0
-absent = "false"
-"""
 
 
 @pytest.mark.parametrize("path", ["P3", "P1"])

@@ -18,9 +18,9 @@ from mpc.crypto.curve25519 import OprfServer, hash_to_curve
 from mpc.data.synthetic import AgencyTables, generate, write_csv
 from mpc.protocols.lookup import bucket_of
 from mpc.protocols.psi import PSI_DOMAIN
+from mpc.protocols.rules import load_rules
 from parties.cluster import LocalCluster, PartySpec
-from tests.e2e.conftest import audit_entries, owner_values
-from tests.e2e.test_daemons import ONE_OWNER_RULES
+from tests.e2e.conftest import ONE_OWNER_RULES, audit_entries, owner_values
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCl
               "schema": {"id_column": "resident_id", "columns": {
                   "annual_income": {"type": "int", "min": -(10**12), "max": 10**12, "classification": "sensitive"}}}}
     grant = {"purposes": ["public-rental-housing"], "programs": ["rule"],
-             "datasets": {"income": {"psi": True, "columns": {"annual_income": ["lookup", "compare"]}}}}
+             "datasets": {"income": {"psi": True, "batch": True, "columns": {"annual_income": ["lookup", "compare"]}}}}
     cluster = LocalCluster(root, [PartySpec("tax", [income], {"peers": {"housing": grant}}, extra={"anonymity_set": 256}),
                                   PartySpec("housing", daemon=False)], paillier_bits=1024)
     previous = os.environ.get("MPC_TEST_TRANSCRIPT")
@@ -44,6 +44,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCl
             del os.environ["MPC_TEST_TRANSCRIPT"]
         else:
             os.environ["MPC_TEST_TRANSCRIPT"] = previous
+    cluster.approve_rule(load_rules(ONE_OWNER_RULES).get("household-income"), "housing", ["public-rental-housing"])
     try:
         yield cluster, tables
     finally:

@@ -9,7 +9,7 @@ import pytest
 from mpc.data.synthetic import AgencyTables, generate
 from mpc.protocols.rules import Application, evaluate_plain, load_rules
 from parties.cluster import LocalCluster
-from parties.deployment import party_specs
+from parties.deployment import AGENCIES, PURPOSES, party_specs
 from parties.sdk import Client
 from tests.e2e.conftest import audit_entries, owner_values
 from tests.protocols.test_rules import EXAMPLES
@@ -21,6 +21,9 @@ def agencies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCl
     root = tmp_path_factory.mktemp("agencies")
     cluster = LocalCluster(root, party_specs(tables, root / "data", extra={"anonymity_set": 128}), paillier_bits=1024)
     cluster.start()
+    for rule in load_rules(EXAMPLES).rules.values():  # every owner a rule reads approves it for every agency
+        for requester in AGENCIES:
+            cluster.approve_rule(rule, requester, PURPOSES)
     try:
         yield cluster, tables
     finally:
