@@ -73,7 +73,11 @@ class PeerPolicy(BaseModel):
     # P4: the largest household a rule's per-member threshold may be multiplied by (slots per application)
     max_household: int = Field(10, ge=1, le=64)
     # Aggregates between agencies: a cell opens only when its count, compared on shares, reaches this
-    min_cell: int = Field(10, ge=1)
+    min_cell: int = Field(default=10, ge=1)
+    # ... and, when set, only noised (OpenDP discrete Laplace) with at most this ε per query,
+    # within a total budget per purpose (kept with the other budgets)
+    release_epsilon: float | None = Field(default=None, gt=0, le=100)
+    release_epsilon_budget: float = Field(default=10.0, gt=0)
     limits: Limits = Field(default_factory=Limits)
 
     @field_validator("purposes")

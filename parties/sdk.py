@@ -381,13 +381,18 @@ class Client:
         except PermissionError as exc:
             raise RemoteError(owner, grpc.StatusCode.PERMISSION_DENIED, str(exc)) from None
 
-    def _schema(self, party: str, dataset: str) -> party_pb2.DatasetSchema:
-        """The dataset's schema as the owner grants it to us (asked at most every
-        ``SCHEMA_SECONDS``; a table that changed meanwhile is caught by its layout check)."""
+    def _listing(self, party: str) -> party_pb2.DatasetList:
+        """What the owner grants us (asked at most every ``SCHEMA_SECONDS``; a table that changed
+        meanwhile is caught by its layout check)."""
         asked, listing = self._schemas.get(party, (0.0, None))
         if listing is None or time.monotonic() - asked > SCHEMA_SECONDS:
             listing = self.list_datasets(party)
             self._schemas[party] = (time.monotonic(), listing)
+        return listing
+
+    def _schema(self, party: str, dataset: str) -> party_pb2.DatasetSchema:
+        """The dataset's schema as the owner grants it to us."""
+        listing = self._listing(party)
         schema = next((d for d in listing.datasets if d.name == dataset), None)
         if schema is None:
             raise RemoteError(party, grpc.StatusCode.NOT_FOUND, f"{party} grants us no dataset {dataset!r}")
@@ -515,6 +520,9 @@ class Client:
                                                   c.max if c.has_bounds else None, tuple(c.categories))
                      for c in schema.columns}}
         rows = len(our_ids)
+        release = self._listing(peer).release_epsilon
+        if request.reveal_to == "initiator" and request.epsilon is None and release > 0:  # the owner requires noise
+            request = request.model_copy(update={"epsilon": release})
         request.check(schemas, rows)
         uses = request.uses("initiator")
         if mine is not None:  # what our own policy lets the peer learn of our columns
@@ -553,7 +561,7 @@ class Client:
                                      if mine is not None else {})
         params = {"request": request.model_dump(mode="json"), "rows": rows, "session": session_id,
                   "initiator": {c: dataclasses.asdict(schemas["initiator"][c]) for c in used}}
-        noise = privacy.own_noise(request, schemas)
+        noise = privacy.own_noise(request, schemas, recipient=request.reveal_to == "initiator")
         result, _ = self._run_program(peer, dealer, "aggregate", params,
                                       lambda p: agg.aggregate_program(p, request, schemas, rows, shares, inputs, noise))
         return result, dealer.session_id, rows
@@ -677,9 +685,9 @@ class Client:
                              for i in range(len(applications))], dtype=np.uint8)
         if not rule.name:
             raise ValueError("owners approve rules by name: load the rule from a rules file (RuleSet.get)")
-        slots = max(len(a.members) for a in applications)
-        if slots > rules.MAX_MEMBERS:
-            raise ValueError(f"households of more than {rules.MAX_MEMBERS} members are not supported")
+        cap = min(self._listing(c.owner).max_household or rules.MAX_MEMBERS
+                  for c in rule.clauses.values() if not c.is_predicate)
+        slots = rules.padded_slots(max(len(a.members) for a in applications), cap)
         co_party = rule.co_party_for(self.name)
         ids: list[str | None] = [a.members[k] if k < len(a.members) else None for a in applications for k in range(slots)]
         padding = np.array([i is None for i in ids])

@@ -64,12 +64,16 @@ class DatasetSchema(_message.Message):
     def __init__(self, name: _Optional[str] = ..., id_kind: _Optional[str] = ..., rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnSchema, _Mapping]]] = ..., description: _Optional[str] = ..., bucket_bits: _Optional[int] = ..., batch: _Optional[bool] = ...) -> None: ...
 
 class DatasetList(_message.Message):
-    __slots__ = ("datasets", "reveal_clauses")
+    __slots__ = ("datasets", "reveal_clauses", "max_household", "release_epsilon")
     DATASETS_FIELD_NUMBER: _ClassVar[int]
     REVEAL_CLAUSES_FIELD_NUMBER: _ClassVar[int]
+    MAX_HOUSEHOLD_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_EPSILON_FIELD_NUMBER: _ClassVar[int]
     datasets: _containers.RepeatedCompositeFieldContainer[DatasetSchema]
     reveal_clauses: bool
-    def __init__(self, datasets: _Optional[_Iterable[_Union[DatasetSchema, _Mapping]]] = ..., reveal_clauses: _Optional[bool] = ...) -> None: ...
+    max_household: int
+    release_epsilon: float
+    def __init__(self, datasets: _Optional[_Iterable[_Union[DatasetSchema, _Mapping]]] = ..., reveal_clauses: _Optional[bool] = ..., max_household: _Optional[int] = ..., release_epsilon: _Optional[float] = ...) -> None: ...
 
 class PointBatch(_message.Message):
     __slots__ = ("dataset", "points", "count", "predicate", "epoch")

@@ -166,7 +166,8 @@ class AggregateRequest(BaseModel):
     group_by: tuple[ColumnRef, ...] = ()
     aggregates: tuple[Aggregate, ...]
     reveal_to: Side | Literal["gateway"] = "initiator"
-    epsilon: float | None = Field(default=None, gt=0, le=100)  # gateway releases: the query's privacy cost
+    # the query's privacy cost: gateway releases always; between agencies where the data's owner requires noise
+    epsilon: float | None = Field(default=None, gt=0, le=100)
     gateway: str = ""  # gateway releases: who receives both parties' noised shares of the cells
     # releases between agencies: a cell opens only when its count (compared on shares) reaches this;
     # each owner refuses a request below its own policy's minimum (gateway releases: the gateway's rule)
@@ -184,8 +185,8 @@ class AggregateRequest(BaseModel):
         self.leaves()
         if len(set(self.group_by)) != len(self.group_by):
             raise ValueError("a group key is named twice")
-        if (self.reveal_to == "gateway") != (self.epsilon is not None) or (self.reveal_to == "gateway") != bool(self.gateway):
-            raise ValueError("cells released to the gateway are noised: give epsilon and the gateway (and only then)")
+        if (self.reveal_to == "gateway") != bool(self.gateway) or (self.reveal_to == "gateway" and self.epsilon is None):
+            raise ValueError("cells released to the gateway are noised: give epsilon and the gateway (and only then the gateway)")
         if not self.peer_dataset:
             if self.reveal_to != "gateway":
                 raise ValueError("an aggregate over one table is released to the gateway (noised) only")
@@ -487,7 +488,8 @@ def aggregate_program(party: Party, request: AggregateRequest, schemas: Schemas,
     this party's (rows x len(peer_columns)) uint64 shares of the peer's looked-up columns (values
     of absent rows read as zero). Returns the cells at the recipient, None at the other party;
     for the gateway, each party's share of the cells plus ``noise``, its own (groups, cells)
-    int64 sample of the release's mechanisms (:func:`mpc.protocols.privacy.noise`)."""
+    int64 sample of the release's mechanisms (:func:`mpc.protocols.privacy.noise`); between
+    agencies, the non-recipient's noise where the request carries an ε (None: exact cells)."""
     me_initiator = party.index == 0
     if me_initiator and initiator is None:
         raise ValueError("the initiator supplies its presence bits and columns")
@@ -557,8 +559,14 @@ def aggregate_program(party: Party, request: AggregateRequest, schemas: Schemas,
         return CellShares(tuple(request.cells()), cells + noise.astype(np.uint64))
     # Between agencies a cell opens only when its count reaches the minimum: compared on shares,
     # every cell of a smaller group is multiplied by 0 before anything is revealed, and the
-    # recipient learns only that the group was withheld.
+    # recipient learns only that the group was withheld. Where the data's owner requires noise,
+    # the party that is not the recipient adds its own to its share first (the count compared is
+    # then the noisy one, as at the gateway).
     to = 0 if request.reveal_to == "initiator" else 1
+    if noise is not None:
+        if noise.shape != cells.shape:
+            raise ValueError(f"noise of shape {noise.shape} for cells of shape {cells.shape}")
+        cells = cells + noise.astype(np.uint64)
     large = _boolean.ge(ArithmeticShare(party, np.ascontiguousarray(cells[:, 0])), request.min_cell)
     keep = large.to_arithmetic()
     width = cells.shape[1]

@@ -84,13 +84,20 @@ def noise(measurements: list[Measurement], groups: int) -> np.ndarray:
     return out
 
 
-def own_noise(request: AggregateRequest, schemas: Schemas) -> np.ndarray | None:
-    """A computing party's own noise on its share of the cells, (groups, cells), when ``request``
-    releases them to the gateway; None for any other recipient (exact cells)."""
-    if request.reveal_to != "gateway":
+def own_noise(request: AggregateRequest, schemas: Schemas, recipient: bool = False) -> np.ndarray | None:
+    """A computing party's own noise on its share of the cells, (groups, cells): for a release to
+    the gateway, each party's; between agencies, where the request carries an ε (its data's owner
+    requires noise), the non-``recipient``'s. None: exact cells."""
+    if request.epsilon is None or (recipient and request.reveal_to != "gateway"):
         return None
-    assert request.epsilon is not None  # AggregateRequest requires it of releases to the gateway
     return noise(plan(request, schemas, request.epsilon), len(request.groups(schemas)))
+
+
+def release_cost(request: AggregateRequest, schemas: Schemas) -> float:
+    """ε spent by releasing ``request``'s cells once (0 for exact cells)."""
+    if request.epsilon is None:
+        return 0.0
+    return cost(plan(request, schemas, request.epsilon), len(request.groups(schemas)))
 
 
 def released_variance(measurement: Measurement) -> float:

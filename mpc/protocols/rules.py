@@ -57,6 +57,7 @@ Comparison = Literal["<", "<=", ">", ">=", "==", "!="]
 CLAUSE_NAME = r"^[a-z][a-z0-9_]{0,62}$"
 RULE_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 MAX_MEMBERS = 64
+SLOT_CLASSES = (4, 8, 16, 32, MAX_MEMBERS)  # households are padded to one of these sizes (at most the owners' cap)
 
 COMPARISON_GATES: dict[str, Callable[[ArithmeticShare, ArithmeticShare | int], BooleanShare]] = {
     "<": _boolean.lt, "<=": _boolean.le, ">": _boolean.gt, ">=": _boolean.ge, "==": _boolean.eq, "!=": _boolean.ne,
@@ -372,6 +373,15 @@ def rule_reservation(rule: Rule, applications: int) -> Reservation:
 
 def _evaluate_shared(tree: exp.Expr, bits: Mapping[str, BooleanShare]) -> BooleanShare:
     return formula.evaluate(tree, lambda leaf: bits[leaf.name], formula.SHARED)
+
+
+def padded_slots(largest: int, cap: int) -> int:
+    """Member slots per application for a batch whose largest household has ``largest`` members:
+    the next of :data:`SLOT_CLASSES`, at most ``cap`` (the smallest cap of the owners involved).
+    Owners and the co-party see the slots, so they learn the size class, not a household's size."""
+    if largest > cap:
+        raise RuleError(f"a household of {largest} members exceeds the owners' cap of {cap} members")
+    return min(next(c for c in SLOT_CLASSES if c >= largest), cap)
 
 
 def household_tables(rule: Rule) -> set[TableKey]:

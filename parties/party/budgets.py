@@ -10,6 +10,7 @@ still within its limit, raises an alert too (repeated probing of the same ≈ k 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,6 +51,13 @@ class Budgets:
 
     def batch(self, call: Call, dataset: str) -> None:
         self._spend(call, "batch_per_day", 1, self._limits(call).batch_per_day, DAY_SECONDS, f"batch={dataset}")
+
+    def epsilon(self, call: Call, cost: float) -> None:
+        """ε of a noised release between agencies, against the peer's total budget (counted in
+        millionths, so that the ledger stays in integers)."""
+        grant = self._policy.check_purpose(call.peer, call.purpose)
+        self._spend(call, "release_epsilon_budget", math.ceil(cost * 1e6), round(grant.release_epsilon_budget * 1e6),
+                    None, "epsilon")
 
     def bucket(self, call: Call, dataset: str, bucket: int) -> None:
         limits = self._limits(call)

@@ -99,7 +99,8 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
     def _list_datasets(self, request: common_pb2.Empty, context: Any, call: Call) -> party_pb2.DatasetList:
         policy = self.daemon.config.policy
         grant = policy.peer(call.peer)
-        out = party_pb2.DatasetList(reveal_clauses=grant.reveal_clauses)
+        out = party_pb2.DatasetList(reveal_clauses=grant.reveal_clauses, max_household=grant.max_household,
+                                    release_epsilon=grant.release_epsilon or 0.0)
         for name, dataset_grant in grant.datasets.items():
             dataset = self.daemon.datasets.get(name)
             if dataset is None:
@@ -554,12 +555,17 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         if request.reveal_to == "gateway":  # we also consent to the gateway seeing the noised cells
             self.daemon.config.policy.check_dataset(request.gateway, call.purpose, data.name, columns=uses,
                                                     classifications=classes)
-        else:  # cells between agencies open only above our minimum count (compared on shares)
-            floor = self.daemon.config.policy.check_purpose(call.peer, call.purpose).min_cell
-            if request.min_cell < floor:
+        else:  # cells between agencies open only above our minimum count (compared on shares), noised if we say so
+            grant = self.daemon.config.policy.check_purpose(call.peer, call.purpose)
+            if request.min_cell < grant.min_cell:
                 raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
-                                   f"{self.daemon.name} opens cells of at least {floor} rows to {call.peer}; "
+                                   f"{self.daemon.name} opens cells of at least {grant.min_cell} rows to {call.peer}; "
                                    f"the request asks for {request.min_cell}")
+            if grant.release_epsilon is not None and (request.epsilon is None or request.epsilon > grant.release_epsilon):
+                raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
+                                   f"{self.daemon.name} releases cells to {call.peer} only noised with epsilon <= "
+                                   f"{grant.release_epsilon:g}; the request asks for "
+                                   + ("exact cells" if request.epsilon is None else f"epsilon {request.epsilon:g}"))
         call.rows = rows
         call.detail = (f"dataset={data.name} uses={ {c: sorted(u) for c, u in sorted(uses.items())} } "
                        f"groups={[str(k) for k in request.group_by]} reveal_to={request.reveal_to}")
@@ -592,8 +598,10 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         else:
             shares = np.zeros((rows, 0), dtype=np.uint64)
 
-        noise = privacy.own_noise(request, schemas)
+        noise = privacy.own_noise(request, schemas, recipient=request.reveal_to == "peer")
         self.daemon.budgets.computation(call, "aggregate")
+        if request.reveal_to != "gateway" and request.epsilon is not None:
+            self.daemon.budgets.epsilon(call, privacy.release_cost(request, schemas))
 
         def run(party: Party) -> dict[str, Any]:
             result = agg.aggregate_program(party, request, schemas, rows, shares, noise=noise)

@@ -93,6 +93,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, tables: AgencyTables) -> I
         "housing": AGGREGATING_POLICY,
         "revoked-agency": REQUESTER_POLICY,
         "limited": {**REQUESTER_POLICY, "rate_limit_per_minute": 3},
+        # tax releases aggregates to "noised" only with DP noise: ε 1 per query, 2.5 in all
+        "noised": {**AGGREGATING_POLICY, "release_epsilon": 1.0, "release_epsilon_budget": 2.5},
         "no-batch": {**REQUESTER_POLICY, "datasets": {"income": {
             "psi": True, "batch": False, "columns": {"annual_income": ["lookup", "compare"]}}}},
     }}
@@ -104,7 +106,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, tables: AgencyTables) -> I
         PartySpec("tax", [income, payments], tax_policy, extra={"max_points_per_request": 50_000, "anonymity_set": 256}),
         PartySpec("spare", [], spare_policy),
         PartySpec("housing", [properties, claims], HOUSING_OWN_POLICY, daemon=False),
-        *(PartySpec(name, daemon=False) for name in ("limited", "no-batch", "stranger", "revoked-agency")),
+        *(PartySpec(name, daemon=False) for name in ("limited", "no-batch", "stranger", "revoked-agency", "noised")),
     ]
     deployment = LocalCluster(root, parties, paillier_bits=1024)
     deployment.start()

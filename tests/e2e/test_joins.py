@@ -21,6 +21,7 @@ from mpc.protocols.aggregate import (
 from parties.cluster import LocalCluster
 from parties.deployment import with_ids
 from parties.sdk import RemoteError
+from protos import party_pb2
 from tests.e2e.conftest import audit_entries, client_for, owner_values
 
 
@@ -160,3 +161,30 @@ def test_duplicate_ids_follow_each_tables_declared_policy(cluster: LocalCluster,
     for kind in ("rent", "repair"):
         matching = [payments[i] for i in common if claims[i] == kind and payments[i] >= 100]
         assert got[kind] == (len(matching), sum(matching))
+
+
+def test_an_owner_that_requires_noise_gets_noised_cells_within_its_budget(cluster: LocalCluster,
+                                                                          tables: AgencyTables) -> None:
+    """tax's policy releases cells to "noised" only with DP noise (ε 1 per query, 2.5 in all):
+    the SDK asks for the owner's ε, the owner adds its own noise to its share before the
+    minimum-cell test, exact cells are refused, and the third query is past the budget."""
+    incomes = owner_values(tables.tax, "annual_income")
+    mine = [i for i, _ in with_ids(tables.housing) if i in incomes][:400]
+    exact = sum(incomes[i] for i in mine)
+    with client_for(cluster, "noised", purpose="statistics", case="DP-1") as client:
+        assert client.list_datasets("tax").release_epsilon == 1.0
+        raw = AggregateRequest(initiator_dataset="ids", peer_dataset="income", aggregates=(Aggregate(kind="count"),))
+        with pytest.raises(grpc.RpcError) as refused:  # exact cells, asked raw
+            client.party_stub("tax").CheckAggregate(party_pb2.AggregateCheck(request=raw.model_dump_json().encode(), rows=5),
+                                                    metadata=(("x-purpose", "statistics"), ("x-case", "DP-1")), timeout=30)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "only noised with epsilon <= 1" in (refused.value.details() or "")
+        for _ in range(2):
+            noised = client.intersection_sum("tax", "income", ["annual_income"], mine)
+            assert noised.intersection is not None and abs(noised.intersection - len(mine)) < 60
+            assert noised.sums["annual_income"] != exact  # the sum's noise scale is ~10^12: never exactly 0
+        with pytest.raises(RemoteError) as spent:
+            client.intersection_sum("tax", "income", ["annual_income"], mine)
+        assert spent.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "release_epsilon_budget" in spent.value.details
+    alerts = [e for e in audit_entries(cluster, "tax") if e.get("action") == "alert:budget" and e.get("peer") == "noised"]
+    assert alerts and "release_epsilon_budget" in str(alerts[-1]["detail"])

@@ -47,9 +47,9 @@ def _split(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_program(request: AggregateRequest, mine: dict[str, dict[str, Any]], theirs: dict[str, dict[str, Any]],
-                noise: Callable[[], np.ndarray] | None = None) -> tuple[Any, Any]:
+                noise: Callable[[], np.ndarray] | None = None, noisy: tuple[int, ...] = (0, 1)) -> tuple[Any, Any]:
     """Shares as P1 leaves them (absent rows read as zero), then both parties in threads; each
-    party draws its own ``noise`` (gateway releases)."""
+    party of ``noisy`` draws its own ``noise``."""
     ids = list(mine)
     columns = request.peer_columns()
 
@@ -72,7 +72,7 @@ def run_program(request: AggregateRequest, mine: dict[str, dict[str, Any]], thei
     def body(i: int) -> None:
         try:
             out[i] = aggregate_program(parties[i], request, SCHEMAS, len(ids), (share0, share1)[i],  # type: ignore[arg-type]
-                                       inputs if i == 0 else None, noise() if noise else None)
+                                       inputs if i == 0 else None, noise() if noise and i in noisy else None)
         except BaseException as exc:
             errors.append(exc)
             parties[i].channel.abort(str(exc))
@@ -186,3 +186,33 @@ def test_sums_that_could_overflow_are_refused() -> None:
     with pytest.raises(AggregateError, match="could leave the value range"):
         request.check(schemas, 4)  # type: ignore[arg-type]
     assert request.uses("peer") == {"income": {"aggregate"}} and request.peer_columns() == ("income",)
+
+
+def test_an_owner_that_requires_noise_adds_it_before_the_minimum_cell_test() -> None:
+    """Between agencies, the party that is not the recipient adds its own noise to its share of
+    the cells; the recipient sees noised cells, and the minimum applies to the noisy count."""
+    mine = {i: {"district": ("east", "north", "west")[k % 3], "disabled": 1, "age": 50} for k, i in enumerate(_ids(36, "p"))}
+    theirs = {i: {"income": 1000 * k, "region": "a", "flag": 0} for k, i in enumerate(mine)}
+    request = AggregateRequest(initiator_dataset="people", peer_dataset="income", epsilon=1.0,
+                               group_by=(ColumnRef.parse("initiator.district"),),
+                               aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("peer.income"))))
+    fixed = np.array([[5, 700], [-3, -50], [-4, 9]], dtype=np.int64)  # east 12+5, north 12-3, west 12-4 (under 10)
+    got, nothing = run_program(request, mine, theirs, noise=lambda: fixed, noisy=(1,))
+    assert nothing is None
+    plain = evaluate_plain(request, SCHEMAS, mine, theirs)  # type: ignore[arg-type]
+    rows = {row["initiator.district"]: row for row in got.table(request)}
+    assert (rows["east"]["count"], rows["east"]["sum(peer.income)"]) == (17, int(plain[("east",)]["sum(peer.income)"] or 0) + 700)
+    assert rows["north"]["withheld"] and rows["west"]["withheld"] and not rows["east"]["withheld"]
+
+
+def test_privacy_noise_only_for_the_non_recipient_between_agencies() -> None:
+    from mpc.protocols import privacy
+
+    request = AggregateRequest(initiator_dataset="people", peer_dataset="income", epsilon=0.5,
+                               aggregates=(Aggregate(kind="count"),))
+    assert privacy.own_noise(request, SCHEMAS, recipient=True) is None  # type: ignore[arg-type]
+    noise = privacy.own_noise(request, SCHEMAS, recipient=False)  # type: ignore[arg-type]
+    assert noise is not None and noise.shape == (1, 1)
+    assert privacy.release_cost(request, SCHEMAS) == pytest.approx(0.5)  # type: ignore[arg-type]
+    exact = AggregateRequest(initiator_dataset="people", peer_dataset="income", aggregates=(Aggregate(kind="count"),))
+    assert privacy.own_noise(exact, SCHEMAS) is None and privacy.release_cost(exact, SCHEMAS) == 0.0  # type: ignore[arg-type]

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mpc.protocols.rules import Application, RuleError, evaluate_plain, load_rules, parse_expression
+from mpc.protocols.rules import (
+    Application,
+    RuleError,
+    evaluate_plain,
+    load_rules,
+    padded_slots,
+    parse_expression,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "rules" / "examples.toml"
 
@@ -152,3 +159,30 @@ def test_rule_on_shares_matches_the_oracle(data: st.DataObject) -> None:
     assert nothing is None and bits is not None
     expected = [int(eligible) for eligible, _ in evaluate_plain(rule, apps, plain, predicates)]
     assert bits.tolist() == expected, name
+
+
+@pytest.mark.parametrize(("largest", "cap", "slots"), [(1, 10, 4), (4, 10, 4), (5, 10, 8), (6, 6, 6), (9, 10, 10),
+                                                       (17, 64, 32), (64, 64, 64)])
+def test_households_are_padded_to_a_size_class(largest: int, cap: int, slots: int) -> None:
+    """Owners see the slots of a batch, so a one-application batch shows the size class only."""
+    assert padded_slots(largest, cap) == slots
+
+
+def test_a_household_over_the_owners_cap_is_refused_before_anything_runs() -> None:
+    with pytest.raises(RuleError, match="exceeds the owners' cap of 10"):
+        padded_slots(11, 10)
+
+
+def test_the_fingerprint_covers_every_threshold_and_flag_but_not_the_description() -> None:
+    rule = load_rules(EXAMPLES).get("public-rental-housing")
+    same = rule.model_copy(update={"description": "reworded", "expression": "income_per_member  AND no_property AND local_resident"})
+    assert same.fingerprint() == rule.fingerprint() and len(rule.fingerprint()) == 64
+    clause = rule.clauses["income_per_member"]
+    for change in ({"value": 30001}, {"compare": "<="}, {"per_member": False, "scope": "household-sum"},
+                   {"absent": "false"}, {"reveal": False}, {"column": "tax_year"}):
+        changed = rule.model_copy(update={"clauses": {**rule.clauses, "income_per_member": clause.model_copy(update=change)}})
+        assert changed.fingerprint() != rule.fingerprint(), change
+    assert rule.model_copy(update={"co_party": "housing"}).fingerprint() != rule.fingerprint()
+    assert rule.co_party_for("civil-affairs") == "tax" and rule.co_party_for("tax") == "housing"
+    with pytest.raises(RuleError, match="must own a column clause"):
+        rule.model_copy(update={"co_party": "civil-affairs"}).co_party_for("civil-affairs")
