@@ -49,7 +49,7 @@ from protos import common_pb2, coordinator_pb2_grpc, party_pb2, party_pb2_grpc
 log = logging.getLogger("mpc.sdk")
 T = TypeVar("T")
 SCHEMA_SECONDS = 30.0  # how long an owner's dataset schemas are reused
-POOLED_OBFUSCATORS = 64  # per owner key and process, for the masks of point queries
+POOLED_OBFUSCATORS = 64  # per table key and process, for the masks of point queries
 OPRF_CHUNK = 16_384  # ids blinded, evaluated and unblinded per step of a pipelined OPRF
 
 
@@ -369,7 +369,7 @@ class Client:
                     force: planner.Path | None = None) -> planner.LookupPlan:
         """Which path (P3 bucketed, P1 whole table) a lookup of ``rows`` rows would take at ``party``."""
         caps, schema = self.capabilities(party), self._schema(party, dataset)
-        layout = self._layout(schema, columns, int(self._paillier_key(caps).n).bit_length())
+        layout = self._layout(schema, columns, caps.paillier_bits)
         return self._plan(caps.party, schema, layout, rows, distinct, force)
 
     @staticmethod
@@ -422,10 +422,9 @@ class Client:
         encrypts what it has not yet encrypted here, which may take minutes the first time.)"""
         stub = self.party_stub(party)
         caps = self.capabilities(party)
-        public_key = self._paillier_key(caps)
         real = list(dict.fromkeys(i for i in ids if i is not None))
         schema = self._schema(party, dataset)
-        layout = self._layout(schema, columns, int(public_key.n).bit_length())
+        layout = self._layout(schema, columns, caps.paillier_bits)
         plan = self._plan(caps.party, schema, layout, len(ids), len(real), path)
         self.plans.append(plan)
         # 1. OPRF: the owner's tag of each of our ids, without showing it the ids.
@@ -434,9 +433,10 @@ class Client:
         if plan.path == "P1":
             requests = [party_pb2.BucketRequest(dataset=dataset, columns=list(columns), whole_table=True)]
         else:
-            buckets = sorted({lookup.bucket_of(t, schema.bucket_bits) for t in tag_of.values()})
+            # (with no id of ours, bucket 0 alone: the table's key masks the padding)
+            buckets = sorted({lookup.bucket_of(t, schema.bucket_bits) for t in tag_of.values()}) or [0]
             requests = [party_pb2.BucketRequest(dataset=dataset, columns=list(columns), bucket=b) for b in buckets]
-        found = self._fetch_rows(party, stub, requests, layout, schema.bucket_bits, set(tag_of.values()), public_key)
+        found, public_key = self._fetch_rows(party, stub, requests, layout, schema.bucket_bits, set(tag_of.values()))
         selected = [found.get(tag_of[i]) if i is not None else None for i in ids]
         return _Fetched(party, caps.party, dataset, tuple(columns), plan, layout, public_key, selected)
 
@@ -582,20 +582,32 @@ class Client:
         return fetched.owner, session_id, mine, present
 
     def _fetch_rows(self, party: str, stub: Any, requests: Sequence[party_pb2.BucketRequest], layout: lookup.RowLayout,
-                    bucket_bits: int, wanted: set[bytes], public_key: PaillierPublicKey) -> dict[bytes, tuple[bytes, PaillierCiphertext]]:
-        """Stream encrypted rows; keep (tag, ciphertext) of the tags we want, check the layout."""
+                    bucket_bits: int, wanted: set[bytes]) -> tuple[dict[bytes, tuple[bytes, PaillierCiphertext]], PaillierPublicKey]:
+        """Stream encrypted rows; keep (tag, ciphertext) of the tags we want, check the layout;
+        with the table's own public key (each answer's first message carries it: the same in all)."""
         want = np.sort(np.frombuffer(b"".join(wanted), dtype="<u8"))
-        width, found = public_key.ciphertext_bytes, {}
+        found: dict[bytes, tuple[bytes, PaillierCiphertext]] = {}
+        encoded: bytes | None = None
+        public_key: PaillierPublicKey | None = None
         for request in requests:
             try:
                 for message in stub.GetEncryptedBucket(request, metadata=self._metadata()):
-                    if message.columns and (tuple(message.columns), tuple(message.value_bits), tuple(message.minimums),
-                                            message.rows_per_plaintext, message.bucket_bits) != (
-                                                layout.columns, layout.value_bits, layout.minimums,
-                                                layout.rows_per_plaintext, bucket_bits):
-                        self._schemas.pop(party, None)
-                        raise RemoteError(party, grpc.StatusCode.FAILED_PRECONDITION,
-                                          "the owner's table changed since we read its schema (layout or buckets); try again")
+                    if message.columns:
+                        key = message.paillier_public_key
+                        if (tuple(message.columns), tuple(message.value_bits), tuple(message.minimums),
+                                message.rows_per_plaintext, message.bucket_bits) != (
+                                    layout.columns, layout.value_bits, layout.minimums,
+                                    layout.rows_per_plaintext, bucket_bits) or key != (encoded or key):
+                            self._schemas.pop(party, None)
+                            raise RemoteError(party, grpc.StatusCode.FAILED_PRECONDITION,
+                                              "the owner's table changed since we read its schema (layout, buckets or key); try again")
+                        encoded, public_key = key, self._paillier_key(key)
+                        if public_key.bits != layout.modulus_bits:
+                            raise RemoteError(party, grpc.StatusCode.DATA_LOSS,
+                                              f"a {public_key.bits}-bit table key for a {layout.modulus_bits}-bit layout")
+                    if public_key is None:
+                        raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "encrypted rows before the table's key")
+                    width = public_key.ciphertext_bytes
                     # each access to a bytes field copies it: read each once per message
                     tag_bytes, blob = message.tags, message.ciphertexts
                     tags = np.frombuffer(tag_bytes, dtype="<u8")
@@ -609,7 +621,9 @@ class Client:
                         found[tag] = (tag, public_key.ciphertext_from_bytes(blob[k * width : (k + 1) * width]))
             except grpc.RpcError as exc:
                 raise RemoteError(party, exc.code(), exc.details() or "") from None
-        return found
+        if public_key is None:
+            raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "no encrypted rows came back")
+        return found, public_key
 
     @staticmethod
     def _obfuscators(public_key: PaillierPublicKey, count: int) -> list[Any] | None:
@@ -785,17 +799,19 @@ class Client:
             raise RemoteError(party, grpc.StatusCode.DATA_LOSS, f"{len(tags)} OPRF answers for {len(ids)} ids")
         return tags
 
-    def _paillier_key(self, caps: party_pb2.Capabilities) -> PaillierPublicKey:
-        """An owner's public key with a short-exponent table, built once per process and key
-        (every client of the process shares it; drawing obfuscators is thread-safe)."""
+    @staticmethod
+    def _paillier_key(encoded: bytes) -> PaillierPublicKey:
+        """An owner's table key (as its encrypted rows carry it) with a short-exponent table,
+        built once per process and key (every client of the process shares it; drawing
+        obfuscators is thread-safe)."""
         with _KEYS_LOCK:
-            key = _KEYS.get(caps.paillier_public_key)
+            key = _KEYS.get(encoded)
             if key is None:
-                key = PaillierPublicKey.from_bytes(bytes.fromhex(caps.paillier_public_key))
+                key = PaillierPublicKey.from_bytes(encoded)
                 # point queries draw from a small pool that a background thread keeps full
                 key.use_obfuscator(ObfuscatorPool(_LockedObfuscator(ShortExponentObfuscator(key, window_bits=8)),
                                                   capacity=POOLED_OBFUSCATORS))
-                _KEYS[caps.paillier_public_key] = key
+                _KEYS[encoded] = key
             return key
 
 
@@ -818,7 +834,7 @@ def _declared(column: party_pb2.ColumnSchema) -> tuple[str, int | None, int | No
     return column.type, column.min if column.has_bounds else None, column.max if column.has_bounds else None
 
 
-_KEYS: dict[str, PaillierPublicKey] = {}
+_KEYS: dict[bytes, PaillierPublicKey] = {}  # by PaillierPublicKey.to_bytes() of a table key
 _KEYS_LOCK = threading.Lock()
 
 

@@ -57,7 +57,7 @@ class PartyDaemon:
         if identity != self.name:
             raise ConfigError(f"party.name is {self.name!r} but the certificate {config.tls.cert} is issued to {identity!r}")
         self.max_message_bytes = MAX_MESSAGE_BYTES
-        self.state = PartyState(config.party.state_dir, config.party.paillier_bits)
+        self.state = PartyState(config.party.state_dir)
         self.audit_log = self.state.audit
         self.datasets: dict[str, Dataset] = {spec.name: load_dataset(spec, config.base_dir) for spec in config.datasets}
         self.metrics = Metrics(self.name)
@@ -84,8 +84,8 @@ class PartyDaemon:
         self._filters: dict[tuple[str, int], list[bytes]] = {}
         self.budgets = Budgets(config.party.state_dir / "budgets.sqlite", config.policy, self.boundary.alert)
         self.approvals = RuleApprovals(config.party.state_dir / CATALOGUE_FILE)
-        self.tables = TableCache(config.party.state_dir / "encrypted", self.state.paillier.public_key,
-                                 config.party.anonymity_set, self.oprf_key)
+        self.tables = TableCache(config.party.state_dir / "encrypted", config.party.state_dir / "keys",
+                                 config.party.paillier_bits, config.party.anonymity_set, self.oprf_key)
         self._lookup_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
@@ -151,7 +151,6 @@ class PartyDaemon:
     def _register(self) -> bool:
         registration = coordinator_pb2.Registration(
             endpoint=self.config.party.advertise or self.address,
-            paillier_public_key=self.state.paillier.public_key.to_bytes().hex(),
             audit_public_key=self.state.audit_public_key_hex(),
         )
         try:

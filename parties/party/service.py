@@ -90,9 +90,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         d = self.daemon
         return party_pb2.Capabilities(
             party=d.name, protocols=list(PROTOCOLS),
-            paillier_fingerprint=d.state.paillier.public_key.fingerprint(),
-            paillier_public_key=d.state.paillier.public_key.to_bytes().hex(),
-            audit_public_key=d.state.audit_public_key_hex(),
+            paillier_bits=d.config.party.paillier_bits, audit_public_key=d.state.audit_public_key_hex(),
             max_message_bytes=d.max_message_bytes, max_batch_points=d.config.party.max_points_per_request,
         )
 
@@ -296,6 +294,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                 message.columns.extend(layout.columns)
                 message.value_bits.extend(layout.value_bits)
                 message.minimums.extend(layout.minimums)
+                message.paillier_public_key = table.public_key.to_bytes()
             yield message
 
     def _masked_decrypt(self, requests: Iterator[party_pb2.MaskedRows], context: Any, call: Call) -> party_pb2.DecryptReceipt:
@@ -311,7 +310,9 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         limit = self.daemon.config.party.max_points_per_request
         if not 0 <= header.rows <= limit:
             raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{header.rows} rows: more than {limit}")
-        sk = self.daemon.state.paillier
+        data = self.daemon.require_dataset(header.dataset)
+        sk = self.daemon.tables.private_key(data, columns)  # the named table's key: another table's rows decrypt to noise
+        layout = self.daemon.tables.layout(data, columns)
         width = sk.public_key.ciphertext_bytes
         blobs, groups, positions, count = [], [], [], 0
         for message in itertools.chain([header], requests):  # limits checked as messages arrive
@@ -324,17 +325,16 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             groups.append(message.groups)
             positions.append(message.positions)
         masked = sk.public_key.ciphertexts_from_bytes(b"".join(blobs))
-        table = self.daemon.encrypted_table(header.dataset, columns)
         plaintexts = sk.decrypt_parallel(masked)
         if header.path == "P1":
             row_groups = np.frombuffer(b"".join(groups), dtype="<i4").astype(np.int64)
             row_positions = np.frombuffer(b"".join(positions), dtype="<i4").astype(np.int64)
             if not len(row_groups) == len(row_positions) == header.rows:
                 raise ValueError(f"{len(row_groups)} groups and {len(row_positions)} positions for {header.rows} rows")
-            shares = lookup.unmask(table.layout, plaintexts, row_groups, row_positions)
+            shares = lookup.unmask(layout, plaintexts, row_groups, row_positions)
         else:
-            shares = lookup.unmask(table.layout, plaintexts)
-        self.daemon.sessions.put(header.session_id, HeldShares(call.peer, header.dataset, table.layout.columns,
+            shares = lookup.unmask(layout, plaintexts)
+        self.daemon.sessions.put(header.session_id, HeldShares(call.peer, header.dataset, layout.columns,
                                                                shares, time.monotonic()))
         call.rows, call.protocol = len(shares), header.path
         call.detail = f"session={header.session_id} dataset={header.dataset} columns={list(columns)} ciphertexts={count}"
