@@ -93,7 +93,8 @@ def client_for(cluster: LocalCluster, name: str, purpose: str = "statistics", ca
 
 def table_key(client: Client, party: str, dataset: str, columns: list[str]) -> PaillierPublicKey:
     """The public key of an owner's encrypted table, as the first message of its bucket 0 carries it."""
-    request = party_pb2.BucketRequest(dataset=dataset, columns=columns, bucket=0)
+    epoch = next(d.epoch for d in client.list_datasets(party).datasets if d.name == dataset)
+    request = party_pb2.BucketRequest(dataset=dataset, columns=columns, bucket=0, epoch=epoch)
     first = next(iter(client.party_stub(party).GetEncryptedBucket(request, metadata=client._metadata(), timeout=120)))
     return client._paillier_key(first.paillier_public_key)
 
