@@ -49,7 +49,7 @@ from protos import common_pb2, coordinator_pb2_grpc, party_pb2, party_pb2_grpc
 log = logging.getLogger("mpc.sdk")
 T = TypeVar("T")
 SCHEMA_SECONDS = 30.0  # how long an owner's dataset schemas are reused
-POOLED_OBFUSCATORS = 64  # per owner key and process, for the masks of point queries
+POOLED_OBFUSCATORS = 64  # per table key and process, for the masks of point queries
 OPRF_CHUNK = 16_384  # ids blinded, evaluated and unblinded per step of a pipelined OPRF
 
 
@@ -240,24 +240,37 @@ class Client:
         openmined-psi's reusable setup message): our ids' tags by the OPRF (the owner sees blinded
         points), its rows' tags in a random order, matched here. Three curve operations per id of
         ours and none per row of theirs (its tags are cached), where fresh-key ECDH-PSI needs two
-        per element on each side; but the owner's tags stay valid until its key rotates, so we
-        could test further ids against them by the (rate-limited) OPRF. Needs the batch grant."""
+        per element on each side; but the owner's tags stay valid until its key rotates (every
+        epoch), so until then we could test further ids against them by the (rate-limited) OPRF.
+        Needs the batch grant. An epoch that ends between the two steps makes us ask again once."""
         with self._recorded("psi-owner-tags", party, len(ids), "P1"):
             started = time.perf_counter()
             caps = self.capabilities(party)
             real = list(dict.fromkeys(ids))
-            mine = self._oprf_tags(party, caps.party, dataset, real)
-            theirs: list[np.ndarray] = []
+            mine, epoch = self._oprf_tags(party, caps.party, dataset, real)
             try:
-                for batch in self.party_stub(party).GetTags(party_pb2.TagsRequest(dataset=dataset), metadata=self._metadata()):
-                    theirs.append(psi.as_tags(batch.tags))
-            except grpc.RpcError as exc:
-                raise RemoteError(party, exc.code(), exc.details() or "") from None
-            owner = np.concatenate(theirs) if theirs else np.zeros(0, np.uint64)
+                owner = self._owner_tags(party, dataset, epoch)
+            except RemoteError as exc:
+                if exc.code != grpc.StatusCode.FAILED_PRECONDITION:  # not an ended epoch
+                    raise
+                self._schemas.pop(party, None)
+                mine, epoch = self._oprf_tags(party, caps.party, dataset, real)
+                owner = self._owner_tags(party, dataset, epoch)
             ours = psi.as_tags(b"".join(mine[i] for i in real))
             found = psi.intersection(owner, ours)
             matched = [i for i, f in zip(real, found.tolist(), strict=True) if f]
             return PsiResult(len(matched), len(real), len(owner), time.perf_counter() - started, matched)
+
+    def _owner_tags(self, party: str, dataset: str, epoch: int) -> np.ndarray:
+        """Every row's tag under the owner's key of ``epoch`` (shuffled by the owner)."""
+        theirs: list[np.ndarray] = []
+        try:
+            for batch in self.party_stub(party).GetTags(party_pb2.TagsRequest(dataset=dataset, epoch=epoch),
+                                                        metadata=self._metadata()):
+                theirs.append(psi.as_tags(batch.tags))
+        except grpc.RpcError as exc:
+            raise RemoteError(party, exc.code(), exc.details() or "") from None
+        return np.concatenate(theirs) if theirs else np.zeros(0, np.uint64)
 
     def set_intersection(self, party: str, dataset: str, ids: Sequence[str], mode: psi.Mode,
             progress: Progress | None = None) -> PsiResult:
@@ -369,7 +382,7 @@ class Client:
                     force: planner.Path | None = None) -> planner.LookupPlan:
         """Which path (P3 bucketed, P1 whole table) a lookup of ``rows`` rows would take at ``party``."""
         caps, schema = self.capabilities(party), self._schema(party, dataset)
-        layout = self._layout(schema, columns, int(self._paillier_key(caps).n).bit_length())
+        layout = self._layout(schema, columns, caps.paillier_bits)
         return self._plan(caps.party, schema, layout, rows, distinct, force)
 
     @staticmethod
@@ -424,31 +437,48 @@ class Client:
     def _fetch_lookup(self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str | None],
                       path: planner.Path | None) -> _Fetched:
         """Steps 1 and 2 of a lookup: plan, OPRF, and the encrypted rows our ids select. (An owner
-        encrypts what it has not yet encrypted here, which may take minutes the first time.)"""
+        encrypts what it has not yet encrypted here, which may take minutes the first time.) When
+        the owner refuses the fetch as FAILED_PRECONDITION (the epoch of our tags ended meanwhile,
+        or its table changed) we ask again once, from the OPRF step."""
+        try:
+            return self._fetch_once(party, dataset, columns, ids, path)
+        except RemoteError as exc:
+            if exc.code != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+        self._schemas.pop(party, None)
+        return self._fetch_once(party, dataset, columns, ids, path)
+
+    def _fetch_once(self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str | None],
+                    path: planner.Path | None) -> _Fetched:
         stub = self.party_stub(party)
         caps = self.capabilities(party)
-        public_key = self._paillier_key(caps)
         real = list(dict.fromkeys(i for i in ids if i is not None))
         schema = self._schema(party, dataset)
-        layout = self._layout(schema, columns, int(public_key.n).bit_length())
+        layout = self._layout(schema, columns, caps.paillier_bits)
         plan = self._plan(caps.party, schema, layout, len(ids), len(real), path)
-        self.plans.append(plan)
-        # 1. OPRF: the owner's tag of each of our ids, without showing it the ids.
-        tag_of = self._oprf_tags(party, caps.party, dataset, real)
+        # 1. OPRF: the owner's tag of each of our ids, without showing it the ids (in its current epoch).
+        tag_of, epoch = self._oprf_tags(party, caps.party, dataset, real)
         # 2. The encrypted rows: the buckets our tags fall in (P3) or the whole table (P1).
         if plan.path == "P1":
-            requests = [party_pb2.BucketRequest(dataset=dataset, columns=list(columns), whole_table=True)]
+            requests = [party_pb2.BucketRequest(dataset=dataset, columns=list(columns), whole_table=True, epoch=epoch)]
         else:
-            buckets = sorted({lookup.bucket_of(t, schema.bucket_bits) for t in tag_of.values()})
-            requests = [party_pb2.BucketRequest(dataset=dataset, columns=list(columns), bucket=b) for b in buckets]
-        found = self._fetch_rows(party, stub, requests, layout, schema.bucket_bits, set(tag_of.values()), public_key)
+            # (with no id of ours, bucket 0 alone: the table's key masks the padding)
+            buckets = sorted({lookup.bucket_of(t, schema.bucket_bits) for t in tag_of.values()}) or [0]
+            requests = [party_pb2.BucketRequest(dataset=dataset, columns=list(columns), bucket=b, epoch=epoch)
+                        for b in buckets]
+        found, public_key = self._fetch_rows(party, stub, requests, layout, schema.bucket_bits, set(tag_of.values()))
+        self.plans.append(plan)
         selected = [found.get(tag_of[i]) if i is not None else None for i in ids]
         return _Fetched(party, caps.party, dataset, tuple(columns), plan, layout, public_key, selected)
 
-    def _oprf_tags(self, party: str, owner: str, dataset: str, ids: Sequence[str]) -> dict[str, bytes]:
-        """The owner's OPRF tag of each of our distinct ``ids`` (it sees blinded points only)."""
-        client = OprfClient(domain=f"{owner}/{dataset}".encode())
-        return dict(zip(ids, self._oprf(party, client, ids, party_pb2.PointBatch(dataset=dataset)), strict=True))
+    def _oprf_tags(self, party: str, owner: str, dataset: str, ids: Sequence[str]) -> tuple[dict[str, bytes], int]:
+        """The owner's OPRF tag of each of our distinct ``ids`` (it sees blinded points only), and
+        the epoch of the key it applied (its current one)."""
+        if not ids:  # nothing to evaluate: the current epoch as the owner's catalogue gives it
+            return {}, int(self._schema(party, dataset).epoch)
+        client = OprfClient(domain=oprf_filter.dataset_domain(owner, dataset))
+        tags, epoch = self._oprf(party, client, ids, party_pb2.PointBatch(dataset=dataset))
+        return dict(zip(ids, tags, strict=True)), epoch
 
     def intersection_sum(self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str],
                          min_cell: int = agg.DEFAULT_MIN_CELL) -> IntersectionSum:
@@ -590,20 +620,32 @@ class Client:
         return fetched.owner, session_id, mine, present
 
     def _fetch_rows(self, party: str, stub: Any, requests: Sequence[party_pb2.BucketRequest], layout: lookup.RowLayout,
-                    bucket_bits: int, wanted: set[bytes], public_key: PaillierPublicKey) -> dict[bytes, tuple[bytes, PaillierCiphertext]]:
-        """Stream encrypted rows; keep (tag, ciphertext) of the tags we want, check the layout."""
+                    bucket_bits: int, wanted: set[bytes]) -> tuple[dict[bytes, tuple[bytes, PaillierCiphertext]], PaillierPublicKey]:
+        """Stream encrypted rows; keep (tag, ciphertext) of the tags we want, check the layout;
+        with the table's own public key (each answer's first message carries it: the same in all)."""
         want = np.sort(np.frombuffer(b"".join(wanted), dtype="<u8"))
-        width, found = public_key.ciphertext_bytes, {}
+        found: dict[bytes, tuple[bytes, PaillierCiphertext]] = {}
+        encoded: bytes | None = None
+        public_key: PaillierPublicKey | None = None
         for request in requests:
             try:
                 for message in stub.GetEncryptedBucket(request, metadata=self._metadata()):
-                    if message.columns and (tuple(message.columns), tuple(message.value_bits), tuple(message.minimums),
-                                            message.rows_per_plaintext, message.bucket_bits) != (
-                                                layout.columns, layout.value_bits, layout.minimums,
-                                                layout.rows_per_plaintext, bucket_bits):
-                        self._schemas.pop(party, None)
-                        raise RemoteError(party, grpc.StatusCode.FAILED_PRECONDITION,
-                                          "the owner's table changed since we read its schema (layout or buckets); try again")
+                    if message.columns:
+                        key = message.paillier_public_key
+                        if (tuple(message.columns), tuple(message.value_bits), tuple(message.minimums),
+                                message.rows_per_plaintext, message.bucket_bits) != (
+                                    layout.columns, layout.value_bits, layout.minimums,
+                                    layout.rows_per_plaintext, bucket_bits) or key != (encoded or key):
+                            self._schemas.pop(party, None)
+                            raise RemoteError(party, grpc.StatusCode.FAILED_PRECONDITION,
+                                              "the owner's table changed since we read its schema (layout, buckets or key); try again")
+                        encoded, public_key = key, self._paillier_key(key)
+                        if public_key.bits != layout.modulus_bits:
+                            raise RemoteError(party, grpc.StatusCode.DATA_LOSS,
+                                              f"a {public_key.bits}-bit table key for a {layout.modulus_bits}-bit layout")
+                    if public_key is None:
+                        raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "encrypted rows before the table's key")
+                    width = public_key.ciphertext_bytes
                     # each access to a bytes field copies it: read each once per message
                     tag_bytes, blob = message.tags, message.ciphertexts
                     tags = np.frombuffer(tag_bytes, dtype="<u8")
@@ -617,7 +659,9 @@ class Client:
                         found[tag] = (tag, public_key.ciphertext_from_bytes(blob[k * width : (k + 1) * width]))
             except grpc.RpcError as exc:
                 raise RemoteError(party, exc.code(), exc.details() or "") from None
-        return found
+        if public_key is None:
+            raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "no encrypted rows came back")
+        return found, public_key
 
     @staticmethod
     def _obfuscators(public_key: PaillierPublicKey, count: int) -> list[Any] | None:
@@ -759,15 +803,17 @@ class Client:
     def _probe(self, party: str, predicate: str, ids: Sequence[str], epoch: int, tags: set[bytes]) -> np.ndarray:
         owner = self.capabilities(party).party
         client = OprfClient(domain=oprf_filter.domain(owner, predicate))
-        mine = self._oprf(party, client, list(ids), party_pb2.PointBatch(predicate=predicate, epoch=epoch))
+        mine, _ = self._oprf(party, client, list(ids), party_pb2.PointBatch(predicate=predicate, epoch=epoch))
         return np.array(oprf_filter.probe(tags, mine), dtype=np.uint8)
 
-    def _oprf(self, party: str, client: OprfClient, ids: Sequence[str], header: party_pb2.PointBatch) -> list[bytes]:
+    def _oprf(self, party: str, client: OprfClient, ids: Sequence[str], header: party_pb2.PointBatch,
+              ) -> tuple[list[bytes], int]:
         """The owner's OPRF tag of each id (it sees blinded points only): blinded, evaluated and
         unblinded chunk by chunk, so our curve work and the owner's overlap; one unary call when
-        one chunk holds them all. ``header`` names the key (dataset, or predicate and epoch)."""
+        one chunk holds them all. ``header`` names the key (dataset, or predicate and epoch); the
+        owner's first reply gives the key's epoch."""
         if not ids:
-            return []
+            return [], header.epoch
         parts = [slice(lo, min(len(ids), lo + OPRF_CHUNK)) for lo in range(0, len(ids), OPRF_CHUNK)]
         pending: queue.Queue[BlindedQuery] = queue.Queue()
 
@@ -779,31 +825,34 @@ class Client:
                 message.MergeFrom(header)
             return message
 
-        stub, tags = self.party_stub(party), []
+        stub, tags, epoch = self.party_stub(party), [], None
         try:
             if len(parts) == 1:
                 replies = [stub.EvaluateOprfBatch(batch(0, parts[0]), metadata=self._metadata(), timeout=600)]
             else:
                 replies = stub.EvaluateOprf((batch(k, p) for k, p in enumerate(parts)), metadata=self._metadata())
             for reply in replies:  # one per batch, in order
+                epoch = reply.epoch if epoch is None else epoch
                 tags.extend(client.finalize(pending.get(), split_points(reply.points, reply.count)))
         except grpc.RpcError as exc:
             raise RemoteError(party, exc.code(), exc.details() or "") from None
         if len(tags) != len(ids):
             raise RemoteError(party, grpc.StatusCode.DATA_LOSS, f"{len(tags)} OPRF answers for {len(ids)} ids")
-        return tags
+        return tags, int(epoch or 0)
 
-    def _paillier_key(self, caps: party_pb2.Capabilities) -> PaillierPublicKey:
-        """An owner's public key with a short-exponent table, built once per process and key
-        (every client of the process shares it; drawing obfuscators is thread-safe)."""
+    @staticmethod
+    def _paillier_key(encoded: bytes) -> PaillierPublicKey:
+        """An owner's table key (as its encrypted rows carry it) with a short-exponent table,
+        built once per process and key (every client of the process shares it; drawing
+        obfuscators is thread-safe)."""
         with _KEYS_LOCK:
-            key = _KEYS.get(caps.paillier_public_key)
+            key = _KEYS.get(encoded)
             if key is None:
-                key = PaillierPublicKey.from_bytes(bytes.fromhex(caps.paillier_public_key))
+                key = PaillierPublicKey.from_bytes(encoded)
                 # point queries draw from a small pool that a background thread keeps full
                 key.use_obfuscator(ObfuscatorPool(_LockedObfuscator(ShortExponentObfuscator(key, window_bits=8)),
                                                   capacity=POOLED_OBFUSCATORS))
-                _KEYS[caps.paillier_public_key] = key
+                _KEYS[encoded] = key
             return key
 
 
@@ -826,7 +875,7 @@ def _declared(column: party_pb2.ColumnSchema) -> tuple[str, int | None, int | No
     return column.type, column.min if column.has_bounds else None, column.max if column.has_bounds else None
 
 
-_KEYS: dict[str, PaillierPublicKey] = {}
+_KEYS: dict[bytes, PaillierPublicKey] = {}  # by PaillierPublicKey.to_bytes() of a table key
 _KEYS_LOCK = threading.Lock()
 
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from protos import common_pb2 as protos_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18protos/coordinator.proto\x12\x06mpc.v1\x1a\x13protos/common.proto\"W\n\x0cRegistration\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x1b\n\x13paillier_public_key\x18\x02 \x01(\t\x12\x18\n\x10\x61udit_public_key\x18\x03 \x01(\t\"\x9b\x01\n\x0e\x44irectoryEntry\x12\r\n\x05party\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x1a\n\x12\x63\x65rtificate_sha256\x18\x03 \x01(\t\x12\x1b\n\x13paillier_public_key\x18\x04 \x01(\t\x12\x18\n\x10\x61udit_public_key\x18\x05 \x01(\t\x12\x15\n\rregistered_at\x18\x06 \x01(\t\"4\n\tDirectory\x12\'\n\x07parties\x18\x01 \x03(\x0b\x32\x16.mpc.v1.DirectoryEntry\"[\n\x0eSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07parties\x18\x02 \x03(\t\x12$\n\x07reserve\x18\x03 \x01(\x0b\x32\x13.mpc.v1.Reservation\"C\n\x13ReservedCorrections\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x1e\n\x05words\x18\x02 \x01(\x0b\x32\x0f.mpc.v1.NdArray\"Y\n\x0bSessionSeed\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04seed\x18\x02 \x01(\x0c\x12-\n\x08reserved\x18\x03 \x03(\x0b\x32\x1b.mpc.v1.ReservedCorrections\"S\n\x11\x43orrectionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06stream\x18\x03 \x01(\x03\x12\x0c\n\x04size\x18\x04 \x01(\x03\"?\n\x0f\x43orrectionChunk\x12\x1e\n\x05words\x18\x01 \x01(\x0b\x32\x0f.mpc.v1.NdArray\x12\x0c\n\x04more\x18\x02 \x01(\x08\"&\n\x0eWitnessReceipt\x12\x14\n\x0cwitnessed_at\x18\x01 \x01(\t\"\x1d\n\x0cWitnessQuery\x12\r\n\x05party\x18\x01 \x01(\t\"2\n\x0eWitnessedHeads\x12 \n\x05heads\x18\x01 \x03(\x0b\x32\x11.mpc.v1.AuditHead2\xf8\x02\n\x0b\x43oordinator\x12/\n\x08Register\x12\x14.mpc.v1.Registration\x1a\r.mpc.v1.Empty\x12\x30\n\x0cGetDirectory\x12\r.mpc.v1.Empty\x1a\x11.mpc.v1.Directory\x12:\n\x0bOpenSession\x12\x16.mpc.v1.SessionRequest\x1a\x13.mpc.v1.SessionSeed\x12H\n\x0eGetCorrections\x12\x19.mpc.v1.CorrectionRequest\x1a\x17.mpc.v1.CorrectionChunk(\x01\x30\x01\x12=\n\x10WitnessAuditHead\x12\x11.mpc.v1.AuditHead\x1a\x16.mpc.v1.WitnessReceipt\x12\x41\n\x11GetWitnessedHeads\x12\x14.mpc.v1.WitnessQuery\x1a\x16.mpc.v1.WitnessedHeadsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18protos/coordinator.proto\x12\x06mpc.v1\x1a\x13protos/common.proto\"@\n\x0cRegistration\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x18\n\x10\x61udit_public_key\x18\x03 \x01(\tJ\x04\x08\x02\x10\x03\"\x84\x01\n\x0e\x44irectoryEntry\x12\r\n\x05party\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x1a\n\x12\x63\x65rtificate_sha256\x18\x03 \x01(\t\x12\x18\n\x10\x61udit_public_key\x18\x05 \x01(\t\x12\x15\n\rregistered_at\x18\x06 \x01(\tJ\x04\x08\x04\x10\x05\"4\n\tDirectory\x12\'\n\x07parties\x18\x01 \x03(\x0b\x32\x16.mpc.v1.DirectoryEntry\"[\n\x0eSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07parties\x18\x02 \x03(\t\x12$\n\x07reserve\x18\x03 \x01(\x0b\x32\x13.mpc.v1.Reservation\"C\n\x13ReservedCorrections\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x1e\n\x05words\x18\x02 \x01(\x0b\x32\x0f.mpc.v1.NdArray\"Y\n\x0bSessionSeed\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04seed\x18\x02 \x01(\x0c\x12-\n\x08reserved\x18\x03 \x03(\x0b\x32\x1b.mpc.v1.ReservedCorrections\"S\n\x11\x43orrectionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06stream\x18\x03 \x01(\x03\x12\x0c\n\x04size\x18\x04 \x01(\x03\"?\n\x0f\x43orrectionChunk\x12\x1e\n\x05words\x18\x01 \x01(\x0b\x32\x0f.mpc.v1.NdArray\x12\x0c\n\x04more\x18\x02 \x01(\x08\"&\n\x0eWitnessReceipt\x12\x14\n\x0cwitnessed_at\x18\x01 \x01(\t\"\x1d\n\x0cWitnessQuery\x12\r\n\x05party\x18\x01 \x01(\t\"2\n\x0eWitnessedHeads\x12 \n\x05heads\x18\x01 \x03(\x0b\x32\x11.mpc.v1.AuditHead2\xf8\x02\n\x0b\x43oordinator\x12/\n\x08Register\x12\x14.mpc.v1.Registration\x1a\r.mpc.v1.Empty\x12\x30\n\x0cGetDirectory\x12\r.mpc.v1.Empty\x1a\x11.mpc.v1.Directory\x12:\n\x0bOpenSession\x12\x16.mpc.v1.SessionRequest\x1a\x13.mpc.v1.SessionSeed\x12H\n\x0eGetCorrections\x12\x19.mpc.v1.CorrectionRequest\x1a\x17.mpc.v1.CorrectionChunk(\x01\x30\x01\x12=\n\x10WitnessAuditHead\x12\x11.mpc.v1.AuditHead\x1a\x16.mpc.v1.WitnessReceipt\x12\x41\n\x11GetWitnessedHeads\x12\x14.mpc.v1.WitnessQuery\x1a\x16.mpc.v1.WitnessedHeadsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,27 +33,27 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.coordinator_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REGISTRATION']._serialized_start=57
-  _globals['_REGISTRATION']._serialized_end=144
-  _globals['_DIRECTORYENTRY']._serialized_start=147
-  _globals['_DIRECTORYENTRY']._serialized_end=302
-  _globals['_DIRECTORY']._serialized_start=304
-  _globals['_DIRECTORY']._serialized_end=356
-  _globals['_SESSIONREQUEST']._serialized_start=358
-  _globals['_SESSIONREQUEST']._serialized_end=449
-  _globals['_RESERVEDCORRECTIONS']._serialized_start=451
-  _globals['_RESERVEDCORRECTIONS']._serialized_end=518
-  _globals['_SESSIONSEED']._serialized_start=520
-  _globals['_SESSIONSEED']._serialized_end=609
-  _globals['_CORRECTIONREQUEST']._serialized_start=611
-  _globals['_CORRECTIONREQUEST']._serialized_end=694
-  _globals['_CORRECTIONCHUNK']._serialized_start=696
-  _globals['_CORRECTIONCHUNK']._serialized_end=759
-  _globals['_WITNESSRECEIPT']._serialized_start=761
-  _globals['_WITNESSRECEIPT']._serialized_end=799
-  _globals['_WITNESSQUERY']._serialized_start=801
-  _globals['_WITNESSQUERY']._serialized_end=830
-  _globals['_WITNESSEDHEADS']._serialized_start=832
-  _globals['_WITNESSEDHEADS']._serialized_end=882
-  _globals['_COORDINATOR']._serialized_start=885
-  _globals['_COORDINATOR']._serialized_end=1261
+  _globals['_REGISTRATION']._serialized_end=121
+  _globals['_DIRECTORYENTRY']._serialized_start=124
+  _globals['_DIRECTORYENTRY']._serialized_end=256
+  _globals['_DIRECTORY']._serialized_start=258
+  _globals['_DIRECTORY']._serialized_end=310
+  _globals['_SESSIONREQUEST']._serialized_start=312
+  _globals['_SESSIONREQUEST']._serialized_end=403
+  _globals['_RESERVEDCORRECTIONS']._serialized_start=405
+  _globals['_RESERVEDCORRECTIONS']._serialized_end=472
+  _globals['_SESSIONSEED']._serialized_start=474
+  _globals['_SESSIONSEED']._serialized_end=563
+  _globals['_CORRECTIONREQUEST']._serialized_start=565
+  _globals['_CORRECTIONREQUEST']._serialized_end=648
+  _globals['_CORRECTIONCHUNK']._serialized_start=650
+  _globals['_CORRECTIONCHUNK']._serialized_end=713
+  _globals['_WITNESSRECEIPT']._serialized_start=715
+  _globals['_WITNESSRECEIPT']._serialized_end=753
+  _globals['_WITNESSQUERY']._serialized_start=755
+  _globals['_WITNESSQUERY']._serialized_end=784
+  _globals['_WITNESSEDHEADS']._serialized_start=786
+  _globals['_WITNESSEDHEADS']._serialized_end=836
+  _globals['_COORDINATOR']._serialized_start=839
+  _globals['_COORDINATOR']._serialized_end=1215
 # @@protoc_insertion_point(module_scope)

@@ -8,30 +8,26 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Registration(_message.Message):
-    __slots__ = ("endpoint", "paillier_public_key", "audit_public_key")
+    __slots__ = ("endpoint", "audit_public_key")
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
-    PAILLIER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     AUDIT_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     endpoint: str
-    paillier_public_key: str
     audit_public_key: str
-    def __init__(self, endpoint: _Optional[str] = ..., paillier_public_key: _Optional[str] = ..., audit_public_key: _Optional[str] = ...) -> None: ...
+    def __init__(self, endpoint: _Optional[str] = ..., audit_public_key: _Optional[str] = ...) -> None: ...
 
 class DirectoryEntry(_message.Message):
-    __slots__ = ("party", "endpoint", "certificate_sha256", "paillier_public_key", "audit_public_key", "registered_at")
+    __slots__ = ("party", "endpoint", "certificate_sha256", "audit_public_key", "registered_at")
     PARTY_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_SHA256_FIELD_NUMBER: _ClassVar[int]
-    PAILLIER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     AUDIT_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
     party: str
     endpoint: str
     certificate_sha256: str
-    paillier_public_key: str
     audit_public_key: str
     registered_at: str
-    def __init__(self, party: _Optional[str] = ..., endpoint: _Optional[str] = ..., certificate_sha256: _Optional[str] = ..., paillier_public_key: _Optional[str] = ..., audit_public_key: _Optional[str] = ..., registered_at: _Optional[str] = ...) -> None: ...
+    def __init__(self, party: _Optional[str] = ..., endpoint: _Optional[str] = ..., certificate_sha256: _Optional[str] = ..., audit_public_key: _Optional[str] = ..., registered_at: _Optional[str] = ...) -> None: ...
 
 class Directory(_message.Message):
     __slots__ = ("parties",)

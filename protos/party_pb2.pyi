@@ -8,22 +8,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Capabilities(_message.Message):
-    __slots__ = ("party", "protocols", "paillier_fingerprint", "audit_public_key", "max_message_bytes", "max_batch_points", "paillier_public_key")
+    __slots__ = ("party", "protocols", "audit_public_key", "max_message_bytes", "max_batch_points", "paillier_bits")
     PARTY_FIELD_NUMBER: _ClassVar[int]
     PROTOCOLS_FIELD_NUMBER: _ClassVar[int]
-    PAILLIER_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     AUDIT_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_POINTS_FIELD_NUMBER: _ClassVar[int]
-    PAILLIER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    PAILLIER_BITS_FIELD_NUMBER: _ClassVar[int]
     party: str
     protocols: _containers.RepeatedScalarFieldContainer[str]
-    paillier_fingerprint: str
     audit_public_key: str
     max_message_bytes: int
     max_batch_points: int
-    paillier_public_key: str
-    def __init__(self, party: _Optional[str] = ..., protocols: _Optional[_Iterable[str]] = ..., paillier_fingerprint: _Optional[str] = ..., audit_public_key: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., max_batch_points: _Optional[int] = ..., paillier_public_key: _Optional[str] = ...) -> None: ...
+    paillier_bits: int
+    def __init__(self, party: _Optional[str] = ..., protocols: _Optional[_Iterable[str]] = ..., audit_public_key: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., max_batch_points: _Optional[int] = ..., paillier_bits: _Optional[int] = ...) -> None: ...
 
 class ColumnSchema(_message.Message):
     __slots__ = ("name", "type", "has_bounds", "min", "max", "classification", "allowed_uses", "categories")
@@ -46,7 +44,7 @@ class ColumnSchema(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., has_bounds: _Optional[bool] = ..., min: _Optional[int] = ..., max: _Optional[int] = ..., classification: _Optional[str] = ..., allowed_uses: _Optional[_Iterable[str]] = ..., categories: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DatasetSchema(_message.Message):
-    __slots__ = ("name", "id_kind", "rows", "columns", "description", "bucket_bits", "batch")
+    __slots__ = ("name", "id_kind", "rows", "columns", "description", "bucket_bits", "batch", "epoch")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ID_KIND_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +52,7 @@ class DatasetSchema(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     BUCKET_BITS_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     name: str
     id_kind: str
     rows: int
@@ -61,7 +60,8 @@ class DatasetSchema(_message.Message):
     description: str
     bucket_bits: int
     batch: bool
-    def __init__(self, name: _Optional[str] = ..., id_kind: _Optional[str] = ..., rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnSchema, _Mapping]]] = ..., description: _Optional[str] = ..., bucket_bits: _Optional[int] = ..., batch: _Optional[bool] = ...) -> None: ...
+    epoch: int
+    def __init__(self, name: _Optional[str] = ..., id_kind: _Optional[str] = ..., rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnSchema, _Mapping]]] = ..., description: _Optional[str] = ..., bucket_bits: _Optional[int] = ..., batch: _Optional[bool] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class DatasetList(_message.Message):
     __slots__ = ("datasets", "reveal_clauses", "max_household", "release_epsilon")
@@ -108,25 +108,29 @@ class FilterChunk(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., total: _Optional[int] = ..., tags: _Optional[bytes] = ..., count: _Optional[int] = ...) -> None: ...
 
 class TagsRequest(_message.Message):
-    __slots__ = ("dataset",)
+    __slots__ = ("dataset", "epoch")
     DATASET_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     dataset: str
-    def __init__(self, dataset: _Optional[str] = ...) -> None: ...
+    epoch: int
+    def __init__(self, dataset: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class BucketRequest(_message.Message):
-    __slots__ = ("dataset", "columns", "bucket", "whole_table")
+    __slots__ = ("dataset", "columns", "bucket", "whole_table", "epoch")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     BUCKET_FIELD_NUMBER: _ClassVar[int]
     WHOLE_TABLE_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     columns: _containers.RepeatedScalarFieldContainer[str]
     bucket: int
     whole_table: bool
-    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., bucket: _Optional[int] = ..., whole_table: _Optional[bool] = ...) -> None: ...
+    epoch: int
+    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., bucket: _Optional[int] = ..., whole_table: _Optional[bool] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class EncryptedRows(_message.Message):
-    __slots__ = ("bucket_bits", "columns", "tags", "ciphertexts", "count", "value_bits", "minimums", "rows_per_plaintext", "total")
+    __slots__ = ("bucket_bits", "columns", "tags", "ciphertexts", "count", "value_bits", "minimums", "rows_per_plaintext", "total", "paillier_public_key")
     BUCKET_BITS_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
@@ -136,6 +140,7 @@ class EncryptedRows(_message.Message):
     MINIMUMS_FIELD_NUMBER: _ClassVar[int]
     ROWS_PER_PLAINTEXT_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PAILLIER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     bucket_bits: int
     columns: _containers.RepeatedScalarFieldContainer[str]
     tags: bytes
@@ -145,7 +150,8 @@ class EncryptedRows(_message.Message):
     minimums: _containers.RepeatedScalarFieldContainer[int]
     rows_per_plaintext: int
     total: int
-    def __init__(self, bucket_bits: _Optional[int] = ..., columns: _Optional[_Iterable[str]] = ..., tags: _Optional[bytes] = ..., ciphertexts: _Optional[bytes] = ..., count: _Optional[int] = ..., value_bits: _Optional[_Iterable[int]] = ..., minimums: _Optional[_Iterable[int]] = ..., rows_per_plaintext: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
+    paillier_public_key: bytes
+    def __init__(self, bucket_bits: _Optional[int] = ..., columns: _Optional[_Iterable[str]] = ..., tags: _Optional[bytes] = ..., ciphertexts: _Optional[bytes] = ..., count: _Optional[int] = ..., value_bits: _Optional[_Iterable[int]] = ..., minimums: _Optional[_Iterable[int]] = ..., rows_per_plaintext: _Optional[int] = ..., total: _Optional[int] = ..., paillier_public_key: _Optional[bytes] = ...) -> None: ...
 
 class MaskedRows(_message.Message):
     __slots__ = ("session_id", "dataset", "columns", "ciphertexts", "count", "rows", "groups", "positions", "path")

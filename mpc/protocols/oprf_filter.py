@@ -24,16 +24,29 @@ def epoch_of(now: float, epoch_hours: float) -> int:
     return int(now // (epoch_hours * 3600))
 
 
+def _derive(master: bytes, info: str) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info.encode()).derive(master)
+
+
 def epoch_key(master: bytes, owner: str, predicate: str, epoch: int) -> OprfServer:
     """The OPRF key of one predicate in one epoch: HKDF-SHA256 of the owner's master secret."""
-    scalar = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                  info=f"mpc-predicate/{predicate}/{epoch}".encode()).derive(master)
-    return OprfServer(scalar, domain=domain(owner, predicate))
+    return OprfServer(_derive(master, f"mpc-predicate/{predicate}/{epoch}"), domain=domain(owner, predicate))
+
+
+def dataset_key(master: bytes, owner: str, dataset: str, epoch: int) -> OprfServer:
+    """The OPRF key of one dataset (P1/P3 tags) in one epoch, derived the same way from the
+    owner's master secret for datasets: tags obtained in one epoch match nothing in the next."""
+    return OprfServer(_derive(master, f"mpc-dataset/{dataset}/{epoch}"), domain=dataset_domain(owner, dataset))
 
 
 def domain(owner: str, predicate: str) -> bytes:
     """Hash-to-curve domain shared by the owner's key and the requester's client."""
     return f"{owner}/predicate/{predicate}".encode()
+
+
+def dataset_domain(owner: str, dataset: str) -> bytes:
+    """Hash-to-curve domain of a dataset's key (the same in every epoch)."""
+    return f"{owner}/{dataset}".encode()
 
 
 def build_filter(key: OprfServer, members: Sequence[str]) -> list[bytes]:

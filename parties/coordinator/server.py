@@ -103,21 +103,22 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer):  # type: ign
         assert cert is not None
         try:
             Ed25519PublicKey.from_public_bytes(bytes.fromhex(request.audit_public_key))
-            bytes.fromhex(request.paillier_public_key)
         except ValueError as exc:
             raise ValueError(f"registration of {call.peer} carries a malformed key: {exc}") from exc
         pem = context.auth_context()["x509_pem_cert"][0]
         from parties.pki import fingerprint
 
         entry = {"party": call.peer, "endpoint": request.endpoint, "certificate_sha256": fingerprint(pem),
-                 "paillier_public_key": request.paillier_public_key, "audit_public_key": request.audit_public_key,
+                 "audit_public_key": request.audit_public_key,
                  "registered_at": _now()}
         self.daemon.save_directory_entry(entry)
         call.detail = f"endpoint={request.endpoint}"
         return common_pb2.Empty()
 
     def _directory(self, request: common_pb2.Empty, context: Any, call: Call) -> coordinator_pb2.Directory:
-        return coordinator_pb2.Directory(parties=[coordinator_pb2.DirectoryEntry(**e) for e in self.daemon.directory().values()])
+        known = coordinator_pb2.DirectoryEntry.DESCRIPTOR.fields_by_name  # entries saved before a field was retired
+        return coordinator_pb2.Directory(parties=[coordinator_pb2.DirectoryEntry(**{k: v for k, v in e.items() if k in known})
+                                                  for e in self.daemon.directory().values()])
 
     def _open_session(self, request: coordinator_pb2.SessionRequest, context: Any, call: Call) -> coordinator_pb2.SessionSeed:
         parties = tuple(request.parties)

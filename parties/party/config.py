@@ -45,6 +45,7 @@ class PartySection(BaseModel):
     shutdown_grace_seconds: float = Field(10.0, ge=0)
     paillier_bits: int = 2048
     anonymity_set: int = Field(1024, ge=1)  # P3: rows per bucket (a smaller table is one bucket)
+    oprf_epoch_hours: float = Field(24.0, gt=0)  # datasets' OPRF keys (and so their tags) rotate every epoch
 
     @field_validator("listen", "coordinator", "metrics_listen", "advertise")
     @classmethod

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -57,7 +58,7 @@ class PartyDaemon:
         if identity != self.name:
             raise ConfigError(f"party.name is {self.name!r} but the certificate {config.tls.cert} is issued to {identity!r}")
         self.max_message_bytes = MAX_MESSAGE_BYTES
-        self.state = PartyState(config.party.state_dir, config.party.paillier_bits)
+        self.state = PartyState(config.party.state_dir)
         self.audit_log = self.state.audit
         self.datasets: dict[str, Dataset] = {spec.name: load_dataset(spec, config.base_dir) for spec in config.datasets}
         self.metrics = Metrics(self.name)
@@ -84,8 +85,9 @@ class PartyDaemon:
         self._filters: dict[tuple[str, int], list[bytes]] = {}
         self.budgets = Budgets(config.party.state_dir / "budgets.sqlite", config.policy, self.boundary.alert)
         self.approvals = RuleApprovals(config.party.state_dir / CATALOGUE_FILE)
-        self.tables = TableCache(config.party.state_dir / "encrypted", self.state.paillier.public_key,
-                                 config.party.anonymity_set, self.oprf_key)
+        self._dataset_master = _master_secret(config.party.state_dir / "oprf" / "datasets.key")
+        self.tables = TableCache(config.party.state_dir / "encrypted", config.party.state_dir / "keys",
+                                 config.party.paillier_bits, config.party.anonymity_set, self.oprf_key)
         self._lookup_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
@@ -151,7 +153,6 @@ class PartyDaemon:
     def _register(self) -> bool:
         registration = coordinator_pb2.Registration(
             endpoint=self.config.party.advertise or self.address,
-            paillier_public_key=self.state.paillier.public_key.to_bytes().hex(),
             audit_public_key=self.state.audit_public_key_hex(),
         )
         try:
@@ -195,14 +196,14 @@ class PartyDaemon:
         """Prefix bits of the dataset's buckets: a function of its size and the anonymity set."""
         return self.tables.bucket_bits(self.require_dataset(dataset))
 
-    def buckets(self, dataset: str) -> BucketIndex:
-        """OPRF tags of every row and their bucket index (computed once, cached on disk)."""
-        return self.tables.buckets(self.require_dataset(dataset))
+    def buckets(self, dataset: str, epoch: int) -> BucketIndex:
+        """OPRF tags of every row in ``epoch`` and their bucket index (computed once, cached on disk)."""
+        return self.tables.buckets(self.require_dataset(dataset), epoch)
 
-    def encrypted_table(self, dataset: str, columns: tuple[str, ...]) -> EncryptedTable:
-        """Every row of ``dataset`` encrypted at its position (computed once on every core and
-        cached on disk under ``STATE/encrypted/``; served from a memory map)."""
-        return self.tables.table(self.require_dataset(dataset), columns)
+    def encrypted_table(self, dataset: str, columns: tuple[str, ...], epoch: int) -> EncryptedTable:
+        """Every row of ``dataset`` encrypted at its position in ``epoch`` (computed once on every
+        core and cached on disk under ``STATE/encrypted/``; served from a memory map)."""
+        return self.tables.table(self.require_dataset(dataset), columns, epoch)
 
     # ------------------------------------------------------------------ P2 published predicates
     def predicate(self, name: str) -> PredicateSpec:
@@ -240,12 +241,27 @@ class PartyDaemon:
             self._filters[key] = tags
         return tags
 
-    def oprf_key(self, dataset: str) -> OprfServer:
-        """The dataset's OPRF key, created once and kept in the state directory."""
-        directory = self.config.party.state_dir / "oprf"
-        directory.mkdir(exist_ok=True, mode=0o700)
-        path = directory / f"{dataset}.key"
-        if not path.exists():
-            write_atomic(path, os.urandom(32))
-        return OprfServer(path.read_bytes(), domain=f"{self.name}/{dataset}".encode())
+    # ------------------------------------------------------------------ P1/P3 dataset keys, per epoch
+    def dataset_epoch(self) -> int:
+        """The current epoch of the datasets' OPRF keys (``party.oprf_epoch_hours`` long)."""
+        return oprf_filter.epoch_of(time.time(), self.config.party.oprf_epoch_hours)
+
+    def check_dataset_epoch(self, epoch: int) -> int:
+        """``epoch`` if it is the current one: tags of an ended epoch select nothing any more."""
+        current = self.dataset_epoch()
+        if epoch != current:
+            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, f"epoch {epoch} has ended (now {current}); ask again")
+        return epoch
+
+    def oprf_key(self, dataset: str, epoch: int) -> OprfServer:
+        """The dataset's OPRF key in ``epoch``, from the datasets' master secret in the state dir."""
+        return oprf_filter.dataset_key(self._dataset_master, self.name, dataset, epoch)
+
+
+def _master_secret(path: Path) -> bytes:
+    """A 32-byte secret kept owner-only at ``path``, created on first start."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_atomic(path, os.urandom(32))
+    return path.read_bytes()
 

@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 PROTOCOLS = ("oprf", "psi-cardinality", "psi-intersection", "psi-owner-tags", "encrypted-buckets", "encrypted-table", "masked-decrypt",
              "share-exchange:selftest-compare", "share-exchange:rule", "share-exchange:aggregate")
 PROGRAMS = ("selftest-compare", "rule", "aggregate")
-DATASET_EPOCH_SECONDS = 86_400.0  # OPRF evaluations of a dataset's key are counted per UTC day
 SESSION_ID = re.compile(r"^[0-9a-f]{32}$")  # what uuid4().hex gives; checked by the owner wherever one arrives
 
 
@@ -82,17 +81,13 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         self.GetTags = b.streaming("GetTags", "P1")(self._tags)
         self.RunAggregate = b.unary("RunAggregate", "P5")(self._run_aggregate)
         self.GetResultShare = b.unary("GetResultShare", "P5")(self._result_share)
-        self._oprf_keys: dict[str, OprfServer] = {}
-        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ metadata
     def _capabilities(self, request: common_pb2.Empty, context: Any, call: Call) -> party_pb2.Capabilities:
         d = self.daemon
         return party_pb2.Capabilities(
             party=d.name, protocols=list(PROTOCOLS),
-            paillier_fingerprint=d.state.paillier.public_key.fingerprint(),
-            paillier_public_key=d.state.paillier.public_key.to_bytes().hex(),
-            audit_public_key=d.state.audit_public_key_hex(),
+            paillier_bits=d.config.party.paillier_bits, audit_public_key=d.state.audit_public_key_hex(),
             max_message_bytes=d.max_message_bytes, max_batch_points=d.config.party.max_points_per_request,
         )
 
@@ -110,7 +105,8 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             # domain (Dataset.labels), never the values present in the data
             schema = party_pb2.DatasetSchema(name=name, id_kind=spec.id_kind, rows=policy.catalogue_rows(len(dataset.ids)),
                                              description=dataset.spec.description,
-                                             bucket_bits=self.daemon.bucket_bits(name), batch=dataset_grant.batch)
+                                             bucket_bits=self.daemon.bucket_bits(name), batch=dataset_grant.batch,
+                                             epoch=self.daemon.dataset_epoch())
             for column, col in spec.columns.items():
                 uses = [] if col.classification == "secret" else list(dataset_grant.columns.get(column, []))
                 labels = dataset.labels(column) if col.type == "category" and {"filter", "group_by"} & set(uses) else ()
@@ -126,17 +122,13 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         return self.daemon.signed_head()
 
     # ------------------------------------------------------------------ OPRF (P2/P3)
-    def _oprf_key(self, dataset: str) -> OprfServer:
-        with self._lock:
-            if dataset not in self._oprf_keys:
-                self._oprf_keys[dataset] = self.daemon.oprf_key(dataset)
-            return self._oprf_keys[dataset]
-
     def _evaluate_oprf(self, requests: Iterator[party_pb2.PointBatch], context: Any, call: Call) -> Iterator[party_pb2.PointBatch]:
         key: OprfServer | None = None
         limit = self.daemon.config.party.max_points_per_request
         budget = ("", 0.0)  # the key's budget name and epoch length
+        epoch = 0  # the key's epoch, reported in the first reply
         for batch in requests:
+            first = key is None
             if key is None:
                 if batch.predicate:  # P2: the predicate's key for the epoch of the requester's filter
                     spec = self.daemon.predicate(batch.predicate)
@@ -145,22 +137,23 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                     if batch.epoch not in (current, current - 1):
                         raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
                                            f"epoch {batch.epoch} of predicate {spec.name} has expired (now {current}); fetch the filter again")
-                    key = self.daemon.predicate_key(spec, batch.epoch)
+                    key, epoch = self.daemon.predicate_key(spec, batch.epoch), batch.epoch
                     budget = (f"predicate={spec.name}", spec.epoch_hours * 3600)
                     call.protocol, call.detail = "P2", f"predicate={spec.name} epoch={batch.epoch}"
                 else:
                     self.daemon.require_dataset(batch.dataset)
                     self.daemon.config.policy.check_dataset(call.peer, call.purpose, batch.dataset, psi=True)
-                    key = self._oprf_key(batch.dataset)
-                    budget = (f"dataset={batch.dataset}", DATASET_EPOCH_SECONDS)
-                    call.detail = f"dataset={batch.dataset}"
+                    epoch = self.daemon.dataset_epoch()  # only the current epoch's key, ever
+                    key = self.daemon.oprf_key(batch.dataset, epoch)
+                    budget = (f"dataset={batch.dataset}", self.daemon.config.party.oprf_epoch_hours * 3600)
+                    call.detail = f"dataset={batch.dataset} epoch={epoch}"
             points = split_points(batch.points, batch.count)
             call.rows += len(points)
             if call.rows > limit:
                 raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"more than {limit} points in one request")
             self.daemon.budgets.oprf(call, budget[0], budget[1], len(points))  # before the key is applied
             evaluated = key.evaluate_blinded(points)
-            yield party_pb2.PointBatch(points=b"".join(evaluated), count=len(evaluated))
+            yield party_pb2.PointBatch(points=b"".join(evaluated), count=len(evaluated), epoch=epoch if first else 0)
 
     def _evaluate_oprf_batch(self, request: party_pb2.PointBatch, context: Any, call: Call) -> party_pb2.PointBatch:
         replies = list(self._evaluate_oprf(iter([request]), context, call))
@@ -238,14 +231,15 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
 
     def _tags(self, request: party_pb2.TagsRequest, context: Any, call: Call) -> Iterator[party_pb2.TagBatch]:
         """Every row's OPRF tag, shuffled: PSI against our per-dataset key (the requester gets its
-        own tags by EvaluateOprf). It reveals what a P1 whole-table fetch does, so it needs the
-        same grant."""
+        own tags by EvaluateOprf, in the same epoch). It reveals what a P1 whole-table fetch does,
+        so it needs the same grant."""
         dataset = self.daemon.require_dataset(request.dataset)
+        epoch = self.daemon.check_dataset_epoch(request.epoch)
         self.daemon.config.policy.check_dataset(call.peer, call.purpose, dataset.name, psi=True, batch=True)
         self.daemon.budgets.batch(call, dataset.name)
-        tags = np.frombuffer(b"".join(self.daemon.buckets(dataset.name).tags), dtype="<u8")
+        tags = np.frombuffer(b"".join(self.daemon.buckets(dataset.name, epoch).tags), dtype="<u8")
         shuffled = psi.shuffle(tags.astype(np.uint64))
-        call.rows, call.protocol, call.detail = len(shuffled), "P1", f"dataset={dataset.name} owner tags"
+        call.rows, call.protocol, call.detail = len(shuffled), "P1", f"dataset={dataset.name} epoch={epoch} owner tags"
         for part in psi.chunks(len(shuffled), 262_144):
             yield party_pb2.TagBatch(tags=shuffled[part].astype("<u8").tobytes(), count=part.stop - part.start)
 
@@ -263,11 +257,13 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
 
     def _encrypted_bucket(self, request: party_pb2.BucketRequest, context: Any, call: Call) -> Iterator[party_pb2.EncryptedRows]:
         columns = self._lookup_columns(call, request.dataset, list(request.columns))
-        buckets = self.daemon.buckets(request.dataset)
-        table = self.daemon.encrypted_table(request.dataset, columns)
+        if request.whole_table:  # P1 needs the batch grant
+            self.daemon.config.policy.check_dataset(call.peer, call.purpose, request.dataset, batch=True)
+        epoch = self.daemon.check_dataset_epoch(request.epoch)  # the epoch of the requester's tags
+        buckets = self.daemon.buckets(request.dataset, epoch)
+        table = self.daemon.encrypted_table(request.dataset, columns, epoch)
         rows: np.ndarray | None
         if request.whole_table:  # P1: every row; the owner learns nothing about which are used
-            self.daemon.config.policy.check_dataset(call.peer, call.purpose, request.dataset, batch=True)
             self.daemon.budgets.batch(call, request.dataset)
             table.ensure_all()
             rows, total, call.protocol = None, table.ciphertexts.shape[0], "P1"
@@ -297,6 +293,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                 message.columns.extend(layout.columns)
                 message.value_bits.extend(layout.value_bits)
                 message.minimums.extend(layout.minimums)
+                message.paillier_public_key = table.public_key.to_bytes()
             yield message
 
     def _masked_decrypt(self, requests: Iterator[party_pb2.MaskedRows], context: Any, call: Call) -> party_pb2.DecryptReceipt:
@@ -312,7 +309,9 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         limit = self.daemon.config.party.max_points_per_request
         if not 0 <= header.rows <= limit:
             raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{header.rows} rows: more than {limit}")
-        sk = self.daemon.state.paillier
+        data = self.daemon.require_dataset(header.dataset)
+        sk = self.daemon.tables.private_key(data, columns)  # the named table's key: another table's rows decrypt to noise
+        layout = self.daemon.tables.layout(data, columns)
         width = sk.public_key.ciphertext_bytes
         blobs, groups, positions, count = [], [], [], 0
         for message in itertools.chain([header], requests):  # limits checked as messages arrive
@@ -325,17 +324,16 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             groups.append(message.groups)
             positions.append(message.positions)
         masked = sk.public_key.ciphertexts_from_bytes(b"".join(blobs))
-        table = self.daemon.encrypted_table(header.dataset, columns)
         plaintexts = sk.decrypt_parallel(masked)
         if header.path == "P1":
             row_groups = np.frombuffer(b"".join(groups), dtype="<i4").astype(np.int64)
             row_positions = np.frombuffer(b"".join(positions), dtype="<i4").astype(np.int64)
             if not len(row_groups) == len(row_positions) == header.rows:
                 raise ValueError(f"{len(row_groups)} groups and {len(row_positions)} positions for {header.rows} rows")
-            shares = lookup.unmask(table.layout, plaintexts, row_groups, row_positions)
+            shares = lookup.unmask(layout, plaintexts, row_groups, row_positions)
         else:
-            shares = lookup.unmask(table.layout, plaintexts)
-        self.daemon.sessions.put(header.session_id, HeldShares(call.peer, header.dataset, table.layout.columns,
+            shares = lookup.unmask(layout, plaintexts)
+        self.daemon.sessions.put(header.session_id, HeldShares(call.peer, header.dataset, layout.columns,
                                                                shares, time.monotonic()))
         call.rows, call.protocol = len(shares), header.path
         call.detail = f"session={header.session_id} dataset={header.dataset} columns={list(columns)} ciphertexts={count}"

@@ -3,7 +3,9 @@
     state_dir/
       audit-signing.pem   Ed25519 key that signs audit entries (0600)
       audit.log           hash-chained, signed audit log (JSON lines)
-      paillier.key        the owner's Paillier private key (0600)
+      keys/table-*.key    one Paillier private key per encrypted table (0600; see parties.party.tables)
+      oprf/               master secrets the per-epoch OPRF keys derive from (0600)
+      encrypted/          OPRF tags and encrypted tables (caches, recomputed when missing)
 """
 
 from __future__ import annotations
@@ -11,22 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from mpc.audit import AuditLog, load_or_create_signing_key
-from mpc.crypto.paillier import PaillierPrivateKey, generate_keypair
-from mpc.files import write_atomic
 
 
 class PartyState:
-    def __init__(self, directory: Path, paillier_bits: int = 2048) -> None:
+    def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.directory = directory
         self.audit_key = load_or_create_signing_key(directory / "audit-signing.pem")
         self.audit = AuditLog(directory / "audit.log", self.audit_key)
-        key_path = directory / "paillier.key"
-        if key_path.exists():
-            self.paillier = PaillierPrivateKey.from_bytes(key_path.read_bytes())
-        else:
-            _, self.paillier = generate_keypair(paillier_bits)
-            write_atomic(key_path, self.paillier.to_bytes())
 
     def audit_public_key_hex(self) -> str:
         from cryptography.hazmat.primitives import serialization

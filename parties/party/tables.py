@@ -1,11 +1,19 @@
 """The owner's lookup tables: OPRF tags and encrypted rows of each dataset, cached on disk.
 
-For a dataset the owner computes every row's OPRF tag once (``STATE/encrypted/NAME-*.tags``); for
-a (dataset, columns) pair it encrypts rows bucket by bucket on first use, on every core, in chunks
-of bounded memory, into a file of fixed-width ciphertexts in row order (``STATE/encrypted/NAME-*.bin``,
+Every encrypted table (dataset, columns) has a Paillier key pair of its own, generated on first
+use and kept owner-only in ``STATE/keys/table-*.key`` (named by a digest of dataset, columns and
+layout): a ciphertext decrypts only under the key of the table it came from, so one sent back
+under another table's name decrypts to noise, never to the values.
+
+Tags depend on the dataset's OPRF key, which changes every epoch (``party.oprf_epoch_hours``), so
+everything derived from them lives under ``STATE/encrypted/epoch-N/``: for a dataset the owner
+computes every row's OPRF tag once per epoch (``NAME-*.tags``); for a (dataset, columns) pair it
+encrypts rows bucket by bucket on first use, on every core, in chunks of bounded memory, into a
+file of fixed-width ciphertexts in row order (``NAME-*.bin``,
 with ``.done`` marking the encrypted buckets): a point query pays for its bucket once, a batch
 (P1) for whatever of the table is left. Cache names carry a digest of the keys, the layout and the
-data, so a changed table or key is never served stale. Ciphertexts are served from a memory map,
+data, so a changed table or key is never served stale; the first use of an epoch deletes the
+directories of epochs before the previous one. Ciphertexts are served from a memory map,
 not held in the daemon's memory. The owner never computes on its own ciphertexts; requesters
 re-randomise whatever they send back.
 """
@@ -15,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -23,7 +32,7 @@ import numpy as np
 
 from mpc.crypto.curve25519 import POINT_BYTES, OprfServer, hash_ids
 from mpc.crypto.obfuscators import parallel_obfuscators
-from mpc.crypto.paillier import PaillierPublicKey
+from mpc.crypto.paillier import PaillierPrivateKey, PaillierPublicKey, generate_keypair
 from mpc.data.sources import Dataset
 from mpc.files import write_atomic
 from mpc.protocols.lookup import BucketIndex, RowLayout, bucket_bits_for
@@ -33,12 +42,12 @@ ENCRYPT_CHUNK_ROWS = 131_072  # rows encrypted (and held as integers) at a time
 
 
 class EncryptedTable:
-    """One (dataset, columns) table: its layout and its ciphertexts (a memory map)."""
+    """One (dataset, columns) table: its layout, its public key and its ciphertexts (a memory map)."""
 
-    def __init__(self, layout: RowLayout, path: Path, index: BucketIndex,
-                 encrypt: Callable[[np.ndarray], Iterator[tuple[np.ndarray, bytes]]], width: int) -> None:
-        self.layout, self.index, self._encrypt = layout, index, encrypt
-        rows, buckets = len(index.tags), 1 << index.bucket_bits
+    def __init__(self, layout: RowLayout, public_key: PaillierPublicKey, path: Path, index: BucketIndex,
+                 encrypt: Callable[[np.ndarray], Iterator[tuple[np.ndarray, bytes]]]) -> None:
+        self.layout, self.public_key, self.index, self._encrypt = layout, public_key, index, encrypt
+        rows, buckets, width = len(index.tags), 1 << index.bucket_bits, public_key.ciphertext_bytes
         self._done_path = path.with_suffix(".done")
         if not path.exists() or path.stat().st_size != rows * width:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -97,16 +106,19 @@ def layout_for(dataset: Dataset, columns: tuple[str, ...], modulus_bits: int) ->
 class TableCache:
     """Tags and encrypted tables of one daemon's datasets, computed once and kept on disk."""
 
-    def __init__(self, directory: Path, public_key: PaillierPublicKey, anonymity_set: int,
-                 oprf_key: Callable[[str], OprfServer]) -> None:
-        self.directory = directory
-        self.public_key = public_key
+    def __init__(self, directory: Path, key_directory: Path, paillier_bits: int, anonymity_set: int,
+                 oprf_key: Callable[[str, int], OprfServer]) -> None:
+        self.directory, self.key_directory = directory, key_directory
+        self.paillier_bits = paillier_bits
         self.anonymity_set = anonymity_set
         self._oprf_key = oprf_key
-        self._buckets: dict[str, BucketIndex] = {}
+        self._buckets: dict[tuple[str, int], BucketIndex] = {}  # by (dataset, epoch)
         self._points: dict[tuple[str, bytes], np.ndarray] = {}
-        self._tables: dict[tuple[str, tuple[str, ...]], EncryptedTable] = {}
+        self._tables: dict[tuple[str, tuple[str, ...], int], EncryptedTable] = {}  # by (dataset, columns, epoch)
+        self._epoch = -1  # the newest epoch used: older than the one before it are deleted
+        self._keys: dict[str, PaillierPrivateKey] = {}
         self._lock = threading.Lock()
+        self._key_lock = threading.Lock()  # one key generated at a time
         self._compute_lock = threading.Lock()  # one computation at a time; waiters then find it cached
 
     def bucket_bits(self, dataset: Dataset) -> int:
@@ -122,20 +134,40 @@ class TableCache:
             h.update(np.ascontiguousarray(dataset.values(name)).tobytes())
         return h.hexdigest()[:16]
 
-    def buckets(self, dataset: Dataset) -> BucketIndex:
-        """Every row's OPRF tag and the bucket index (tags cached on disk)."""
+    def _epoch_directory(self, epoch: int) -> Path:
+        path = self.directory / f"epoch-{epoch}"
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
+
+    def _retire(self, epoch: int) -> None:
+        """On the first use of ``epoch``: forget and delete what epochs before the previous one
+        computed (called with the compute lock held)."""
+        if epoch <= self._epoch:
+            return
+        self._epoch = epoch
+        with self._lock:
+            self._buckets = {k: v for k, v in self._buckets.items() if k[1] >= epoch - 1}
+            self._tables = {k: v for k, v in self._tables.items() if k[2] >= epoch - 1}
+        for path in self.directory.glob("epoch-*"):
+            number = path.name.removeprefix("epoch-")
+            if number.isdigit() and int(number) < epoch - 1:
+                shutil.rmtree(path, ignore_errors=True)
+
+    def buckets(self, dataset: Dataset, epoch: int) -> BucketIndex:
+        """Every row's OPRF tag in ``epoch`` and the bucket index (tags cached on disk)."""
         name = dataset.spec.name
         with self._lock:
-            cached = self._buckets.get(name)
+            cached = self._buckets.get((name, epoch))
         if cached is not None:
             return cached
         with self._compute_lock:
             with self._lock:
-                cached = self._buckets.get(name)
+                cached = self._buckets.get((name, epoch))
             if cached is not None:
                 return cached
-            key = self._oprf_key(name)
-            path = self.directory / f"{name}-{self._digest(_key_id(key), self._data_digest(dataset))}.tags"
+            self._retire(epoch)
+            key = self._oprf_key(name, epoch)
+            path = self._epoch_directory(epoch) / f"{name}-{self._digest(_key_id(key), self._data_digest(dataset))}.tags"
             rows = len(dataset.ids)
             if path.exists() and path.stat().st_size == rows * TAG_BYTES:
                 blob = path.read_bytes()
@@ -145,7 +177,7 @@ class TableCache:
                 write_atomic(path, [b"".join(tags)])
             index = BucketIndex.build(tags, self.bucket_bits(dataset))
             with self._lock:
-                self._buckets[name] = index
+                self._buckets[(name, epoch)] = index
             return index
 
     def hashed_ids(self, dataset: Dataset, domain: bytes) -> np.ndarray:
@@ -170,24 +202,49 @@ class TableCache:
                 self._points[key] = points
             return points
 
-    def table(self, dataset: Dataset, columns: tuple[str, ...]) -> EncryptedTable:
-        """Every row as ``Enc(row at its position)`` (see :mod:`mpc.protocols.lookup`), encrypted
-        as :meth:`EncryptedTable.ensure` asks for its buckets."""
+    def layout(self, dataset: Dataset, columns: tuple[str, ...]) -> RowLayout:
+        """The row layout of a (dataset, columns) table (its key's modulus has ``paillier_bits``)."""
+        return layout_for(dataset, columns, self.paillier_bits)
+
+    def private_key(self, dataset: Dataset, columns: tuple[str, ...]) -> PaillierPrivateKey:
+        """The table's own Paillier key, generated on first use and kept owner-only (0600) in
+        the key directory, under a digest of dataset, columns and layout (never the key)."""
+        name = f"table-{self._digest('paillier', dataset.spec.name, list(columns), self.layout(dataset, columns))}"
+        with self._lock:
+            cached = self._keys.get(name)
+        if cached is not None:
+            return cached
+        with self._key_lock:
+            path = self.key_directory / f"{name}.key"
+            if path.exists():
+                key = PaillierPrivateKey.from_bytes(path.read_bytes())
+            else:
+                _, key = generate_keypair(self.paillier_bits)
+                self.key_directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+                write_atomic(path, key.to_bytes())
+            with self._lock:
+                self._keys[name] = key
+            return key
+
+    def table(self, dataset: Dataset, columns: tuple[str, ...], epoch: int) -> EncryptedTable:
+        """Every row as ``Enc(row at its position)`` (see :mod:`mpc.protocols.lookup`) under the
+        table's own key, positions from the tags of ``epoch``, encrypted as
+        :meth:`EncryptedTable.ensure` asks for its buckets."""
         name = dataset.spec.name
-        key = (name, columns)
+        key = (name, columns, epoch)
         with self._lock:
             cached = self._tables.get(key)
         if cached is not None:
             return cached
-        index = self.buckets(dataset)
+        index = self.buckets(dataset, epoch)
         with self._compute_lock:
             with self._lock:
                 cached = self._tables.get(key)
             if cached is not None:
                 return cached
-            pk = self.public_key
-            layout = layout_for(dataset, columns, int(pk.n).bit_length())
-            digest = self._digest(pk.fingerprint(), _key_id(self._oprf_key(name)), layout,
+            pk = self.private_key(dataset, columns).public_key
+            layout = self.layout(dataset, columns)
+            digest = self._digest(pk.fingerprint(), _key_id(self._oprf_key(name, epoch)), layout,
                                   self._data_digest(dataset, columns))
             # clamped to the declared bounds before they are shared (loading already refuses rows outside them)
             values = (np.stack([np.clip(dataset.values(c), *declared(dataset, c)[1:]) for c in columns], axis=1)
@@ -204,7 +261,7 @@ class TableCache:
                     yield part, b"".join(int(pk.encode(m) * rho % nsq).to_bytes(width, "big")
                                          for m, rho in zip(plaintexts, obfuscators, strict=True))
 
-            table = EncryptedTable(layout, self.directory / f"{name}-{digest}.bin", index, encrypt, pk.ciphertext_bytes)
+            table = EncryptedTable(layout, pk, self._epoch_directory(epoch) / f"{name}-{digest}.bin", index, encrypt)
             with self._lock:
                 self._tables[key] = table
             return table

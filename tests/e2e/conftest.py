@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from mpc.crypto.paillier import PaillierPublicKey
 from mpc.data.synthetic import DISTRICTS, AgencyTables, generate, write_csv
 from mpc.protocols.rules import load_rules
 from parties.cluster import LocalCluster, PartySpec
 from parties.sdk import Client
+from protos import party_pb2
 
 REQUESTER_POLICY = {"purposes": ["statistics", "selftest", "public-rental-housing"],
                     "datasets": {"income": {"psi": True, "psi_intersection": True, "batch": True,
@@ -98,13 +100,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, tables: AgencyTables) -> I
         "no-batch": {**REQUESTER_POLICY, "datasets": {"income": {
             "psi": True, "batch": False, "columns": {"annual_income": ["lookup", "compare"]}}}},
     }}
-    spare_policy = {"peers": {"housing": {"purposes": ["selftest"], "programs": ["selftest-compare"]}}}
+    # spare's one table: enough to see that its table key survives a restart
+    spare_policy = {"peers": {"housing": {"purposes": ["selftest"], "programs": ["selftest-compare"],
+                                          "datasets": {"payments": {"psi": True, "columns": {"amount": ["lookup"]}}}}}}
     properties = {"name": "properties", "source": {"kind": "csv", "path": str(paths["housing"])},
                   "schema": {"id_column": "resident_id", "columns": {
                       "property_count": {"type": "int", "min": 0, "max": 1000}, "district": {"type": "category", "categories": list(DISTRICTS)}}}}
     parties = [
         PartySpec("tax", [income, payments], tax_policy, extra={"max_points_per_request": 50_000, "anonymity_set": 256}),
-        PartySpec("spare", [], spare_policy),
+        PartySpec("spare", [payments], spare_policy),
         PartySpec("housing", [properties, claims], HOUSING_OWN_POLICY, daemon=False),
         *(PartySpec(name, daemon=False) for name in ("limited", "no-batch", "stranger", "revoked-agency", "noised")),
     ]
@@ -121,6 +125,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, tables: AgencyTables) -> I
 
 def client_for(cluster: LocalCluster, name: str, purpose: str = "statistics", case: str = "TEST-1") -> Client:
     return Client.from_config(cluster.config(name), purpose=purpose, case=case)
+
+
+def table_key(client: Client, party: str, dataset: str, columns: list[str]) -> PaillierPublicKey:
+    """The public key of an owner's encrypted table, as the first message of its bucket 0 carries it."""
+    epoch = next(d.epoch for d in client.list_datasets(party).datasets if d.name == dataset)
+    request = party_pb2.BucketRequest(dataset=dataset, columns=columns, bucket=0, epoch=epoch)
+    first = next(iter(client.party_stub(party).GetEncryptedBucket(request, metadata=client._metadata(), timeout=120)))
+    return client._paillier_key(first.paillier_public_key)
 
 
 def audit_entries(cluster: LocalCluster, party: str) -> list[dict[str, object]]:

@@ -24,7 +24,7 @@ from parties.net.tls import TlsConfig, secure_channel
 from parties.pki import Pki
 from parties.sdk import Client, RemoteError
 from protos import common_pb2, party_pb2, party_pb2_grpc
-from tests.e2e.conftest import ONE_OWNER_RULES, audit_entries, client_for, owner_values
+from tests.e2e.conftest import ONE_OWNER_RULES, audit_entries, client_for, owner_values, table_key
 
 
 def last_entry(cluster: LocalCluster, party: str, method: str) -> dict[str, object]:
@@ -253,7 +253,7 @@ def test_malformed_masked_rows_get_invalid_argument(cluster: LocalCluster) -> No
     """MaskedDecrypt: torn ciphertexts, an unknown path, and P1 row maps that name missing
     ciphertexts or the same slot twice; each is refused, audited, and the daemon keeps serving."""
     with client_for(cluster, "housing", purpose="public-rental-housing", case="BAD-ROWS") as client:
-        key = client._paillier_key(client.capabilities("tax"))
+        key = table_key(client, "tax", "income", ["annual_income"])
         one = key.ciphertexts_to_bytes([key.encrypt(5)])
         stub = client.party_stub("tax")
 
@@ -374,13 +374,17 @@ def test_requester_killed_mid_protocol_daemon_keeps_serving(cluster: LocalCluste
 
 
 def test_restart_keeps_keys_and_the_audit_chain(cluster: LocalCluster) -> None:
-    with client_for(cluster, "housing") as client:
-        before = client.capabilities("spare")
+    with client_for(cluster, "housing", purpose="selftest") as client:
+        before = client.capabilities("spare"), table_key(client, "spare", "payments", ["amount"])
+    keys = sorted((cluster.root / "state" / "spare" / "keys").iterdir())
+    assert [k.stat().st_mode & 0o777 for k in keys] == [0o600]  # one table, its key owner-only
     assert cluster.stop_party("spare", signal.SIGTERM) == 0  # graceful
     cluster.start_party("spare")
-    with client_for(cluster, "housing") as client:
-        after = client.capabilities("spare")
-    assert (after.paillier_fingerprint, after.audit_public_key) == (before.paillier_fingerprint, before.audit_public_key)
+    with client_for(cluster, "housing", purpose="selftest") as client:
+        after = client.capabilities("spare"), table_key(client, "spare", "payments", ["amount"])
+    assert after[1] == before[1] and after[0].audit_public_key == before[0].audit_public_key
+    assert after[0].paillier_bits == before[0].paillier_bits == 1024
+    assert sorted((cluster.root / "state" / "spare" / "keys").iterdir()) == keys
     actions = [e["action"] for e in audit_entries(cluster, "spare")]
     assert "daemon:stop" in actions and actions.count("daemon:start") >= 2
     time.sleep(6)  # let the witness record a head of the restarted daemon

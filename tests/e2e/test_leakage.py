@@ -9,13 +9,15 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from mpc.crypto.curve25519 import OprfServer, hash_to_curve
+from mpc.crypto.curve25519 import hash_to_curve
 from mpc.data.synthetic import AgencyTables, generate, write_csv
+from mpc.protocols import oprf_filter
 from mpc.protocols.lookup import bucket_of
 from mpc.protocols.psi import PSI_DOMAIN
 from mpc.protocols.rules import load_rules
@@ -78,12 +80,13 @@ def test_owner_sees_nothing_linkable_and_requester_only_bits(recorded: tuple[Loc
     state = cluster.root / "state" / "tax"
     transcript = (state / "transcript.bin").read_bytes()
     assert len(transcript) > 10_000  # it did record the session
-    oprf = OprfServer((state / "oprf" / "income.key").read_bytes(), domain=b"tax/income")
-    tags = dict(zip(people, oprf.evaluate_ids(people, parallel=False), strict=True))
+    master, now = (state / "oprf" / "datasets.key").read_bytes(), oprf_filter.epoch_of(time.time(), 24.0)
+    keys = [oprf_filter.dataset_key(master, "tax", "income", epoch) for epoch in (now - 1, now)]  # the run's epoch(s)
+    tags = {p: [k.evaluate_ids([p], parallel=False)[0] for k in keys] for p in people}
     for person in people:
         raw = person.encode()
         derived = [raw, raw.lower(), hashlib.sha256(raw).digest(), hashlib.sha256(raw).hexdigest().encode(),
-                   hashlib.sha512(raw).digest()[:16], tags[person]]
+                   hashlib.sha512(raw).digest()[:16], *tags[person]]
         derived += [hash_to_curve(raw, domain) for domain in (b"tax/income", PSI_DOMAIN, b"")]
         for item in derived:
             assert item not in transcript, f"owner received something derived from {person}"
@@ -102,7 +105,7 @@ def test_owner_sees_nothing_linkable_and_requester_only_bits(recorded: tuple[Loc
         assert bits >= 2
         asked = {int(str(e["detail"]).split("bucket=")[1].split("/")[0]) for e in fetched}
         assert {str(e["detail"]).split("/")[1].split(" ")[0] for e in fetched} == {str(1 << bits)}
-        assert asked == {bucket_of(tags[p], bits) for p in people}
+        assert asked == {bucket_of(tags[p][-1], bits) for p in people}
     decrypted = [e for e in audit_entries(cluster, "tax") if e["action"] == "rpc:MaskedDecrypt" and e.get("case") == case]
     assert [e["protocol"] for e in decrypted] == [path]
 

@@ -1,0 +1,108 @@
+"""The owner's table cache: one Paillier key per encrypted table, kept across restarts; a ciphertext
+decrypts only in the context of the table it came from; tags and tables per OPRF epoch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mpc.crypto.paillier import PaillierCiphertext
+from mpc.data.schema import DatasetSpec
+from mpc.data.sources import Dataset, load_dataset
+from mpc.data.synthetic import generate, write_csv
+from mpc.protocols import lookup, oprf_filter
+from parties.party.tables import TableCache
+
+MASTER = bytes(range(1, 33))
+EPOCH = 20_000
+
+
+@pytest.fixture(scope="module")
+def income(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    paths = write_csv(generate(300, seed=11), tmp_path_factory.mktemp("data"))
+    return load_dataset(DatasetSpec.model_validate({
+        "name": "income", "source": {"kind": "csv", "path": str(paths["tax"])},
+        "schema": {"id_column": "resident_id", "columns": {
+            "annual_income": {"type": "int", "min": -(10**12), "max": 10**12},
+            "tax_year": {"type": "int", "min": 1990, "max": 2100}}}}))
+
+
+def cache(state: Path) -> TableCache:
+    return TableCache(state / "encrypted", state / "keys", 1024, 64,
+                      lambda name, epoch: oprf_filter.dataset_key(MASTER, "tax", name, epoch))
+
+
+def owner_shares(tables: TableCache, dataset: Dataset, columns: tuple[str, ...], masked: list[PaillierCiphertext]) -> np.ndarray:
+    """What MaskedDecrypt does with ciphertexts sent for the table ``columns``: that table's key and layout."""
+    key = tables.private_key(dataset, columns)
+    ciphertexts = key.public_key.ciphertexts_from_bytes(b"".join(c.to_bytes() for c in masked))
+    return lookup.unmask(tables.layout(dataset, columns), key.decrypt_parallel(ciphertexts))
+
+
+def test_each_table_has_its_own_key_kept_across_restarts(income: Dataset, tmp_path: Path) -> None:
+    first = cache(tmp_path)
+    years, incomes = first.table(income, ("tax_year",), EPOCH), first.table(income, ("annual_income",), EPOCH)
+    assert years.public_key != incomes.public_key
+    assert years.public_key.bits == incomes.public_key.bits == 1024
+    keys = sorted((tmp_path / "keys").iterdir())
+    assert len(keys) == 2 and all(k.stat().st_mode & 0o777 == 0o600 for k in keys)
+    assert all(k.name.startswith("table-") and len(k.name) == len("table-") + 16 + len(".key") for k in keys)
+    again = cache(tmp_path)  # a restarted daemon
+    assert again.table(income, ("tax_year",), EPOCH).public_key == years.public_key
+    assert again.private_key(income, ("annual_income",)).public_key == incomes.public_key
+    assert sorted((tmp_path / "keys").iterdir()) == keys
+
+
+def test_a_ciphertext_decrypts_only_as_the_table_it_came_from(income: Dataset, tmp_path: Path) -> None:
+    tables = cache(tmp_path)
+    years = tables.table(income, ("tax_year",), EPOCH)
+    years.ensure_all()
+    wrong_key = tables.private_key(income, ("annual_income",)).public_key
+    pk = years.public_key
+    rows = list(range(40))
+    selected: list[PaillierCiphertext | None] = [pk.ciphertext_from_bytes(years.rows_bytes(slice(r, r + 1))) for r in rows]
+    masked, mine = lookup.mask_rows(pk, years.layout, selected)
+    truth = income.values("tax_year")[rows]
+
+    right = owner_shares(tables, income, ("tax_year",), masked) + mine
+    assert right[:, 0].astype(np.int64).tolist() == truth.tolist()
+
+    # the same ciphertexts sent back claiming to be rows of (income, [annual_income]): the owner
+    # decrypts with that table's key (ciphertexts beyond its modulus are refused outright)
+    fits = [k for k, c in enumerate(masked) if c.value < wrong_key.nsquare]
+    assert fits
+    wrong = owner_shares(tables, income, ("annual_income",), [masked[k] for k in fits]) + mine[fits]
+    values = wrong[:, 0].astype(np.int64)
+    assert not np.any(values == truth[fits])
+    assert not np.any((values >= 1990) & (values <= 2100))  # noise, not any tax year
+    outside = [c for c in masked if c.value >= wrong_key.nsquare]
+    if outside:
+        with pytest.raises(ValueError, match="out of range"):
+            owner_shares(tables, income, ("annual_income",), outside)
+
+
+def test_tags_and_tables_are_per_epoch_and_old_epochs_are_deleted(income: Dataset, tmp_path: Path) -> None:
+    tables = cache(tmp_path)
+    encrypted = tmp_path / "encrypted"
+    first = tables.buckets(income, EPOCH)
+    table = tables.table(income, ("tax_year",), EPOCH)
+    table.ensure_all()
+    assert {p.name for p in encrypted.glob("epoch-*")} == {f"epoch-{EPOCH}"}
+    assert {p.suffix for p in (encrypted / f"epoch-{EPOCH}").iterdir()} == {".tags", ".bin", ".done"}
+    second = tables.buckets(income, EPOCH + 1)
+    assert len(first.tags) == len(second.tags) == len(income.ids)
+    assert not set(first.tags) & set(second.tags)  # a tag of one epoch matches nothing in the next
+    # the OPRF an SDK would run in each epoch gives those same tags
+    key = oprf_filter.dataset_key(MASTER, "tax", "income", EPOCH + 1)
+    assert key.evaluate_ids(income.ids[:3]) == second.tags[:3]
+    later = tables.table(income, ("tax_year",), EPOCH + 1)
+    assert later.public_key == table.public_key  # the table key is not per epoch; its rows are
+    assert tables.buckets(income, EPOCH) is first  # the previous epoch is kept
+    assert {p.name for p in encrypted.glob("epoch-*")} == {f"epoch-{EPOCH}", f"epoch-{EPOCH + 1}"}
+    tables.buckets(income, EPOCH + 2)
+    assert {p.name for p in encrypted.glob("epoch-*")} == {f"epoch-{EPOCH + 1}", f"epoch-{EPOCH + 2}"}
+    restarted = cache(tmp_path)  # cached tags are reused across a restart
+    assert restarted.buckets(income, EPOCH + 2).tags == tables.buckets(income, EPOCH + 2).tags
+    assert {p.name for p in encrypted.glob("epoch-*")} == {f"epoch-{EPOCH + 1}", f"epoch-{EPOCH + 2}"}
