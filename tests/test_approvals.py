@@ -50,8 +50,13 @@ def test_a_running_daemon_sees_approvals_written_by_another_process(tmp_path: Pa
         admin.approve(rule.name, rule, "housing", ["Bad Purpose"])
 
 
-def test_mpc_admin_rules_approve_and_list(tmp_path: Path) -> None:
+def test_mpc_admin_rules_approve_and_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from parties.cli import admin
     from parties.cli.admin import app
+
+    monkeypatch.setattr(admin, "console", Console(width=250))  # the table's cells on one line each
 
     config = tmp_path / "tax.toml"
     config.write_text(f'[party]\nname = "tax"\nstate_dir = "{tmp_path / "state"}"\n'
@@ -61,7 +66,7 @@ def test_mpc_admin_rules_approve_and_list(tmp_path: Path) -> None:
                                    "--purpose", "public-rental-housing", "--config", str(config)])
     assert approved.exit_code == 0, approved.output
     assert "approved rule public-rental-housing (fingerprint" in approved.output
-    listed = runner.invoke(app, ["rules", "list", "--config", str(config)], env={"COLUMNS": "250"})
+    listed = runner.invoke(app, ["rules", "list", "--config", str(config)])
     assert listed.exit_code == 0 and "civil-affairs" in listed.output and "annual_income < 30000 x members" in listed.output
     unknown = runner.invoke(app, ["rules", "approve", str(EXAMPLES), "no-such-rule", "--peer", "x",
                                   "--purpose", "statistics", "--config", str(config)])
