@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.grants import for_load_test
 from benchmarks.report import Result, compare
 from mpc.crypto.obfuscators import ShortExponentObfuscator
 from mpc.crypto.paillier import generate_keypair
@@ -89,14 +90,13 @@ def run(quick: bool, log: object = print) -> list[Result]:
     tables = generate(residents)
     specs = party_specs(tables, state / "data")
     for spec in specs:  # the demo's owners allow 600 calls a minute per peer; a load test needs more
-        for grant in spec.policy["peers"].values():
-            grant["rate_limit_per_minute"] = 10_000_000
+        for_load_test(spec.policy)
     cached = any(state.glob("state/*/encrypted/*.done"))  # tables encrypted by an earlier run
     cluster = LocalCluster(state, specs)
     rules = load_rules(RULES)
     point_rule, batch_rule = rules.get("income-below-100k"), rules.get("public-rental-housing")
     local_rule = Rule.model_validate({  # one owner holding one row per resident (public security)
-        "description": "one owner, 1 row per resident: the applicant is a local resident",
+        "name": "local-resident-check", "description": "one owner, 1 row per resident: the applicant is a local resident",
         "expression": "local", "clauses": {"local": {
             "owner": "public-security", "dataset": "residents", "column": "local_resident",
             "compare": ">=", "value": 1, "absent": "false"}}})
@@ -104,6 +104,8 @@ def run(quick: bool, log: object = print) -> list[Result]:
     singles = [Application(a.reference, a.applicant, (a.applicant,)) for a in applications[:400]]
     results: list[Result] = []
     with cluster:
+        for rule in (point_rule, batch_rule, local_rule):  # the owners approve the rules, thresholds included
+            cluster.approve_rule(rule, "civil-affairs", ["public-rental-housing"])
         with Client.from_config(cluster.config("civil-affairs"), "public-rental-housing", "BENCH") as client:
             started = time.perf_counter()
             client.check_eligibility(batch_rule, applications[:20], path="P1")  # owners encrypt their tables

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from benchmarks.grants import for_load_test
 from benchmarks.report import Result, compare, run_peer_script
 from mpc.protocols.aggregate import (
     Aggregate,
@@ -88,9 +89,11 @@ def _tables(data: Path, rows: int, label: str) -> tuple[dict[str, Any], dict[str
 
 
 def _policy(peer: str, labels: list[str], columns: dict[str, list[str]], gateway: dict[str, list[str]]) -> dict[str, Any]:
-    grant = {"purposes": ["statistics"], "rate_limit_per_minute": 1_000_000, "programs": ["aggregate"]}
-    return {"peers": {peer: {**grant, "datasets": {label: {"psi": True, "columns": columns} for label in labels}},
-                      GATEWAY: {**grant, "datasets": {label: {"columns": gateway} for label in labels}}}}
+    grant = {"purposes": ["statistics"], "programs": ["aggregate"]}
+    return for_load_test({"peers": {
+        peer: {**grant, "datasets": {label: {"psi": True, "psi_intersection": True, "batch": True, "columns": columns}
+                                     for label in labels}},
+        GATEWAY: {**grant, "datasets": {label: {"columns": gateway} for label in labels}}}})
 
 
 STEPS = ("psi", "lookups", "aggregate", "sandbox")
