@@ -9,9 +9,10 @@ from hypothesis import strategies as st
 
 from mpc.crypto.curve25519 import OprfServer
 from mpc.crypto.paillier import PaillierCiphertext, PaillierPrivateKey, PaillierPublicKey
-from mpc.protocols import lookup, threshold
+from mpc.protocols import lookup
 from mpc.sharing import ring
 from mpc.sharing.runtime import run_in_process
+from tests.protocols import threshold
 from tests.sharing.strategies import EDGES
 
 KeyPair = tuple[PaillierPublicKey, PaillierPrivateKey]

@@ -12,11 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mpc.protocols import rules, selftest, threshold
+from mpc.protocols import rules, selftest
 from mpc.sharing import kernels
 from mpc.sharing.channel import InProcessChannel
 from mpc.sharing.dealer import MAX_RESERVED, Reservation, TrustedDealer
 from mpc.sharing.runtime import Party
+from tests.protocols import threshold
 
 RULES = Path(__file__).resolve().parents[2] / "rules" / "examples.toml"
 requests = st.lists(st.tuples(st.sampled_from(["bit", "beaver", "dabit"]), st.integers(0, 300)), max_size=12)

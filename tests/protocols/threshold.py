@@ -1,4 +1,7 @@
-"""A one-owner threshold check on looked-up shares (P3 then P4): ``present AND value OP t``.
+"""Test helper: a one-owner threshold check on looked-up shares (P3 then P4), ``present AND value OP t``.
+
+No daemon runs it any more (the requester chose ``t``, so repeated checks read exact values);
+the lookup and dealer tests use it as the smallest program over looked-up shares.
 
 Both parties hold additive shares of each looked-up ``value`` from the masked lookup; the
 requester's threshold ``t`` and the presence bits (which the requester learned in the lookup) are
