@@ -397,6 +397,9 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             held = self.daemon.sessions.take(request.session_id, call.peer)
         except LookupError as exc:
             raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
+        if held.source:  # shares another owner forwarded to us stay with us
+            raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
+                               f"session {request.session_id} holds {held.source}'s shares: they are never forwarded again")
         self._check_own_table(call, request.rule_name, rule, held, applications, slots)
         self.daemon.budgets.computation(call, "rule")
         metadata = (("x-purpose", call.purpose), ("x-case", call.case))
