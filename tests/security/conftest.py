@@ -35,7 +35,8 @@ from parties.sdk import Client
 # one purpose per attack, so that budgets (per peer and purpose) never interfere
 PURPOSES = ["oracle", "thresholds", "not-approved-here", "binary-search", "household", "per-case", "small-cells",
             "forwarding", "fwd-no-rule", "fwd-unapproved-rule", "fwd-not-the-co-party",
-            "fwd-to-the-requester", "fwd-other-columns", "enumeration", "predicate-enum", "batch", "psi", "traversal", "catalogue", "statistics"]
+            "fwd-to-the-requester", "fwd-other-columns", "share-offset", "secret-size",
+            "differencing", "enumeration", "predicate-enum", "batch", "psi", "traversal", "catalogue", "statistics"]
 APPROVED_PURPOSES = [p for p in PURPOSES if p != "not-approved-here"]
 ABSENT_DISTRICT = "xiongan-new-area"  # declared in housing's schema, held by no row
 MAX_HOUSEHOLD = 6

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -20,8 +21,9 @@ from mpc.audit import verify_log
 from mpc.crypto.curve25519 import OprfClient
 from mpc.policy import DatasetGrant
 from mpc.protocols import lookup, oprf_filter
+from mpc.protocols import rules as rules_module
 from mpc.protocols.aggregate import Aggregate, AggregateRequest, ColumnRef
-from mpc.protocols.rules import Application, Rule, load_rules
+from mpc.protocols.rules import Application, Rule, ShareTable, load_rules
 from parties.sdk import Client, RemoteError
 from protos import common_pb2, party_pb2
 from tests.security.conftest import (
@@ -270,6 +272,59 @@ def test_same_case_past_computations_per_case_is_refused(deployment: Deployment)
             int(d.incomes[applicants[-1]] < 60_000)]
 
 
+def _tampered_rule_program(monkeypatch: pytest.MonkeyPatch, offset: int = 0, members: int | None = None) -> None:
+    """The requester's side of the rule program, as a curious requester may run it: its own shares
+    shifted by ``offset`` (the owner cannot tell them from fresh ones), its secret household sizes
+    replaced by ``members``. Only this process (the requester) is affected."""
+    honest = rules_module.rule_program
+
+    def tampered(party: Any, rule_: Rule, tables: Any, applications: int, slots: int, requester: int,
+                 sizes: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if party.index == requester:
+            tables = {k: ShareTable(t.columns, t.shares + np.uint64(offset % 2**64)) for k, t in tables.items()}
+            sizes = sizes if members is None else [members] * applications
+        return honest(party, rule_, tables, applications, slots, requester, sizes, *args, **kwargs)
+
+    monkeypatch.setattr(rules_module, "rule_program", tampered)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the requester's shares are not authenticated: adding c to its own share of the looked-up income makes an "
+    "approved rule 'income < 40000' answer 'income < 40000 - c', a threshold nobody approved; the co-party "
+    "cannot notice"))
+def test_requester_offsetting_its_own_shares_gets_a_free_threshold(deployment: Deployment,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    d, purpose, case = deployment, "share-offset", "SHARE-OFFSET"
+    person = next(i for i in d.mine if 0 < d.incomes[i] < 40_000)
+    free = d.incomes[person]  # income < income: false, where the approved threshold says true
+    _tampered_rule_program(monkeypatch, offset=40_000 - free)
+    with d.client("curious", purpose, case) as client:
+        try:
+            bits = client.check_eligibility(rule("income-under-40000"), one(person))
+        except RemoteError:
+            return  # tampered shares detected and refused
+    pytest.fail(f"answered {bits.tolist()}: income < {free} is {d.incomes[person] < free}, "
+                f"income < 40000 is {d.incomes[person] < 40_000}")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the household size a per-member threshold is multiplied by is the requester's secret input: max_household "
+    "caps only the public slot count, so claiming 60 members for a one-person household multiplies the "
+    "approved 40000 by 60, unrefused"))
+def test_secret_household_size_beyond_max_household_is_refused(deployment: Deployment,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    d, purpose, case = deployment, "secret-size", "SECRET-SIZE"
+    person = next(i for i in d.mine if 40_000 <= d.incomes[i] < 60 * 40_000)
+    _tampered_rule_program(monkeypatch, members=60)
+    with d.client("curious", purpose, case) as client:
+        try:
+            bits = client.check_eligibility(rule("household-income"), one(person))
+        except RemoteError:
+            return
+    pytest.fail(f"answered {bits.tolist()} for a household claimed to have 60 members (cap {MAX_HOUSEHOLD}); "
+                f"honest answer {int(d.incomes[person] < 40_000)}")
+
+
 # ---------------------------------------------------------------------- 3. exact small cells
 def _sum_request(**fields: Any) -> AggregateRequest:
     return AggregateRequest(initiator_dataset="mine", peer_dataset="income",
@@ -309,6 +364,24 @@ def test_exact_small_cells_are_withheld_and_min_cell_is_the_owners(deployment: D
         refused_sdk = remote_error(lambda: client.aggregate("tax", opened))
     assert refused_sdk.code == grpc.StatusCode.PERMISSION_DENIED and message in refused_sdk.details
     assert_serving(d, "tax")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "no defence against differencing: two intersection sums over id sets of at least min_cell that differ by one "
+    "person (S, then S plus the target) are both opened exactly, and their difference is the target's income"))
+def test_differencing_two_intersection_sums_is_refused(deployment: Deployment) -> None:
+    d, purpose = deployment, "differencing"
+    crowd, target = d.mine[10:22], d.mine[35]
+    with d.client("curious", purpose, "DIFF-1") as client:
+        first = client.intersection_sum("tax", "income", ["annual_income"], crowd)
+    assert first.sums["annual_income"] is not None
+    with d.client("curious", purpose, "DIFF-2") as client:
+        try:
+            second = client.intersection_sum("tax", "income", ["annual_income"], [*crowd, target])
+        except RemoteError:
+            return  # the overlapping query is refused
+    learned = (second.sums["annual_income"] or 0) - first.sums["annual_income"]
+    assert learned != d.incomes[target], f"learned the target's exact income {learned} from two opened cells"
 
 
 # ---------------------------------------------------------------------- 4. forwarding without the owner's grant
