@@ -322,6 +322,10 @@ def rule_program(party: Party, rule: Rule, tables: Mapping[TableKey, ShareTable]
     if party.index == requester and (members is None or len(members) != applications):
         raise ValueError("the requester supplies one household size per application")
     size = party.share(list(members) if party.index == requester and members is not None else None, owner=requester)
+    # The household size a per-member threshold is multiplied by is the requester's input: a clause
+    # holds only for sizes 1..slots (the owners' cap bounds slots), compared on shares, so a size
+    # claimed beyond the slots never scales an approved threshold.
+    plausible = (_boolean.ge(size, 1) & _boolean.le(size, slots)) if _per_member(rule) else None
     bits: dict[str, BooleanShare] = {}
     for name, clause in rule.clauses.items():
         if clause.is_predicate:
@@ -339,6 +343,9 @@ def rule_program(party: Party, rule: Rule, tables: Mapping[TableKey, ShareTable]
         total = _slot_sum(party, values) if household else _first_slot(party, values)
         limit: ArithmeticShare | int = size * clause.value if clause.per_member else clause.value
         bit = COMPARISON_GATES[clause.compare](total, limit)
+        if clause.per_member:
+            assert plausible is not None
+            bit = bit & plausible
         if clause.absent == "false":
             known: np.ndarray | None = None
             if party.index == requester:
@@ -368,7 +375,14 @@ def rule_reservation(rule: Rule, applications: int) -> Reservation:
         total += _boolean.comparison_triple_words(clause.compare, applications)
         total += words if clause.absent == "false" else 0
     connectives = sum(1 for _ in rule.tree().find_all(exp.And, exp.Or))
+    if _per_member(rule):  # the household size's range check, and its AND into each per-member clause
+        total += _boolean.comparison_triple_words(">=", applications) + _boolean.comparison_triple_words("<=", applications)
+        total += words * (1 + sum(1 for c in rule.clauses.values() if c.per_member))
     return Reservation.covering(bit_triple_words=total + connectives * words)
+
+
+def _per_member(rule: Rule) -> bool:
+    return any(c.per_member for c in rule.clauses.values())
 
 
 def _evaluate_shared(tree: exp.Expr, bits: Mapping[str, BooleanShare]) -> BooleanShare:

@@ -234,8 +234,8 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         own tags by EvaluateOprf, in the same epoch). It reveals what a P1 whole-table fetch does,
         so it needs the same grant."""
         dataset = self.daemon.require_dataset(request.dataset)
-        epoch = self.daemon.check_dataset_epoch(request.epoch)
         self.daemon.config.policy.check_dataset(call.peer, call.purpose, dataset.name, psi=True, batch=True)
+        epoch = self.daemon.check_dataset_epoch(request.epoch)
         self.daemon.budgets.batch(call, dataset.name)
         tags = np.frombuffer(b"".join(self.daemon.buckets(dataset.name, epoch).tags), dtype="<u8")
         shuffled = psi.shuffle(tags.astype(np.uint64))
@@ -383,6 +383,10 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         them: each is the value plus the requester's mask), only for a rule we approved for the
         caller, reading exactly these columns; the co-party runs only that rule on them."""
         check_session_id(request.session_id)
+        try:  # taken first: a refused forward leaves nothing held for another try
+            held = self.daemon.sessions.take(request.session_id, call.peer)
+        except LookupError as exc:
+            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
         if request.co_party == call.peer:  # both shares at the requester would reveal the values
             raise ServiceError(grpc.StatusCode.PERMISSION_DENIED, "shares are never forwarded to the requester itself")
         if request.co_party == self.daemon.name:
@@ -393,10 +397,6 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
                                f"rule {request.rule_name!r} computes with {rule.co_party_for(call.peer)!r}, not {request.co_party!r}")
         applications, slots = self._rule_size(call, int(request.applications), int(request.slots))
-        try:
-            held = self.daemon.sessions.take(request.session_id, call.peer)
-        except LookupError as exc:
-            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
         if held.source:  # shares another owner forwarded to us stay with us
             raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
                                f"session {request.session_id} holds {held.source}'s shares: they are never forwarded again")

@@ -23,7 +23,7 @@ from mpc.policy import DatasetGrant
 from mpc.protocols import lookup, oprf_filter
 from mpc.protocols import rules as rules_module
 from mpc.protocols.aggregate import Aggregate, AggregateRequest, ColumnRef
-from mpc.protocols.rules import Application, Rule, ShareTable, load_rules
+from mpc.protocols.rules import Application, Rule, RuleError, ShareTable, load_rules
 from parties.sdk import Client, RemoteError
 from protos import common_pb2, party_pb2
 from tests.security.conftest import (
@@ -238,13 +238,21 @@ def test_binary_search_on_one_person_is_alerted_then_refused(deployment: Deploym
 
 
 def test_household_beyond_max_household_is_refused(deployment: Deployment) -> None:
+    """The SDK refuses a household over the owners' cap (from ListDatasets) before anything runs;
+    a raw rule program announcing more slots than the cap is refused by the owner, audited."""
     d, purpose, case = deployment, "household", "HOUSEHOLD-BIG"
     members = tuple(d.mine[4 : 4 + MAX_HOUSEHOLD + 1])
     with d.client("curious", purpose, case) as client:
-        refused = remote_error(lambda: client.check_eligibility(rule("household-income"), one(members[0], "H1", members)))
-    assert refused.code == grpc.StatusCode.PERMISSION_DENIED, refused
+        assert client.list_datasets("tax").max_household == MAX_HOUSEHOLD
+        with pytest.raises(RuleError, match=f"exceeds the owners' cap of {MAX_HOUSEHOLD} members"):
+            client.check_eligibility(rule("household-income"), one(members[0], "H1", members))
+        sent = rule("household-income")
+        params = {"name": sent.name, "rule": sent.model_dump(mode="json"), "applications": 1,
+                  "slots": MAX_HOUSEHOLD + 1, "tables": [], "reveal": []}
+        refused = rpc_error(lambda: client.party_stub("tax").ShareExchange(iter([share_start("rule", params)]),
+                                                                          metadata=md(purpose, case), timeout=60))
     message = f"households of {MAX_HOUSEHOLD + 1} members exceed tax's cap of {MAX_HOUSEHOLD} for curious"
-    assert message in refused.details
+    assert_status(refused, grpc.StatusCode.PERMISSION_DENIED, message)
     assert_audited(d, "tax", "ShareExchange", case, "PERMISSION_DENIED", message)
     # a household at the cap is answered (and correctly)
     allowed = members[:MAX_HOUSEHOLD]
@@ -291,7 +299,7 @@ def _tampered_rule_program(monkeypatch: pytest.MonkeyPatch, offset: int = 0, mem
 @pytest.mark.xfail(strict=True, reason=(
     "the requester's shares are not authenticated: adding c to its own share of the looked-up income makes an "
     "approved rule 'income < 40000' answer 'income < 40000 - c', a threshold nobody approved; the co-party "
-    "cannot notice"))
+    "cannot notice (semi-honest shares; docs/threat-model.md section 2 states the bound)"))
 def test_requester_offsetting_its_own_shares_gets_a_free_threshold(deployment: Deployment,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     d, purpose, case = deployment, "share-offset", "SHARE-OFFSET"
@@ -307,22 +315,22 @@ def test_requester_offsetting_its_own_shares_gets_a_free_threshold(deployment: D
                 f"income < 40000 is {d.incomes[person] < 40_000}")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the household size a per-member threshold is multiplied by is the requester's secret input: max_household "
-    "caps only the public slot count, so claiming 60 members for a one-person household multiplies the "
-    "approved 40000 by 60, unrefused"))
-def test_secret_household_size_beyond_max_household_is_refused(deployment: Deployment,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secret_household_size_beyond_the_slots_never_scales_the_threshold(deployment: Deployment,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The household size a per-member threshold is multiplied by is the requester's secret input;
+    claiming 60 members for a one-person household (one slot) must not multiply the approved
+    40000 by 60: the size is range-checked on shares (1..slots) and the clause fails."""
     d, purpose, case = deployment, "secret-size", "SECRET-SIZE"
-    person = next(i for i in d.mine if 40_000 <= d.incomes[i] < 60 * 40_000)
+    person = next(i for i in d.mine if 40_000 <= d.incomes[i] < 60 * 40_000)  # eligible only under the lie
     _tampered_rule_program(monkeypatch, members=60)
     with d.client("curious", purpose, case) as client:
-        try:
-            bits = client.check_eligibility(rule("household-income"), one(person))
-        except RemoteError:
-            return
-    pytest.fail(f"answered {bits.tolist()} for a household claimed to have 60 members (cap {MAX_HOUSEHOLD}); "
-                f"honest answer {int(d.incomes[person] < 40_000)}")
+        bits = client.check_eligibility(rule("household-income"), one(person))
+    assert bits.tolist() == [0], f"a claimed size of 60 (cap {MAX_HOUSEHOLD}) scaled the approved threshold"
+    monkeypatch.undo()
+    with d.client("curious", purpose, "SECRET-SIZE-HONEST") as client:  # the honest size answers as the rule says
+        assert client.check_eligibility(rule("household-income"), one(person)).tolist() == [0]
+        poorer = next(i for i in d.mine if 0 < d.incomes[i] < 40_000)
+        assert client.check_eligibility(rule("household-income"), one(poorer)).tolist() == [1]
 
 
 # ---------------------------------------------------------------------- 3. exact small cells
@@ -368,7 +376,8 @@ def test_exact_small_cells_are_withheld_and_min_cell_is_the_owners(deployment: D
 
 @pytest.mark.xfail(strict=True, reason=(
     "no defence against differencing: two intersection sums over id sets of at least min_cell that differ by one "
-    "person (S, then S plus the target) are both opened exactly, and their difference is the target's income"))
+    "person (S, then S plus the target) are both opened exactly, and their difference is the target's income "
+    "(docs/threat-model.md: owners that do not trust a requester with exact figures set release_epsilon)"))
 def test_differencing_two_intersection_sums_is_refused(deployment: Deployment) -> None:
     d, purpose = deployment, "differencing"
     crowd, target = d.mine[10:22], d.mine[35]
@@ -439,16 +448,8 @@ def test_forwarding_without_the_owners_grant_is_refused(deployment: Deployment) 
     assert_audited(d, "housing", "ReceiveShares", "FWD-OK", "OK", "rule=home-and-income", peer="tax")
 
 
-NOT_CONSUMED = pytest.mark.xfail(strict=True, reason=(
-    "ForwardShares refuses a forward to the requester, an unreadable rule, an unapproved rule and a rule whose "
-    "co-party is another owner before it takes the session's held shares (sessions.take comes after "
-    "_approved_rule and the co-party check), so the shares stay held for another try"))
-
-
 @pytest.mark.parametrize("kind", [
-    *(pytest.param(kind, marks=NOT_CONSUMED) for kind in ("no-rule", "unapproved-rule", "not-the-co-party",
-                                                          "to-the-requester")),
-    "other-columns",
+    "no-rule", "unapproved-rule", "not-the-co-party", "to-the-requester", "other-columns",
 ])
 def test_refused_forward_consumes_the_held_shares(deployment: Deployment, kind: str) -> None:
     """After a refused forward, the session's shares are gone: a second, legitimate forward of the
@@ -547,9 +548,10 @@ def test_psi_intersection_without_the_grant_is_refused(deployment: Deployment) -
 def test_whole_table_fetches_past_batch_per_day_are_refused(deployment: Deployment) -> None:
     d, purpose, case = deployment, "batch", "BATCH-DAY"
     limit = CURIOUS_LIMITS["batch_per_day"]
-    whole = party_pb2.BucketRequest(dataset="income", columns=["annual_income"], whole_table=True)
-    tags = party_pb2.TagsRequest(dataset="income")
     with d.client("curious", purpose, case) as client:
+        epoch = client.list_datasets("tax").datasets[0].epoch  # raw requests name the epoch of their tags
+        whole = party_pb2.BucketRequest(dataset="income", columns=["annual_income"], whole_table=True, epoch=epoch)
+        tags = party_pb2.TagsRequest(dataset="income", epoch=epoch)
         stub = client.party_stub("tax")
         for _ in range(limit - 1):
             assert sum(b.count for b in stub.GetTags(tags, metadata=md(purpose, case), timeout=60)) == len(d.incomes)
@@ -572,7 +574,7 @@ def test_predicate_oprf_past_oprf_per_epoch_even_with_the_previous_epoch_key(dep
     with d.client("curious", purpose, case) as client:
         epoch, _ = client._fetch_filter("tax", "low-income")
         header = party_pb2.PointBatch(predicate="low-income", epoch=epoch)
-        assert len(client._oprf("tax", oprf, [f"guess-{k}" for k in range(limit)], header)) == limit
+        assert len(client._oprf("tax", oprf, [f"guess-{k}" for k in range(limit)], header)[0]) == limit
         for asked in (epoch, epoch - 1):  # the previous epoch's key shares the budget
             refused = remote_error(lambda e=asked: client._oprf(  # type: ignore[misc]
                 "tax", oprf, ["one-more"], party_pb2.PointBatch(predicate="low-income", epoch=e)))
@@ -658,7 +660,7 @@ def test_dataset_oprf_enumeration_past_oprf_per_epoch_survives_a_restart(deploym
     limit = CURIOUS_LIMITS["oprf_per_epoch"]
     guesses = [f"4101{k:014d}" for k in range(limit + 1)]
     with d.client("curious", purpose, case) as client:
-        assert len(client._oprf_tags("tax", "tax", "income", guesses[:limit])) == limit
+        assert len(client._oprf_tags("tax", "tax", "income", guesses[:limit])[0]) == limit
         refused = remote_error(lambda: client._oprf_tags("tax", "tax", "income", guesses[limit:]))
     assert refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     message = f"limit oprf_per_epoch = {limit} reached ({limit} used, 1 more asked); resets at"
