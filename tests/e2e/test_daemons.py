@@ -25,6 +25,7 @@ from parties.pki import Pki
 from parties.sdk import Client, RemoteError
 from protos import common_pb2, party_pb2, party_pb2_grpc
 from tests.e2e.conftest import ONE_OWNER_RULES, audit_entries, client_for, owner_values, table_key
+from tests.rule_texts import one_clause_rule
 
 
 def last_entry(cluster: LocalCluster, party: str, method: str) -> dict[str, object]:
@@ -48,9 +49,7 @@ def test_one_clause_rule_at_and_around_its_threshold(cluster: LocalCluster, tabl
     plain: dict[str, Callable[[int], bool]] = {"<": lambda v: v < threshold, "<=": lambda v: v <= threshold,
                                                ">=": lambda v: v >= threshold}
     for k, (op, holds) in enumerate(plain.items()):
-        rule = load_rules(f"""[rules.income-{k}]\nexpression = "ok"\n[rules.income-{k}.clauses.ok]
-owner = "tax"\ndataset = "income"\ncolumn = "annual_income"\ncompare = "{op}"\nvalue = {threshold}\nabsent = "false"
-""").get(f"income-{k}")
+        rule = load_rules(one_clause_rule(f"income-{k}", threshold, op)).get(f"income-{k}")
         cluster.approve_rule(rule, "housing", ["public-rental-housing"])
         with client_for(cluster, "housing", purpose="public-rental-housing", case="HZ-P3") as client:
             bits = client.check_eligibility(rule, applications, path="P3")
@@ -64,9 +63,7 @@ owner = "tax"\ndataset = "income"\ncolumn = "annual_income"\ncompare = "{op}"\nv
 def test_an_approved_rule_still_needs_the_compare_grant(cluster: LocalCluster) -> None:
     from mpc.protocols.rules import Application, load_rules
 
-    rule = load_rules("""[rules.old-taxpayer]\nexpression = "old"\n[rules.old-taxpayer.clauses.old]
-owner = "tax"\ndataset = "income"\ncolumn = "tax_year"\ncompare = "<"\nvalue = 2000
-""").get("old-taxpayer")
+    rule = load_rules(one_clause_rule("old-taxpayer", 2000, column="tax_year")).get("old-taxpayer")
     cluster.approve_rule(rule, "housing", ["statistics"])
     with client_for(cluster, "housing", purpose="statistics") as client, pytest.raises(RemoteError) as refused:
         client.check_eligibility(rule, [Application("X", "110101199003077777", ("110101199003077777",))])

@@ -31,6 +31,7 @@ from mpc.data.synthetic import DISTRICTS, AgencyTables, generate, write_csv
 from mpc.protocols.rules import Rule, load_rules
 from parties.cluster import LocalCluster, PartySpec
 from parties.sdk import Client
+from tests.rule_texts import one_clause_rule
 
 # one purpose per attack, so that budgets (per peer and purpose) never interfere
 PURPOSES = ["oracle", "thresholds", "not-approved-here", "binary-search", "household", "per-case", "small-cells",
@@ -43,20 +44,6 @@ MAX_HOUSEHOLD = 6
 CURIOUS_LIMITS = {"oprf_per_epoch": 300, "bucket_alert_after": 3, "bucket_queries_per_window": 6,
                   "computations_per_case": 4, "computations_per_day": 40, "batch_per_day": 3}
 LADDER = [10_000, 20_000, 40_000, 60_000, 80_000, 120_000, 160_000, 320_000]  # approved income thresholds
-
-
-def _threshold_rule(name: str, value: int) -> str:
-    return f"""
-[rules.{name}]
-expression = "low"
-[rules.{name}.clauses.low]
-owner = "tax"
-dataset = "income"
-column = "annual_income"
-compare = "<"
-value = {value}
-absent = "false"
-"""
 
 
 def _home_rule(name: str, value: int) -> str:
@@ -82,7 +69,7 @@ absent = "false"
 
 
 RULES = "".join([
-    *(_threshold_rule(f"income-under-{v}", v) for v in LADDER),
+    *(one_clause_rule(f"income-under-{v}", v) for v in LADDER),
     """
 [rules.household-income]
 expression = "per_member"
@@ -98,7 +85,7 @@ absent = "zero"
 """,
     _home_rule("home-and-income", 50_000),   # co-party housing: tax forwards its shares
     _home_rule("home-and-income-b", 90_000),  # another approved rule over the same columns
-    _threshold_rule("never-approved", 55_555),
+    one_clause_rule("never-approved", 55_555),
 ])
 
 

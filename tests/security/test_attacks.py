@@ -26,13 +26,13 @@ from mpc.protocols.aggregate import Aggregate, AggregateRequest, ColumnRef
 from mpc.protocols.rules import Application, Rule, RuleError, ShareTable, load_rules
 from parties.sdk import Client, RemoteError
 from protos import common_pb2, party_pb2
+from tests.rule_texts import one_clause_rule
 from tests.security.conftest import (
     ABSENT_DISTRICT,
     CURIOUS_LIMITS,
     LADDER,
     MAX_HOUSEHOLD,
     Deployment,
-    _threshold_rule,
     rule,
     state_files,
 )
@@ -172,7 +172,7 @@ def test_threshold_check_program_is_refused(deployment: Deployment) -> None:
 def test_unapproved_altered_or_other_purpose_rule_is_refused(deployment: Deployment) -> None:
     d = deployment
     person = d.mine[2]
-    altered = load_rules(_threshold_rule("income-under-40000", 39_999)).get("income-under-40000")
+    altered = load_rules(one_clause_rule("income-under-40000", 39_999)).get("income-under-40000")
     attempts: list[tuple[str, Rule, str, str]] = [
         ("RULE-UNAPPROVED", rule("never-approved"), "thresholds", "rule 'never-approved' (fingerprint "),
         ("RULE-ALTERED", altered, "thresholds", "rule 'income-under-40000' as sent (fingerprint "),
