@@ -4,8 +4,10 @@ A rule's thresholds are never free parameters: the owner approves a rule's finge
 (:meth:`mpc.protocols.rules.Rule.fingerprint`, over every clause, threshold and flag), for one
 requester and a set of purposes. Changing a threshold changes the fingerprint and needs a new
 approval. The catalogue is a JSON file in the owner's state directory
-(``STATE/approved-rules.json``, written by ``mpc-admin rules approve``); the daemon re-reads it
-when it changes, so an approval or a withdrawal takes effect without a restart.
+(``STATE/approved-rules.json``, written by ``mpc-admin rules approve``), signed with the owner's
+Ed25519 audit key: the daemon re-reads it when it changes (an approval or a withdrawal takes
+effect without a restart), refuses every rule while its signature does not verify, and audits
+each new version it loads.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mpc.files import write_atomic
@@ -41,6 +46,11 @@ class Catalogue(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     approvals: list[Approval] = Field(default_factory=list)
+    signature: str = ""  # hex Ed25519 over the canonical JSON of ``approvals``
+
+    def signed_bytes(self) -> bytes:
+        return json.dumps([a.model_dump(mode="json") for a in self.approvals], sort_keys=True,
+                          separators=(",", ":")).encode()
 
 
 class ApprovalError(ValueError):
@@ -48,10 +58,13 @@ class ApprovalError(ValueError):
 
 
 class RuleApprovals:
-    """The approvals catalogue of one owner (``path``), reloaded when the file changes."""
+    """The approvals catalogue of one owner (``path``), signed with ``key`` (the owner's audit
+    key), reloaded when the file changes; ``on_load`` is told of each new version (the daemon
+    audits it)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, key: Ed25519PrivateKey,
+                 on_load: Callable[[list[Approval]], None] | None = None) -> None:
+        self.path, self._key, self._on_load = path, key, on_load
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._catalogue = Catalogue()
@@ -66,10 +79,17 @@ class RuleApprovals:
             stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
             if stamp != self._stamp:
                 try:
-                    self._catalogue = Catalogue.model_validate_json(self.path.read_bytes())
+                    catalogue = Catalogue.model_validate_json(self.path.read_bytes())
                 except (OSError, ValidationError, ValueError) as exc:
                     raise ApprovalError(f"{self.path}: unreadable approvals catalogue: {str(exc).splitlines()[0]}") from None
-                self._stamp = stamp
+                try:
+                    self._key.public_key().verify(bytes.fromhex(catalogue.signature), catalogue.signed_bytes())
+                except (InvalidSignature, ValueError):
+                    raise ApprovalError(f"{self.path}: the approvals catalogue is not signed by this owner's key "
+                                        f"(edited by hand? approve again with mpc-admin rules approve)") from None
+                self._catalogue, self._stamp = catalogue, stamp
+                if self._on_load is not None:
+                    self._on_load(list(catalogue.approvals))
             return self._catalogue
 
     def entries(self) -> list[Approval]:
@@ -94,14 +114,19 @@ class RuleApprovals:
         return len(kept) != len(entries)
 
     def _save(self, catalogue: Catalogue) -> None:
+        signed = catalogue.model_copy(update={"signature": self._key.sign(catalogue.signed_bytes()).hex()})
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_atomic(self.path, [json.dumps(catalogue.model_dump(mode="json"), indent=1).encode()])
+        write_atomic(self.path, [json.dumps(signed.model_dump(mode="json"), indent=1).encode()])
 
     def check(self, peer: str, purpose: str, name: str, rule: Rule) -> str:
         """Raise :class:`PolicyError` unless ``rule``, exactly as given, is approved under ``name``
         for ``peer`` and ``purpose``; returns its fingerprint."""
         fingerprint = rule.fingerprint()
-        for approval in self._load().approvals:
+        try:
+            catalogue = self._load()
+        except ApprovalError as exc:  # fail closed: no rule runs on an unverified catalogue
+            raise PolicyError(f"no rule is approved while {exc}") from None
+        for approval in catalogue.approvals:
             if (approval.rule, approval.peer) == (name, peer):
                 if approval.fingerprint != fingerprint:
                     raise PolicyError(f"rule {name!r} as sent (fingerprint {fingerprint[:16]}) differs from the one "

@@ -19,6 +19,7 @@ from typing import Any
 import tomli_w
 
 from mpc.approvals import CATALOGUE_FILE, RuleApprovals
+from mpc.audit import load_or_create_signing_key
 from mpc.protocols.rules import Rule
 from parties.pki import Pki
 
@@ -195,7 +196,9 @@ class LocalCluster:
         would) for ``requester`` and ``purposes``; running daemons pick it up. Returns the owners."""
         owners = sorted({c.owner for c in rule.clauses.values() if not c.is_predicate})
         for owner in owners:
-            RuleApprovals(self.root / "state" / owner / CATALOGUE_FILE).approve(rule.name, rule, requester, purposes)
+            state = self.root / "state" / owner
+            key = load_or_create_signing_key(state / "audit-signing.pem")
+            RuleApprovals(state / CATALOGUE_FILE, key).approve(rule.name, rule, requester, purposes)
         return owners
 
     def __enter__(self) -> LocalCluster:

@@ -6,16 +6,17 @@ import os
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
-from mpc.approvals import CATALOGUE_FILE, ApprovalError, RuleApprovals
+from mpc.approvals import CATALOGUE_FILE, Approval, ApprovalError, RuleApprovals
 from mpc.policy import PolicyError
 from mpc.protocols.rules import load_rules
 from tests.protocols.test_rules import EXAMPLES
 
 
 def test_only_the_approved_rule_runs_for_that_requester_and_purpose(tmp_path: Path) -> None:
-    approvals = RuleApprovals(tmp_path / CATALOGUE_FILE)
+    approvals = RuleApprovals(tmp_path / CATALOGUE_FILE, Ed25519PrivateKey.generate())
     rule = load_rules(EXAMPLES).get("public-rental-housing")
     with pytest.raises(PolicyError, match=r"rule 'public-rental-housing' .* is not approved for 'civil-affairs'"):
         approvals.check("civil-affairs", "public-rental-housing", rule.name, rule)
@@ -35,14 +36,28 @@ def test_only_the_approved_rule_runs_for_that_requester_and_purpose(tmp_path: Pa
         approvals.check("civil-affairs", "public-rental-housing", rule.name, rule)
 
 
-def test_a_running_daemon_sees_approvals_written_by_another_process(tmp_path: Path) -> None:
-    path = tmp_path / CATALOGUE_FILE
-    daemon, admin = RuleApprovals(path), RuleApprovals(path)
+def test_a_running_daemon_sees_signed_approvals_written_by_another_process(tmp_path: Path) -> None:
+    path, key = tmp_path / CATALOGUE_FILE, Ed25519PrivateKey.generate()
+    loaded: list[list[Approval]] = []
+    daemon, admin = RuleApprovals(path, key, loaded.append), RuleApprovals(path, key)
     rule = load_rules(EXAMPLES).get("income-below-100k")
     assert daemon.entries() == []
     admin.approve(rule.name, rule, "housing", ["income-check"])
     assert [a.rule for a in daemon.entries()] == ["income-below-100k"]
+    assert [[a.fingerprint for a in v] for v in loaded] == [[rule.fingerprint()]]  # the daemon audits each version
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    # a catalogue edited by hand (a looser threshold pasted in) is refused, and so is every rule
+    looser = load_rules(EXAMPLES.read_text().replace("value = 100000", "value = 900000")).get("income-below-100k")
+    path.write_text(path.read_text().replace(rule.fingerprint(), looser.fingerprint()).replace("100000", "900000"))
+    with pytest.raises(ApprovalError, match="not signed by this owner's key"):
+        daemon.entries()
+    with pytest.raises(PolicyError, match=r"no rule is approved while .* not signed"):
+        daemon.check("housing", "income-check", looser.name, looser)
+    other = RuleApprovals(tmp_path / "other.json", Ed25519PrivateKey.generate())
+    other.approve(rule.name, rule, "housing", ["income-check"])
+    path.write_bytes((tmp_path / "other.json").read_bytes())  # signed, but by another key
+    with pytest.raises(ApprovalError, match="not signed by this owner's key"):
+        daemon.entries()
     path.write_text("{not json")
     with pytest.raises(ApprovalError, match="unreadable approvals catalogue"):
         daemon.entries()

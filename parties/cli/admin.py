@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mpc.approvals import CATALOGUE_FILE, ApprovalError, RuleApprovals
-from mpc.audit import AuditHead, verify_log
+from mpc.audit import AuditHead, load_or_create_signing_key, verify_log
 from mpc.protocols.rules import RuleError, load_rules
 from parties.pki import Pki, PkiError
 
@@ -151,7 +151,8 @@ def _approvals(config: Path) -> RuleApprovals:
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    return RuleApprovals(party.party.state_dir / CATALOGUE_FILE)
+    state = party.party.state_dir  # signed with the owner's audit key (created with the state directory)
+    return RuleApprovals(state / CATALOGUE_FILE, load_or_create_signing_key(state / "audit-signing.pem"))
 
 
 @rules_app.command("approve")

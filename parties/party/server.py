@@ -16,7 +16,7 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import start_http_server
 
-from mpc.approvals import CATALOGUE_FILE, RuleApprovals
+from mpc.approvals import CATALOGUE_FILE, Approval, RuleApprovals
 from mpc.audit import AuditEvent
 from mpc.crypto.curve25519 import OprfServer
 from mpc.data.sources import Dataset, load_dataset
@@ -84,7 +84,7 @@ class PartyDaemon:
         self._peer_channels: dict[str, grpc.Channel] = {}
         self._filters: dict[tuple[str, int], list[bytes]] = {}
         self.budgets = Budgets(config.party.state_dir / "budgets.sqlite", config.policy, self.boundary.alert)
-        self.approvals = RuleApprovals(config.party.state_dir / CATALOGUE_FILE)
+        self.approvals = RuleApprovals(config.party.state_dir / CATALOGUE_FILE, self.state.audit_key, self._approvals_loaded)
         self._dataset_master = _master_secret(config.party.state_dir / "oprf" / "datasets.key")
         self.tables = TableCache(config.party.state_dir / "encrypted", config.party.state_dir / "keys",
                                  config.party.paillier_bits, config.party.anonymity_set, self.oprf_key)
@@ -180,6 +180,12 @@ class PartyDaemon:
     def signed_head(self) -> common_pb2.AuditHead:
         head = self.state.audit.head()
         return common_pb2.AuditHead(party=self.name, seq=head.seq, hash=head.hash, time=head.time, signature=head.signature)
+
+    def _approvals_loaded(self, approvals: list[Approval]) -> None:
+        """A new version of the approved rules is in force: audited, names and fingerprints."""
+        listed = "; ".join(f"{a.rule} {a.fingerprint[:16]} for {a.peer} {a.purposes}" for a in approvals)
+        self.audit_log.append(AuditEvent(peer="-", action="policy:approved-rules", rows=len(approvals),
+                                         detail=listed[:500] or "none"))
 
     # ------------------------------------------------------------------ helpers for handlers
     def _rate_limit(self, peer: str) -> int | None:
