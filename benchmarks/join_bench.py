@@ -93,7 +93,7 @@ def _policy(peer: str, labels: list[str], columns: dict[str, list[str]], gateway
     return for_load_test({"peers": {
         peer: {**grant, "datasets": {label: {"psi": True, "psi_intersection": True, "batch": True, "columns": columns}
                                      for label in labels}},
-        GATEWAY: {**grant, "datasets": {label: {"columns": gateway} for label in labels}}}})
+        GATEWAY: {**grant, "gateway": True, "datasets": {label: {"columns": gateway} for label in labels}}}})
 
 
 STEPS = ("psi", "lookups", "aggregate", "sandbox")

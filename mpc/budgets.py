@@ -27,6 +27,15 @@ class BudgetExceeded(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Charge:
+    key: str
+    amount: int
+    limit: int
+    window_seconds: float | None  # None: forever
+    what: str  # the limit's name, for the message
+
+
+@dataclass(frozen=True)
 class Spent:
     used: int        # the count in this window, after spending
     resets_at: float | None  # when the window ends (epoch seconds); None: never
@@ -66,23 +75,32 @@ class BudgetLedger:
               now: float | None = None) -> Spent:
         """Add ``amount`` to ``key`` in the current window, or raise :class:`BudgetExceeded`
         (nothing added) if that would pass ``limit``. ``what`` names the limit in the message."""
-        number, resets_at = self.window_of(time.time() if now is None else now, window_seconds)
+        return self.spend_all([Charge(key, amount, limit, window_seconds, what)], now=now)[0]
+
+    def spend_all(self, charges: list[Charge], now: float | None = None) -> list[Spent]:
+        """Every charge, or none (one transaction): the first that would pass its limit raises."""
+        moment = time.time() if now is None else now
+        out = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                row = self._db.execute("SELECT used FROM counters WHERE key = ? AND window = ?", (key, number)).fetchone()
-                used = (int(row[0]) if row else 0) + amount
-                if used > limit:
-                    self._db.execute("ROLLBACK")
-                    when = ("never resets" if resets_at is None else
-                            "resets at " + time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(resets_at)))
-                    raise BudgetExceeded(what, f"limit {what} = {limit} reached ({used - amount} used, "
-                                               f"{amount} more asked); {when}", resets_at)
-                self._db.execute("INSERT INTO counters (key, window, used) VALUES (?, ?, ?) ON CONFLICT (key, window) "
-                                 "DO UPDATE SET used = excluded.used", (key, number, used))
+                for charge in charges:
+                    number, resets_at = self.window_of(moment, charge.window_seconds)
+                    row = self._db.execute("SELECT used FROM counters WHERE key = ? AND window = ?",
+                                           (charge.key, number)).fetchone()
+                    used = (int(row[0]) if row else 0) + charge.amount
+                    if used > charge.limit:
+                        when = ("never resets" if resets_at is None else
+                                "resets at " + time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(resets_at)))
+                        raise BudgetExceeded(charge.what, f"limit {charge.what} = {charge.limit} reached "
+                                                          f"({used - charge.amount} used, {charge.amount} more asked); "
+                                                          f"{when}", resets_at)
+                    self._db.execute("INSERT INTO counters (key, window, used) VALUES (?, ?, ?) ON CONFLICT (key, window) "
+                                     "DO UPDATE SET used = excluded.used", (charge.key, number, used))
+                    out.append(Spent(used, resets_at))
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
-        return Spent(used, resets_at)
+        return out

@@ -78,6 +78,9 @@ class PeerPolicy(BaseModel):
     # within a total budget per purpose (kept with the other budgets)
     release_epsilon: float | None = Field(default=None, gt=0, le=100)
     release_epsilon_budget: float = Field(default=10.0, gt=0)
+    # this peer is the platform's researcher sandbox: it may run aggregates here and receive noised
+    # cell shares (no requester may name itself the gateway)
+    gateway: bool = False
     limits: Limits = Field(default_factory=Limits)
 
     @field_validator("purposes")
@@ -154,6 +157,12 @@ class Policy(BaseModel):
             if not set(granted.get(column, [])) & set(SHARE_USES):
                 raise PolicyError(f"peer {peer!r} may not use column {dataset}.{column} on shares "
                                   f"(it needs one of {list(SHARE_USES)})")
+
+    def check_gateway(self, name: str, caller: str | None = None) -> None:
+        """``name`` is a gateway in this policy (and not the ``caller`` asking on its behalf)."""
+        grant = self.peers.get(name)
+        if grant is None or not grant.gateway or name == caller:
+            raise PolicyError(f"{name!r} is not a gateway in this party's policy: noised cells go to a gateway only")
 
     def check_forward(self, requester: str, purpose: str, co_party: str) -> None:
         if co_party not in self.check_purpose(requester, purpose).co_parties:

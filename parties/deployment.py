@@ -91,7 +91,7 @@ def policy_for(owner: str, spec: dict[str, Any]) -> dict[str, Any]:
                "reveal_clauses": owner in REVEALS_CLAUSES}
         for peer in AGENCIES if peer != owner}
     # the researcher sandbox may have aggregates computed over these columns and receive them noised
-    peers[GATEWAY] = {"purposes": ["statistics"], "programs": ["aggregate"], "datasets": {spec["name"]: {
+    peers[GATEWAY] = {"purposes": ["statistics"], "programs": ["aggregate"], "gateway": True, "datasets": {spec["name"]: {
         "columns": {c: [u for u in uses if u in ("filter", "aggregate", "group_by")] for c, uses in columns.items()}}}}
     return {"peers": peers}
 

@@ -103,6 +103,7 @@ class _Fetched:
     layout: lookup.RowLayout
     public_key: PaillierPublicKey
     selected: list[tuple[bytes, PaillierCiphertext] | None]  # (tag, ciphertext) per row, None if absent
+    tokens: tuple[bytes, ...]  # the owner's fetch tokens, cited by the masked decryption (once)
 
 
 class Client:
@@ -466,10 +467,11 @@ class Client:
             buckets = sorted({lookup.bucket_of(t, schema.bucket_bits) for t in tag_of.values()}) or [0]
             requests = [party_pb2.BucketRequest(dataset=dataset, columns=list(columns), bucket=b, epoch=epoch)
                         for b in buckets]
-        found, public_key = self._fetch_rows(party, stub, requests, layout, schema.bucket_bits, set(tag_of.values()))
+        found, public_key, tokens = self._fetch_rows(party, stub, requests, layout, schema.bucket_bits,
+                                                     set(tag_of.values()))
         self.plans.append(plan)
         selected = [found.get(tag_of[i]) if i is not None else None for i in ids]
-        return _Fetched(party, caps.party, dataset, tuple(columns), plan, layout, public_key, selected)
+        return _Fetched(party, caps.party, dataset, tuple(columns), plan, layout, public_key, selected, tokens)
 
     def _oprf_tags(self, party: str, owner: str, dataset: str, ids: Sequence[str]) -> tuple[dict[str, bytes], int]:
         """The owner's OPRF tag of each of our distinct ``ids`` (it sees blinded points only), and
@@ -615,16 +617,19 @@ class Client:
         stub = self.party_stub(fetched.party)
         self._call(fetched.party, stub.MaskedDecrypt,
                    self._masked_messages(session_id, fetched.dataset, fetched.columns, fetched.plan.path, masked,
-                                         groups, len(selected), pk), timeout=3600)
+                                         groups, len(selected), pk, fetched.tokens), timeout=3600)
         present = np.array([c is not None for c in selected], dtype=np.uint8)
         return fetched.owner, session_id, mine, present
 
     def _fetch_rows(self, party: str, stub: Any, requests: Sequence[party_pb2.BucketRequest], layout: lookup.RowLayout,
-                    bucket_bits: int, wanted: set[bytes]) -> tuple[dict[bytes, tuple[bytes, PaillierCiphertext]], PaillierPublicKey]:
+                    bucket_bits: int, wanted: set[bytes],
+                    ) -> tuple[dict[bytes, tuple[bytes, PaillierCiphertext]], PaillierPublicKey, tuple[bytes, ...]]:
         """Stream encrypted rows; keep (tag, ciphertext) of the tags we want, check the layout;
-        with the table's own public key (each answer's first message carries it: the same in all)."""
+        with the table's own public key (each answer's first message carries it: the same in all)
+        and the fetch tokens our masked decryption cites."""
         want = np.sort(np.frombuffer(b"".join(wanted), dtype="<u8"))
         found: dict[bytes, tuple[bytes, PaillierCiphertext]] = {}
+        tokens: list[bytes] = []
         encoded: bytes | None = None
         public_key: PaillierPublicKey | None = None
         for request in requests:
@@ -640,6 +645,7 @@ class Client:
                             raise RemoteError(party, grpc.StatusCode.FAILED_PRECONDITION,
                                               "the owner's table changed since we read its schema (layout, buckets or key); try again")
                         encoded, public_key = key, self._paillier_key(key)
+                        tokens.append(message.fetch_token)
                         if public_key.bits != layout.modulus_bits:
                             raise RemoteError(party, grpc.StatusCode.DATA_LOSS,
                                               f"a {public_key.bits}-bit table key for a {layout.modulus_bits}-bit layout")
@@ -661,7 +667,7 @@ class Client:
                 raise RemoteError(party, exc.code(), exc.details() or "") from None
         if public_key is None:
             raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "no encrypted rows came back")
-        return found, public_key
+        return found, public_key, tuple(tokens)
 
     @staticmethod
     def _obfuscators(public_key: PaillierPublicKey, count: int) -> list[Any] | None:
@@ -671,9 +677,9 @@ class Client:
     @staticmethod
     def _masked_messages(session_id: str, dataset: str, columns: Sequence[str], path: str,
                          masked: Sequence[PaillierCiphertext], groups: lookup.Groups | None, rows: int,
-                         public_key: PaillierPublicKey) -> Iterator[party_pb2.MaskedRows]:
+                         public_key: PaillierPublicKey, tokens: Sequence[bytes]) -> Iterator[party_pb2.MaskedRows]:
         yield party_pb2.MaskedRows(session_id=session_id, dataset=dataset, columns=list(columns), path=path,
-                                   rows=rows if groups is not None else 0)
+                                   rows=rows if groups is not None else 0, fetch_tokens=list(tokens))
         step = 16_384
         for start in range(0, len(masked), step):
             part = list(masked[start : start + step])
@@ -729,6 +735,9 @@ class Client:
                              for i in range(len(applications))], dtype=np.uint8)
         if not rule.name:
             raise ValueError("owners approve rules by name: load the rule from a rules file (RuleSet.get)")
+        repeated = next((a.reference for a in applications if len(set(a.members)) != len(a.members)), None)
+        if repeated is not None:  # a member counted twice would scale a per-member threshold by j/k
+            raise ValueError(f"application {repeated} lists a member more than once")
         cap = min(self._listing(c.owner).max_household or rules.MAX_MEMBERS
                   for c in rule.clauses.values() if not c.is_predicate)
         slots = rules.padded_slots(max(len(a.members) for a in applications), cap)

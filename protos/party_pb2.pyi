@@ -130,7 +130,7 @@ class BucketRequest(_message.Message):
     def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., bucket: _Optional[int] = ..., whole_table: _Optional[bool] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class EncryptedRows(_message.Message):
-    __slots__ = ("bucket_bits", "columns", "tags", "ciphertexts", "count", "value_bits", "minimums", "rows_per_plaintext", "total", "paillier_public_key")
+    __slots__ = ("bucket_bits", "columns", "tags", "ciphertexts", "count", "value_bits", "minimums", "rows_per_plaintext", "total", "paillier_public_key", "fetch_token")
     BUCKET_BITS_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +141,7 @@ class EncryptedRows(_message.Message):
     ROWS_PER_PLAINTEXT_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     PAILLIER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    FETCH_TOKEN_FIELD_NUMBER: _ClassVar[int]
     bucket_bits: int
     columns: _containers.RepeatedScalarFieldContainer[str]
     tags: bytes
@@ -151,10 +152,11 @@ class EncryptedRows(_message.Message):
     rows_per_plaintext: int
     total: int
     paillier_public_key: bytes
-    def __init__(self, bucket_bits: _Optional[int] = ..., columns: _Optional[_Iterable[str]] = ..., tags: _Optional[bytes] = ..., ciphertexts: _Optional[bytes] = ..., count: _Optional[int] = ..., value_bits: _Optional[_Iterable[int]] = ..., minimums: _Optional[_Iterable[int]] = ..., rows_per_plaintext: _Optional[int] = ..., total: _Optional[int] = ..., paillier_public_key: _Optional[bytes] = ...) -> None: ...
+    fetch_token: bytes
+    def __init__(self, bucket_bits: _Optional[int] = ..., columns: _Optional[_Iterable[str]] = ..., tags: _Optional[bytes] = ..., ciphertexts: _Optional[bytes] = ..., count: _Optional[int] = ..., value_bits: _Optional[_Iterable[int]] = ..., minimums: _Optional[_Iterable[int]] = ..., rows_per_plaintext: _Optional[int] = ..., total: _Optional[int] = ..., paillier_public_key: _Optional[bytes] = ..., fetch_token: _Optional[bytes] = ...) -> None: ...
 
 class MaskedRows(_message.Message):
-    __slots__ = ("session_id", "dataset", "columns", "ciphertexts", "count", "rows", "groups", "positions", "path")
+    __slots__ = ("session_id", "dataset", "columns", "ciphertexts", "count", "rows", "groups", "positions", "path", "fetch_tokens")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +166,7 @@ class MaskedRows(_message.Message):
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     POSITIONS_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
+    FETCH_TOKENS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     dataset: str
     columns: _containers.RepeatedScalarFieldContainer[str]
@@ -173,7 +176,8 @@ class MaskedRows(_message.Message):
     groups: bytes
     positions: bytes
     path: str
-    def __init__(self, session_id: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., ciphertexts: _Optional[bytes] = ..., count: _Optional[int] = ..., rows: _Optional[int] = ..., groups: _Optional[bytes] = ..., positions: _Optional[bytes] = ..., path: _Optional[str] = ...) -> None: ...
+    fetch_tokens: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, session_id: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., ciphertexts: _Optional[bytes] = ..., count: _Optional[int] = ..., rows: _Optional[int] = ..., groups: _Optional[bytes] = ..., positions: _Optional[bytes] = ..., path: _Optional[str] = ..., fetch_tokens: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ForwardRequest(_message.Message):
     __slots__ = ("session_id", "co_party", "rule_name", "rule", "applications", "slots")

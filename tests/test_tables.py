@@ -36,7 +36,7 @@ def cache(state: Path) -> TableCache:
 
 def owner_shares(tables: TableCache, dataset: Dataset, columns: tuple[str, ...], masked: list[PaillierCiphertext]) -> np.ndarray:
     """What MaskedDecrypt does with ciphertexts sent for the table ``columns``: that table's key and layout."""
-    key = tables.private_key(dataset, columns)
+    key = tables.private_key(dataset, columns, EPOCH)
     ciphertexts = key.public_key.ciphertexts_from_bytes(b"".join(c.to_bytes() for c in masked))
     return lookup.unmask(tables.layout(dataset, columns), key.decrypt_parallel(ciphertexts))
 
@@ -48,10 +48,10 @@ def test_each_table_has_its_own_key_kept_across_restarts(income: Dataset, tmp_pa
     assert years.public_key.bits == incomes.public_key.bits == 1024
     keys = sorted((tmp_path / "keys").iterdir())
     assert len(keys) == 2 and all(k.stat().st_mode & 0o777 == 0o600 for k in keys)
-    assert all(k.name.startswith("table-") and len(k.name) == len("table-") + 16 + len(".key") for k in keys)
+    assert all(k.name.startswith("table-") and k.name.endswith(f"-epoch-{EPOCH}.key") for k in keys)
     again = cache(tmp_path)  # a restarted daemon
     assert again.table(income, ("tax_year",), EPOCH).public_key == years.public_key
-    assert again.private_key(income, ("annual_income",)).public_key == incomes.public_key
+    assert again.private_key(income, ("annual_income",), EPOCH).public_key == incomes.public_key
     assert sorted((tmp_path / "keys").iterdir()) == keys
 
 
@@ -59,7 +59,7 @@ def test_a_ciphertext_decrypts_only_as_the_table_it_came_from(income: Dataset, t
     tables = cache(tmp_path)
     years = tables.table(income, ("tax_year",), EPOCH)
     years.ensure_all()
-    wrong_key = tables.private_key(income, ("annual_income",)).public_key
+    wrong_key = tables.private_key(income, ("annual_income",), EPOCH).public_key
     pk = years.public_key
     rows = list(range(40))
     selected: list[PaillierCiphertext | None] = [pk.ciphertext_from_bytes(years.rows_bytes(slice(r, r + 1))) for r in rows]
@@ -98,11 +98,12 @@ def test_tags_and_tables_are_per_epoch_and_old_epochs_are_deleted(income: Datase
     key = oprf_filter.dataset_key(MASTER, "tax", "income", EPOCH + 1)
     assert key.evaluate_ids(income.ids[:3]) == second.tags[:3]
     later = tables.table(income, ("tax_year",), EPOCH + 1)
-    assert later.public_key == table.public_key  # the table key is not per epoch; its rows are
+    assert later.public_key != table.public_key  # the table key is per epoch: a kept ciphertext dies with it
     assert tables.buckets(income, EPOCH) is first  # the previous epoch is kept
     assert {p.name for p in encrypted.glob("epoch-*")} == {f"epoch-{EPOCH}", f"epoch-{EPOCH + 1}"}
     tables.buckets(income, EPOCH + 2)
     assert {p.name for p in encrypted.glob("epoch-*")} == {f"epoch-{EPOCH + 1}", f"epoch-{EPOCH + 2}"}
+    assert [k.name.endswith(f"-epoch-{EPOCH + 1}.key") for k in (tmp_path / "keys").iterdir()] == [True]  # old keys deleted
     restarted = cache(tmp_path)  # cached tags are reused across a restart
     assert restarted.buckets(income, EPOCH + 2).tags == tables.buckets(income, EPOCH + 2).tags
     assert {p.name for p in encrypted.glob("epoch-*")} == {f"epoch-{EPOCH + 1}", f"epoch-{EPOCH + 2}"}

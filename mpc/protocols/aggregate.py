@@ -227,6 +227,19 @@ class AggregateRequest(BaseModel):
                 out.setdefault(key.column, set()).add("group_by")
         return out
 
+    def mixed_sides(self) -> str:
+        """The first part of ``where`` (as SQL) that combines both sides' comparisons under OR or
+        NOT; "" when the filter is a conjunction of one-sided parts (our comparisons AND yours)."""
+        def mixed(node: exp.Expr) -> str:
+            while isinstance(node, exp.Paren):
+                node = node.this
+            if isinstance(node, exp.And):
+                return mixed(node.left) or mixed(node.right)
+            return str(node.sql()) if len({leaf.ref.side for leaf in leaves_of(node)}) > 1 else ""
+
+        tree = self.tree()
+        return "" if tree is None else mixed(tree)
+
     def peer_columns(self) -> tuple[str, ...]:
         """The peer's columns that travel as aligned shares (in a stable order)."""
         return tuple(sorted(self.uses("peer")))

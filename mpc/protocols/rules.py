@@ -154,10 +154,12 @@ class Rule(BaseModel):
 
     def canonical(self) -> bytes:
         """The rule as owners approve it: every clause with every setting (columns, comparisons,
-        thresholds, ``per_member``, absent defaults, reveal flags) and the normalised expression,
-        as sorted compact JSON. The description is left out: it changes nothing that runs."""
+        thresholds, ``per_member``, absent defaults, reveal flags), their order (which decides the
+        default co-party), the co-party and the normalised expression, as sorted compact JSON.
+        The description is left out: it changes nothing that runs."""
         body = self.model_dump(mode="json", exclude={"name", "description"})
         body["expression"] = self.tree().sql()
+        body["clause_order"] = list(self.clauses)  # the default co-party is the first owner named
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
     def fingerprint(self) -> str:

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from mpc.budgets import DAY_SECONDS, BudgetLedger, Spent
+from mpc.budgets import DAY_SECONDS, BudgetLedger, Charge, Spent
 from mpc.policy import Limits, Policy
 from parties.boundary import Call
 
@@ -35,16 +35,24 @@ class Budgets:
     def _spend(self, call: Call, what: str, amount: int, limit: int, window: float | None, key: str) -> Spent:
         return self.ledger.spend(f"{call.peer}|{call.purpose}|{key}", amount, limit, window, what=what)
 
-    def computation(self, call: Call, program: str) -> None:
-        """One rule or aggregate program on our data (counted by every owner whose data it reads)."""
-        limits = self._limits(call)
-        self._spend(call, "computations_per_day", 1, limits.computations_per_day, DAY_SECONDS, "computations")
-        self._spend(call, "computations_per_case", 1, limits.computations_per_case, None, f"case={call.case}")
+    def _charge(self, call: Call, what: str, amount: int, limit: int, window: float | None, key: str) -> Charge:
+        return Charge(f"{call.peer}|{call.purpose}|{key}", amount, limit, window, what)
 
-    def oprf(self, call: Call, key: str, epoch_seconds: float, ids: int) -> None:
-        """``ids`` evaluations of one OPRF key (a dataset's, or a predicate's whatever epoch it is
-        asked for: the previous epoch's key shares the budget of the current one)."""
-        self._spend(call, "oprf_per_epoch", ids, self._limits(call).oprf_per_epoch, epoch_seconds, f"oprf={key}")
+    def computation(self, call: Call, program: str) -> None:
+        """One rule or aggregate program on our data (counted by every owner whose data it reads),
+        against the day's and the case's limits together (a refusal spends neither)."""
+        limits = self._limits(call)
+        self.ledger.spend_all([
+            self._charge(call, "computations_per_case", 1, limits.computations_per_case, None, f"case={call.case}"),
+            self._charge(call, "computations_per_day", 1, limits.computations_per_day, DAY_SECONDS, "computations")])
+
+    def oprf(self, call: Call, key: str, epoch_seconds: float, ids: int, epoch: int) -> None:
+        """``ids`` evaluations of one OPRF key: counted per time window of the epoch's length
+        (the previous epoch's key, still served, shares the current window's budget) and per key
+        (so no key gets more than the limit over its whole life)."""
+        limit = self._limits(call).oprf_per_epoch
+        self.ledger.spend_all([self._charge(call, "oprf_per_epoch", ids, limit, epoch_seconds, f"oprf={key}"),
+                               self._charge(call, "oprf_per_epoch", ids, limit, None, f"oprf={key}@{epoch}")])
 
     def psi(self, call: Call, dataset: str, ids: int) -> None:
         self._spend(call, "psi_per_day", ids, self._limits(call).psi_per_day, DAY_SECONDS, f"psi={dataset}")

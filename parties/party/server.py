@@ -35,7 +35,7 @@ from parties.net.wire import MAX_MESSAGE_BYTES, SERVER_OPTIONS
 from parties.party.budgets import Budgets
 from parties.party.config import ConfigError, PartyConfig, PredicateSpec
 from parties.party.service import PartyService
-from parties.party.sessions import HeldResult, HeldShares, SessionShares
+from parties.party.sessions import FetchTokens, HeldResult, HeldShares, SessionShares
 from parties.party.state import PartyState
 from parties.party.tables import EncryptedTable, TableCache
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc, party_pb2_grpc
@@ -43,6 +43,7 @@ from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc, party_pb2_
 log = logging.getLogger("mpc.party")
 _PLAIN_COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
 SERVICE_NAME = "mpc.v1.Party"
+UNGRANTED_RATE_PER_MINUTE = 30
 
 
 class PartyDaemon:
@@ -81,6 +82,7 @@ class PartyDaemon:
         self._witness: threading.Thread | None = None
         self.sessions: SessionShares[HeldShares] = SessionShares()
         self.results: SessionShares[HeldResult] = SessionShares(ttl=600.0)  # noised cell shares awaiting the gateway
+        self.fetches = FetchTokens()  # each masked decryption redeems the tokens of its own fetches
         self._peer_channels: dict[str, grpc.Channel] = {}
         self._filters: dict[tuple[str, int], list[bytes]] = {}
         self.budgets = Budgets(config.party.state_dir / "budgets.sqlite", config.policy, self.boundary.alert)
@@ -189,8 +191,10 @@ class PartyDaemon:
 
     # ------------------------------------------------------------------ helpers for handlers
     def _rate_limit(self, peer: str) -> int | None:
+        """A peer's requests per minute; a certified peer without a grant gets a small allowance, so
+        that its refusals cannot flood the audit log."""
         grant = self.config.policy.peers.get(peer)
-        return None if grant is None else grant.rate_limit_per_minute
+        return UNGRANTED_RATE_PER_MINUTE if grant is None else grant.rate_limit_per_minute
 
     def require_dataset(self, name: str) -> Dataset:
         dataset = self.datasets.get(name)

@@ -35,7 +35,7 @@ from parties.net.points import split_points
 from parties.net.producers import Interleave
 from parties.net.share_channel import ShareServerChannel
 from parties.party.config import format_validation_error
-from parties.party.sessions import HeldResult, HeldShares
+from parties.party.sessions import Fetch, HeldResult, HeldShares
 from parties.party.tables import declared
 from parties.sdk import Client, RemoteError
 from protos import common_pb2, party_pb2, party_pb2_grpc
@@ -151,7 +151,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             call.rows += len(points)
             if call.rows > limit:
                 raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"more than {limit} points in one request")
-            self.daemon.budgets.oprf(call, budget[0], budget[1], len(points))  # before the key is applied
+            self.daemon.budgets.oprf(call, budget[0], budget[1], len(points), epoch)  # before the key is applied
             evaluated = key.evaluate_blinded(points)
             yield party_pb2.PointBatch(points=b"".join(evaluated), count=len(evaluated), epoch=epoch if first else 0)
 
@@ -294,6 +294,8 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                 message.value_bits.extend(layout.value_bits)
                 message.minimums.extend(layout.minimums)
                 message.paillier_public_key = table.public_key.to_bytes()
+                message.fetch_token = self.daemon.fetches.issue(Fetch(call.peer, request.dataset, columns,
+                                                                      bool(request.whole_table), epoch, time.monotonic()))
             yield message
 
     def _masked_decrypt(self, requests: Iterator[party_pb2.MaskedRows], context: Any, call: Call) -> party_pb2.DecryptReceipt:
@@ -310,7 +312,11 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         if not 0 <= header.rows <= limit:
             raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{header.rows} rows: more than {limit}")
         data = self.daemon.require_dataset(header.dataset)
-        sk = self.daemon.tables.private_key(data, columns)  # the named table's key: another table's rows decrypt to noise
+        # only rows of fetches we served and counted, each decrypted once, with the key of the table
+        # and epoch they came from (another table's or epoch's rows decrypt to noise)
+        epoch = self.daemon.fetches.redeem(list(header.fetch_tokens), call.peer, header.dataset, columns,
+                                           header.path == "P1")
+        sk = self.daemon.tables.private_key(data, columns, epoch)
         layout = self.daemon.tables.layout(data, columns)
         width = sk.public_key.ciphertext_bytes
         blobs, groups, positions, count = [], [], [], 0
@@ -430,15 +436,23 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         self.daemon.config.policy.check_receive(call.peer, call.purpose)
         header: party_pb2.SharesChunk | None = None
         pieces = []
+        received = 0
         for chunk in requests:
             if header is None:
                 header = chunk
+                if not header.columns or not header.rule_fingerprint:
+                    raise ValueError("ReceiveShares needs a header chunk with session, requester, dataset, columns and rule")
+                check_session_id(header.session_id)
+                if not 0 <= header.rows <= self.daemon.config.party.max_points_per_request * rules.MAX_MEMBERS:
+                    raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{header.rows} rows of forwarded shares")
             pieces.append(wire.from_message(chunk.shares))
+            received += pieces[-1].size
+            if received > header.rows * len(header.columns):  # never more than announced
+                raise ValueError(f"more forwarded shares than the announced {header.rows} x {len(header.columns)}")
             if not chunk.more:
                 break
-        if header is None or not header.columns or not header.rule_fingerprint:
+        if header is None:
             raise ValueError("ReceiveShares needs a header chunk with session, requester, dataset, columns and rule")
-        check_session_id(header.session_id)
         shares = wire.join(pieces).reshape(int(header.rows), len(header.columns)) if pieces else None
         if shares is None or shares.dtype != np.uint64:
             raise ValueError("forwarded shares must be uint64")
@@ -478,6 +492,9 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         dealer = DealerSession(self.daemon.coordinator_stub(), start.session_id, order, reservation, metadata)
         try:
             program = self._program(start.program, params, call, start.session_id, initiator)
+        except (KeyError, TypeError, AttributeError, AssertionError, IndexError) as exc:  # malformed parameters
+            dealer.close()
+            raise ValueError(f"bad parameters for {start.program}: {type(exc).__name__}: {exc}") from None
         except BaseException:
             dealer.close()
             raise
@@ -554,6 +571,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         self.daemon.config.policy.check_dataset(call.peer, call.purpose, data.name, psi=True, columns=uses,
                                                 classifications=classes)
         if request.reveal_to == "gateway":  # we also consent to the gateway seeing the noised cells
+            self.daemon.config.policy.check_gateway(request.gateway, call.peer)
             self.daemon.config.policy.check_dataset(request.gateway, call.purpose, data.name, columns=uses,
                                                     classifications=classes)
         else:  # cells between agencies open only above our minimum count (compared on shares), noised if we say so
@@ -562,6 +580,15 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                 raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
                                    f"{self.daemon.name} opens cells of at least {grant.min_cell} rows to {call.peer}; "
                                    f"the request asks for {request.min_cell}")
+            mixed = request.mixed_sides()
+            if mixed:  # an OR (or NOT) over both sides lets the requester's own rows fill a cell
+                raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
+                                   f"{self.daemon.name} takes filters between agencies as (our comparisons) AND "
+                                   f"(yours) only; {mixed!r} mixes both sides")
+            if grant.release_epsilon is not None and any(r.side == "initiator" for r in request.summed()):
+                raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
+                                   f"{self.daemon.name} adds noise to releases to {call.peer}: sums of the requester's "
+                                   f"own columns (whose bounds it declares) are not released with it")
             if grant.release_epsilon is not None and (request.epsilon is None or request.epsilon > grant.release_epsilon):
                 raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
                                    f"{self.daemon.name} releases cells to {call.peer} only noised with epsilon <= "
@@ -634,6 +661,7 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         if job.reveal_to != "gateway" or job.gateway != call.peer:
             raise ServiceError(grpc.StatusCode.PERMISSION_DENIED, f"{call.peer} may only run aggregates it receives itself")
         policy = self.daemon.config.policy
+        policy.check_gateway(call.peer)  # a requester naming itself the gateway is refused here
         policy.check_program(call.peer, call.purpose, "aggregate")
         data = self.daemon.require_dataset(job.initiator_dataset)
         uses = job.uses("initiator")

@@ -8,17 +8,25 @@ share never outlives the session it belongs to.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
+from mpc.policy import PolicyError, RateLimitExceeded
 from mpc.protocols.aggregate import CellShares
 
 DEFAULT_TTL_SECONDS = 1800.0  # long enough for the other owners of a large batch to decrypt theirs
 MAX_SESSIONS = 1024
+MAX_SESSIONS_PER_PEER = 64  # one requester cannot fill the table for the others
+
+
+class TooManySessions(RateLimitExceeded):
+    """A peer holds too many open sessions (RESOURCE_EXHAUSTED at the boundary)."""
 
 
 @dataclass(frozen=True)
@@ -68,8 +76,11 @@ class SessionShares(Generic[H]):
             self._expire(time.monotonic())
             if session_id in self._held:
                 raise ValueError(f"session {session_id} already holds shares")
+            if sum(1 for h in self._held.values() if h.peer == held.peer) >= MAX_SESSIONS_PER_PEER:
+                raise TooManySessions(f"{held.peer} holds {MAX_SESSIONS_PER_PEER} open sessions here; "
+                                      f"finish or let them expire ({self._ttl:.0f} s) first")
             if len(self._held) >= MAX_SESSIONS:
-                raise RuntimeError("too many open sessions; retry later")
+                raise TooManySessions("too many open sessions; retry later")
             self._held[session_id] = held
 
     def take(self, session_id: str, peer: str) -> H:
@@ -81,3 +92,58 @@ class SessionShares(Generic[H]):
                 raise LookupError(f"no shares held for session {session_id!r} from {peer!r} (expired or never decrypted)")
             del self._held[session_id]
             return held
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """Encrypted rows served to ``peer``: a whole table (P1) or one bucket (P3) of a table."""
+
+    peer: str
+    dataset: str
+    columns: tuple[str, ...]
+    whole_table: bool
+    epoch: int  # of the table (and so of its key)
+    created: float
+
+
+class FetchTokens:
+    """Tokens the owner issues with each fetch of encrypted rows; a masked decryption must redeem
+    tokens of its own fetches (each once), so every decryption is preceded by fetches that were
+    counted (a P3 bucket, or a whole table) and a kept ciphertext cannot be decrypted again."""
+
+    def __init__(self, ttl: float = DEFAULT_TTL_SECONDS, per_peer: int = 4096) -> None:
+        self._ttl, self._per_peer = ttl, per_peer
+        self._held: dict[bytes, Fetch] = {}
+        self._lock = threading.Lock()
+
+    def issue(self, fetch: Fetch) -> bytes:
+        token = os.urandom(16)
+        with self._lock:
+            now = time.monotonic()
+            for key in [k for k, v in self._held.items() if now - v.created > self._ttl]:
+                del self._held[key]
+            if sum(1 for f in self._held.values() if f.peer == fetch.peer) >= self._per_peer:
+                raise TooManySessions(f"{fetch.peer} holds {self._per_peer} fetches not yet decrypted here; "
+                                      f"decrypt them or let them expire ({self._ttl:.0f} s) first")
+            self._held[token] = fetch
+        return token
+
+    def redeem(self, tokens: Sequence[bytes], peer: str, dataset: str, columns: tuple[str, ...],
+               whole_table: bool) -> int:
+        """Consume ``tokens``; each must be this peer's, unexpired, for this table and path, and
+        all of one epoch. Returns that epoch (whose table key decrypts)."""
+        if not tokens:
+            raise PolicyError("a masked decryption cites the fetch tokens of its rows (fetch them first)")
+        with self._lock:
+            fetches = [self._held.pop(bytes(t), None) for t in tokens]
+        now = time.monotonic()
+        for fetch in fetches:
+            if fetch is None or fetch.peer != peer or now - fetch.created > self._ttl:
+                raise PolicyError("a fetch token is unknown, used already, expired or not yours")
+            if (fetch.dataset, fetch.columns, fetch.whole_table) != (dataset, columns, whole_table):
+                raise PolicyError(f"a fetch token is for {fetch.dataset}{list(fetch.columns)} "
+                                  f"{'whole table' if fetch.whole_table else 'bucket'}, not this decryption")
+        epochs = {f.epoch for f in fetches if f is not None}
+        if len(epochs) != 1:
+            raise PolicyError("the fetch tokens of one decryption come from one epoch")
+        return epochs.pop()

@@ -148,6 +148,11 @@ class TableCache:
         with self._lock:
             self._buckets = {k: v for k, v in self._buckets.items() if k[1] >= epoch - 1}
             self._tables = {k: v for k, v in self._tables.items() if k[2] >= epoch - 1}
+            self._keys = {k: v for k, v in self._keys.items() if int(k.rpartition("-epoch-")[2]) >= epoch - 1}
+        for path in self.key_directory.glob("table-*-epoch-*.key"):  # the tables' keys of those epochs
+            number = path.stem.rpartition("-epoch-")[2]
+            if number.isdigit() and int(number) < epoch - 1:
+                path.unlink(missing_ok=True)
         for path in self.directory.glob("epoch-*"):
             number = path.name.removeprefix("epoch-")
             if number.isdigit() and int(number) < epoch - 1:
@@ -206,10 +211,12 @@ class TableCache:
         """The row layout of a (dataset, columns) table (its key's modulus has ``paillier_bits``)."""
         return layout_for(dataset, columns, self.paillier_bits)
 
-    def private_key(self, dataset: Dataset, columns: tuple[str, ...]) -> PaillierPrivateKey:
-        """The table's own Paillier key, generated on first use and kept owner-only (0600) in
-        the key directory, under a digest of dataset, columns and layout (never the key)."""
-        name = f"table-{self._digest('paillier', dataset.spec.name, list(columns), self.layout(dataset, columns))}"
+    def private_key(self, dataset: Dataset, columns: tuple[str, ...], epoch: int) -> PaillierPrivateKey:
+        """The table's own Paillier key in ``epoch``, generated on first use and kept owner-only
+        (0600) in the key directory, under a digest of dataset, columns and layout (never the key)
+        and the epoch: a ciphertext kept from one epoch does not decrypt in a later one."""
+        digest = self._digest('paillier', dataset.spec.name, list(columns), self.layout(dataset, columns))
+        name = f"table-{digest}-epoch-{epoch}"
         with self._lock:
             cached = self._keys.get(name)
         if cached is not None:
@@ -242,7 +249,7 @@ class TableCache:
                 cached = self._tables.get(key)
             if cached is not None:
                 return cached
-            pk = self.private_key(dataset, columns).public_key
+            pk = self.private_key(dataset, columns, epoch).public_key
             layout = self.layout(dataset, columns)
             digest = self._digest(pk.fingerprint(), _key_id(self._oprf_key(name, epoch)), layout,
                                   self._data_digest(dataset, columns))

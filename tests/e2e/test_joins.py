@@ -72,7 +72,7 @@ def test_aggregate_over_a_join_matches_plaintext(cluster: LocalCluster, tables: 
 def test_group_key_of_the_peer_and_cells_revealed_to_the_peer(cluster: LocalCluster, tables: AgencyTables) -> None:
     """GROUP BY the peer's tax year (a plain group-by key in its policy); the cells go to the
     peer, which keeps them in its state directory; we get nothing back."""
-    request = _request(where="initiator.property_count > 0 OR peer.annual_income <= 0",
+    request = _request(where="(peer.annual_income <= 0 OR peer.annual_income > 50000) AND NOT initiator.property_count = 0",
                        group_by=[ColumnRef.parse("peer.tax_year")], reveal_to="peer",
                        aggregates=[Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("initiator.property_count"))])
     with client_for(cluster, "housing", purpose="statistics", case="AGG-2") as client:

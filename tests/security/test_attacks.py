@@ -122,12 +122,21 @@ def test_decryption_oracle_sum_path_p1_without_batch_and_withheld_intersection_s
         fetched = client._fetch_lookup("tax", "income", ["annual_income"], [person], "P3")
         ciphertexts = [c[1] if c else None for c in fetched.selected]
         masked, _ = lookup.mask_rows(fetched.public_key, fetched.layout, ciphertexts)
-        receipt = stub.MaskedDecrypt(Client._masked_messages(session(), "income", ("annual_income",), "P3", masked,
-                                                             None, 1, fetched.public_key),
-                                     metadata=md("oracle", case), timeout=60)
+        def decrypt(tokens: tuple[bytes, ...]) -> party_pb2.DecryptReceipt:
+            reply: party_pb2.DecryptReceipt = stub.MaskedDecrypt(
+                Client._masked_messages(session(), "income", ("annual_income",), "P3", masked, None, 1,
+                                        fetched.public_key, tokens), metadata=md("oracle", case), timeout=60)
+            return reply
+
+        # a kept ciphertext is decrypted only with the token of a fresh, counted fetch, once
+        refused = rpc_error(lambda: decrypt(()))
+        assert_status(refused, grpc.StatusCode.PERMISSION_DENIED, "cites the fetch tokens of its rows")
+        receipt = decrypt(fetched.tokens)
+        assert_audited(d, "tax", "MaskedDecrypt", case, "OK", "columns=['annual_income'] ciphertexts=1")
+        replayed = rpc_error(lambda: decrypt(fetched.tokens))
+        assert_status(replayed, grpc.StatusCode.PERMISSION_DENIED, "unknown, used already, expired or not yours")
     assert [field.name for field, _ in receipt.ListFields()] == ["rows"] and receipt.rows == 1
     assert [field.name for field in party_pb2.DecryptReceipt.DESCRIPTOR.fields] == ["rows"]
-    assert_audited(d, "tax", "MaskedDecrypt", case, "OK", "columns=['annual_income'] ciphertexts=1")
 
     # P1 (packed decryption over the whole table) without the batch grant
     with d.client("no-batch", "oracle", case) as client:
