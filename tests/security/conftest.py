@@ -37,7 +37,8 @@ from tests.rule_texts import one_clause_rule
 PURPOSES = ["oracle", "thresholds", "not-approved-here", "binary-search", "household", "per-case", "small-cells",
             "forwarding", "fwd-no-rule", "fwd-unapproved-rule", "fwd-not-the-co-party",
             "fwd-to-the-requester", "fwd-other-columns", "share-offset", "secret-size",
-            "differencing", "enumeration", "predicate-enum", "batch", "psi", "traversal", "catalogue", "statistics"]
+            "differencing", "enumeration", "predicate-enum", "batch", "psi", "traversal", "catalogue", "statistics",
+            "gateway-claim", "mixed-filter", "malformed"]
 APPROVED_PURPOSES = [p for p in PURPOSES if p != "not-approved-here"]
 ABSENT_DISTRICT = "xiongan-new-area"  # declared in housing's schema, held by no row
 MAX_HOUSEHOLD = 6

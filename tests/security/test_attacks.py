@@ -698,3 +698,56 @@ def test_owners_still_serve_and_their_audit_logs_verify(deployment: Deployment) 
                             Ed25519PublicKey.from_public_bytes(bytes.fromhex(caps.audit_public_key)))
         assert report.ok, report.problems
         assert report.entries == len(d.audit(party))
+
+
+# ---------------------------------------------------------------------- review: more ways around the minimum
+def test_a_requester_naming_itself_the_gateway_is_refused(deployment: Deployment) -> None:
+    """Noised cell shares go to a peer the owner's policy marks as its gateway, never to a
+    requester that names itself (its ε, its own noise and no minimum would give exact cells), and
+    only a gateway may ask an owner to run an aggregate (RunAggregate, also over one table)."""
+    d, purpose, case = deployment, "gateway-claim", "GATEWAY-CLAIM"
+    request = AggregateRequest(initiator_dataset="mine", peer_dataset="income", aggregates=(Aggregate(kind="count"),),
+                               where="peer.annual_income < 50000", reveal_to="gateway", gateway="curious", epsilon=100)
+    with d.client("curious", purpose, case) as client:
+        refused = remote_error(lambda: client.aggregate_shares("tax", request))
+        assert refused.code == grpc.StatusCode.PERMISSION_DENIED
+        assert "'curious' is not a gateway in this party's policy" in refused.details
+        one_table = AggregateRequest(initiator_dataset="income", aggregates=(Aggregate(kind="count"),),
+                                     reveal_to="gateway", gateway="curious", epsilon=100)
+        job = party_pb2.AggregateJob(request=one_table.model_dump_json().encode(), peer="")
+        run = rpc_error(lambda: client.party_stub("tax").RunAggregate(job, metadata=md(purpose, case), timeout=30))
+    assert_status(run, grpc.StatusCode.PERMISSION_DENIED, "'curious' is not a gateway in this party's policy")
+    assert_audited(d, "tax", "CheckAggregate", case, "PERMISSION_DENIED", "not a gateway")
+    assert_audited(d, "tax", "RunAggregate", case, "PERMISSION_DENIED", "not a gateway")
+    assert_serving(d, "tax")
+
+
+def test_a_filter_that_ors_the_requesters_rows_into_the_cell_is_refused(deployment: Deployment) -> None:
+    """`peer.income < T OR initiator.flag = 1` would let the requester's own rows fill the cell
+    around one person (count = fillers + [v < T]): a binary search with free thresholds. Between
+    agencies a filter is (the owner's comparisons) AND (the requester's)."""
+    d, purpose, case = deployment, "mixed-filter", "MIXED-FILTER"
+    with d.client("curious", purpose, case) as client:
+        for where in ("peer.annual_income < 50000 OR initiator.flag = 1", "NOT (peer.annual_income < 50000 AND initiator.flag = 1)"):
+            refused = remote_error(lambda w=where: client.aggregate("tax", _sum_request(where=w)))  # type: ignore[misc]
+            assert refused.code == grpc.StatusCode.PERMISSION_DENIED and "mixes both sides" in refused.details
+        fine = _sum_request(where="peer.annual_income >= 0 AND initiator.flag = 0")
+        result = client.aggregate("tax", fine)
+    assert result is not None and result.table(fine)[0]["count"] == len(d.mine) - 1
+    assert_audited(d, "tax", "ShareExchange", case, "OK")
+
+
+def test_malformed_program_parameters_are_invalid_argument_not_internal(deployment: Deployment) -> None:
+    d, purpose, case = deployment, "malformed", "MALFORMED-PARAMS"
+    sent = rule("household-income")
+    broken = [{"name": sent.name, "rule": sent.model_dump(mode="json"), "applications": 1, "slots": 1, "tables": ["x"]},
+              {"request": _sum_request().model_dump(mode="json"), "rows": 1, "initiator": {"c": []}}]
+    with d.client("curious", purpose, case) as client:
+        stub = client.party_stub("tax")
+        for program, params in zip(("rule", "aggregate"), broken, strict=True):
+            refused = rpc_error(lambda p=program, q=params: stub.ShareExchange(  # type: ignore[misc]
+                iter([share_start(p, q)]), metadata=md(purpose, case), timeout=30))
+            assert_status(refused, grpc.StatusCode.INVALID_ARGUMENT, "parameters")
+        with pytest.raises(ValueError, match="lists a member more than once"):  # j copies of one person: (k/j)·T
+            client.check_eligibility(rule("household-income"), one(d.mine[3], "DUP", (d.mine[3], d.mine[3], d.mine[4])))
+    assert_serving(d, "tax")
