@@ -751,3 +751,29 @@ def test_malformed_program_parameters_are_invalid_argument_not_internal(deployme
         with pytest.raises(ValueError, match="lists a member more than once"):  # j copies of one person: (k/j)·T
             client.check_eligibility(rule("household-income"), one(d.mine[3], "DUP", (d.mine[3], d.mine[3], d.mine[4])))
     assert_serving(d, "tax")
+
+
+def test_forwarded_shares_beyond_what_the_header_announces_are_refused(deployment: Deployment) -> None:
+    """Even an owner granted forwarding (tax, towards housing) cannot push more than it announces,
+    nor announce a negative or huge row count: the co-party refuses before holding anything."""
+    from parties.net import wire
+
+    d, purpose, case = deployment, "forwarding", "RECEIVE-BOUNDS"
+    def chunk(rows: int, shares: np.ndarray | None = None) -> party_pb2.SharesChunk:
+        out = party_pb2.SharesChunk(session_id=session(), requester="curious", dataset="income", columns=["annual_income"],
+                                    rows=rows, rule_name="home-and-income", applications=1, slots=1,
+                                    rule_fingerprint=rule("home-and-income").fingerprint())
+        if shares is not None:
+            out.shares.CopyFrom(wire.to_message(shares))
+        return out
+
+    with d.client("tax", purpose, case) as owner:  # tax's own certificate, as its daemon would forward
+        stub = owner.party_stub("housing")
+        negative = chunk(-1)
+        refused = rpc_error(lambda: stub.ReceiveShares(iter([negative]), metadata=md(purpose, case), timeout=30))
+        assert_status(refused, grpc.StatusCode.RESOURCE_EXHAUSTED, "-1 rows of forwarded shares")
+        oversized = chunk(1, np.zeros(5, dtype=np.uint64))
+        refused = rpc_error(lambda: stub.ReceiveShares(iter([oversized]), metadata=md(purpose, case), timeout=30))
+        assert_status(refused, grpc.StatusCode.INVALID_ARGUMENT, "more forwarded shares than the announced 1 x 1")
+    assert_audited(d, "housing", "ReceiveShares", case, "INVALID_ARGUMENT", "more forwarded shares", peer="tax")
+    assert_serving(d, "housing")
