@@ -30,7 +30,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -104,7 +103,7 @@ class Boundary:
     (None: the peer is unknown, which the handler's policy check will refuse)."""
 
     def __init__(self, party: str, audit: AuditLog, revocations: Revocations, metrics: Metrics,
-                 rate_limit: Callable[[str], int | None], transcript: Path | None = None) -> None:
+                 rate_limit: Callable[[str], int | None]) -> None:
         self.party = party
         self.audit = audit
         self.revocations = revocations
@@ -113,30 +112,6 @@ class Boundary:
         self._limiter = RateLimiter()
         self._in_flight = 0
         self._lock = threading.Lock()
-        self._transcript = transcript
-
-    def _record(self, request: Any) -> Any:
-        """Test-only transcript (``MPC_TEST_TRANSCRIPT=1``): every message this daemon receives,
-        serialised and length-prefixed, so leakage tests can search what a party actually saw."""
-        if self._transcript is None:
-            return request
-        path = self._transcript
-
-        def write(message: Any) -> None:
-            data = message.SerializeToString()
-            with self._lock, path.open("ab") as f:
-                f.write(len(data).to_bytes(4, "big") + data)
-
-        if hasattr(request, "SerializeToString"):
-            write(request)
-            return request
-
-        def recorded() -> Iterator[Any]:
-            for message in request:
-                write(message)
-                yield message
-
-        return recorded()
 
     @property
     def in_flight(self) -> int:
@@ -217,7 +192,7 @@ class Boundary:
                 self._enter()
                 try:
                     self._open(context, call)
-                    result = handler(self._record(request), context, call)
+                    result = handler(request, context, call)
                 except Exception as exc:
                     self._fail(context, call, started, exc)
                     raise  # not reached: abort raises
@@ -239,7 +214,7 @@ class Boundary:
                 self._enter()
                 try:
                     self._open(context, call)
-                    yield from handler(self._record(request), context, call)
+                    yield from handler(request, context, call)
                 except GeneratorExit:  # the client went away mid-stream
                     self._close(call, started, "CANCELLED", "client cancelled the stream")
                     raise

@@ -7,6 +7,7 @@ import operator
 import os
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,9 @@ UNGRANTED_RATE_PER_MINUTE = 30
 class PartyDaemon:
     """One agency's daemon. ``start()`` binds and serves; ``stop()`` drains in-flight requests."""
 
-    def __init__(self, config: PartyConfig) -> None:
+    def __init__(self, config: PartyConfig, interceptors: Sequence[grpc.ServerInterceptor] = ()) -> None:
+        """``interceptors`` see every call before the boundary (tests record transcripts this way;
+        the daemon itself never writes what it receives)."""
         self.config = config
         self.name = config.party.name
         try:
@@ -63,11 +66,10 @@ class PartyDaemon:
         self.audit_log = self.state.audit
         self.datasets: dict[str, Dataset] = {spec.name: load_dataset(spec, config.base_dir) for spec in config.datasets}
         self.metrics = Metrics(self.name)
-        transcript = config.party.state_dir / "transcript.bin" if os.environ.get("MPC_TEST_TRANSCRIPT") == "1" else None
         self.boundary = Boundary(self.name, self.state.audit, Revocations(config.tls.crl, config.tls.ca),
-                                 self.metrics, self._rate_limit, transcript)
+                                 self.metrics, self._rate_limit)
         self.server = grpc.server(ThreadPoolExecutor(max_workers=32, thread_name_prefix=f"{self.name}-rpc"),
-                                  options=SERVER_OPTIONS)
+                                  interceptors=list(interceptors), options=SERVER_OPTIONS)
         party_pb2_grpc.add_PartyServicer_to_server(PartyService(self), self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

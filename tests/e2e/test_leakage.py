@@ -1,12 +1,12 @@
 """Leakage: what an owner's daemon receives while answering an eligibility batch, and what the
-requester ends up with. The owner's daemon records every message it receives (test-only
-transcript, MPC_TEST_TRANSCRIPT=1); we search it for anything derived from the applicants' ids."""
+requester ends up with. The owner's daemon runs in this process behind a test interceptor that
+records every message it receives; we search that transcript for anything derived from the
+applicants' ids."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import os
 import subprocess
 import sys
 import time
@@ -22,11 +22,16 @@ from mpc.protocols.lookup import bucket_of
 from mpc.protocols.psi import PSI_DOMAIN
 from mpc.protocols.rules import load_rules
 from parties.cluster import LocalCluster, PartySpec
+from parties.party.config import load_party_config
+from parties.party.server import PartyDaemon
 from tests.e2e.conftest import ONE_OWNER_RULES, audit_entries, owner_values
+from tests.e2e.transcript import TranscriptInterceptor
 
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCluster, AgencyTables]]:
+    """tax runs in this process with a transcript interceptor (the production daemon never writes
+    what it receives); the coordinator runs as usual and housing is a requester."""
     tables = generate(4000, seed=33)
     root = tmp_path_factory.mktemp("leakage")
     paths = write_csv(tables, root / "data")
@@ -35,21 +40,18 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCl
                   "annual_income": {"type": "int", "min": -(10**12), "max": 10**12, "classification": "sensitive"}}}}
     grant = {"purposes": ["public-rental-housing"], "programs": ["rule"],
              "datasets": {"income": {"psi": True, "batch": True, "columns": {"annual_income": ["lookup", "compare"]}}}}
-    cluster = LocalCluster(root, [PartySpec("tax", [income], {"peers": {"housing": grant}}, extra={"anonymity_set": 256}),
+    cluster = LocalCluster(root, [PartySpec("tax", [income], {"peers": {"housing": grant}}, extra={"anonymity_set": 256},
+                                            daemon=False),
                                   PartySpec("housing", daemon=False)], paillier_bits=1024)
-    previous = os.environ.get("MPC_TEST_TRANSCRIPT")
-    os.environ["MPC_TEST_TRANSCRIPT"] = "1"
-    try:
-        cluster.start()
-    finally:
-        if previous is None:
-            del os.environ["MPC_TEST_TRANSCRIPT"]
-        else:
-            os.environ["MPC_TEST_TRANSCRIPT"] = previous
+    cluster.start()
+    tax = PartyDaemon(load_party_config(cluster.config("tax")),
+                      interceptors=[TranscriptInterceptor(root / "state" / "tax" / "transcript.bin")])
+    tax.start()
     cluster.approve_rule(load_rules(ONE_OWNER_RULES).get("household-income"), "housing", ["public-rental-housing"])
     try:
         yield cluster, tables
     finally:
+        tax.stop(grace=1)
         cluster.stop()
 
 

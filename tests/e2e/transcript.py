@@ -1,0 +1,48 @@
+"""A gRPC server interceptor for tests: every request message a daemon receives, serialised and
+length-prefixed in one file, so leakage tests can search what a party actually saw."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+
+class TranscriptInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def _write(self, message: Any) -> Any:
+        data = message.SerializeToString()
+        with self._lock, self.path.open("ab") as f:
+            f.write(len(data).to_bytes(4, "big") + data)
+        return message
+
+    def _stream(self, requests: Iterator[Any]) -> Iterator[Any]:
+        for message in requests:
+            yield self._write(message)
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None:
+            return None
+        wrap: dict[str, Callable[..., Any]] = {
+            "unary_unary": grpc.unary_unary_rpc_method_handler, "unary_stream": grpc.unary_stream_rpc_method_handler,
+            "stream_unary": grpc.stream_unary_rpc_method_handler, "stream_stream": grpc.stream_stream_rpc_method_handler}
+        for kind, make in wrap.items():
+            behaviour = getattr(handler, kind)
+            if behaviour is None:
+                continue
+            record = self._stream if handler.request_streaming else self._write
+
+            def recorded(request: Any, context: Any, behaviour: Callable[..., Any] = behaviour,
+                         record: Callable[[Any], Any] = record) -> Any:
+                return behaviour(record(request), context)
+
+            return make(recorded, request_deserializer=handler.request_deserializer,
+                        response_serializer=handler.response_serializer)
+        return handler
