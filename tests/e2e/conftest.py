@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -148,3 +148,20 @@ def owner_values(rows: list[dict[str, object]], column: str) -> dict[str, int]:
 
     ids, _ = normalize_column([str(r["resident_id"]) for r in rows], "resident_id")
     return {i: int(str(r[column])) for i, r in zip(ids, rows, strict=True) if i}
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Poll ``condition`` until it holds (no fixed sleeps: a test waits for the event itself)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def witnessed(cluster: LocalCluster, party: str) -> int:
+    """How many audit heads of ``party`` the coordinator has witnessed."""
+    return sum(1 for e in audit_entries(cluster, "coordinator")
+               if e.get("action") == "rpc:WitnessAuditHead" and e.get("peer") == party and e.get("outcome") == "OK")

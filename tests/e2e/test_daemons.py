@@ -24,7 +24,15 @@ from parties.net.tls import TlsConfig, secure_channel
 from parties.pki import Pki
 from parties.sdk import Client, RemoteError
 from protos import common_pb2, party_pb2, party_pb2_grpc
-from tests.e2e.conftest import ONE_OWNER_RULES, audit_entries, client_for, owner_values, table_key
+from tests.e2e.conftest import (
+    ONE_OWNER_RULES,
+    audit_entries,
+    client_for,
+    owner_values,
+    table_key,
+    wait_for,
+    witnessed,
+)
 from tests.rule_texts import one_clause_rule
 
 
@@ -326,9 +334,12 @@ def test_co_party_killed_mid_protocol(cluster: LocalCluster) -> None:
         except BaseException as exc:
             errors.append(exc)
 
+    opened = sum(1 for e in audit_entries(cluster, "coordinator") if e.get("action") == "rpc:OpenSession"
+                 and e.get("peer") == "spare")
     worker = threading.Thread(target=run)
     worker.start()
-    time.sleep(1.0)
+    wait_for(lambda: sum(1 for e in audit_entries(cluster, "coordinator") if e.get("action") == "rpc:OpenSession"
+                         and e.get("peer") == "spare") > opened, "spare's side of the session to begin")
     cluster.stop_party("spare", signal.SIGKILL)
     worker.join(timeout=120)
     assert not worker.is_alive()
@@ -355,8 +366,7 @@ def test_requester_killed_mid_protocol_daemon_keeps_serving(cluster: LocalCluste
         e.get("case") == "KILLED" and e.get("peer") == "tax" for e in audit_entries(cluster, "coordinator")
     ):
         time.sleep(0.05)
-    time.sleep(0.3)
-    process.kill()
+    process.kill()  # the session is under way: tax's side of it has begun
     process.wait()
     deadline = time.monotonic() + 60
     entries: list[dict[str, object]] = []
@@ -384,7 +394,8 @@ def test_restart_keeps_keys_and_the_audit_chain(cluster: LocalCluster) -> None:
     assert sorted((cluster.root / "state" / "spare" / "keys").iterdir()) == keys
     actions = [e["action"] for e in audit_entries(cluster, "spare")]
     assert "daemon:stop" in actions and actions.count("daemon:start") >= 2
-    time.sleep(6)  # let the witness record a head of the restarted daemon
+    heads = witnessed(cluster, "spare")  # the witness records a head of the restarted daemon
+    wait_for(lambda: witnessed(cluster, "spare") > heads, "a witnessed head of the restarted daemon")
     verify = subprocess.run([sys.executable, "-m", "parties.cli.admin", "audit", "verify", "--config",
                              str(cluster.config("spare")), "--against-coordinator"], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stdout + verify.stderr
@@ -397,7 +408,8 @@ def test_rewritten_log_is_caught_against_the_coordinator(cluster: LocalCluster, 
 
     from mpc.audit import AuditEvent, AuditLog, load_or_create_signing_key
 
-    time.sleep(6)
+    heads = witnessed(cluster, "tax")  # the coordinator holds a recent head of tax's real log
+    wait_for(lambda: witnessed(cluster, "tax") > heads, "a witnessed head of tax")
     state = cluster.root / "state" / "tax"
     forged = tmp_path / "forged.log"
     with AuditLog(forged, load_or_create_signing_key(state / "audit-signing.pem")) as log:
@@ -411,10 +423,10 @@ def test_rewritten_log_is_caught_against_the_coordinator(cluster: LocalCluster, 
     plain = subprocess.run([sys.executable, "-m", "parties.cli.admin", "audit", "verify", "--config", str(config_copy)],
                            capture_output=True, text=True)
     assert plain.returncode == 0  # self-consistent on its own
-    witnessed = subprocess.run([sys.executable, "-m", "parties.cli.admin", "audit", "verify", "--config", str(config_copy),
-                                "--against-coordinator"], capture_output=True, text=True)
-    assert witnessed.returncode == 1
-    assert "witness" in witnessed.stdout
+    checked = subprocess.run([sys.executable, "-m", "parties.cli.admin", "audit", "verify", "--config", str(config_copy),
+                              "--against-coordinator"], capture_output=True, text=True)
+    assert checked.returncode == 1
+    assert "witness" in checked.stdout
 
 
 def test_graceful_shutdown_finishes_the_session_in_flight(cluster: LocalCluster) -> None:
