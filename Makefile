@@ -33,6 +33,7 @@ browser:
 	    || echo "could not install chromium and chromium-driver: the portal's browser test will be skipped"; }
 
 lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy mpc parties benchmarks tests
 

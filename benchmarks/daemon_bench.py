@@ -24,8 +24,9 @@ def ours_comparisons_per_s(n: int, repeats: int = 3) -> float:
     values = np.random.default_rng(11).integers(-(2**62), 2**62, n, dtype=np.int64)
     expected = (values < public_values(5, n)).astype(np.uint8)
     with tempfile.TemporaryDirectory() as tmp:
-        cluster = LocalCluster(Path(tmp), [PartySpec("co-party", [], policy), PartySpec("requester", daemon=False)],
-                               paillier_bits=1024)
+        cluster = LocalCluster(
+            Path(tmp), [PartySpec("co-party", [], policy), PartySpec("requester", daemon=False)], paillier_bits=1024
+        )
         with cluster, Client.from_config(cluster.config("requester"), "selftest", "bench") as client:
             client.selftest_compare("co-party", values[:1000], seed=5)  # warm-up: kernels, sessions
             best = float("inf")

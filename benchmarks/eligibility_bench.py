@@ -95,11 +95,23 @@ def run(quick: bool, log: object = print) -> list[Result]:
     cluster = LocalCluster(state, specs)
     rules = load_rules(RULES)
     point_rule, batch_rule = rules.get("income-below-100k"), rules.get("public-rental-housing")
-    local_rule = Rule.model_validate({  # one owner holding one row per resident (public security)
-        "name": "local-resident-check", "description": "one owner, 1 row per resident: the applicant is a local resident",
-        "expression": "local", "clauses": {"local": {
-            "owner": "public-security", "dataset": "residents", "column": "local_resident",
-            "compare": ">=", "value": 1, "absent": "false"}}})
+    local_rule = Rule.model_validate(
+        {  # one owner holding one row per resident (public security)
+            "name": "local-resident-check",
+            "description": "one owner, 1 row per resident: the applicant is a local resident",
+            "expression": "local",
+            "clauses": {
+                "local": {
+                    "owner": "public-security",
+                    "dataset": "residents",
+                    "column": "local_resident",
+                    "compare": ">=",
+                    "value": 1,
+                    "absent": "false",
+                }
+            },
+        }
+    )
     applications = household_applications(tables, batch_size)
     singles = [Application(a.reference, a.applicant, (a.applicant,)) for a in applications[:400]]
     results: list[Result] = []
@@ -141,8 +153,10 @@ def run(quick: bool, log: object = print) -> list[Result]:
 
         logging.getLogger("mpc.sdk").setLevel(logging.ERROR)  # 32 clients of one agency share one requests log
 
-        clients = [Client.from_config(cluster.config("civil-affairs"), "public-rental-housing", f"BENCH-qps-{k}")
-                   for k in range(32)]
+        clients = [
+            Client.from_config(cluster.config("civil-affairs"), "public-rental-housing", f"BENCH-qps-{k}")
+            for k in range(32)
+        ]
         for c in clients:  # each client asks the directory, capabilities and schemas once
             c.check_eligibility(point_rule, singles[:1])
         stop_at = time.perf_counter() + (10 if quick else 30)
@@ -178,11 +192,15 @@ def run(quick: bool, log: object = print) -> list[Result]:
             paths = sorted({f"{p.owner}:{p.path}" for p in client.plans})
         plain = evaluate_plain(batch_rule, applications, plain_values(tables), {})
         correct = [int(e) for e, _ in plain] == bits.tolist()
-        say(f"batch of {len(applications):,} applications, 3 owners ({', '.join(paths)}): {seconds:.1f} s, "
-            f"matches plaintext: {correct}")
+        say(
+            f"batch of {len(applications):,} applications, 3 owners ({', '.join(paths)}): {seconds:.1f} s, "
+            f"matches plaintext: {correct}"
+        )
         assert correct
         name = "eligibility_batch_100k_3owners_s" if not quick else "eligibility_batch_2k_3owners_s"
-        results.append(_result(name, "s", seconds, "<= 300" if not quick else None, seconds <= 300 if not quick else None))
+        results.append(
+            _result(name, "s", seconds, "<= 300" if not quick else None, seconds <= 300 if not quick else None)
+        )
         rss = _peak_rss_mb(cluster)
     for party, mb in sorted(rss.items()):
         if party != COORDINATOR:

@@ -10,9 +10,15 @@ from typing import Any
 
 LOAD_TEST: dict[str, Any] = {
     "rate_limit_per_minute": 10_000_000,
-    "limits": {"computations_per_day": 10**9, "computations_per_case": 10**9, "oprf_per_epoch": 10**12,
-               "psi_per_day": 10**12, "batch_per_day": 10**9, "bucket_alert_after": 10**9,
-               "bucket_queries_per_window": 10**9},
+    "limits": {
+        "computations_per_day": 10**9,
+        "computations_per_case": 10**9,
+        "oprf_per_epoch": 10**12,
+        "psi_per_day": 10**12,
+        "batch_per_day": 10**9,
+        "bucket_alert_after": 10**9,
+        "bucket_queries_per_window": 10**9,
+    },
 }
 
 

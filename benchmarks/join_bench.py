@@ -62,7 +62,9 @@ def _measure(step: Callable[[], T]) -> tuple[T, float, int]:
     return out, time.perf_counter() - started, _loopback_bytes() - before
 
 
-def _tables(data: Path, rows: int, label: str) -> tuple[dict[str, Any], dict[str, Any], list[str], dict[str, Any], dict[str, int]]:
+def _tables(
+    data: Path, rows: int, label: str
+) -> tuple[dict[str, Any], dict[str, Any], list[str], dict[str, Any], dict[str, int]]:
     """alpha's and beta's tables of ``rows`` rows, 70 % of the ids shared."""
     rng = np.random.default_rng(rows)
     shared = int(rows * 0.7)
@@ -74,26 +76,55 @@ def _tables(data: Path, rows: int, label: str) -> tuple[dict[str, Any], dict[str
     data.mkdir(parents=True, exist_ok=True)
     alpha_csv, beta_csv = data / f"alpha-{label}.csv", data / f"beta-{label}.csv"
     if not alpha_csv.exists():
-        alpha_csv.write_text("id,district,flag\n" + "".join(f"{i},{DISTRICTS[d]},{f}\n" for i, d, f in zip(mine, districts, flags, strict=True)))
+        alpha_csv.write_text(
+            "id,district,flag\n"
+            + "".join(f"{i},{DISTRICTS[d]},{f}\n" for i, d, f in zip(mine, districts, flags, strict=True))
+        )
         beta_csv.write_text("id,amount\n" + "".join(f"{i},{a}\n" for i, a in zip(theirs, amounts, strict=True)))
-    alpha = {"name": label, "source": {"kind": "csv", "path": str(alpha_csv)},
-             "schema": {"id_column": "id", "id_kind": "opaque", "columns": {
-                 "district": {"type": "category", "categories": list(DISTRICTS), "classification": "public"},
-                 "flag": {"type": "bool"}}}}
-    beta = {"name": label, "source": {"kind": "csv", "path": str(beta_csv)},
-            "schema": {"id_column": "id", "id_kind": "opaque", "columns": {
-                "amount": {"type": "int", "min": 0, "max": 1_000_000}}}}
+    alpha = {
+        "name": label,
+        "source": {"kind": "csv", "path": str(alpha_csv)},
+        "schema": {
+            "id_column": "id",
+            "id_kind": "opaque",
+            "columns": {
+                "district": {"type": "category", "categories": list(DISTRICTS), "classification": "public"},
+                "flag": {"type": "bool"},
+            },
+        },
+    }
+    beta = {
+        "name": label,
+        "source": {"kind": "csv", "path": str(beta_csv)},
+        "schema": {
+            "id_column": "id",
+            "id_kind": "opaque",
+            "columns": {"amount": {"type": "int", "min": 0, "max": 1_000_000}},
+        },
+    }
     plain_mine = {i: {"district": DISTRICTS[d], "flag": int(f)} for i, d, f in zip(mine, districts, flags, strict=True)}
     plain_theirs = {i: int(a) for i, a in zip(theirs, amounts, strict=True)}
     return alpha, beta, mine, plain_mine, plain_theirs
 
 
-def _policy(peer: str, labels: list[str], columns: dict[str, list[str]], gateway: dict[str, list[str]]) -> dict[str, Any]:
+def _policy(
+    peer: str, labels: list[str], columns: dict[str, list[str]], gateway: dict[str, list[str]]
+) -> dict[str, Any]:
     grant = {"purposes": ["statistics"], "programs": ["aggregate"]}
-    return for_load_test({"peers": {
-        peer: {**grant, "datasets": {label: {"psi": True, "psi_intersection": True, "batch": True, "columns": columns}
-                                     for label in labels}},
-        GATEWAY: {**grant, "gateway": True, "datasets": {label: {"columns": gateway} for label in labels}}}})
+    return for_load_test(
+        {
+            "peers": {
+                peer: {
+                    **grant,
+                    "datasets": {
+                        label: {"psi": True, "psi_intersection": True, "batch": True, "columns": columns}
+                        for label in labels
+                    },
+                },
+                GATEWAY: {**grant, "gateway": True, "datasets": {label: {"columns": gateway} for label in labels}},
+            }
+        }
+    )
 
 
 STEPS = ("psi", "lookups", "aggregate", "sandbox")
@@ -106,14 +137,35 @@ def run(quick: bool, log: object = print, only: set[str] | None = None) -> list[
     names = ("rows_10k", "rows_100k") if quick else ("rows_100k", "rows_1m")
     state = STATE / ("quick" if quick else "full")
     sets = {label: _tables(state / "data", rows, label) for label, rows in zip(names, (small, large), strict=True)}
-    cluster = LocalCluster(state, [
-        PartySpec("alpha", [s[0] for s in sets.values()],
-                  _policy("beta", list(names), {"district": ["group_by"], "flag": ["filter"]},
-                          {"district": ["group_by"], "flag": ["filter"]}), extra={"max_points_per_request": 5_000_000}),
-        PartySpec("beta", [s[1] for s in sets.values()],
-                  _policy("alpha", list(names), {"amount": ["lookup", "filter", "aggregate"]}, {"amount": ["filter", "aggregate"]}),
-                  extra={"max_points_per_request": 5_000_000}),
-    ], gateway=True, gateway_settings={"max_epsilon_per_query": 2.0})
+    cluster = LocalCluster(
+        state,
+        [
+            PartySpec(
+                "alpha",
+                [s[0] for s in sets.values()],
+                _policy(
+                    "beta",
+                    list(names),
+                    {"district": ["group_by"], "flag": ["filter"]},
+                    {"district": ["group_by"], "flag": ["filter"]},
+                ),
+                extra={"max_points_per_request": 5_000_000},
+            ),
+            PartySpec(
+                "beta",
+                [s[1] for s in sets.values()],
+                _policy(
+                    "alpha",
+                    list(names),
+                    {"amount": ["lookup", "filter", "aggregate"]},
+                    {"amount": ["filter", "aggregate"]},
+                ),
+                extra={"max_points_per_request": 5_000_000},
+            ),
+        ],
+        gateway=True,
+        gateway_settings={"max_epsilon_per_query": 2.0},
+    )
     results: list[Result] = []
     with cluster, Client.from_config(cluster.config("alpha"), "statistics", "BENCH-JOIN") as client:
         started = time.perf_counter()
@@ -138,22 +190,46 @@ def run(quick: bool, log: object = print, only: set[str] | None = None) -> list[
             assert found.intersection == int(rows * 0.7)
             tagged, keyed_seconds, keyed_wire = _measure(keyed)
             assert tagged.matched == found.matched
-            peer = run_peer_script("openmined_psi_sets.py", ["--n", str(rows), "--overlap", str(int(rows * 0.7))],
-                                   timeout=1800)
+            peer = run_peer_script(
+                "openmined_psi_sets.py", ["--n", str(rows), "--overlap", str(int(rows * 0.7))], timeout=1800
+            )
             theirs = peer.get("value")
             per, keyed_per = wire / (2 * rows), keyed_wire / (2 * rows)
-            say(f"PSI {rows:,} x {rows:,}: fresh keys {seconds:.1f} s, {per:.0f} B/element; owner's tags {keyed_seconds:.1f} s, "
+            say(
+                f"PSI {rows:,} x {rows:,}: fresh keys {seconds:.1f} s, {per:.0f} B/element; owner's tags "
+                f"{keyed_seconds:.1f} s, "
                 f"{keyed_per:.0f} B/element; openmined-psi "
-                + (f"{theirs:.1f} s, {peer['details']['bytes_per_element']:.0f} B/element" if theirs else str(peer.get("error"))))
+                + (
+                    f"{theirs:.1f} s, {peer['details']['bytes_per_element']:.0f} B/element"
+                    if theirs
+                    else str(peer.get("error"))
+                )
+            )
             size = "100k" if rows == 100_000 else "1m" if rows == 1_000_000 else f"{rows // 1000}k"
             name = str(peer.get("peer", "openmined-psi"))
             target = 4.0 if rows == 100_000 else None
             results.append(compare(f"psi_{size}_x_{size}_s", "s", seconds, name, theirs, target))
             results.append(compare(f"psi_owner_tags_{size}_x_{size}_s", "s", keyed_seconds, name, theirs, target))
-            results.append(Result(f"psi_{size}_bytes_per_element", "B", per, "openmined-psi",
-                                  peer.get("details", {}).get("bytes_per_element"), None))
-            results.append(Result(f"psi_owner_tags_{size}_bytes_per_element", "B", keyed_per, "openmined-psi",
-                                  peer.get("details", {}).get("bytes_per_element"), None))
+            results.append(
+                Result(
+                    f"psi_{size}_bytes_per_element",
+                    "B",
+                    per,
+                    "openmined-psi",
+                    peer.get("details", {}).get("bytes_per_element"),
+                    None,
+                )
+            )
+            results.append(
+                Result(
+                    f"psi_owner_tags_{size}_bytes_per_element",
+                    "B",
+                    keyed_per,
+                    "openmined-psi",
+                    peer.get("details", {}).get("bytes_per_element"),
+                    None,
+                )
+            )
 
         label, rows = names[0], small
         ids, plain_theirs = sets[label][2], sets[label][4]
@@ -166,9 +242,13 @@ def run(quick: bool, log: object = print, only: set[str] | None = None) -> list[
     return results
 
 
-def _lookups(client: Client, label: str, rows: int, ids: list[str], plain_theirs: dict[str, int], say: Any) -> list[Result]:
+def _lookups(
+    client: Client, label: str, rows: int, ids: list[str], plain_theirs: dict[str, int], say: Any
+) -> list[Result]:
     results = []
-    (_, _, _, present), seconds, wire = _measure(lambda: client.lookup_shares("beta", label, ["amount"], ids, path="P1"))
+    (_, _, _, present), seconds, wire = _measure(
+        lambda: client.lookup_shares("beta", label, ["amount"], ids, path="P1")
+    )
     assert int(present.sum()) == int(rows * 0.7)
     say(f"aligned shares of {rows:,} rows: {seconds:.1f} s, {wire / (2 * rows):.0f} B/element")
     results.append(Result(f"aligned_shares_{label[5:]}_s", "s", seconds, "—", None, None))
@@ -176,7 +256,10 @@ def _lookups(client: Client, label: str, rows: int, ids: list[str], plain_theirs
     total, seconds, wire = _measure(lambda: client.intersection_sum("beta", label, ["amount"], ids))
     expected = sum(plain_theirs[i] for i in ids if i in plain_theirs)
     assert (total.intersection, total.sums["amount"]) == (int(rows * 0.7), expected)
-    say(f"intersection-sum of {rows:,} x {rows:,}: {seconds:.1f} s, {wire / (2 * rows):.0f} B/element (matches plaintext)")
+    say(
+        f"intersection-sum of {rows:,} x {rows:,}: {seconds:.1f} s, {wire / (2 * rows):.0f} B/element "
+        f"(matches plaintext)"
+    )
     results.append(Result(f"intersection_sum_{label[5:]}_s", "s", seconds, "—", None, None))
     results.append(Result(f"intersection_sum_{label[5:]}_bytes_per_element", "B", wire / (2 * rows), "—", None, None))
     return results
@@ -184,22 +267,36 @@ def _lookups(client: Client, label: str, rows: int, ids: list[str], plain_theirs
 
 def _aggregate(client: Client, label: str, rows: int, sets: dict[str, Any], quick: bool, say: Any) -> list[Result]:
     results = []
-    request = AggregateRequest(initiator_dataset=label, peer_dataset=label, where="peer.amount > 1000",
-                               group_by=(ColumnRef.parse("initiator.district"),),
-                               aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("peer.amount"))))
+    request = AggregateRequest(
+        initiator_dataset=label,
+        peer_dataset=label,
+        where="peer.amount > 1000",
+        group_by=(ColumnRef.parse("initiator.district"),),
+        aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("peer.amount"))),
+    )
     cells, seconds, wire = _measure(lambda: client.aggregate("beta", request))
-    schemas = {"initiator": {"district": ColumnInfo("category", labels=DISTRICTS), "flag": ColumnInfo("bool")},
-               "peer": {"amount": ColumnInfo("int", 0, 1_000_000)}}
+    schemas = {
+        "initiator": {"district": ColumnInfo("category", labels=DISTRICTS), "flag": ColumnInfo("bool")},
+        "peer": {"amount": ColumnInfo("int", 0, 1_000_000)},
+    }
     plain = evaluate_plain(request, schemas, sets[label][3], {i: {"amount": a} for i, a in sets[label][4].items()})  # type: ignore[arg-type]
     assert cells is not None
-    correct = all(plain[g]["count"] == cells.cells["count"][k] and plain[g]["sum(peer.amount)"] == cells.cells["sum(peer.amount)"][k]
-                  for k, g in enumerate(cells.groups))
-    say(f"aggregate over the {rows:,} x {rows:,} join, 20 groups: {seconds:.1f} s, {wire / (2 * rows):.0f} B/element, "
-        f"matches plaintext: {correct}")
+    correct = all(
+        plain[g]["count"] == cells.cells["count"][k]
+        and plain[g]["sum(peer.amount)"] == cells.cells["sum(peer.amount)"][k]
+        for k, g in enumerate(cells.groups)
+    )
+    say(
+        f"aggregate over the {rows:,} x {rows:,} join, 20 groups: {seconds:.1f} s, {wire / (2 * rows):.0f} B/element, "
+        f"matches plaintext: {correct}"
+    )
     assert correct
     name = "aggregate_1m_join_group20_s" if not quick else "aggregate_100k_join_group20_s"
-    results.append(Result(name, "s", seconds, "—", None, None, "<= 180" if not quick else None,
-                          seconds <= 180 if not quick else None))
+    results.append(
+        Result(
+            name, "s", seconds, "—", None, None, "<= 180" if not quick else None, seconds <= 180 if not quick else None
+        )
+    )
     results.append(Result(name.replace("_s", "_bytes_per_element"), "B", wire / (2 * rows), "—", None, None))
     return results
 
@@ -212,7 +309,10 @@ def _sandbox(cluster: LocalCluster, label: str, rows: int, quick: bool, say: Any
     token = store.add_researcher(name, 100.0)
     store.add_project(name, "statistics", 100.0, {f"alpha.{label}": ["district", "flag"], f"beta.{label}": ["amount"]})
     store.add_member(name, name)
-    sql = f"SELECT a.district, COUNT(*), AVG(b.amount) FROM alpha.{label} a JOIN beta.{label} b USING (id) GROUP BY a.district"
+    sql = (
+        f"SELECT a.district, COUNT(*), AVG(b.amount) FROM alpha.{label} a JOIN beta.{label} b USING "
+        f"(id) GROUP BY a.district"
+    )
     with ResearchClient(cluster.gateway_url, token, timeout=600) as research:
         research.preview(name, sql, 1.0)
         previews = []
@@ -227,10 +327,14 @@ def _sandbox(cluster: LocalCluster, label: str, rows: int, quick: bool, say: Any
     assert len(job["result"]["rows"]) == 20 and released
     preview_ms = float(np.median(previews))
     size = "1m" if rows == 1_000_000 else f"{rows // 1000}k"
-    say(f"sandbox query over the {rows:,} x {rows:,} join, 20 districts, through the API: {seconds:.1f} s "
-        f"({len(released)} cells released); cost preview p50 {preview_ms:.1f} ms")
-    return [Result(f"sandbox_query_{size}_join_group20_s", "s", seconds, "—", None, None),
-            Result("sandbox_cost_preview_ms", "ms", preview_ms, "—", None, None)]
+    say(
+        f"sandbox query over the {rows:,} x {rows:,} join, 20 districts, through the API: {seconds:.1f} s "
+        f"({len(released)} cells released); cost preview p50 {preview_ms:.1f} ms"
+    )
+    return [
+        Result(f"sandbox_query_{size}_join_group20_s", "s", seconds, "—", None, None),
+        Result("sandbox_cost_preview_ms", "ms", preview_ms, "—", None, None),
+    ]
 
 
 if __name__ == "__main__":
@@ -242,4 +346,6 @@ if __name__ == "__main__":
 
     console = Console(width=160)
     only = next((set(a.split("=", 1)[1].split(",")) for a in sys.argv if a.startswith("--only=")), None)
-    print_and_save(run("--quick" in sys.argv, console.print, only), console, Path(__file__).with_name("join-results.json"))
+    print_and_save(
+        run("--quick" in sys.argv, console.print, only), console, Path(__file__).with_name("join-results.json")
+    )

@@ -37,8 +37,9 @@ def higher_is_better(unit: str) -> bool:
     return unit.endswith("/s")
 
 
-def compare(name: str, unit: str, ours: float, peer: str, peer_value: float | None,
-            target_ratio: float | None = None) -> Result:
+def compare(
+    name: str, unit: str, ours: float, peer: str, peer_value: float | None, target_ratio: float | None = None
+) -> Result:
     """Build a result; the ratio is oriented so that > 1 always means we are faster."""
     ratio = None
     if peer_value is not None and ours > 0 and peer_value > 0:
@@ -48,14 +49,16 @@ def compare(name: str, unit: str, ours: float, peer: str, peer_value: float | No
     return Result(name, unit, ours, peer, peer_value, ratio, target, met)
 
 
-def run_peer_script(script: str, args: list[str], python: Path | str = PEERS_PYTHON,
-                    timeout: float = 600) -> dict[str, Any]:
+def run_peer_script(
+    script: str, args: list[str], python: Path | str = PEERS_PYTHON, timeout: float = 600
+) -> dict[str, Any]:
     """Run a peer script and parse its last stdout line; failures become {"error": why}."""
     if not Path(python).exists():
         return {"error": f"peer environment missing ({python}); `make peers` installs it, see its install.log"}
     try:
-        proc = subprocess.run([str(python), str(PEERS_DIR / script), *args], capture_output=True,
-                              text=True, timeout=timeout)
+        proc = subprocess.run(
+            [str(python), str(PEERS_DIR / script), *args], capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"{script} did not finish within {timeout:.0f} s"}
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
@@ -78,21 +81,35 @@ def machine() -> dict[str, str]:
     except OSError:
         pass
     try:
-        mem_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                          if line.startswith("MemTotal")))
+        mem_kb = int(
+            next(
+                line.split()[1]
+                for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")
+            )
+        )
         memory = f"{mem_kb / 2**20:.0f} GiB"
     except (OSError, StopIteration):
         memory = "unknown"
     try:
         import gmpy2
+
         gmp = gmpy2.mp_version()
     except ImportError:
         gmp = "missing"
-    blas = subprocess.run([sys.executable, "-c", "import numpy; print(numpy.__version__)"],
-                          capture_output=True, text=True).stdout.strip()
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory": memory,
-            "python": platform.python_version(), "numpy": blas, "gmp": gmp,
-            "os": platform.platform(), "mulmod_4096_us": f"{_mulmod_speed():.2f}"}
+    blas = subprocess.run(
+        [sys.executable, "-c", "import numpy; print(numpy.__version__)"], capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory": memory,
+        "python": platform.python_version(),
+        "numpy": blas,
+        "gmp": gmp,
+        "os": platform.platform(),
+        "mulmod_4096_us": f"{_mulmod_speed():.2f}",
+    }
 
 
 def _mulmod_speed() -> float:
@@ -129,8 +146,15 @@ def print_and_save(results: list[Result], console: Console, path: Path = RESULTS
         table.add_column(column, justify="right" if column in ("ours", "peer value", "ratio") else "left")
     for r in results:
         verdict = "" if r.target is None else f"{r.target} {'[green]met[/]' if r.met else '[red]not met[/]'}"
-        table.add_row(r.name, r.unit, _fmt(r.ours), r.peer, _fmt(r.peer_value),
-                      "—" if r.ratio is None else f"{r.ratio:.2f}x", verdict)
+        table.add_row(
+            r.name,
+            r.unit,
+            _fmt(r.ours),
+            r.peer,
+            _fmt(r.peer_value),
+            "—" if r.ratio is None else f"{r.ratio:.2f}x",
+            verdict,
+        )
     console.print(table)
     path.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
     console.print(f"written to {path}")

@@ -26,8 +26,10 @@ from benchmarks.report import RESULTS_PATH, Result, machine, print_and_save
 console = Console(width=160)
 
 
-def main(quick: bool = typer.Option(False, help="smaller sizes, for a smoke test"),
-         out: Path = typer.Option(RESULTS_PATH, help="where to write the results")) -> None:
+def main(
+    quick: bool = typer.Option(False, help="smaller sizes, for a smoke test"),
+    out: Path = typer.Option(RESULTS_PATH, help="where to write the results"),
+) -> None:
     info = machine()
     console.print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
     out.with_name("machine.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -39,11 +41,16 @@ def main(quick: bool = typer.Option(False, help="smaller sizes, for a smoke test
         ("Curve25519 OPRF", lambda: oprf_bench.run(quick)),
         ("secret-shared comparison, in process", lambda: sharing_bench.run(quick, mpyc)),
         ("secret-shared comparison, two processes over TLS", lambda: daemon_bench.run(quick, mpyc)),
-        ("eligibility checks between daemons (a city of 1 000 000 residents, 100 000 with --quick; the "
-         "first run has the owners encrypt their tables, later runs reuse benchmarks/.state)",
-         lambda: eligibility_bench.run(quick, console.print)),
-        ("private joins and aggregates between daemons (tables of 100 000 and 1 000 000 rows, 10 000 and 100 000 "
-         "with --quick; openmined-psi on the same sets)", lambda: join_bench.run(quick, console.print)),
+        (
+            "eligibility checks between daemons (a city of 1 000 000 residents, 100 000 with --quick; the "
+            "first run has the owners encrypt their tables, later runs reuse benchmarks/.state)",
+            lambda: eligibility_bench.run(quick, console.print),
+        ),
+        (
+            "private joins and aggregates between daemons (tables of 100 000 and 1 000 000 rows, 10 000 and 100 000 "
+            "with --quick; openmined-psi on the same sets)",
+            lambda: join_bench.run(quick, console.print),
+        ),
     )
     for label, step in steps:
         with console.status(f"measuring {label} (ours and peers)…"):

@@ -49,8 +49,9 @@ class Catalogue(BaseModel):
     signature: str = ""  # hex Ed25519 over the canonical JSON of ``approvals``
 
     def signed_bytes(self) -> bytes:
-        return json.dumps([a.model_dump(mode="json") for a in self.approvals], sort_keys=True,
-                          separators=(",", ":")).encode()
+        return json.dumps(
+            [a.model_dump(mode="json") for a in self.approvals], sort_keys=True, separators=(",", ":")
+        ).encode()
 
 
 class ApprovalError(ValueError):
@@ -62,8 +63,9 @@ class RuleApprovals:
     key), reloaded when the file changes; ``on_load`` is told of each new version (the daemon
     audits it)."""
 
-    def __init__(self, path: Path, key: Ed25519PrivateKey,
-                 on_load: Callable[[list[Approval]], None] | None = None) -> None:
+    def __init__(
+        self, path: Path, key: Ed25519PrivateKey, on_load: Callable[[list[Approval]], None] | None = None
+    ) -> None:
         self.path, self._key, self._on_load = path, key, on_load
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
@@ -81,12 +83,16 @@ class RuleApprovals:
                 try:
                     catalogue = Catalogue.model_validate_json(self.path.read_bytes())
                 except (OSError, ValidationError, ValueError) as exc:
-                    raise ApprovalError(f"{self.path}: unreadable approvals catalogue: {str(exc).splitlines()[0]}") from None
+                    raise ApprovalError(
+                        f"{self.path}: unreadable approvals catalogue: {str(exc).splitlines()[0]}"
+                    ) from None
                 try:
                     self._key.public_key().verify(bytes.fromhex(catalogue.signature), catalogue.signed_bytes())
                 except (InvalidSignature, ValueError):
-                    raise ApprovalError(f"{self.path}: the approvals catalogue is not signed by this owner's key "
-                                        f"(edited by hand? approve again with mpc-admin rules approve)") from None
+                    raise ApprovalError(
+                        f"{self.path}: the approvals catalogue is not signed by this owner's key "
+                        f"(edited by hand? approve again with mpc-admin rules approve)"
+                    ) from None
                 self._catalogue, self._stamp = catalogue, stamp
                 if self._on_load is not None:
                     self._on_load(list(catalogue.approvals))
@@ -101,8 +107,14 @@ class RuleApprovals:
         bad = [p for p in purposes if not PURPOSE_PATTERN.match(p)]
         if not purposes or bad:
             raise ApprovalError(f"give at least one purpose code matching {PURPOSE_PATTERN.pattern} (bad: {bad})")
-        approval = Approval(rule=name, fingerprint=rule.fingerprint(), peer=peer, purposes=sorted(set(purposes)),
-                            approved_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), body=rule)
+        approval = Approval(
+            rule=name,
+            fingerprint=rule.fingerprint(),
+            peer=peer,
+            purposes=sorted(set(purposes)),
+            approved_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            body=rule,
+        )
         kept = [a for a in self.entries() if (a.rule, a.peer) != (name, peer)]
         self._save(Catalogue(approvals=[*kept, approval]))
         return approval
@@ -129,11 +141,14 @@ class RuleApprovals:
         for approval in catalogue.approvals:
             if (approval.rule, approval.peer) == (name, peer):
                 if approval.fingerprint != fingerprint:
-                    raise PolicyError(f"rule {name!r} as sent (fingerprint {fingerprint[:16]}) differs from the one "
-                                      f"approved for {peer!r} ({approval.fingerprint[:16]}): thresholds and clauses "
-                                      f"are fixed by the approval")
+                    raise PolicyError(
+                        f"rule {name!r} as sent (fingerprint {fingerprint[:16]}) differs from the one "
+                        f"approved for {peer!r} ({approval.fingerprint[:16]}): thresholds and clauses "
+                        f"are fixed by the approval"
+                    )
                 if purpose not in approval.purposes:
-                    raise PolicyError(f"rule {name!r} is approved for {peer!r} for purposes {approval.purposes}, "
-                                      f"not {purpose!r}")
+                    raise PolicyError(
+                        f"rule {name!r} is approved for {peer!r} for purposes {approval.purposes}, not {purpose!r}"
+                    )
                 return fingerprint
         raise PolicyError(f"rule {name!r} (fingerprint {fingerprint[:16]}) is not approved for {peer!r}")

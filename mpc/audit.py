@@ -136,9 +136,7 @@ class AuditEntry:
         Non-ASCII text is kept readable, except the characters that line-splitting tools treat
         as line breaks (U+0085, U+2028, U+2029), which are written as JSON escapes.
         """
-        text = json.dumps(
-            asdict(self), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        text = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         return text.translate(_LINE_BREAK_ESCAPES)
 
     @classmethod
@@ -185,9 +183,7 @@ class AuditHead:
 
     def statement_bytes(self) -> bytes:
         """The bytes the signature covers."""
-        return _canonical(
-            {"hash": self.hash, "seq": self.seq, "time": self.time, "type": HEAD_TYPE}
-        )
+        return _canonical({"hash": self.hash, "seq": self.seq, "time": self.time, "type": HEAD_TYPE})
 
     def to_json(self) -> str:
         """JSON object with the four fields."""
@@ -198,18 +194,14 @@ class AuditHead:
         """Parse :meth:`to_json` output; raises :class:`ValueError` on anything else."""
         data = _strict_json_object(text)
         if set(data) != {"seq", "hash", "time", "signature"}:
-            raise ValueError(
-                f"an audit head has fields seq, hash, time, signature; got {sorted(data)}"
-            )
+            raise ValueError(f"an audit head has fields seq, hash, time, signature; got {sorted(data)}")
         if not _is_int(data["seq"]) or data["seq"] < 0:
             raise ValueError("head seq must be a non-negative integer")
         if not _is_hex(data["hash"], 64) or not isinstance(data["time"], str):
             raise ValueError("head hash must be 64 lower-case hex digits and time a string")
         if not isinstance(data["signature"], str):
             raise ValueError("head signature must be a string")
-        return cls(
-            seq=data["seq"], hash=data["hash"], time=data["time"], signature=data["signature"]
-        )
+        return cls(seq=data["seq"], hash=data["hash"], time=data["time"], signature=data["signature"])
 
 
 def verify_head(head: AuditHead, public_key: Ed25519PublicKey) -> bool:
@@ -227,9 +219,7 @@ def _sha256(data: bytes) -> bytes:
 
 
 def _canonical(data: dict[str, Any]) -> bytes:
-    text = json.dumps(
-        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -399,9 +389,7 @@ class AuditLog:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise AuditLogError(
-                f"audit log {self.path} is already open by another writer"
-            ) from None
+            raise AuditLogError(f"audit log {self.path} is already open by another writer") from None
         try:
             if created:
                 os.fsync(fd)
@@ -428,9 +416,7 @@ class AuditLog:
         if entry.computed_hash() != entry.hash:
             raise AuditLogError(f"last entry (seq {entry.seq}) of {self.path} was edited")
         if not _entry_signature_ok(entry, self._public_key):
-            raise AuditLogError(
-                f"last entry (seq {entry.seq}) of {self.path} is not signed by this signing key"
-            )
+            raise AuditLogError(f"last entry (seq {entry.seq}) of {self.path} is not signed by this signing key")
         return entry.seq, entry.hash
 
     @property
@@ -553,9 +539,7 @@ class _Record:
     status: str = ""  # "", "edited", "duplicate", "reordered", "filled", "inserted", ...
 
 
-def verify_log(
-    path: Path, public_key: Ed25519PublicKey, witnessed: Sequence[AuditHead] = ()
-) -> VerifyReport:
+def verify_log(path: Path, public_key: Ed25519PublicKey, witnessed: Sequence[AuditHead] = ()) -> VerifyReport:
     """Verify a whole audit log and, optionally, that it still contains witnessed heads.
 
     Classification, per line (each problem names the line, the seq and what is wrong):
@@ -601,11 +585,7 @@ def verify_log(
         try:
             entry = AuditEntry.from_json(raw)
         except ValueError as exc:
-            suffix = (
-                " (last line has no newline: torn write?)"
-                if torn and number == len(raw_lines)
-                else ""
-            )
+            suffix = " (last line has no newline: torn write?)" if torn and number == len(raw_lines) else ""
             problems.append(VerifyProblem(number, None, "malformed", f"{exc}{suffix}"))
             malformed_lines.append(number)
             continue
@@ -682,11 +662,7 @@ def verify_log(
             else:
                 other = min(later, key=lambda o: o.entry.seq)
                 where = f"before seq {other.entry.seq} (line {other.line})"
-            problems.append(
-                VerifyProblem(
-                    r.line, r.entry.seq, "reordered", f"entry seq {r.entry.seq} appears {where}"
-                )
-            )
+            problems.append(VerifyProblem(r.line, r.entry.seq, "reordered", f"entry seq {r.entry.seq} appears {where}"))
 
     # Walk the seqs 1..max and check every link; fill gaps with unsigned or malformed lines.
     slots: dict[int, _Record] = dict(first_with_seq)
@@ -711,9 +687,7 @@ def verify_log(
                             f"!= {previous.entry.hash[:12]}…",
                         )
                     )
-            elif (
-                seq == 1 and current.status != "edited" and current.entry.prev_hash != GENESIS_HASH
-            ):
+            elif seq == 1 and current.status != "edited" and current.entry.prev_hash != GENESIS_HASH:
                 problems.append(
                     VerifyProblem(
                         current.line,
@@ -768,9 +742,7 @@ def verify_log(
                         f"authentic entry (line {high}) links to a hash absent from the log",
                     )
                 )
-        malformed_between = [
-            n for n in malformed_lines if low < n < high and n not in claimed_malformed
-        ]
+        malformed_between = [n for n in malformed_lines if low < n < high and n not in claimed_malformed]
         for n in malformed_between[: missing - taken]:
             claimed_malformed.add(n)
             taken += 1
@@ -820,8 +792,7 @@ def verify_log(
                     r.line,
                     r.entry.seq,
                     "inserted",
-                    f"entry seq {r.entry.seq} is not signed by this key and is not part of "
-                    f"the chain{where}",
+                    f"entry seq {r.entry.seq} is not signed by this key and is not part of the chain{where}",
                 )
             )
 
@@ -846,8 +817,7 @@ def verify_log(
                     last_line_of_chain,
                     w.seq,
                     "truncated-vs-witness",
-                    f"witnessed head at {w.time} had {w.seq} entries; the log now ends at seq "
-                    f"{max_seq}",
+                    f"witnessed head at {w.time} had {w.seq} entries; the log now ends at seq {max_seq}",
                 )
             )
         elif holder is None:
@@ -856,8 +826,7 @@ def verify_log(
                     0,
                     w.seq,
                     "diverges-from-witness",
-                    f"witnessed entry seq {w.seq} (hash {w.hash[:12]}…, witnessed {w.time}) is "
-                    "missing from the log",
+                    f"witnessed entry seq {w.seq} (hash {w.hash[:12]}…, witnessed {w.time}) is missing from the log",
                 )
             )
         elif holder.entry.hash != w.hash:

@@ -37,7 +37,7 @@ class Charge:
 
 @dataclass(frozen=True)
 class Spent:
-    used: int        # the count in this window, after spending
+    used: int  # the count in this window, after spending
     resets_at: float | None  # when the window ends (epoch seconds); None: never
 
 
@@ -49,8 +49,10 @@ class BudgetLedger:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS counters (key TEXT NOT NULL, window INTEGER NOT NULL, "
-                         "used INTEGER NOT NULL, PRIMARY KEY (key, window))")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS counters (key TEXT NOT NULL, window INTEGER NOT NULL, "
+            "used INTEGER NOT NULL, PRIMARY KEY (key, window))"
+        )
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -71,8 +73,9 @@ class BudgetLedger:
             row = self._db.execute("SELECT used FROM counters WHERE key = ? AND window = ?", (key, number)).fetchone()
         return int(row[0]) if row else 0
 
-    def spend(self, key: str, amount: int, limit: int, window_seconds: float | None, *, what: str,
-              now: float | None = None) -> Spent:
+    def spend(
+        self, key: str, amount: int, limit: int, window_seconds: float | None, *, what: str, now: float | None = None
+    ) -> Spent:
         """Add ``amount`` to ``key`` in the current window, or raise :class:`BudgetExceeded`
         (nothing added) if that would pass ``limit``. ``what`` names the limit in the message."""
         return self.spend_all([Charge(key, amount, limit, window_seconds, what)], now=now)[0]
@@ -86,17 +89,28 @@ class BudgetLedger:
             try:
                 for charge in charges:
                     number, resets_at = self.window_of(moment, charge.window_seconds)
-                    row = self._db.execute("SELECT used FROM counters WHERE key = ? AND window = ?",
-                                           (charge.key, number)).fetchone()
+                    row = self._db.execute(
+                        "SELECT used FROM counters WHERE key = ? AND window = ?", (charge.key, number)
+                    ).fetchone()
                     used = (int(row[0]) if row else 0) + charge.amount
                     if used > charge.limit:
-                        when = ("never resets" if resets_at is None else
-                                "resets at " + time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(resets_at)))
-                        raise BudgetExceeded(charge.what, f"limit {charge.what} = {charge.limit} reached "
-                                                          f"({used - charge.amount} used, {charge.amount} more asked); "
-                                                          f"{when}", resets_at)
-                    self._db.execute("INSERT INTO counters (key, window, used) VALUES (?, ?, ?) ON CONFLICT (key, window) "
-                                     "DO UPDATE SET used = excluded.used", (charge.key, number, used))
+                        when = (
+                            "never resets"
+                            if resets_at is None
+                            else "resets at " + time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(resets_at))
+                        )
+                        raise BudgetExceeded(
+                            charge.what,
+                            f"limit {charge.what} = {charge.limit} reached "
+                            f"({used - charge.amount} used, {charge.amount} more asked); "
+                            f"{when}",
+                            resets_at,
+                        )
+                    self._db.execute(
+                        "INSERT INTO counters (key, window, used) VALUES (?, ?, ?) ON CONFLICT (key, window) "
+                        "DO UPDATE SET used = excluded.used",
+                        (charge.key, number, used),
+                    )
                     out.append(Spent(used, resets_at))
                 self._db.execute("COMMIT")
             except BaseException:

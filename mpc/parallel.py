@@ -22,7 +22,9 @@ def _main_module_hidden() -> Iterator[None]:
     """Start 'spawn' workers without re-running the caller's ``__main__`` (a script without an
     ``if __name__ == "__main__"`` guard would otherwise run again in every worker)."""
     main = sys.modules.get("__main__")
-    saved: dict[str, object] = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    saved: dict[str, object] = {
+        k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__
+    }
     try:
         if main is not None:
             main.__dict__.pop("__file__", None)

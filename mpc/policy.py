@@ -121,9 +121,18 @@ class Policy(BaseModel):
             raise PolicyError(f"purpose {purpose!r} is not allowed for peer {peer!r}")
         return grant
 
-    def check_dataset(self, peer: str, purpose: str, dataset: str, *, psi: bool = False, batch: bool = False,
-                      intersection: bool = False, columns: Mapping[str, Use | Collection[Use]] | None = None,
-                      classifications: Mapping[str, str] | None = None) -> None:
+    def check_dataset(
+        self,
+        peer: str,
+        purpose: str,
+        dataset: str,
+        *,
+        psi: bool = False,
+        batch: bool = False,
+        intersection: bool = False,
+        columns: Mapping[str, Use | Collection[Use]] | None = None,
+        classifications: Mapping[str, str] | None = None,
+    ) -> None:
         """Raise :class:`PolicyError` unless ``peer`` may use ``dataset`` this way for ``purpose``
         (``psi``: match ids, the dataset's join key; ``intersection``: learn which ids match;
         ``batch``: whole-table access, P1 batch lookups and the owner's tags; ``columns``: each
@@ -134,9 +143,12 @@ class Policy(BaseModel):
         if psi and not grant.psi:
             raise PolicyError(f"peer {peer!r} may not match ids against dataset {dataset!r} (not a join key for it)")
         if intersection and not grant.psi_intersection:
-            raise PolicyError(f"peer {peer!r} may not learn which ids match dataset {dataset!r} "
-                              f"(PSI intersection is not granted; cardinality is)" if grant.psi else
-                              f"peer {peer!r} may not learn which ids match dataset {dataset!r}")
+            raise PolicyError(
+                f"peer {peer!r} may not learn which ids match dataset {dataset!r} "
+                f"(PSI intersection is not granted; cardinality is)"
+                if grant.psi
+                else f"peer {peer!r} may not learn which ids match dataset {dataset!r}"
+            )
         if batch and not grant.batch:
             raise PolicyError(f"peer {peer!r} may not make batch lookups (whole table) of dataset {dataset!r}")
         for column, uses in (columns or {}).items():
@@ -146,8 +158,9 @@ class Policy(BaseModel):
                 if use not in grant.columns.get(column, []):
                     raise PolicyError(f"peer {peer!r} may not use column {dataset}.{column} for {use!r}")
 
-    def check_readable(self, peer: str, purpose: str, dataset: str, columns: Collection[str],
-                       classifications: Mapping[str, str]) -> None:
+    def check_readable(
+        self, peer: str, purpose: str, dataset: str, columns: Collection[str], classifications: Mapping[str, str]
+    ) -> None:
         """Each column may be secret-shared with ``peer``: it holds at least one of :data:`SHARE_USES`."""
         self.check_dataset(peer, purpose, dataset, psi=True)
         granted = self.peers[peer].datasets[dataset].columns
@@ -155,8 +168,10 @@ class Policy(BaseModel):
             if classifications.get(column) == "secret":
                 raise PolicyError(f"column {dataset}.{column} is classified secret and never usable")
             if not set(granted.get(column, [])) & set(SHARE_USES):
-                raise PolicyError(f"peer {peer!r} may not use column {dataset}.{column} on shares "
-                                  f"(it needs one of {list(SHARE_USES)})")
+                raise PolicyError(
+                    f"peer {peer!r} may not use column {dataset}.{column} on shares "
+                    f"(it needs one of {list(SHARE_USES)})"
+                )
 
     def check_gateway(self, name: str, caller: str | None = None) -> None:
         """``name`` is a gateway in this policy (and not the ``caller`` asking on its behalf)."""

@@ -89,21 +89,32 @@ class Metrics:
 
     def __init__(self, party: str) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("mpc_requests", "Requests by method and outcome", ["party", "method", "outcome"],
-                                registry=self.registry)
+        self.requests = Counter(
+            "mpc_requests", "Requests by method and outcome", ["party", "method", "outcome"], registry=self.registry
+        )
         self.seconds = Histogram("mpc_request_seconds", "Request duration", ["party", "method"], registry=self.registry)
         self.rows = Counter("mpc_rows", "Rows processed by method", ["party", "method"], registry=self.registry)
-        self.alerts = Counter("mpc_alerts", "Alerts raised (budgets reached, repeated probing) by peer and kind",
-                              ["party", "peer", "kind"], registry=self.registry)
+        self.alerts = Counter(
+            "mpc_alerts",
+            "Alerts raised (budgets reached, repeated probing) by peer and kind",
+            ["party", "peer", "kind"],
+            registry=self.registry,
+        )
         self.party = party
 
 
 class Boundary:
-    """Wraps the (bound) handlers of one daemon: ``handler(request, context, call)``. ``rate_limit`` maps a peer name to its requests per minute
-    (None: the peer is unknown, which the handler's policy check will refuse)."""
+    """Wraps the (bound) handlers of one daemon: ``handler(request, context, call)``. ``rate_limit``
+    maps a peer name to its requests per minute (None: no limit applies)."""
 
-    def __init__(self, party: str, audit: AuditLog, revocations: Revocations, metrics: Metrics,
-                 rate_limit: Callable[[str], int | None]) -> None:
+    def __init__(
+        self,
+        party: str,
+        audit: AuditLog,
+        revocations: Revocations,
+        metrics: Metrics,
+        rate_limit: Callable[[str], int | None],
+    ) -> None:
         self.party = party
         self.audit = audit
         self.revocations = revocations
@@ -137,8 +148,9 @@ class Boundary:
         if cert is None or not cert.name:
             raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, "no client certificate identity")
         if self.revocations.is_revoked(cert.serial):
-            raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
-                               f"certificate of {cert.name!r} (serial {cert.serial:x}) is revoked")
+            raise ServiceError(
+                grpc.StatusCode.PERMISSION_DENIED, f"certificate of {cert.name!r} (serial {cert.serial:x}) is revoked"
+            )
         if cert.not_after < dt.datetime.now(dt.UTC):
             raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, f"certificate of {cert.name!r} has expired")
         if call.purpose and not PURPOSE_PATTERN.match(call.purpose):
@@ -153,25 +165,68 @@ class Boundary:
     def alert(self, call: Call, kind: str, detail: str) -> None:
         """Abnormal access: an ``alert:KIND`` audit entry, the ``mpc_alerts`` counter and a
         warning line in the daemon log, whatever the call's outcome."""
-        self.audit.append(AuditEvent(peer=call.peer, action=f"alert:{kind}", purpose=call.purpose, case=call.case,
-                                     protocol=call.protocol, rows=call.rows, outcome="ALERT", detail=detail[:500]))
+        self.audit.append(
+            AuditEvent(
+                peer=call.peer,
+                action=f"alert:{kind}",
+                purpose=call.purpose,
+                case=call.case,
+                protocol=call.protocol,
+                rows=call.rows,
+                outcome="ALERT",
+                detail=detail[:500],
+            )
+        )
         self.metrics.alerts.labels(self.party, call.peer, kind).inc()
-        log.warning("alert", extra={"fields": {"kind": kind, "peer": call.peer, "method": call.method,
-                                               "purpose": call.purpose, "case": call.case, "detail": detail[:300]}})
+        log.warning(
+            "alert",
+            extra={
+                "fields": {
+                    "kind": kind,
+                    "peer": call.peer,
+                    "method": call.method,
+                    "purpose": call.purpose,
+                    "case": call.case,
+                    "detail": detail[:300],
+                }
+            },
+        )
 
     # ------------------------------------------------------------------ after the handler
     def _close(self, call: Call, started: float, outcome: str, detail: str) -> None:
         seconds = time.perf_counter() - started
-        self.audit.append(AuditEvent(peer=call.peer, action=f"rpc:{call.method}", purpose=call.purpose,
-                                     case=call.case, protocol=call.protocol, rows=call.rows, outcome=outcome,
-                                     detail=(detail or call.detail)[:500], duration_ms=round(seconds * 1000, 3)))
+        self.audit.append(
+            AuditEvent(
+                peer=call.peer,
+                action=f"rpc:{call.method}",
+                purpose=call.purpose,
+                case=call.case,
+                protocol=call.protocol,
+                rows=call.rows,
+                outcome=outcome,
+                detail=(detail or call.detail)[:500],
+                duration_ms=round(seconds * 1000, 3),
+            )
+        )
         self.metrics.requests.labels(self.party, call.method, outcome).inc()
         self.metrics.seconds.labels(self.party, call.method).observe(seconds)
         if call.rows:
             self.metrics.rows.labels(self.party, call.method).inc(call.rows)
-        log.info("request", extra={"fields": {"peer": call.peer, "method": call.method, "purpose": call.purpose,
-                                              "case": call.case, "rows": call.rows, "outcome": outcome,
-                                              "ms": round(seconds * 1000, 1), "request_id": call.request_id}})
+        log.info(
+            "request",
+            extra={
+                "fields": {
+                    "peer": call.peer,
+                    "method": call.method,
+                    "purpose": call.purpose,
+                    "case": call.case,
+                    "rows": call.rows,
+                    "outcome": outcome,
+                    "ms": round(seconds * 1000, 1),
+                    "request_id": call.request_id,
+                }
+            },
+        )
 
     def _fail(self, context: Any, call: Call, started: float, exc: BaseException) -> None:
         code, message = _status_for(exc)
@@ -205,7 +260,9 @@ class Boundary:
 
         return wrap
 
-    def streaming(self, method: str, protocol: str = "") -> Callable[[Callable[..., Iterator[R]]], Callable[..., Iterator[R]]]:
+    def streaming(
+        self, method: str, protocol: str = ""
+    ) -> Callable[[Callable[..., Iterator[R]]], Callable[..., Iterator[R]]]:
         def wrap(handler: Callable[..., Iterator[R]]) -> Callable[..., Iterator[R]]:
             @functools.wraps(handler)
             def run(request: Any, context: Any) -> Iterator[R]:

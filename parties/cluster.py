@@ -61,8 +61,14 @@ class LocalCluster:
     owners' policies must grant the party named ``gateway``), with ``gateway_settings`` for its
     ``[gateway]`` section."""
 
-    def __init__(self, root: Path, parties: list[PartySpec], paillier_bits: int = 2048, gateway: bool = False,
-                 gateway_settings: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        parties: list[PartySpec],
+        paillier_bits: int = 2048,
+        gateway: bool = False,
+        gateway_settings: dict[str, Any] | None = None,
+    ) -> None:
         self.root = root.resolve()
         self.specs = {p.name: p for p in parties}
         self.paillier_bits = paillier_bits
@@ -73,8 +79,12 @@ class LocalCluster:
 
     # ------------------------------------------------------------------ files
     def _tls(self, name: str) -> dict[str, str]:
-        return {"ca": str(self.pki_dir / "ca.pem"), "cert": str(self.pki_dir / "issued" / f"{name}.pem"),
-                "key": str(self.pki_dir / "issued" / f"{name}.key"), "crl": str(self.pki_dir / "crl.pem")}
+        return {
+            "ca": str(self.pki_dir / "ca.pem"),
+            "cert": str(self.pki_dir / "issued" / f"{name}.pem"),
+            "key": str(self.pki_dir / "issued" / f"{name}.key"),
+            "crl": str(self.pki_dir / "crl.pem"),
+        }
 
     def prepare(self) -> None:
         """Create the PKI and write every configuration (idempotent for an existing root)."""
@@ -84,7 +94,11 @@ class LocalCluster:
             if not (self.pki_dir / "issued" / f"{name}.pem").exists():
                 pki.issue(name)
         coordinator_config = {
-            "coordinator": {"name": COORDINATOR, "listen": "127.0.0.1:0", "state_dir": str(self.root / "state" / COORDINATOR)},
+            "coordinator": {
+                "name": COORDINATOR,
+                "listen": "127.0.0.1:0",
+                "state_dir": str(self.root / "state" / COORDINATOR),
+            },
             "tls": self._tls(COORDINATOR),
         }
         path = self.root / "config" / f"{COORDINATOR}.toml"
@@ -95,9 +109,15 @@ class LocalCluster:
     def _write_party_config(self, spec: PartySpec, coordinator_address: str) -> Running:
         state = self.root / "state" / spec.name
         config = {
-            "party": {"name": spec.name, "listen": "127.0.0.1:0", "state_dir": str(state),
-                      "coordinator": coordinator_address, "paillier_bits": self.paillier_bits,
-                      "audit_witness_seconds": 5.0, **spec.extra},
+            "party": {
+                "name": spec.name,
+                "listen": "127.0.0.1:0",
+                "state_dir": str(state),
+                "coordinator": coordinator_address,
+                "paillier_bits": self.paillier_bits,
+                "audit_witness_seconds": 5.0,
+                **spec.extra,
+            },
             "tls": self._tls(spec.name),
             "datasets": spec.datasets,
             "predicates": spec.predicates,
@@ -115,7 +135,8 @@ class LocalCluster:
         with member.log.open("ab") as log:
             member.process = subprocess.Popen(
                 [sys.executable, "-m", module, "serve", "--config", str(member.config)],
-                stdout=log, stderr=subprocess.STDOUT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", "MPC_SUPERVISED": "1"},  # we stop them on Ctrl-C
             )
 
@@ -160,9 +181,16 @@ class LocalCluster:
 
     def _write_gateway_config(self, coordinator_address: str) -> Running:
         state = self.root / "state" / GATEWAY
-        config = {"gateway": {"name": GATEWAY, "listen": "127.0.0.1:0", "state_dir": str(state),
-                              "coordinator": coordinator_address, **self.gateway_settings},
-                  "tls": self._tls(GATEWAY)}
+        config = {
+            "gateway": {
+                "name": GATEWAY,
+                "listen": "127.0.0.1:0",
+                "state_dir": str(state),
+                "coordinator": coordinator_address,
+                **self.gateway_settings,
+            },
+            "tls": self._tls(GATEWAY),
+        }
         path = self.root / "config" / f"{GATEWAY}.toml"
         path.write_bytes(tomli_w.dumps(config).encode())
         return Running(GATEWAY, path, state, None)

@@ -85,9 +85,7 @@ class RevokedCertificate:
 class CertificateRejected(Exception):
     """A peer certificate failed :func:`verify_client_certificate`; ``reason`` says why."""
 
-    def __init__(
-        self, reason: Literal["malformed", "untrusted", "expired", "revoked"], message: str
-    ) -> None:
+    def __init__(self, reason: Literal["malformed", "untrusted", "expired", "revoked"], message: str) -> None:
         super().__init__(message)
         self.reason = reason
 
@@ -144,14 +142,9 @@ class Pki:
         """Open an existing PKI directory (created by :meth:`init`)."""
         self.directory = Path(directory)
         if not (self.directory / _CA_CERT).is_file() or not (self.directory / _CA_KEY).is_file():
-            raise PkiError(
-                f"no CA in {self.directory} (expected {_CA_CERT} and {_CA_KEY}); "
-                "create one with Pki.init()"
-            )
+            raise PkiError(f"no CA in {self.directory} (expected {_CA_CERT} and {_CA_KEY}); create one with Pki.init()")
         self._ca_cert = x509.load_pem_x509_certificate((self.directory / _CA_CERT).read_bytes())
-        key = serialization.load_pem_private_key(
-            (self.directory / _CA_KEY).read_bytes(), password=None
-        )
+        key = serialization.load_pem_private_key((self.directory / _CA_KEY).read_bytes(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise PkiError(f"{self.directory / _CA_KEY} is not an EC private key")
         self._ca_key = key
@@ -159,9 +152,7 @@ class Pki:
     # ------------------------------------------------------------------ creation
 
     @classmethod
-    def init(
-        cls, directory: Path, common_name: str = "mpc deployment CA", valid_days: int = 3650
-    ) -> Pki:
+    def init(cls, directory: Path, common_name: str = "mpc deployment CA", valid_days: int = 3650) -> Pki:
         """Create a new CA in ``directory``; refuses (:class:`PkiError`) if one already exists."""
         directory = Path(directory)
         existing = [p for p in (_CA_CERT, _CA_KEY) if (directory / p).exists()]
@@ -268,9 +259,7 @@ class Pki:
                 raise ValueError("valid_days must be positive")
             end = now + timedelta(days=valid_days)
         if end <= start:
-            raise ValueError(
-                f"not_after ({end.isoformat()}) must be after not_before ({start.isoformat()})"
-            )
+            raise ValueError(f"not_after ({end.isoformat()}) must be after not_before ({start.isoformat()})")
 
         key = ec.generate_private_key(ec.SECP256R1())
         public_key = key.public_key()
@@ -299,16 +288,12 @@ class Pki:
                 critical=True,
             )
             .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
                 critical=False,
             )
             .add_extension(x509.SubjectAlternativeName(_san_entries(hosts)), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public), critical=False
-            )
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public), critical=False)
             .sign(self._ca_key, hashes.SHA256())
         )
         cert_pem = cert.public_bytes(serialization.Encoding.PEM)
@@ -334,9 +319,7 @@ class Pki:
             return []
         raw = json.loads(path.read_text(encoding="utf-8"))
         return [
-            RevokedCertificate(
-                serial=int(r["serial"]), name=str(r["name"]), revoked_at=str(r["revoked_at"])
-            )
+            RevokedCertificate(serial=int(r["serial"]), name=str(r["name"]), revoked_at=str(r["revoked_at"]))
             for r in raw
         ]
 
@@ -356,9 +339,7 @@ class Pki:
         self._write_revocations(entries)
 
     def _write_revocations(self, entries: list[RevokedCertificate]) -> None:
-        payload = [
-            {"serial": r.serial, "name": r.name, "revoked_at": r.revoked_at} for r in entries
-        ]
+        payload = [{"serial": r.serial, "name": r.name, "revoked_at": r.revoked_at} for r in entries]
         write_atomic(
             self.directory / _REVOKED,
             (json.dumps(payload, indent=2) + "\n").encode("utf-8"),
@@ -379,10 +360,7 @@ class Pki:
         for r in entries:
             revoked_at = datetime.fromisoformat(r.revoked_at.replace("Z", "+00:00"))
             builder = builder.add_revoked_certificate(
-                x509.RevokedCertificateBuilder()
-                .serial_number(r.serial)
-                .revocation_date(revoked_at)
-                .build()
+                x509.RevokedCertificateBuilder().serial_number(r.serial).revocation_date(revoked_at).build()
             )
         crl = builder.sign(self._ca_key, hashes.SHA256())
         write_atomic(self.crl_path, crl.public_bytes(serialization.Encoding.PEM), 0o644)
@@ -449,10 +427,7 @@ def load_crl_serials(crl_pem: bytes, ca: x509.Certificate) -> set[int]:
     public_key = ca.public_key()
     if not isinstance(
         public_key,
-        ec.EllipticCurvePublicKey
-        | rsa.RSAPublicKey
-        | ed25519.Ed25519PublicKey
-        | ed448.Ed448PublicKey,
+        ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey,
     ):
         raise ValueError(f"unsupported CA key type {type(public_key).__name__}")
     if not crl.is_signature_valid(public_key):
@@ -478,9 +453,7 @@ def verify_client_certificate(
     except ValueError as exc:
         raise CertificateRejected("malformed", f"unreadable certificate: {exc}") from exc
     when = _aware(at, "at") if at is not None else _now()
-    if cert.issuer == ca.subject and not (
-        cert.not_valid_before_utc <= when <= cert.not_valid_after_utc
-    ):
+    if cert.issuer == ca.subject and not (cert.not_valid_before_utc <= when <= cert.not_valid_after_utc):
         raise CertificateRejected(
             "expired",
             f"certificate {cert.serial_number:x} is valid from {cert.not_valid_before_utc.isoformat()} "
@@ -492,7 +465,5 @@ def verify_client_certificate(
     except VerificationError as exc:
         raise CertificateRejected("untrusted", f"certificate not trusted: {exc}") from exc
     if cert.serial_number in set(revoked_serials):
-        raise CertificateRejected(
-            "revoked", f"certificate serial {cert.serial_number:x} is revoked"
-        )
+        raise CertificateRejected("revoked", f"certificate serial {cert.serial_number:x} is revoked")
     return certificate_identity(pem)

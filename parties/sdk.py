@@ -111,9 +111,17 @@ class Client:
     operation is recorded on our side too: owner, purpose, case, row counts, outcome; never ids,
     values or results."""
 
-    def __init__(self, name: str, tls: TlsConfig, coordinator: str | None, purpose: str = "", case: str = "",
-                 audit: AuditLog | None = None, config: PartyConfig | None = None,
-                 datasets: dict[str, Dataset] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        tls: TlsConfig,
+        coordinator: str | None,
+        purpose: str = "",
+        case: str = "",
+        audit: AuditLog | None = None,
+        config: PartyConfig | None = None,
+        datasets: dict[str, Dataset] | None = None,
+    ) -> None:
         self.name, self.tls, self.coordinator = name, tls, coordinator
         self.purpose, self.case = purpose, case
         self.audit = audit
@@ -132,7 +140,9 @@ class Client:
         state = config.party.state_dir
         try:
             state.mkdir(parents=True, exist_ok=True, mode=0o700)
-            audit: AuditLog | None = AuditLog(state / "requests.log", load_or_create_signing_key(state / "audit-signing.pem"))
+            audit: AuditLog | None = AuditLog(
+                state / "requests.log", load_or_create_signing_key(state / "audit-signing.pem")
+            )
         except AuditLogError as exc:  # another client of this agency holds the log
             log.warning("requests are not recorded locally", extra={"fields": {"reason": str(exc)}})
             audit = None
@@ -159,9 +169,19 @@ class Client:
             raise
         finally:
             if self.audit is not None:
-                self.audit.append(AuditEvent(peer=peer, action=f"request:{action}", purpose=self.purpose, case=self.case,
-                                             protocol=protocol, rows=rows, outcome=outcome, detail=detail,
-                                             duration_ms=round((time.perf_counter() - started) * 1000, 3)))
+                self.audit.append(
+                    AuditEvent(
+                        peer=peer,
+                        action=f"request:{action}",
+                        purpose=self.purpose,
+                        case=self.case,
+                        protocol=protocol,
+                        rows=rows,
+                        outcome=outcome,
+                        detail=detail,
+                        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                    )
+                )
 
     def __enter__(self) -> Client:
         return self
@@ -223,15 +243,21 @@ class Client:
         return reply
 
     def list_datasets(self, party: str) -> party_pb2.DatasetList:
-        reply: party_pb2.DatasetList = self._call(party, self.party_stub(party).ListDatasets, common_pb2.Empty(), timeout=10)
+        reply: party_pb2.DatasetList = self._call(
+            party, self.party_stub(party).ListDatasets, common_pb2.Empty(), timeout=10
+        )
         return reply
 
-    def psi_cardinality(self, party: str, dataset: str, ids: Sequence[str], progress: Progress | None = None) -> PsiResult:
+    def psi_cardinality(
+        self, party: str, dataset: str, ids: Sequence[str], progress: Progress | None = None
+    ) -> PsiResult:
         """P1 cardinality: how many of ``ids`` the owner's dataset holds. The owner learns only
         how many distinct ids we sent; we learn the count and the owner's row count."""
         return self.set_intersection(party, dataset, ids, "cardinality", progress)
 
-    def psi_intersection(self, party: str, dataset: str, ids: Sequence[str], progress: Progress | None = None) -> PsiResult:
+    def psi_intersection(
+        self, party: str, dataset: str, ids: Sequence[str], progress: Progress | None = None
+    ) -> PsiResult:
         """P1 intersection: which of ``ids`` the owner's dataset holds (:attr:`PsiResult.matched`).
         The owner learns only how many distinct ids we sent."""
         return self.set_intersection(party, dataset, ids, "intersection", progress)
@@ -266,22 +292,26 @@ class Client:
         """Every row's tag under the owner's key of ``epoch`` (shuffled by the owner)."""
         theirs: list[np.ndarray] = []
         try:
-            for batch in self.party_stub(party).GetTags(party_pb2.TagsRequest(dataset=dataset, epoch=epoch),
-                                                        metadata=self._metadata()):
+            for batch in self.party_stub(party).GetTags(
+                party_pb2.TagsRequest(dataset=dataset, epoch=epoch), metadata=self._metadata()
+            ):
                 theirs.append(psi.as_tags(batch.tags))
         except grpc.RpcError as exc:
             raise RemoteError(party, exc.code(), exc.details() or "") from None
         return np.concatenate(theirs) if theirs else np.zeros(0, np.uint64)
 
-    def set_intersection(self, party: str, dataset: str, ids: Sequence[str], mode: psi.Mode,
-            progress: Progress | None = None) -> PsiResult:
+    def set_intersection(
+        self, party: str, dataset: str, ids: Sequence[str], mode: psi.Mode, progress: Progress | None = None
+    ) -> PsiResult:
         """ECDH-PSI with fresh keys (:mod:`mpc.protocols.psi`), streamed in chunks: our points go
         out while the owner's come in, and both sides raise them on every core. ``progress`` is
         called with (points done, points in all) as our side works through them."""
         with self._recorded(f"psi-{mode}", party, len(ids), "P1"):
             return self._psi(party, dataset, ids, mode, progress)
 
-    def _psi(self, party: str, dataset: str, ids: Sequence[str], mode: psi.Mode, progress: Progress | None) -> PsiResult:
+    def _psi(
+        self, party: str, dataset: str, ids: Sequence[str], mode: psi.Mode, progress: Progress | None
+    ) -> PsiResult:
         if mode not in psi.MODES:
             raise ValueError(f"mode must be one of {list(psi.MODES)}")
         started = time.perf_counter()
@@ -299,10 +329,16 @@ class Client:
         def requests() -> Iterator[party_pb2.PsiMessage]:
             messages = itertools.chain(
                 [party_pb2.PsiMessage(start=party_pb2.PsiStart(dataset=dataset, mode=mode, requester_count=mine))],
-                (party_pb2.PsiMessage(points=party_pb2.PointBatch(points=b"".join(requester.encrypt(part)),
-                                                                  count=part.stop - part.start))
-                 for part in psi.chunks(mine)),
-                [party_pb2.PsiMessage(done=party_pb2.PsiDone(list="requester", count=mine))])
+                (
+                    party_pb2.PsiMessage(
+                        points=party_pb2.PointBatch(
+                            points=b"".join(requester.encrypt(part)), count=part.stop - part.start
+                        )
+                    )
+                    for part in psi.chunks(mine)
+                ),
+                [party_pb2.PsiMessage(done=party_pb2.PsiDone(list="requester", count=mine))],
+            )
             for message in messages:
                 sent[0] += message.ByteSize()
                 yield message
@@ -334,10 +370,15 @@ class Client:
         theirs = np.concatenate(owner_tags) if owner_tags else np.zeros(0, np.uint64)
         answer = np.concatenate(answers) if answers else np.zeros(0, np.uint64)
         if finished != {"owner", "answers"} or len(theirs) != owner_count or len(answer) != mine:
-            raise RemoteError(party, grpc.StatusCode.DATA_LOSS,
-                              f"incomplete PSI answer: {len(theirs)} of {owner_count} owner points, {len(answer)} of {mine} answers")
+            raise RemoteError(
+                party,
+                grpc.StatusCode.DATA_LOSS,
+                f"incomplete PSI answer: {len(theirs)} of {owner_count} owner points, {len(answer)} of {mine} answers",
+            )
         found = psi.intersection(theirs, answer)
-        matched = [i for i, f in zip(requester.ids, found.tolist(), strict=True) if f] if mode == "intersection" else None
+        matched = (
+            [i for i, f in zip(requester.ids, found.tolist(), strict=True) if f] if mode == "intersection" else None
+        )
         return PsiResult(int(found.sum()), mine, owner_count, time.perf_counter() - started, matched, sent[0], received)
 
     def selftest_compare(self, party: str, values: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
@@ -345,21 +386,37 @@ class Client:
         coordinator dealing. Returns the bits and what the co-party reported learning."""
         name = party if ":" not in party else self.capabilities(party).party
         dealer = self._dealer_session(name, selftest.compare_reservation(len(values)))
-        return self._run_program(party, dealer, "selftest-compare", {"n": len(values), "seed": seed},
-                                 lambda p: _revealed(selftest.compare_program(p, len(values), seed, 0, values)))
+        return self._run_program(
+            party,
+            dealer,
+            "selftest-compare",
+            {"n": len(values), "seed": seed},
+            lambda p: _revealed(selftest.compare_program(p, len(values), seed, 0, values)),
+        )
 
     def _dealer_session(self, co_party: str, reservation: Reservation, session_id: str | None = None) -> DealerSession:
         """Open a dealer session with ``co_party`` (by certificate name) for a program that takes
         ``reservation``; the call runs while we go on (see :meth:`_run_program`)."""
-        return DealerSession(self.coordinator_stub(), session_id or uuid.uuid4().hex, (self.name, co_party),
-                             reservation, self._metadata())
+        return DealerSession(
+            self.coordinator_stub(),
+            session_id or uuid.uuid4().hex,
+            (self.name, co_party),
+            reservation,
+            self._metadata(),
+        )
 
-    def _run_program(self, party: str, dealer: DealerSession, program: str, params: dict[str, Any],
-                     body: Callable[[Party], T]) -> tuple[T, dict[str, Any]]:
+    def _run_program(
+        self, party: str, dealer: DealerSession, program: str, params: dict[str, Any], body: Callable[[Party], T]
+    ) -> tuple[T, dict[str, Any]]:
         """Run ``body`` as party 0 against ``program`` on the co-party's daemon, the coordinator dealing."""
         session_id = dealer.session_id
-        start = party_pb2.ShareStart(session_id=session_id, program=program, params=json.dumps(params).encode(),
-                                     initiator_index=0, reserve=reservation_message(dealer.reservation))
+        start = party_pb2.ShareStart(
+            session_id=session_id,
+            program=program,
+            params=json.dumps(params).encode(),
+            initiator_index=0,
+            reserve=reservation_message(dealer.reservation),
+        )
         channel = ShareClientChannel(self.party_stub(party), start, peer=dealer.parties[1], metadata=self._metadata())
         try:
             try:
@@ -370,7 +427,9 @@ class Client:
         except ChannelError as exc:
             channel.abort(f"{self.name} gave up: {exc}")
             # the co-party's own status when its refusal or failure ended the stream, else ABORTED
-            raise RemoteError(party, channel.failed_with or grpc.StatusCode.ABORTED, f"session {session_id}: {exc}") from None
+            raise RemoteError(
+                party, channel.failed_with or grpc.StatusCode.ABORTED, f"session {session_id}: {exc}"
+            ) from None
         except BaseException as exc:
             channel.abort(f"{self.name} failed: {type(exc).__name__}")
             raise
@@ -379,19 +438,42 @@ class Client:
         channel.close()
         return bits, channel.result or {}
 
-    def plan_lookup(self, party: str, dataset: str, columns: Sequence[str], rows: int, distinct: int,
-                    force: planner.Path | None = None) -> planner.LookupPlan:
+    def plan_lookup(
+        self,
+        party: str,
+        dataset: str,
+        columns: Sequence[str],
+        rows: int,
+        distinct: int,
+        force: planner.Path | None = None,
+    ) -> planner.LookupPlan:
         """Which path (P3 bucketed, P1 whole table) a lookup of ``rows`` rows would take at ``party``."""
         caps, schema = self.capabilities(party), self._schema(party, dataset)
         layout = self._layout(schema, columns, caps.paillier_bits)
         return self._plan(caps.party, schema, layout, rows, distinct, force)
 
     @staticmethod
-    def _plan(owner: str, schema: party_pb2.DatasetSchema, layout: lookup.RowLayout, rows: int,
-              distinct: int, force: planner.Path | None) -> planner.LookupPlan:
+    def _plan(
+        owner: str,
+        schema: party_pb2.DatasetSchema,
+        layout: lookup.RowLayout,
+        rows: int,
+        distinct: int,
+        force: planner.Path | None,
+    ) -> planner.LookupPlan:
         try:
-            return planner.plan_lookup(owner, schema.name, rows, distinct, schema.rows, schema.bucket_bits,
-                                       layout.rows_per_plaintext, schema.batch, layout.modulus_bits, force)
+            return planner.plan_lookup(
+                owner,
+                schema.name,
+                rows,
+                distinct,
+                schema.rows,
+                schema.bucket_bits,
+                layout.rows_per_plaintext,
+                schema.batch,
+                layout.modulus_bits,
+                force,
+            )
         except PermissionError as exc:
             raise RemoteError(owner, grpc.StatusCode.PERMISSION_DENIED, str(exc)) from None
 
@@ -413,17 +495,28 @@ class Client:
         return schema
 
     @staticmethod
-    def _layout(schema: party_pb2.DatasetSchema, columns: Sequence[str], modulus_bits: int,
-) -> lookup.RowLayout:
+    def _layout(
+        schema: party_pb2.DatasetSchema,
+        columns: Sequence[str],
+        modulus_bits: int,
+    ) -> lookup.RowLayout:
         specs = {c.name: c for c in schema.columns}
         unknown = [c for c in columns if c not in specs]
         if unknown:
-            raise RemoteError(schema.name, grpc.StatusCode.NOT_FOUND, f"dataset {schema.name!r} has no column(s) {unknown}")
+            raise RemoteError(
+                schema.name, grpc.StatusCode.NOT_FOUND, f"dataset {schema.name!r} has no column(s) {unknown}"
+            )
         declared = [_declared(specs[c]) for c in columns]
         return lookup.RowLayout.for_columns(list(columns), declared, modulus_bits)
 
-    def lookup_shares(self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str | None],
-                      path: planner.Path | None = None) -> tuple[str, str, np.ndarray, np.ndarray]:
+    def lookup_shares(
+        self,
+        party: str,
+        dataset: str,
+        columns: Sequence[str],
+        ids: Sequence[str | None],
+        path: planner.Path | None = None,
+    ) -> tuple[str, str, np.ndarray, np.ndarray]:
         """Secret-share the owner's ``columns`` of each id (None: a padding row) with the owner.
 
         Returns (owner name, session id, our shares (len(ids), len(columns)), presence: 1 where the
@@ -435,8 +528,9 @@ class Client:
         """
         return self._decrypt_lookup(self._fetch_lookup(party, dataset, columns, ids, path))
 
-    def _fetch_lookup(self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str | None],
-                      path: planner.Path | None) -> _Fetched:
+    def _fetch_lookup(
+        self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str | None], path: planner.Path | None
+    ) -> _Fetched:
         """Steps 1 and 2 of a lookup: plan, OPRF, and the encrypted rows our ids select. (An owner
         encrypts what it has not yet encrypted here, which may take minutes the first time.) When
         the owner refuses the fetch as FAILED_PRECONDITION (the epoch of our tags ended meanwhile,
@@ -449,8 +543,9 @@ class Client:
         self._schemas.pop(party, None)
         return self._fetch_once(party, dataset, columns, ids, path)
 
-    def _fetch_once(self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str | None],
-                    path: planner.Path | None) -> _Fetched:
+    def _fetch_once(
+        self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str | None], path: planner.Path | None
+    ) -> _Fetched:
         stub = self.party_stub(party)
         caps = self.capabilities(party)
         real = list(dict.fromkeys(i for i in ids if i is not None))
@@ -465,10 +560,12 @@ class Client:
         else:
             # (with no id of ours, bucket 0 alone: the table's key masks the padding)
             buckets = sorted({lookup.bucket_of(t, schema.bucket_bits) for t in tag_of.values()}) or [0]
-            requests = [party_pb2.BucketRequest(dataset=dataset, columns=list(columns), bucket=b, epoch=epoch)
-                        for b in buckets]
-        found, public_key, tokens = self._fetch_rows(party, stub, requests, layout, schema.bucket_bits,
-                                                     set(tag_of.values()))
+            requests = [
+                party_pb2.BucketRequest(dataset=dataset, columns=list(columns), bucket=b, epoch=epoch) for b in buckets
+            ]
+        found, public_key, tokens = self._fetch_rows(
+            party, stub, requests, layout, schema.bucket_bits, set(tag_of.values())
+        )
         self.plans.append(plan)
         selected = [found.get(tag_of[i]) if i is not None else None for i in ids]
         return _Fetched(party, caps.party, dataset, tuple(columns), plan, layout, public_key, selected, tokens)
@@ -482,8 +579,9 @@ class Client:
         tags, epoch = self._oprf(party, client, ids, party_pb2.PointBatch(dataset=dataset))
         return dict(zip(ids, tags, strict=True)), epoch
 
-    def intersection_sum(self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str],
-                         min_cell: int = agg.DEFAULT_MIN_CELL) -> IntersectionSum:
+    def intersection_sum(
+        self, party: str, dataset: str, columns: Sequence[str], ids: Sequence[str], min_cell: int = agg.DEFAULT_MIN_CELL
+    ) -> IntersectionSum:
         """Private join and compute (intersection-sum): how many of ``ids`` the owner holds and the
         sum of each of ``columns`` over them, computed as an aggregate on secret shares (the
         owner's columns looked up and aligned to our ids, summed on shares, opened to us only if
@@ -494,17 +592,25 @@ class Client:
             started = time.perf_counter()
             real = list(dict.fromkeys(ids))
             request = agg.AggregateRequest(
-                initiator_dataset="ids", peer_dataset=dataset, min_cell=min_cell,
-                aggregates=(agg.Aggregate(kind="count"),
-                            *(agg.Aggregate(kind="sum", column=agg.ColumnRef(side="peer", column=c)) for c in columns)))
+                initiator_dataset="ids",
+                peer_dataset=dataset,
+                min_cell=min_cell,
+                aggregates=(
+                    agg.Aggregate(kind="count"),
+                    *(agg.Aggregate(kind="sum", column=agg.ColumnRef(side="peer", column=c)) for c in columns),
+                ),
+            )
             result, _, _ = self._aggregate(party, request, ids=real)
             assert isinstance(result, agg.AggregateResult)
             cells = result.table(request)[0]
             count = cells["count"]
-            return IntersectionSum(None if count is None else int(count),
-                                   {c: None if cells[f"sum(peer.{c})"] is None else int(cells[f"sum(peer.{c})"] or 0)
-                                    for c in columns},
-                                   len(real), int(self._schema(party, dataset).rows), time.perf_counter() - started)
+            return IntersectionSum(
+                None if count is None else int(count),
+                {c: None if cells[f"sum(peer.{c})"] is None else int(cells[f"sum(peer.{c})"] or 0) for c in columns},
+                len(real),
+                int(self._schema(party, dataset).rows),
+                time.perf_counter() - started,
+            )
 
     # ------------------------------------------------------------------ aggregates over a join (P5 compute)
     def own_dataset(self, name: str) -> Dataset:
@@ -539,8 +645,12 @@ class Client:
             assert isinstance(result, agg.CellShares)
             return result, session_id, rows
 
-    def _aggregate(self, peer: str, request: agg.AggregateRequest, ids: Sequence[str] | None = None,
-                   ) -> tuple[agg.AggregateResult | agg.CellShares | None, str, int]:
+    def _aggregate(
+        self,
+        peer: str,
+        request: agg.AggregateRequest,
+        ids: Sequence[str] | None = None,
+    ) -> tuple[agg.AggregateResult | agg.CellShares | None, str, int]:
         """The aggregate over one of our datasets (or, with ``ids``, over a list of our ids with
         no columns of ours) joined with the peer's."""
         mine = self.own_dataset(request.initiator_dataset) if ids is None else None
@@ -548,9 +658,16 @@ class Client:
         caps, schema = self.capabilities(peer), self._schema(peer, request.peer_dataset)
         schemas: dict[agg.Side, dict[str, agg.ColumnInfo]] = {
             "initiator": {} if mine is None else {c: _own_info(mine, c) for c in mine.spec.schema_.columns},
-            "peer": {c.name: agg.ColumnInfo(*_declared(c)[:1], c.min if c.has_bounds else None,
-                                                  c.max if c.has_bounds else None, tuple(c.categories))
-                     for c in schema.columns}}
+            "peer": {
+                c.name: agg.ColumnInfo(
+                    *_declared(c)[:1],
+                    c.min if c.has_bounds else None,
+                    c.max if c.has_bounds else None,
+                    tuple(c.categories),
+                )
+                for c in schema.columns
+            },
+        }
         rows = len(our_ids)
         release = self._listing(peer).release_epsilon
         if request.reveal_to == "initiator" and request.epsilon is None and release > 0:  # the owner requires noise
@@ -560,12 +677,22 @@ class Client:
         if mine is not None:  # what our own policy lets the peer learn of our columns
             assert self.config is not None
             try:
-                self.config.policy.check_dataset(caps.party, self.purpose, mine.name, psi=True, columns=uses,
-                                                 classifications={c: mine.spec.schema_.columns[c].classification for c in uses})
+                self.config.policy.check_dataset(
+                    caps.party,
+                    self.purpose,
+                    mine.name,
+                    psi=True,
+                    columns=uses,
+                    classifications={c: mine.spec.schema_.columns[c].classification for c in uses},
+                )
             except PolicyError as exc:
                 raise RemoteError("(local)", grpc.StatusCode.PERMISSION_DENIED, f"our own policy: {exc}") from None
-        self._call(peer, self.party_stub(peer).CheckAggregate,
-                   party_pb2.AggregateCheck(request=request.model_dump_json().encode(), rows=rows), timeout=30)
+        self._call(
+            peer,
+            self.party_stub(peer).CheckAggregate,
+            party_pb2.AggregateCheck(request=request.model_dump_json().encode(), rows=rows),
+            timeout=30,
+        )
         columns = request.peer_columns()
         session_id: str | None = None
         # Only the rows of the intersection go on: the peer learns its size (as the design's P5
@@ -588,14 +715,24 @@ class Client:
             dealer = self._dealer_session(caps.party, agg.aggregate_reservation(request, len(keep), groups))
         rows = len(keep)
         used = sorted(uses)
-        inputs = agg.InitiatorInputs(np.ones(rows, dtype=np.uint8),
-                                     {c: agg.clamp(mine.values(c)[keep], schemas["initiator"][c]) for c in used}
-                                     if mine is not None else {})
-        params = {"request": request.model_dump(mode="json"), "rows": rows, "session": session_id,
-                  "initiator": {c: dataclasses.asdict(schemas["initiator"][c]) for c in used}}
+        inputs = agg.InitiatorInputs(
+            np.ones(rows, dtype=np.uint8),
+            {c: agg.clamp(mine.values(c)[keep], schemas["initiator"][c]) for c in used} if mine is not None else {},
+        )
+        params = {
+            "request": request.model_dump(mode="json"),
+            "rows": rows,
+            "session": session_id,
+            "initiator": {c: dataclasses.asdict(schemas["initiator"][c]) for c in used},
+        }
         noise = privacy.own_noise(request, schemas, recipient=request.reveal_to == "initiator")
-        result, _ = self._run_program(peer, dealer, "aggregate", params,
-                                      lambda p: agg.aggregate_program(p, request, schemas, rows, shares, inputs, noise))
+        result, _ = self._run_program(
+            peer,
+            dealer,
+            "aggregate",
+            params,
+            lambda p: agg.aggregate_program(p, request, schemas, rows, shares, inputs, noise),
+        )
         return result, dealer.session_id, rows
 
     def _decrypt_lookup(self, fetched: _Fetched) -> tuple[str, str, np.ndarray, np.ndarray]:
@@ -615,15 +752,34 @@ class Client:
             masked, mine = lookup.mask_rows(pk, layout, ciphertexts, self._obfuscators(pk, len(selected)))
         session_id = uuid.uuid4().hex
         stub = self.party_stub(fetched.party)
-        self._call(fetched.party, stub.MaskedDecrypt,
-                   self._masked_messages(session_id, fetched.dataset, fetched.columns, fetched.plan.path, masked,
-                                         groups, len(selected), pk, fetched.tokens), timeout=3600)
+        self._call(
+            fetched.party,
+            stub.MaskedDecrypt,
+            self._masked_messages(
+                session_id,
+                fetched.dataset,
+                fetched.columns,
+                fetched.plan.path,
+                masked,
+                groups,
+                len(selected),
+                pk,
+                fetched.tokens,
+            ),
+            timeout=3600,
+        )
         present = np.array([c is not None for c in selected], dtype=np.uint8)
         return fetched.owner, session_id, mine, present
 
-    def _fetch_rows(self, party: str, stub: Any, requests: Sequence[party_pb2.BucketRequest], layout: lookup.RowLayout,
-                    bucket_bits: int, wanted: set[bytes],
-                    ) -> tuple[dict[bytes, tuple[bytes, PaillierCiphertext]], PaillierPublicKey, tuple[bytes, ...]]:
+    def _fetch_rows(
+        self,
+        party: str,
+        stub: Any,
+        requests: Sequence[party_pb2.BucketRequest],
+        layout: lookup.RowLayout,
+        bucket_bits: int,
+        wanted: set[bytes],
+    ) -> tuple[dict[bytes, tuple[bytes, PaillierCiphertext]], PaillierPublicKey, tuple[bytes, ...]]:
         """Stream encrypted rows; keep (tag, ciphertext) of the tags we want, check the layout;
         with the table's own public key (each answer's first message carries it: the same in all)
         and the fetch tokens our masked decryption cites."""
@@ -637,18 +793,34 @@ class Client:
                 for message in stub.GetEncryptedBucket(request, metadata=self._metadata()):
                     if message.columns:
                         key = message.paillier_public_key
-                        if (tuple(message.columns), tuple(message.value_bits), tuple(message.minimums),
-                                message.rows_per_plaintext, message.bucket_bits) != (
-                                    layout.columns, layout.value_bits, layout.minimums,
-                                    layout.rows_per_plaintext, bucket_bits) or key != (encoded or key):
+                        if (
+                            tuple(message.columns),
+                            tuple(message.value_bits),
+                            tuple(message.minimums),
+                            message.rows_per_plaintext,
+                            message.bucket_bits,
+                        ) != (
+                            layout.columns,
+                            layout.value_bits,
+                            layout.minimums,
+                            layout.rows_per_plaintext,
+                            bucket_bits,
+                        ) or key != (encoded or key):
                             self._schemas.pop(party, None)
-                            raise RemoteError(party, grpc.StatusCode.FAILED_PRECONDITION,
-                                              "the owner's table changed since we read its schema (layout, buckets or key); try again")
+                            raise RemoteError(
+                                party,
+                                grpc.StatusCode.FAILED_PRECONDITION,
+                                "the owner's table changed since we read its schema (layout, buckets or "
+                                "key); try again",
+                            )
                         encoded, public_key = key, self._paillier_key(key)
                         tokens.append(message.fetch_token)
                         if public_key.bits != layout.modulus_bits:
-                            raise RemoteError(party, grpc.StatusCode.DATA_LOSS,
-                                              f"a {public_key.bits}-bit table key for a {layout.modulus_bits}-bit layout")
+                            raise RemoteError(
+                                party,
+                                grpc.StatusCode.DATA_LOSS,
+                                f"a {public_key.bits}-bit table key for a {layout.modulus_bits}-bit layout",
+                            )
                     if public_key is None:
                         raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "encrypted rows before the table's key")
                     width = public_key.ciphertext_bytes
@@ -659,7 +831,9 @@ class Client:
                         raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "malformed encrypted rows")
                     if not len(want):
                         continue
-                    nearest = want[np.minimum(np.searchsorted(want, tags), len(want) - 1)]  # np.isin re-sorts `want` per call
+                    nearest = want[
+                        np.minimum(np.searchsorted(want, tags), len(want) - 1)
+                    ]  # np.isin re-sorts `want` per call
                     for k in np.flatnonzero(nearest == tags).tolist():
                         tag = tag_bytes[8 * k : 8 * k + 8]
                         found[tag] = (tag, public_key.ciphertext_from_bytes(blob[k * width : (k + 1) * width]))
@@ -675,11 +849,25 @@ class Client:
         return parallel_obfuscators(public_key, count) if count >= 256 else None
 
     @staticmethod
-    def _masked_messages(session_id: str, dataset: str, columns: Sequence[str], path: str,
-                         masked: Sequence[PaillierCiphertext], groups: lookup.Groups | None, rows: int,
-                         public_key: PaillierPublicKey, tokens: Sequence[bytes]) -> Iterator[party_pb2.MaskedRows]:
-        yield party_pb2.MaskedRows(session_id=session_id, dataset=dataset, columns=list(columns), path=path,
-                                   rows=rows if groups is not None else 0, fetch_tokens=list(tokens))
+    def _masked_messages(
+        session_id: str,
+        dataset: str,
+        columns: Sequence[str],
+        path: str,
+        masked: Sequence[PaillierCiphertext],
+        groups: lookup.Groups | None,
+        rows: int,
+        public_key: PaillierPublicKey,
+        tokens: Sequence[bytes],
+    ) -> Iterator[party_pb2.MaskedRows]:
+        yield party_pb2.MaskedRows(
+            session_id=session_id,
+            dataset=dataset,
+            columns=list(columns),
+            path=path,
+            rows=rows if groups is not None else 0,
+            fetch_tokens=list(tokens),
+        )
         step = 16_384
         for start in range(0, len(masked), step):
             part = list(masked[start : start + step])
@@ -687,17 +875,24 @@ class Client:
         if groups is not None:
             for start in range(0, rows, 1 << 20):
                 end = start + (1 << 20)
-                yield party_pb2.MaskedRows(groups=groups.groups[start:end].astype("<i4").tobytes(),
-                                           positions=groups.positions[start:end].astype("<i4").tobytes())
+                yield party_pb2.MaskedRows(
+                    groups=groups.groups[start:end].astype("<i4").tobytes(),
+                    positions=groups.positions[start:end].astype("<i4").tobytes(),
+                )
 
-    def check_eligibility(self, rule: rules.Rule, applications: Sequence[rules.Application],
-                          path: planner.Path | None = None) -> np.ndarray:
+    def check_eligibility(
+        self, rule: rules.Rule, applications: Sequence[rules.Application], path: planner.Path | None = None
+    ) -> np.ndarray:
         """One bit per application; see :meth:`check_eligibility_with_reasons`."""
         return self.check_eligibility_with_reasons(rule, applications, reasons=False, path=path)[0]
 
-    def check_eligibility_with_reasons(self, rule: rules.Rule, applications: Sequence[rules.Application],
-                                       reasons: bool = True, path: planner.Path | None = None,
-                                       ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def check_eligibility_with_reasons(
+        self,
+        rule: rules.Rule,
+        applications: Sequence[rules.Application],
+        reasons: bool = True,
+        path: planner.Path | None = None,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The bits, and the bits of the clauses flagged ``reveal`` whose owners consent (reason
         codes for citizens); recorded in our own audit log (counts only). Each owner's lookup
         path is planned unless ``path`` forces one; :attr:`plans` says which was taken and why."""
@@ -711,9 +906,14 @@ class Client:
             bits = self._check_eligibility(rule, applications, reveal, revealed, path)
             return bits, revealed
 
-    def _check_eligibility(self, rule: rules.Rule, applications: Sequence[rules.Application],
-                           reveal: Sequence[str] = (), revealed: dict[str, np.ndarray] | None = None,
-                           path: planner.Path | None = None) -> np.ndarray:
+    def _check_eligibility(
+        self,
+        rule: rules.Rule,
+        applications: Sequence[rules.Application],
+        reveal: Sequence[str] = (),
+        revealed: dict[str, np.ndarray] | None = None,
+        path: planner.Path | None = None,
+    ) -> np.ndarray:
         """Lookups (P3 or P1, planned per owner) of every household member at every owner whose
         table a household clause reads (of the applicant alone elsewhere), then P4 on shares
         with the rule's co-party (the owner of its first clause; the other owners forward their
@@ -724,25 +924,38 @@ class Client:
         """
         if not applications:
             return np.zeros(0, dtype=np.uint8)
-        predicate_bits = {name: self.predicate_bits(c.owner, str(c.predicate), [a.applicant for a in applications]).tolist()
-                          for name, c in rule.clauses.items() if c.is_predicate}
+        predicate_bits = {
+            name: self.predicate_bits(c.owner, str(c.predicate), [a.applicant for a in applications]).tolist()
+            for name, c in rule.clauses.items()
+            if c.is_predicate
+        }
         if revealed is not None:  # we know the predicate bits anyway
             revealed.update({n: np.array(predicate_bits[n], dtype=np.uint8) for n in reveal if n in predicate_bits})
         reveal = [n for n in reveal if n not in predicate_bits]
         if all(c.is_predicate for c in rule.clauses.values()):  # we already know every bit
             tree = rule.tree()
-            return np.array([int(rules.evaluate_tree(tree, {n: bool(b[i]) for n, b in predicate_bits.items()}))
-                             for i in range(len(applications))], dtype=np.uint8)
+            return np.array(
+                [
+                    int(rules.evaluate_tree(tree, {n: bool(b[i]) for n, b in predicate_bits.items()}))
+                    for i in range(len(applications))
+                ],
+                dtype=np.uint8,
+            )
         if not rule.name:
             raise ValueError("owners approve rules by name: load the rule from a rules file (RuleSet.get)")
         repeated = next((a.reference for a in applications if len(set(a.members)) != len(a.members)), None)
         if repeated is not None:  # a member counted twice would scale a per-member threshold by j/k
             raise ValueError(f"application {repeated} lists a member more than once")
-        cap = min(self._listing(c.owner).max_household or rules.MAX_MEMBERS
-                  for c in rule.clauses.values() if not c.is_predicate)
+        cap = min(
+            self._listing(c.owner).max_household or rules.MAX_MEMBERS
+            for c in rule.clauses.values()
+            if not c.is_predicate
+        )
         slots = rules.padded_slots(max(len(a.members) for a in applications), cap)
         co_party = rule.co_party_for(self.name)
-        ids: list[str | None] = [a.members[k] if k < len(a.members) else None for a in applications for k in range(slots)]
+        ids: list[str | None] = [
+            a.members[k] if k < len(a.members) else None for a in applications for k in range(slots)
+        ]
         padding = np.array([i is None for i in ids])
         household = rules.household_tables(rule)
         tables: dict[rules.TableKey, rules.ShareTable] = {}
@@ -751,8 +964,10 @@ class Client:
         # Every owner's rows first (first use may make an owner encrypt its table), then the masked
         # decryptions back to back, so that no owner holds shares long before the program runs.
         applicants: list[str | None] = [a.applicant for a in applications]
-        fetched = {key: self._fetch_lookup(key[0], key[1], columns, ids if key in household else applicants, path)
-                   for key, columns in rules.table_columns(rule).items()}
+        fetched = {
+            key: self._fetch_lookup(key[0], key[1], columns, ids if key in household else applicants, path)
+            for key, columns in rules.table_columns(rule).items()
+        }
         co_party_name = next(f.owner for key, f in fetched.items() if key[0] == co_party)
         # the dealer's reply arrives while the owners decrypt
         dealer = self._dealer_session(co_party_name, rules.rule_reservation(rule, len(applications)))
@@ -765,20 +980,42 @@ class Client:
                 presence[(owner, dataset)] = present
                 sessions.append({"owner": owner, "dataset": dataset, "session": session_id, "columns": list(columns)})
                 if owner != co_party:  # only for the rule it approved, over exactly these rows
-                    self._call(owner, self.party_stub(owner).ForwardShares,
-                               party_pb2.ForwardRequest(session_id=session_id, co_party=co_party, rule_name=rule.name,
-                                                        rule=rule.model_dump_json().encode(),
-                                                        applications=len(applications), slots=slots), timeout=300)
+                    self._call(
+                        owner,
+                        self.party_stub(owner).ForwardShares,
+                        party_pb2.ForwardRequest(
+                            session_id=session_id,
+                            co_party=co_party,
+                            rule_name=rule.name,
+                            rule=rule.model_dump_json().encode(),
+                            applications=len(applications),
+                            slots=slots,
+                        ),
+                        timeout=300,
+                    )
         except BaseException:
             dealer.close()
             raise
         members = [len(a.members) for a in applications]
-        params = {"name": rule.name, "rule": rule.model_dump(mode="json"), "applications": len(applications),
-                  "slots": slots, "tables": sessions, "reveal": list(reveal)}
-        bits, _ = self._run_program(co_party, dealer, "rule", params,
-                                    lambda p: _revealed(rules.rule_program(p, rule, tables, len(applications), slots, 0,
-                                                                           members, predicate_bits, reveal, revealed,
-                                                                           presence)))
+        params = {
+            "name": rule.name,
+            "rule": rule.model_dump(mode="json"),
+            "applications": len(applications),
+            "slots": slots,
+            "tables": sessions,
+            "reveal": list(reveal),
+        }
+        bits, _ = self._run_program(
+            co_party,
+            dealer,
+            "rule",
+            params,
+            lambda p: _revealed(
+                rules.rule_program(
+                    p, rule, tables, len(applications), slots, 0, members, predicate_bits, reveal, revealed, presence
+                )
+            ),
+        )
         return bits
 
     def predicate_bits(self, party: str, predicate: str, ids: Sequence[str]) -> np.ndarray:
@@ -800,8 +1037,9 @@ class Client:
         tags: set[bytes] = set()
         epoch = 0
         try:
-            for chunk in self.party_stub(party).GetPredicateFilter(party_pb2.PredicateRequest(predicate=predicate),
-                                                                   metadata=self._metadata()):
+            for chunk in self.party_stub(party).GetPredicateFilter(
+                party_pb2.PredicateRequest(predicate=predicate), metadata=self._metadata()
+            ):
                 if chunk.total or chunk.epoch:
                     epoch = chunk.epoch
                 tags.update(split_fixed(chunk.tags, 8, chunk.count))
@@ -815,8 +1053,13 @@ class Client:
         mine, _ = self._oprf(party, client, list(ids), party_pb2.PointBatch(predicate=predicate, epoch=epoch))
         return np.array(oprf_filter.probe(tags, mine), dtype=np.uint8)
 
-    def _oprf(self, party: str, client: OprfClient, ids: Sequence[str], header: party_pb2.PointBatch,
-              ) -> tuple[list[bytes], int]:
+    def _oprf(
+        self,
+        party: str,
+        client: OprfClient,
+        ids: Sequence[str],
+        header: party_pb2.PointBatch,
+    ) -> tuple[list[bytes], int]:
         """The owner's OPRF tag of each id (it sees blinded points only): blinded, evaluated and
         unblinded chunk by chunk, so our curve work and the owner's overlap; one unary call when
         one chunk holds them all. ``header`` names the key (dataset, or predicate and epoch); the
@@ -859,8 +1102,11 @@ class Client:
             if key is None:
                 key = PaillierPublicKey.from_bytes(encoded)
                 # point queries draw from a small pool that a background thread keeps full
-                key.use_obfuscator(ObfuscatorPool(_LockedObfuscator(ShortExponentObfuscator(key, window_bits=8)),
-                                                  capacity=POOLED_OBFUSCATORS))
+                key.use_obfuscator(
+                    ObfuscatorPool(
+                        _LockedObfuscator(ShortExponentObfuscator(key, window_bits=8)), capacity=POOLED_OBFUSCATORS
+                    )
+                )
                 _KEYS[encoded] = key
             return key
 

@@ -19,8 +19,14 @@ def generate(out_dir: Path = ROOT) -> list[Path]:
     """Run protoc on every ``protos/*.proto``; outputs land in ``out_dir/protos/``."""
     (out_dir / "protos").mkdir(parents=True, exist_ok=True)
     code = protoc.main(
-        ["grpc_tools.protoc", f"-I{ROOT}", f"--python_out={out_dir}", f"--pyi_out={out_dir}",
-         f"--grpc_python_out={out_dir}", *PROTOS]
+        [
+            "grpc_tools.protoc",
+            f"-I{ROOT}",
+            f"--python_out={out_dir}",
+            f"--pyi_out={out_dir}",
+            f"--grpc_python_out={out_dir}",
+            *PROTOS,
+        ]
     )
     if code != 0:
         raise RuntimeError(f"protoc failed with exit code {code}")

@@ -11,9 +11,7 @@ from hypothesis import HealthCheck, settings
 
 from mpc.crypto.paillier import PaillierPrivateKey, PaillierPublicKey, generate_keypair
 
-settings.register_profile(
-    "default", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=60
-)
+settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=60)
 settings.load_profile("default")
 
 

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 
-def one_clause_rule(name: str, value: int, compare: str = "<", column: str = "annual_income",
-                    owner: str = "tax", dataset: str = "income") -> str:
+def one_clause_rule(
+    name: str,
+    value: int,
+    compare: str = "<",
+    column: str = "annual_income",
+    owner: str = "tax",
+    dataset: str = "income",
+) -> str:
     """A rule of one applicant clause, ``column COMPARE value``, false where the owner lacks the row."""
     return f"""
 [rules.{name}]

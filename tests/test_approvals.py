@@ -23,8 +23,14 @@ def test_only_the_approved_rule_runs_for_that_requester_and_purpose(tmp_path: Pa
     approval = approvals.approve(rule.name, rule, "civil-affairs", ["public-rental-housing"])
     assert approval.fingerprint == rule.fingerprint()
     assert approvals.check("civil-affairs", "public-rental-housing", rule.name, rule) == rule.fingerprint()
-    looser = rule.model_copy(update={"clauses": {**rule.clauses, "income_per_member": rule.clauses["income_per_member"]
-                                                 .model_copy(update={"value": 31_000})}})
+    looser = rule.model_copy(
+        update={
+            "clauses": {
+                **rule.clauses,
+                "income_per_member": rule.clauses["income_per_member"].model_copy(update={"value": 31_000}),
+            }
+        }
+    )
     with pytest.raises(PolicyError, match="differs from the one approved"):
         approvals.check("civil-affairs", "public-rental-housing", rule.name, looser)
     with pytest.raises(PolicyError, match="not 'statistics'"):
@@ -74,15 +80,47 @@ def test_mpc_admin_rules_approve_and_list(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(admin, "console", Console(width=250))  # the table's cells on one line each
 
     config = tmp_path / "tax.toml"
-    config.write_text(f'[party]\nname = "tax"\nstate_dir = "{tmp_path / "state"}"\n'
-                      f'[tls]\nca = "ca.pem"\ncert = "tax.pem"\nkey = "tax.key"\n')
+    config.write_text(
+        f'[party]\nname = "tax"\nstate_dir = "{tmp_path / "state"}"\n'
+        f'[tls]\nca = "ca.pem"\ncert = "tax.pem"\nkey = "tax.key"\n'
+    )
     runner = CliRunner()
-    approved = runner.invoke(app, ["rules", "approve", str(EXAMPLES), "public-rental-housing", "--peer", "civil-affairs",
-                                   "--purpose", "public-rental-housing", "--config", str(config)])
+    approved = runner.invoke(
+        app,
+        [
+            "rules",
+            "approve",
+            str(EXAMPLES),
+            "public-rental-housing",
+            "--peer",
+            "civil-affairs",
+            "--purpose",
+            "public-rental-housing",
+            "--config",
+            str(config),
+        ],
+    )
     assert approved.exit_code == 0, approved.output
     assert "approved rule public-rental-housing (fingerprint" in approved.output
     listed = runner.invoke(app, ["rules", "list", "--config", str(config)])
-    assert listed.exit_code == 0 and "civil-affairs" in listed.output and "annual_income < 30000 x members" in listed.output
-    unknown = runner.invoke(app, ["rules", "approve", str(EXAMPLES), "no-such-rule", "--peer", "x",
-                                  "--purpose", "statistics", "--config", str(config)])
+    assert (
+        listed.exit_code == 0
+        and "civil-affairs" in listed.output
+        and "annual_income < 30000 x members" in listed.output
+    )
+    unknown = runner.invoke(
+        app,
+        [
+            "rules",
+            "approve",
+            str(EXAMPLES),
+            "no-such-rule",
+            "--peer",
+            "x",
+            "--purpose",
+            "statistics",
+            "--config",
+            str(config),
+        ],
+    )
     assert unknown.exit_code == 1 and "unknown rule 'no-such-rule'" in unknown.output

@@ -204,9 +204,7 @@ def test_edited_field_is_detected(tmp_path: Path, key: Ed25519PrivateKey) -> Non
     assert [(p.kind, p.line, p.seq) for p in report.problems] == [("edited", 3, 3)]
 
 
-def test_edited_seq_field_is_attributed_to_the_right_position(
-    tmp_path: Path, key: Ed25519PrivateKey
-) -> None:
+def test_edited_seq_field_is_attributed_to_the_right_position(tmp_path: Path, key: Ed25519PrivateKey) -> None:
     path = tmp_path / "audit.jsonl"
     make_log(path, key, 5)
     content = lines(path)
@@ -221,9 +219,7 @@ def test_edited_seq_field_is_attributed_to_the_right_position(
 def test_edited_and_rehashed_entry_is_detected(tmp_path: Path, key: Ed25519PrivateKey) -> None:
     path = tmp_path / "audit.jsonl"
     entries = make_log(path, key, 5)
-    forged = sign_entry(
-        {**entries[2].body(), "outcome": "ok", "rows": 1}, Ed25519PrivateKey.generate()
-    )
+    forged = sign_entry({**entries[2].body(), "outcome": "ok", "rows": 1}, Ed25519PrivateKey.generate())
     content = lines(path)
     content[2] = forged.to_json()
     write_lines(path, content)
@@ -316,9 +312,7 @@ def test_wrong_public_key_flags_every_entry(tmp_path: Path, key: Ed25519PrivateK
     assert kinds(report) == ["bad-signature"] * 3 and report.head is None
 
 
-def test_malformed_line_is_reported_without_a_phantom_removal(
-    tmp_path: Path, key: Ed25519PrivateKey
-) -> None:
+def test_malformed_line_is_reported_without_a_phantom_removal(tmp_path: Path, key: Ed25519PrivateKey) -> None:
     path = tmp_path / "audit.jsonl"
     make_log(path, key, 4)
     content = lines(path)
@@ -362,9 +356,7 @@ def test_duplicate_json_keys_are_malformed(tmp_path: Path, key: Ed25519PrivateKe
 # ---------------------------------------------------------------------- witnesses
 
 
-def test_truncated_tail_is_only_detected_against_a_witness(
-    tmp_path: Path, key: Ed25519PrivateKey
-) -> None:
+def test_truncated_tail_is_only_detected_against_a_witness(tmp_path: Path, key: Ed25519PrivateKey) -> None:
     path = tmp_path / "audit.jsonl"
     with AuditLog(path, key) as log:
         for i in range(5):
@@ -376,9 +368,7 @@ def test_truncated_tail_is_only_detected_against_a_witness(
     assert [(p.kind, p.seq) for p in report.problems] == [("truncated-vs-witness", 5)]
 
 
-def test_consistent_rewrite_is_only_detected_against_a_witness(
-    tmp_path: Path, key: Ed25519PrivateKey
-) -> None:
+def test_consistent_rewrite_is_only_detected_against_a_witness(tmp_path: Path, key: Ed25519PrivateKey) -> None:
     path = tmp_path / "audit.jsonl"
     with AuditLog(path, key) as log:
         for i in range(3):
@@ -406,9 +396,7 @@ def test_consistent_rewrite_is_only_detected_against_a_witness(
     ]
 
 
-def test_rewrite_that_drops_entries_is_truncated_vs_witness(
-    tmp_path: Path, key: Ed25519PrivateKey
-) -> None:
+def test_rewrite_that_drops_entries_is_truncated_vs_witness(tmp_path: Path, key: Ed25519PrivateKey) -> None:
     path = tmp_path / "audit.jsonl"
     with AuditLog(path, key) as log:
         for i in range(4):
@@ -561,9 +549,7 @@ def test_random_tampering_is_classified(n: int, data: st.DataObject, operation: 
         elif operation == "forge":
             i = data.draw(st.integers(0, n - 1))
             original = AuditEntry.from_json(content[i])
-            forged = sign_entry(
-                {**original.body(), "detail": "forged"}, Ed25519PrivateKey.generate()
-            )
+            forged = sign_entry({**original.body(), "detail": "forged"}, Ed25519PrivateKey.generate())
             content.insert(data.draw(st.integers(0, n)), forged.to_json())
         elif operation == "duplicate":
             i = data.draw(st.integers(0, n - 1))

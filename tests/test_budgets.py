@@ -60,4 +60,3 @@ def test_concurrent_spending_never_passes_the_limit(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert len(granted) == 120 and ledger.used("k", DAY_SECONDS, now=NOON) == 120
-

@@ -59,8 +59,11 @@ def test_good_config_resolves_paths(tmp_path: Path) -> None:
         (("max = 1000000", "max = 1000000\ncolour = 3"), "datasets.0.schema.columns.annual_income.colour"),
         (("min = 0\n", ""), "datasets.0.schema.columns.annual_income"),
         (('purposes = ["public-rental-housing"]', 'purposes = ["Public Housing!"]'), "policy.peers.housing.purposes"),
-        (('annual_income = ["compare"]', 'annual_income = ["sell"]'), "policy.peers.housing.datasets.income.columns.annual_income.0"),
-        (('[tls]\n', '[tls]\nverify = false\n'), "tls.verify"),
+        (
+            ('annual_income = ["compare"]', 'annual_income = ["sell"]'),
+            "policy.peers.housing.datasets.income.columns.annual_income.0",
+        ),
+        (("[tls]\n", "[tls]\nverify = false\n"), "tls.verify"),
     ],
 )
 def test_errors_name_the_bad_key(tmp_path: Path, change: tuple[str, str], key: str) -> None:
@@ -71,8 +74,12 @@ def test_errors_name_the_bad_key(tmp_path: Path, change: tuple[str, str], key: s
 
 def test_daemon_refuses_to_start_with_a_bad_config(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace('name = "tax"', 'name = "Tax Bureau"'))
-    result = subprocess.run([sys.executable, "-m", "parties.cli.party", "serve", "--config", str(path)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "parties.cli.party", "serve", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "party.name" in result.stderr
 
 

@@ -20,7 +20,9 @@ def imported(path: Path) -> set[str]:
 
 
 def test_the_library_never_imports_parties_or_protos() -> None:
-    offenders = {str(p.relative_to(ROOT)): sorted(imported(p) & {"parties", "protos", "benchmarks", "tests"})
-                 for p in sorted((ROOT / "mpc").rglob("*.py"))}
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(imported(p) & {"parties", "protos", "benchmarks", "tests"})
+        for p in sorted((ROOT / "mpc").rglob("*.py"))
+    }
     assert {k: v for k, v in offenders.items() if v} == {}
     assert imported(ROOT / "mpc" / "protocols" / "rules.py") >= {"mpc"}  # the scan does see imports

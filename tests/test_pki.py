@@ -100,11 +100,7 @@ def test_issued_certificate_fields(pki: Pki) -> None:
     assert cert.issuer == ca.subject
     cert.verify_directly_issued_by(ca)
     assert cert.serial_number == issued.serial
-    assert (
-        fingerprint(cert_pem)
-        == issued.fingerprint_sha256
-        == cert.fingerprint(hashes.SHA256()).hex()
-    )
+    assert fingerprint(cert_pem) == issued.fingerprint_sha256 == cert.fingerprint(hashes.SHA256()).hex()
 
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["localhost", "alice.agency.example"]
@@ -139,9 +135,7 @@ def test_longest_valid_name(pki: Pki) -> None:
 
 
 def test_expired_certificate_can_be_issued(pki: Pki) -> None:
-    issued = pki.issue(
-        "expired", not_before=NOW - timedelta(days=30), not_after=NOW - timedelta(days=1)
-    )
+    issued = pki.issue("expired", not_before=NOW - timedelta(days=30), not_after=NOW - timedelta(days=1))
     assert issued.not_after < datetime.now(UTC)
     cert_pem, _ = pki.load("expired")
     x509.load_pem_x509_certificate(cert_pem).verify_directly_issued_by(pki.ca_certificate())
@@ -192,9 +186,7 @@ def test_revoke_writes_signed_crl(tmp_path: Path) -> None:
     bob_cert = cert_of(bob)
     assert pki.is_revoked(bob_cert) and not pki.is_revoked(cert_of(carol))
     with pytest.raises(CertificateRejected) as rejected:
-        verify_client_certificate(
-            bob.cert_path.read_bytes(), ca, load_crl_serials(pki.crl_pem(), ca)
-        )
+        verify_client_certificate(bob.cert_path.read_bytes(), ca, load_crl_serials(pki.crl_pem(), ca))
     assert rejected.value.reason == "revoked"
 
     renewed = pki.issue("bob")  # re-issue after revocation: the new serial is good
@@ -241,13 +233,9 @@ class _Probe:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def whoami(self, request: bytes, context: Any) -> bytes:
-        auth: dict[str, list[str]] = {
-            k: [v.decode() for v in vs] for k, vs in context.auth_context().items()
-        }
+        auth: dict[str, list[str]] = {k: [v.decode() for v in vs] for k, vs in context.auth_context().items()}
         with self.lock:
-            self.calls.append(
-                {"auth": auth, "identity_key": context.peer_identity_key(), "peer": context.peer()}
-            )
+            self.calls.append({"auth": auth, "identity_key": context.peer_identity_key(), "peer": context.peer()})
         return auth["x509_common_name"][0].encode()
 
 
@@ -335,9 +323,7 @@ def test_mtls_refuses_foreign_expired_and_missing_certificates_in_the_handshake(
     assert len(probe.calls) == before  # the application never saw these calls
 
 
-def test_mtls_does_not_check_revocation_the_server_must(
-    pki: Pki, probe_server: tuple[int, _Probe]
-) -> None:
+def test_mtls_does_not_check_revocation_the_server_must(pki: Pki, probe_server: tuple[int, _Probe]) -> None:
     port, probe = probe_server
     pki.issue("revoked-client")
     pki.revoke("revoked-client")

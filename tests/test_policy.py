@@ -6,14 +6,33 @@ import pytest
 
 from mpc.policy import Policy, PolicyError
 
-POLICY = Policy.model_validate({"peers": {"tax": {"purposes": ["statistics"], "datasets": {"households": {
-    "psi": True, "columns": {"district": ["group_by"], "disabled": ["filter"], "size": ["lookup", "compare"]}}}}}})
+POLICY = Policy.model_validate(
+    {
+        "peers": {
+            "tax": {
+                "purposes": ["statistics"],
+                "datasets": {
+                    "households": {
+                        "psi": True,
+                        "columns": {"district": ["group_by"], "disabled": ["filter"], "size": ["lookup", "compare"]},
+                    }
+                },
+            }
+        }
+    }
+)
 SECRET = {"district": "public", "disabled": "sensitive", "size": "internal", "notes": "secret"}
 
 
 def test_each_use_is_granted_on_its_own() -> None:
-    POLICY.check_dataset("tax", "statistics", "households", psi=True, columns={"district": "group_by", "disabled": {"filter"}},
-                         classifications=SECRET)
+    POLICY.check_dataset(
+        "tax",
+        "statistics",
+        "households",
+        psi=True,
+        columns={"district": "group_by", "disabled": {"filter"}},
+        classifications=SECRET,
+    )
     with pytest.raises(PolicyError, match=r"may not use column households\.district for 'filter'"):
         POLICY.check_dataset("tax", "statistics", "households", columns={"district": {"filter", "group_by"}})
     with pytest.raises(PolicyError, match="purpose 'marketing' is not allowed"):
@@ -30,10 +49,20 @@ def test_any_share_use_lets_a_column_be_looked_up_but_secret_never() -> None:
         POLICY.check_readable("tax", "statistics", "households", ["notes"], SECRET)
 
 
-@pytest.mark.parametrize(("granularity", "rows", "shown"), [
-    (1000, 0, 0), (1000, 1, 1000), (1000, 999, 1000), (1000, 1000, 1000), (1000, 2037, 3000),
-    (1, 2037, 2037), (500, 2037, 2500), (64, 128, 128), (64, 129, 192),
-])
+@pytest.mark.parametrize(
+    ("granularity", "rows", "shown"),
+    [
+        (1000, 0, 0),
+        (1000, 1, 1000),
+        (1000, 999, 1000),
+        (1000, 1000, 1000),
+        (1000, 2037, 3000),
+        (1, 2037, 2037),
+        (500, 2037, 2500),
+        (64, 128, 128),
+        (64, 129, 192),
+    ],
+)
 def test_catalogue_row_counts_are_rounded_up(granularity: int, rows: int, shown: int) -> None:
     policy = Policy.model_validate({"catalogue_row_granularity": granularity})
     assert policy.catalogue_rows(rows) == shown

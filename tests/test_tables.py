@@ -22,19 +22,36 @@ EPOCH = 20_000
 @pytest.fixture(scope="module")
 def income(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     paths = write_csv(generate(300, seed=11), tmp_path_factory.mktemp("data"))
-    return load_dataset(DatasetSpec.model_validate({
-        "name": "income", "source": {"kind": "csv", "path": str(paths["tax"])},
-        "schema": {"id_column": "resident_id", "columns": {
-            "annual_income": {"type": "int", "min": -(10**12), "max": 10**12},
-            "tax_year": {"type": "int", "min": 1990, "max": 2100}}}}))
+    return load_dataset(
+        DatasetSpec.model_validate(
+            {
+                "name": "income",
+                "source": {"kind": "csv", "path": str(paths["tax"])},
+                "schema": {
+                    "id_column": "resident_id",
+                    "columns": {
+                        "annual_income": {"type": "int", "min": -(10**12), "max": 10**12},
+                        "tax_year": {"type": "int", "min": 1990, "max": 2100},
+                    },
+                },
+            }
+        )
+    )
 
 
 def cache(state: Path) -> TableCache:
-    return TableCache(state / "encrypted", state / "keys", 1024, 64,
-                      lambda name, epoch: oprf_filter.dataset_key(MASTER, "tax", name, epoch))
+    return TableCache(
+        state / "encrypted",
+        state / "keys",
+        1024,
+        64,
+        lambda name, epoch: oprf_filter.dataset_key(MASTER, "tax", name, epoch),
+    )
 
 
-def owner_shares(tables: TableCache, dataset: Dataset, columns: tuple[str, ...], masked: list[PaillierCiphertext]) -> np.ndarray:
+def owner_shares(
+    tables: TableCache, dataset: Dataset, columns: tuple[str, ...], masked: list[PaillierCiphertext]
+) -> np.ndarray:
     """What MaskedDecrypt does with ciphertexts sent for the table ``columns``: that table's key and layout."""
     key = tables.private_key(dataset, columns, EPOCH)
     ciphertexts = key.public_key.ciphertexts_from_bytes(b"".join(c.to_bytes() for c in masked))
@@ -62,7 +79,9 @@ def test_a_ciphertext_decrypts_only_as_the_table_it_came_from(income: Dataset, t
     wrong_key = tables.private_key(income, ("annual_income",), EPOCH).public_key
     pk = years.public_key
     rows = list(range(40))
-    selected: list[PaillierCiphertext | None] = [pk.ciphertext_from_bytes(years.rows_bytes(slice(r, r + 1))) for r in rows]
+    selected: list[PaillierCiphertext | None] = [
+        pk.ciphertext_from_bytes(years.rows_bytes(slice(r, r + 1))) for r in rows
+    ]
     masked, mine = lookup.mask_rows(pk, years.layout, selected)
     truth = income.values("tax_year")[rows]
 
@@ -103,7 +122,9 @@ def test_tags_and_tables_are_per_epoch_and_old_epochs_are_deleted(income: Datase
     assert {p.name for p in encrypted.glob("epoch-*")} == {f"epoch-{EPOCH}", f"epoch-{EPOCH + 1}"}
     tables.buckets(income, EPOCH + 2)
     assert {p.name for p in encrypted.glob("epoch-*")} == {f"epoch-{EPOCH + 1}", f"epoch-{EPOCH + 2}"}
-    assert [k.name.endswith(f"-epoch-{EPOCH + 1}.key") for k in (tmp_path / "keys").iterdir()] == [True]  # old keys deleted
+    assert [k.name.endswith(f"-epoch-{EPOCH + 1}.key") for k in (tmp_path / "keys").iterdir()] == [
+        True
+    ]  # old keys deleted
     restarted = cache(tmp_path)  # cached tags are reused across a restart
     assert restarted.buckets(income, EPOCH + 2).tags == tables.buckets(income, EPOCH + 2).tags
     assert {p.name for p in encrypted.glob("epoch-*")} == {f"epoch-{EPOCH + 1}", f"epoch-{EPOCH + 2}"}

@@ -173,7 +173,11 @@ def _launch(n: int, seed: int, timeout: float, mode: str) -> dict[str, Any]:
     print(f"launching: {' '.join(cmd)}", file=sys.stderr)
     # New session so that party 0 and the party 1 it spawns can be killed together.
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
         start_new_session=True,
     )
     try:
@@ -209,8 +213,9 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=20_000, help="number of comparisons")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds before giving up")
-    parser.add_argument("--mode", choices=("auto", "list"), default="auto",
-                        help="'list' forces the list-of-secint fallback")
+    parser.add_argument(
+        "--mode", choices=("auto", "list"), default="auto", help="'list' forces the list-of-secint fallback"
+    )
     args = parser.parse_args()
     _emit(_launch(args.n, args.seed, args.timeout, args.mode))
     return 0

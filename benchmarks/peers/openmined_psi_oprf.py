@@ -44,17 +44,13 @@ def run(n: int, server_size: int, overlap: int, fpr: float) -> dict[str, Any]:
     peer = f"openmined-psi {psi.__version__} (ECDH P-256, reveal_intersection=True)"
     client_items = [f"element-{i}" for i in range(n)]
     # Overlap: the first `overlap` client items; the rest are server-only items.
-    server_items = client_items[:overlap] + [
-        f"server-only-{i}" for i in range(server_size - overlap)
-    ]
+    server_items = client_items[:overlap] + [f"server-only-{i}" for i in range(server_size - overlap)]
 
     client = psi.client.CreateWithNewKey(True)
     server = psi.server.CreateWithNewKey(True)
 
     t0 = time.perf_counter()
-    setup = server.CreateSetupMessage(
-        fpr=fpr, num_client_inputs=n, inputs=server_items, ds=psi.DataStructure.RAW
-    )
+    setup = server.CreateSetupMessage(fpr=fpr, num_client_inputs=n, inputs=server_items, ds=psi.DataStructure.RAW)
     setup_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()

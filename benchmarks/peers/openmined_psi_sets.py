@@ -32,9 +32,17 @@ def run(n: int, overlap: int, fpr: float) -> dict[str, Any]:
     found = client.GetIntersection(setup, response)
     seconds = time.perf_counter() - started
     wire = setup.ByteSize() + request.ByteSize() + response.ByteSize()
-    return {"peer": f"openmined-psi {psi.__version__} (ECDH P-256, one thread)", "value": seconds, "unit": "s",
-            "details": {"n": n, "intersection": len(found), "correct": len(found) == overlap,
-                        "bytes_per_element": wire / (2 * n)}}
+    return {
+        "peer": f"openmined-psi {psi.__version__} (ECDH P-256, one thread)",
+        "value": seconds,
+        "unit": "s",
+        "details": {
+            "n": n,
+            "intersection": len(found),
+            "correct": len(found) == overlap,
+            "bytes_per_element": wire / (2 * n),
+        },
+    }
 
 
 def main() -> int:

@@ -61,9 +61,7 @@ def run(n: int, dtype: str, repeats: int, seed: int) -> dict[str, Any]:
     from spu.utils import simulation
 
     peer = f"spu {spu.__version__} semi2k FM64 2PC simulator"
-    config = libspu.RuntimeConfig(
-        protocol=libspu.ProtocolKind.SEMI2K, field=libspu.FieldType.FM64
-    )
+    config = libspu.RuntimeConfig(protocol=libspu.ProtocolKind.SEMI2K, field=libspu.FieldType.FM64)
     sim = simulation.Simulator(2, config)
 
     def less(x: Any, y: Any) -> Any:

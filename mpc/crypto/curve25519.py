@@ -104,7 +104,7 @@ def hash_to_curve(identifier: bytes, domain: bytes = b"") -> bytes:
 def oprf_tag(point: bytes, length: int = DEFAULT_TAG_BYTES) -> bytes:
     """Truncated hash of a final OPRF/PSI point; 8 bytes give a false match rate below 1e-9 per
     query against 10 million stored tags (10^7 / 2^64 ~ 5e-13)."""
-    return hashlib.sha512(_TAG_DOMAIN + point).digest()[:_tag_length(length)]
+    return hashlib.sha512(_TAG_DOMAIN + point).digest()[: _tag_length(length)]
 
 
 def _tag_length(length: int) -> int:
@@ -139,7 +139,9 @@ def _split(count: int, parts: int) -> list[tuple[int, int]]:
     return [(lo, min(lo + step, count)) for lo in range(0, count, step)]
 
 
-def _in_parts(count: int, parallel: bool, work: Callable[..., bytes], args: Callable[[int, int], tuple[Any, ...]]) -> bytes:
+def _in_parts(
+    count: int, parallel: bool, work: Callable[..., bytes], args: Callable[[int, int], tuple[Any, ...]]
+) -> bytes:
     """``work(*args(lo, hi))`` over items ``[0, count)``, concatenated: in this process for small
     batches, else on the process pool in four parts per core."""
     cores = os.cpu_count() or 1
@@ -154,8 +156,12 @@ def _multiply_all(scalar: bytes, points: Sequence[bytes], parallel: bool, tag_by
         if len(p) != POINT_BYTES:
             raise InvalidPointError(f"point {i} has {len(p)} bytes, expected {POINT_BYTES}")
     blob = b"".join(points)
-    return _in_parts(len(points), parallel, _multiply_chunk,
-                     lambda lo, hi: (scalar, blob[lo * POINT_BYTES : hi * POINT_BYTES], lo, tag_bytes))
+    return _in_parts(
+        len(points),
+        parallel,
+        _multiply_chunk,
+        lambda lo, hi: (scalar, blob[lo * POINT_BYTES : hi * POINT_BYTES], lo, tag_bytes),
+    )
 
 
 def multiply_points(scalar: bytes, points: Sequence[bytes], parallel: bool = True) -> list[bytes]:
@@ -177,7 +183,9 @@ def hash_ids(ids: Sequence[bytes | str], domain: bytes = b"", parallel: bool = T
     return _in_parts(len(raw), parallel, _hash_chunk, lambda lo, hi: (domain, raw[lo:hi]))
 
 
-def _hash_multiply_all(scalar: bytes, ids: Sequence[bytes | str], domain: bytes, parallel: bool, tag_bytes: int) -> bytes:
+def _hash_multiply_all(
+    scalar: bytes, ids: Sequence[bytes | str], domain: bytes, parallel: bool, tag_bytes: int
+) -> bytes:
     raw = [_as_bytes(i) for i in ids]
     return _in_parts(len(raw), parallel, _hash_multiply_chunk, lambda lo, hi: (scalar, domain, raw[lo:hi], tag_bytes))
 
@@ -281,8 +289,6 @@ class OprfClient:
         """Step 3: remove ``a`` and hash: one tag per original id, equal to the server's direct
         evaluation ``tag([b]H(id))``."""
         if len(evaluated) != len(query.points):
-            raise ValueError(
-                f"server returned {len(evaluated)} points for {len(query.points)} blinded ids"
-            )
+            raise ValueError(f"server returned {len(evaluated)} points for {len(query.points)} blinded ids")
         blob, size = multiply_and_tag(query.unblind_scalar, evaluated, self.tag_bytes, parallel), self.tag_bytes
         return [blob[i * size : (i + 1) * size] for i in query.positions]

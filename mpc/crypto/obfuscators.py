@@ -79,9 +79,7 @@ class ShortExponentObfuscator:
         self.window_bits = window_bits
         self.exponent_bits = exponent_bits or public_key.bits // 2
         nsq = public_key.nsquare
-        self.base = (
-            mpz(base) if base is not None else gmpy2.powmod(public_key.random_unit(), public_key.n, nsq)
-        )
+        self.base = mpz(base) if base is not None else gmpy2.powmod(public_key.random_unit(), public_key.n, nsq)
         windows = -(-self.exponent_bits // window_bits)
         self._table: list[list[mpz]] = []
         step = self.base
@@ -273,7 +271,9 @@ def _obfuscator_chunk(n: int, count: int, window_bits: int) -> bytes:
     if source is None:
         if len(_WORKER_SOURCES) >= 4:
             _WORKER_SOURCES.clear()
-        source = _WORKER_SOURCES[(n, window_bits)] = ShortExponentObfuscator(PaillierPublicKey(n), window_bits=window_bits)
+        source = _WORKER_SOURCES[(n, window_bits)] = ShortExponentObfuscator(
+            PaillierPublicKey(n), window_bits=window_bits
+        )
     width = PaillierPublicKey(n).ciphertext_bytes
     return b"".join(int(x).to_bytes(width, "big") for x in source.batch(count))
 

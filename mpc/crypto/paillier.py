@@ -157,9 +157,7 @@ class PaillierPublicKey:
     # ----------------------------------------------------------------- wire format
     def ciphertext_from_bytes(self, data: bytes) -> PaillierCiphertext:
         if len(data) != self.ciphertext_bytes:
-            raise ValueError(
-                f"ciphertext must be {self.ciphertext_bytes} bytes for this key, got {len(data)}"
-            )
+            raise ValueError(f"ciphertext must be {self.ciphertext_bytes} bytes for this key, got {len(data)}")
         value = mpz(int.from_bytes(data, "big"))
         if not 0 < value < self.nsquare:
             raise ValueError("ciphertext out of range [1, n^2)")
@@ -256,7 +254,10 @@ class PaillierPrivateKey:
 
         parts = 4 * (os.cpu_count() or 1)
         step = -(-len(ciphertexts) // parts)
-        chunks = [self.public_key.ciphertexts_to_bytes(list(ciphertexts[i : i + step])) for i in range(0, len(ciphertexts), step)]
+        chunks = [
+            self.public_key.ciphertexts_to_bytes(list(ciphertexts[i : i + step]))
+            for i in range(0, len(ciphertexts), step)
+        ]
         futures = [process_pool().submit(_decrypt_chunk, int(self.p), int(self.q), chunk) for chunk in chunks]
         out: list[int] = []
         plain = (int(self.public_key.n).bit_length() + 7) // 8
@@ -282,8 +283,10 @@ def _decrypt_chunk(p: int, q: int, blob: bytes) -> bytes:
     """Worker: decrypt fixed-width ciphertexts, return fixed-width plaintexts (|n| bytes each)."""
     key = PaillierPrivateKey(PaillierPublicKey(p * q), p, q)
     width, plain = key.public_key.ciphertext_bytes, (int(key.public_key.n).bit_length() + 7) // 8
-    return b"".join(key.decrypt_raw(mpz(int.from_bytes(blob[i : i + width], "big"))).to_bytes(plain, "big")
-                    for i in range(0, len(blob), width))
+    return b"".join(
+        key.decrypt_raw(mpz(int.from_bytes(blob[i : i + width], "big"))).to_bytes(plain, "big")
+        for i in range(0, len(blob), width)
+    )
 
 
 def _random_prime(bits: int) -> mpz:

@@ -124,9 +124,7 @@ def _check_birth(digits8: str, today: datetime.date | None = None) -> datetime.d
     except ValueError:
         raise InvalidIdError(f"birth date {digits8} is not a calendar date") from None
     if birth < RESIDENT_ID_EARLIEST_BIRTH:
-        raise InvalidIdError(
-            f"birth date {birth.isoformat()} is before {RESIDENT_ID_EARLIEST_BIRTH.isoformat()}"
-        )
+        raise InvalidIdError(f"birth date {birth.isoformat()} is before {RESIDENT_ID_EARLIEST_BIRTH.isoformat()}")
     limit = today if today is not None else datetime.date.today()
     if birth > limit:
         raise InvalidIdError(f"birth date {birth.isoformat()} is after today ({limit.isoformat()})")
@@ -158,10 +156,7 @@ def _normalize_resident_id(raw: str) -> tuple[str, bool]:
     if len(text) == 15:
         bad = _first_non_digit(text)
         if bad is not None:
-            raise InvalidIdError(
-                f"legacy 15-digit resident id has non-digit {_describe(bad[1])} "
-                f"at position {bad[0]}"
-            )
+            raise InvalidIdError(f"legacy 15-digit resident id has non-digit {_describe(bad[1])} at position {bad[0]}")
         _check_address(text[:6])
         body = f"{text[:6]}19{text[6:]}"
         try:
@@ -170,9 +165,7 @@ def _normalize_resident_id(raw: str) -> tuple[str, bool]:
             raise InvalidIdError(f"legacy 15-digit resident id: {error}") from None
         return body + resident_id_check(body), True
     if len(text) != 18:
-        raise InvalidIdError(
-            f"resident id has length {len(text)}, expected 18 (or 15 for a legacy number)"
-        )
+        raise InvalidIdError(f"resident id has length {len(text)}, expected 18 (or 15 for a legacy number)")
     bad = _first_non_digit(text[:17])
     if bad is not None:
         raise InvalidIdError(f"resident id has non-digit {_describe(bad[1])} at position {bad[0]}")
@@ -246,9 +239,7 @@ def organization_code_check(body8: str) -> str:
     """Return the GB 11714 check character (``0``-``9`` or ``X``) for an 8-character body."""
     if len(body8) != 8:
         raise ValueError(f"an organisation code body has 8 characters, got {len(body8)}")
-    total = sum(
-        _organization_value(c) * w for c, w in zip(body8, ORGANIZATION_CODE_WEIGHTS, strict=True)
-    )
+    total = sum(_organization_value(c) * w for c, w in zip(body8, ORGANIZATION_CODE_WEIGHTS, strict=True))
     value = 11 - total % 11
     return "X" if value == 10 else "0" if value == 11 else str(value)
 
@@ -274,8 +265,7 @@ def normalize_credit_code(raw: str) -> str:
     expected_org = organization_code_check(organization[:8])
     if organization[8] != expected_org:
         raise InvalidIdError(
-            f"embedded organisation code {organization} has check character {organization[8]}, "
-            f"expected {expected_org}"
+            f"embedded organisation code {organization} has check character {organization[8]}, expected {expected_org}"
         )
     expected = credit_code_check(text[:17])
     if text[17] != expected:
@@ -295,14 +285,11 @@ def make_credit_code(body17: str) -> str:
         raise ValueError(f"a credit code body has 17 characters, got {len(body)}")
     for position, char in enumerate(body, start=1):
         if char not in _CREDIT_VALUES:
-            raise ValueError(
-                f"character {_describe(char)} at position {position} is not in the GB 32100 set"
-            )
+            raise ValueError(f"character {_describe(char)} at position {position} is not in the GB 32100 set")
     expected_org = organization_code_check(body[8:16])
     if body[16] != expected_org:
         raise ValueError(
-            f"embedded organisation code {body[8:17]} has check character {body[16]}, "
-            f"expected {expected_org}"
+            f"embedded organisation code {body[8:17]} has check character {body[16]}, expected {expected_org}"
         )
     return body + credit_code_check(body)
 
@@ -327,9 +314,7 @@ def _normalize_opaque(raw: str) -> str:
         raise InvalidIdError(f"id has length {len(text)}, longer than {OPAQUE_MAX_LENGTH}")
     for position, char in enumerate(text, start=1):
         if unicodedata.category(char) in ("Cc", "Cf"):
-            raise InvalidIdError(
-                f"id has control character U+{ord(char):04X} at position {position}"
-            )
+            raise InvalidIdError(f"id has control character U+{ord(char):04X} at position {position}")
     return text
 
 
@@ -378,9 +363,7 @@ class IdReport:
     duplicates: list[tuple[int, str]] = field(default_factory=list)
 
 
-def normalize_column(
-    values: Iterable[str | None], kind: IdKind
-) -> tuple[list[str | None], IdReport]:
+def normalize_column(values: Iterable[str | None], kind: IdKind) -> tuple[list[str | None], IdReport]:
     """Normalise every value of a column of ids; invalid rows become None and are reported.
 
     Returns one output per input row, in order, and an :class:`IdReport`. None, empty and

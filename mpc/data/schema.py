@@ -120,9 +120,7 @@ class ColumnSpec(BaseModel):
                 raise ValueError(f"int column bounds are inverted: min {self.min} > max {self.max}")
             for key, value in (("min", self.min), ("max", self.max)):
                 if not INT_BOUND_MIN <= value <= INT_BOUND_MAX:
-                    raise ValueError(
-                        f"int column bound {key!r} = {value} is outside [-2^62, 2^62 - 1]"
-                    )
+                    raise ValueError(f"int column bound {key!r} = {value} is outside [-2^62, 2^62 - 1]")
         else:
             present = [key for key in ("min", "max") if getattr(self, key) is not None]
             if present:
@@ -142,8 +140,7 @@ class ColumnSpec(BaseModel):
             return self
         if self.categories is None:
             raise ValueError(
-                "category column requires 'categories', the declared list of its values "
-                "(never derived from the data)"
+                "category column requires 'categories', the declared list of its values (never derived from the data)"
             )
         if not self.categories:
             raise ValueError("category column 'categories' must list at least one value")
@@ -214,9 +211,7 @@ class DatasetSchema(BaseModel):
     @model_validator(mode="after")
     def _check_id_not_a_column(self) -> DatasetSchema:
         if self.id_column in self.columns:
-            raise ValueError(
-                f"id column {self.id_column!r} must not also be declared in 'columns'"
-            )
+            raise ValueError(f"id column {self.id_column!r} must not also be declared in 'columns'")
         return self
 
 
@@ -279,9 +274,7 @@ class PostgresSource(BaseModel):
     @classmethod
     def _check_table(cls, value: str) -> str:
         if not _QUALIFIED_IDENTIFIER.fullmatch(value):
-            raise ValueError(
-                f"table {value!r} is not an identifier or a schema-qualified identifier ('schema.table')"
-            )
+            raise ValueError(f"table {value!r} is not an identifier or a schema-qualified identifier ('schema.table')")
         return value
 
     @property

@@ -144,8 +144,7 @@ class Dataset:
         for name, array in self.columns.items():
             if len(array) != len(self.ids):
                 raise ValueError(
-                    f"dataset {self.spec.name!r}: column {name!r} has {len(array)} values "
-                    f"for {len(self.ids)} ids"
+                    f"dataset {self.spec.name!r}: column {name!r} has {len(array)} values for {len(self.ids)} ids"
                 )
 
     def __repr__(self) -> str:
@@ -281,9 +280,7 @@ def _read_csv(spec: DatasetSpec, source: CsvSource, base_dir: Path | None) -> _R
             reader = csv.reader(handle, delimiter=source.delimiter)
             header = next(reader, None)
             if header is None:
-                raise DataSourceError(
-                    f"dataset {spec.name!r}: {description}: file is empty; expected a header row"
-                )
+                raise DataSourceError(f"dataset {spec.name!r}: {description}: file is empty; expected a header row")
             if header and header[0].startswith("\ufeff"):
                 header[0] = header[0][1:]
             header = [name.strip() for name in header]
@@ -304,14 +301,11 @@ def _read_csv(spec: DatasetSpec, source: CsvSource, base_dir: Path | None) -> _R
                 table.rows.append([fields[position] for position in positions])
     except UnicodeDecodeError as error:
         raise DataSourceError(
-            f"dataset {spec.name!r}: {description}: not valid {source.encoding} text "
-            f"({error.reason})"
+            f"dataset {spec.name!r}: {description}: not valid {source.encoding} text ({error.reason})"
         ) from error
     except csv.Error as error:
         line = reader.line_num if reader is not None else 0
-        raise DataSourceError(
-            f"dataset {spec.name!r}: {description}: malformed CSV at line {line}: {error}"
-        ) from error
+        raise DataSourceError(f"dataset {spec.name!r}: {description}: malformed CSV at line {line}: {error}") from error
     except OSError as error:
         raise DataSourceError(
             f"dataset {spec.name!r}: {description}: cannot read file: {error.strerror or error}"
@@ -329,8 +323,7 @@ def _read_sqlite(spec: DatasetSpec, source: SqliteSource, base_dir: Path | None)
     try:
         with closing(sqlite3.connect(uri, uri=True)) as connection:
             found = connection.execute(
-                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
-                "AND name = ? COLLATE NOCASE",
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name = ? COLLATE NOCASE",
                 (source.table,),
             ).fetchone()
             if found is None:
@@ -340,13 +333,9 @@ def _read_sqlite(spec: DatasetSpec, source: SqliteSource, base_dir: Path | None)
             cursor = connection.execute(f'SELECT * FROM "{source.table}"')
             header = [column[0] for column in cursor.description]
             positions = _project(spec, description, header)
-            rows: list[Sequence[object]] = [
-                [row[position] for position in positions] for row in cursor
-            ]
+            rows: list[Sequence[object]] = [[row[position] for position in positions] for row in cursor]
     except sqlite3.Error as error:
-        raise DataSourceError(
-            f"dataset {spec.name!r}: {description}: cannot read: {error}"
-        ) from error
+        raise DataSourceError(f"dataset {spec.name!r}: {description}: cannot read: {error}") from error
     return _RawTable(description, rows)
 
 
@@ -368,8 +357,7 @@ def _read_postgres(spec: DatasetSpec, source: PostgresSource) -> _RawTable:
         params = conninfo_to_dict(source.dsn)
     except psycopg.Error:
         raise DataSourceError(
-            f"dataset {spec.name!r}: {description}: the DSN cannot be parsed "
-            "(not shown: it may hold a password)"
+            f"dataset {spec.name!r}: {description}: the DSN cannot be parsed (not shown: it may hold a password)"
         ) from None
     conninfo = source.dsn
     if "connect_timeout" not in params:
@@ -378,9 +366,7 @@ def _read_postgres(spec: DatasetSpec, source: PostgresSource) -> _RawTable:
     try:
         connection = psycopg.connect(conninfo)
     except psycopg.Error as error:
-        raise DataSourceError(
-            f"dataset {spec.name!r}: {description}: cannot connect: {_first_line(error)}"
-        ) from error
+        raise DataSourceError(f"dataset {spec.name!r}: {description}: cannot connect: {_first_line(error)}") from error
     try:
         with connection:
             connection.read_only = True
@@ -398,9 +384,7 @@ def _read_postgres(spec: DatasetSpec, source: PostgresSource) -> _RawTable:
             f"dataset {spec.name!r}: {description}: table not found ({_first_line(error)})"
         ) from error
     except psycopg.Error as error:
-        raise DataSourceError(
-            f"dataset {spec.name!r}: {description}: cannot read: {_first_line(error)}"
-        ) from error
+        raise DataSourceError(f"dataset {spec.name!r}: {description}: cannot read: {_first_line(error)}") from error
     return _RawTable(description, rows)
 
 
@@ -544,9 +528,7 @@ def _build(spec: DatasetSpec, table: _RawTable) -> Dataset:
             report.invalid_ids.append(RowError(index + 1, id_column, error.raw, error.reason))
         else:
             raw = texts[index]
-            report.invalid_ids.append(
-                RowError(index + 1, id_column, _raw_text(raw), reasons.get(index, "invalid id"))
-            )
+            report.invalid_ids.append(RowError(index + 1, id_column, _raw_text(raw), reasons.get(index, "invalid id")))
         excluded.add(index)
 
     # 2. Duplicates, compared after normalisation, among rows with a valid id.
@@ -567,9 +549,7 @@ def _build(spec: DatasetSpec, table: _RawTable) -> Dataset:
             reason = f"duplicate id (rows {rows_text}); policy 'first_wins' keeps row {indices[0] + 1}"
             dropped = indices[1:]
         for index in dropped:
-            report.duplicates.append(
-                RowError(index + 1, id_column, _raw_text(texts[index]), reason)
-            )
+            report.duplicates.append(RowError(index + 1, id_column, _raw_text(texts[index]), reason))
             excluded.add(index)
     report.duplicates.sort(key=lambda error: error.row)
 
@@ -606,9 +586,7 @@ def _build(spec: DatasetSpec, table: _RawTable) -> Dataset:
     report.rows_loaded = len(ids)
     if schema.id_kind == "resident_id":
         # A valid resident id whose stripped raw text has 15 characters was upgraded to 18.
-        report.upgraded_ids = sum(
-            1 for index in loaded if len((texts[index] or "").strip()) == 15
-        )
+        report.upgraded_ids = sum(1 for index in loaded if len((texts[index] or "").strip()) == 15)
 
     columns: dict[str, np.ndarray] = {}
     for (name, column), values_list in zip(column_specs, parsed, strict=True):

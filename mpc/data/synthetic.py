@@ -105,9 +105,7 @@ _DISTRICT_TABLE: Final[tuple[tuple[str, str, float], ...]] = (
 )
 DISTRICTS: Final[tuple[str, ...]] = tuple(name for name, _, _ in _DISTRICT_TABLE)
 AREA_CODES: Final[dict[str, str]] = {name: code for name, code, _ in _DISTRICT_TABLE}
-_DISTRICT_WEIGHTS = np.array([w for _, _, w in _DISTRICT_TABLE]) / sum(
-    w for _, _, w in _DISTRICT_TABLE
-)
+_DISTRICT_WEIGHTS = np.array([w for _, _, w in _DISTRICT_TABLE]) / sum(w for _, _, w in _DISTRICT_TABLE)
 _CENTRAL = frozenset({"Dongcheng", "Xicheng", "Chaoyang", "Haidian"})
 _OUTER = frozenset({"Mentougou", "Fangshan", "Huairou", "Pinggu", "Miyun", "Yanqing"})
 
@@ -240,9 +238,7 @@ def _draw_members(rng: np.random.Generator, sizes: np.ndarray) -> _Members:
     members = _Members()
     year = 365.25
     head_ages = np.clip(rng.normal(47.0, 14.0, size=len(sizes)), 20.0, 92.0)
-    for household, (size, head_age) in enumerate(
-        zip(sizes.tolist(), head_ages.tolist(), strict=True)
-    ):
+    for household, (size, head_age) in enumerate(zip(sizes.tolist(), head_ages.tolist(), strict=True)):
         relations = ["head"]
         ages = [head_age]
         rest = size - 1
@@ -277,16 +273,9 @@ def _draw_incomes(
 ) -> np.ndarray:
     """Annual incomes in CNY: lognormal, correlated within households, some 0, some negative."""
     n = len(household)
-    district_effect = np.array(
-        [0.25 if d in _CENTRAL else -0.2 if d in _OUTER else 0.0 for d in DISTRICTS]
-    )
+    district_effect = np.array([0.25 if d in _CENTRAL else -0.2 if d in _OUTER else 0.0 for d in DISTRICTS])
     household_effect = rng.normal(0.0, 0.55, size=household_count)
-    log_income = (
-        11.0
-        + district_effect[district_index]
-        + household_effect[household]
-        + rng.normal(0.0, 0.6, size=n)
-    )
+    log_income = 11.0 + district_effect[district_index] + household_effect[household] + rng.normal(0.0, 0.6, size=n)
     income = np.exp(log_income)
     income = np.where(age_years >= 60, income * 0.55, income)  # pensions
     top = rng.random(n) < 0.005
@@ -356,9 +345,7 @@ def generate(residents: int = 100_000, seed: int = 2026) -> AgencyTables:
     # Households: size, district, locality.
     sizes = _draw_household_sizes(rng_households, residents)
     household_count = len(sizes)
-    household_district = rng_households.choice(
-        len(DISTRICTS), size=household_count, p=_DISTRICT_WEIGHTS
-    )
+    household_district = rng_households.choice(len(DISTRICTS), size=household_count, p=_DISTRICT_WEIGHTS)
     household_local = rng_households.random(household_count) < 0.88
     household_moved = rng_households.random(household_count) < 0.10
     household_registered = np.where(
@@ -495,9 +482,7 @@ def generate(residents: int = 100_000, seed: int = 2026) -> AgencyTables:
     tax = [tax[i] for i in rng_order.permutation(len(tax)).tolist()]
     civil_affairs = [civil_affairs[i] for i in rng_order.permutation(len(civil_affairs)).tolist()]
     housing = [housing[i] for i in rng_order.permutation(len(housing)).tolist()]
-    public_security = [
-        public_security[i] for i in rng_order.permutation(len(public_security)).tolist()
-    ]
+    public_security = [public_security[i] for i in rng_order.permutation(len(public_security)).tolist()]
 
     defects = _inject_tax_defects(rng_defects, tax)
     return AgencyTables(

@@ -54,8 +54,14 @@ DEFAULT_MIN_CELL = 10  # the smallest count a released cell may have
 MAX_KEY_VALUES = 1_000  # an int column can be a group key when its declared range is this small
 _OPS: dict[type[exp.Expr], str] = {exp.EQ: "==", exp.NEQ: "!=", exp.GT: ">", exp.GTE: ">=", exp.LT: "<", exp.LTE: "<="}
 _FLIPPED = {"==": "==", "!=": "!=", ">": "<", ">=": "<=", "<": ">", "<=": ">="}
-_PLAIN = {"==": np.equal, "!=": np.not_equal, ">": np.greater, ">=": np.greater_equal, "<": np.less,
-          "<=": np.less_equal}
+_PLAIN = {
+    "==": np.equal,
+    "!=": np.not_equal,
+    ">": np.greater,
+    ">=": np.greater_equal,
+    "<": np.less,
+    "<=": np.less_equal,
+}
 
 
 class AggregateError(ValueError):
@@ -185,8 +191,12 @@ class AggregateRequest(BaseModel):
         self.leaves()
         if len(set(self.group_by)) != len(self.group_by):
             raise ValueError("a group key is named twice")
-        if (self.reveal_to == "gateway") != bool(self.gateway) or (self.reveal_to == "gateway" and self.epsilon is None):
-            raise ValueError("cells released to the gateway are noised: give epsilon and the gateway (and only then the gateway)")
+        if (self.reveal_to == "gateway") != bool(self.gateway) or (
+            self.reveal_to == "gateway" and self.epsilon is None
+        ):
+            raise ValueError(
+                "cells released to the gateway are noised: give epsilon and the gateway (and only then the gateway)"
+            )
         if not self.peer_dataset:
             if self.reveal_to != "gateway":
                 raise ValueError("an aggregate over one table is released to the gateway (noised) only")
@@ -230,6 +240,7 @@ class AggregateRequest(BaseModel):
     def mixed_sides(self) -> str:
         """The first part of ``where`` (as SQL) that combines both sides' comparisons under OR or
         NOT; "" when the filter is a conjunction of one-sided parts (our comparisons AND yours)."""
+
         def mixed(node: exp.Expr) -> str:
             while isinstance(node, exp.Paren):
                 node = node.this
@@ -254,6 +265,7 @@ class AggregateRequest(BaseModel):
 
     def check(self, schemas: Schemas, rows: int) -> None:
         """Types and ranges against both sides' declared columns (before anything runs)."""
+
         def info(ref: ColumnRef) -> ColumnInfo:
             column = schemas[ref.side].get(ref.column)
             if column is None:
@@ -264,7 +276,9 @@ class AggregateRequest(BaseModel):
         for leaf in self.leaves():
             column = info(leaf.ref)
             if column.type == "category" and not isinstance(leaf.value, str):
-                raise AggregateError(f"filter {leaf.node.sql()!r}: {leaf.ref} is a category; compare it with a quoted value")
+                raise AggregateError(
+                    f"filter {leaf.node.sql()!r}: {leaf.ref} is a category; compare it with a quoted value"
+                )
             if column.type == "category" and leaf.op not in ("==", "!="):
                 raise AggregateError(f"filter {leaf.node.sql()!r}: categories compare with = and != only")
             if column.type != "category" and not isinstance(leaf.value, int):
@@ -281,8 +295,12 @@ class AggregateRequest(BaseModel):
         size = 1
         for key in self.group_by:
             column = info(key)
-            if column.type == "int" and column.max is not None and column.min is not None \
-                    and column.max - column.min + 1 > MAX_KEY_VALUES:
+            if (
+                column.type == "int"
+                and column.max is not None
+                and column.min is not None
+                and column.max - column.min + 1 > MAX_KEY_VALUES
+            ):
                 raise AggregateError(f"{key} spans more than {MAX_KEY_VALUES} values: not a group key")
             size *= len(column.domain())
         if size > MAX_GROUPS:
@@ -362,8 +380,9 @@ def clamp(values: np.ndarray, info: ColumnInfo) -> np.ndarray:
 Row = Mapping[str, Value]
 
 
-def evaluate_plain(request: AggregateRequest, schemas: Schemas, initiator: Mapping[str, Row],
-                   peer: Mapping[str, Row]) -> dict[tuple[Value, ...], dict[str, float | int | None]]:
+def evaluate_plain(
+    request: AggregateRequest, schemas: Schemas, initiator: Mapping[str, Row], peer: Mapping[str, Row]
+) -> dict[tuple[Value, ...], dict[str, float | int | None]]:
     """The reference answer: every group's COUNT / SUM / MEAN over the inner join on ids."""
     tree = request.tree()
     out = {group: {"count": 0, **{f"sum({c})": 0 for c in request.summed()}} for group in request.groups(schemas)}
@@ -434,7 +453,7 @@ class InitiatorInputs:
     """What only the initiator knows, aligned to its rows: presence (the peer holds the row) and
     its own columns' values (clamped; categories as codes)."""
 
-    present: np.ndarray               # 0/1 per row
+    present: np.ndarray  # 0/1 per row
     columns: Mapping[str, np.ndarray]  # int64 per row
 
 
@@ -463,8 +482,11 @@ class AggregateResult:
         out: list[dict[str, Value | float | None]] = []
         for g, group in enumerate(self.groups):
             hidden = bool(self.withheld[g]) if self.withheld is not None else False
-            values = ({a.name: None for a in request.aggregates} if hidden else
-                      aggregate_values(request, {name: int(c[g]) for name, c in self.cells.items()}))
+            values = (
+                {a.name: None for a in request.aggregates}
+                if hidden
+                else aggregate_values(request, {name: int(c[g]) for name, c in self.cells.items()})
+            )
             out.append({**dict(zip(self.keys, group, strict=True)), **values, "withheld": hidden})
         return out
 
@@ -494,9 +516,15 @@ def _group_index(codes: Sequence[np.ndarray], sizes: Sequence[int], rows: int) -
     return index
 
 
-def aggregate_program(party: Party, request: AggregateRequest, schemas: Schemas, rows: int,
-                      peer_shares: np.ndarray, initiator: InitiatorInputs | None = None,
-                      noise: np.ndarray | None = None) -> AggregateResult | CellShares | None:
+def aggregate_program(
+    party: Party,
+    request: AggregateRequest,
+    schemas: Schemas,
+    rows: int,
+    peer_shares: np.ndarray,
+    initiator: InitiatorInputs | None = None,
+    noise: np.ndarray | None = None,
+) -> AggregateResult | CellShares | None:
     """Run as party 0 (the initiator, with ``initiator``) or party 1 (the peer). ``peer_shares``:
     this party's (rows x len(peer_columns)) uint64 shares of the peer's looked-up columns (values
     of absent rows read as zero). Returns the cells at the recipient, None at the other party;
@@ -508,7 +536,9 @@ def aggregate_program(party: Party, request: AggregateRequest, schemas: Schemas,
         raise ValueError("the initiator supplies its presence bits and columns")
     columns = request.peer_columns()
     if peer_shares.shape != (rows, len(columns)) or peer_shares.dtype != np.uint64:
-        raise ValueError(f"expected ({rows}, {len(columns)}) uint64 shares, got {peer_shares.shape} {peer_shares.dtype}")
+        raise ValueError(
+            f"expected ({rows}, {len(columns)}) uint64 shares, got {peer_shares.shape} {peer_shares.dtype}"
+        )
 
     def peer_value(column: str) -> ArithmeticShare:
         return ArithmeticShare(party, np.ascontiguousarray(peer_shares[:, columns.index(column)]))
@@ -523,18 +553,25 @@ def aggregate_program(party: Party, request: AggregateRequest, schemas: Schemas,
     for leaf in [] if tree is None else leaves_of(tree):
         info = schemas[leaf.ref.side][leaf.ref.column]
         if leaf.ref.side == "initiator":
-            known = _PLAIN[leaf.op](mine(leaf.ref.column), info.code(leaf.value)).astype(np.uint8) if me_initiator else None
+            known = (
+                _PLAIN[leaf.op](mine(leaf.ref.column), info.code(leaf.value)).astype(np.uint8) if me_initiator else None
+            )
             bits[id(leaf.node)] = party.share_bits(known, owner=0)
         else:
             bits[id(leaf.node)] = COMPARISON_GATES[leaf.op](peer_value(leaf.ref.column), info.code(leaf.value))
     present = party.share_bits(initiator.present.astype(np.uint8) if initiator is not None else None, owner=0)
-    selected = present if tree is None else formula.evaluate(tree, lambda node: bits[id(node)], formula.SHARED) & present
+    selected = (
+        present if tree is None else formula.evaluate(tree, lambda node: bits[id(node)], formula.SHARED) & present
+    )
     # 2. B2A, and f * v per summed column
     f = selected.to_arithmetic()
     sums = []
     for ref in request.summed():
-        value = peer_value(ref.column) if ref.side == "peer" else party.share(
-            mine(ref.column) if me_initiator else None, owner=0)
+        value = (
+            peer_value(ref.column)
+            if ref.side == "peer"
+            else party.share(mine(ref.column) if me_initiator else None, owner=0)
+        )
         sums.append(arithmetic.mul(f, value))
     # 3. plain group keys: the initiator's sent in the clear, the peer's opened (absent rows random)
     codes, sizes = [], []
@@ -583,13 +620,19 @@ def aggregate_program(party: Party, request: AggregateRequest, schemas: Schemas,
     large = _boolean.ge(ArithmeticShare(party, np.ascontiguousarray(cells[:, 0])), request.min_cell)
     keep = large.to_arithmetic()
     width = cells.shape[1]
-    kept = arithmetic.mul(ArithmeticShare(party, np.repeat(keep.value, width)),
-                          ArithmeticShare(party, np.ascontiguousarray(cells.reshape(-1))))
+    kept = arithmetic.mul(
+        ArithmeticShare(party, np.repeat(keep.value, width)),
+        ArithmeticShare(party, np.ascontiguousarray(cells.reshape(-1))),
+    )
     opened = party.reveal(kept, to=to)
     shown = party.reveal_bits(large, to=to)
     if opened is None or shown is None:
         return None
     values = opened.reshape(groups, -1)
-    return AggregateResult(tuple(str(k) for k in request.group_by), request.groups(schemas),
-                           {name: values[:, k] for k, name in enumerate(request.cells())}, rows,
-                           withheld=shown == 0)
+    return AggregateResult(
+        tuple(str(k) for k in request.group_by),
+        request.groups(schemas),
+        {name: values[:, k] for k, name in enumerate(request.cells())},
+        rows,
+        withheld=shown == 0,
+    )

@@ -77,15 +77,20 @@ class RowLayout:
         row_bits = sum(slot_bits)
         rows = (self.modulus_bits - 1) // row_bits
         if rows < 1:
-            raise ValueError(f"{len(self.columns)} columns ({row_bits} bits) do not fit a "
-                             f"{self.modulus_bits}-bit plaintext")
+            raise ValueError(
+                f"{len(self.columns)} columns ({row_bits} bits) do not fit a {self.modulus_bits}-bit plaintext"
+            )
         object.__setattr__(self, "slot_bits", slot_bits)
         object.__setattr__(self, "row_bits", row_bits)
         object.__setattr__(self, "rows_per_plaintext", rows)
 
     @classmethod
-    def for_bounds(cls, columns: Sequence[str], bounds: Sequence[tuple[int, int]], modulus_bits: int,
-                   ) -> RowLayout:
+    def for_bounds(
+        cls,
+        columns: Sequence[str],
+        bounds: Sequence[tuple[int, int]],
+        modulus_bits: int,
+    ) -> RowLayout:
         """A layout for columns with inclusive bounds ``(min, max)``."""
         if len(columns) != len(bounds):
             raise ValueError("one (min, max) per column")
@@ -98,8 +103,9 @@ class RowLayout:
         return cls(tuple(columns), tuple(widths), tuple(minimums), modulus_bits)
 
     @classmethod
-    def for_columns(cls, columns: Sequence[str], declared: Sequence[tuple[str, int | None, int | None]],
-                    modulus_bits: int) -> RowLayout:
+    def for_columns(
+        cls, columns: Sequence[str], declared: Sequence[tuple[str, int | None, int | None]], modulus_bits: int
+    ) -> RowLayout:
         """A layout from declared columns ``(type, min, max)``: a bool spans 0..1, an int its
         bounds, a category its codes ``0..labels - 1`` (given as its bounds)."""
         bounds = []
@@ -131,8 +137,9 @@ class RowLayout:
         """Owner: one plaintext per row of ``values`` (rows x columns): ``v - min`` in the row's
         slots at its position, zeros elsewhere."""
         if values.ndim != 2 or values.shape[1] != self.width or values.shape[0] != len(positions):
-            raise ValueError(f"values of shape {values.shape} do not match {self.width} columns "
-                             f"and {len(positions)} positions")
+            raise ValueError(
+                f"values of shape {values.shape} do not match {self.width} columns and {len(positions)} positions"
+            )
         shifted = values.astype(object) - np.array(self.minimums, dtype=object)
         limits = [1 << b for b in self.value_bits]
         out = []
@@ -140,8 +147,10 @@ class RowLayout:
             packed, shift = 0, 0
             for k, (value, limit, bits) in enumerate(zip(row, limits, self.slot_bits, strict=True)):
                 if not 0 <= value < limit:
-                    raise ValueError(f"column {self.columns[k]}: value {value + self.minimums[k]} does not fit "
-                                     f"its {self.value_bits[k]}-bit slot (declared bounds?)")
+                    raise ValueError(
+                        f"column {self.columns[k]}: value {value + self.minimums[k]} does not fit "
+                        f"its {self.value_bits[k]}-bit slot (declared bounds?)"
+                    )
                 packed |= value << shift
                 shift += bits
             out.append(packed << (position * self.row_bits))
@@ -168,8 +177,11 @@ class RowLayout:
         offsets = [sum(self.slot_bits[:k]) for k in range(self.width)]
         flat = out.reshape(len(packed), self.rows_per_plaintext * self.width)
         # a slot's value mod 2^64: its low min(slot_bits, 64) bits
-        cuts = [(p * self.row_bits + o, (1 << min(b, 64)) - 1)
-                for p in range(self.rows_per_plaintext) for o, b in zip(offsets, self.slot_bits, strict=True)]
+        cuts = [
+            (p * self.row_bits + o, (1 << min(b, 64)) - 1)
+            for p in range(self.rows_per_plaintext)
+            for o, b in zip(offsets, self.slot_bits, strict=True)
+        ]
         for i, value in enumerate(packed):
             flat[i] = [(value >> s) & m for s, m in cuts]
         return out
@@ -179,15 +191,21 @@ class RowLayout:
 
 
 # ----------------------------------------------------------------------------- requester side
-def _encrypt_masks(public_key: PaillierPublicKey, masks: Sequence[int], obfuscators: Sequence[object] | None) -> list[int]:
+def _encrypt_masks(
+    public_key: PaillierPublicKey, masks: Sequence[int], obfuscators: Sequence[object] | None
+) -> list[int]:
     nsq = public_key.nsquare
     if obfuscators is None:
         return [public_key.encrypt(m).value for m in masks]
     return [public_key.encode(m) * rho % nsq for m, rho in zip(masks, obfuscators, strict=True)]
 
 
-def mask_rows(public_key: PaillierPublicKey, layout: RowLayout, selected: Sequence[PaillierCiphertext | None],
-              obfuscators: Sequence[object] | None = None) -> tuple[list[PaillierCiphertext], np.ndarray]:
+def mask_rows(
+    public_key: PaillierPublicKey,
+    layout: RowLayout,
+    selected: Sequence[PaillierCiphertext | None],
+    obfuscators: Sequence[object] | None = None,
+) -> tuple[list[PaillierCiphertext], np.ndarray]:
     """P3 requester: one masked ciphertext per row (``None``: absent or padding, nothing selected).
 
     Returns the ciphertexts for the owner and our shares (rows x width, uint64), summed over every
@@ -196,7 +214,10 @@ def mask_rows(public_key: PaillierPublicKey, layout: RowLayout, selected: Sequen
     masks = layout.random_masks(len(selected))
     encrypted = _encrypt_masks(public_key, masks, obfuscators)
     nsq = public_key.nsquare
-    out = [PaillierCiphertext(public_key, m if c is None else c.value * m % nsq) for c, m in zip(selected, encrypted, strict=True)]
+    out = [
+        PaillierCiphertext(public_key, m if c is None else c.value * m % nsq)
+        for c, m in zip(selected, encrypted, strict=True)
+    ]
     mine = (np.uint64(0) - layout.slots(masks).sum(axis=1, dtype=np.uint64)).astype(np.uint64)
     _absent_minimums(layout, mine, np.array([c is None for c in selected], dtype=bool))
     return out, mine
@@ -213,9 +234,9 @@ def _absent_minimums(layout: RowLayout, mine: np.ndarray, absent: np.ndarray) ->
 class Groups:
     """P1 packing: row ``i`` sits at position ``positions[i]`` of ciphertext ``groups[i]``."""
 
-    groups: np.ndarray     # int64 per row
+    groups: np.ndarray  # int64 per row
     positions: np.ndarray  # int64 per row
-    count: int             # number of ciphertexts
+    count: int  # number of ciphertexts
 
 
 def plan_groups(fixed: np.ndarray, rows_per_plaintext: int) -> Groups:
@@ -248,8 +269,13 @@ def plan_groups(fixed: np.ndarray, rows_per_plaintext: int) -> Groups:
     return Groups(groups, positions, count)
 
 
-def mask_groups(public_key: PaillierPublicKey, layout: RowLayout, selected: Sequence[PaillierCiphertext | None],
-                plan: Groups, obfuscators: Sequence[object] | None = None) -> tuple[list[PaillierCiphertext], np.ndarray]:
+def mask_groups(
+    public_key: PaillierPublicKey,
+    layout: RowLayout,
+    selected: Sequence[PaillierCiphertext | None],
+    plan: Groups,
+    obfuscators: Sequence[object] | None = None,
+) -> tuple[list[PaillierCiphertext], np.ndarray]:
     """P1 requester: multiply each group's selected ciphertexts with one encrypted mask over all
     slots. Returns ``plan.count`` ciphertexts and our shares (rows x width, uint64)."""
     nsq = public_key.nsquare
@@ -265,8 +291,9 @@ def mask_groups(public_key: PaillierPublicKey, layout: RowLayout, selected: Sequ
 
 
 # ----------------------------------------------------------------------------- owner side
-def unmask(layout: RowLayout, plaintexts: Sequence[int], groups: np.ndarray | None = None,
-           positions: np.ndarray | None = None) -> np.ndarray:
+def unmask(
+    layout: RowLayout, plaintexts: Sequence[int], groups: np.ndarray | None = None, positions: np.ndarray | None = None
+) -> np.ndarray:
     """Owner: shares (rows x width, uint64) from the decrypted masked plaintexts: P3 (no groups)
     sums each plaintext over its positions, P1 picks row ``i`` at ``(groups[i], positions[i])``."""
     slots = layout.slots(plaintexts)
@@ -323,7 +350,7 @@ class BucketIndex:
 
     tags: list[bytes]
     bucket_bits: int
-    order: np.ndarray   # row indexes sorted by bucket
+    order: np.ndarray  # row indexes sorted by bucket
     starts: np.ndarray  # bucket b holds order[starts[b]:starts[b + 1]]
 
     @classmethod

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 Path = Literal["P1", "P3"]
-SECONDS_PER_DECRYPTION = 5.2e-3    # owner: one 2048-bit CRT decryption
-SECONDS_PER_MASK = 0.7e-3          # requester: one short-exponent mask encryption (w = 10)
-SECONDS_PER_FETCHED_ROW = 10e-6    # tag + 512-byte ciphertext over TLS, matched by tag
+SECONDS_PER_DECRYPTION = 5.2e-3  # owner: one 2048-bit CRT decryption
+SECONDS_PER_MASK = 0.7e-3  # requester: one short-exponent mask encryption (w = 10)
+SECONDS_PER_FETCHED_ROW = 10e-6  # tag + 512-byte ciphertext over TLS, matched by tag
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,18 @@ def _decryption_cost(key_bits: int) -> float:
     return float(SECONDS_PER_DECRYPTION * scale**2.6 + SECONDS_PER_MASK * scale**2)
 
 
-def plan_lookup(owner: str, dataset: str, rows: int, distinct: int, table_rows: int, bucket_bits: int,
-                rows_per_plaintext: int, batch_allowed: bool, key_bits: int = 2048,
-                force: Path | None = None) -> LookupPlan:
+def plan_lookup(
+    owner: str,
+    dataset: str,
+    rows: int,
+    distinct: int,
+    table_rows: int,
+    bucket_bits: int,
+    rows_per_plaintext: int,
+    batch_allowed: bool,
+    key_bits: int = 2048,
+    force: Path | None = None,
+) -> LookupPlan:
     """Choose P3 or P1 for ``rows`` requester rows (``distinct`` distinct real ids) against a table
     of ``table_rows`` rows."""
     per_ciphertext = _decryption_cost(key_bits)
@@ -61,7 +70,11 @@ def plan_lookup(owner: str, dataset: str, rows: int, distinct: int, table_rows: 
             raise PermissionError(f"{owner} allows no batch lookups (P1) of {dataset!r}")
         return LookupPlan(owner, dataset, force, rows, p3, p1 if batch_allowed else None, f"forced; {estimates}")
     if not batch_allowed:
-        return LookupPlan(owner, dataset, "P3", rows, p3, None, f"the owner allows no batch lookups; estimated P3 {p3:.2f} s")
+        return LookupPlan(
+            owner, dataset, "P3", rows, p3, None, f"the owner allows no batch lookups; estimated P3 {p3:.2f} s"
+        )
     if p1 < p3:
-        return LookupPlan(owner, dataset, "P1", rows, p3, p1, f"whole table, {rows_per_plaintext} rows per decryption; {estimates}")
+        return LookupPlan(
+            owner, dataset, "P1", rows, p3, p1, f"whole table, {rows_per_plaintext} rows per decryption; {estimates}"
+        )
     return LookupPlan(owner, dataset, "P3", rows, p3, p1, f"bucketed lookup; {estimates}")

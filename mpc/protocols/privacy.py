@@ -33,10 +33,10 @@ dp.enable_features("contrib")
 class Measurement:
     """One released vector (a cell kind over every group) and its mechanism."""
 
-    cell: str          # "count" or "sum(side.column)"
-    sensitivity: int   # L1, over the vector of groups
-    epsilon: float     # this measurement's share of the query's ε
-    scale: float       # discrete Laplace scale OpenDP calibrated for it
+    cell: str  # "count" or "sum(side.column)"
+    sensitivity: int  # L1, over the vector of groups
+    epsilon: float  # this measurement's share of the query's ε
+    scale: float  # discrete Laplace scale OpenDP calibrated for it
 
     def mechanism(self, groups: int) -> Any:
         space = dp.vector_domain(dp.atom_domain(T="i64"), size=groups), dp.l1_distance(T="i64")

@@ -60,11 +60,20 @@ MAX_MEMBERS = 64
 SLOT_CLASSES = (4, 8, 16, 32, MAX_MEMBERS)  # households are padded to one of these sizes (at most the owners' cap)
 
 COMPARISON_GATES: dict[str, Callable[[ArithmeticShare, ArithmeticShare | int], BooleanShare]] = {
-    "<": _boolean.lt, "<=": _boolean.le, ">": _boolean.gt, ">=": _boolean.ge, "==": _boolean.eq, "!=": _boolean.ne,
+    "<": _boolean.lt,
+    "<=": _boolean.le,
+    ">": _boolean.gt,
+    ">=": _boolean.ge,
+    "==": _boolean.eq,
+    "!=": _boolean.ne,
 }
 _COMPARE: dict[str, Callable[[int, int], bool]] = {
-    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
 }
 
 
@@ -175,7 +184,9 @@ class Rule(BaseModel):
         column_owners = [c.owner for c in self.clauses.values() if not c.is_predicate and c.owner != requester]
         if self.co_party is not None:
             if self.co_party == requester or self.co_party not in column_owners:
-                raise RuleError(f"co_party {self.co_party!r} must own a column clause of the rule and not be the requester")
+                raise RuleError(
+                    f"co_party {self.co_party!r} must own a column clause of the rule and not be the requester"
+                )
             return self.co_party
         if not column_owners:
             raise RuleError("the rule reads only the requester's data: there is nobody to compute with")
@@ -264,8 +275,9 @@ def evaluate_tree(tree: exp.Expr, bits: Mapping[str, bool]) -> bool:
     return formula.evaluate(tree, lambda leaf: bits[leaf.name], formula.PLAIN)
 
 
-def evaluate_plain(rule: Rule, applications: Sequence[Application], values: OwnerValues,
-                   predicates: Predicates) -> list[tuple[bool, dict[str, bool]]]:
+def evaluate_plain(
+    rule: Rule, applications: Sequence[Application], values: OwnerValues, predicates: Predicates
+) -> list[tuple[bool, dict[str, bool]]]:
     """The reference answer: (eligible, clause bits) per application."""
     tree = rule.tree()
     out = []
@@ -302,11 +314,19 @@ def _first_slot(party: Party, share: np.ndarray) -> ArithmeticShare:
     return ArithmeticShare(party, np.ascontiguousarray(share[:, 0]))
 
 
-def rule_program(party: Party, rule: Rule, tables: Mapping[TableKey, ShareTable], applications: int, slots: int,
-                 requester: int, members: Sequence[int] | None = None,
-                 predicate_bits: Mapping[str, Sequence[int]] | None = None, reveal: Sequence[str] = (),
-                 revealed: dict[str, np.ndarray] | None = None,
-                 presence: Mapping[TableKey, np.ndarray] | None = None) -> np.ndarray | None:
+def rule_program(
+    party: Party,
+    rule: Rule,
+    tables: Mapping[TableKey, ShareTable],
+    applications: int,
+    slots: int,
+    requester: int,
+    members: Sequence[int] | None = None,
+    predicate_bits: Mapping[str, Sequence[int]] | None = None,
+    reveal: Sequence[str] = (),
+    revealed: dict[str, np.ndarray] | None = None,
+    presence: Mapping[TableKey, np.ndarray] | None = None,
+) -> np.ndarray | None:
     """Evaluate ``rule`` on shares between the requester and the co-party; reveal the final bit per
     application to the requester only.
 
@@ -378,7 +398,9 @@ def rule_reservation(rule: Rule, applications: int) -> Reservation:
         total += words if clause.absent == "false" else 0
     connectives = sum(1 for _ in rule.tree().find_all(exp.And, exp.Or))
     if _per_member(rule):  # the household size's range check, and its AND into each per-member clause
-        total += _boolean.comparison_triple_words(">=", applications) + _boolean.comparison_triple_words("<=", applications)
+        total += _boolean.comparison_triple_words(">=", applications) + _boolean.comparison_triple_words(
+            "<=", applications
+        )
         total += words * (1 + sum(1 for c in rule.clauses.values() if c.per_member))
     return Reservation.covering(bit_triple_words=total + connectives * words)
 
@@ -403,8 +425,9 @@ def padded_slots(largest: int, cap: int) -> int:
 def household_tables(rule: Rule) -> set[TableKey]:
     """Tables read by a household-sum clause: looked up for every member slot. Tables that only
     applicant clauses read are looked up for the applicant alone (one row per application)."""
-    return {(c.owner, str(c.dataset)) for c in rule.clauses.values()
-            if not c.is_predicate and c.scope == "household-sum"}
+    return {
+        (c.owner, str(c.dataset)) for c in rule.clauses.values() if not c.is_predicate and c.scope == "household-sum"
+    }
 
 
 def table_rows(rule: Rule, key: TableKey, applications: int, slots: int) -> int:

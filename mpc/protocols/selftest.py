@@ -28,7 +28,9 @@ def compare_reservation(n: int) -> Reservation:
     return Reservation.covering(bit_triple_words=ltz_triple_words(n))
 
 
-def compare_program(party: Party, n: int, seed: int, initiator: int, values: np.ndarray | None = None) -> np.ndarray | None:
+def compare_program(
+    party: Party, n: int, seed: int, initiator: int, values: np.ndarray | None = None
+) -> np.ndarray | None:
     """``x < y`` for the initiator's ``x`` and the co-party's ``public_values(seed, n)``."""
     if not 0 <= n <= MAX_SELFTEST_VALUES:
         raise ValueError(f"selftest size {n} outside [0, {MAX_SELFTEST_VALUES}]")

@@ -45,21 +45,26 @@ class SqlRefused(ValueError):
 @dataclass(frozen=True)
 class ParsedQuery:
     initiator: str  # party of the FROM table ("" when unqualified)
-    peer: str       # party of the JOIN table
+    peer: str  # party of the JOIN table
     id_column: str
     request: AggregateRequest
 
 
 _REFUSED_NODES: dict[type[exp.Expr], str] = {
-    exp.Subquery: "subqueries are not allowed", exp.Order: "ORDER BY is not allowed (cells come in group order)",
-    exp.Limit: "LIMIT is not allowed", exp.Having: "HAVING is not allowed", exp.Distinct: "DISTINCT is not allowed",
-    exp.Window: "window functions are not allowed", exp.Union: "set operations are not allowed",
+    exp.Subquery: "subqueries are not allowed",
+    exp.Order: "ORDER BY is not allowed (cells come in group order)",
+    exp.Limit: "LIMIT is not allowed",
+    exp.Having: "HAVING is not allowed",
+    exp.Distinct: "DISTINCT is not allowed",
+    exp.Window: "window functions are not allowed",
+    exp.Union: "set operations are not allowed",
     exp.Star: "SELECT * would output rows: select group keys and aggregates only",
 }
 
 
-def parse_query(sql: str, reveal_to: Side | Literal["gateway"] = "initiator", epsilon: float | None = None,
-                gateway: str = "") -> ParsedQuery:
+def parse_query(
+    sql: str, reveal_to: Side | Literal["gateway"] = "initiator", epsilon: float | None = None, gateway: str = ""
+) -> ParsedQuery:
     """The request of a restricted aggregate query, or :class:`SqlRefused` naming the fragment.
     A query over one table (no JOIN) is released noised to a gateway only."""
     try:
@@ -87,11 +92,15 @@ def parse_query(sql: str, reveal_to: Side | Literal["gateway"] = "initiator", ep
             raise SqlRefused("qualify every column with its table or alias", column.sql())
         side = sides.get(column.table)
         if side is None:
-            reason = "ambiguous table name (give the tables aliases)" if column.table in named else "unknown table or alias"
+            reason = (
+                "ambiguous table name (give the tables aliases)" if column.table in named else "unknown table or alias"
+            )
             raise SqlRefused(f"{reason} {column.table!r}", column.sql())
         return ColumnRef(side=side, column=column.name)  # type: ignore[arg-type]
 
-    keys = [ref(_column(k, "GROUP BY takes plain columns")) for k in (select.args.get("group") or exp.Group()).expressions]
+    keys = [
+        ref(_column(k, "GROUP BY takes plain columns")) for k in (select.args.get("group") or exp.Group()).expressions
+    ]
     aggregates: list[Aggregate] = []
     for item in select.expressions:
         node = item.this if isinstance(item, exp.Alias) else item
@@ -117,11 +126,20 @@ def parse_query(sql: str, reveal_to: Side | Literal["gateway"] = "initiator", ep
             column.set("table", exp.to_identifier(ref(column).side))
             column.set("db", None)
     try:
-        request = AggregateRequest(initiator_dataset=tables[0][1], peer_dataset=tables[1][1] if len(tables) > 1 else "",
-                                   where=where.this.sql() if where is not None else "", group_by=tuple(keys),
-                                   aggregates=tuple(aggregates), reveal_to=reveal_to, epsilon=epsilon, gateway=gateway)
+        request = AggregateRequest(
+            initiator_dataset=tables[0][1],
+            peer_dataset=tables[1][1] if len(tables) > 1 else "",
+            where=where.this.sql() if where is not None else "",
+            group_by=tuple(keys),
+            aggregates=tuple(aggregates),
+            reveal_to=reveal_to,
+            epsilon=epsilon,
+            gateway=gateway,
+        )
     except ValidationError as exc:
-        raise SqlRefused("the query cannot run", "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+        raise SqlRefused(
+            "the query cannot run", "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        ) from None
     if len(tables) == 1:
         return ParsedQuery(tables[0][0], "", "", request)
     return ParsedQuery(tables[0][0], tables[1][0], _using(select), request)

@@ -66,7 +66,9 @@ class Channel(ABC):
 class InProcessChannel(Channel):
     """One end of a queue pair; both ends live in one process (tests, demo, benchmarks)."""
 
-    def __init__(self, outbox: queue.Queue[tuple[str, np.ndarray]], inbox: queue.Queue[tuple[str, np.ndarray]], peer: str) -> None:
+    def __init__(
+        self, outbox: queue.Queue[tuple[str, np.ndarray]], inbox: queue.Queue[tuple[str, np.ndarray]], peer: str
+    ) -> None:
         self._outbox, self._inbox, self.peer = outbox, inbox, peer
         self.bytes_sent = 0
         self.messages_sent = 0

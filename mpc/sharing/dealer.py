@@ -54,12 +54,18 @@ class Reservation:
     def covering(cls, bit_triple_words: int = 0, beaver_triples: int = 0, dabits: int = 0) -> Reservation:
         """The reservation for these needs, capped at :data:`MAX_RESERVED` per kind (what does
         not fit is dealt request by request)."""
-        return cls(min(bit_triple_words, MAX_RESERVED), min(beaver_triples, MAX_RESERVED),
-                   min(_words(dabits) * 64, MAX_RESERVED))
+        return cls(
+            min(bit_triple_words, MAX_RESERVED),
+            min(beaver_triples, MAX_RESERVED),
+            min(_words(dabits) * 64, MAX_RESERVED),
+        )
 
     def __add__(self, other: Reservation) -> Reservation:
-        return Reservation.covering(self.bit_triple_words + other.bit_triple_words,
-                                    self.beaver_triples + other.beaver_triples, self.dabits + other.dabits)
+        return Reservation.covering(
+            self.bit_triple_words + other.bit_triple_words,
+            self.beaver_triples + other.beaver_triples,
+            self.dabits + other.dabits,
+        )
 
     def sizes(self) -> dict[str, int]:
         return {BIT_TRIPLE: self.bit_triple_words, BEAVER_TRIPLE: self.beaver_triples, DABIT: self.dabits}
@@ -110,8 +116,13 @@ def _slice(kind: str, block: tuple[np.ndarray, ...], offset: int, size: int) -> 
 class Correlations:
     """One party's supply of correlated randomness for one session."""
 
-    def __init__(self, party: int, seed: bytes, corrections: CorrectionSource | None = None,
-                 reservation: Reservation | None = None) -> None:
+    def __init__(
+        self,
+        party: int,
+        seed: bytes,
+        corrections: CorrectionSource | None = None,
+        reservation: Reservation | None = None,
+    ) -> None:
         if party not in (0, 1):
             raise ValueError("party index must be 0 or 1")
         if party == 1 and corrections is None:
@@ -178,8 +189,11 @@ class TrustedDealer:
 
     def reserved_corrections(self, reservation: Reservation) -> dict[str, np.ndarray]:
         """Party 1's corrections for the reserved blocks (what the session's seed comes with)."""
-        return {kind: self.correction(kind, RESERVED_STREAM[kind], size)
-                for kind, size in reservation.sizes().items() if size}
+        return {
+            kind: self.correction(kind, RESERVED_STREAM[kind], size)
+            for kind, size in reservation.sizes().items()
+            if size
+        }
 
     def correction(self, kind: str, stream: int, size: int) -> np.ndarray:
         if size < 0 or size > 1 << 32:

@@ -113,9 +113,7 @@ def carry_gate_inputs(g: np.ndarray, p: np.ndarray, lowest_needs_p: bool) -> tup
 
 
 @njit(cache=True, nogil=True)
-def carry_merge(
-    g: np.ndarray, p: np.ndarray, z: np.ndarray, lowest_needs_p: bool
-) -> tuple[np.ndarray, np.ndarray]:
+def carry_merge(g: np.ndarray, p: np.ndarray, z: np.ndarray, lowest_needs_p: bool) -> tuple[np.ndarray, np.ndarray]:
     """One level of the carry tree: combine gate outputs ``z`` into the next level's (G, P) rows."""
     rows, words = g.shape
     pairs = rows // 2
@@ -152,9 +150,7 @@ def and_tree_inputs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True, nogil=True)
-def bit_triple_correction(
-    u0: np.ndarray, v0: np.ndarray, w0: np.ndarray, u1: np.ndarray, v1: np.ndarray
-) -> np.ndarray:
+def bit_triple_correction(u0: np.ndarray, v0: np.ndarray, w0: np.ndarray, u1: np.ndarray, v1: np.ndarray) -> np.ndarray:
     """Dealer: party 1's correction ``w1 = ((u0 ^ u1) & (v0 ^ v1)) ^ w0`` for bit triples."""
     n = u0.shape[0]
     w1 = np.empty(n, dtype=np.uint64)
@@ -164,9 +160,7 @@ def bit_triple_correction(
 
 
 @njit(cache=True, nogil=True)
-def beaver_correction(
-    a0: np.ndarray, b0: np.ndarray, c0: np.ndarray, a1: np.ndarray, b1: np.ndarray
-) -> np.ndarray:
+def beaver_correction(a0: np.ndarray, b0: np.ndarray, c0: np.ndarray, a1: np.ndarray, b1: np.ndarray) -> np.ndarray:
     """Dealer: party 1's correction ``c1 = (a0 + a1)(b0 + b1) - c0 mod 2^64``."""
     n = a0.shape[0]
     c1 = np.empty(n, dtype=np.uint64)

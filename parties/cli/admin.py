@@ -38,16 +38,22 @@ def pki_init(directory: Path = PKI_DIR, common_name: str = typer.Option("mpc dep
 
 
 @pki_app.command("issue")
-def pki_issue(name: str, directory: Path = PKI_DIR, days: int = typer.Option(365, help="validity in days"),
-              host: list[str] = typer.Option([], "--host", help="extra DNS name or IP for the certificate")) -> None:
+def pki_issue(
+    name: str,
+    directory: Path = PKI_DIR,
+    days: int = typer.Option(365, help="validity in days"),
+    host: list[str] = typer.Option([], "--host", help="extra DNS name or IP for the certificate"),
+) -> None:
     """Issue NAME's certificate (its identity is the subject CN=NAME)."""
     try:
         issued = Pki(directory).issue(name, hosts=("127.0.0.1", "localhost", *host), valid_days=days)
     except (PkiError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    console.print(f"issued {name}: {issued.cert_path} (key {issued.key_path}), sha256 {issued.fingerprint_sha256[:16]}…, "
-                  f"valid until {issued.not_after:%Y-%m-%d}")
+    console.print(
+        f"issued {name}: {issued.cert_path} (key {issued.key_path}), sha256 {issued.fingerprint_sha256[:16]}…, "
+        f"valid until {issued.not_after:%Y-%m-%d}"
+    )
 
 
 @pki_app.command("revoke")
@@ -84,16 +90,21 @@ def _witnessed_heads(config: Path) -> list[AuditHead]:
         raise typer.BadParameter(f"{config} names no coordinator")
     with secure_channel(settings.party.coordinator, settings.tls) as channel:
         reply = coordinator_pb2_grpc.CoordinatorStub(channel).GetWitnessedHeads(
-            coordinator_pb2.WitnessQuery(party=settings.party.name), timeout=10)
+            coordinator_pb2.WitnessQuery(party=settings.party.name), timeout=10
+        )
     return [AuditHead(seq=h.seq, hash=h.hash, time=h.time, signature=h.signature) for h in reply.heads]
 
 
 @audit_app.command("verify")
 def audit_verify(
-    config: Path | None = typer.Option(None, "--config", "-c", help="a daemon's configuration: its state dir holds log and key"),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="a daemon's configuration: its state dir holds log and key"
+    ),
     log: Path | None = typer.Option(None, "--log", help="audit log file (instead of --config)"),
     key: Path | None = typer.Option(None, "--key", help="Ed25519 signing key or public key PEM (with --log)"),
-    against_coordinator: bool = typer.Option(False, "--against-coordinator", help="also check the heads the coordinator witnessed"),
+    against_coordinator: bool = typer.Option(
+        False, "--against-coordinator", help="also check the heads the coordinator witnessed"
+    ),
 ) -> None:
     """Report every edited, removed, inserted or reordered entry; exit 1 if any."""
     if config is not None:
@@ -115,9 +126,11 @@ def audit_verify(
     report = verify_log(log, _public_key(key), witnessed)
     if report.ok:
         head = report.head
-        console.print(f"[green]OK[/]: {report.entries} entries, chain and signatures verify"
-                      + (f", head seq {head.seq}" if head else "")
-                      + (f", consistent with {len(witnessed)} witnessed heads" if against_coordinator else ""))
+        console.print(
+            f"[green]OK[/]: {report.entries} entries, chain and signatures verify"
+            + (f", head seq {head.seq}" if head else "")
+            + (f", consistent with {len(witnessed)} witnessed heads" if against_coordinator else "")
+        )
         return
     table = Table(title=f"{log}: {len(report.problems)} problems")
     for column in ("line", "seq", "kind", "message"):
@@ -137,8 +150,9 @@ if __name__ == "__main__":
 
 
 # ---------------------------------------------------------------------------- approved rules
-rules_app = typer.Typer(help="The rules this owner lets requesters run on its data (by fingerprint).",
-                        no_args_is_help=True)
+rules_app = typer.Typer(
+    help="The rules this owner lets requesters run on its data (by fingerprint).", no_args_is_help=True
+)
 app.add_typer(rules_app, name="rules")
 CONFIG = typer.Option(..., "--config", "-c", help="this owner's daemon configuration (its state directory)")
 
@@ -156,11 +170,13 @@ def _approvals(config: Path) -> RuleApprovals:
 
 
 @rules_app.command("approve")
-def rules_approve(rules_file: Path = typer.Argument(..., help="rules file (TOML)"),
-                  rule: str = typer.Argument(..., help="the rule's name in that file"),
-                  peer: str = typer.Option(..., help="the requester that may run it"),
-                  purpose: list[str] = typer.Option(..., "--purpose", help="purpose code(s) it may run for"),
-                  config: Path = CONFIG) -> None:
+def rules_approve(
+    rules_file: Path = typer.Argument(..., help="rules file (TOML)"),
+    rule: str = typer.Argument(..., help="the rule's name in that file"),
+    peer: str = typer.Option(..., help="the requester that may run it"),
+    purpose: list[str] = typer.Option(..., "--purpose", help="purpose code(s) it may run for"),
+    config: Path = CONFIG,
+) -> None:
     """Approve RULE exactly as written in RULES_FILE (clauses, thresholds, flags) for PEER and the
     purposes: the daemon then runs it for that requester; a changed threshold needs a new approval."""
     try:
@@ -169,8 +185,10 @@ def rules_approve(rules_file: Path = typer.Argument(..., help="rules file (TOML)
     except (RuleError, ApprovalError, OSError) as exc:
         typer.echo(f"error: {str(exc).splitlines()[0] if isinstance(exc, OSError) else exc}", err=True)
         raise typer.Exit(1) from None
-    console.print(f"approved rule {rule} (fingerprint {approval.fingerprint[:16]}…) for {peer}, "
-                  f"purposes {', '.join(approval.purposes)}")
+    console.print(
+        f"approved rule {rule} (fingerprint {approval.fingerprint[:16]}…) for {peer}, "
+        f"purposes {', '.join(approval.purposes)}"
+    )
 
 
 @rules_app.command("withdraw")
@@ -194,7 +212,10 @@ def rules_list(config: Path = CONFIG) -> None:
     for column in ("rule", "requester", "purposes", "fingerprint", "clauses", "approved"):
         table.add_column(column)
     for a in entries:
-        clauses = "; ".join(f"{n}: {c.predicate or f'{c.dataset}.{c.column} {c.compare} {c.value}'}"
-                            f"{' x members' if c.per_member else ''}" for n, c in a.body.clauses.items())
+        clauses = "; ".join(
+            f"{n}: {c.predicate or f'{c.dataset}.{c.column} {c.compare} {c.value}'}"
+            f"{' x members' if c.per_member else ''}"
+            for n, c in a.body.clauses.items()
+        )
         table.add_row(a.rule, a.peer, ", ".join(a.purposes), a.fingerprint[:16], clauses, a.approved_at)
     console.print(table)

@@ -20,8 +20,10 @@ def main() -> None:
 
 
 @app.command()
-def serve(config: Path = typer.Option(..., "--config", "-c", help="coordinator configuration (TOML)"),
-          log_level: str = typer.Option("INFO")) -> None:
+def serve(
+    config: Path = typer.Option(..., "--config", "-c", help="coordinator configuration (TOML)"),
+    log_level: str = typer.Option("INFO"),
+) -> None:
     """Bind with mutual TLS and serve until SIGTERM/SIGINT."""
     logs.configure(log_level)
     try:

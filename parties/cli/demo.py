@@ -46,7 +46,13 @@ TAX_TABLE = [  # resident id, annual income (CNY), registered properties
     ("110101196911110016", 29_999, 2),
     ("110101199912319998", 30_000, 0),
 ]
-APPLICANTS = ["110101199003077777", "11010119770101003X", "110101200012240021", "110101199912319998", "440301199001010000"]
+APPLICANTS = [
+    "110101199003077777",
+    "11010119770101003X",
+    "110101200012240021",
+    "110101199912319998",
+    "440301199001010000",
+]
 INCOME_LIMIT = 30_000
 
 
@@ -164,9 +170,11 @@ def deployment(
     started = time.perf_counter()
     tables = generate(residents)
     specs = party_specs(tables, state / "data")
-    console.print(f"synthetic city: {residents:,} residents in {len(specs)} agencies' tables "
-                  f"({time.perf_counter() - started:.1f} s): "
-                  + ", ".join(f"{name} {len(rows):,} rows" for name, rows in tables.tables().items()))
+    console.print(
+        f"synthetic city: {residents:,} residents in {len(specs)} agencies' tables "
+        f"({time.perf_counter() - started:.1f} s): "
+        + ", ".join(f"{name} {len(rows):,} rows" for name, rows in tables.tables().items())
+    )
     cluster = LocalCluster(state, specs, gateway=True)
     try:
         with console.status("starting the coordinator, four agency daemons (fresh CA, mutual TLS) and the gateway…"):
@@ -177,7 +185,9 @@ def deployment(
             directory.add_column(column)
         for name, member in cluster.members.items():
             log_text = (state / "state" / name / "audit.log").read_text() if name != COORDINATOR else ""
-            start_line: dict[str, object] = next((json.loads(line) for line in log_text.splitlines() if '"daemon:start"' in line), {})
+            start_line: dict[str, object] = next(
+                (json.loads(line) for line in log_text.splitlines() if '"daemon:start"' in line), {}
+            )
             detail = str(start_line.get("detail", ""))
             datasets = detail.split("datasets=")[-1].split(" invalid_ids=")[0] if "datasets=" in detail else "—"
             invalid = detail.split("invalid_ids=")[-1] if "invalid_ids=" in detail else "—"
@@ -185,8 +195,18 @@ def deployment(
         console.print(directory)
 
         results = Table(title="ECDH-PSI cardinality: how many residents two agencies have in common")
-        for column in ("requester", "owner.dataset", "requester ids", "owner rows", "in common", "plaintext check", "seconds"):
-            results.add_column(column, justify="right" if column in ("requester ids", "owner rows", "in common", "seconds") else "left")
+        for column in (
+            "requester",
+            "owner.dataset",
+            "requester ids",
+            "owner rows",
+            "in common",
+            "plaintext check",
+            "seconds",
+        ):
+            results.add_column(
+                column, justify="right" if column in ("requester ids", "owner rows", "in common", "seconds") else "left"
+            )
         learned = Table(title="what each side learned")
         for column in ("operation", "requester learned", "owner learned (from its audit log)", "coordinator learned"):
             learned.add_column(column)
@@ -196,16 +216,28 @@ def deployment(
             ("housing", "public-security", "residents", "housing", "public_security"),
         ):
             ids = _normalised(getattr(tables, mine))
-            with Client.from_config(cluster.config(requester), purpose="statistics", case=f"DEMO-{requester}") as client:
+            with Client.from_config(
+                cluster.config(requester), purpose="statistics", case=f"DEMO-{requester}"
+            ) as client:
                 result = client.psi_cardinality(owner, dataset, ids)
             expected = len(set(ids) & truth[theirs])
-            results.add_row(requester, f"{owner}.{dataset}", f"{result.requester_count:,}", f"{result.owner_count:,}",
-                            f"{result.intersection:,}", "[green]matches[/]" if result.intersection == expected else f"[red]expected {expected}[/]",
-                            f"{result.seconds:.1f}")
+            results.add_row(
+                requester,
+                f"{owner}.{dataset}",
+                f"{result.requester_count:,}",
+                f"{result.owner_count:,}",
+                f"{result.intersection:,}",
+                "[green]matches[/]" if result.intersection == expected else f"[red]expected {expected}[/]",
+                f"{result.seconds:.1f}",
+            )
             entry = _last_audit_entry(state / "state" / owner / "audit.log", "PsiRound")
-            learned.add_row(f"{requester} → {owner}", f"the intersection size and that {owner} has {result.owner_count:,} rows",
-                            f"that {entry.get('peer')} sent {entry.get('rows', 0):,} ids for purpose {entry.get('purpose')!r}, case {entry.get('case')!r}",
-                            "nothing (not involved)")
+            learned.add_row(
+                f"{requester} → {owner}",
+                f"the intersection size and that {owner} has {result.owner_count:,} rows",
+                f"that {entry.get('peer')} sent {entry.get('rows', 0):,} ids for purpose "
+                f"{entry.get('purpose')!r}, case {entry.get('case')!r}",
+                "nothing (not involved)",
+            )
         console.print(results)
 
         _eligibility_step(cluster, tables, state, applications)
@@ -219,13 +251,21 @@ def deployment(
             bits, summary = client.selftest_compare("tax", values, seed=11)
             seconds = time.perf_counter() - started
         correct = bool(np.array_equal(bits, (values < public_values(11, comparisons)).astype(np.uint8)))
-        learned.add_row("housing ⇄ tax: secret-shared x < y", f"{comparisons:,} comparison bits",
-                        str(summary.get("learned", "")), "nothing but the session (it dealt correlated randomness)")
+        learned.add_row(
+            "housing ⇄ tax: secret-shared x < y",
+            f"{comparisons:,} comparison bits",
+            str(summary.get("learned", "")),
+            "nothing but the session (it dealt correlated randomness)",
+        )
         console.print(learned)
-        console.print(f"secret-shared comparisons between two processes over mutual TLS, the coordinator dealing: "
-                      f"{comparisons:,} in {seconds:.2f} s ({comparisons / seconds:,.0f}/s), correct: {correct}")
+        console.print(
+            f"secret-shared comparisons between two processes over mutual TLS, the coordinator dealing: "
+            f"{comparisons:,} in {seconds:.2f} s ({comparisons / seconds:,.0f}/s), correct: {correct}"
+        )
         if keep:
-            console.print(f"[bold]the deployment stays up: portal at {cluster.gateway_url} (token {token}); Ctrl-C stops it[/]")
+            console.print(
+                f"[bold]the deployment stays up: portal at {cluster.gateway_url} (token {token}); Ctrl-C stops it[/]"
+            )
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:
@@ -253,8 +293,10 @@ def _eligibility_step(cluster: object, tables: object, state: Path, count: int) 
     rule = load_rules(Path(__file__).resolve().parents[2] / "rules" / "examples.toml").get("public-rental-housing")
     # each owner approves the rule, thresholds included, for civil-affairs (mpc-admin rules approve)
     owners = cluster.approve_rule(rule, "civil-affairs", ["public-rental-housing"])
-    console.print(f"rule public-rental-housing (fingerprint {rule.fingerprint()[:16]}…) approved for civil-affairs "
-                  f"by {', '.join(owners)}")
+    console.print(
+        f"rule public-rental-housing (fingerprint {rule.fingerprint()[:16]}…) approved for civil-affairs "
+        f"by {', '.join(owners)}"
+    )
     batch = household_applications(tables, count)
     applications_csv = state / "applications.csv"
     with applications_csv.open("w", newline="") as f:
@@ -264,7 +306,9 @@ def _eligibility_step(cluster: object, tables: object, state: Path, count: int) 
             writer.writerows([app.reference, m, "applicant" if m == app.applicant else "member"] for m in app.members)
     started = time.perf_counter()
     bits: list[int] = []
-    with Client.from_config(cluster.config("civil-affairs"), purpose="public-rental-housing", case="DEMO-PRH") as client:
+    with Client.from_config(
+        cluster.config("civil-affairs"), purpose="public-rental-housing", case="DEMO-PRH"
+    ) as client:
         with Progress(console=console, transient=True) as progress:
             progress.add_task("owners encrypt their tables once, then the batch runs…", total=None)
             bits.extend(client.check_eligibility(rule, batch).tolist())
@@ -285,24 +329,37 @@ def _eligibility_step(cluster: object, tables: object, state: Path, count: int) 
     with results_csv.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["application_id", "result"])
-        writer.writerows([app.reference, "eligible" if bit else "not eligible"] for app, bit in zip(batch, bits, strict=True))
+        writer.writerows(
+            [app.reference, "eligible" if bit else "not eligible"] for app, bit in zip(batch, bits, strict=True)
+        )
 
     plain = evaluate_plain(rule, batch, plain_values(tables), {})
     matches = sum(int(e) == b for (e, _), b in zip(plain, bits, strict=True))
-    summary = Table(title=f"public-rental-housing: {len(batch):,} applications (civil-affairs asks tax, housing, public-security)")
+    summary = Table(
+        title=f"public-rental-housing: {len(batch):,} applications (civil-affairs asks tax, housing, public-security)"
+    )
     for column in ("eligible", "not eligible", "seconds", "plaintext check", "point query"):
         summary.add_column(column, justify="right")
-    summary.add_row(f"{sum(bits):,}", f"{len(bits) - sum(bits):,}", f"{seconds:.1f}",
-                    f"[green]{matches:,}/{len(bits):,} match[/]" if matches == len(bits) else f"[red]{matches}/{len(bits)}[/]",
-                    f"{point_ms:.0f} ms ({'eligible' if point else 'not eligible'})")
+    summary.add_row(
+        f"{sum(bits):,}",
+        f"{len(bits) - sum(bits):,}",
+        f"{seconds:.1f}",
+        f"[green]{matches:,}/{len(bits):,} match[/]" if matches == len(bits) else f"[red]{matches}/{len(bits)}[/]",
+        f"{point_ms:.0f} ms ({'eligible' if point else 'not eligible'})",
+    )
     console.print(summary)
-    console.print(f"applications: {applications_csv}; results: {results_csv} "
-                  "(owners learned how many rows, and per row its position class (P1) or bucket (P3); the co-party, tax, only shares)")
+    console.print(
+        f"applications: {applications_csv}; results: {results_csv} "
+        "(owners learned how many rows, and per row its position class (P1) or bucket (P3); the "
+        "co-party, tax, only shares)"
+    )
 
 
-STATISTICS_SQL = ("SELECT h.district, COUNT(*), SUM(i.annual_income), AVG(i.annual_income) "
-                  "FROM households h JOIN tax.income i USING (resident_id) "
-                  "WHERE h.disabled = 1 AND i.annual_income > 30000 GROUP BY h.district")
+STATISTICS_SQL = (
+    "SELECT h.district, COUNT(*), SUM(i.annual_income), AVG(i.annual_income) "
+    "FROM households h JOIN tax.income i USING (resident_id) "
+    "WHERE h.disabled = 1 AND i.annual_income > 30000 GROUP BY h.district"
+)
 
 
 def _statistics_step(cluster: object, tables: object) -> None:
@@ -321,23 +378,39 @@ def _statistics_step(cluster: object, tables: object) -> None:
     with Client.from_config(cluster.config("civil-affairs"), purpose="statistics", case="DEMO-STATS") as client:
         with console.status("joining households with incomes on shares…"):
             result = client.aggregate(query.peer, query.request)
-        schemas = {"initiator": {c: agg.ColumnInfo("category", labels=client.own_dataset("households").labels(c))
-                                 if c == "district" else agg.ColumnInfo("bool") for c in ("district", "disabled")},
-                   "peer": {"annual_income": agg.ColumnInfo("int", -(10**12), 10**12)}}
+        schemas = {
+            "initiator": {
+                c: agg.ColumnInfo("category", labels=client.own_dataset("households").labels(c))
+                if c == "district"
+                else agg.ColumnInfo("bool")
+                for c in ("district", "disabled")
+            },
+            "peer": {"annual_income": agg.ColumnInfo("int", -(10**12), 10**12)},
+        }
     seconds = time.perf_counter() - started
     assert result is not None
-    mine = {i: {"district": str(r["district"]), "disabled": int(str(r["disabled"]))} for i, r in with_ids(tables.civil_affairs)}
+    mine = {
+        i: {"district": str(r["district"]), "disabled": int(str(r["disabled"]))}
+        for i, r in with_ids(tables.civil_affairs)
+    }
     theirs = {i: {"annual_income": int(str(r["annual_income"]))} for i, r in with_ids(tables.tax)}
     plain = agg.evaluate_plain(query.request, schemas, mine, theirs)  # type: ignore[arg-type]
     rows = result.table(query.request)
     withheld = result.withheld if result.withheld is not None else np.zeros(len(result.groups), dtype=bool)
-    correct = all((int(plain[group]["count"] or 0) < query.request.min_cell) if withheld[k] else
-                  (plain[group]["count"] == result.cells["count"][k]
-                   and plain[group]["sum(peer.annual_income)"] == result.cells["sum(peer.annual_income)"][k])
-                  for k, group in enumerate(result.groups))
-    table = Table(title=f"statistics: disabled residents (civil-affairs) with income > 30 000 (tax), by district "
-                        f"— {result.rows:,} rows in the intersection, joined on shares in {seconds:.1f} s, "
-                        + ("[green]matches plaintext[/]" if correct else "[red]differs from plaintext[/]"))
+    correct = all(
+        (int(plain[group]["count"] or 0) < query.request.min_cell)
+        if withheld[k]
+        else (
+            plain[group]["count"] == result.cells["count"][k]
+            and plain[group]["sum(peer.annual_income)"] == result.cells["sum(peer.annual_income)"][k]
+        )
+        for k, group in enumerate(result.groups)
+    )
+    table = Table(
+        title=f"statistics: disabled residents (civil-affairs) with income > 30 000 (tax), by district "
+        f"— {result.rows:,} rows in the intersection, joined on shares in {seconds:.1f} s, "
+        + ("[green]matches plaintext[/]" if correct else "[red]differs from plaintext[/]")
+    )
     for column in ("district", "residents", "total income", "mean income"):
         table.add_column(column, justify="left" if column == "district" else "right")
     for row in rows:
@@ -345,19 +418,27 @@ def _statistics_step(cluster: object, tables: object) -> None:
         if row["withheld"]:
             table.add_row(str(row["initiator.district"]), f"< {query.request.min_cell} (withheld)", "—", "—")
             continue
-        table.add_row(str(row["initiator.district"]), f"{row['count']:,}", f"{row['sum(peer.annual_income)']:,}",
-                      "—" if mean is None else f"{mean:,.0f}")
+        table.add_row(
+            str(row["initiator.district"]),
+            f"{row['count']:,}",
+            f"{row['sum(peer.annual_income)']:,}",
+            "—" if mean is None else f"{mean:,.0f}",
+        )
     console.print(table)
-    console.print(f"[dim]{query.request.where}: civil-affairs learned the cells; tax learned the intersection size, "
-                  "each matched row's district (a plain group-by key) and position class, never a value[/]")
+    console.print(
+        f"[dim]{query.request.where}: civil-affairs learned the cells; tax learned the intersection size, "
+        "each matched row's district (a plain group-by key) and position class, never a value[/]"
+    )
 
 
 # The mean of a column with narrow declared bounds (household_size: 1..20): the noise of a sum is
 # calibrated to the column's bounds, so a mean of annual_income (declared within ±10^12 CNY) would
 # be mostly noise at this size. The filter reads the other agency's column.
-SANDBOX_SQL = ('SELECT h.district, COUNT(*), AVG(h.household_size) FROM "civil-affairs".households h '
-               "JOIN tax.income i USING (resident_id) WHERE h.minimum_living_allowance = 0 AND i.annual_income > 30000 "
-               "GROUP BY h.district")
+SANDBOX_SQL = (
+    'SELECT h.district, COUNT(*), AVG(h.household_size) FROM "civil-affairs".households h '
+    "JOIN tax.income i USING (resident_id) WHERE h.minimum_living_allowance = 0 AND i.annual_income > 30000 "
+    "GROUP BY h.district"
+)
 
 
 def _sandbox_step(cluster: object) -> str:
@@ -370,28 +451,52 @@ def _sandbox_step(cluster: object) -> str:
     assert isinstance(cluster, LocalCluster)
     store = Store(str(cluster.members[GATEWAY].state_dir / "gateway.sqlite"))
     token = store.add_researcher("demo-researcher", 5.0)
-    store.add_project("welfare-statistics", "statistics", 10.0, {
-        "civil-affairs.households": ["district", "disabled", "minimum_living_allowance", "household_size"],
-        "tax.income": ["annual_income"], "housing.properties": ["district", "property_count"]})
+    store.add_project(
+        "welfare-statistics",
+        "statistics",
+        10.0,
+        {
+            "civil-affairs.households": ["district", "disabled", "minimum_living_allowance", "household_size"],
+            "tax.income": ["annual_income"],
+            "housing.properties": ["district", "property_count"],
+        },
+    )
     store.add_member("demo-researcher", "welfare-statistics")
     started = time.perf_counter()
-    with ResearchClient(cluster.gateway_url, token) as client, console.status("a researcher's query through the gateway…"):
+    with (
+        ResearchClient(cluster.gateway_url, token) as client,
+        console.status("a researcher's query through the gateway…"),
+    ):
         cost = client.preview("welfare-statistics", SANDBOX_SQL, 1.0)
         job = client.query("welfare-statistics", SANDBOX_SQL, 1.0)
         left = client.budget("welfare-statistics")
     result = job["result"]
-    table = Table(title=f"researcher sandbox: released cells (ε {result['epsilon']:.2f}, priced beforehand at "
-                        f"{cost['cost']:.2f}; noisy counts under {result['min_cell']} withheld), "
-                        f"{time.perf_counter() - started:.1f} s")
+    table = Table(
+        title=f"researcher sandbox: released cells (ε {result['epsilon']:.2f}, priced beforehand at "
+        f"{cost['cost']:.2f}; noisy counts under {result['min_cell']} withheld), "
+        f"{time.perf_counter() - started:.1f} s"
+    )
     for column in result["columns"]:
         table.add_column(column, justify="left" if column.endswith("district") else "right")
     for row in result["rows"]:
-        table.add_row(*("withheld" if row[c] is None else f"{row[c]:,.2f}" if isinstance(row[c], float)
-                        else f"{row[c]:,}" if isinstance(row[c], int) else str(row[c]) for c in result["columns"]))
+        table.add_row(
+            *(
+                "withheld"
+                if row[c] is None
+                else f"{row[c]:,.2f}"
+                if isinstance(row[c], float)
+                else f"{row[c]:,}"
+                if isinstance(row[c], int)
+                else str(row[c])
+                for c in result["columns"]
+            )
+        )
     console.print(table)
-    console.print(f"budget left: researcher ε {left['researcher']:.2f}, project ε {left['project']:.2f}; the gateway "
-                  "saw only noised cells (each owner added its own noise to its share); portal: "
-                  f"{cluster.gateway_url} (`make demo` with --keep keeps it up)")
+    console.print(
+        f"budget left: researcher ε {left['researcher']:.2f}, project ε {left['project']:.2f}; the gateway "
+        "saw only noised cells (each owner added its own noise to its share); portal: "
+        f"{cluster.gateway_url} (`make demo` with --keep keeps it up)"
+    )
     return token
 
 
@@ -422,7 +527,9 @@ def _verify_audit_logs(cluster: object) -> None:
         if not (state / "audit.log").exists():
             continue
         report = verify_log(state / "audit.log", _public_key(state / "audit-signing.pem"))
-        table.add_row(name, str(report.entries), "[green]verifies[/]" if report.ok else f"[red]{len(report.problems)} problems[/]")
+        table.add_row(
+            name, str(report.entries), "[green]verifies[/]" if report.ok else f"[red]{len(report.problems)} problems[/]"
+        )
     console.print(table)
 
 

@@ -50,8 +50,9 @@ def serve(config: Path = CONFIG, log_level: str = typer.Option("INFO")) -> None:
 
 
 @researcher_app.command("add")
-def researcher_add(name: str, epsilon: float = typer.Option(..., help="the researcher's privacy budget (ε)"),
-                   config: Path = CONFIG) -> None:
+def researcher_add(
+    name: str, epsilon: float = typer.Option(..., help="the researcher's privacy budget (ε)"), config: Path = CONFIG
+) -> None:
     """Create a researcher; prints the API token once (it is stored hashed)."""
     try:
         token = _store(config).add_researcher(name, epsilon)
@@ -73,10 +74,13 @@ def researcher_list(config: Path = CONFIG) -> None:
 
 
 @project_app.command("add")
-def project_add(name: str, purpose: str = typer.Option(..., help="the approved purpose code (sent to the owners)"),
-                epsilon: float = typer.Option(..., help="the project's privacy budget (ε)"),
-                table: list[str] = typer.Option(..., "--table", help="party.dataset=col1,col2 the project may touch"),
-                config: Path = CONFIG) -> None:
+def project_add(
+    name: str,
+    purpose: str = typer.Option(..., help="the approved purpose code (sent to the owners)"),
+    epsilon: float = typer.Option(..., help="the project's privacy budget (ε)"),
+    table: list[str] = typer.Option(..., "--table", help="party.dataset=col1,col2 the project may touch"),
+    config: Path = CONFIG,
+) -> None:
     scope: dict[str, list[str]] = {}
     for item in table:
         name_part, sep, columns = item.partition("=")
@@ -88,7 +92,10 @@ def project_add(name: str, purpose: str = typer.Option(..., help="the approved p
     except StoreError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
-    console.print(f"project {name} ({purpose}, budget ε {epsilon:g}): " + "; ".join(f"{t}: {', '.join(c)}" for t, c in scope.items()))
+    console.print(
+        f"project {name} ({purpose}, budget ε {epsilon:g}): "
+        + "; ".join(f"{t}: {', '.join(c)}" for t, c in scope.items())
+    )
 
 
 @project_app.command("member")

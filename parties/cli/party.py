@@ -19,8 +19,10 @@ def main() -> None:
 
 
 @app.command()
-def serve(config: Path = typer.Option(..., "--config", "-c", help="daemon configuration (TOML)"),
-          log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING")) -> None:
+def serve(
+    config: Path = typer.Option(..., "--config", "-c", help="daemon configuration (TOML)"),
+    log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING"),
+) -> None:
     """Load the datasets, bind with mutual TLS, register with the coordinator and serve."""
     logs.configure(log_level)
     try:

@@ -53,7 +53,9 @@ def psi(
     column: str = typer.Option("resident_id", help="id column in the CSV"),
     kind: str = typer.Option("resident_id", help="resident_id, credit_code or opaque"),
     out: Path | None = typer.Option(None, help="intersection mode: write the matching ids here (CSV)"),
-    config: Path = CONFIG, purpose: str = PURPOSE, case: str = CASE,
+    config: Path = CONFIG,
+    purpose: str = PURPOSE,
+    case: str = CASE,
 ) -> None:
     """ECDH-PSI with fresh keys: how many of our ids the owner's dataset holds, or which (the
     owner learns only how many distinct ids we sent)."""
@@ -65,16 +67,27 @@ def psi(
     with Client.from_config(config, purpose, case) as client, Progress(console=console, transient=True) as bar:
         task = bar.add_task(f"PSI with {peer}.{dataset}", total=None)
         try:
-            result = client.set_intersection(peer, dataset, mine, mode,  # type: ignore[arg-type]
-                                             lambda done, total: bar.update(task, completed=done, total=total))
+            result = client.set_intersection(
+                peer,
+                dataset,
+                mine,
+                mode,  # type: ignore[arg-type]
+                lambda done, total: bar.update(task, completed=done, total=total),
+            )
         except RemoteError as exc:
             console.print(f"[red]{exc}[/]")
             raise typer.Exit(1) from None
     table = Table(title=f"PSI ({mode}) with {peer}.{dataset}")
     for col in ("our ids", "their rows", "in common", "seconds", "bytes sent", "bytes received"):
         table.add_column(col, justify="right")
-    table.add_row(f"{result.requester_count:,}", f"{result.owner_count:,}", f"{result.intersection:,}",
-                  f"{result.seconds:.2f}", f"{result.bytes_sent:,}", f"{result.bytes_received:,}")
+    table.add_row(
+        f"{result.requester_count:,}",
+        f"{result.owner_count:,}",
+        f"{result.intersection:,}",
+        f"{result.seconds:.2f}",
+        f"{result.bytes_sent:,}",
+        f"{result.bytes_received:,}",
+    )
     console.print(table)
     if out is not None and result.matched is not None:
         with out.open("w", newline="", encoding="utf-8") as f:
@@ -92,7 +105,9 @@ def intersection_sum(
     ids: Path = typer.Option(..., help="CSV with our ids"),
     id_column: str = typer.Option("resident_id", help="id column in the CSV"),
     kind: str = typer.Option("resident_id", help="resident_id, credit_code or opaque"),
-    config: Path = CONFIG, purpose: str = PURPOSE, case: str = CASE,
+    config: Path = CONFIG,
+    purpose: str = PURPOSE,
+    case: str = CASE,
 ) -> None:
     """Private join and compute: how many of our ids the owner holds and the sum of its columns
     over them, computed on secret shares and opened only when the count reaches both sides'
@@ -107,11 +122,17 @@ def intersection_sum(
     table = Table(title=f"intersection-sum with {peer}.{dataset}")
     for col in ("our ids", "their rows", "in common", *(f"sum({c})" for c in column), "seconds"):
         table.add_column(col, justify="right")
+
     def shown(value: int | None) -> str:
         return "withheld" if value is None else f"{value:,}"
 
-    table.add_row(f"{result.requester_count:,}", f"≈{result.owner_count:,}", shown(result.intersection),
-                  *(shown(result.sums[c]) for c in column), f"{result.seconds:.2f}")
+    table.add_row(
+        f"{result.requester_count:,}",
+        f"≈{result.owner_count:,}",
+        shown(result.intersection),
+        *(shown(result.sums[c]) for c in column),
+        f"{result.seconds:.2f}",
+    )
     console.print(table)
     if result.intersection is None:
         console.print("[yellow]the intersection is under the minimum cell size: the owners withheld every figure[/]")
@@ -119,11 +140,16 @@ def intersection_sum(
 
 @app.command("aggregate")
 def aggregate(
-    sql: str = typer.Option(..., help="SELECT keys, COUNT(*), SUM(col), AVG(col) FROM us.dataset a JOIN peer.dataset b "
-                                      "USING (id) [WHERE ...] GROUP BY keys"),
+    sql: str = typer.Option(
+        ...,
+        help="SELECT keys, COUNT(*), SUM(col), AVG(col) FROM us.dataset a JOIN peer.dataset b "
+        "USING (id) [WHERE ...] GROUP BY keys",
+    ),
     reveal_to: str = typer.Option("initiator", help="who sees the cells: initiator (us) or peer"),
     out: Path | None = typer.Option(None, help="write the cells here (CSV)"),
-    config: Path = CONFIG, purpose: str = PURPOSE, case: str = CASE,
+    config: Path = CONFIG,
+    purpose: str = PURPOSE,
+    case: str = CASE,
 ) -> None:
     """COUNT / SUM / AVG per group over one of our datasets joined with a peer's, computed on
     secret shares: neither side's rows leave it, and only the named party sees the cells."""
@@ -151,13 +177,25 @@ def aggregate(
         console.print(f"the cells were revealed to {query.peer} only ({seconds:.1f} s)")
         return
     rows = result.table(query.request)
-    table = Table(title=f"{query.request.initiator_dataset} JOIN {query.peer}.{query.request.peer_dataset} "
-                        f"({result.rows:,} of our rows, {seconds:.1f} s)")
+    table = Table(
+        title=f"{query.request.initiator_dataset} JOIN {query.peer}.{query.request.peer_dataset} "
+        f"({result.rows:,} of our rows, {seconds:.1f} s)"
+    )
     for name in rows[0] if rows else []:
         table.add_column(name, justify="left" if name in result.keys else "right")
     for row in rows:
-        table.add_row(*(f"{v:,.2f}" if isinstance(v, float) else "—" if v is None else f"{v:,}" if isinstance(v, int)
-                        else str(v) for v in row.values()))
+        table.add_row(
+            *(
+                f"{v:,.2f}"
+                if isinstance(v, float)
+                else "—"
+                if v is None
+                else f"{v:,}"
+                if isinstance(v, int)
+                else str(v)
+                for v in row.values()
+            )
+        )
     console.print(table)
     if out is not None:
         with out.open("w", newline="", encoding="utf-8") as f:
@@ -174,8 +212,12 @@ def eligibility(
     applicants: Path = typer.Option(..., help="CSV: application_id, resident_id, relation (applicant or member)"),
     out: Path = typer.Option(Path("results.csv"), help="one row per application"),
     chunk: int = typer.Option(10_000, help="applications per round trip"),
-    path: str = typer.Option("auto", help="lookup path at each owner: auto (planned), P3 (buckets) or P1 (whole table)"),
-    config: Path = CONFIG, purpose: str = PURPOSE, case: str = CASE,
+    path: str = typer.Option(
+        "auto", help="lookup path at each owner: auto (planned), P3 (buckets) or P1 (whole table)"
+    ),
+    config: Path = CONFIG,
+    purpose: str = PURPOSE,
+    case: str = CASE,
 ) -> None:
     """Check each application against RULE; every application gets a row: eligible, not eligible
     (with the failed clauses whose owners allow reason codes), or error with the reason. Prints
@@ -272,7 +314,9 @@ def selftest_compare(
     peer: str = typer.Option(..., help="co-party name (or host:port)"),
     n: int = typer.Option(100_000, help="number of comparisons"),
     seed: int = typer.Option(1, help="public seed of the co-party's values"),
-    config: Path = CONFIG, purpose: str = PURPOSE, case: str = CASE,
+    config: Path = CONFIG,
+    purpose: str = PURPOSE,
+    case: str = CASE,
 ) -> None:
     """Secret-shared comparisons with a co-party daemon, the coordinator dealing; checks the result."""
     from mpc.protocols.selftest import public_values
@@ -287,7 +331,10 @@ def selftest_compare(
             raise typer.Exit(1) from None
         seconds = time.perf_counter() - started
     ok = bool(np.array_equal(bits, (values < public_values(seed, n)).astype(np.uint8)))
-    console.print(f"{n:,} comparisons in {seconds:.2f} s ({n / seconds:,.0f}/s); correct: {ok}; co-party learned: {summary.get('learned')}")
+    console.print(
+        f"{n:,} comparisons in {seconds:.2f} s ({n / seconds:,.0f}/s); correct: {ok}; co-party learned: "
+        f"{summary.get('learned')}"
+    )
     if not ok:
         raise typer.Exit(1)
 

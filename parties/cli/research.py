@@ -22,17 +22,24 @@ def main() -> None:
 
 
 @app.command()
-def query(sql: str, project: str = typer.Option(..., "--project", "-p"),
-          epsilon: float | None = typer.Option(None, help="privacy cost of this query (default: the gateway's)"),
-          preview: bool = typer.Option(False, help="only price the query"),
-          gateway: str = GATEWAY, token: str = TOKEN, ca: str | None = CA) -> None:
+def query(
+    sql: str,
+    project: str = typer.Option(..., "--project", "-p"),
+    epsilon: float | None = typer.Option(None, help="privacy cost of this query (default: the gateway's)"),
+    preview: bool = typer.Option(False, help="only price the query"),
+    gateway: str = GATEWAY,
+    token: str = TOKEN,
+    ca: str | None = CA,
+) -> None:
     """Run a query and print the released cells (withheld cells are marked)."""
     with ResearchClient(gateway, token, ca=ca) as client:
         try:
             if preview:
                 cost = client.preview(project, sql, epsilon)
-                console.print(f"cost ε {cost['cost']:.3f} over {cost['groups']} groups; left: researcher "
-                              f"{cost['budget_left']['researcher']:.3f}, project {cost['budget_left']['project']:.3f}")
+                console.print(
+                    f"cost ε {cost['cost']:.3f} over {cost['groups']} groups; left: researcher "
+                    f"{cost['budget_left']['researcher']:.3f}, project {cost['budget_left']['project']:.3f}"
+                )
                 return
             job = client.submit(project, sql, epsilon)
             with Progress(console=console, transient=True) as bar:
@@ -51,16 +58,27 @@ def query(sql: str, project: str = typer.Option(..., "--project", "-p"),
     for column in result["columns"]:
         table.add_column(column, justify="left" if not column.startswith(("count", "sum(", "mean(")) else "right")
     for row in result["rows"]:
-        table.add_row(*("withheld" if row[c] is None else f"{row[c]:,.2f}" if isinstance(row[c], float) else
-                        f"{row[c]:,}" if isinstance(row[c], int) else str(row[c]) for c in result["columns"]),
-                      style="dim italic" if row["suppressed"] else None)
+        table.add_row(
+            *(
+                "withheld"
+                if row[c] is None
+                else f"{row[c]:,.2f}"
+                if isinstance(row[c], float)
+                else f"{row[c]:,}"
+                if isinstance(row[c], int)
+                else str(row[c])
+                for c in result["columns"]
+            ),
+            style="dim italic" if row["suppressed"] else None,
+        )
     console.print(table)
     console.print(f"budget left: researcher ε {left['researcher']:.3f}, project ε {left['project']:.3f}")
 
 
 @app.command()
-def datasets(project: str = typer.Option(..., "--project", "-p"), gateway: str = GATEWAY, token: str = TOKEN,
-             ca: str | None = CA) -> None:
+def datasets(
+    project: str = typer.Option(..., "--project", "-p"), gateway: str = GATEWAY, token: str = TOKEN, ca: str | None = CA
+) -> None:
     """The tables and columns the project may use (schemas and uses, never values)."""
     with ResearchClient(gateway, token, ca=ca) as client:
         try:
@@ -73,7 +91,13 @@ def datasets(project: str = typer.Option(..., "--project", "-p"), gateway: str =
         for column in ("column", "type", "bounds", "uses"):
             table.add_column(column)
         for c in t["columns"]:
-            bounds = f"{c['min']} … {c['max']}" if c["min"] is not None else f"{len(c['values'])} values" if c["values"] else ""
+            bounds = (
+                f"{c['min']} … {c['max']}"
+                if c["min"] is not None
+                else f"{len(c['values'])} values"
+                if c["values"]
+                else ""
+            )
             table.add_row(c["name"], c["type"], bounds, ", ".join(c["uses"]))
         console.print(table)
 

@@ -108,24 +108,36 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer):  # type: ign
         pem = context.auth_context()["x509_pem_cert"][0]
         from parties.pki import fingerprint
 
-        entry = {"party": call.peer, "endpoint": request.endpoint, "certificate_sha256": fingerprint(pem),
-                 "audit_public_key": request.audit_public_key,
-                 "registered_at": _now()}
+        entry = {
+            "party": call.peer,
+            "endpoint": request.endpoint,
+            "certificate_sha256": fingerprint(pem),
+            "audit_public_key": request.audit_public_key,
+            "registered_at": _now(),
+        }
         self.daemon.save_directory_entry(entry)
         call.detail = f"endpoint={request.endpoint}"
         return common_pb2.Empty()
 
     def _directory(self, request: common_pb2.Empty, context: Any, call: Call) -> coordinator_pb2.Directory:
         known = coordinator_pb2.DirectoryEntry.DESCRIPTOR.fields_by_name  # entries saved before a field was retired
-        return coordinator_pb2.Directory(parties=[coordinator_pb2.DirectoryEntry(**{k: v for k, v in e.items() if k in known})
-                                                  for e in self.daemon.directory().values()])
+        return coordinator_pb2.Directory(
+            parties=[
+                coordinator_pb2.DirectoryEntry(**{k: v for k, v in e.items() if k in known})
+                for e in self.daemon.directory().values()
+            ]
+        )
 
-    def _open_session(self, request: coordinator_pb2.SessionRequest, context: Any, call: Call) -> coordinator_pb2.SessionSeed:
+    def _open_session(
+        self, request: coordinator_pb2.SessionRequest, context: Any, call: Call
+    ) -> coordinator_pb2.SessionSeed:
         parties = tuple(request.parties)
         if len(parties) != 2 or parties[0] == parties[1]:
             raise ValueError("a session names exactly two distinct parties")
         if call.peer not in parties:
-            raise ServiceError(grpc.StatusCode.PERMISSION_DENIED, f"{call.peer} is not a party of session {request.session_id}")
+            raise ServiceError(
+                grpc.StatusCode.PERMISSION_DENIED, f"{call.peer} is not a party of session {request.session_id}"
+            )
         reservation = reservation_of(request.reserve)
         session = self.daemon.session(request.session_id, (parties[0], parties[1]))
         index = parties.index(call.peer)
@@ -135,29 +147,40 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer):  # type: ign
             streams = {RESERVED_STREAM[kind] for kind, size in reservation.sizes().items() if size}
             with session.lock:
                 if streams & session.served:
-                    raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
-                                       f"the reservation of session {request.session_id} was already dealt")
+                    raise ServiceError(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        f"the reservation of session {request.session_id} was already dealt",
+                    )
                 session.served |= streams
             for kind, words in session.dealer.reserved_corrections(reservation).items():
                 reply.reserved.add(kind=kind, words=wire.to_message(words))
             call.rows = sum(reservation.sizes().values())
         return reply
 
-    def _corrections(self, requests: Iterator[coordinator_pb2.CorrectionRequest], context: Any, call: Call) -> Iterator[coordinator_pb2.CorrectionChunk]:
+    def _corrections(
+        self, requests: Iterator[coordinator_pb2.CorrectionRequest], context: Any, call: Call
+    ) -> Iterator[coordinator_pb2.CorrectionChunk]:
         session: _Session | None = None
         for request in requests:
             if session is None:
                 session = self.daemon.existing_session(request.session_id)
                 if session.parties[1] != call.peer:
-                    raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
-                                       f"only party 1 ({session.parties[1]}) receives corrections in {request.session_id}")
+                    raise ServiceError(
+                        grpc.StatusCode.PERMISSION_DENIED,
+                        f"only party 1 ({session.parties[1]}) receives corrections in {request.session_id}",
+                    )
                 call.detail = f"session={request.session_id}"
             if request.kind not in KINDS or not 0 <= request.size <= MAX_CORRECTION_WORDS or request.stream < 0:
-                raise ValueError(f"bad correction request kind={request.kind!r} size={request.size} stream={request.stream}")
+                raise ValueError(
+                    f"bad correction request kind={request.kind!r} size={request.size} stream={request.stream}"
+                )
             with session.lock:
                 if request.stream in session.served:  # two corrections of one stream would relate party 0's material
-                    raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
-                                       f"stream {request.stream} of session {request.session_id or '(this session)'} was already dealt")
+                    raise ServiceError(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        f"stream {request.stream} of session {request.session_id or '(this session)'} "
+                        f"was already dealt",
+                    )
                 session.served.add(request.stream)
             session.last_used = time.monotonic()
             words = session.dealer.correction(request.kind, request.stream, request.size)
@@ -177,17 +200,27 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer):  # type: ign
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"audit head of {call.peer} has a bad signature")
         last = self.daemon.witnessed(call.peer)
         if last and last[-1]["seq"] > head.seq:
-            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
-                               f"{call.peer} reported seq {head.seq} after {last[-1]['seq']}: its log went backwards")
+            raise ServiceError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"{call.peer} reported seq {head.seq} after {last[-1]['seq']}: its log went backwards",
+            )
         when = _now()
-        self.daemon.record_head(call.peer, {"seq": head.seq, "hash": head.hash, "time": head.time,
-                                            "signature": head.signature, "witnessed_at": when})
+        self.daemon.record_head(
+            call.peer,
+            {"seq": head.seq, "hash": head.hash, "time": head.time, "signature": head.signature, "witnessed_at": when},
+        )
         call.detail = f"seq={head.seq}"
         return coordinator_pb2.WitnessReceipt(witnessed_at=when)
 
-    def _witnessed(self, request: coordinator_pb2.WitnessQuery, context: Any, call: Call) -> coordinator_pb2.WitnessedHeads:
-        heads = [common_pb2.AuditHead(party=request.party, seq=h["seq"], hash=h["hash"], time=h["time"], signature=h["signature"])
-                 for h in self.daemon.witnessed(request.party)]
+    def _witnessed(
+        self, request: coordinator_pb2.WitnessQuery, context: Any, call: Call
+    ) -> coordinator_pb2.WitnessedHeads:
+        heads = [
+            common_pb2.AuditHead(
+                party=request.party, seq=h["seq"], hash=h["hash"], time=h["time"], signature=h["signature"]
+            )
+            for h in self.daemon.witnessed(request.party)
+        ]
         return coordinator_pb2.WitnessedHeads(heads=heads)
 
 
@@ -204,16 +237,25 @@ class CoordinatorDaemon:
             raise ConfigError(f"coordinator.name is {self.name!r} but the certificate is issued to {identity!r}")
         section.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         (section.state_dir / "witness").mkdir(exist_ok=True)
-        self.audit = AuditLog(section.state_dir / "audit.log", load_or_create_signing_key(section.state_dir / "audit-signing.pem"))
+        self.audit = AuditLog(
+            section.state_dir / "audit.log", load_or_create_signing_key(section.state_dir / "audit-signing.pem")
+        )
         self.audit_log = self.audit
         self.metrics = Metrics(self.name)
-        self.boundary = Boundary(self.name, self.audit, Revocations(config.tls.crl, config.tls.ca), self.metrics,
-                                 lambda peer: section.rate_limit_per_minute)
+        self.boundary = Boundary(
+            self.name,
+            self.audit,
+            Revocations(config.tls.crl, config.tls.ca),
+            self.metrics,
+            lambda peer: section.rate_limit_per_minute,
+        )
         self._lock = threading.Lock()
         self._sessions: dict[str, _Session] = {}
         self._expired: OrderedDict[str, None] = OrderedDict()
         self._directory_path = section.state_dir / "directory.json"
-        self.server = grpc.server(ThreadPoolExecutor(max_workers=32, thread_name_prefix="coordinator-rpc"), options=SERVER_OPTIONS)
+        self.server = grpc.server(
+            ThreadPoolExecutor(max_workers=32, thread_name_prefix="coordinator-rpc"), options=SERVER_OPTIONS
+        )
         coordinator_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorService(self), self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -265,8 +307,10 @@ class CoordinatorDaemon:
                     self._expired.popitem(last=False)
             session = self._sessions.get(session_id)
             if session is None and session_id in self._expired:  # new seeds would not match the other party's
-                raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
-                                   f"dealer session {session_id} expired after {SESSION_IDLE_SECONDS:.0f} s idle; start again")
+                raise ServiceError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"dealer session {session_id} expired after {SESSION_IDLE_SECONDS:.0f} s idle; start again",
+                )
             if session is None:
                 session = self._sessions[session_id] = _Session(parties, TrustedDealer(), now)
             elif session.parties != parties:

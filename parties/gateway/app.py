@@ -29,8 +29,12 @@ _bearer = HTTPBearer(auto_error=False)
 class QueryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    sql: str = Field(min_length=1, max_length=10_000, description="restricted SQL: SELECT keys, COUNT(*), SUM(col), "
-                     "AVG(col) FROM party.dataset [JOIN party.dataset USING (id)] [WHERE ...] GROUP BY keys")
+    sql: str = Field(
+        min_length=1,
+        max_length=10_000,
+        description="restricted SQL: SELECT keys, COUNT(*), SUM(col), "
+        "AVG(col) FROM party.dataset [JOIN party.dataset USING (id)] [WHERE ...] GROUP BY keys",
+    )
     epsilon: float | None = Field(None, gt=0, le=100, description="privacy cost of the query (default: the gateway's)")
 
 
@@ -104,8 +108,18 @@ class JobOut(BaseModel):
 
 
 def _job(job: Job) -> JobOut:
-    return JobOut(id=job.id, project=job.project, sql=job.sql, epsilon=job.epsilon, status=job.status,
-                  progress=job.progress, error=job.error, result=job.result, created=job.created, finished=job.finished)
+    return JobOut(
+        id=job.id,
+        project=job.project,
+        sql=job.sql,
+        epsilon=job.epsilon,
+        status=job.status,
+        progress=job.progress,
+        error=job.error,
+        result=job.result,
+        created=job.created,
+        finished=job.finished,
+    )
 
 
 def _researcher(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
@@ -113,8 +127,9 @@ def _researcher(request: Request, credentials: Annotated[HTTPAuthorizationCreden
     sandbox: Sandbox = request.app.state.sandbox
     name = sandbox.store.researcher_for(credentials.credentials) if credentials is not None else None
     if name is None:
-        raise HTTPException(401, {"reason": "sign in with a valid API token", "fragment": ""},
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401, {"reason": "sign in with a valid API token", "fragment": ""}, headers={"WWW-Authenticate": "Bearer"}
+        )
     return name
 
 
@@ -122,14 +137,23 @@ Researcher = Annotated[str, Depends(_researcher)]
 
 
 def create_app(sandbox: Sandbox) -> FastAPI:
-    app = FastAPI(title="mpc-agencies researcher sandbox", version="1",
-                  description="Noised, thresholded statistics across agencies; no row ever leaves its owner.")
+    app = FastAPI(
+        title="mpc-agencies researcher sandbox",
+        version="1",
+        description="Noised, thresholded statistics across agencies; no row ever leaves its owner.",
+    )
     app.state.sandbox = sandbox
     refusals: dict[int | str, dict[str, Any]] = {
-        code: {"model": RefusalOut, "description": text} for code, text in (
-            (400, "query outside the accepted shape"), (401, "missing or unknown token"),
-            (403, "outside the project or the owners' policies"), (404, "not found (or not yours)"),
-            (409, "budget exhausted"), (503, "an owner cannot be reached"))}
+        code: {"model": RefusalOut, "description": text}
+        for code, text in (
+            (400, "query outside the accepted shape"),
+            (401, "missing or unknown token"),
+            (403, "outside the project or the owners' policies"),
+            (404, "not found (or not yours)"),
+            (409, "budget exhausted"),
+            (503, "an owner cannot be reached"),
+        )
+    }
 
     @app.exception_handler(QueryRefused)
     async def refused(request: Request, exc: QueryRefused) -> JSONResponse:
@@ -148,8 +172,14 @@ def create_app(sandbox: Sandbox) -> FastAPI:
         projects = []
         for p in sandbox.store.projects_of(name):
             left = sandbox.store.budget(name, p.name)
-            projects.append(ProjectOut(name=p.name, purpose=p.purpose, tables=sorted(p.scope),
-                                       budget_left=Budget(researcher=left.researcher_left, project=left.project_left)))
+            projects.append(
+                ProjectOut(
+                    name=p.name,
+                    purpose=p.purpose,
+                    tables=sorted(p.scope),
+                    budget_left=Budget(researcher=left.researcher_left, project=left.project_left),
+                )
+            )
         return MeOut(researcher=name, projects=projects)
 
     @app.get("/api/projects/{project}/datasets", responses=refusals, tags=["projects"])

@@ -1,9 +1,10 @@
 """The researcher's Python client of the gateway's HTTP API.
 
-    with ResearchClient("http://127.0.0.1:8080", token) as sandbox:
-        print(sandbox.budget("health-2026"))
-        job = sandbox.query("health-2026", "SELECT h.district, COUNT(*) FROM civil-affairs.households h GROUP BY h.district")
-        for row in job["result"]["rows"]: ...
+with ResearchClient("http://127.0.0.1:8080", token) as sandbox:
+    print(sandbox.budget("health-2026"))
+    job = sandbox.query("health-2026", 'SELECT h.district, COUNT(*) FROM "civil-affairs".households h '
+                                       "GROUP BY h.district")
+    for row in job["result"]["rows"]: ...
 """
 
 from __future__ import annotations
@@ -26,8 +27,12 @@ class SandboxError(RuntimeError):
 class ResearchClient:
     def __init__(self, url: str, token: str, timeout: float = 60.0, ca: str | None = None) -> None:
         """``ca``: the deployment CA's certificate (PEM file) to verify an https gateway with."""
-        self._http = httpx.Client(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=timeout,
-                                  verify=ssl.create_default_context(cafile=ca) if ca else True)
+        self._http = httpx.Client(
+            base_url=url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            verify=ssl.create_default_context(cafile=ca) if ca else True,
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -41,11 +46,19 @@ class ResearchClient:
     def _request(self, method: str, path: str, json: dict[str, Any] | None = None) -> Any:
         response = self._http.request(method, path, json=json)
         if response.status_code >= 400:
-            detail = response.json().get("detail", {}) if response.headers.get("content-type", "").startswith("application/json") else {}
+            detail = (
+                response.json().get("detail", {})
+                if response.headers.get("content-type", "").startswith("application/json")
+                else {}
+            )
             if not isinstance(detail, dict):
                 detail = {"reason": str(detail)}
-            raise SandboxError(response.status_code, str(detail.get("reason", response.text[:200])),
-                               str(detail.get("fragment", "")), detail)
+            raise SandboxError(
+                response.status_code,
+                str(detail.get("reason", response.text[:200])),
+                str(detail.get("fragment", "")),
+                detail,
+            )
         return response.json()
 
     def me(self) -> dict[str, Any]:
@@ -61,11 +74,15 @@ class ResearchClient:
         return result
 
     def preview(self, project: str, sql: str, epsilon: float | None = None) -> dict[str, Any]:
-        result: dict[str, Any] = self._request("POST", f"/api/projects/{project}/preview", {"sql": sql, "epsilon": epsilon})
+        result: dict[str, Any] = self._request(
+            "POST", f"/api/projects/{project}/preview", {"sql": sql, "epsilon": epsilon}
+        )
         return result
 
     def submit(self, project: str, sql: str, epsilon: float | None = None) -> dict[str, Any]:
-        result: dict[str, Any] = self._request("POST", f"/api/projects/{project}/queries", {"sql": sql, "epsilon": epsilon})
+        result: dict[str, Any] = self._request(
+            "POST", f"/api/projects/{project}/queries", {"sql": sql, "epsilon": epsilon}
+        )
         return result
 
     def job(self, job_id: str) -> dict[str, Any]:

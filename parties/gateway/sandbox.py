@@ -85,7 +85,9 @@ class Sandbox:
         self.config, self.store = config, store
         self.name = section.name
         section.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.audit = AuditLog(section.state_dir / "audit.log", load_or_create_signing_key(section.state_dir / "audit-signing.pem"))
+        self.audit = AuditLog(
+            section.state_dir / "audit.log", load_or_create_signing_key(section.state_dir / "audit-signing.pem")
+        )
         self._pool = ThreadPoolExecutor(max_workers=section.workers, thread_name_prefix="query")
         self._schemas: dict[str, tuple[float, party_pb2.DatasetList]] = {}
         self._lock = threading.Lock()
@@ -130,13 +132,28 @@ class Sandbox:
             except QueryRefused as exc:
                 out.append({"table": name, "available": False, "reason": exc.reason, "columns": []})
                 continue
-            columns = [{"name": c.name, "type": c.type, "min": c.min if c.has_bounds else None,
-                        "max": c.max if c.has_bounds else None, "classification": c.classification,
-                        "uses": [u for u in c.allowed_uses if u in ("filter", "aggregate", "group_by")],
-                        "values": list(c.categories)}
-                       for c in schema.columns if c.name in allowed]
-            out.append({"table": name, "available": True, "description": schema.description, "rows": schema.rows,
-                        "columns": columns})
+            columns = [
+                {
+                    "name": c.name,
+                    "type": c.type,
+                    "min": c.min if c.has_bounds else None,
+                    "max": c.max if c.has_bounds else None,
+                    "classification": c.classification,
+                    "uses": [u for u in c.allowed_uses if u in ("filter", "aggregate", "group_by")],
+                    "values": list(c.categories),
+                }
+                for c in schema.columns
+                if c.name in allowed
+            ]
+            out.append(
+                {
+                    "table": name,
+                    "available": True,
+                    "description": schema.description,
+                    "rows": schema.rows,
+                    "columns": columns,
+                }
+            )
         return out
 
     def _project(self, researcher: str, project_name: str) -> Project:
@@ -152,7 +169,9 @@ class Sandbox:
         section = self.config.gateway
         epsilon = section.default_epsilon if epsilon is None else epsilon
         if not 0 < epsilon <= section.max_epsilon_per_query:
-            raise QueryRefused(400, f"epsilon must be in (0, {section.max_epsilon_per_query:g}] per query", f"{epsilon:g}")
+            raise QueryRefused(
+                400, f"epsilon must be in (0, {section.max_epsilon_per_query:g}] per query", f"{epsilon:g}"
+            )
         try:
             query = parse_query(sql, "gateway", epsilon, self.name)
         except SqlRefused as exc:
@@ -171,13 +190,18 @@ class Sandbox:
             columns = {c.name: c for c in schema.columns}
             for column, uses in request.uses(side).items():  # type: ignore[arg-type]
                 if column not in allowed:
-                    raise QueryRefused(403, f"project {project.name!r} may not use column {table}.{column}", f"{table}.{column}")
+                    raise QueryRefused(
+                        403, f"project {project.name!r} may not use column {table}.{column}", f"{table}.{column}"
+                    )
                 if column not in columns:
                     raise QueryRefused(400, f"{table} has no column {column!r}", f"{table}.{column}")
                 missing = sorted(uses - set(columns[column].allowed_uses))
                 if missing:
-                    raise QueryRefused(403, f"{table.party} does not allow {table}.{column} as {', '.join(missing)} "
-                                            f"for this gateway", f"{table}.{column}")
+                    raise QueryRefused(
+                        403,
+                        f"{table.party} does not allow {table}.{column} as {', '.join(missing)} for this gateway",
+                        f"{table}.{column}",
+                    )
             schemas[side] = {c.name: _info(c) for c in schema.columns}  # type: ignore[index]
             rows = max(rows, int(schema.rows))
         try:
@@ -186,8 +210,9 @@ class Sandbox:
             raise QueryRefused(400, "the query cannot run", str(exc)) from None
         measurements = privacy.plan(request, schemas, epsilon)
         groups = request.groups(schemas)
-        prepared = Prepared(sql, initiator, peer, request, schemas, measurements, groups,
-                            privacy.cost(measurements, len(groups)))
+        prepared = Prepared(
+            sql, initiator, peer, request, schemas, measurements, groups, privacy.cost(measurements, len(groups))
+        )
         return project, prepared
 
     @staticmethod
@@ -203,22 +228,36 @@ class Sandbox:
     def preview(self, researcher: str, project_name: str, sql: str, epsilon: float | None) -> dict[str, Any]:
         project, prepared = self.prepare(researcher, project_name, sql, epsilon)
         left = self.store.budget(researcher, project.name)
-        return {"cost": prepared.cost, "groups": len(prepared.groups), "cells": prepared.request.cells(),
-                "noise_scales": {m.cell: m.scale for m in prepared.measurements},
-                "budget_left": {"researcher": left.researcher_left, "project": left.project_left},
-                "affordable": prepared.cost <= min(left.researcher_left, left.project_left) + 1e-9}
+        return {
+            "cost": prepared.cost,
+            "groups": len(prepared.groups),
+            "cells": prepared.request.cells(),
+            "noise_scales": {m.cell: m.scale for m in prepared.measurements},
+            "budget_left": {"researcher": left.researcher_left, "project": left.project_left},
+            "affordable": prepared.cost <= min(left.researcher_left, left.project_left) + 1e-9,
+        }
 
     # ------------------------------------------------------------------ running
-    def submit(self, researcher: str, project_name: str, sql: str, epsilon: float | None,
-               on_done: Callable[[str], None] | None = None) -> Job:
+    def submit(
+        self,
+        researcher: str,
+        project_name: str,
+        sql: str,
+        epsilon: float | None,
+        on_done: Callable[[str], None] | None = None,
+    ) -> Job:
         """Check, price and spend now; compute in the background (a job to follow)."""
         project, prepared = self.prepare(researcher, project_name, sql, epsilon)
         try:
             self.store.spend(researcher, project.name, prepared.cost)
         except BudgetExceeded as exc:
             self._record(researcher, project, prepared, "BUDGET_EXCEEDED", str(exc))
-            raise QueryRefused(409, "the privacy budget does not cover this query", f"cost {prepared.cost:g}",
-                               budget_left={"researcher": exc.researcher_left, "project": exc.project_left}) from None
+            raise QueryRefused(
+                409,
+                "the privacy budget does not cover this query",
+                f"cost {prepared.cost:g}",
+                budget_left={"researcher": exc.researcher_left, "project": exc.project_left},
+            ) from None
         job = Job(uuid.uuid4().hex[:16], researcher, project.name, sql, prepared.cost, "queued", 0.0)
         self.store.add_job(job)
         self._record(researcher, project, prepared, "SUBMITTED", f"job={job.id}")
@@ -229,15 +268,24 @@ class Sandbox:
         self.store.update_job(job.id, status="running", progress=0.1)
         client = self._client(project.purpose, f"job-{job.id}")
         try:
-            request = party_pb2.AggregateJob(request=prepared.request.model_dump_json().encode(),
-                                             peer=prepared.peer.party if prepared.peer else "")
-            mine = client._call(prepared.initiator.party, client.party_stub(prepared.initiator.party).RunAggregate,
-                                request, timeout=3600)
+            request = party_pb2.AggregateJob(
+                request=prepared.request.model_dump_json().encode(), peer=prepared.peer.party if prepared.peer else ""
+            )
+            mine = client._call(
+                prepared.initiator.party,
+                client.party_stub(prepared.initiator.party).RunAggregate,
+                request,
+                timeout=3600,
+            )
             self.store.update_job(job.id, progress=0.8)
             total = wire.from_message(mine.values)
             if prepared.peer is not None:
-                theirs = client._call(prepared.peer.party, client.party_stub(prepared.peer.party).GetResultShare,
-                                      party_pb2.ResultRequest(session_id=mine.session_id), timeout=60)
+                theirs = client._call(
+                    prepared.peer.party,
+                    client.party_stub(prepared.peer.party).GetResultShare,
+                    party_pb2.ResultRequest(session_id=mine.session_id),
+                    timeout=60,
+                )
                 total = total + wire.from_message(theirs.values)
             result = self._release(prepared, ring.decode(total), int(mine.rows))
         except Exception as exc:  # whatever failed, nothing was released: refund, and say why
@@ -247,8 +295,13 @@ class Sandbox:
         else:
             self.store.update_job(job.id, status="done", progress=1.0, result=result)
             suppressed = sum(1 for r in result["rows"] if r["suppressed"])
-            self._record(job.researcher, project, prepared, "RELEASED",
-                         f"job={job.id} cells released={len(result['rows']) - suppressed} suppressed={suppressed}")
+            self._record(
+                job.researcher,
+                project,
+                prepared,
+                "RELEASED",
+                f"job={job.id} cells released={len(result['rows']) - suppressed} suppressed={suppressed}",
+            )
         finally:
             client.close()
             if on_done is not None:
@@ -259,7 +312,9 @@ class Sandbox:
         withheld cell (noisy count under the minimum cell size)."""
         request = prepared.request
         keys = [prepared.label(k) for k in request.group_by]
-        names = {a.name: "count" if a.column is None else f"{a.kind}({prepared.label(a.column)})" for a in request.aggregates}
+        names = {
+            a.name: "count" if a.column is None else f"{a.kind}({prepared.label(a.column)})" for a in request.aggregates
+        }
         cells, withheld = request.cells(), privacy.suppressed(noisy[:, 0], self.config.gateway.min_cell)
         out = []
         for g, group in enumerate(prepared.groups):
@@ -270,16 +325,32 @@ class Sandbox:
                 row[label] = round(value, 6) if isinstance(value, float) else value
             out.append(row)
         columns = [*keys, *names.values()]
-        return {"columns": columns, "rows": out, "epsilon": prepared.cost, "min_cell": self.config.gateway.min_cell,
-                "noise_scales": {m.cell: m.scale for m in prepared.measurements}}
+        return {
+            "columns": columns,
+            "rows": out,
+            "epsilon": prepared.cost,
+            "min_cell": self.config.gateway.min_cell,
+            "noise_scales": {m.cell: m.scale for m in prepared.measurements},
+        }
 
     def _record(self, researcher: str, project: Project, prepared: Prepared, outcome: str, detail: str) -> None:
-        self.audit.append(AuditEvent(peer=researcher, action="query", purpose=project.purpose, case=project.name,
-                                     protocol="P5", rows=len(prepared.groups), outcome=outcome,
-                                     detail=f"{detail} cost={prepared.cost:g} sql={prepared.sql[:300]}"))
+        self.audit.append(
+            AuditEvent(
+                peer=researcher,
+                action="query",
+                purpose=project.purpose,
+                case=project.name,
+                protocol="P5",
+                rows=len(prepared.groups),
+                outcome=outcome,
+                detail=f"{detail} cost={prepared.cost:g} sql={prepared.sql[:300]}",
+            )
+        )
 
 
 def _info(column: party_pb2.ColumnSchema) -> agg.ColumnInfo:
     if column.type == "category":
         return agg.ColumnInfo("category", labels=tuple(column.categories))
-    return agg.ColumnInfo(column.type, column.min if column.has_bounds else None, column.max if column.has_bounds else None)
+    return agg.ColumnInfo(
+        column.type, column.min if column.has_bounds else None, column.max if column.has_bounds else None
+    )

@@ -39,9 +39,15 @@ class GatewayDaemon:
         sock.listen(128)
         self.address = f"{host}:{sock.getsockname()[1]}"
         tls, https = self.config.tls, self.config.gateway.https
-        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False,
-                                                     ssl_certfile=str(tls.cert) if https else None,
-                                                     ssl_keyfile=str(tls.key) if https else None))
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                log_level="warning",
+                access_log=False,
+                ssl_certfile=str(tls.cert) if https else None,
+                ssl_keyfile=str(tls.key) if https else None,
+            )
+        )
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, name="http", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 30

@@ -23,7 +23,8 @@ from typing import Any
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS researchers (name TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE,
-       epsilon_total DOUBLE PRECISION NOT NULL, epsilon_spent DOUBLE PRECISION NOT NULL DEFAULT 0, created DOUBLE PRECISION NOT NULL)""",
+       epsilon_total DOUBLE PRECISION NOT NULL, epsilon_spent DOUBLE PRECISION NOT NULL DEFAULT 0,
+       created DOUBLE PRECISION NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS projects (name TEXT PRIMARY KEY, purpose TEXT NOT NULL, scope TEXT NOT NULL,
        epsilon_total DOUBLE PRECISION NOT NULL, epsilon_spent DOUBLE PRECISION NOT NULL DEFAULT 0)""",
     """CREATE TABLE IF NOT EXISTS members (researcher TEXT NOT NULL REFERENCES researchers(name),
@@ -133,8 +134,10 @@ class Store:
         with self._transaction() as cur:
             if cur.one("SELECT name FROM researchers WHERE name = ?", (name,)):
                 raise StoreError(f"researcher {name!r} exists")
-            cur.execute("INSERT INTO researchers (name, token_hash, epsilon_total, created) VALUES (?, ?, ?, ?)",
-                        (name, token_hash(token), epsilon_total, time.time()))
+            cur.execute(
+                "INSERT INTO researchers (name, token_hash, epsilon_total, created) VALUES (?, ?, ?, ?)",
+                (name, token_hash(token), epsilon_total, time.time()),
+            )
         return token
 
     def researcher_for(self, token: str) -> str | None:
@@ -148,8 +151,10 @@ class Store:
         with self._transaction() as cur:
             if cur.one("SELECT name FROM projects WHERE name = ?", (name,)):
                 raise StoreError(f"project {name!r} exists")
-            cur.execute("INSERT INTO projects (name, purpose, scope, epsilon_total) VALUES (?, ?, ?, ?)",
-                        (name, purpose, json.dumps(scope, sort_keys=True), epsilon_total))
+            cur.execute(
+                "INSERT INTO projects (name, purpose, scope, epsilon_total) VALUES (?, ?, ?, ?)",
+                (name, purpose, json.dumps(scope, sort_keys=True), epsilon_total),
+            )
 
     def add_member(self, researcher: str, project: str) -> None:
         with self._transaction() as cur:
@@ -157,13 +162,18 @@ class Store:
                 raise StoreError(f"no researcher {researcher!r}")
             if not cur.one("SELECT name FROM projects WHERE name = ?", (project,)):
                 raise StoreError(f"no project {project!r}")
-            if not cur.one("SELECT researcher FROM members WHERE researcher = ? AND project = ?", (researcher, project)):
+            if not cur.one(
+                "SELECT researcher FROM members WHERE researcher = ? AND project = ?", (researcher, project)
+            ):
                 cur.execute("INSERT INTO members (researcher, project) VALUES (?, ?)", (researcher, project))
 
     def projects_of(self, researcher: str) -> list[Project]:
         with self._transaction() as cur:
-            rows = cur.all("SELECT p.name, p.purpose, p.scope, p.epsilon_total, p.epsilon_spent FROM projects p "
-                           "JOIN members m ON m.project = p.name WHERE m.researcher = ? ORDER BY p.name", (researcher,))
+            rows = cur.all(
+                "SELECT p.name, p.purpose, p.scope, p.epsilon_total, p.epsilon_spent FROM projects p "
+                "JOIN members m ON m.project = p.name WHERE m.researcher = ? ORDER BY p.name",
+                (researcher,),
+            )
         return [Project(r[0], r[1], json.loads(r[2]), float(r[3]), float(r[4])) for r in rows]
 
     def project_for(self, researcher: str, project: str) -> Project:
@@ -175,8 +185,10 @@ class Store:
 
     def researchers(self) -> list[tuple[str, float, float]]:
         with self._transaction() as cur:
-            return [(r[0], float(r[1]), float(r[2])) for r in
-                    cur.all("SELECT name, epsilon_total, epsilon_spent FROM researchers ORDER BY name", ())]
+            return [
+                (r[0], float(r[1]), float(r[2]))
+                for r in cur.all("SELECT name, epsilon_total, epsilon_spent FROM researchers ORDER BY name", ())
+            ]
 
     # ------------------------------------------------------------------ budgets
     def budget(self, researcher: str, project: str) -> Budget:
@@ -198,30 +210,51 @@ class Store:
         with self._transaction(immediate=True) as cur:
             left = self._budget(cur, researcher, project, lock=True)
             if epsilon > left.researcher_left + EPSILON_SLACK or epsilon > left.project_left + EPSILON_SLACK:
-                raise BudgetExceeded(f"the query costs epsilon {epsilon:g}; left: researcher {left.researcher_left:g}, "
-                                     f"project {left.project_left:g}", left.researcher_left, left.project_left)
-            cur.execute("UPDATE researchers SET epsilon_spent = epsilon_spent + ? WHERE name = ?", (epsilon, researcher))
+                raise BudgetExceeded(
+                    f"the query costs epsilon {epsilon:g}; left: researcher {left.researcher_left:g}, "
+                    f"project {left.project_left:g}",
+                    left.researcher_left,
+                    left.project_left,
+                )
+            cur.execute(
+                "UPDATE researchers SET epsilon_spent = epsilon_spent + ? WHERE name = ?", (epsilon, researcher)
+            )
             cur.execute("UPDATE projects SET epsilon_spent = epsilon_spent + ? WHERE name = ?", (epsilon, project))
             return Budget(left.researcher_left - epsilon, left.project_left - epsilon)
 
     def refund(self, researcher: str, project: str, epsilon: float) -> None:
         """Give back what a query that released nothing had reserved."""
         with self._transaction(immediate=True) as cur:
-            cur.execute("UPDATE researchers SET epsilon_spent = epsilon_spent - ? WHERE name = ?", (epsilon, researcher))
+            cur.execute(
+                "UPDATE researchers SET epsilon_spent = epsilon_spent - ? WHERE name = ?", (epsilon, researcher)
+            )
             cur.execute("UPDATE projects SET epsilon_spent = epsilon_spent - ? WHERE name = ?", (epsilon, project))
 
     # ------------------------------------------------------------------ jobs
     def add_job(self, job: Job) -> None:
         with self._transaction() as cur:
-            cur.execute("INSERT INTO jobs (id, researcher, project, sql, epsilon, status, progress, created) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (job.id, job.researcher, job.project, job.sql, job.epsilon, job.status, job.progress, job.created))
+            cur.execute(
+                "INSERT INTO jobs (id, researcher, project, sql, epsilon, status, progress, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (job.id, job.researcher, job.project, job.sql, job.epsilon, job.status, job.progress, job.created),
+            )
 
-    def update_job(self, job_id: str, *, status: str | None = None, progress: float | None = None,
-                   result: dict[str, Any] | None = None, error: str | None = None) -> None:
+    def update_job(
+        self,
+        job_id: str,
+        *,
+        status: str | None = None,
+        progress: float | None = None,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
         sets, values = [], []
-        for column, value in (("status", status), ("progress", progress),
-                              ("result", None if result is None else json.dumps(result)), ("error", error)):
+        for column, value in (
+            ("status", status),
+            ("progress", progress),
+            ("result", None if result is None else json.dumps(result)),
+            ("error", error),
+        ):
             if value is not None:
                 sets.append(f"{column} = ?")
                 values.append(value)
@@ -233,22 +266,39 @@ class Store:
 
     def job(self, job_id: str, researcher: str) -> Job:
         with self._transaction() as cur:
-            row = cur.one("SELECT id, researcher, project, sql, epsilon, status, progress, result, error, created, finished "
-                          "FROM jobs WHERE id = ? AND researcher = ?", (job_id, researcher))
+            row = cur.one(
+                "SELECT id, researcher, project, sql, epsilon, status, progress, result, error, created, finished "
+                "FROM jobs WHERE id = ? AND researcher = ?",
+                (job_id, researcher),
+            )
         if row is None:
             raise StoreError(f"no job {job_id!r} of yours")
         return _job(row)
 
     def jobs_of(self, researcher: str, limit: int = 50) -> list[Job]:
         with self._transaction() as cur:
-            rows = cur.all("SELECT id, researcher, project, sql, epsilon, status, progress, result, error, created, finished "
-                           "FROM jobs WHERE researcher = ? ORDER BY created DESC LIMIT ?", (researcher, limit))
+            rows = cur.all(
+                "SELECT id, researcher, project, sql, epsilon, status, progress, result, error, created, finished "
+                "FROM jobs WHERE researcher = ? ORDER BY created DESC LIMIT ?",
+                (researcher, limit),
+            )
         return [_job(r) for r in rows]
 
 
 def _job(row: Sequence[Any]) -> Job:
-    return Job(str(row[0]), str(row[1]), str(row[2]), str(row[3]), float(row[4]), str(row[5]), float(row[6]),
-               json.loads(row[7]) if row[7] else None, row[8], float(row[9]), None if row[10] is None else float(row[10]))
+    return Job(
+        str(row[0]),
+        str(row[1]),
+        str(row[2]),
+        str(row[3]),
+        float(row[4]),
+        str(row[5]),
+        float(row[6]),
+        json.loads(row[7]) if row[7] else None,
+        row[8],
+        float(row[9]),
+        None if row[10] is None else float(row[10]),
+    )
 
 
 class _Cursor:

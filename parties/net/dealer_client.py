@@ -23,8 +23,11 @@ OPEN_TIMEOUT_S = 30.0
 
 
 def reservation_message(reservation: Reservation) -> common_pb2.Reservation:
-    return common_pb2.Reservation(bit_triple_words=reservation.bit_triple_words,
-                                  beaver_triples=reservation.beaver_triples, dabits=reservation.dabits)
+    return common_pb2.Reservation(
+        bit_triple_words=reservation.bit_triple_words,
+        beaver_triples=reservation.beaver_triples,
+        dabits=reservation.dabits,
+    )
 
 
 def reservation_of(message: common_pb2.Reservation) -> Reservation:
@@ -36,18 +39,16 @@ class RemoteCorrections:
     """A :class:`~mpc.sharing.dealer.CorrectionSource` for party 1: the reserved blocks came with
     the seed; any other request goes over one ``GetCorrections`` stream, opened at the first."""
 
-    def __init__(self, stub: Any, session_id: str, metadata: tuple[tuple[str, str], ...],
-                 reserved: dict[int, np.ndarray]) -> None:
+    def __init__(
+        self, stub: Any, session_id: str, metadata: tuple[tuple[str, str], ...], reserved: dict[int, np.ndarray]
+    ) -> None:
         self._stub, self._session_id, self._metadata = stub, session_id, metadata
         self._reserved = reserved  # stream -> words
         self._requests: queue.Queue[coordinator_pb2.CorrectionRequest | None] = queue.Queue()
         self._responses: Iterator[coordinator_pb2.CorrectionChunk] | None = None
 
     def correction(self, kind: str, stream: int, size: int) -> np.ndarray:
-        if stream in self._reserved:
-            words = self._reserved.pop(stream)
-        else:
-            words = self._fetch(kind, stream, size)
+        words = self._reserved.pop(stream) if stream in self._reserved else self._fetch(kind, stream, size)
         if words.shape != (size,) or words.dtype != np.uint64:
             raise wire.WireError(f"dealer sent {words.shape} {words.dtype} for a {size}-word {kind} request")
         return words
@@ -73,12 +74,19 @@ class RemoteCorrections:
 class DealerSession:
     """This party's side of a dealer session; ``OpenSession`` is in flight from construction."""
 
-    def __init__(self, stub: Any, session_id: str, parties: tuple[str, str], reservation: Reservation,
-                 metadata: tuple[tuple[str, str], ...] = ()) -> None:
+    def __init__(
+        self,
+        stub: Any,
+        session_id: str,
+        parties: tuple[str, str],
+        reservation: Reservation,
+        metadata: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.session_id, self.parties, self.reservation = session_id, parties, reservation
         self._stub, self._metadata = stub, metadata
-        request = coordinator_pb2.SessionRequest(session_id=session_id, parties=list(parties),
-                                                 reserve=reservation_message(reservation))
+        request = coordinator_pb2.SessionRequest(
+            session_id=session_id, parties=list(parties), reserve=reservation_message(reservation)
+        )
         self._reply = stub.OpenSession.future(request, metadata=metadata, timeout=OPEN_TIMEOUT_S)
         self._remote: RemoteCorrections | None = None
 

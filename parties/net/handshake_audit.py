@@ -81,5 +81,11 @@ class HandshakeAuditor:
         if match is None:
             return
         with contextlib.suppress(Exception):  # never let auditing break stderr
-            self.audit.append(AuditEvent(peer="-", action="tls:handshake-refused", outcome="UNAUTHENTICATED",
-                                         detail=f"{reason_of(match['detail'])} ({match['detail'][-200:]})"))
+            self.audit.append(
+                AuditEvent(
+                    peer="-",
+                    action="tls:handshake-refused",
+                    outcome="UNAUTHENTICATED",
+                    detail=f"{reason_of(match['detail'])} ({match['detail'][-200:]})",
+                )
+            )

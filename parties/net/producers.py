@@ -23,10 +23,12 @@ class _Done:
 class Interleave(Generic[T]):
     def __init__(self, *producers: Callable[[Callable[[T], None]], None], capacity: int = 8) -> None:
         self._items: queue.Queue[T | _Done | BaseException] = queue.Queue(maxsize=capacity)
-        self._stop = threading.Event()    # producers should end (a failure, or the consumer left)
+        self._stop = threading.Event()  # producers should end (a failure, or the consumer left)
         self._closed = threading.Event()  # the consumer left: nobody drains the queue any more
-        self._threads = [threading.Thread(target=self._run, args=(p,), daemon=True, name=f"producer-{i}")
-                         for i, p in enumerate(producers)]
+        self._threads = [
+            threading.Thread(target=self._run, args=(p,), daemon=True, name=f"producer-{i}")
+            for i, p in enumerate(producers)
+        ]
 
     def _put(self, item: T | _Done | BaseException) -> None:
         data = not isinstance(item, _Done | BaseException)

@@ -52,9 +52,7 @@ class _Inbox:
 
 def _data_messages(label: str, payload: np.ndarray) -> Iterator[party_pb2.ShareMessage]:
     for piece, more in wire.chunks(payload):
-        yield party_pb2.ShareMessage(
-            data=party_pb2.ShareData(label=label, array=wire.to_message(piece), more=more)
-        )
+        yield party_pb2.ShareMessage(data=party_pb2.ShareData(label=label, array=wire.to_message(piece), more=more))
 
 
 class _StreamChannel(Channel):
@@ -72,7 +70,9 @@ class _StreamChannel(Channel):
         self._reader: threading.Thread | None = None
 
     def _start_reader(self, messages: Iterator[party_pb2.ShareMessage]) -> None:
-        self._reader = threading.Thread(target=self._pump, args=(messages,), name=f"share-reader-{self.peer}", daemon=True)
+        self._reader = threading.Thread(
+            target=self._pump, args=(messages,), name=f"share-reader-{self.peer}", daemon=True
+        )
         self._reader.start()
 
     def _pump(self, messages: Iterator[party_pb2.ShareMessage]) -> None:
@@ -122,8 +122,14 @@ class _StreamChannel(Channel):
 class ShareClientChannel(_StreamChannel):
     """Initiator's end: opens ``Party.ShareExchange`` with a ``ShareStart``."""
 
-    def __init__(self, stub: Any, start: party_pb2.ShareStart, peer: str,
-                 metadata: tuple[tuple[str, str], ...] = (), timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        stub: Any,
+        start: party_pb2.ShareStart,
+        peer: str,
+        metadata: tuple[tuple[str, str], ...] = (),
+        timeout: float | None = None,
+    ) -> None:
         super().__init__(peer)
         self._outbox.put(party_pb2.ShareMessage(start=start))
         self._call = stub.ShareExchange(self._outgoing(), metadata=metadata, timeout=timeout)

@@ -53,7 +53,9 @@ def from_message(message: common_pb2.NdArray) -> np.ndarray:
         raise WireError(f"negative array dimension in {shape}")
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if expected != len(message.data):
-        raise WireError(f"array of shape {shape} and dtype {message.dtype} needs {expected} bytes, got {len(message.data)}")
+        raise WireError(
+            f"array of shape {shape} and dtype {message.dtype} needs {expected} bytes, got {len(message.data)}"
+        )
     return np.frombuffer(message.data, dtype=dtype).reshape(shape)
 
 

@@ -42,17 +42,24 @@ class Budgets:
         """One rule or aggregate program on our data (counted by every owner whose data it reads),
         against the day's and the case's limits together (a refusal spends neither)."""
         limits = self._limits(call)
-        self.ledger.spend_all([
-            self._charge(call, "computations_per_case", 1, limits.computations_per_case, None, f"case={call.case}"),
-            self._charge(call, "computations_per_day", 1, limits.computations_per_day, DAY_SECONDS, "computations")])
+        self.ledger.spend_all(
+            [
+                self._charge(call, "computations_per_case", 1, limits.computations_per_case, None, f"case={call.case}"),
+                self._charge(call, "computations_per_day", 1, limits.computations_per_day, DAY_SECONDS, "computations"),
+            ]
+        )
 
     def oprf(self, call: Call, key: str, epoch_seconds: float, ids: int, epoch: int) -> None:
         """``ids`` evaluations of one OPRF key: counted per time window of the epoch's length
         (the previous epoch's key, still served, shares the current window's budget) and per key
         (so no key gets more than the limit over its whole life)."""
         limit = self._limits(call).oprf_per_epoch
-        self.ledger.spend_all([self._charge(call, "oprf_per_epoch", ids, limit, epoch_seconds, f"oprf={key}"),
-                               self._charge(call, "oprf_per_epoch", ids, limit, None, f"oprf={key}@{epoch}")])
+        self.ledger.spend_all(
+            [
+                self._charge(call, "oprf_per_epoch", ids, limit, epoch_seconds, f"oprf={key}"),
+                self._charge(call, "oprf_per_epoch", ids, limit, None, f"oprf={key}@{epoch}"),
+            ]
+        )
 
     def psi(self, call: Call, dataset: str, ids: int) -> None:
         self._spend(call, "psi_per_day", ids, self._limits(call).psi_per_day, DAY_SECONDS, f"psi={dataset}")
@@ -64,14 +71,29 @@ class Budgets:
         """ε of a noised release between agencies, against the peer's total budget (counted in
         millionths, so that the ledger stays in integers)."""
         grant = self._policy.check_purpose(call.peer, call.purpose)
-        self._spend(call, "release_epsilon_budget", math.ceil(cost * 1e6), round(grant.release_epsilon_budget * 1e6),
-                    None, "epsilon")
+        self._spend(
+            call,
+            "release_epsilon_budget",
+            math.ceil(cost * 1e6),
+            round(grant.release_epsilon_budget * 1e6),
+            None,
+            "epsilon",
+        )
 
     def bucket(self, call: Call, dataset: str, bucket: int) -> None:
         limits = self._limits(call)
-        spent = self._spend(call, "bucket_queries_per_window", 1, limits.bucket_queries_per_window,
-                            limits.bucket_window_hours * 3600, f"bucket={dataset}/{bucket}")
+        spent = self._spend(
+            call,
+            "bucket_queries_per_window",
+            1,
+            limits.bucket_queries_per_window,
+            limits.bucket_window_hours * 3600,
+            f"bucket={dataset}/{bucket}",
+        )
         if spent.used >= limits.bucket_alert_after:
-            self._alert(call, "repeated-bucket",
-                        f"dataset={dataset} bucket={bucket} fetched {spent.used} times in the current "
-                        f"{limits.bucket_window_hours:g} h window (refused past {limits.bucket_queries_per_window})")
+            self._alert(
+                call,
+                "repeated-bucket",
+                f"dataset={dataset} bucket={bucket} fetched {spent.used} times in the current "
+                f"{limits.bucket_window_hours:g} h window (refused past {limits.bucket_queries_per_window})",
+            )

@@ -42,7 +42,14 @@ from parties.party.tables import EncryptedTable, TableCache
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc, party_pb2_grpc
 
 log = logging.getLogger("mpc.party")
-_PLAIN_COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
+_PLAIN_COMPARE = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 SERVICE_NAME = "mpc.v1.Party"
 UNGRANTED_RATE_PER_MINUTE = 30
 
@@ -60,16 +67,22 @@ class PartyDaemon:
         except OwnCertificateError as exc:
             raise ConfigError(f"tls.cert: {exc}") from None
         if identity != self.name:
-            raise ConfigError(f"party.name is {self.name!r} but the certificate {config.tls.cert} is issued to {identity!r}")
+            raise ConfigError(
+                f"party.name is {self.name!r} but the certificate {config.tls.cert} is issued to {identity!r}"
+            )
         self.max_message_bytes = MAX_MESSAGE_BYTES
         self.state = PartyState(config.party.state_dir)
         self.audit_log = self.state.audit
         self.datasets: dict[str, Dataset] = {spec.name: load_dataset(spec, config.base_dir) for spec in config.datasets}
         self.metrics = Metrics(self.name)
-        self.boundary = Boundary(self.name, self.state.audit, Revocations(config.tls.crl, config.tls.ca),
-                                 self.metrics, self._rate_limit)
-        self.server = grpc.server(ThreadPoolExecutor(max_workers=32, thread_name_prefix=f"{self.name}-rpc"),
-                                  interceptors=list(interceptors), options=SERVER_OPTIONS)
+        self.boundary = Boundary(
+            self.name, self.state.audit, Revocations(config.tls.crl, config.tls.ca), self.metrics, self._rate_limit
+        )
+        self.server = grpc.server(
+            ThreadPoolExecutor(max_workers=32, thread_name_prefix=f"{self.name}-rpc"),
+            interceptors=list(interceptors),
+            options=SERVER_OPTIONS,
+        )
         party_pb2_grpc.add_PartyServicer_to_server(PartyService(self), self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -88,10 +101,17 @@ class PartyDaemon:
         self._peer_channels: dict[str, grpc.Channel] = {}
         self._filters: dict[tuple[str, int], list[bytes]] = {}
         self.budgets = Budgets(config.party.state_dir / "budgets.sqlite", config.policy, self.boundary.alert)
-        self.approvals = RuleApprovals(config.party.state_dir / CATALOGUE_FILE, self.state.audit_key, self._approvals_loaded)
+        self.approvals = RuleApprovals(
+            config.party.state_dir / CATALOGUE_FILE, self.state.audit_key, self._approvals_loaded
+        )
         self._dataset_master = _master_secret(config.party.state_dir / "oprf" / "datasets.key")
-        self.tables = TableCache(config.party.state_dir / "encrypted", config.party.state_dir / "keys",
-                                 config.party.paillier_bits, config.party.anonymity_set, self.oprf_key)
+        self.tables = TableCache(
+            config.party.state_dir / "encrypted",
+            config.party.state_dir / "keys",
+            config.party.paillier_bits,
+            config.party.anonymity_set,
+            self.oprf_key,
+        )
         self._lookup_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
@@ -101,15 +121,22 @@ class PartyDaemon:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         rows = {name: len(d.ids) for name, d in self.datasets.items()}
         invalid = {name: len(d.report.invalid_ids) for name, d in self.datasets.items()}
-        self.state.audit.append(AuditEvent(peer="-", action="daemon:start", rows=sum(rows.values()),
-                                           detail=f"listen={self.address} datasets={rows} invalid_ids={invalid}"))
+        self.state.audit.append(
+            AuditEvent(
+                peer="-",
+                action="daemon:start",
+                rows=sum(rows.values()),
+                detail=f"listen={self.address} datasets={rows} invalid_ids={invalid}",
+            )
+        )
         if self.config.party.metrics_listen:
             host, _, port = self.config.party.metrics_listen.rpartition(":")
             start_http_server(int(port), addr=host, registry=self.metrics.registry)
         if self.config.party.coordinator:
             registered = self._register()  # before the address is published, so the directory is current
-            self._witness = threading.Thread(target=self._register_and_witness, args=(registered,),
-                                             name=f"{self.name}-witness", daemon=True)
+            self._witness = threading.Thread(
+                target=self._register_and_witness, args=(registered,), name=f"{self.name}-witness", daemon=True
+            )
             self._witness.start()
         log.info("serving", extra={"fields": {"party": self.name, "address": self.address, "datasets": rows}})
 
@@ -122,8 +149,9 @@ class PartyDaemon:
         self.health.enter_graceful_shutdown()
         in_flight = self.boundary.in_flight
         self.server.stop(grace).wait()
-        self.state.audit.append(AuditEvent(peer="-", action="daemon:stop",
-                                           detail=f"grace={grace}s in_flight_at_stop={in_flight}"))
+        self.state.audit.append(
+            AuditEvent(peer="-", action="daemon:stop", detail=f"grace={grace}s in_flight_at_stop={in_flight}")
+        )
         self._witness_once()
         self.budgets.close()
         if self._coordinator_channel is not None:
@@ -183,13 +211,16 @@ class PartyDaemon:
 
     def signed_head(self) -> common_pb2.AuditHead:
         head = self.state.audit.head()
-        return common_pb2.AuditHead(party=self.name, seq=head.seq, hash=head.hash, time=head.time, signature=head.signature)
+        return common_pb2.AuditHead(
+            party=self.name, seq=head.seq, hash=head.hash, time=head.time, signature=head.signature
+        )
 
     def _approvals_loaded(self, approvals: list[Approval]) -> None:
         """A new version of the approved rules is in force: audited, names and fingerprints."""
         listed = "; ".join(f"{a.rule} {a.fingerprint[:16]} for {a.peer} {a.purposes}" for a in approvals)
-        self.audit_log.append(AuditEvent(peer="-", action="policy:approved-rules", rows=len(approvals),
-                                         detail=listed[:500] or "none"))
+        self.audit_log.append(
+            AuditEvent(peer="-", action="policy:approved-rules", rows=len(approvals), detail=listed[:500] or "none")
+        )
 
     # ------------------------------------------------------------------ helpers for handlers
     def _rate_limit(self, peer: str) -> int | None:
@@ -262,7 +293,9 @@ class PartyDaemon:
         """``epoch`` if it is the current one: tags of an ended epoch select nothing any more."""
         current = self.dataset_epoch()
         if epoch != current:
-            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, f"epoch {epoch} has ended (now {current}); ask again")
+            raise ServiceError(
+                grpc.StatusCode.FAILED_PRECONDITION, f"epoch {epoch} has ended (now {current}); ask again"
+            )
         return epoch
 
     def oprf_key(self, dataset: str, epoch: int) -> OprfServer:
@@ -276,4 +309,3 @@ def _master_secret(path: Path) -> bytes:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_atomic(path, os.urandom(32))
     return path.read_bytes()
-

@@ -43,8 +43,18 @@ from protos import common_pb2, party_pb2, party_pb2_grpc
 if TYPE_CHECKING:
     from parties.party.server import PartyDaemon
 
-PROTOCOLS = ("oprf", "psi-cardinality", "psi-intersection", "psi-owner-tags", "encrypted-buckets", "encrypted-table", "masked-decrypt",
-             "share-exchange:selftest-compare", "share-exchange:rule", "share-exchange:aggregate")
+PROTOCOLS = (
+    "oprf",
+    "psi-cardinality",
+    "psi-intersection",
+    "psi-owner-tags",
+    "encrypted-buckets",
+    "encrypted-table",
+    "masked-decrypt",
+    "share-exchange:selftest-compare",
+    "share-exchange:rule",
+    "share-exchange:aggregate",
+)
 PROGRAMS = ("selftest-compare", "rule", "aggregate")
 SESSION_ID = re.compile(r"^[0-9a-f]{32}$")  # what uuid4().hex gives; checked by the owner wherever one arrives
 
@@ -86,16 +96,22 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
     def _capabilities(self, request: common_pb2.Empty, context: Any, call: Call) -> party_pb2.Capabilities:
         d = self.daemon
         return party_pb2.Capabilities(
-            party=d.name, protocols=list(PROTOCOLS),
-            paillier_bits=d.config.party.paillier_bits, audit_public_key=d.state.audit_public_key_hex(),
-            max_message_bytes=d.max_message_bytes, max_batch_points=d.config.party.max_points_per_request,
+            party=d.name,
+            protocols=list(PROTOCOLS),
+            paillier_bits=d.config.party.paillier_bits,
+            audit_public_key=d.state.audit_public_key_hex(),
+            max_message_bytes=d.max_message_bytes,
+            max_batch_points=d.config.party.max_points_per_request,
         )
 
     def _list_datasets(self, request: common_pb2.Empty, context: Any, call: Call) -> party_pb2.DatasetList:
         policy = self.daemon.config.policy
         grant = policy.peer(call.peer)
-        out = party_pb2.DatasetList(reveal_clauses=grant.reveal_clauses, max_household=grant.max_household,
-                                    release_epsilon=grant.release_epsilon or 0.0)
+        out = party_pb2.DatasetList(
+            reveal_clauses=grant.reveal_clauses,
+            max_household=grant.max_household,
+            release_epsilon=grant.release_epsilon or 0.0,
+        )
         for name, dataset_grant in grant.datasets.items():
             dataset = self.daemon.datasets.get(name)
             if dataset is None:
@@ -103,18 +119,30 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             spec = dataset.spec.schema_
             # the row count rounded up to the owner's granularity; category values are the declared
             # domain (Dataset.labels), never the values present in the data
-            schema = party_pb2.DatasetSchema(name=name, id_kind=spec.id_kind, rows=policy.catalogue_rows(len(dataset.ids)),
-                                             description=dataset.spec.description,
-                                             bucket_bits=self.daemon.bucket_bits(name), batch=dataset_grant.batch,
-                                             epoch=self.daemon.dataset_epoch())
+            schema = party_pb2.DatasetSchema(
+                name=name,
+                id_kind=spec.id_kind,
+                rows=policy.catalogue_rows(len(dataset.ids)),
+                description=dataset.spec.description,
+                bucket_bits=self.daemon.bucket_bits(name),
+                batch=dataset_grant.batch,
+                epoch=self.daemon.dataset_epoch(),
+            )
             for column, col in spec.columns.items():
                 uses = [] if col.classification == "secret" else list(dataset_grant.columns.get(column, []))
                 labels = dataset.labels(column) if col.type == "category" and {"filter", "group_by"} & set(uses) else ()
-                schema.columns.append(party_pb2.ColumnSchema(
-                    name=column, type=col.type, has_bounds=col.min is not None,
-                    min=col.min or 0, max=col.max or 0, classification=col.classification,
-                    allowed_uses=uses, categories=list(labels),
-                ))
+                schema.columns.append(
+                    party_pb2.ColumnSchema(
+                        name=column,
+                        type=col.type,
+                        has_bounds=col.min is not None,
+                        min=col.min or 0,
+                        max=col.max or 0,
+                        classification=col.classification,
+                        allowed_uses=uses,
+                        categories=list(labels),
+                    )
+                )
             out.datasets.append(schema)
         return out
 
@@ -122,7 +150,9 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         return self.daemon.signed_head()
 
     # ------------------------------------------------------------------ OPRF (P2/P3)
-    def _evaluate_oprf(self, requests: Iterator[party_pb2.PointBatch], context: Any, call: Call) -> Iterator[party_pb2.PointBatch]:
+    def _evaluate_oprf(
+        self, requests: Iterator[party_pb2.PointBatch], context: Any, call: Call
+    ) -> Iterator[party_pb2.PointBatch]:
         key: OprfServer | None = None
         limit = self.daemon.config.party.max_points_per_request
         budget = ("", 0.0)  # the key's budget name and epoch length
@@ -135,8 +165,11 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                     self.daemon.config.policy.check_predicate(call.peer, call.purpose, spec.name)
                     current = self.daemon.current_epoch(spec)
                     if batch.epoch not in (current, current - 1):
-                        raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
-                                           f"epoch {batch.epoch} of predicate {spec.name} has expired (now {current}); fetch the filter again")
+                        raise ServiceError(
+                            grpc.StatusCode.FAILED_PRECONDITION,
+                            f"epoch {batch.epoch} of predicate {spec.name} has expired (now {current}); "
+                            f"fetch the filter again",
+                        )
                     key, epoch = self.daemon.predicate_key(spec, batch.epoch), batch.epoch
                     budget = (f"predicate={spec.name}", spec.epoch_hours * 3600)
                     call.protocol, call.detail = "P2", f"predicate={spec.name} epoch={batch.epoch}"
@@ -159,7 +192,9 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         replies = list(self._evaluate_oprf(iter([request]), context, call))
         return replies[0]
 
-    def _predicate_filter(self, request: party_pb2.PredicateRequest, context: Any, call: Call) -> Iterator[party_pb2.FilterChunk]:
+    def _predicate_filter(
+        self, request: party_pb2.PredicateRequest, context: Any, call: Call
+    ) -> Iterator[party_pb2.FilterChunk]:
         spec = self.daemon.predicate(request.predicate)
         self.daemon.config.policy.check_predicate(call.peer, call.purpose, spec.name)
         epoch = self.daemon.current_epoch(spec)
@@ -171,7 +206,9 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             yield party_pb2.FilterChunk(epoch=epoch, total=len(tags), tags=b"".join(part), count=len(part))
 
     # ------------------------------------------------------------------ ECDH-PSI (P1)
-    def _psi_round(self, requests: Iterator[party_pb2.PsiMessage], context: Any, call: Call) -> Iterator[party_pb2.PsiMessage]:
+    def _psi_round(
+        self, requests: Iterator[party_pb2.PsiMessage], context: Any, call: Call
+    ) -> Iterator[party_pb2.PsiMessage]:
         """P1 ECDH-PSI (:mod:`mpc.protocols.psi`): our shuffled ``[b]H(y)`` and the answers to the
         requester's points stream out together, chunk by chunk, while its points stream in."""
         first = next(requests, None)
@@ -179,20 +216,30 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "PsiRound must start with a PsiStart message")
         start = first.start
         if start.mode not in psi.MODES:
-            raise ServiceError(grpc.StatusCode.UNIMPLEMENTED, f"PSI mode {start.mode!r} is not offered (use one of {list(psi.MODES)})")
+            raise ServiceError(
+                grpc.StatusCode.UNIMPLEMENTED, f"PSI mode {start.mode!r} is not offered (use one of {list(psi.MODES)})"
+            )
         dataset = self.daemon.require_dataset(start.dataset)
-        self.daemon.config.policy.check_dataset(call.peer, call.purpose, start.dataset, psi=True,
-                                                intersection=start.mode == "intersection")
+        self.daemon.config.policy.check_dataset(
+            call.peer, call.purpose, start.dataset, psi=True, intersection=start.mode == "intersection"
+        )
         limit = self.daemon.config.party.max_points_per_request
         if not 0 <= start.requester_count <= limit:
-            raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"requester set of {start.requester_count} exceeds {limit}")
+            raise ServiceError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, f"requester set of {start.requester_count} exceeds {limit}"
+            )
         self.daemon.budgets.psi(call, dataset.name, int(start.requester_count))
         owner = psi.Owner(self.daemon.tables.hashed_ids(dataset, psi.PSI_DOMAIN))
         call.rows = int(start.requester_count)
-        call.detail = f"dataset={start.dataset} mode={start.mode} requester_count={start.requester_count} owner_count={owner.count}"
-        yield party_pb2.PsiMessage(start=party_pb2.PsiStart(dataset=start.dataset, mode=start.mode,
-                                                            requester_count=start.requester_count,
-                                                            owner_count=owner.count))
+        call.detail = (
+            f"dataset={start.dataset} mode={start.mode} "
+            f"requester_count={start.requester_count} owner_count={owner.count}"
+        )
+        yield party_pb2.PsiMessage(
+            start=party_pb2.PsiStart(
+                dataset=start.dataset, mode=start.mode, requester_count=start.requester_count, owner_count=owner.count
+            )
+        )
 
         def own(put: Callable[[party_pb2.PsiMessage], None]) -> None:
             for part in psi.chunks(owner.count):
@@ -218,7 +265,9 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                 else:
                     held.append(tags)
             else:
-                raise ServiceError(grpc.StatusCode.ABORTED, f"{call.peer} closed the PSI stream before sending all points")
+                raise ServiceError(
+                    grpc.StatusCode.ABORTED, f"{call.peer} closed the PSI stream before sending all points"
+                )
             if received != start.requester_count:
                 raise ValueError(f"requester announced {start.requester_count} points and sent {received}")
             if start.mode == "cardinality":  # shuffled over the whole set: R cannot link answers to its ids
@@ -255,7 +304,9 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         self.daemon.config.policy.check_readable(call.peer, call.purpose, dataset, columns, classes)
         return tuple(columns)
 
-    def _encrypted_bucket(self, request: party_pb2.BucketRequest, context: Any, call: Call) -> Iterator[party_pb2.EncryptedRows]:
+    def _encrypted_bucket(
+        self, request: party_pb2.BucketRequest, context: Any, call: Call
+    ) -> Iterator[party_pb2.EncryptedRows]:
         columns = self._lookup_columns(call, request.dataset, list(request.columns))
         if request.whole_table:  # P1 needs the batch grant
             self.daemon.config.policy.check_dataset(call.peer, call.purpose, request.dataset, batch=True)
@@ -275,7 +326,9 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             table.ensure([request.bucket])
             rows = buckets.rows(request.bucket)
             total, call.protocol = len(rows), "P3"
-            call.detail = f"dataset={request.dataset} bucket={request.bucket}/{1 << buckets.bucket_bits} columns={list(columns)}"
+            call.detail = (
+                f"dataset={request.dataset} bucket={request.bucket}/{1 << buckets.bucket_bits} columns={list(columns)}"
+            )
         call.rows = total
         layout = table.layout
         step = 4096
@@ -289,16 +342,23 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                 tags = [buckets.tags[i] for i in part.tolist()]
             message = party_pb2.EncryptedRows(tags=b"".join(tags), ciphertexts=table.rows_bytes(part), count=len(tags))
             if start == 0:
-                message.bucket_bits, message.rows_per_plaintext, message.total = buckets.bucket_bits, layout.rows_per_plaintext, total
+                message.bucket_bits, message.rows_per_plaintext, message.total = (
+                    buckets.bucket_bits,
+                    layout.rows_per_plaintext,
+                    total,
+                )
                 message.columns.extend(layout.columns)
                 message.value_bits.extend(layout.value_bits)
                 message.minimums.extend(layout.minimums)
                 message.paillier_public_key = table.public_key.to_bytes()
-                message.fetch_token = self.daemon.fetches.issue(Fetch(call.peer, request.dataset, columns,
-                                                                      bool(request.whole_table), epoch, time.monotonic()))
+                message.fetch_token = self.daemon.fetches.issue(
+                    Fetch(call.peer, request.dataset, columns, bool(request.whole_table), epoch, time.monotonic())
+                )
             yield message
 
-    def _masked_decrypt(self, requests: Iterator[party_pb2.MaskedRows], context: Any, call: Call) -> party_pb2.DecryptReceipt:
+    def _masked_decrypt(
+        self, requests: Iterator[party_pb2.MaskedRows], context: Any, call: Call
+    ) -> party_pb2.DecryptReceipt:
         header = next(requests, None)
         if header is None:
             raise ValueError("MaskedDecrypt needs at least one message")
@@ -314,15 +374,18 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         data = self.daemon.require_dataset(header.dataset)
         # only rows of fetches we served and counted, each decrypted once, with the key of the table
         # and epoch they came from (another table's or epoch's rows decrypt to noise)
-        epoch = self.daemon.fetches.redeem(list(header.fetch_tokens), call.peer, header.dataset, columns,
-                                           header.path == "P1")
+        epoch = self.daemon.fetches.redeem(
+            list(header.fetch_tokens), call.peer, header.dataset, columns, header.path == "P1"
+        )
         sk = self.daemon.tables.private_key(data, columns, epoch)
         layout = self.daemon.tables.layout(data, columns)
         width = sk.public_key.ciphertext_bytes
         blobs, groups, positions, count = [], [], [], 0
         for message in itertools.chain([header], requests):  # limits checked as messages arrive
             if len(message.ciphertexts) != message.count * width:
-                raise ValueError(f"{len(message.ciphertexts)} bytes of ciphertexts for an announced count of {message.count}")
+                raise ValueError(
+                    f"{len(message.ciphertexts)} bytes of ciphertexts for an announced count of {message.count}"
+                )
             count += message.count
             if count > limit:
                 raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"more than {limit} ciphertexts")
@@ -339,10 +402,13 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             shares = lookup.unmask(layout, plaintexts, row_groups, row_positions)
         else:
             shares = lookup.unmask(layout, plaintexts)
-        self.daemon.sessions.put(header.session_id, HeldShares(call.peer, header.dataset, layout.columns,
-                                                               shares, time.monotonic()))
+        self.daemon.sessions.put(
+            header.session_id, HeldShares(call.peer, header.dataset, layout.columns, shares, time.monotonic())
+        )
         call.rows, call.protocol = len(shares), header.path
-        call.detail = f"session={header.session_id} dataset={header.dataset} columns={list(columns)} ciphertexts={count}"
+        call.detail = (
+            f"session={header.session_id} dataset={header.dataset} columns={list(columns)} ciphertexts={count}"
+        )
         return party_pb2.DecryptReceipt(rows=len(shares))
 
     # ------------------------------------------------------------------ approved rules (P4)
@@ -362,26 +428,36 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         if not 0 <= applications <= self.daemon.config.party.max_points_per_request:
             raise ValueError(f"{applications} applications are out of range")
         if not 1 <= slots <= cap:
-            raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
-                               f"households of {slots} members exceed {self.daemon.name}'s cap of {cap} for {call.peer}")
+            raise ServiceError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"households of {slots} members exceed {self.daemon.name}'s cap of {cap} for {call.peer}",
+            )
         return applications, slots
 
-    def _check_own_table(self, call: Call, name: str, rule: rules.Rule, held: HeldShares, applications: int,
-                         slots: int) -> None:
+    def _check_own_table(
+        self, call: Call, name: str, rule: rules.Rule, held: HeldShares, applications: int, slots: int
+    ) -> None:
         """Our shares are exactly what the approved rule reads of our dataset, and our policy lets
         the caller compare those columns."""
         key = (self.daemon.name, held.dataset)
         columns = rules.table_columns(rule).get(key)
         if columns is None or held.columns != columns:
-            raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
-                               f"rule {name!r} reads {list(columns or ())} of {held.dataset}, not {list(held.columns)}")
+            raise ServiceError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"rule {name!r} reads {list(columns or ())} of {held.dataset}, not {list(held.columns)}",
+            )
         expected = rules.table_rows(rule, key, applications, slots)
         if held.shares.shape[0] != expected:
             raise ValueError(f"the session holds {held.shares.shape[0]} rows; rule {name!r} reads {expected}")
         data = self.daemon.require_dataset(held.dataset)
         self.daemon.config.policy.check_dataset(
-            call.peer, call.purpose, held.dataset, psi=True, columns=dict.fromkeys(columns, "compare"),
-            classifications={c: data.spec.schema_.columns[c].classification for c in columns})
+            call.peer,
+            call.purpose,
+            held.dataset,
+            psi=True,
+            columns=dict.fromkeys(columns, "compare"),
+            classifications={c: data.spec.schema_.columns[c].classification for c in columns},
+        )
 
     # ------------------------------------------------------------------ co-party forwarding (P4)
     def _forward_shares(self, request: party_pb2.ForwardRequest, context: Any, call: Call) -> party_pb2.DecryptReceipt:
@@ -400,12 +476,16 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         self.daemon.config.policy.check_forward(call.peer, call.purpose, request.co_party)
         rule, fingerprint = self._approved_rule(call, request.rule_name, request.rule)
         if rule.co_party_for(call.peer) != request.co_party:
-            raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
-                               f"rule {request.rule_name!r} computes with {rule.co_party_for(call.peer)!r}, not {request.co_party!r}")
+            raise ServiceError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"rule {request.rule_name!r} computes with {rule.co_party_for(call.peer)!r}, not {request.co_party!r}",
+            )
         applications, slots = self._rule_size(call, int(request.applications), int(request.slots))
         if held.source:  # shares another owner forwarded to us stay with us
-            raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
-                               f"session {request.session_id} holds {held.source}'s shares: they are never forwarded again")
+            raise ServiceError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"session {request.session_id} holds {held.source}'s shares: they are never forwarded again",
+            )
         self._check_own_table(call, request.rule_name, rule, held, applications, slots)
         self.daemon.budgets.computation(call, "rule")
         metadata = (("x-purpose", call.purpose), ("x-case", call.case))
@@ -428,11 +508,15 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         except grpc.RpcError as exc:
             raise ServiceError(exc.code(), f"co-party {request.co_party} refused the shares: {exc.details()}") from None
         call.rows = int(receipt.rows)
-        call.detail = (f"session={request.session_id} co_party={request.co_party} dataset={held.dataset} "
-                       f"rule={request.rule_name} fingerprint={fingerprint[:16]}")
+        call.detail = (
+            f"session={request.session_id} co_party={request.co_party} dataset={held.dataset} "
+            f"rule={request.rule_name} fingerprint={fingerprint[:16]}"
+        )
         return party_pb2.DecryptReceipt(rows=receipt.rows)
 
-    def _receive_shares(self, requests: Iterator[party_pb2.SharesChunk], context: Any, call: Call) -> party_pb2.DecryptReceipt:
+    def _receive_shares(
+        self, requests: Iterator[party_pb2.SharesChunk], context: Any, call: Call
+    ) -> party_pb2.DecryptReceipt:
         self.daemon.config.policy.check_receive(call.peer, call.purpose)
         header: party_pb2.SharesChunk | None = None
         pieces = []
@@ -441,7 +525,9 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             if header is None:
                 header = chunk
                 if not header.columns or not header.rule_fingerprint:
-                    raise ValueError("ReceiveShares needs a header chunk with session, requester, dataset, columns and rule")
+                    raise ValueError(
+                        "ReceiveShares needs a header chunk with session, requester, dataset, columns and rule"
+                    )
                 check_session_id(header.session_id)
                 if not 0 <= header.rows <= self.daemon.config.party.max_points_per_request * rules.MAX_MEMBERS:
                     raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{header.rows} rows of forwarded shares")
@@ -456,17 +542,30 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         shares = wire.join(pieces).reshape(int(header.rows), len(header.columns)) if pieces else None
         if shares is None or shares.dtype != np.uint64:
             raise ValueError("forwarded shares must be uint64")
-        self.daemon.sessions.put(header.session_id, HeldShares(
-            header.requester, header.dataset, tuple(header.columns), shares, time.monotonic(), source=call.peer,
-            reveal_allowed=header.reveal_allowed,
-            rule=(header.rule_name, header.rule_fingerprint, int(header.applications), int(header.slots))))
+        self.daemon.sessions.put(
+            header.session_id,
+            HeldShares(
+                header.requester,
+                header.dataset,
+                tuple(header.columns),
+                shares,
+                time.monotonic(),
+                source=call.peer,
+                reveal_allowed=header.reveal_allowed,
+                rule=(header.rule_name, header.rule_fingerprint, int(header.applications), int(header.slots)),
+            ),
+        )
         call.rows = int(header.rows)
-        call.detail = (f"session={header.session_id} requester={header.requester} from={call.peer} dataset={header.dataset} "
-                       f"rule={header.rule_name}")
+        call.detail = (
+            f"session={header.session_id} requester={header.requester} from={call.peer} dataset={header.dataset} "
+            f"rule={header.rule_name}"
+        )
         return party_pb2.DecryptReceipt(rows=header.rows)
 
     # ------------------------------------------------------------------ secret sharing
-    def _share_exchange(self, requests: Iterator[party_pb2.ShareMessage], context: Any, call: Call) -> Iterator[party_pb2.ShareMessage]:
+    def _share_exchange(
+        self, requests: Iterator[party_pb2.ShareMessage], context: Any, call: Call
+    ) -> Iterator[party_pb2.ShareMessage]:
         first = next(requests, None)
         if first is None or first.WhichOneof("body") != "start":
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "ShareExchange must start with a ShareStart message")
@@ -506,7 +605,9 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                 try:
                     correlations = dealer.correlations()
                 except grpc.RpcError as exc:
-                    raise ServiceError(exc.code(), f"the dealer refused session {start.session_id}: {exc.details()}") from None
+                    raise ServiceError(
+                        exc.code(), f"the dealer refused session {start.session_id}: {exc.details()}"
+                    ) from None
                 summary = program(Party(me, channel, correlations))
                 channel.finish({"program": start.program, **summary})
             except BaseException as exc:
@@ -525,8 +626,9 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                 raise ServiceError(grpc.StatusCode.ABORTED, f"session {start.session_id} with {call.peer}: {error}")
             raise error
 
-    def _program(self, name: str, params: dict[str, Any], call: Call, session_id: str,
-                 initiator: int) -> Callable[[Party], dict[str, Any]]:
+    def _program(
+        self, name: str, params: dict[str, Any], call: Call, session_id: str, initiator: int
+    ) -> Callable[[Party], dict[str, Any]]:
         """Validate a program's parameters (and take the shares it consumes) before any dealing."""
         if name == "selftest-compare":
             try:
@@ -534,7 +636,9 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"selftest-compare needs integer n and seed: {exc}") from exc
             if not 0 <= n <= selftest.MAX_SELFTEST_VALUES:
-                raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"selftest size {n} over {selftest.MAX_SELFTEST_VALUES}")
+                raise ServiceError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED, f"selftest size {n} over {selftest.MAX_SELFTEST_VALUES}"
+                )
             call.rows = n
 
             def compare(party: Party) -> dict[str, Any]:
@@ -551,64 +655,89 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         raise ServiceError(grpc.StatusCode.UNIMPLEMENTED, f"unknown program {name!r}")
 
     # ------------------------------------------------------------------ aggregates over a join (P5 compute)
-    def _check_aggregate_request(self, call: Call, raw: str | bytes | dict[str, Any],
-                                 rows: int) -> tuple[agg.AggregateRequest, Dataset]:
+    def _check_aggregate_request(
+        self, call: Call, raw: str | bytes | dict[str, Any], rows: int
+    ) -> tuple[agg.AggregateRequest, Dataset]:
         """The request against our policy, before anything is computed: the join key (id
         matching) and each of our columns for what the request does with it."""
         try:
-            request = (agg.AggregateRequest.model_validate(raw) if isinstance(raw, dict)
-                       else agg.AggregateRequest.model_validate_json(raw))
+            request = (
+                agg.AggregateRequest.model_validate(raw)
+                if isinstance(raw, dict)
+                else agg.AggregateRequest.model_validate_json(raw)
+            )
         except ValidationError as exc:
             raise ValueError(f"malformed aggregate request: {format_validation_error(exc, 'request')}") from None
         data = self.daemon.require_dataset(request.peer_dataset)
         if not 0 <= rows <= self.daemon.config.party.max_points_per_request:
-            raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{rows} rows: more than {self.daemon.config.party.max_points_per_request}")
+            raise ServiceError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{rows} rows: more than {self.daemon.config.party.max_points_per_request}",
+            )
         uses = request.uses("peer")
         unknown = sorted(set(uses) - set(data.columns))
         if unknown:
             raise ServiceError(grpc.StatusCode.NOT_FOUND, f"dataset {data.name!r} has no column(s) {unknown}")
         classes = {c: data.spec.schema_.columns[c].classification for c in uses}
-        self.daemon.config.policy.check_dataset(call.peer, call.purpose, data.name, psi=True, columns=uses,
-                                                classifications=classes)
+        self.daemon.config.policy.check_dataset(
+            call.peer, call.purpose, data.name, psi=True, columns=uses, classifications=classes
+        )
         if request.reveal_to == "gateway":  # we also consent to the gateway seeing the noised cells
             self.daemon.config.policy.check_gateway(request.gateway, call.peer)
-            self.daemon.config.policy.check_dataset(request.gateway, call.purpose, data.name, columns=uses,
-                                                    classifications=classes)
+            self.daemon.config.policy.check_dataset(
+                request.gateway, call.purpose, data.name, columns=uses, classifications=classes
+            )
         else:  # cells between agencies open only above our minimum count (compared on shares), noised if we say so
             grant = self.daemon.config.policy.check_purpose(call.peer, call.purpose)
             if request.min_cell < grant.min_cell:
-                raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
-                                   f"{self.daemon.name} opens cells of at least {grant.min_cell} rows to {call.peer}; "
-                                   f"the request asks for {request.min_cell}")
+                raise ServiceError(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"{self.daemon.name} opens cells of at least {grant.min_cell} rows to {call.peer}; "
+                    f"the request asks for {request.min_cell}",
+                )
             mixed = request.mixed_sides()
             if mixed:  # an OR (or NOT) over both sides lets the requester's own rows fill a cell
-                raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
-                                   f"{self.daemon.name} takes filters between agencies as (our comparisons) AND "
-                                   f"(yours) only; {mixed!r} mixes both sides")
+                raise ServiceError(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"{self.daemon.name} takes filters between agencies as (our comparisons) AND "
+                    f"(yours) only; {mixed!r} mixes both sides",
+                )
             if grant.release_epsilon is not None and any(r.side == "initiator" for r in request.summed()):
-                raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
-                                   f"{self.daemon.name} adds noise to releases to {call.peer}: sums of the requester's "
-                                   f"own columns (whose bounds it declares) are not released with it")
-            if grant.release_epsilon is not None and (request.epsilon is None or request.epsilon > grant.release_epsilon):
-                raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
-                                   f"{self.daemon.name} releases cells to {call.peer} only noised with epsilon <= "
-                                   f"{grant.release_epsilon:g}; the request asks for "
-                                   + ("exact cells" if request.epsilon is None else f"epsilon {request.epsilon:g}"))
+                raise ServiceError(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"{self.daemon.name} adds noise to releases to {call.peer}: sums of the requester's "
+                    f"own columns (whose bounds it declares) are not released with it",
+                )
+            if grant.release_epsilon is not None and (
+                request.epsilon is None or request.epsilon > grant.release_epsilon
+            ):
+                raise ServiceError(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"{self.daemon.name} releases cells to {call.peer} only noised with epsilon <= "
+                    f"{grant.release_epsilon:g}; the request asks for "
+                    + ("exact cells" if request.epsilon is None else f"epsilon {request.epsilon:g}"),
+                )
         call.rows = rows
-        call.detail = (f"dataset={data.name} uses={ {c: sorted(u) for c, u in sorted(uses.items())} } "
-                       f"groups={[str(k) for k in request.group_by]} reveal_to={request.reveal_to}")
+        call.detail = (
+            f"dataset={data.name} uses={ {c: sorted(u) for c, u in sorted(uses.items())} } "
+            f"groups={[str(k) for k in request.group_by]} reveal_to={request.reveal_to}"
+        )
         return request, data
 
     def _check_aggregate(self, request: party_pb2.AggregateCheck, context: Any, call: Call) -> common_pb2.Empty:
         self._check_aggregate_request(call, request.request, int(request.rows))
         return common_pb2.Empty()
 
-    def _aggregate_program(self, params: dict[str, Any], call: Call, session_id: str) -> Callable[[Party], dict[str, Any]]:
+    def _aggregate_program(
+        self, params: dict[str, Any], call: Call, session_id: str
+    ) -> Callable[[Party], dict[str, Any]]:
         """P5 compute as the peer: our shares of the looked-up columns, the request re-checked."""
         try:
             rows, session = int(params["rows"]), params.get("session")
-            initiator = {str(c): agg.ColumnInfo(str(v["type"]), v.get("min"), v.get("max"), tuple(v.get("labels", ())))
-                         for c, v in dict(params["initiator"]).items()}
+            initiator = {
+                str(c): agg.ColumnInfo(str(v["type"]), v.get("min"), v.get("max"), tuple(v.get("labels", ())))
+                for c, v in dict(params["initiator"]).items()
+            }
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"bad aggregate program parameters: {exc}") from exc
         request, data = self._check_aggregate_request(call, params.get("request", {}), rows)
@@ -618,8 +747,10 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         if session:
             held = self.daemon.sessions.take(str(session), call.peer)
             if (held.dataset, held.columns, held.shares.shape[0], held.source) != (data.name, columns, rows, ""):
-                raise ValueError(f"session {session} holds {held.dataset}{list(held.columns)} x {held.shares.shape[0]}, "
-                                 f"not what the aggregate reads")
+                raise ValueError(
+                    f"session {session} holds {held.dataset}{list(held.columns)} x {held.shares.shape[0]}, "
+                    f"not what the aggregate reads"
+                )
             shares = held.shares
         elif columns:
             raise ValueError("the aggregate reads our columns: name the session of their masked decryption")
@@ -642,11 +773,26 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             results = self.daemon.config.party.state_dir / "results"
             path = results / f"aggregate-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.json"
             results.mkdir(parents=True, exist_ok=True, mode=0o700)
-            write_atomic(path, [json.dumps({"request": request.model_dump(mode="json"), "rows": rows,
-                                            "cells": result.table(request)}, indent=1).encode()])
-            self.daemon.audit_log.append(AuditEvent(peer=call.peer, action="result:aggregate", purpose=call.purpose,
-                                                    case=call.case, protocol="P5", rows=rows,
-                                                    detail=f"session={session_id} cells stored in results/{path.name}"))
+            write_atomic(
+                path,
+                [
+                    json.dumps(
+                        {"request": request.model_dump(mode="json"), "rows": rows, "cells": result.table(request)},
+                        indent=1,
+                    ).encode()
+                ],
+            )
+            self.daemon.audit_log.append(
+                AuditEvent(
+                    peer=call.peer,
+                    action="result:aggregate",
+                    purpose=call.purpose,
+                    case=call.case,
+                    protocol="P5",
+                    rows=rows,
+                    detail=f"session={session_id} cells stored in results/{path.name}",
+                )
+            )
             return {"rows": rows, "stored": f"results/{path.name}", "groups": len(result.groups)}
 
         return run
@@ -659,7 +805,9 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         except ValidationError as exc:
             raise ValueError(f"malformed aggregate request: {format_validation_error(exc, 'request')}") from None
         if job.reveal_to != "gateway" or job.gateway != call.peer:
-            raise ServiceError(grpc.StatusCode.PERMISSION_DENIED, f"{call.peer} may only run aggregates it receives itself")
+            raise ServiceError(
+                grpc.StatusCode.PERMISSION_DENIED, f"{call.peer} may only run aggregates it receives itself"
+            )
         policy = self.daemon.config.policy
         policy.check_gateway(call.peer)  # a requester naming itself the gateway is refused here
         policy.check_program(call.peer, call.purpose, "aggregate")
@@ -668,10 +816,18 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         unknown = sorted(set(uses) - set(data.columns))
         if unknown:
             raise ServiceError(grpc.StatusCode.NOT_FOUND, f"dataset {data.name!r} has no column(s) {unknown}")
-        policy.check_dataset(call.peer, call.purpose, data.name, columns=uses,
-                             classifications={c: data.spec.schema_.columns[c].classification for c in uses})
+        policy.check_dataset(
+            call.peer,
+            call.purpose,
+            data.name,
+            columns=uses,
+            classifications={c: data.spec.schema_.columns[c].classification for c in uses},
+        )
         self.daemon.budgets.computation(call, "aggregate")
-        call.detail = f"dataset={data.name} peer={request.peer or '-'} epsilon={job.epsilon} groups={[str(k) for k in job.group_by]}"
+        call.detail = (
+            f"dataset={data.name} peer={request.peer or '-'} epsilon={job.epsilon} "
+            f"groups={[str(k) for k in job.group_by]}"
+        )
         if job.single_table:
             if request.peer:
                 raise ValueError("an aggregate over one table names no peer")
@@ -682,10 +838,18 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             assert noise is not None  # job.reveal_to is the gateway, checked above
             noised = agg.table_cells(job, schemas, values) + noise
             call.rows = len(data.ids)
-            return party_pb2.CellShares(cells=job.cells(), values=wire.to_message(noised.astype(np.uint64)),
-                                        rows=len(data.ids))
-        client = Client(self.daemon.name, self.daemon.config.tls, self.daemon.config.party.coordinator,
-                        call.purpose, call.case, config=self.daemon.config, datasets=self.daemon.datasets)
+            return party_pb2.CellShares(
+                cells=job.cells(), values=wire.to_message(noised.astype(np.uint64)), rows=len(data.ids)
+            )
+        client = Client(
+            self.daemon.name,
+            self.daemon.config.tls,
+            self.daemon.config.party.coordinator,
+            call.purpose,
+            call.case,
+            config=self.daemon.config,
+            datasets=self.daemon.datasets,
+        )
         try:
             shares, session_id, rows = client.aggregate_shares(request.peer, job)
         except RemoteError as exc:
@@ -693,23 +857,35 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
         finally:
             client.close()
         call.rows = rows
-        return party_pb2.CellShares(session_id=session_id, cells=list(shares.cells), values=wire.to_message(shares.values),
-                                    rows=rows)
+        return party_pb2.CellShares(
+            session_id=session_id, cells=list(shares.cells), values=wire.to_message(shares.values), rows=rows
+        )
 
     def _result_share(self, request: party_pb2.ResultRequest, context: Any, call: Call) -> party_pb2.CellShares:
         check_session_id(request.session_id)
         try:
             held = self.daemon.results.take(request.session_id, call.peer)
         except LookupError:
-            raise ServiceError(grpc.StatusCode.NOT_FOUND, f"no result share of session {request.session_id!r} for "
-                                                          f"{call.peer} (expired, fetched already, or not yours)") from None
+            raise ServiceError(
+                grpc.StatusCode.NOT_FOUND,
+                f"no result share of session {request.session_id!r} for "
+                f"{call.peer} (expired, fetched already, or not yours)",
+            ) from None
         call.rows, call.detail = held.rows, f"session={request.session_id}"
-        return party_pb2.CellShares(session_id=request.session_id, cells=list(held.shares.cells),
-                                    values=wire.to_message(held.shares.values), rows=held.rows)
+        return party_pb2.CellShares(
+            session_id=request.session_id,
+            cells=list(held.shares.cells),
+            values=wire.to_message(held.shares.values),
+            rows=held.rows,
+        )
 
     def _column_infos(self, data: Dataset) -> dict[str, agg.ColumnInfo]:
-        return {c: agg.ColumnInfo(*declared(data, c)[:1], spec.min, spec.max, data.labels(c) if spec.type == "category" else ())
-                for c, spec in data.spec.schema_.columns.items()}
+        return {
+            c: agg.ColumnInfo(
+                *declared(data, c)[:1], spec.min, spec.max, data.labels(c) if spec.type == "category" else ()
+            )
+            for c, spec in data.spec.schema_.columns.items()
+        }
 
     def _rule_program(self, params: dict[str, Any], call: Call) -> Callable[[Party], dict[str, Any]]:
         """P4 as co-party: evaluate a rule we approved on the shares our masked decryptions left
@@ -724,8 +900,10 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             raise ValueError(f"bad rule program parameters: {exc}") from exc
         rule, fingerprint = self._approved_rule(call, name, raw_rule)
         if rule.co_party_for(call.peer) != self.daemon.name:
-            raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
-                               f"rule {name!r} computes with {rule.co_party_for(call.peer)!r}, not {self.daemon.name!r}")
+            raise ServiceError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"rule {name!r} computes with {rule.co_party_for(call.peer)!r}, not {self.daemon.name!r}",
+            )
         applications, slots = self._rule_size(call, applications, slots)
         layout = rules.table_columns(rule)
         tables: dict[rules.TableKey, rules.ShareTable] = {}
@@ -737,13 +915,17 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
             except LookupError as exc:
                 raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
             if (held.source or self.daemon.name) != key[0] or held.dataset != key[1]:
-                raise ValueError(f"session {entry['session']} holds shares of {held.source or self.daemon.name}"
-                                 f".{held.dataset}, not {key[0]}.{key[1]}")
+                raise ValueError(
+                    f"session {entry['session']} holds shares of {held.source or self.daemon.name}"
+                    f".{held.dataset}, not {key[0]}.{key[1]}"
+                )
             if held.source:  # the forwarding owner checked them against its approval of this very rule
                 if held.rule != (name, fingerprint, applications, slots):
-                    raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
-                                       f"{held.source} forwarded session {entry['session']} for rule {held.rule[0]!r} "
-                                       f"({held.rule[1][:16]}, {held.rule[2]} x {held.rule[3]}), not this one")
+                    raise ServiceError(
+                        grpc.StatusCode.PERMISSION_DENIED,
+                        f"{held.source} forwarded session {entry['session']} for rule {held.rule[0]!r} "
+                        f"({held.rule[1][:16]}, {held.rule[2]} x {held.rule[3]}), not this one",
+                    )
                 if held.columns != layout.get(key):
                     raise ValueError(f"session {entry['session']} holds {list(held.columns)}, not what the rule reads")
                 consent[held.source] = consent.get(held.source, True) and held.reveal_allowed
@@ -760,8 +942,10 @@ class PartyService(party_pb2_grpc.PartyServicer):  # type: ignore[misc]
                 raise ValueError(f"clause {clause_name!r} is not a revealable column clause of this rule")
             owner_ok = own_consent if clause.owner == self.daemon.name else consent.get(clause.owner, False)
             if not owner_ok:
-                raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
-                                   f"{clause.owner} does not let {call.peer} see clause {clause_name!r}")
+                raise ServiceError(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"{clause.owner} does not let {call.peer} see clause {clause_name!r}",
+                )
         self.daemon.budgets.computation(call, "rule")
         call.rows = applications
         call.detail = f"rule={name} fingerprint={fingerprint[:16]} applications={applications} slots={slots}"

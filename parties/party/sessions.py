@@ -44,8 +44,8 @@ class HeldShares:
 
 @dataclass(frozen=True)
 class HeldResult:
-    peer: str            # the gateway that may fetch it
-    shares: CellShares   # our share of the cells, noised by us
+    peer: str  # the gateway that may fetch it
+    shares: CellShares  # our share of the cells, noised by us
     rows: int
     created: float
 
@@ -77,8 +77,10 @@ class SessionShares(Generic[H]):
             if session_id in self._held:
                 raise ValueError(f"session {session_id} already holds shares")
             if sum(1 for h in self._held.values() if h.peer == held.peer) >= MAX_SESSIONS_PER_PEER:
-                raise TooManySessions(f"{held.peer} holds {MAX_SESSIONS_PER_PEER} open sessions here; "
-                                      f"finish or let them expire ({self._ttl:.0f} s) first")
+                raise TooManySessions(
+                    f"{held.peer} holds {MAX_SESSIONS_PER_PEER} open sessions here; "
+                    f"finish or let them expire ({self._ttl:.0f} s) first"
+                )
             if len(self._held) >= MAX_SESSIONS:
                 raise TooManySessions("too many open sessions; retry later")
             self._held[session_id] = held
@@ -89,7 +91,9 @@ class SessionShares(Generic[H]):
             self._expire(time.monotonic())
             held = self._held.get(session_id)
             if held is None or held.peer != peer:
-                raise LookupError(f"no shares held for session {session_id!r} from {peer!r} (expired or never decrypted)")
+                raise LookupError(
+                    f"no shares held for session {session_id!r} from {peer!r} (expired or never decrypted)"
+                )
             del self._held[session_id]
             return held
 
@@ -123,13 +127,16 @@ class FetchTokens:
             for key in [k for k, v in self._held.items() if now - v.created > self._ttl]:
                 del self._held[key]
             if sum(1 for f in self._held.values() if f.peer == fetch.peer) >= self._per_peer:
-                raise TooManySessions(f"{fetch.peer} holds {self._per_peer} fetches not yet decrypted here; "
-                                      f"decrypt them or let them expire ({self._ttl:.0f} s) first")
+                raise TooManySessions(
+                    f"{fetch.peer} holds {self._per_peer} fetches not yet decrypted here; "
+                    f"decrypt them or let them expire ({self._ttl:.0f} s) first"
+                )
             self._held[token] = fetch
         return token
 
-    def redeem(self, tokens: Sequence[bytes], peer: str, dataset: str, columns: tuple[str, ...],
-               whole_table: bool) -> int:
+    def redeem(
+        self, tokens: Sequence[bytes], peer: str, dataset: str, columns: tuple[str, ...], whole_table: bool
+    ) -> int:
         """Consume ``tokens``; each must be this peer's, unexpired, for this table and path, and
         all of one epoch. Returns that epoch (whose table key decrypts)."""
         if not tokens:
@@ -141,8 +148,10 @@ class FetchTokens:
             if fetch is None or fetch.peer != peer or now - fetch.created > self._ttl:
                 raise PolicyError("a fetch token is unknown, used already, expired or not yours")
             if (fetch.dataset, fetch.columns, fetch.whole_table) != (dataset, columns, whole_table):
-                raise PolicyError(f"a fetch token is for {fetch.dataset}{list(fetch.columns)} "
-                                  f"{'whole table' if fetch.whole_table else 'bucket'}, not this decryption")
+                raise PolicyError(
+                    f"a fetch token is for {fetch.dataset}{list(fetch.columns)} "
+                    f"{'whole table' if fetch.whole_table else 'bucket'}, not this decryption"
+                )
         epochs = {f.epoch for f in fetches if f is not None}
         if len(epochs) != 1:
             raise PolicyError("the fetch tokens of one decryption come from one epoch")

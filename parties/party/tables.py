@@ -44,8 +44,14 @@ ENCRYPT_CHUNK_ROWS = 131_072  # rows encrypted (and held as integers) at a time
 class EncryptedTable:
     """One (dataset, columns) table: its layout, its public key and its ciphertexts (a memory map)."""
 
-    def __init__(self, layout: RowLayout, public_key: PaillierPublicKey, path: Path, index: BucketIndex,
-                 encrypt: Callable[[np.ndarray], Iterator[tuple[np.ndarray, bytes]]]) -> None:
+    def __init__(
+        self,
+        layout: RowLayout,
+        public_key: PaillierPublicKey,
+        path: Path,
+        index: BucketIndex,
+        encrypt: Callable[[np.ndarray], Iterator[tuple[np.ndarray, bytes]]],
+    ) -> None:
         self.layout, self.public_key, self.index, self._encrypt = layout, public_key, index, encrypt
         rows, buckets, width = len(index.tags), 1 << index.bucket_bits, public_key.ciphertext_bytes
         self._done_path = path.with_suffix(".done")
@@ -59,8 +65,11 @@ class EncryptedTable:
             self._done_path.unlink(missing_ok=True)
         done = self._done_path.read_bytes() if self._done_path.exists() else b""
         self.done = bytearray(done if len(done) == buckets else bytes(buckets))
-        self.ciphertexts: np.ndarray = (np.memmap(path, dtype=np.uint8, mode="r+", shape=(rows, width)) if rows
-                                        else np.zeros((0, width), dtype=np.uint8))
+        self.ciphertexts: np.ndarray = (
+            np.memmap(path, dtype=np.uint8, mode="r+", shape=(rows, width))
+            if rows
+            else np.zeros((0, width), dtype=np.uint8)
+        )
         self._lock = threading.Lock()
 
     def ensure(self, buckets: Sequence[int]) -> None:
@@ -106,8 +115,14 @@ def layout_for(dataset: Dataset, columns: tuple[str, ...], modulus_bits: int) ->
 class TableCache:
     """Tags and encrypted tables of one daemon's datasets, computed once and kept on disk."""
 
-    def __init__(self, directory: Path, key_directory: Path, paillier_bits: int, anonymity_set: int,
-                 oprf_key: Callable[[str, int], OprfServer]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        key_directory: Path,
+        paillier_bits: int,
+        anonymity_set: int,
+        oprf_key: Callable[[str, int], OprfServer],
+    ) -> None:
         self.directory, self.key_directory = directory, key_directory
         self.paillier_bits = paillier_bits
         self.anonymity_set = anonymity_set
@@ -172,7 +187,9 @@ class TableCache:
                 return cached
             self._retire(epoch)
             key = self._oprf_key(name, epoch)
-            path = self._epoch_directory(epoch) / f"{name}-{self._digest(_key_id(key), self._data_digest(dataset))}.tags"
+            path = (
+                self._epoch_directory(epoch) / f"{name}-{self._digest(_key_id(key), self._data_digest(dataset))}.tags"
+            )
             rows = len(dataset.ids)
             if path.exists() and path.stat().st_size == rows * TAG_BYTES:
                 blob = path.read_bytes()
@@ -215,7 +232,7 @@ class TableCache:
         """The table's own Paillier key in ``epoch``, generated on first use and kept owner-only
         (0600) in the key directory, under a digest of dataset, columns and layout (never the key)
         and the epoch: a ciphertext kept from one epoch does not decrypt in a later one."""
-        digest = self._digest('paillier', dataset.spec.name, list(columns), self.layout(dataset, columns))
+        digest = self._digest("paillier", dataset.spec.name, list(columns), self.layout(dataset, columns))
         name = f"table-{digest}-epoch-{epoch}"
         with self._lock:
             cached = self._keys.get(name)
@@ -251,11 +268,15 @@ class TableCache:
                 return cached
             pk = self.private_key(dataset, columns, epoch).public_key
             layout = self.layout(dataset, columns)
-            digest = self._digest(pk.fingerprint(), _key_id(self._oprf_key(name, epoch)), layout,
-                                  self._data_digest(dataset, columns))
+            digest = self._digest(
+                pk.fingerprint(), _key_id(self._oprf_key(name, epoch)), layout, self._data_digest(dataset, columns)
+            )
             # clamped to the declared bounds before they are shared (loading already refuses rows outside them)
-            values = (np.stack([np.clip(dataset.values(c), *declared(dataset, c)[1:]) for c in columns], axis=1)
-                      if len(dataset.ids) else np.zeros((0, len(columns)), np.int64))
+            values = (
+                np.stack([np.clip(dataset.values(c), *declared(dataset, c)[1:]) for c in columns], axis=1)
+                if len(dataset.ids)
+                else np.zeros((0, len(columns)), np.int64)
+            )
             positions = layout.positions(index.tags)
 
             def encrypt(rows: np.ndarray) -> Iterator[tuple[np.ndarray, bytes]]:
@@ -265,8 +286,13 @@ class TableCache:
                     part = np.sort(rows[lo : lo + ENCRYPT_CHUNK_ROWS])
                     plaintexts = layout.plaintexts(values[part], positions[part])
                     obfuscators = parallel_obfuscators(pk, len(part))
-                    yield part, b"".join(int(pk.encode(m) * rho % nsq).to_bytes(width, "big")
-                                         for m, rho in zip(plaintexts, obfuscators, strict=True))
+                    yield (
+                        part,
+                        b"".join(
+                            int(pk.encode(m) * rho % nsq).to_bytes(width, "big")
+                            for m, rho in zip(plaintexts, obfuscators, strict=True)
+                        ),
+                    )
 
             table = EncryptedTable(layout, pk, self._epoch_directory(epoch) / f"{name}-{digest}.bin", index, encrypt)
             with self._lock:

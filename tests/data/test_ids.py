@@ -256,9 +256,7 @@ SEQUENCES = st.integers(min_value=0, max_value=999)
 
 
 @given(AREA_CODES, BIRTHS, SEQUENCES)
-def test_made_resident_ids_normalise_to_themselves(
-    area: str, birth: datetime.date, sequence: int
-) -> None:
+def test_made_resident_ids_normalise_to_themselves(area: str, birth: datetime.date, sequence: int) -> None:
     rid = make_resident_id(area, birth, sequence)
     assert len(rid) == 18
     assert normalize_resident_id(rid) == rid
@@ -269,9 +267,7 @@ def test_made_resident_ids_normalise_to_themselves(
 
 
 @given(AREA_CODES, BIRTHS, SEQUENCES, st.sampled_from("0123456789X"))
-def test_wrong_resident_check_is_always_rejected(
-    area: str, birth: datetime.date, sequence: int, check: str
-) -> None:
+def test_wrong_resident_check_is_always_rejected(area: str, birth: datetime.date, sequence: int, check: str) -> None:
     rid = make_resident_id(area, birth, sequence)
     if check == rid[17]:
         return
@@ -321,9 +317,7 @@ def test_wrong_credit_check_is_always_rejected(body: str, check: str) -> None:
 
 
 @given(credit_bodies(), st.integers(0, 15), st.integers(1, 30))
-def test_single_character_change_in_credit_code_is_detected(
-    body: str, position: int, delta: int
-) -> None:
+def test_single_character_change_in_credit_code_is_detected(body: str, position: int, delta: int) -> None:
     # Weights 3^k mod 31 are non-zero and 31 is prime, so every substitution changes the sum.
     code = make_credit_code(body)
     value = (CREDIT_CODE_CHARSET.index(code[position]) + delta) % 31

@@ -146,8 +146,7 @@ def pg_tables(pg_dsn: str) -> Iterator[MakeSource]:
         name = f"mpc_test_{uuid.uuid4().hex}"
         table = sql.Identifier(name)
         definition = sql.SQL(", ").join(
-            sql.SQL("{} {}").format(sql.Identifier(column), sql.SQL(types.get(column, "text")))
-            for column in header
+            sql.SQL("{} {}").format(sql.Identifier(column), sql.SQL(types.get(column, "text"))) for column in header
         )
         marks = sql.SQL(", ").join(sql.Placeholder() for _ in header)
         with psycopg.connect(pg_dsn) as connection:
@@ -430,8 +429,9 @@ DOMAIN_COLUMNS: dict[str, dict[str, Any]] = {
 
 def test_category_codes_follow_the_declared_order(make_source: MakeSource) -> None:
     ids = [rid(n) for n in range(1, 4)]
-    source = make_source(["resident_id", "age", "district"],
-                         [[ids[0], "1", "north"], [ids[1], "2", " south "], [ids[2], "3", "north"]])
+    source = make_source(
+        ["resident_id", "age", "district"], [[ids[0], "1", "north"], [ids[1], "2", " south "], [ids[2], "3", "north"]]
+    )
     dataset = load_dataset(make_spec(source, DOMAIN_COLUMNS))
     assert dataset.labels("district") == ("south", "north", "rare")
     assert dataset.columns["district"].tolist() == ["north", "south", "north"]
@@ -443,12 +443,15 @@ def test_category_codes_follow_the_declared_order(make_source: MakeSource) -> No
 
 def test_an_undeclared_category_value_is_rejected_with_a_reason(make_source: MakeSource) -> None:
     ids = [rid(n) for n in range(1, 5)]
-    source = make_source(["resident_id", "age", "district"], [
-        [ids[0], "1", "north"],
-        [ids[1], "2", "east"],  # not declared
-        [ids[2], "3", "North"],  # declared values are case-sensitive
-        [ids[3], "200", "west"],  # two bad values: one entry per column
-    ])
+    source = make_source(
+        ["resident_id", "age", "district"],
+        [
+            [ids[0], "1", "north"],
+            [ids[1], "2", "east"],  # not declared
+            [ids[2], "3", "North"],  # declared values are case-sensitive
+            [ids[3], "200", "west"],  # two bad values: one entry per column
+        ],
+    )
     dataset = load_dataset(make_spec(source, DOMAIN_COLUMNS))
     assert dataset.ids == [ids[0]]
     reason = "not one of the column's declared categories"
@@ -467,8 +470,9 @@ def test_labels_do_not_depend_on_which_values_are_present(tmp_path: Path) -> Non
     seen = set()
     for k, values in enumerate(subsets):
         path = tmp_path / f"people{k}.csv"
-        write_csv(path, ["resident_id", "age", "district"],
-                  [[rid(n + 1), "1", value] for n, value in enumerate(values)])
+        write_csv(
+            path, ["resident_id", "age", "district"], [[rid(n + 1), "1", value] for n, value in enumerate(values)]
+        )
         dataset = load_dataset(make_spec(CsvSource(kind="csv", path=path), DOMAIN_COLUMNS))
         assert dataset.num_rows == len(values)
         seen.add((dataset.labels("district"), repr(dataset.schema_view())))
@@ -478,20 +482,40 @@ def test_labels_do_not_depend_on_which_values_are_present(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("column", "message"),
     [
-        ({"type": "category"}, "category column requires 'categories', the declared list of its values "
-                               "(never derived from the data)"),
+        (
+            {"type": "category"},
+            "category column requires 'categories', the declared list of its values (never derived from the data)",
+        ),
         ({"type": "category", "categories": []}, "category column 'categories' must list at least one value"),
-        ({"type": "category", "categories": ["a", "b", "a"]}, "category value 'a' appears more than once in 'categories'"),
-        ({"type": "category", "categories": ["a", " "]}, "category column 'categories' must not contain an empty or blank value"),
-        ({"type": "category", "categories": [" a"]}, "category value ' a' in 'categories' has surrounding whitespace "
-                                                     "(loaded values are stripped, so it could never match)"),
-        ({"type": "category", "categories": ["x" * 65]}, f"category value {'x' * 64!r}... in 'categories' is longer "
-                                                         "than 64 characters (65)"),
-        ({"type": "category", "categories": ["a\tb"]}, "category value 'a\\tb' in 'categories' contains control or "
-                                                       "non-printable characters"),
-        ({"type": "int", "min": 0, "max": 1, "categories": ["a"]},
-         "int column must not declare 'categories'; a domain applies to category columns only"),
-        ({"type": "bool", "categories": ["a"]}, "bool column must not declare 'categories'; a domain applies to category columns only"),
+        (
+            {"type": "category", "categories": ["a", "b", "a"]},
+            "category value 'a' appears more than once in 'categories'",
+        ),
+        (
+            {"type": "category", "categories": ["a", " "]},
+            "category column 'categories' must not contain an empty or blank value",
+        ),
+        (
+            {"type": "category", "categories": [" a"]},
+            "category value ' a' in 'categories' has surrounding whitespace "
+            "(loaded values are stripped, so it could never match)",
+        ),
+        (
+            {"type": "category", "categories": ["x" * 65]},
+            f"category value {'x' * 64!r}... in 'categories' is longer than 64 characters (65)",
+        ),
+        (
+            {"type": "category", "categories": ["a\tb"]},
+            "category value 'a\\tb' in 'categories' contains control or non-printable characters",
+        ),
+        (
+            {"type": "int", "min": 0, "max": 1, "categories": ["a"]},
+            "int column must not declare 'categories'; a domain applies to category columns only",
+        ),
+        (
+            {"type": "bool", "categories": ["a"]},
+            "bool column must not declare 'categories'; a domain applies to category columns only",
+        ),
     ],
 )
 def test_category_domain_errors_name_the_column_and_key(column: dict[str, Any], message: str) -> None:
@@ -566,9 +590,7 @@ def test_csv_field_count_mismatch_is_a_row_error(tmp_path: Path) -> None:
 
 def test_csv_bom_delimiter_and_header_whitespace(tmp_path: Path) -> None:
     path = tmp_path / "people.csv"
-    path.write_text(
-        f"\ufeffresident_id; age ;owner;district\n{rid(1)};5;1;A\n", encoding="utf-8"
-    )
+    path.write_text(f"\ufeffresident_id; age ;owner;district\n{rid(1)};5;1;A\n", encoding="utf-8")
     dataset = load_dataset(csv_spec(path, delimiter=";"))
     assert dataset.ids == [rid(1)]
     assert dataset.columns["age"].tolist() == [5]
@@ -606,9 +628,7 @@ def test_sqlite_missing_file_is_not_created(tmp_path: Path) -> None:
     spec = make_spec(SqliteSource(kind="sqlite", path=path, table="people"))
     with pytest.raises(DataSourceError) as caught:
         load_dataset(spec)
-    assert str(caught.value) == (
-        f"dataset 'people': SQLite table 'people' in {str(path)!r}: database file not found"
-    )
+    assert str(caught.value) == (f"dataset 'people': SQLite table 'people' in {str(path)!r}: database file not found")
     assert not path.exists()
 
 
@@ -618,9 +638,7 @@ def test_sqlite_missing_table(tmp_path: Path) -> None:
     spec = make_spec(SqliteSource(kind="sqlite", path=path, table="people"))
     with pytest.raises(DataSourceError) as caught:
         load_dataset(spec)
-    assert str(caught.value) == (
-        f"dataset 'people': SQLite table 'people' in {str(path)!r}: table not found"
-    )
+    assert str(caught.value) == (f"dataset 'people': SQLite table 'people' in {str(path)!r}: table not found")
 
 
 def test_sqlite_not_a_database(tmp_path: Path) -> None:
@@ -770,8 +788,7 @@ def test_postgres_missing_table(pg_dsn: str) -> None:
         load_dataset(spec)
     message = str(caught.value)
     assert message.startswith(
-        f"dataset 'people': PostgreSQL table {table!r} in database 'test' at 127.0.0.1:5432: "
-        "table not found"
+        f"dataset 'people': PostgreSQL table {table!r} in database 'test' at 127.0.0.1:5432: table not found"
     )
 
 
@@ -823,10 +840,19 @@ def single_error(data: Mapping[str, Any]) -> tuple[tuple[int | str, ...], str, s
         ({"type": "int"}, "int column requires both 'min' and 'max' bounds; missing 'min', 'max'"),
         ({"type": "int", "min": 0}, "int column requires both 'min' and 'max' bounds; missing 'max'"),
         ({"type": "int", "min": 5, "max": 4}, "int column bounds are inverted: min 5 > max 4"),
-        ({"type": "int", "min": 0, "max": 2**62}, "int column bound 'max' = 4611686018427387904 is outside [-2^62, 2^62 - 1]"),
-        ({"type": "int", "min": -(2**62) - 1, "max": 0}, "int column bound 'min' = -4611686018427387905 is outside [-2^62, 2^62 - 1]"),
+        (
+            {"type": "int", "min": 0, "max": 2**62},
+            "int column bound 'max' = 4611686018427387904 is outside [-2^62, 2^62 - 1]",
+        ),
+        (
+            {"type": "int", "min": -(2**62) - 1, "max": 0},
+            "int column bound 'min' = -4611686018427387905 is outside [-2^62, 2^62 - 1]",
+        ),
         ({"type": "bool", "min": 0}, "bool column must not declare 'min'; bounds apply to int columns only"),
-        ({"type": "category", "min": 0, "max": 3}, "category column must not declare 'min' or 'max'; bounds apply to int columns only"),
+        (
+            {"type": "category", "min": 0, "max": 3},
+            "category column must not declare 'min' or 'max'; bounds apply to int columns only",
+        ),
     ],
 )
 def test_column_bounds_errors_name_the_column(column: dict[str, Any], message: str) -> None:
@@ -847,22 +873,36 @@ def test_extreme_bounds_are_accepted() -> None:
 @pytest.mark.parametrize(
     ("data", "loc", "kind"),
     [
-        (spec_dict({"age": {"type": "int", "min": 0, "max": 1, "mx": 3}}), ("schema", "columns", "age", "mx"), "extra_forbidden"),
+        (
+            spec_dict({"age": {"type": "int", "min": 0, "max": 1, "mx": 3}}),
+            ("schema", "columns", "age", "mx"),
+            "extra_forbidden",
+        ),
         (spec_dict({"age": {"type": "bool"}}, dupes="reject"), ("schema", "dupes"), "extra_forbidden"),
         ({**spec_dict({"age": {"type": "bool"}}), "owner": "tax"}, ("owner",), "extra_forbidden"),
-        ({**spec_dict({"age": {"type": "bool"}}), "source": {"kind": "csv", "path": "a", "sep": ";"}}, ("source", "csv", "sep"), "extra_forbidden"),
+        (
+            {**spec_dict({"age": {"type": "bool"}}), "source": {"kind": "csv", "path": "a", "sep": ";"}},
+            ("source", "csv", "sep"),
+            "extra_forbidden",
+        ),
         (spec_dict({"age": {"type": "float"}}), ("schema", "columns", "age", "type"), "literal_error"),
         (spec_dict({"age": {"type": "int", "min": "0", "max": 1}}), ("schema", "columns", "age", "min"), "int_type"),
         (spec_dict({"age": {"type": "int", "min": 0.0, "max": 1}}), ("schema", "columns", "age", "min"), "int_type"),
-        (spec_dict({"age": {"type": "bool", "classification": "top"}}), ("schema", "columns", "age", "classification"), "literal_error"),
+        (
+            spec_dict({"age": {"type": "bool", "classification": "top"}}),
+            ("schema", "columns", "age", "classification"),
+            "literal_error",
+        ),
         (spec_dict({"age": {"type": "bool"}}, id_kind="passport"), ("schema", "id_kind"), "literal_error"),
         (spec_dict({"age": {"type": "bool"}}, duplicates="last_wins"), ("schema", "duplicates"), "literal_error"),
-        ({**spec_dict({"age": {"type": "bool"}}), "source": {"kind": "excel", "path": "a"}}, ("source",), "union_tag_invalid"),
+        (
+            {**spec_dict({"age": {"type": "bool"}}), "source": {"kind": "excel", "path": "a"}},
+            ("source",),
+            "union_tag_invalid",
+        ),
     ],
 )
-def test_schema_errors_name_the_bad_key(
-    data: dict[str, Any], loc: tuple[int | str, ...], kind: str
-) -> None:
+def test_schema_errors_name_the_bad_key(data: dict[str, Any], loc: tuple[int | str, ...], kind: str) -> None:
     assert single_error(data)[0::2] == (loc, kind)
 
 
@@ -947,9 +987,7 @@ def int_tables(draw: st.DrawFn) -> tuple[dict[str, tuple[int, int]], list[list[i
     for index in range(count):
         low, high = sorted(draw(st.lists(st.integers(-(2**62), 2**62 - 1), min_size=2, max_size=2)))
         bounds[f"c{index}"] = (low, high)
-    rows = draw(
-        st.lists(st.tuples(*(st.integers(low, high) for low, high in bounds.values())), max_size=25)
-    )
+    rows = draw(st.lists(st.tuples(*(st.integers(low, high) for low, high in bounds.values())), max_size=25))
     return bounds, [list(row) for row in rows]
 
 
@@ -962,8 +1000,7 @@ def test_valid_int_columns_round_trip_through_csv(
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "ints.csv"
         cells: list[list[Cell]] = [
-            [ids[i], *(f" {value} " if padded else str(value) for value in row)]
-            for i, row in enumerate(rows)
+            [ids[i], *(f" {value} " if padded else str(value) for value in row)] for i, row in enumerate(rows)
         ]
         write_csv(path, ["resident_id", *bounds], cells)
         columns = {name: {"type": "int", "min": low, "max": high} for name, (low, high) in bounds.items()}

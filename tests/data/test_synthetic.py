@@ -54,9 +54,7 @@ def test_sizes_and_coverage(tables: AgencyTables) -> None:
     assert len(tables.public_security) == N
     adults = {p.id for p in residents if p.age >= 18}
     assert 0.75 < len(adults) / N < 0.88
-    tax_ids = set(_ids(tables.tax)) - {
-        str(tables.tax[r]["resident_id"]) for r in tables.tax_id_defects
-    }
+    tax_ids = set(_ids(tables.tax)) - {str(tables.tax[r]["resident_id"]) for r in tables.tax_id_defects}
     assert tax_ids <= adults
     assert len(tables.tax) / len(adults) == pytest.approx(0.85, abs=0.015)
     assert len(tables.civil_affairs) / N == pytest.approx(0.95, abs=0.015)
@@ -101,9 +99,7 @@ def test_tax_defects(tables: AgencyTables) -> None:
             with pytest.raises(InvalidIdError):
                 normalize_resident_id(raw)
     ids, report = normalize_column(_ids(tables.tax), "resident_id")
-    invalid = {
-        row for row, kind in defects.items() if kind in ("bad_check", "truncated", "missing")
-    }
+    invalid = {row for row, kind in defects.items() if kind in ("bad_check", "truncated", "missing")}
     assert {r.row for r in report.invalid} == invalid
     assert report.upgraded == sum(kind == "legacy15" for kind in defects.values())
     assert report.duplicates == []
@@ -172,9 +168,7 @@ def test_districts_and_people(tables: AgencyTables) -> None:
             assert person.id[:6] not in AREA_CODES.values()
     local = np.mean([p.local_resident for p in tables.residents])
     assert 0.8 < local < 0.95
-    moved = np.mean(
-        [p.registered_district != p.district for p in tables.residents if p.local_resident]
-    )
+    moved = np.mean([p.registered_district != p.district for p in tables.residents if p.local_resident])
     assert 0.03 < moved < 0.2
 
 
@@ -195,9 +189,7 @@ def test_incomes(tables: AgencyTables) -> None:
     for p in adults:
         if p.relation in ("head", "spouse") and p.annual_income > 0:
             by_household[p.household_id][p.relation] = p.annual_income
-    pairs = np.array(
-        [(h["head"], h["spouse"]) for h in by_household.values() if len(h) == 2], dtype=float
-    )
+    pairs = np.array([(h["head"], h["spouse"]) for h in by_household.values() if len(h) == 2], dtype=float)
     correlation = np.corrcoef(np.log(pairs[:, 0]), np.log(pairs[:, 1]))[0, 1]
     assert correlation > 0.25
     for row in tables.tax:

@@ -14,20 +14,52 @@ from parties.cluster import LocalCluster, PartySpec
 from parties.sdk import Client
 from protos import party_pb2
 
-REQUESTER_POLICY = {"purposes": ["statistics", "selftest", "public-rental-housing"],
-                    "datasets": {"income": {"psi": True, "psi_intersection": True, "batch": True,
-                                            "columns": {"annual_income": ["lookup", "compare"]}}},
-                    "programs": ["selftest-compare", "rule"]}
+REQUESTER_POLICY = {
+    "purposes": ["statistics", "selftest", "public-rental-housing"],
+    "datasets": {
+        "income": {
+            "psi": True,
+            "psi_intersection": True,
+            "batch": True,
+            "columns": {"annual_income": ["lookup", "compare"]},
+        }
+    },
+    "programs": ["selftest-compare", "rule"],
+}
 # housing may also aggregate over a join with tax's income: filter and sum incomes, group by tax year
-AGGREGATING_POLICY = {**REQUESTER_POLICY, "programs": [*REQUESTER_POLICY["programs"], "aggregate"],
-                      "datasets": {"income": {"psi": True, "psi_intersection": True, "batch": True, "columns": {
-                          "annual_income": ["lookup", "compare", "filter", "aggregate"], "tax_year": ["group_by"]}},
-                                   "payments": {"psi": True, "psi_intersection": True, "batch": True,
-                                                "columns": {"amount": ["filter", "aggregate"]}}}}
+AGGREGATING_POLICY = {
+    **REQUESTER_POLICY,
+    "programs": [*REQUESTER_POLICY["programs"], "aggregate"],
+    "datasets": {
+        "income": {
+            "psi": True,
+            "psi_intersection": True,
+            "batch": True,
+            "columns": {"annual_income": ["lookup", "compare", "filter", "aggregate"], "tax_year": ["group_by"]},
+        },
+        "payments": {
+            "psi": True,
+            "psi_intersection": True,
+            "batch": True,
+            "columns": {"amount": ["filter", "aggregate"]},
+        },
+    },
+}
 # what housing's own policy lets tax see of its properties and claims (when housing starts an aggregate)
-HOUSING_OWN_POLICY = {"peers": {"tax": {"purposes": ["statistics"], "datasets": {
-    "properties": {"psi": True, "columns": {"district": ["group_by"], "property_count": ["filter", "aggregate"]}},
-    "claims": {"psi": True, "columns": {"kind": ["group_by"]}}}}}}
+HOUSING_OWN_POLICY = {
+    "peers": {
+        "tax": {
+            "purposes": ["statistics"],
+            "datasets": {
+                "properties": {
+                    "psi": True,
+                    "columns": {"district": ["group_by"], "property_count": ["filter", "aggregate"]},
+                },
+                "claims": {"psi": True, "columns": {"kind": ["group_by"]}},
+            },
+        }
+    }
+}
 
 
 ONE_OWNER_RULES = """
@@ -65,7 +97,9 @@ def duplicated_tables(root: Path, tables: AgencyTables) -> dict[str, Path]:
     and housing's claims (duplicates: reject, every row of a repeated id is excluded)."""
     people = [str(r["resident_id"]) for r in tables.tax[:400]]
     payments = [(p, 100 + k) for k, p in enumerate(people[:300])] + [(p, 1) for p in people[:40]] + [("12345", 7)]
-    claims = [(p, ("rent", "repair")[k % 2]) for k, p in enumerate(people[100:400])] + [(p, "rent") for p in people[150:170]]
+    claims = [(p, ("rent", "repair")[k % 2]) for k, p in enumerate(people[100:400])] + [
+        (p, "rent") for p in people[150:170]
+    ]
     paths = {"payments": root / "payments.csv", "claims": root / "claims.csv"}
     for name, rows, column in (("payments", payments, "amount"), ("claims", claims, "kind")):
         paths[name].write_text("resident_id," + column + "\n" + "".join(f"{i},{v}\n" for i, v in rows))
@@ -82,32 +116,75 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, tables: AgencyTables) -> I
     root = tmp_path_factory.mktemp("deployment")
     paths = write_csv(tables, root / "data")
     duplicated = duplicated_tables(root, tables)
-    payments = {"name": "payments", "source": {"kind": "csv", "path": str(duplicated["payments"])},
-                "schema": {"id_column": "resident_id", "duplicates": "first_wins",
-                           "columns": {"amount": {"type": "int", "min": 0, "max": 10**6}}}}
-    claims = {"name": "claims", "source": {"kind": "csv", "path": str(duplicated["claims"])},
-              "schema": {"id_column": "resident_id", "duplicates": "reject", "columns": {"kind": {"type": "category", "categories": ["rent", "repair"]}}}}
-    income = {"name": "income", "source": {"kind": "csv", "path": str(paths["tax"])},
-              "schema": {"id_column": "resident_id", "columns": {
-                  "annual_income": {"type": "int", "min": -(10**12), "max": 10**12, "classification": "sensitive"},
-                  "tax_year": {"type": "int", "min": 1990, "max": 2100}}}}
-    tax_policy = {"peers": {
-        "housing": AGGREGATING_POLICY,
-        "revoked-agency": REQUESTER_POLICY,
-        "limited": {**REQUESTER_POLICY, "rate_limit_per_minute": 3},
-        # tax releases aggregates to "noised" only with DP noise: ε 1 per query, 2.5 in all
-        "noised": {**AGGREGATING_POLICY, "release_epsilon": 1.0, "release_epsilon_budget": 2.5},
-        "no-batch": {**REQUESTER_POLICY, "datasets": {"income": {
-            "psi": True, "batch": False, "columns": {"annual_income": ["lookup", "compare"]}}}},
-    }}
+    payments = {
+        "name": "payments",
+        "source": {"kind": "csv", "path": str(duplicated["payments"])},
+        "schema": {
+            "id_column": "resident_id",
+            "duplicates": "first_wins",
+            "columns": {"amount": {"type": "int", "min": 0, "max": 10**6}},
+        },
+    }
+    claims = {
+        "name": "claims",
+        "source": {"kind": "csv", "path": str(duplicated["claims"])},
+        "schema": {
+            "id_column": "resident_id",
+            "duplicates": "reject",
+            "columns": {"kind": {"type": "category", "categories": ["rent", "repair"]}},
+        },
+    }
+    income = {
+        "name": "income",
+        "source": {"kind": "csv", "path": str(paths["tax"])},
+        "schema": {
+            "id_column": "resident_id",
+            "columns": {
+                "annual_income": {"type": "int", "min": -(10**12), "max": 10**12, "classification": "sensitive"},
+                "tax_year": {"type": "int", "min": 1990, "max": 2100},
+            },
+        },
+    }
+    tax_policy = {
+        "peers": {
+            "housing": AGGREGATING_POLICY,
+            "revoked-agency": REQUESTER_POLICY,
+            "limited": {**REQUESTER_POLICY, "rate_limit_per_minute": 3},
+            # tax releases aggregates to "noised" only with DP noise: ε 1 per query, 2.5 in all
+            "noised": {**AGGREGATING_POLICY, "release_epsilon": 1.0, "release_epsilon_budget": 2.5},
+            "no-batch": {
+                **REQUESTER_POLICY,
+                "datasets": {
+                    "income": {"psi": True, "batch": False, "columns": {"annual_income": ["lookup", "compare"]}}
+                },
+            },
+        }
+    }
     # spare's one table: enough to see that its table key survives a restart
-    spare_policy = {"peers": {"housing": {"purposes": ["selftest"], "programs": ["selftest-compare"],
-                                          "datasets": {"payments": {"psi": True, "columns": {"amount": ["lookup"]}}}}}}
-    properties = {"name": "properties", "source": {"kind": "csv", "path": str(paths["housing"])},
-                  "schema": {"id_column": "resident_id", "columns": {
-                      "property_count": {"type": "int", "min": 0, "max": 1000}, "district": {"type": "category", "categories": list(DISTRICTS)}}}}
+    spare_policy = {
+        "peers": {
+            "housing": {
+                "purposes": ["selftest"],
+                "programs": ["selftest-compare"],
+                "datasets": {"payments": {"psi": True, "columns": {"amount": ["lookup"]}}},
+            }
+        }
+    }
+    properties = {
+        "name": "properties",
+        "source": {"kind": "csv", "path": str(paths["housing"])},
+        "schema": {
+            "id_column": "resident_id",
+            "columns": {
+                "property_count": {"type": "int", "min": 0, "max": 1000},
+                "district": {"type": "category", "categories": list(DISTRICTS)},
+            },
+        },
+    }
     parties = [
-        PartySpec("tax", [income, payments], tax_policy, extra={"max_points_per_request": 50_000, "anonymity_set": 256}),
+        PartySpec(
+            "tax", [income, payments], tax_policy, extra={"max_points_per_request": 50_000, "anonymity_set": 256}
+        ),
         PartySpec("spare", [payments], spare_policy),
         PartySpec("housing", [properties, claims], HOUSING_OWN_POLICY, daemon=False),
         *(PartySpec(name, daemon=False) for name in ("limited", "no-batch", "stranger", "revoked-agency", "noised")),
@@ -163,5 +240,8 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) ->
 
 def witnessed(cluster: LocalCluster, party: str) -> int:
     """How many audit heads of ``party`` the coordinator has witnessed."""
-    return sum(1 for e in audit_entries(cluster, "coordinator")
-               if e.get("action") == "rpc:WitnessAuditHead" and e.get("peer") == party and e.get("outcome") == "OK")
+    return sum(
+        1
+        for e in audit_entries(cluster, "coordinator")
+        if e.get("action") == "rpc:WitnessAuditHead" and e.get("peer") == party and e.get("outcome") == "OK"
+    )

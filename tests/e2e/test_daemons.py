@@ -54,8 +54,11 @@ def test_one_clause_rule_at_and_around_its_threshold(cluster: LocalCluster, tabl
     absent = ["110101199003077777", "11010519491231002X"]
     applicants = [*known, *absent, known[3]]  # a repeated applicant too
     applications = [Application(f"T{k}", a, (a,)) for k, a in enumerate(applicants)]
-    plain: dict[str, Callable[[int], bool]] = {"<": lambda v: v < threshold, "<=": lambda v: v <= threshold,
-                                               ">=": lambda v: v >= threshold}
+    plain: dict[str, Callable[[int], bool]] = {
+        "<": lambda v: v < threshold,
+        "<=": lambda v: v <= threshold,
+        ">=": lambda v: v >= threshold,
+    }
     for k, (op, holds) in enumerate(plain.items()):
         rule = load_rules(one_clause_rule(f"income-{k}", threshold, op)).get(f"income-{k}")
         cluster.approve_rule(rule, "housing", ["public-rental-housing"])
@@ -105,15 +108,26 @@ def test_psi_cardinality_matches_plaintext_and_is_audited(cluster: LocalCluster,
     assert result.intersection == len(set(ids) & {t for t in theirs if t})
     assert result.requester_count == len(set(ids))
     entry = last_entry(cluster, "tax", "PsiRound")
-    assert (entry["peer"], entry["purpose"], entry["case"], entry["outcome"]) == ("housing", "statistics", "HZ-2026-17", "OK")
+    assert (entry["peer"], entry["purpose"], entry["case"], entry["outcome"]) == (
+        "housing",
+        "statistics",
+        "HZ-2026-17",
+        "OK",
+    )
     assert entry["rows"] == len(set(ids))
     # the requester's side records the same purpose and case in its own signed log
     import json
 
-    ours: list[dict[str, object]] = [json.loads(line) for line in
-                                     (cluster.root / "state" / "housing" / "requests.log").read_text().splitlines()]
-    assert any(rec["action"] == "request:psi-cardinality" and rec["case"] == "HZ-2026-17" and rec["peer"] == "tax"
-               and rec["outcome"] == "OK" for rec in ours)
+    ours: list[dict[str, object]] = [
+        json.loads(line) for line in (cluster.root / "state" / "housing" / "requests.log").read_text().splitlines()
+    ]
+    assert any(
+        rec["action"] == "request:psi-cardinality"
+        and rec["case"] == "HZ-2026-17"
+        and rec["peer"] == "tax"
+        and rec["outcome"] == "OK"
+        for rec in ours
+    )
 
 
 def test_psi_intersection_matches_plaintext(cluster: LocalCluster, tables: AgencyTables) -> None:
@@ -126,8 +140,11 @@ def test_psi_intersection_matches_plaintext(cluster: LocalCluster, tables: Agenc
     with client_for(cluster, "housing", case="PSI-INT") as client:
         result = client.psi_intersection("tax", "income", ids + ids[:100])
         assert result.matched == [i for i in dict.fromkeys(ids) if i in theirs]
-        assert (result.intersection, result.requester_count, result.owner_count) == (len(result.matched), len(set(ids)),
-                                                                                      len(theirs))
+        assert (result.intersection, result.requester_count, result.owner_count) == (
+            len(result.matched),
+            len(set(ids)),
+            len(theirs),
+        )
         assert result.bytes_sent >= 32 * len(set(ids)) and result.bytes_received >= 32 * len(theirs) + 8 * len(set(ids))
         assert client.psi_intersection("tax", "income", []).matched == []
         keyed = client.psi_owner_tags("tax", "income", ids)  # against the owner's per-dataset key
@@ -142,11 +159,20 @@ def test_psi_refuses_an_unknown_mode_and_malformed_points(cluster: LocalCluster)
     with client_for(cluster, "housing", case="PSI-BAD") as client:
         stub = client.party_stub("tax")
         with pytest.raises(grpc.RpcError) as unknown:
-            list(stub.PsiRound(iter([party_pb2.PsiMessage(start=party_pb2.PsiStart(dataset="income", mode="aligned"))]),
-                               metadata=metadata, timeout=10))
-        assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED and "intersection" in (unknown.value.details() or "")
-        bad = [party_pb2.PsiMessage(start=party_pb2.PsiStart(dataset="income", mode="intersection", requester_count=1)),
-               party_pb2.PsiMessage(points=party_pb2.PointBatch(points=b"\x01" * 31, count=1))]
+            list(
+                stub.PsiRound(
+                    iter([party_pb2.PsiMessage(start=party_pb2.PsiStart(dataset="income", mode="aligned"))]),
+                    metadata=metadata,
+                    timeout=10,
+                )
+            )
+        assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED and "intersection" in (
+            unknown.value.details() or ""
+        )
+        bad = [
+            party_pb2.PsiMessage(start=party_pb2.PsiStart(dataset="income", mode="intersection", requester_count=1)),
+            party_pb2.PsiMessage(points=party_pb2.PointBatch(points=b"\x01" * 31, count=1)),
+        ]
         with pytest.raises(grpc.RpcError) as malformed:
             list(stub.PsiRound(iter(bad), metadata=metadata, timeout=30))
         assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -161,8 +187,9 @@ def test_psi_refuses_an_unknown_mode_and_malformed_points(cluster: LocalCluster)
         ("housing", "statistics", "payroll", "tax has no dataset 'payroll'"),
     ],
 )
-def test_unauthorised_requests_are_refused_and_audited(cluster: LocalCluster, requester: str, purpose: str,
-                                                        dataset: str, message: str) -> None:
+def test_unauthorised_requests_are_refused_and_audited(
+    cluster: LocalCluster, requester: str, purpose: str, dataset: str, message: str
+) -> None:
     with client_for(cluster, requester, purpose=purpose) as client, pytest.raises(RemoteError) as refused:
         client.psi_cardinality("tax", dataset, ["110101199003077777"])
     expected = grpc.StatusCode.NOT_FOUND if dataset == "payroll" else grpc.StatusCode.PERMISSION_DENIED
@@ -189,14 +216,18 @@ def _foreign_or_expired(cluster: LocalCluster, tmp_path: Path, kind: str) -> Tls
         issued = other.issue("housing")  # same name, wrong issuer
     else:
         now = dt.datetime.now(dt.UTC)
-        issued = Pki(cluster.pki_dir).issue("expired-agency", not_before=now - dt.timedelta(days=30),
-                                            not_after=now - dt.timedelta(days=1))
+        issued = Pki(cluster.pki_dir).issue(
+            "expired-agency", not_before=now - dt.timedelta(days=30), not_after=now - dt.timedelta(days=1)
+        )
     return TlsConfig(ca=cluster.pki_dir / "ca.pem", cert=issued.cert_path, key=issued.key_path)
 
 
-@pytest.mark.parametrize(("kind", "reason"), [("foreign-ca", "certificate from an unknown CA"), ("expired", "expired certificate")])
-def test_foreign_and_expired_certificates_are_refused_and_audited(cluster: LocalCluster, tmp_path: Path, kind: str,
-                                                                  reason: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "reason"), [("foreign-ca", "certificate from an unknown CA"), ("expired", "expired certificate")]
+)
+def test_foreign_and_expired_certificates_are_refused_and_audited(
+    cluster: LocalCluster, tmp_path: Path, kind: str, reason: str
+) -> None:
     """Refused inside the TLS handshake, before any of our code runs. The daemon audits the refusal
     (from gRPC core's report); our SDK checks its own certificate first and says UNAUTHENTICATED."""
     before = len([e for e in audit_entries(cluster, "tax") if e["action"] == "tls:handshake-refused"])
@@ -234,11 +265,17 @@ def test_malformed_requests_get_invalid_argument(cluster: LocalCluster) -> None:
     with channel:
         cases = {
             "no start": [party_pb2.PsiMessage(points=party_pb2.PointBatch(points=b"", count=0))],
-            "torn batch": [party_pb2.PsiMessage(start=party_pb2.PsiStart(dataset="income", mode="cardinality", requester_count=2)),
-                           party_pb2.PsiMessage(points=party_pb2.PointBatch(points=b"\x01" * 33, count=1))],
-            "count lie": [party_pb2.PsiMessage(start=party_pb2.PsiStart(dataset="income", mode="cardinality", requester_count=2)),
-                          party_pb2.PsiMessage(points=party_pb2.PointBatch(points=CommutativeCipher.generate().encrypt_ids(["a"])[0], count=1)),
-                          party_pb2.PsiMessage(done=party_pb2.PsiDone(list="requester", count=1))],
+            "torn batch": [
+                party_pb2.PsiMessage(start=party_pb2.PsiStart(dataset="income", mode="cardinality", requester_count=2)),
+                party_pb2.PsiMessage(points=party_pb2.PointBatch(points=b"\x01" * 33, count=1)),
+            ],
+            "count lie": [
+                party_pb2.PsiMessage(start=party_pb2.PsiStart(dataset="income", mode="cardinality", requester_count=2)),
+                party_pb2.PsiMessage(
+                    points=party_pb2.PointBatch(points=CommutativeCipher.generate().encrypt_ids(["a"])[0], count=1)
+                ),
+                party_pb2.PsiMessage(done=party_pb2.PsiDone(list="requester", count=1)),
+            ],
         }
         for name, messages in cases.items():
             with pytest.raises(grpc.RpcError) as bad:
@@ -247,7 +284,9 @@ def test_malformed_requests_get_invalid_argument(cluster: LocalCluster) -> None:
         low_order = party_pb2.PointBatch(dataset="income", points=bytes(32), count=1)
         with pytest.raises(grpc.RpcError) as bad:
             list(stub.EvaluateOprf(iter([low_order]), metadata=METADATA, timeout=30))
-        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "point 0 is not a valid" in (bad.value.details() or "")
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "point 0 is not a valid" in (
+            bad.value.details() or ""
+        )
         with pytest.raises(grpc.RpcError) as bad:
             stub.GetCapabilities(common_pb2.Empty(), metadata=(("x-purpose", "NOT A CODE!"),), timeout=10)
         assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -263,22 +302,41 @@ def test_malformed_masked_rows_get_invalid_argument(cluster: LocalCluster) -> No
         stub = client.party_stub("tax")
 
         def header(path: str, rows: int = 0, ciphertexts: bytes = one) -> party_pb2.MaskedRows:
-            return party_pb2.MaskedRows(session_id="s1", dataset="income", columns=["annual_income"], path=path, rows=rows,
-                                        ciphertexts=ciphertexts, count=1)
+            return party_pb2.MaskedRows(
+                session_id="s1",
+                dataset="income",
+                columns=["annual_income"],
+                path=path,
+                rows=rows,
+                ciphertexts=ciphertexts,
+                count=1,
+            )
 
         cases = {
             "torn": [header("P3", ciphertexts=one[:-1])],
             "path": [header("P9")],
-            "missing ciphertext": [header("P1", rows=1),
-                                   party_pb2.MaskedRows(groups=np.array([3], "<i4").tobytes(), positions=np.array([0], "<i4").tobytes())],
-            "same slot": [header("P1", rows=2),
-                          party_pb2.MaskedRows(groups=np.array([0, 0], "<i4").tobytes(), positions=np.array([1, 1], "<i4").tobytes())],
-            "short map": [header("P1", rows=2),
-                          party_pb2.MaskedRows(groups=np.array([0], "<i4").tobytes(), positions=np.array([1], "<i4").tobytes())],
+            "missing ciphertext": [
+                header("P1", rows=1),
+                party_pb2.MaskedRows(groups=np.array([3], "<i4").tobytes(), positions=np.array([0], "<i4").tobytes()),
+            ],
+            "same slot": [
+                header("P1", rows=2),
+                party_pb2.MaskedRows(
+                    groups=np.array([0, 0], "<i4").tobytes(), positions=np.array([1, 1], "<i4").tobytes()
+                ),
+            ],
+            "short map": [
+                header("P1", rows=2),
+                party_pb2.MaskedRows(groups=np.array([0], "<i4").tobytes(), positions=np.array([1], "<i4").tobytes()),
+            ],
         }
         for name, messages in cases.items():
             with pytest.raises(grpc.RpcError) as bad:
-                stub.MaskedDecrypt(iter(messages), metadata=(("x-purpose", "public-rental-housing"), ("x-case", "BAD-ROWS")), timeout=30)
+                stub.MaskedDecrypt(
+                    iter(messages),
+                    metadata=(("x-purpose", "public-rental-housing"), ("x-case", "BAD-ROWS")),
+                    timeout=30,
+                )
             assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (name, bad.value.details())
             assert last_entry(cluster, "tax", "MaskedDecrypt")["outcome"] == "INVALID_ARGUMENT"
         assert client.list_datasets("tax").datasets[0].name == "income"  # still serving
@@ -287,14 +345,20 @@ def test_malformed_masked_rows_get_invalid_argument(cluster: LocalCluster) -> No
 def test_oversized_requests_get_resource_exhausted(cluster: LocalCluster) -> None:
     channel, stub = _raw_stub(cluster)
     with channel:
-        huge = party_pb2.PointBatch(dataset="income", points=b"\x09" * (17 * 1024 * 1024), count=(17 * 1024 * 1024) // 32)
+        huge = party_pb2.PointBatch(
+            dataset="income", points=b"\x09" * (17 * 1024 * 1024), count=(17 * 1024 * 1024) // 32
+        )
         with pytest.raises(grpc.RpcError) as big:
             list(stub.EvaluateOprf(iter([huge]), metadata=METADATA, timeout=30))
         assert big.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        too_many = party_pb2.PsiMessage(start=party_pb2.PsiStart(dataset="income", mode="cardinality", requester_count=10**7))
+        too_many = party_pb2.PsiMessage(
+            start=party_pb2.PsiStart(dataset="income", mode="cardinality", requester_count=10**7)
+        )
         with pytest.raises(grpc.RpcError) as many:
             list(stub.PsiRound(iter([too_many]), metadata=METADATA, timeout=30))
-        assert many.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "exceeds 50000" in (many.value.details() or "")
+        assert many.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "exceeds 50000" in (
+            many.value.details() or ""
+        )
     assert last_entry(cluster, "tax", "PsiRound")["outcome"] == "RESOURCE_EXHAUSTED"
     with client_for(cluster, "housing") as client:
         assert client.capabilities("tax").party == "tax"
@@ -334,12 +398,24 @@ def test_co_party_killed_mid_protocol(cluster: LocalCluster) -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    opened = sum(1 for e in audit_entries(cluster, "coordinator") if e.get("action") == "rpc:OpenSession"
-                 and e.get("peer") == "spare")
+    opened = sum(
+        1
+        for e in audit_entries(cluster, "coordinator")
+        if e.get("action") == "rpc:OpenSession" and e.get("peer") == "spare"
+    )
     worker = threading.Thread(target=run)
     worker.start()
-    wait_for(lambda: sum(1 for e in audit_entries(cluster, "coordinator") if e.get("action") == "rpc:OpenSession"
-                         and e.get("peer") == "spare") > opened, "spare's side of the session to begin")
+    wait_for(
+        lambda: (
+            sum(
+                1
+                for e in audit_entries(cluster, "coordinator")
+                if e.get("action") == "rpc:OpenSession" and e.get("peer") == "spare"
+            )
+            > opened
+        ),
+        "spare's side of the session to begin",
+    )
     cluster.stop_party("spare", signal.SIGKILL)
     worker.join(timeout=120)
     assert not worker.is_alive()
@@ -396,8 +472,20 @@ def test_restart_keeps_keys_and_the_audit_chain(cluster: LocalCluster) -> None:
     assert "daemon:stop" in actions and actions.count("daemon:start") >= 2
     heads = witnessed(cluster, "spare")  # the witness records a head of the restarted daemon
     wait_for(lambda: witnessed(cluster, "spare") > heads, "a witnessed head of the restarted daemon")
-    verify = subprocess.run([sys.executable, "-m", "parties.cli.admin", "audit", "verify", "--config",
-                             str(cluster.config("spare")), "--against-coordinator"], capture_output=True, text=True)
+    verify = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "parties.cli.admin",
+            "audit",
+            "verify",
+            "--config",
+            str(cluster.config("spare")),
+            "--against-coordinator",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "OK" in verify.stdout and "witnessed heads" in verify.stdout
 
@@ -420,11 +508,26 @@ def test_rewritten_log_is_caught_against_the_coordinator(cluster: LocalCluster, 
     (tmp_path / "tax-state").mkdir()
     shutil.copy(forged, tmp_path / "tax-state" / "audit.log")
     shutil.copy(state / "audit-signing.pem", tmp_path / "tax-state" / "audit-signing.pem")
-    plain = subprocess.run([sys.executable, "-m", "parties.cli.admin", "audit", "verify", "--config", str(config_copy)],
-                           capture_output=True, text=True)
+    plain = subprocess.run(
+        [sys.executable, "-m", "parties.cli.admin", "audit", "verify", "--config", str(config_copy)],
+        capture_output=True,
+        text=True,
+    )
     assert plain.returncode == 0  # self-consistent on its own
-    checked = subprocess.run([sys.executable, "-m", "parties.cli.admin", "audit", "verify", "--config", str(config_copy),
-                              "--against-coordinator"], capture_output=True, text=True)
+    checked = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "parties.cli.admin",
+            "audit",
+            "verify",
+            "--config",
+            str(config_copy),
+            "--against-coordinator",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert checked.returncode == 1
     assert "witness" in checked.stdout
 
@@ -464,7 +567,7 @@ def test_metrics_endpoint(tmp_path: Path, cluster: LocalCluster) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = cluster.config("spare").read_text().replace('[party]\n', f'[party]\nmetrics_listen = "127.0.0.1:{port}"\n')
+    config = cluster.config("spare").read_text().replace("[party]\n", f'[party]\nmetrics_listen = "127.0.0.1:{port}"\n')
     cluster.stop_party("spare")
     cluster.config("spare").write_text(config)
     cluster.start_party("spare")
@@ -472,8 +575,6 @@ def test_metrics_endpoint(tmp_path: Path, cluster: LocalCluster) -> None:
         client.capabilities("spare")
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     assert 'mpc_requests_total{method="GetCapabilities",outcome="OK",party="spare"}' in body
-
-
 
 
 @pytest.mark.parametrize("path", ["P3", "P1"])
@@ -498,14 +599,18 @@ def test_one_owner_rule_on_shares_matches_plaintext(cluster: LocalCluster, table
     with client_for(cluster, "housing", purpose="public-rental-housing", case="HZ-RULE") as client:
         bits = client.check_eligibility(rule, applications, path=path)  # type: ignore[arg-type]
         assert [p.path for p in client.plans] == [path]
-    expected = [int(e) for e, _ in evaluate_plain(rule, applications, {("tax", "income", "annual_income"): incomes}, {})]
+    expected = [
+        int(e) for e, _ in evaluate_plain(rule, applications, {("tax", "income", "annual_income"): incomes}, {})
+    ]
     assert bits.tolist() == expected
     assert 0 < sum(expected) < len(expected)
     entry = last_entry(cluster, "tax", "ShareExchange")
     assert (entry["outcome"], entry["rows"], entry["case"]) == ("OK", len(applications), "HZ-RULE")
 
 
-def test_eligibility_cli_gives_every_application_a_row(cluster: LocalCluster, tables: AgencyTables, tmp_path: Path) -> None:
+def test_eligibility_cli_gives_every_application_a_row(
+    cluster: LocalCluster, tables: AgencyTables, tmp_path: Path
+) -> None:
     import csv as csv_module
 
     from mpc.protocols.rules import Application, evaluate_plain, load_rules
@@ -514,29 +619,56 @@ def test_eligibility_cli_gives_every_application_a_row(cluster: LocalCluster, ta
     rules_file.write_text(ONE_OWNER_RULES)
     incomes = owner_values(tables.tax, "annual_income")
     known = sorted(incomes)
-    rows = [("A1", known[0], "applicant"), ("A1", known[1], "member"),
-            ("A2", known[2], "applicant"),
-            ("A3", "11010519491231002Y", "applicant"),  # bad check character
-            ("A4", known[3], "member"),  # no applicant row
-            ("A5", "110105491231002", "applicant")]  # 15-digit, upgraded, not in the tax table
+    rows = [
+        ("A1", known[0], "applicant"),
+        ("A1", known[1], "member"),
+        ("A2", known[2], "applicant"),
+        ("A3", "11010519491231002Y", "applicant"),  # bad check character
+        ("A4", known[3], "member"),  # no applicant row
+        ("A5", "110105491231002", "applicant"),
+    ]  # 15-digit, upgraded, not in the tax table
     applicants = tmp_path / "applicants.csv"
     with applicants.open("w", newline="") as f:
         writer = csv_module.writer(f)
         writer.writerow(["application_id", "resident_id", "relation"])
         writer.writerows(rows)
     out = tmp_path / "results.csv"
-    result = subprocess.run([sys.executable, "-m", "parties.cli.query", "eligibility", "--rule", "household-income",
-                             "--rules", str(rules_file), "--applicants", str(applicants), "--out", str(out),
-                             "--config", str(cluster.config("housing")), "--purpose", "public-rental-housing",
-                             "--case", "HZ-CLI"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "parties.cli.query",
+            "eligibility",
+            "--rule",
+            "household-income",
+            "--rules",
+            str(rules_file),
+            "--applicants",
+            str(applicants),
+            "--out",
+            str(out),
+            "--config",
+            str(cluster.config("housing")),
+            "--purpose",
+            "public-rental-housing",
+            "--case",
+            "HZ-CLI",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     got = {r["application_id"]: r for r in csv_module.DictReader(out.open())}
     assert list(got) == ["A1", "A2", "A3", "A4", "A5"]
     assert got["A3"]["result"] == "error" and "check" in got["A3"]["reason"]
     assert got["A4"]["result"] == "error" and "exactly one applicant" in got["A4"]["reason"]
     rule = load_rules(ONE_OWNER_RULES).get("household-income")
-    apps = [Application("A1", known[0], (known[0], known[1])), Application("A2", known[2], (known[2],)),
-            Application("A5", "11010519491231002X", ("11010519491231002X",))]
+    apps = [
+        Application("A1", known[0], (known[0], known[1])),
+        Application("A2", known[2], (known[2],)),
+        Application("A5", "11010519491231002X", ("11010519491231002X",)),
+    ]
     plain = evaluate_plain(rule, apps, {("tax", "income", "annual_income"): incomes}, {})
     for app, (eligible, _) in zip(apps, plain, strict=True):
         assert got[app.reference]["result"] == ("eligible" if eligible else "not eligible")
@@ -558,8 +690,12 @@ def test_owner_can_refuse_batch_lookups(cluster: LocalCluster, tables: AgencyTab
         assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
         stub = client.party_stub("tax")
         with pytest.raises(grpc.RpcError) as raw:
-            list(stub.GetEncryptedBucket(party_pb2.BucketRequest(dataset="income", columns=["annual_income"], whole_table=True),
-                                         metadata=(("x-purpose", "public-rental-housing"), ("x-case", "NO-BATCH"))))
+            list(
+                stub.GetEncryptedBucket(
+                    party_pb2.BucketRequest(dataset="income", columns=["annual_income"], whole_table=True),
+                    metadata=(("x-purpose", "public-rental-housing"), ("x-case", "NO-BATCH")),
+                )
+            )
         assert raw.value.code() == grpc.StatusCode.PERMISSION_DENIED and "batch lookups" in (raw.value.details() or "")
         with pytest.raises(RemoteError) as tags:  # the owner's tag list reveals what a whole-table fetch does
             client.psi_owner_tags("tax", "income", people[:3])
@@ -575,8 +711,11 @@ def test_dealer_serves_each_stream_once(cluster: LocalCluster) -> None:
 
     with client_for(cluster, "housing", purpose="selftest", case="DEALER-1") as client:
         stub, metadata = client.coordinator_stub(), (("x-purpose", "selftest"), ("x-case", "DEALER-1"))
-        seed = stub.OpenSession(coordinator_pb2.SessionRequest(session_id="dealer-once", parties=["tax", "housing"]),
-                                metadata=metadata, timeout=10)
+        seed = stub.OpenSession(
+            coordinator_pb2.SessionRequest(session_id="dealer-once", parties=["tax", "housing"]),
+            metadata=metadata,
+            timeout=10,
+        )
         assert seed.index == 1
         first = coordinator_pb2.CorrectionRequest(session_id="dealer-once", kind="bit-triple", stream=0, size=4)
         again = coordinator_pb2.CorrectionRequest(kind="bit-triple", stream=0, size=8)
@@ -605,15 +744,24 @@ def test_dealer_deals_a_reservation_once(cluster: LocalCluster) -> None:
             stub.OpenSession(request, metadata=metadata, timeout=10)
         assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "already dealt" in (again.value.details() or "")
-        replies = stub.GetCorrections(iter([coordinator_pb2.CorrectionRequest(
-            session_id="dealer-reserved", kind="bit-triple", stream=0, size=181)]), metadata=metadata, timeout=10)
+        replies = stub.GetCorrections(
+            iter(
+                [coordinator_pb2.CorrectionRequest(session_id="dealer-reserved", kind="bit-triple", stream=0, size=181)]
+            ),
+            metadata=metadata,
+            timeout=10,
+        )
         with pytest.raises(grpc.RpcError) as reused:
             next(replies)
         assert reused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         with pytest.raises(grpc.RpcError) as bad:
-            stub.OpenSession(coordinator_pb2.SessionRequest(session_id="dealer-bad", parties=["tax", "housing"],
-                                                            reserve=common_pb2.Reservation(dabits=10)),
-                             metadata=metadata, timeout=10)
+            stub.OpenSession(
+                coordinator_pb2.SessionRequest(
+                    session_id="dealer-bad", parties=["tax", "housing"], reserve=common_pb2.Reservation(dabits=10)
+                ),
+                metadata=metadata,
+                timeout=10,
+            )
         assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "multiples of 64" in (bad.value.details() or "")
     with client_for(cluster, "tax", purpose="selftest", case="DEALER-2") as tax:
         mine = tax.coordinator_stub().OpenSession(request, metadata=metadata, timeout=10)

@@ -10,9 +10,23 @@ from pathlib import Path
 
 def test_demo_runs_from_a_relative_state_directory(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "parties.cli.demo", "--residents", "3000", "--applications", "25",
-         "--comparisons", "20000", "--state", ".state/demo"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "parties.cli.demo",
+            "--residents",
+            "3000",
+            "--applications",
+            "25",
+            "--comparisons",
+            "20000",
+            "--state",
+            ".state/demo",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "COLUMNS": "200"},
     )
     output = result.stdout + result.stderr

@@ -27,22 +27,35 @@ from tests.e2e.conftest import audit_entries, client_for, owner_values
 
 def _request(**change: Any) -> AggregateRequest:
     base: dict[str, Any] = {
-        "initiator_dataset": "properties", "peer_dataset": "income",
+        "initiator_dataset": "properties",
+        "peer_dataset": "income",
         "where": "peer.annual_income > 20000 AND initiator.property_count = 0",
         "group_by": [ColumnRef.parse("initiator.district")],
-        "aggregates": [Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("peer.annual_income")),
-                       Aggregate(kind="mean", column=ColumnRef.parse("peer.annual_income"))]}
+        "aggregates": [
+            Aggregate(kind="count"),
+            Aggregate(kind="sum", column=ColumnRef.parse("peer.annual_income")),
+            Aggregate(kind="mean", column=ColumnRef.parse("peer.annual_income")),
+        ],
+    }
     return AggregateRequest.model_validate({**base, **change})
 
 
 def _plain(tables: AgencyTables, request: AggregateRequest) -> dict[tuple[Any, ...], dict[str, Any]]:
-    mine: dict[str, dict[str, Any]] = {i: {"district": str(r["district"]), "property_count": int(str(r["property_count"]))}
-                                       for i, r in with_ids(tables.housing)}
-    theirs = {i: {"annual_income": int(str(r["annual_income"])), "tax_year": int(str(r["tax_year"]))}
-              for i, r in with_ids(tables.tax)}
-    schemas = {"initiator": {"district": ColumnInfo("category", labels=tuple(sorted({m["district"] for m in mine.values()}))),
-                             "property_count": ColumnInfo("int", 0, 1000)},
-               "peer": {"annual_income": ColumnInfo("int", -(10**12), 10**12), "tax_year": ColumnInfo("int", 1990, 2100)}}
+    mine: dict[str, dict[str, Any]] = {
+        i: {"district": str(r["district"]), "property_count": int(str(r["property_count"]))}
+        for i, r in with_ids(tables.housing)
+    }
+    theirs = {
+        i: {"annual_income": int(str(r["annual_income"])), "tax_year": int(str(r["tax_year"]))}
+        for i, r in with_ids(tables.tax)
+    }
+    schemas = {
+        "initiator": {
+            "district": ColumnInfo("category", labels=tuple(sorted({m["district"] for m in mine.values()}))),
+            "property_count": ColumnInfo("int", 0, 1000),
+        },
+        "peer": {"annual_income": ColumnInfo("int", -(10**12), 10**12), "tax_year": ColumnInfo("int", 1990, 2100)},
+    }
     return evaluate_plain(request, schemas, mine, theirs)  # type: ignore[arg-type]
 
 
@@ -72,33 +85,50 @@ def test_aggregate_over_a_join_matches_plaintext(cluster: LocalCluster, tables: 
 def test_group_key_of_the_peer_and_cells_revealed_to_the_peer(cluster: LocalCluster, tables: AgencyTables) -> None:
     """GROUP BY the peer's tax year (a plain group-by key in its policy); the cells go to the
     peer, which keeps them in its state directory; we get nothing back."""
-    request = _request(where="(peer.annual_income <= 0 OR peer.annual_income > 50000) AND NOT initiator.property_count = 0",
-                       group_by=[ColumnRef.parse("peer.tax_year")], reveal_to="peer",
-                       aggregates=[Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("initiator.property_count"))])
+    request = _request(
+        where="(peer.annual_income <= 0 OR peer.annual_income > 50000) AND NOT initiator.property_count = 0",
+        group_by=[ColumnRef.parse("peer.tax_year")],
+        reveal_to="peer",
+        aggregates=[Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("initiator.property_count"))],
+    )
     with client_for(cluster, "housing", purpose="statistics", case="AGG-2") as client:
         assert client.aggregate("tax", request) is None
     stored = sorted((cluster.root / "state" / "tax" / "results").glob("aggregate-*.json"))
     cells = json.loads(stored[-1].read_text())["cells"]
     got, expected = _by_group(cells, request), _plain(tables, request)
     large = {g: c for g, c in expected.items() if c["count"] >= request.min_cell}
-    assert large and {g: c["count"] for g, c in got.items() if not c["withheld"]} == {g: c["count"] for g, c in large.items()}
+    assert large and {g: c["count"] for g, c in got.items() if not c["withheld"]} == {
+        g: c["count"] for g, c in large.items()
+    }
     assert all(got[g]["sum(initiator.property_count)"] == c["sum(initiator.property_count)"] for g, c in large.items())
     assert all(c["count"] is None for g, c in got.items() if g not in large)
 
 
-@pytest.mark.parametrize(("change", "party", "message"), [
-    ({"where": "peer.tax_year > 2000"}, "tax", "may not use column income.tax_year for 'filter'"),
-    ({"group_by": [ColumnRef.parse("peer.annual_income")]}, "(local)", "not a group key"),
-    ({"aggregates": [Aggregate(kind="sum", column=ColumnRef.parse("peer.tax_year"))]}, "tax",
-     "may not use column income.tax_year for 'aggregate'"),
-    ({"where": "initiator.district = 'Haidian'"}, "(local)",
-     "our own policy: peer 'tax' may not use column properties.district for 'filter'"),
-])
+@pytest.mark.parametrize(
+    ("change", "party", "message"),
+    [
+        ({"where": "peer.tax_year > 2000"}, "tax", "may not use column income.tax_year for 'filter'"),
+        ({"group_by": [ColumnRef.parse("peer.annual_income")]}, "(local)", "not a group key"),
+        (
+            {"aggregates": [Aggregate(kind="sum", column=ColumnRef.parse("peer.tax_year"))]},
+            "tax",
+            "may not use column income.tax_year for 'aggregate'",
+        ),
+        (
+            {"where": "initiator.district = 'Haidian'"},
+            "(local)",
+            "our own policy: peer 'tax' may not use column properties.district for 'filter'",
+        ),
+    ],
+)
 def test_requests_breaking_a_constraint_are_refused_before_any_cryptography(
-        cluster: LocalCluster, change: dict[str, Any], party: str, message: str) -> None:
+    cluster: LocalCluster, change: dict[str, Any], party: str, message: str
+) -> None:
     before = len(audit_entries(cluster, "tax"))
-    with client_for(cluster, "housing", purpose="statistics", case="AGG-NO") as client, \
-            pytest.raises((RemoteError, ValueError)) as refused:
+    with (
+        client_for(cluster, "housing", purpose="statistics", case="AGG-NO") as client,
+        pytest.raises((RemoteError, ValueError)) as refused,
+    ):
         client.aggregate("tax", _request(**change))
     assert message in str(refused.value)
     after = [e for e in audit_entries(cluster, "tax")[before:] if str(e.get("action", "")).startswith("rpc:")]
@@ -126,7 +156,9 @@ def test_intersection_sum_matches_plaintext(cluster: LocalCluster, tables: Agenc
             client.intersection_sum("tax", "income", ["tax_year"], mine[:5])
         assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
     # the owner decrypted into its own shares only: nothing it decrypted came back to us
-    decrypts = [e for e in audit_entries(cluster, "tax") if e.get("action") == "rpc:MaskedDecrypt" and e.get("case") == "PJC-1"]
+    decrypts = [
+        e for e in audit_entries(cluster, "tax") if e.get("action") == "rpc:MaskedDecrypt" and e.get("case") == "PJC-1"
+    ]
     assert decrypts and {e["protocol"] for e in decrypts} <= {"P1", "P3"}
 
 
@@ -152,9 +184,13 @@ def test_duplicate_ids_follow_each_tables_declared_policy(cluster: LocalCluster,
         common = [i for i in claims if i in payments]
         assert (result.intersection, result.sums["amount"]) == (len(common), sum(payments[i] for i in common))
         assert client.own_dataset("claims").report.duplicates  # reported, not silently dropped
-        request = AggregateRequest(initiator_dataset="claims", peer_dataset="payments", where="peer.amount >= 100",
-                                   group_by=(ColumnRef.parse("initiator.kind"),),
-                                   aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("peer.amount"))))
+        request = AggregateRequest(
+            initiator_dataset="claims",
+            peer_dataset="payments",
+            where="peer.amount >= 100",
+            group_by=(ColumnRef.parse("initiator.kind"),),
+            aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("peer.amount"))),
+        )
         cells = client.aggregate("tax", request)
     assert cells is not None
     got = {row["initiator.kind"]: (row["count"], row["sum(peer.amount)"]) for row in cells.table(request)}
@@ -163,8 +199,9 @@ def test_duplicate_ids_follow_each_tables_declared_policy(cluster: LocalCluster,
         assert got[kind] == (len(matching), sum(matching))
 
 
-def test_an_owner_that_requires_noise_gets_noised_cells_within_its_budget(cluster: LocalCluster,
-                                                                          tables: AgencyTables) -> None:
+def test_an_owner_that_requires_noise_gets_noised_cells_within_its_budget(
+    cluster: LocalCluster, tables: AgencyTables
+) -> None:
     """tax's policy releases cells to "noised" only with DP noise (ε 1 per query, 2.5 in all):
     the SDK asks for the owner's ε, the owner adds its own noise to its share before the
     minimum-cell test, exact cells are refused, and the third query is past the budget."""
@@ -175,8 +212,11 @@ def test_an_owner_that_requires_noise_gets_noised_cells_within_its_budget(cluste
         assert client.list_datasets("tax").release_epsilon == 1.0
         raw = AggregateRequest(initiator_dataset="ids", peer_dataset="income", aggregates=(Aggregate(kind="count"),))
         with pytest.raises(grpc.RpcError) as refused:  # exact cells, asked raw
-            client.party_stub("tax").CheckAggregate(party_pb2.AggregateCheck(request=raw.model_dump_json().encode(), rows=5),
-                                                    metadata=(("x-purpose", "statistics"), ("x-case", "DP-1")), timeout=30)
+            client.party_stub("tax").CheckAggregate(
+                party_pb2.AggregateCheck(request=raw.model_dump_json().encode(), rows=5),
+                metadata=(("x-purpose", "statistics"), ("x-case", "DP-1")),
+                timeout=30,
+            )
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert "only noised with epsilon <= 1" in (refused.value.details() or "")
         for _ in range(2):
@@ -185,6 +225,10 @@ def test_an_owner_that_requires_noise_gets_noised_cells_within_its_budget(cluste
             assert noised.sums["annual_income"] != exact  # the sum's noise scale is ~10^12: never exactly 0
         with pytest.raises(RemoteError) as spent:
             client.intersection_sum("tax", "income", ["annual_income"], mine)
-        assert spent.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "release_epsilon_budget" in spent.value.details
-    alerts = [e for e in audit_entries(cluster, "tax") if e.get("action") == "alert:budget" and e.get("peer") == "noised"]
+        assert (
+            spent.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "release_epsilon_budget" in spent.value.details
+        )
+    alerts = [
+        e for e in audit_entries(cluster, "tax") if e.get("action") == "alert:budget" and e.get("peer") == "noised"
+    ]
     assert alerts and "release_epsilon_budget" in str(alerts[-1]["detail"])

@@ -35,17 +35,34 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCl
     tables = generate(4000, seed=33)
     root = tmp_path_factory.mktemp("leakage")
     paths = write_csv(tables, root / "data")
-    income = {"name": "income", "source": {"kind": "csv", "path": str(paths["tax"])},
-              "schema": {"id_column": "resident_id", "columns": {
-                  "annual_income": {"type": "int", "min": -(10**12), "max": 10**12, "classification": "sensitive"}}}}
-    grant = {"purposes": ["public-rental-housing"], "programs": ["rule"],
-             "datasets": {"income": {"psi": True, "batch": True, "columns": {"annual_income": ["lookup", "compare"]}}}}
-    cluster = LocalCluster(root, [PartySpec("tax", [income], {"peers": {"housing": grant}}, extra={"anonymity_set": 256},
-                                            daemon=False),
-                                  PartySpec("housing", daemon=False)], paillier_bits=1024)
+    income = {
+        "name": "income",
+        "source": {"kind": "csv", "path": str(paths["tax"])},
+        "schema": {
+            "id_column": "resident_id",
+            "columns": {
+                "annual_income": {"type": "int", "min": -(10**12), "max": 10**12, "classification": "sensitive"}
+            },
+        },
+    }
+    grant = {
+        "purposes": ["public-rental-housing"],
+        "programs": ["rule"],
+        "datasets": {"income": {"psi": True, "batch": True, "columns": {"annual_income": ["lookup", "compare"]}}},
+    }
+    cluster = LocalCluster(
+        root,
+        [
+            PartySpec("tax", [income], {"peers": {"housing": grant}}, extra={"anonymity_set": 256}, daemon=False),
+            PartySpec("housing", daemon=False),
+        ],
+        paillier_bits=1024,
+    )
     cluster.start()
-    tax = PartyDaemon(load_party_config(cluster.config("tax")),
-                      interceptors=[TranscriptInterceptor(root / "state" / "tax" / "transcript.bin")])
+    tax = PartyDaemon(
+        load_party_config(cluster.config("tax")),
+        interceptors=[TranscriptInterceptor(root / "state" / "tax" / "transcript.bin")],
+    )
     tax.start()
     cluster.approve_rule(load_rules(ONE_OWNER_RULES).get("household-income"), "housing", ["public-rental-housing"])
     try:
@@ -56,8 +73,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCl
 
 
 @pytest.mark.parametrize("path", ["P3", "P1"])
-def test_owner_sees_nothing_linkable_and_requester_only_bits(recorded: tuple[LocalCluster, AgencyTables],
-                                                              tmp_path: Path, path: str) -> None:
+def test_owner_sees_nothing_linkable_and_requester_only_bits(
+    recorded: tuple[LocalCluster, AgencyTables], tmp_path: Path, path: str
+) -> None:
     cluster, tables = recorded
     case = f"LEAK-{path}"
     incomes = owner_values(tables.tax, "annual_income")
@@ -72,10 +90,33 @@ def test_owner_sees_nothing_linkable_and_requester_only_bits(recorded: tuple[Loc
     rules_file = tmp_path / "rules.toml"
     rules_file.write_text(ONE_OWNER_RULES)
     out = tmp_path / "results.csv"
-    run = subprocess.run([sys.executable, "-m", "parties.cli.query", "eligibility", "--rule", "household-income",
-                          "--rules", str(rules_file), "--applicants", str(applicants), "--out", str(out),
-                          "--config", str(cluster.config("housing")), "--purpose", "public-rental-housing",
-                          "--case", case, "--path", path], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "parties.cli.query",
+            "eligibility",
+            "--rule",
+            "household-income",
+            "--rules",
+            str(rules_file),
+            "--applicants",
+            str(applicants),
+            "--out",
+            str(out),
+            "--config",
+            str(cluster.config("housing")),
+            "--purpose",
+            "public-rental-housing",
+            "--case",
+            case,
+            "--path",
+            path,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
 
     # 1. The owner's transcript holds no id, no hash of one, no curve point or tag derived from one.
@@ -87,8 +128,14 @@ def test_owner_sees_nothing_linkable_and_requester_only_bits(recorded: tuple[Loc
     tags = {p: [k.evaluate_ids([p], parallel=False)[0] for k in keys] for p in people}
     for person in people:
         raw = person.encode()
-        derived = [raw, raw.lower(), hashlib.sha256(raw).digest(), hashlib.sha256(raw).hexdigest().encode(),
-                   hashlib.sha512(raw).digest()[:16], *tags[person]]
+        derived = [
+            raw,
+            raw.lower(),
+            hashlib.sha256(raw).digest(),
+            hashlib.sha256(raw).hexdigest().encode(),
+            hashlib.sha512(raw).digest()[:16],
+            *tags[person],
+        ]
         derived += [hash_to_curve(raw, domain) for domain in (b"tax/income", PSI_DOMAIN, b"")]
         for item in derived:
             assert item not in transcript, f"owner received something derived from {person}"
@@ -97,7 +144,9 @@ def test_owner_sees_nothing_linkable_and_requester_only_bits(recorded: tuple[Loc
     #    P1: the whole table, so nothing about which rows were used.
     from mpc.protocols.lookup import bucket_bits_for
 
-    fetched = [e for e in audit_entries(cluster, "tax") if e["action"] == "rpc:GetEncryptedBucket" and e.get("case") == case]
+    fetched = [
+        e for e in audit_entries(cluster, "tax") if e["action"] == "rpc:GetEncryptedBucket" and e.get("case") == case
+    ]
     assert {e["protocol"] for e in fetched} == {path}
     if path == "P1":
         assert [str(e["detail"]).split(" columns")[0] for e in fetched] == ["dataset=income whole table"]
@@ -108,7 +157,9 @@ def test_owner_sees_nothing_linkable_and_requester_only_bits(recorded: tuple[Loc
         asked = {int(str(e["detail"]).split("bucket=")[1].split("/")[0]) for e in fetched}
         assert {str(e["detail"]).split("/")[1].split(" ")[0] for e in fetched} == {str(1 << bits)}
         assert asked == {bucket_of(tags[p][-1], bits) for p in people}
-    decrypted = [e for e in audit_entries(cluster, "tax") if e["action"] == "rpc:MaskedDecrypt" and e.get("case") == case]
+    decrypted = [
+        e for e in audit_entries(cluster, "tax") if e["action"] == "rpc:MaskedDecrypt" and e.get("case") == case
+    ]
     assert [e["protocol"] for e in decrypted] == [path]
 
     # 3. The requester holds the bits and nothing of the owner's values.

@@ -43,14 +43,30 @@ def fresh_epoch() -> int:
 def rotating(tmp_path_factory: pytest.TempPathFactory, tables: AgencyTables) -> Iterator[LocalCluster]:
     root = tmp_path_factory.mktemp("rotating")
     paths = write_csv(tables, root / "data")
-    income = {"name": "income", "source": {"kind": "csv", "path": str(paths["tax"])},
-              "schema": {"id_column": "resident_id", "columns": {
-                  "annual_income": {"type": "int", "min": -(10**12), "max": 10**12, "classification": "sensitive"},
-                  "tax_year": {"type": "int", "min": 1990, "max": 2100}}}}
-    deployment = LocalCluster(root, [
-        PartySpec("tax", [income], {"peers": {"housing": AGGREGATING_POLICY}},
-                  extra={"anonymity_set": 256, "oprf_epoch_hours": EPOCH_HOURS}),
-        PartySpec("housing", daemon=False)], paillier_bits=1024)
+    income = {
+        "name": "income",
+        "source": {"kind": "csv", "path": str(paths["tax"])},
+        "schema": {
+            "id_column": "resident_id",
+            "columns": {
+                "annual_income": {"type": "int", "min": -(10**12), "max": 10**12, "classification": "sensitive"},
+                "tax_year": {"type": "int", "min": 1990, "max": 2100},
+            },
+        },
+    }
+    deployment = LocalCluster(
+        root,
+        [
+            PartySpec(
+                "tax",
+                [income],
+                {"peers": {"housing": AGGREGATING_POLICY}},
+                extra={"anonymity_set": 256, "oprf_epoch_hours": EPOCH_HOURS},
+            ),
+            PartySpec("housing", daemon=False),
+        ],
+        paillier_bits=1024,
+    )
     deployment.start()
     try:
         yield deployment
@@ -59,7 +75,9 @@ def rotating(tmp_path_factory: pytest.TempPathFactory, tables: AgencyTables) -> 
 
 
 def epochs_on_disk(cluster: LocalCluster) -> set[int]:
-    return {int(p.name.removeprefix("epoch-")) for p in Path(cluster.root / "state" / "tax" / "encrypted").glob("epoch-*")}
+    return {
+        int(p.name.removeprefix("epoch-")) for p in Path(cluster.root / "state" / "tax" / "encrypted").glob("epoch-*")
+    }
 
 
 def test_tags_of_an_ended_epoch_are_refused(rotating: LocalCluster, tables: AgencyTables) -> None:
@@ -77,7 +95,11 @@ def test_tags_of_an_ended_epoch_are_refused(rotating: LocalCluster, tables: Agen
         assert ended.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert ended.value.details() == f"epoch {epoch} has ended (now {now}); ask again"
         with pytest.raises(grpc.RpcError) as ended:
-            list(stub.GetTags(party_pb2.TagsRequest(dataset="income", epoch=epoch), metadata=client._metadata(), timeout=60))
+            list(
+                stub.GetTags(
+                    party_pb2.TagsRequest(dataset="income", epoch=epoch), metadata=client._metadata(), timeout=60
+                )
+            )
         assert ended.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         again, later = client._oprf_tags("tax", "tax", "income", some)
         assert later > epoch and not set(again.values()) & set(tags.values())  # the same ids, other tags
@@ -91,8 +113,9 @@ def test_tags_of_an_ended_epoch_are_refused(rotating: LocalCluster, tables: Agen
         assert epochs_on_disk(rotating) <= {current - 1, current} and current in epochs_on_disk(rotating)
 
 
-def test_a_lookup_across_a_rollover_asks_again(rotating: LocalCluster, tables: AgencyTables,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lookup_across_a_rollover_asks_again(
+    rotating: LocalCluster, tables: AgencyTables, monkeypatch: pytest.MonkeyPatch
+) -> None:
     incomes = owner_values(tables.tax, "annual_income")
     mine = [i for i, _ in with_ids(tables.housing)][:200]
     common = [i for i in dict.fromkeys(mine) if i in incomes]
@@ -111,6 +134,13 @@ def test_a_lookup_across_a_rollover_asks_again(rotating: LocalCluster, tables: A
         fresh_epoch()
         result = client.intersection_sum("tax", "income", ["annual_income"], mine)
     assert len(calls) == 2 and calls[1] > calls[0]
-    assert common and (result.intersection, result.sums) == (len(common), {"annual_income": sum(incomes[i] for i in common)})
-    refused = [e for e in audit_entries(rotating, "tax") if e.get("case") == "ROT-2" and e.get("action") == "rpc:GetEncryptedBucket"]
+    assert common and (result.intersection, result.sums) == (
+        len(common),
+        {"annual_income": sum(incomes[i] for i in common)},
+    )
+    refused = [
+        e
+        for e in audit_entries(rotating, "tax")
+        if e.get("case") == "ROT-2" and e.get("action") == "rpc:GetEncryptedBucket"
+    ]
     assert [e["outcome"] for e in refused][:1] == ["FAILED_PRECONDITION"] and refused[-1]["outcome"] == "OK"

@@ -40,7 +40,9 @@ def test_multi_owner_rule_matches_plaintext(agencies: tuple[LocalCluster, Agency
     applications = []
     for ref, members in sorted(households.items())[:60]:
         ordered = sorted(members, key=lambda r: r["relation"] != "head")
-        applications.append(Application(ref, str(ordered[0]["resident_id"]), tuple(str(m["resident_id"]) for m in ordered)))
+        applications.append(
+            Application(ref, str(ordered[0]["resident_id"]), tuple(str(m["resident_id"]) for m in ordered))
+        )
     values = {
         ("tax", "income", "annual_income"): owner_values(tables.tax, "annual_income"),
         ("housing", "properties", "property_count"): owner_values(tables.housing, "property_count"),
@@ -53,8 +55,11 @@ def test_multi_owner_rule_matches_plaintext(agencies: tuple[LocalCluster, Agency
         bits = client.check_eligibility(rule, applications)
     assert bits.tolist() == expected
     co_party = next(iter(rule.clauses.values())).owner
-    received = [e for e in audit_entries(cluster, co_party) if e["action"] == "rpc:ReceiveShares"
-                and e.get("case") == f"E2E-{rule_name}"]
+    received = [
+        e
+        for e in audit_entries(cluster, co_party)
+        if e["action"] == "rpc:ReceiveShares" and e.get("case") == f"E2E-{rule_name}"
+    ]
     assert len(received) == len({c.owner for c in rule.clauses.values()} - {co_party})
 
 
@@ -69,8 +74,12 @@ def test_shares_are_never_forwarded_to_the_requester(agencies: tuple[LocalCluste
     with Client.from_config(cluster.config("housing"), purpose="public-rental-housing", case="E2E-forward") as client:
         _, session_id, _, _ = client.lookup_shares("tax", "income", ["annual_income"], [person])
         with pytest.raises(RemoteError) as refused:
-            client._call("tax", client.party_stub("tax").ForwardShares,
-                         party_pb2.ForwardRequest(session_id=session_id, co_party="housing"), timeout=30)
+            client._call(
+                "tax",
+                client.party_stub("tax").ForwardShares,
+                party_pb2.ForwardRequest(session_id=session_id, co_party="housing"),
+                timeout=30,
+            )
     assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
     assert "never forwarded to the requester" in refused.value.details
 
@@ -83,11 +92,19 @@ def test_published_predicate_through_the_oprf_filter(agencies: tuple[LocalCluste
     households: dict[str, list[dict[str, object]]] = {}
     for row in tables.civil_affairs:
         households.setdefault(str(row["household_id"]), []).append(row)
-    applications = [Application(ref, str(m[0]["resident_id"]), tuple(str(x["resident_id"]) for x in m))
-                    for ref, m in sorted(households.items())[:50]]
-    expected = [int(e) for e, _ in evaluate_plain(
-        rule, applications, {("tax", "income", "annual_income"): owner_values(tables.tax, "annual_income")},
-        {("public-security", "local-resident"): locals_})]
+    applications = [
+        Application(ref, str(m[0]["resident_id"]), tuple(str(x["resident_id"]) for x in m))
+        for ref, m in sorted(households.items())[:50]
+    ]
+    expected = [
+        int(e)
+        for e, _ in evaluate_plain(
+            rule,
+            applications,
+            {("tax", "income", "annual_income"): owner_values(tables.tax, "annual_income")},
+            {("public-security", "local-resident"): locals_},
+        )
+    ]
     with Client.from_config(cluster.config("housing"), purpose="public-rental-housing", case="E2E-P2") as client:
         bits = client.check_eligibility(rule, applications)
         local_bits = client.predicate_bits("public-security", "local-resident", [a.applicant for a in applications])
@@ -108,15 +125,19 @@ def test_clause_reveal_needs_the_owners_consent(agencies: tuple[LocalCluster, Ag
     households: dict[str, list[dict[str, object]]] = {}
     for row in tables.civil_affairs:
         households.setdefault(str(row["household_id"]), []).append(row)
-    applications = [Application(ref, str(m[0]["resident_id"]), tuple(str(x["resident_id"]) for x in m))
-                    for ref, m in sorted(households.items())[:30]]
+    applications = [
+        Application(ref, str(m[0]["resident_id"]), tuple(str(x["resident_id"]) for x in m))
+        for ref, m in sorted(households.items())[:30]
+    ]
     values = {
         ("tax", "income", "annual_income"): owner_values(tables.tax, "annual_income"),
         ("housing", "properties", "property_count"): owner_values(tables.housing, "property_count"),
         ("public-security", "residents", "local_resident"): owner_values(tables.public_security, "local_resident"),
     }
     plain = evaluate_plain(rule, applications, values, {})
-    with Client.from_config(cluster.config("civil-affairs"), purpose="public-rental-housing", case="E2E-REASONS") as client:
+    with Client.from_config(
+        cluster.config("civil-affairs"), purpose="public-rental-housing", case="E2E-REASONS"
+    ) as client:
         bits, reasons = client.check_eligibility_with_reasons(rule, applications)
         assert bits.tolist() == [int(e) for e, _ in plain]
         assert set(reasons) == {"no_property", "local_resident"}  # not the tax clause

@@ -31,18 +31,28 @@ class TranscriptInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         if handler is None:
             return None
         wrap: dict[str, Callable[..., Any]] = {
-            "unary_unary": grpc.unary_unary_rpc_method_handler, "unary_stream": grpc.unary_stream_rpc_method_handler,
-            "stream_unary": grpc.stream_unary_rpc_method_handler, "stream_stream": grpc.stream_stream_rpc_method_handler}
+            "unary_unary": grpc.unary_unary_rpc_method_handler,
+            "unary_stream": grpc.unary_stream_rpc_method_handler,
+            "stream_unary": grpc.stream_unary_rpc_method_handler,
+            "stream_stream": grpc.stream_stream_rpc_method_handler,
+        }
         for kind, make in wrap.items():
             behaviour = getattr(handler, kind)
             if behaviour is None:
                 continue
             record = self._stream if handler.request_streaming else self._write
 
-            def recorded(request: Any, context: Any, behaviour: Callable[..., Any] = behaviour,
-                         record: Callable[[Any], Any] = record) -> Any:
+            def recorded(
+                request: Any,
+                context: Any,
+                behaviour: Callable[..., Any] = behaviour,
+                record: Callable[[Any], Any] = record,
+            ) -> Any:
                 return behaviour(record(request), context)
 
-            return make(recorded, request_deserializer=handler.request_deserializer,
-                        response_serializer=handler.response_serializer)
+            return make(
+                recorded,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
         return handler

@@ -17,9 +17,11 @@ from parties.deployment import party_specs
 from parties.gateway.store import Store
 
 PROJECT = "welfare-2026"
-SCOPE = {"civil-affairs.households": ["district", "disabled", "household_size"],
-         "tax.income": ["annual_income", "tax_year"],
-         "housing.properties": ["property_count", "district"]}
+SCOPE = {
+    "civil-affairs.households": ["district", "disabled", "household_size"],
+    "tax.income": ["annual_income", "tax_year"],
+    "housing.properties": ["property_count", "district"],
+}
 ABSENT_DISTRICT = "Yanqing"  # declared in housing.properties.district, but no row of housing's has it
 
 
@@ -39,8 +41,13 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     # housing holds nobody in one declared district: its catalogue must still list it (the
     # domain is declared in the owner's schema, never read from the data)
     tables = dataclasses.replace(tables, housing=[r for r in tables.housing if r["district"] != ABSENT_DISTRICT])
-    cluster = LocalCluster(root, party_specs(tables, root / "data"), paillier_bits=1024, gateway=True,
-                           gateway_settings={"max_epsilon_per_query": 2.0, "default_epsilon": 1.0})
+    cluster = LocalCluster(
+        root,
+        party_specs(tables, root / "data"),
+        paillier_bits=1024,
+        gateway=True,
+        gateway_settings={"max_epsilon_per_query": 2.0, "default_epsilon": 1.0},
+    )
     cluster.start()
     try:
         store = Store(str(cluster.members[GATEWAY].state_dir / "gateway.sqlite"))

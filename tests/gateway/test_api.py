@@ -19,20 +19,38 @@ from parties.gateway.client import ResearchClient, SandboxError
 from parties.sdk import Client
 from tests.gateway.conftest import ABSENT_DISTRICT, PROJECT, Sandbox
 
-JOIN = ('SELECT h.district, COUNT(*), AVG(i.annual_income) FROM "civil-affairs".households h '
-        "JOIN tax.income i USING (resident_id) WHERE h.disabled = 0 AND i.annual_income > 10000 GROUP BY h.district")
+JOIN = (
+    'SELECT h.district, COUNT(*), AVG(i.annual_income) FROM "civil-affairs".households h '
+    "JOIN tax.income i USING (resident_id) WHERE h.disabled = 0 AND i.annual_income > 10000 GROUP BY h.district"
+)
 
 
 def _plain(sandbox: Sandbox, sql: str) -> dict[tuple[Any, ...], dict[str, Any]]:
     request = parse_query(sql, "gateway", 1.0, GATEWAY).request
-    households: dict[str, dict[str, Any]] = {i: {"district": str(r["district"]), "disabled": int(str(r["disabled"])),
-                      "household_size": int(str(r["household_size"]))} for i, r in with_ids(sandbox.tables.civil_affairs)}
-    income = {i: {"annual_income": int(str(r["annual_income"])), "tax_year": int(str(r["tax_year"]))}
-              for i, r in with_ids(sandbox.tables.tax)}
+    households: dict[str, dict[str, Any]] = {
+        i: {
+            "district": str(r["district"]),
+            "disabled": int(str(r["disabled"])),
+            "household_size": int(str(r["household_size"])),
+        }
+        for i, r in with_ids(sandbox.tables.civil_affairs)
+    }
+    income = {
+        i: {"annual_income": int(str(r["annual_income"])), "tax_year": int(str(r["tax_year"]))}
+        for i, r in with_ids(sandbox.tables.tax)
+    }
     labels = tuple(sorted({h["district"] for h in households.values()}))
-    schemas = {"initiator": {"district": agg.ColumnInfo("category", labels=labels), "disabled": agg.ColumnInfo("bool"),
-                             "household_size": agg.ColumnInfo("int", 1, 20)},
-               "peer": {"annual_income": agg.ColumnInfo("int", -(10**12), 10**12), "tax_year": agg.ColumnInfo("int", 1990, 2100)}}
+    schemas = {
+        "initiator": {
+            "district": agg.ColumnInfo("category", labels=labels),
+            "disabled": agg.ColumnInfo("bool"),
+            "household_size": agg.ColumnInfo("int", 1, 20),
+        },
+        "peer": {
+            "annual_income": agg.ColumnInfo("int", -(10**12), 10**12),
+            "tax_year": agg.ColumnInfo("int", 1990, 2100),
+        },
+    }
     return agg.evaluate_plain(request, schemas, households, income)  # type: ignore[arg-type]
 
 
@@ -57,11 +75,17 @@ def test_a_join_releases_noised_thresholded_cells_and_spends_the_budget(sandbox:
         else:  # two discrete Laplace noises of this scale: 12 scales is far beyond any sane draw
             assert row["count"] >= 10 and abs(row["count"] - true) <= 12 * scale
     assert any(not r["suppressed"] for r in result["rows"])
-    audit = [json.loads(line) for line in (sandbox.cluster.members[GATEWAY].state_dir / "audit.log").read_text().splitlines()]
+    audit = [
+        json.loads(line) for line in (sandbox.cluster.members[GATEWAY].state_dir / "audit.log").read_text().splitlines()
+    ]
     released = [e for e in audit if e.get("action") == "query" and e.get("outcome") == "RELEASED"]
     assert released and "cost=1" in released[-1]["detail"] and "cells released=" in released[-1]["detail"]
-    owner = [json.loads(line) for line in (sandbox.cluster.root / "state" / "tax" / "audit.log").read_text().splitlines()]
-    assert any(e.get("action") == "rpc:GetResultShare" and e.get("peer") == GATEWAY and e.get("outcome") == "OK" for e in owner)
+    owner = [
+        json.loads(line) for line in (sandbox.cluster.root / "state" / "tax" / "audit.log").read_text().splitlines()
+    ]
+    assert any(
+        e.get("action") == "rpc:GetResultShare" and e.get("peer") == GATEWAY and e.get("outcome") == "OK" for e in owner
+    )
 
 
 def test_one_owner_table_and_the_catalog(sandbox: Sandbox) -> None:
@@ -71,8 +95,13 @@ def test_one_owner_table_and_the_catalog(sandbox: Sandbox) -> None:
         income = {c["name"]: c for c in tables["tax.income"]["columns"]}
         assert income["annual_income"]["uses"] == ["filter", "aggregate"] and "values" in income["annual_income"]
         assert all("rows" not in c for c in income.values())  # schemas and uses, never values
-        job = client.query(PROJECT, "SELECT p.district, SUM(p.property_count) FROM housing.properties p GROUP BY p.district", 0.5)
-    assert len(job["result"]["rows"]) == 16 and job["result"]["columns"] == ["properties.district", "sum(properties.property_count)"]
+        job = client.query(
+            PROJECT, "SELECT p.district, SUM(p.property_count) FROM housing.properties p GROUP BY p.district", 0.5
+        )
+    assert len(job["result"]["rows"]) == 16 and job["result"]["columns"] == [
+        "properties.district",
+        "sum(properties.property_count)",
+    ]
 
 
 def test_the_catalog_shows_declared_categories_and_rounded_row_counts(sandbox: Sandbox) -> None:
@@ -80,9 +109,11 @@ def test_the_catalog_shows_declared_categories_and_rounded_row_counts(sandbox: S
     district that no row holds included), row counts rounded up to its granularity (1000)."""
     with ResearchClient(sandbox.url, sandbox.token) as client:
         tables = {t["table"]: t for t in client.datasets(PROJECT)}
-    exact = {"housing.properties": len(with_ids(sandbox.tables.housing)),
-             "civil-affairs.households": len(with_ids(sandbox.tables.civil_affairs)),
-             "tax.income": len({i for i, _ in with_ids(sandbox.tables.tax)})}
+    exact = {
+        "housing.properties": len(with_ids(sandbox.tables.housing)),
+        "civil-affairs.households": len(with_ids(sandbox.tables.civil_affairs)),
+        "tax.income": len({i for i, _ in with_ids(sandbox.tables.tax)}),
+    }
     for name, rows in exact.items():
         shown = tables[name]["rows"]
         assert shown % 1000 == 0 and rows <= shown < rows + 1000, (name, rows, shown)
@@ -98,27 +129,52 @@ def test_the_catalog_shows_declared_categories_and_rounded_row_counts(sandbox: S
     assert list(next(c for c in listing["properties"].columns if c.name == "district").categories) == list(DISTRICTS)
 
 
-@pytest.mark.parametrize(("sql", "status", "reason"), [
-    ("SELECT * FROM tax.income i", 400, "SELECT * would output rows"),
-    ("SELECT i.annual_income FROM tax.income i", 400, "a raw column can only be selected as a GROUP BY key"),
-    ("SELECT i.annual_income, COUNT(*) FROM tax.income i GROUP BY i.annual_income", 403,
-     "does not allow tax.income.annual_income as group_by"),
-    ("SELECT COUNT(*) FROM tax.income i WHERE i.resident_id = '110101199003077777'", 403,
-     "may not use column tax.income.resident_id"),
-    ("SELECT COUNT(*) FROM tax.income i ORDER BY 1", 400, "ORDER BY is not allowed"),
-    ("SELECT COUNT(*) FROM tax.income i LIMIT 1", 400, "LIMIT is not allowed"),
-    ("SELECT COUNT(*) FROM (SELECT * FROM tax.income) x", 400, "subqueries are not allowed"),
-    ("SELECT MAX(i.annual_income) FROM tax.income i", 400, "only group keys, COUNT(*), SUM(column) and AVG(column)"),
-    ("SELECT COUNT(*) FROM tax.income i WHERE LENGTH(i.annual_income) > 3", 400, "WHERE takes comparisons"),
-    ("SELECT COUNT(*) FROM public-security.residents r", 400, ""),
-    ('SELECT COUNT(*) FROM "public-security".residents r', 403, "may not use table public-security.residents"),
-    ('SELECT h.household_id, COUNT(*) FROM "civil-affairs".households h GROUP BY h.household_id', 403,
-     "may not use column civil-affairs.households.household_id"),
-    ('SELECT h.household_size, COUNT(*) FROM "civil-affairs".households h GROUP BY h.household_size', 403,
-     "does not allow civil-affairs.households.household_size as group_by"),
-    ("SELECT SUM(i.tax_year) FROM tax.income i JOIN tax.income j USING (resident_id)", 400, "a join is between two agencies"),
-])
-def test_every_route_to_rows_or_outside_the_scope_is_refused(sandbox: Sandbox, sql: str, status: int, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("sql", "status", "reason"),
+    [
+        ("SELECT * FROM tax.income i", 400, "SELECT * would output rows"),
+        ("SELECT i.annual_income FROM tax.income i", 400, "a raw column can only be selected as a GROUP BY key"),
+        (
+            "SELECT i.annual_income, COUNT(*) FROM tax.income i GROUP BY i.annual_income",
+            403,
+            "does not allow tax.income.annual_income as group_by",
+        ),
+        (
+            "SELECT COUNT(*) FROM tax.income i WHERE i.resident_id = '110101199003077777'",
+            403,
+            "may not use column tax.income.resident_id",
+        ),
+        ("SELECT COUNT(*) FROM tax.income i ORDER BY 1", 400, "ORDER BY is not allowed"),
+        ("SELECT COUNT(*) FROM tax.income i LIMIT 1", 400, "LIMIT is not allowed"),
+        ("SELECT COUNT(*) FROM (SELECT * FROM tax.income) x", 400, "subqueries are not allowed"),
+        (
+            "SELECT MAX(i.annual_income) FROM tax.income i",
+            400,
+            "only group keys, COUNT(*), SUM(column) and AVG(column)",
+        ),
+        ("SELECT COUNT(*) FROM tax.income i WHERE LENGTH(i.annual_income) > 3", 400, "WHERE takes comparisons"),
+        ("SELECT COUNT(*) FROM public-security.residents r", 400, ""),
+        ('SELECT COUNT(*) FROM "public-security".residents r', 403, "may not use table public-security.residents"),
+        (
+            'SELECT h.household_id, COUNT(*) FROM "civil-affairs".households h GROUP BY h.household_id',
+            403,
+            "may not use column civil-affairs.households.household_id",
+        ),
+        (
+            'SELECT h.household_size, COUNT(*) FROM "civil-affairs".households h GROUP BY h.household_size',
+            403,
+            "does not allow civil-affairs.households.household_size as group_by",
+        ),
+        (
+            "SELECT SUM(i.tax_year) FROM tax.income i JOIN tax.income j USING (resident_id)",
+            400,
+            "a join is between two agencies",
+        ),
+    ],
+)
+def test_every_route_to_rows_or_outside_the_scope_is_refused(
+    sandbox: Sandbox, sql: str, status: int, reason: str
+) -> None:
     with ResearchClient(sandbox.url, sandbox.token) as client:
         before = client.budget(PROJECT)
         with pytest.raises(SandboxError) as refused:
@@ -179,12 +235,30 @@ def test_admin_and_researcher_command_lines(sandbox: Sandbox) -> None:
     assert added.exit_code == 0, added.output
     token = added.output.strip().splitlines()[-1]
     assert sandbox.store.researcher_for(token) == "cli-user"
-    project = runner.invoke(gateway.app, ["project", "add", "cli-project", "--purpose", "statistics", "--epsilon", "2",
-                                          "--table", "housing.properties=district,property_count", "--config", config])
+    project = runner.invoke(
+        gateway.app,
+        [
+            "project",
+            "add",
+            "cli-project",
+            "--purpose",
+            "statistics",
+            "--epsilon",
+            "2",
+            "--table",
+            "housing.properties=district,property_count",
+            "--config",
+            config,
+        ],
+    )
     assert project.exit_code == 0, project.output
-    assert runner.invoke(gateway.app, ["project", "member", "cli-project", "cli-user", "--config", config]).exit_code == 0
+    assert (
+        runner.invoke(gateway.app, ["project", "member", "cli-project", "cli-user", "--config", config]).exit_code == 0
+    )
     args = ["--project", "cli-project", "--gateway", sandbox.url, "--token", token, "--epsilon", "0.5"]
-    result = runner.invoke(research.app, ["query", "SELECT p.district, COUNT(*) FROM housing.properties p GROUP BY p.district", *args])
+    result = runner.invoke(
+        research.app, ["query", "SELECT p.district, COUNT(*) FROM housing.properties p GROUP BY p.district", *args]
+    )
     assert result.exit_code == 0, result.output
     assert "properties.district" in result.output and "budget left: researcher ε 1.500" in result.output
     refused = runner.invoke(research.app, ["query", "SELECT * FROM housing.properties p", *args])
@@ -198,10 +272,20 @@ def test_the_api_over_https(sandbox: Sandbox, tmp_path: Any) -> None:
     from parties.gateway.server import GatewayDaemon
     from parties.party.config import load_party_config
 
-    tls = load_party_config(sandbox.cluster.config("tax")).tls.model_copy(update={
-        "cert": sandbox.cluster.pki_dir / "issued" / "gateway.pem", "key": sandbox.cluster.pki_dir / "issued" / "gateway.key"})
-    section = GatewaySection.model_validate({"listen": "127.0.0.1:0", "state_dir": tmp_path / "https-gateway", "https": True,
-                                             "coordinator": sandbox.cluster.members["coordinator"].address})
+    tls = load_party_config(sandbox.cluster.config("tax")).tls.model_copy(
+        update={
+            "cert": sandbox.cluster.pki_dir / "issued" / "gateway.pem",
+            "key": sandbox.cluster.pki_dir / "issued" / "gateway.key",
+        }
+    )
+    section = GatewaySection.model_validate(
+        {
+            "listen": "127.0.0.1:0",
+            "state_dir": tmp_path / "https-gateway",
+            "https": True,
+            "coordinator": sandbox.cluster.members["coordinator"].address,
+        }
+    )
     daemon = GatewayDaemon(GatewayConfig(gateway=section, tls=tls))
     daemon.start()
     try:
@@ -235,9 +319,13 @@ def test_an_owner_dying_fails_the_job_refunds_the_budget_and_the_gateway_keeps_s
                 with pytest.raises(SandboxError) as failed:
                     client.wait(job["id"], timeout=120)
                 assert failed.value.detail["status"] == "failed" and failed.value.fragment
-                audit = [json.loads(line) for line in
-                         (sandbox.cluster.members[GATEWAY].state_dir / "audit.log").read_text().splitlines()]
-                assert any(e.get("outcome") == "FAILED" and f"job={job['id']} refunded" in e.get("detail", "") for e in audit)
+                audit = [
+                    json.loads(line)
+                    for line in (sandbox.cluster.members[GATEWAY].state_dir / "audit.log").read_text().splitlines()
+                ]
+                assert any(
+                    e.get("outcome") == "FAILED" and f"job={job['id']} refunded" in e.get("detail", "") for e in audit
+                )
             assert client.budget(PROJECT)["researcher"] == pytest.approx(before)
         finally:
             sandbox.cluster.start_party("tax")

@@ -11,15 +11,23 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.gateway.conftest import Sandbox
 
-CHECKS = [schemathesis.checks.not_a_server_error, schemathesis.checks.response_schema_conformance,
-          schemathesis.checks.status_code_conformance]
+CHECKS = [
+    schemathesis.checks.not_a_server_error,
+    schemathesis.checks.response_schema_conformance,
+    schemathesis.checks.status_code_conformance,
+]
 
 
 def test_no_server_errors_and_responses_match_the_schema(sandbox: Sandbox) -> None:
     schema = schemathesis.openapi.from_url(f"{sandbox.url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
-    assert {op.label for op in operations} >= {"GET /api/me", "POST /api/projects/{project}/queries", "GET /api/jobs/{job_id}"}
+    assert {op.label for op in operations} >= {
+        "GET /api/me",
+        "POST /api/projects/{project}/queries",
+        "GET /api/jobs/{job_id}",
+    }
     for operation in operations:
+
         @given(case=operation.as_strategy())
         @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def exercise(case: schemathesis.Case[Any]) -> None:

@@ -49,7 +49,11 @@ def test_projects_members_and_budgets(store: Store) -> None:
         store.project_for("bob", "health")
     store.add_member("bob", "health")
     project = store.project_for("bob", "health")
-    assert (project.purpose, project.scope, project.epsilon_left) == ("statistics", {"tax.income": ["annual_income"]}, 1.5)
+    assert (project.purpose, project.scope, project.epsilon_left) == (
+        "statistics",
+        {"tax.income": ["annual_income"]},
+        1.5,
+    )
     assert store.spend("bob", "health", 1.0).project_left == pytest.approx(0.5)
     with pytest.raises(BudgetExceeded) as refused:
         store.spend("bob", "health", 0.6)

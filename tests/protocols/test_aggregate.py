@@ -31,14 +31,26 @@ from mpc.sharing.runtime import Party
 
 DISTRICTS = ("east", "north", "west")
 SCHEMAS = {
-    "initiator": {"district": ColumnInfo("category", labels=DISTRICTS), "disabled": ColumnInfo("bool"),
-                  "age": ColumnInfo("int", 0, 120)},
-    "peer": {"income": ColumnInfo("int", -(10**12), 10**12), "region": ColumnInfo("category", labels=("a", "b")),
-             "flag": ColumnInfo("bool")},
+    "initiator": {
+        "district": ColumnInfo("category", labels=DISTRICTS),
+        "disabled": ColumnInfo("bool"),
+        "age": ColumnInfo("int", 0, 120),
+    },
+    "peer": {
+        "income": ColumnInfo("int", -(10**12), 10**12),
+        "region": ColumnInfo("category", labels=("a", "b")),
+        "flag": ColumnInfo("bool"),
+    },
 }
-WHERES = ["", "initiator.disabled = 1", "peer.income > 0", "peer.income <= -5 OR initiator.age >= 60",
-          "NOT (peer.flag = 1) AND initiator.district != 'west'", "peer.region = 'b' AND (peer.income < 1000 OR peer.flag = 0)",
-          "peer.income = 1000000000000 OR peer.income = -1000000000000"]
+WHERES = [
+    "",
+    "initiator.disabled = 1",
+    "peer.income > 0",
+    "peer.income <= -5 OR initiator.age >= 60",
+    "NOT (peer.flag = 1) AND initiator.district != 'west'",
+    "peer.region = 'b' AND (peer.income < 1000 OR peer.flag = 0)",
+    "peer.income = 1000000000000 OR peer.income = -1000000000000",
+]
 
 
 def _split(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -46,8 +58,13 @@ def _split(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values.astype(np.int64).astype(np.uint64) - mask, mask
 
 
-def run_program(request: AggregateRequest, mine: dict[str, dict[str, Any]], theirs: dict[str, dict[str, Any]],
-                noise: Callable[[], np.ndarray] | None = None, noisy: tuple[int, ...] = (0, 1)) -> tuple[Any, Any]:
+def run_program(
+    request: AggregateRequest,
+    mine: dict[str, dict[str, Any]],
+    theirs: dict[str, dict[str, Any]],
+    noise: Callable[[], np.ndarray] | None = None,
+    noisy: tuple[int, ...] = (0, 1),
+) -> tuple[Any, Any]:
     """Shares as P1 leaves them (absent rows read as zero), then both parties in threads; each
     party of ``noisy`` draws its own ``noise``."""
     ids = list(mine)
@@ -56,23 +73,35 @@ def run_program(request: AggregateRequest, mine: dict[str, dict[str, Any]], thei
     def carried(side: str, column: str, value: Any) -> int:
         return SCHEMAS[side][column].code(value)
 
-    values = np.array([[carried("peer", c, theirs[i][c]) if i in theirs else 0 for c in columns] for i in ids],
-                      dtype=np.int64).reshape(len(ids), len(columns))
+    values = np.array(
+        [[carried("peer", c, theirs[i][c]) if i in theirs else 0 for c in columns] for i in ids], dtype=np.int64
+    ).reshape(len(ids), len(columns))
     share0, share1 = _split(values)
-    inputs = InitiatorInputs(np.array([i in theirs for i in ids], dtype=np.uint8),
-                             {c: np.array([carried("initiator", c, mine[i][c]) for i in ids], dtype=np.int64)
-                              for c in SCHEMAS["initiator"]})
+    inputs = InitiatorInputs(
+        np.array([i in theirs for i in ids], dtype=np.uint8),
+        {c: np.array([carried("initiator", c, mine[i][c]) for i in ids], dtype=np.int64) for c in SCHEMAS["initiator"]},
+    )
     reservation = aggregate_reservation(request, len(ids), len(request.groups(SCHEMAS)))  # type: ignore[arg-type]
     dealer = TrustedDealer()
     left, right = InProcessChannel.pair()
-    parties = (Party(0, left, dealer.correlations_for(0, reservation)), Party(1, right, dealer.correlations_for(1, reservation)))
+    parties = (
+        Party(0, left, dealer.correlations_for(0, reservation)),
+        Party(1, right, dealer.correlations_for(1, reservation)),
+    )
     out: list[Any] = [None, None]
     errors: list[BaseException] = []
 
     def body(i: int) -> None:
         try:
-            out[i] = aggregate_program(parties[i], request, SCHEMAS, len(ids), (share0, share1)[i],  # type: ignore[arg-type]
-                                       inputs if i == 0 else None, noise() if noise and i in noisy else None)
+            out[i] = aggregate_program(
+                parties[i],
+                request,
+                SCHEMAS,  # type: ignore[arg-type]
+                len(ids),
+                (share0, share1)[i],
+                inputs if i == 0 else None,
+                noise() if noise and i in noisy else None,
+            )
         except BaseException as exc:
             errors.append(exc)
             parties[i].channel.abort(str(exc))
@@ -88,8 +117,9 @@ def run_program(request: AggregateRequest, mine: dict[str, dict[str, Any]], thei
     return out[0], out[1]
 
 
-def run_aggregate(request: AggregateRequest, mine: dict[str, dict[str, Any]],
-                  theirs: dict[str, dict[str, Any]]) -> AggregateResult:
+def run_aggregate(
+    request: AggregateRequest, mine: dict[str, dict[str, Any]], theirs: dict[str, dict[str, Any]]
+) -> AggregateResult:
     """The cells at the recipient (the other party gets None)."""
     out = run_program(request, mine, theirs)
     recipient = 0 if request.reveal_to == "initiator" else 1
@@ -112,17 +142,39 @@ def test_aggregates_match_the_plaintext_join(data: st.DataObject, n_mine: int, n
     shared = int(min(n_mine, n_theirs) * overlap)
     mine_ids = _ids(shared, "s") + _ids(n_mine - shared, "m")
     theirs_ids = _ids(shared, "s") + _ids(n_theirs - shared, "t")
-    mine = {i: {"district": data.draw(st.sampled_from(DISTRICTS)), "disabled": data.draw(st.integers(0, 1)),
-                "age": data.draw(st.integers(0, 120))} for i in mine_ids}
-    theirs = {i: {"income": data.draw(incomes), "region": data.draw(st.sampled_from(["a", "b"])),
-                  "flag": data.draw(st.integers(0, 1))} for i in theirs_ids}
-    keys = data.draw(st.sampled_from([(), ("initiator.district",), ("peer.region",), ("initiator.disabled", "peer.region")]))
-    aggregates = [Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("peer.income")),
-                  Aggregate(kind="mean", column=ColumnRef.parse("initiator.age"))]
-    request = AggregateRequest(initiator_dataset="people", peer_dataset="income", where=data.draw(st.sampled_from(WHERES)),
-                               group_by=tuple(ColumnRef.parse(k) for k in keys), aggregates=tuple(aggregates),
-                               reveal_to=data.draw(st.sampled_from(["initiator", "peer"])),
-                               min_cell=data.draw(st.sampled_from([1, 2, 3, 10])))
+    mine = {
+        i: {
+            "district": data.draw(st.sampled_from(DISTRICTS)),
+            "disabled": data.draw(st.integers(0, 1)),
+            "age": data.draw(st.integers(0, 120)),
+        }
+        for i in mine_ids
+    }
+    theirs = {
+        i: {
+            "income": data.draw(incomes),
+            "region": data.draw(st.sampled_from(["a", "b"])),
+            "flag": data.draw(st.integers(0, 1)),
+        }
+        for i in theirs_ids
+    }
+    keys = data.draw(
+        st.sampled_from([(), ("initiator.district",), ("peer.region",), ("initiator.disabled", "peer.region")])
+    )
+    aggregates = [
+        Aggregate(kind="count"),
+        Aggregate(kind="sum", column=ColumnRef.parse("peer.income")),
+        Aggregate(kind="mean", column=ColumnRef.parse("initiator.age")),
+    ]
+    request = AggregateRequest(
+        initiator_dataset="people",
+        peer_dataset="income",
+        where=data.draw(st.sampled_from(WHERES)),
+        group_by=tuple(ColumnRef.parse(k) for k in keys),
+        aggregates=tuple(aggregates),
+        reveal_to=data.draw(st.sampled_from(["initiator", "peer"])),
+        min_cell=data.draw(st.sampled_from([1, 2, 3, 10])),
+    )
     request.check(SCHEMAS, len(mine))  # type: ignore[arg-type]
     expected = evaluate_plain(request, SCHEMAS, mine, theirs)  # type: ignore[arg-type]
     got = run_aggregate(request, mine, theirs)
@@ -138,9 +190,13 @@ def test_aggregates_match_the_plaintext_join(data: st.DataObject, n_mine: int, n
 
 def test_empty_and_full_intersections() -> None:
     mine = {i: {"district": "east", "disabled": 1, "age": 70} for i in _ids(70, "p")}
-    request = AggregateRequest(initiator_dataset="people", peer_dataset="income", where="peer.income >= 0",
-                               group_by=(ColumnRef.parse("initiator.district"),),
-                               aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("peer.income"))))
+    request = AggregateRequest(
+        initiator_dataset="people",
+        peer_dataset="income",
+        where="peer.income >= 0",
+        group_by=(ColumnRef.parse("initiator.district"),),
+        aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("peer.income"))),
+    )
     full = {i: {"income": k, "region": "a", "flag": 0} for k, i in enumerate(mine)}
     cells = {row["initiator.district"]: row for row in run_aggregate(request, mine, full).table(request)}
     assert (cells["east"]["count"], cells["east"]["sum(peer.income)"]) == (70, sum(range(70)))
@@ -155,24 +211,34 @@ def test_a_cell_of_one_person_is_withheld_not_opened() -> None:
     person's value: the count is compared with the minimum on shares and the sum multiplied by 0."""
     mine = {i: {"district": "east", "disabled": int(i == "p0"), "age": 40} for i in _ids(30, "p")}
     theirs = {i: {"income": 123_456 + k, "region": "a", "flag": 0} for k, i in enumerate(mine)}
-    request = AggregateRequest(initiator_dataset="people", peer_dataset="income", where="initiator.disabled = 1",
-                               aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("peer.income"))))
+    request = AggregateRequest(
+        initiator_dataset="people",
+        peer_dataset="income",
+        where="initiator.disabled = 1",
+        aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("peer.income"))),
+    )
     got = run_aggregate(request, mine, theirs)
     assert got.withheld is not None and got.withheld.tolist() == [True]
     assert got.cells["count"].tolist() == [0] and got.cells["sum(peer.income)"].tolist() == [0]
     assert got.table(request) == [{"count": None, "sum(peer.income)": None, "withheld": True}]
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"where": "peer.income + 1 > 3"}, "is not a comparison of a column"),
-    ({"where": "income > 3"}, "qualify it"),
-    ({"where": "peer.salary > 3"}, "has no column 'salary'"),
-    ({"where": "peer.region > 'a'"}, "categories compare with = and != only"),
-    ({"where": "peer.region = 'zz'"}, "is not one of the category's values"),
-    ({"where": "peer.income = 'high'"}, "compare it with a number"),
-    ({"group_by": (ColumnRef.parse("peer.income"),)}, "not a group key"),
-    ({"aggregates": (Aggregate(kind="sum", column=ColumnRef.parse("peer.region")),)}, "can be counted by, not summed"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"where": "peer.income + 1 > 3"}, "is not a comparison of a column"),
+        ({"where": "income > 3"}, "qualify it"),
+        ({"where": "peer.salary > 3"}, "has no column 'salary'"),
+        ({"where": "peer.region > 'a'"}, "categories compare with = and != only"),
+        ({"where": "peer.region = 'zz'"}, "is not one of the category's values"),
+        ({"where": "peer.income = 'high'"}, "compare it with a number"),
+        ({"group_by": (ColumnRef.parse("peer.income"),)}, "not a group key"),
+        (
+            {"aggregates": (Aggregate(kind="sum", column=ColumnRef.parse("peer.region")),)},
+            "can be counted by, not summed",
+        ),
+    ],
+)
 def test_malformed_requests_are_refused_naming_the_fragment(change: dict[str, Any], message: str) -> None:
     base = {"initiator_dataset": "people", "peer_dataset": "income", "aggregates": (Aggregate(kind="count"),)}
     with pytest.raises((AggregateError, ValueError), match=message):
@@ -181,8 +247,11 @@ def test_malformed_requests_are_refused_naming_the_fragment(change: dict[str, An
 
 def test_sums_that_could_overflow_are_refused() -> None:
     schemas = {**SCHEMAS, "peer": {**SCHEMAS["peer"], "income": ColumnInfo("int", 0, 2**61)}}
-    request = AggregateRequest(initiator_dataset="p", peer_dataset="i", aggregates=(
-        Aggregate(kind="sum", column=ColumnRef.parse("peer.income")),))
+    request = AggregateRequest(
+        initiator_dataset="p",
+        peer_dataset="i",
+        aggregates=(Aggregate(kind="sum", column=ColumnRef.parse("peer.income")),),
+    )
     with pytest.raises(AggregateError, match="could leave the value range"):
         request.check(schemas, 4)  # type: ignore[arg-type]
     assert request.uses("peer") == {"income": {"aggregate"}} and request.peer_columns() == ("income",)
@@ -191,25 +260,35 @@ def test_sums_that_could_overflow_are_refused() -> None:
 def test_an_owner_that_requires_noise_adds_it_before_the_minimum_cell_test() -> None:
     """Between agencies, the party that is not the recipient adds its own noise to its share of
     the cells; the recipient sees noised cells, and the minimum applies to the noisy count."""
-    mine = {i: {"district": ("east", "north", "west")[k % 3], "disabled": 1, "age": 50} for k, i in enumerate(_ids(36, "p"))}
+    mine = {
+        i: {"district": ("east", "north", "west")[k % 3], "disabled": 1, "age": 50} for k, i in enumerate(_ids(36, "p"))
+    }
     theirs = {i: {"income": 1000 * k, "region": "a", "flag": 0} for k, i in enumerate(mine)}
-    request = AggregateRequest(initiator_dataset="people", peer_dataset="income", epsilon=1.0,
-                               group_by=(ColumnRef.parse("initiator.district"),),
-                               aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("peer.income"))))
+    request = AggregateRequest(
+        initiator_dataset="people",
+        peer_dataset="income",
+        epsilon=1.0,
+        group_by=(ColumnRef.parse("initiator.district"),),
+        aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("peer.income"))),
+    )
     fixed = np.array([[5, 700], [-3, -50], [-4, 9]], dtype=np.int64)  # east 12+5, north 12-3, west 12-4 (under 10)
     got, nothing = run_program(request, mine, theirs, noise=lambda: fixed, noisy=(1,))
     assert nothing is None
     plain = evaluate_plain(request, SCHEMAS, mine, theirs)  # type: ignore[arg-type]
     rows = {row["initiator.district"]: row for row in got.table(request)}
-    assert (rows["east"]["count"], rows["east"]["sum(peer.income)"]) == (17, int(plain[("east",)]["sum(peer.income)"] or 0) + 700)
+    assert (rows["east"]["count"], rows["east"]["sum(peer.income)"]) == (
+        17,
+        int(plain[("east",)]["sum(peer.income)"] or 0) + 700,
+    )
     assert rows["north"]["withheld"] and rows["west"]["withheld"] and not rows["east"]["withheld"]
 
 
 def test_privacy_noise_only_for_the_non_recipient_between_agencies() -> None:
     from mpc.protocols import privacy
 
-    request = AggregateRequest(initiator_dataset="people", peer_dataset="income", epsilon=0.5,
-                               aggregates=(Aggregate(kind="count"),))
+    request = AggregateRequest(
+        initiator_dataset="people", peer_dataset="income", epsilon=0.5, aggregates=(Aggregate(kind="count"),)
+    )
     assert privacy.own_noise(request, SCHEMAS, recipient=True) is None  # type: ignore[arg-type]
     noise = privacy.own_noise(request, SCHEMAS, recipient=False)  # type: ignore[arg-type]
     assert noise is not None and noise.shape == (1, 1)

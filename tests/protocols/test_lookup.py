@@ -84,18 +84,26 @@ def test_plan_groups_hides_order_and_presence() -> None:
     assert abs(matched_mean - free_mean) < 0.05
 
 
-def _owner_table(pk: PaillierPublicKey, layout: lookup.RowLayout, values: list[int]) -> tuple[list[bytes], list[PaillierCiphertext]]:
+def _owner_table(
+    pk: PaillierPublicKey, layout: lookup.RowLayout, values: list[int]
+) -> tuple[list[bytes], list[PaillierCiphertext]]:
     tags = OprfServer.generate().evaluate_ids([str(i) for i in range(len(values))], parallel=False)
     plain = layout.plaintexts(np.array(values, dtype=np.int64).reshape(-1, 1), layout.positions(tags))
     return tags, pk.encrypt_batch(plain)
 
 
 @settings(max_examples=12, deadline=None)
-@given(values=st.lists(st.one_of(st.sampled_from(EDGES), st.integers(-(2**40), 2**40)), min_size=1, max_size=30),
-       t=st.integers(-(2**40), 2**40), op=st.sampled_from(sorted(threshold.COMPARISONS)), packed=st.booleans(),
-       bounded=st.booleans(), data=st.data())
-def test_lookup_then_threshold_matches_plaintext(keypair_1024: KeyPair, values: list[int], t: int, op: str,
-                                                 packed: bool, bounded: bool, data: st.DataObject) -> None:
+@given(
+    values=st.lists(st.one_of(st.sampled_from(EDGES), st.integers(-(2**40), 2**40)), min_size=1, max_size=30),
+    t=st.integers(-(2**40), 2**40),
+    op=st.sampled_from(sorted(threshold.COMPARISONS)),
+    packed=st.booleans(),
+    bounded=st.booleans(),
+    data=st.data(),
+)
+def test_lookup_then_threshold_matches_plaintext(
+    keypair_1024: KeyPair, values: list[int], t: int, op: str, packed: bool, bounded: bool, data: st.DataObject
+) -> None:
     """P3 (one row per ciphertext, positions summed away) and P1 (rows packed by position) give
     shares of the value for every asked row, absent and padding rows reading as zero; presence is
     what the requester learned from the tags."""
@@ -119,12 +127,22 @@ def test_lookup_then_threshold_matches_plaintext(keypair_1024: KeyPair, values: 
     assert opened.tolist() == [[values[i]] if 0 <= i < len(values) else [0] for i in asked]
     present = np.array([c is not None for c in selected], dtype=np.uint8)
     bits, nothing = run_in_process(
-        lambda p: threshold.threshold_program(p, mine if p.index == 0 else owner, op, requester=0,
-                                              threshold=t if p.index == 0 else None, present=present if p.index == 0 else None)
+        lambda p: threshold.threshold_program(
+            p,
+            mine if p.index == 0 else owner,
+            op,
+            requester=0,
+            threshold=t if p.index == 0 else None,
+            present=present if p.index == 0 else None,
+        )
     )
     assert nothing is None
-    plain = {"<": int.__lt__, "<=": int.__le__, ">": int.__gt__, ">=": int.__ge__, "==": int.__eq__, "!=": int.__ne__}[op]
-    assert bits is not None and bits.tolist() == [int(0 <= i < len(values) and bool(plain(values[i], t))) for i in asked]
+    plain = {"<": int.__lt__, "<=": int.__le__, ">": int.__gt__, ">=": int.__ge__, "==": int.__eq__, "!=": int.__ne__}[
+        op
+    ]
+    assert bits is not None and bits.tolist() == [
+        int(0 <= i < len(values) and bool(plain(values[i], t))) for i in asked
+    ]
 
 
 def test_owner_checks_the_row_map(keypair_1024: KeyPair) -> None:
@@ -149,8 +167,9 @@ def test_rows_at_every_position_add_and_decode_exactly(keypair_1024: KeyPair, da
     bounds = [(-(2**40), 2**40), (0, 1), (-5, 1000)]
     layout = lookup.RowLayout.for_bounds(["a", "b", "c"], bounds, int(pk.n).bit_length())
     g = layout.rows_per_plaintext
-    values = np.array([[data.draw(st.sampled_from([lo, hi, (lo + hi) // 2])) for lo, hi in bounds] for _ in range(g)],
-                      dtype=np.int64)
+    values = np.array(
+        [[data.draw(st.sampled_from([lo, hi, (lo + hi) // 2])) for lo, hi in bounds] for _ in range(g)], dtype=np.int64
+    )
     rows = pk.encrypt_batch(layout.plaintexts(values, np.arange(g)))
     largest = layout.random_masks(1)[0] | layout._mask_pattern()  # every mask bit set
     total = sum(rows[1:], rows[0]) + pk.encrypt(largest)

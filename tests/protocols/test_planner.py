@@ -10,15 +10,31 @@ MILLION = 1_000_000
 
 
 def test_a_point_query_takes_its_bucket() -> None:
-    plan = plan_lookup("tax", "income", rows=1, distinct=1, table_rows=MILLION, bucket_bits=9,
-                       rows_per_plaintext=24, batch_allowed=True)
+    plan = plan_lookup(
+        "tax",
+        "income",
+        rows=1,
+        distinct=1,
+        table_rows=MILLION,
+        bucket_bits=9,
+        rows_per_plaintext=24,
+        batch_allowed=True,
+    )
     assert plan.path == "P3" and plan.estimate_p3_s < 0.1 < plan.estimate_p1_s  # type: ignore[operator]
     assert "tax/income: P3 for 1 rows" in plan.describe()
 
 
 def test_a_large_batch_fetches_the_whole_table() -> None:
-    plan = plan_lookup("tax", "income", rows=600_000, distinct=290_000, table_rows=MILLION, bucket_bits=9,
-                       rows_per_plaintext=24, batch_allowed=True)
+    plan = plan_lookup(
+        "tax",
+        "income",
+        rows=600_000,
+        distinct=290_000,
+        table_rows=MILLION,
+        bucket_bits=9,
+        rows_per_plaintext=24,
+        batch_allowed=True,
+    )
     assert plan.path == "P1" and "24 rows per decryption" in plan.reason
     assert plan.estimate_p1_s is not None and plan.estimate_p1_s < plan.estimate_p3_s / 10
 

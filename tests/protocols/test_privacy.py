@@ -11,14 +11,23 @@ from mpc.protocols.aggregate import Aggregate, AggregateRequest, CellShares, Col
 from mpc.sharing import ring
 from tests.protocols.test_aggregate import SCHEMAS, run_program
 
-REQUEST = AggregateRequest(initiator_dataset="people", peer_dataset="income", group_by=(ColumnRef.parse("initiator.district"),),
-                           aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("initiator.age"))),
-                           reveal_to="gateway", epsilon=1.0, gateway="gateway")
+REQUEST = AggregateRequest(
+    initiator_dataset="people",
+    peer_dataset="income",
+    group_by=(ColumnRef.parse("initiator.district"),),
+    aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("initiator.age"))),
+    reveal_to="gateway",
+    epsilon=1.0,
+    gateway="gateway",
+)
 
 
 def test_calibration_and_cost() -> None:
     measurements = privacy.plan(REQUEST, SCHEMAS, 1.0)  # type: ignore[arg-type]
-    assert [(m.cell, m.sensitivity, m.epsilon) for m in measurements] == [("count", 1, 0.5), ("sum(initiator.age)", 120, 0.5)]
+    assert [(m.cell, m.sensitivity, m.epsilon) for m in measurements] == [
+        ("count", 1, 0.5),
+        ("sum(initiator.age)", 120, 0.5),
+    ]
     assert measurements[0].scale == pytest.approx(2.0) and measurements[1].scale == pytest.approx(240.0)
     assert privacy.cost(measurements, groups=3) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="epsilon"):
@@ -31,12 +40,20 @@ def test_calibration_and_cost() -> None:
 
 def test_gateway_releases_need_epsilon() -> None:
     with pytest.raises(ValueError, match="give epsilon"):
-        AggregateRequest(initiator_dataset="a", peer_dataset="b", aggregates=(Aggregate(kind="count"),), reveal_to="gateway")
+        AggregateRequest(
+            initiator_dataset="a", peer_dataset="b", aggregates=(Aggregate(kind="count"),), reveal_to="gateway"
+        )
     with pytest.raises(ValueError, match="give epsilon"):
-        AggregateRequest(initiator_dataset="a", peer_dataset="b", aggregates=(Aggregate(kind="count"),), gateway="gateway")
+        AggregateRequest(
+            initiator_dataset="a", peer_dataset="b", aggregates=(Aggregate(kind="count"),), gateway="gateway"
+        )
     # between agencies an ε means the data's owner requires noise: allowed, and no gateway named
-    assert AggregateRequest(initiator_dataset="a", peer_dataset="b", aggregates=(Aggregate(kind="count"),),
-                            epsilon=1.0).gateway == ""
+    assert (
+        AggregateRequest(
+            initiator_dataset="a", peer_dataset="b", aggregates=(Aggregate(kind="count"),), epsilon=1.0
+        ).gateway
+        == ""
+    )
     with pytest.raises(ValueError, match="one table is released to the gateway"):
         AggregateRequest(initiator_dataset="a", aggregates=(Aggregate(kind="count"),))
 
@@ -46,16 +63,25 @@ def test_one_table_in_the_clear_matches_the_oracle() -> None:
     import numpy as np
 
     from mpc.protocols.aggregate import evaluate_plain, table_cells
+
     rng = np.random.default_rng(5)
     rows = 500
     districts, disabled, ages = rng.integers(0, 3, rows), rng.integers(0, 2, rows), rng.integers(0, 121, rows)
-    request = AggregateRequest(initiator_dataset="people", where="initiator.disabled = 1 OR initiator.age < 30",
-                               group_by=(ColumnRef.parse("initiator.district"),), reveal_to="gateway", epsilon=1.0,
-                               gateway="g", aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("initiator.age"))))
+    request = AggregateRequest(
+        initiator_dataset="people",
+        where="initiator.disabled = 1 OR initiator.age < 30",
+        group_by=(ColumnRef.parse("initiator.district"),),
+        reveal_to="gateway",
+        epsilon=1.0,
+        gateway="g",
+        aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef.parse("initiator.age"))),
+    )
     cells = table_cells(request, SCHEMAS, {"district": districts, "disabled": disabled, "age": ages})  # type: ignore[arg-type]
     labels = ("east", "north", "west")
-    mine = {f"p{i}": {"district": labels[d], "disabled": int(b), "age": int(a)}
-            for i, (d, b, a) in enumerate(zip(districts, disabled, ages, strict=True))}
+    mine = {
+        f"p{i}": {"district": labels[d], "disabled": int(b), "age": int(a)}
+        for i, (d, b, a) in enumerate(zip(districts, disabled, ages, strict=True))
+    }
     expected = evaluate_plain(request, SCHEMAS, mine, {p: {} for p in mine})  # type: ignore[arg-type]
     assert [[expected[(d,)]["count"], expected[(d,)]["sum(initiator.age)"]] for d in labels] == cells.tolist()
 
@@ -69,8 +95,13 @@ def test_repeated_releases_have_the_promised_mean_and_variance() -> None:
     theirs = {f"p{i}": {"income": 1, "region": "a", "flag": 0} for i in range(0, 60, 2)}
     measurements = privacy.plan(REQUEST, SCHEMAS, 1.0)  # type: ignore[arg-type]
     matched = [p for p in mine if p in theirs]
-    truth = {d: (sum(mine[p]["district"] == d for p in matched), sum(int(mine[p]["age"]) for p in matched if mine[p]["district"] == d))
-             for d in ("east", "north", "west")}
+    truth = {
+        d: (
+            sum(mine[p]["district"] == d for p in matched),
+            sum(int(mine[p]["age"]) for p in matched if mine[p]["district"] == d),
+        )
+        for d in ("east", "north", "west")
+    }
     releases = []
     for _ in range(300):
         first, second = run_program(REQUEST, mine, theirs, noise=lambda: privacy.noise(measurements, 3))

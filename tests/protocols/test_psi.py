@@ -16,10 +16,14 @@ ids = st.lists(st.text(alphabet="0123456789X", min_size=1, max_size=18), max_siz
 def run(mine: list[str], theirs: list[str], chunk: int = psi.CHUNK) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Both sides in one process, chunk by chunk as between daemons."""
     requester, owner = psi.Requester.for_ids(mine), psi.Owner.for_ids(list(dict.fromkeys(theirs)))
-    owner_tags = np.concatenate([np.zeros(0, np.uint64)] + [requester.owner_tags(owner.encrypt_own(part))
-                                                             for part in psi.chunks(owner.count, chunk)])
-    answers = np.concatenate([np.zeros(0, np.uint64)] + [owner.answer(requester.encrypt(part))
-                                                          for part in psi.chunks(len(requester.ids), chunk)])
+    owner_tags = np.concatenate(
+        [np.zeros(0, np.uint64)]
+        + [requester.owner_tags(owner.encrypt_own(part)) for part in psi.chunks(owner.count, chunk)]
+    )
+    answers = np.concatenate(
+        [np.zeros(0, np.uint64)]
+        + [owner.answer(requester.encrypt(part)) for part in psi.chunks(len(requester.ids), chunk)]
+    )
     return requester.ids, owner_tags, answers
 
 

@@ -33,7 +33,12 @@ value = 100
 
 def test_examples_load() -> None:
     rules = load_rules(EXAMPLES)
-    assert set(rules.rules) == {"public-rental-housing", "minimum-living-allowance", "income-below-100k", "local-low-income"}
+    assert set(rules.rules) == {
+        "public-rental-housing",
+        "minimum-living-allowance",
+        "income-below-100k",
+        "local-low-income",
+    }
     assert rules.get("public-rental-housing").owners() == ["housing", "public-security", "tax"]
     with pytest.raises(RuleError, match="unknown rule 'nope'"):
         rules.get("nope")
@@ -43,14 +48,14 @@ def test_examples_load() -> None:
     ("change", "message"),
     [
         (('compare = "<"', 'compare = "<>"'), "rules.r.clauses.a.compare"),
-        (('value = 100', 'value = 100\nper_member = true'), "per_member compares a household sum"),
-        (('value = 100', ''), "a comparison clause needs ['value']"),
+        (("value = 100", "value = 100\nper_member = true"), "per_member compares a household sum"),
+        (("value = 100", ""), "a comparison clause needs ['value']"),
         (('expression = "a"', 'expression = "a AND b"'), "undefined clause(s) ['b']"),
         (('expression = "a"', 'expression = "a OR income > 3"'), "is not a clause name"),
         (('expression = "a"', 'expression = "a AND"'), "cannot parse expression"),
         (('owner = "tax"', 'owner = "tax"\ncolour = 1'), "rules.r.clauses.a.colour"),
-        (('value = 100', 'value = 4611686018427387904'), "outside [-2^62, 2^62)"),
-        (('[rules.r.clauses.a]', '[rules.r.clauses.A]'), "clause names must match"),
+        (("value = 100", "value = 4611686018427387904"), "outside [-2^62, 2^62)"),
+        (("[rules.r.clauses.a]", "[rules.r.clauses.A]"), "clause names must match"),
     ],
 )
 def test_errors_point_at_the_clause(change: tuple[str, str], message: str) -> None:
@@ -96,8 +101,11 @@ def test_public_rental_housing_oracle(data: st.DataObject) -> None:
                 props[person] = data.draw(st.integers(0, 2))
             if data.draw(st.booleans()):
                 local[person] = data.draw(st.integers(0, 1))
-    values = {("tax", "income", "annual_income"): income, ("housing", "properties", "property_count"): props,
-              ("public-security", "residents", "local_resident"): local}
+    values = {
+        ("tax", "income", "annual_income"): income,
+        ("housing", "properties", "property_count"): props,
+        ("public-security", "residents", "local_resident"): local,
+    }
     results = evaluate_plain(rule, apps, values, {})
     for app, (eligible, bits) in zip(apps, results, strict=True):
         per_member = sum(income.get(p, 0) for p in app.members) < 30000 * len(app.members)
@@ -136,8 +144,9 @@ def test_rule_on_shares_matches_the_oracle(data: st.DataObject) -> None:
                 for column in columns:
                     value = 0
                     if known:
-                        value = data.draw(st.one_of(st.sampled_from([0, 1, 16740, 20000, 30000, 100000]),
-                                                    st.integers(-1000, 120000)))
+                        value = data.draw(
+                            st.one_of(st.sampled_from([0, 1, 16740, 20000, 30000, 100000]), st.integers(-1000, 120000))
+                        )
                         plain.setdefault((owner, dataset, column), {})[person] = value  # type: ignore[index]
                     row.append(value)
                 rows.append(row)
@@ -148,21 +157,39 @@ def test_rule_on_shares_matches_the_oracle(data: st.DataObject) -> None:
         owner_tables[(owner, dataset)] = ShareTable(tuple(columns), mask.copy())
         presence[(owner, dataset)] = table[:, 0]
     members = [len(a.members) for a in apps]
-    predicate_bits = {name: [int(data.draw(st.booleans())) for _ in apps]
-                      for name, clause in rule.clauses.items() if clause.is_predicate}
-    predicates = {(rule.clauses[name].owner, str(rule.clauses[name].predicate)):
-                  {a.applicant for a, bit in zip(apps, bits_, strict=True) if bit} for name, bits_ in predicate_bits.items()}
-    bits, nothing = run_in_process(lambda p: rule_program(
-        p, rule, requester_tables if p.index == 0 else owner_tables, len(apps), slots, 0,
-        members if p.index == 0 else None, predicate_bits if p.index == 0 else None,
-        presence=presence if p.index == 0 else None))
+    predicate_bits = {
+        name: [int(data.draw(st.booleans())) for _ in apps]
+        for name, clause in rule.clauses.items()
+        if clause.is_predicate
+    }
+    predicates = {
+        (rule.clauses[name].owner, str(rule.clauses[name].predicate)): {
+            a.applicant for a, bit in zip(apps, bits_, strict=True) if bit
+        }
+        for name, bits_ in predicate_bits.items()
+    }
+    bits, nothing = run_in_process(
+        lambda p: rule_program(
+            p,
+            rule,
+            requester_tables if p.index == 0 else owner_tables,
+            len(apps),
+            slots,
+            0,
+            members if p.index == 0 else None,
+            predicate_bits if p.index == 0 else None,
+            presence=presence if p.index == 0 else None,
+        )
+    )
     assert nothing is None and bits is not None
     expected = [int(eligible) for eligible, _ in evaluate_plain(rule, apps, plain, predicates)]
     assert bits.tolist() == expected, name
 
 
-@pytest.mark.parametrize(("largest", "cap", "slots"), [(1, 10, 4), (4, 10, 4), (5, 10, 8), (6, 6, 6), (9, 10, 10),
-                                                       (17, 64, 32), (64, 64, 64)])
+@pytest.mark.parametrize(
+    ("largest", "cap", "slots"),
+    [(1, 10, 4), (4, 10, 4), (5, 10, 8), (6, 6, 6), (9, 10, 10), (17, 64, 32), (64, 64, 64)],
+)
 def test_households_are_padded_to_a_size_class(largest: int, cap: int, slots: int) -> None:
     """Owners see the slots of a batch, so a one-application batch shows the size class only."""
     assert padded_slots(largest, cap) == slots
@@ -175,12 +202,22 @@ def test_a_household_over_the_owners_cap_is_refused_before_anything_runs() -> No
 
 def test_the_fingerprint_covers_every_threshold_and_flag_but_not_the_description() -> None:
     rule = load_rules(EXAMPLES).get("public-rental-housing")
-    same = rule.model_copy(update={"description": "reworded", "expression": "income_per_member  AND no_property AND local_resident"})
+    same = rule.model_copy(
+        update={"description": "reworded", "expression": "income_per_member  AND no_property AND local_resident"}
+    )
     assert same.fingerprint() == rule.fingerprint() and len(rule.fingerprint()) == 64
     clause = rule.clauses["income_per_member"]
-    for change in ({"value": 30001}, {"compare": "<="}, {"per_member": False, "scope": "household-sum"},
-                   {"absent": "false"}, {"reveal": False}, {"column": "tax_year"}):
-        changed = rule.model_copy(update={"clauses": {**rule.clauses, "income_per_member": clause.model_copy(update=change)}})
+    for change in (
+        {"value": 30001},
+        {"compare": "<="},
+        {"per_member": False, "scope": "household-sum"},
+        {"absent": "false"},
+        {"reveal": False},
+        {"column": "tax_year"},
+    ):
+        changed = rule.model_copy(
+            update={"clauses": {**rule.clauses, "income_per_member": clause.model_copy(update=change)}}
+        )
         assert changed.fingerprint() != rule.fingerprint(), change
     assert rule.model_copy(update={"co_party": "housing"}).fingerprint() != rule.fingerprint()
     assert rule.co_party_for("civil-affairs") == "tax" and rule.co_party_for("tax") == "housing"

@@ -27,8 +27,14 @@ def threshold_reservation(op: str, rows: int) -> Reservation:
     return Reservation.covering(bit_triple_words=comparison_triple_words(op, rows) + (rows + 63) // 64)
 
 
-def threshold_program(party: Party, shares: np.ndarray, op: str, requester: int,
-                      threshold: int | None = None, present: np.ndarray | None = None) -> np.ndarray | None:
+def threshold_program(
+    party: Party,
+    shares: np.ndarray,
+    op: str,
+    requester: int,
+    threshold: int | None = None,
+    present: np.ndarray | None = None,
+) -> np.ndarray | None:
     """``shares``: this party's (rows x 1) uint64 shares of the value; ``threshold`` and
     ``present`` (one bit per row) come from the requester only."""
     if op not in COMPARISONS:

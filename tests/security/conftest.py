@@ -34,16 +34,45 @@ from parties.sdk import Client
 from tests.rule_texts import one_clause_rule
 
 # one purpose per attack, so that budgets (per peer and purpose) never interfere
-PURPOSES = ["oracle", "thresholds", "not-approved-here", "binary-search", "household", "per-case", "small-cells",
-            "forwarding", "fwd-no-rule", "fwd-unapproved-rule", "fwd-not-the-co-party",
-            "fwd-to-the-requester", "fwd-other-columns", "share-offset", "secret-size",
-            "differencing", "enumeration", "predicate-enum", "batch", "psi", "traversal", "catalogue", "statistics",
-            "gateway-claim", "mixed-filter", "malformed"]
+PURPOSES = [
+    "oracle",
+    "thresholds",
+    "not-approved-here",
+    "binary-search",
+    "household",
+    "per-case",
+    "small-cells",
+    "forwarding",
+    "fwd-no-rule",
+    "fwd-unapproved-rule",
+    "fwd-not-the-co-party",
+    "fwd-to-the-requester",
+    "fwd-other-columns",
+    "share-offset",
+    "secret-size",
+    "differencing",
+    "enumeration",
+    "predicate-enum",
+    "batch",
+    "psi",
+    "traversal",
+    "catalogue",
+    "statistics",
+    "gateway-claim",
+    "mixed-filter",
+    "malformed",
+]
 APPROVED_PURPOSES = [p for p in PURPOSES if p != "not-approved-here"]
 ABSENT_DISTRICT = "xiongan-new-area"  # declared in housing's schema, held by no row
 MAX_HOUSEHOLD = 6
-CURIOUS_LIMITS = {"oprf_per_epoch": 300, "bucket_alert_after": 3, "bucket_queries_per_window": 6,
-                  "computations_per_case": 4, "computations_per_day": 40, "batch_per_day": 3}
+CURIOUS_LIMITS = {
+    "oprf_per_epoch": 300,
+    "bucket_alert_after": 3,
+    "bucket_queries_per_window": 6,
+    "computations_per_case": 4,
+    "computations_per_day": 40,
+    "batch_per_day": 3,
+}
 LADDER = [10_000, 20_000, 40_000, 60_000, 80_000, 120_000, 160_000, 320_000]  # approved income thresholds
 
 
@@ -69,9 +98,10 @@ absent = "false"
 """
 
 
-RULES = "".join([
-    *(one_clause_rule(f"income-under-{v}", v) for v in LADDER),
-    """
+RULES = "".join(
+    [
+        *(one_clause_rule(f"income-under-{v}", v) for v in LADDER),
+        """
 [rules.household-income]
 expression = "per_member"
 [rules.household-income.clauses.per_member]
@@ -84,10 +114,11 @@ value = 40000
 per_member = true
 absent = "zero"
 """,
-    _home_rule("home-and-income", 50_000),   # co-party housing: tax forwards its shares
-    _home_rule("home-and-income-b", 90_000),  # another approved rule over the same columns
-    one_clause_rule("never-approved", 55_555),
-])
+        _home_rule("home-and-income", 50_000),  # co-party housing: tax forwards its shares
+        _home_rule("home-and-income-b", 90_000),  # another approved rule over the same columns
+        one_clause_rule("never-approved", 55_555),
+    ]
+)
 
 
 def rule(name: str) -> Rule:
@@ -146,41 +177,112 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     paths = write_csv(tables, root / "data")
     incomes, properties = _values(tables.tax, "annual_income"), _values(tables.housing, "property_count")
     mine = sorted(incomes)[:40]
-    (root / "data" / "mine.csv").write_text("resident_id,flag\n" + "".join(f"{i},{int(k == 0)}\n" for k, i in enumerate(mine)))
+    (root / "data" / "mine.csv").write_text(
+        "resident_id,flag\n" + "".join(f"{i},{int(k == 0)}\n" for k, i in enumerate(mine))
+    )
 
-    income = {"name": "income", "source": {"kind": "csv", "path": str(paths["tax"])},
-              "schema": {"id_column": "resident_id", "columns": {
-                  "annual_income": {"type": "int", "min": -(10**12), "max": 10**12, "classification": "sensitive"},
-                  "tax_year": {"type": "int", "min": 1990, "max": 2100}}}}
-    homes = {"name": "properties", "source": {"kind": "csv", "path": str(paths["housing"])},
-             "schema": {"id_column": "resident_id", "columns": {
-                 "property_count": {"type": "int", "min": 0, "max": 1000},
-                 "district": {"type": "category", "categories": [*DISTRICTS, ABSENT_DISTRICT]}}}}
-    own = {"name": "mine", "source": {"kind": "csv", "path": str(root / "data" / "mine.csv")},
-           "schema": {"id_column": "resident_id", "columns": {"flag": {"type": "int", "min": 0, "max": 1}}}}
+    income = {
+        "name": "income",
+        "source": {"kind": "csv", "path": str(paths["tax"])},
+        "schema": {
+            "id_column": "resident_id",
+            "columns": {
+                "annual_income": {"type": "int", "min": -(10**12), "max": 10**12, "classification": "sensitive"},
+                "tax_year": {"type": "int", "min": 1990, "max": 2100},
+            },
+        },
+    }
+    homes = {
+        "name": "properties",
+        "source": {"kind": "csv", "path": str(paths["housing"])},
+        "schema": {
+            "id_column": "resident_id",
+            "columns": {
+                "property_count": {"type": "int", "min": 0, "max": 1000},
+                "district": {"type": "category", "categories": [*DISTRICTS, ABSENT_DISTRICT]},
+            },
+        },
+    }
+    own = {
+        "name": "mine",
+        "source": {"kind": "csv", "path": str(root / "data" / "mine.csv")},
+        "schema": {"id_column": "resident_id", "columns": {"flag": {"type": "int", "min": 0, "max": 1}}},
+    }
     tight = {"max_household": MAX_HOUSEHOLD, "limits": CURIOUS_LIMITS}
-    tax_policy = {"peers": {
-        "curious": {"purposes": PURPOSES, **tight, "datasets": {"income": {
-            "psi": True, "psi_intersection": False, "batch": True, "columns": {
-                "annual_income": ["lookup", "compare", "filter", "aggregate"], "tax_year": ["group_by"]}}},
-                    "programs": ["rule", "aggregate"], "co_parties": ["housing"], "predicates": ["low-income"]},
-        "no-batch": {"purposes": PURPOSES, **tight, "datasets": {"income": {  # `batch` omitted: false
-            "psi": True, "columns": {"annual_income": ["lookup", "compare"]}}}, "programs": ["rule"]},
-        "legacy": {"purposes": PURPOSES, "datasets": {"income": {"psi": True, "columns": {"annual_income": ["lookup"]}}},
-                   "programs": ["threshold-check", "rule"]},
-    }}
-    housing_policy = {"peers": {
-        "tax": {"purposes": PURPOSES, "forward_shares": True},
-        "curious": {"purposes": PURPOSES, **tight, "datasets": {"properties": {"psi": True, "columns": {
-            "property_count": ["lookup", "compare"], "district": ["group_by"]}}}, "programs": ["rule"]},
-    }}
-    curious_policy = {"peers": {"tax": {"purposes": PURPOSES, "datasets": {"mine": {"psi": True, "columns": {"flag": ["filter"]}}}}}}
-    low_income = {"name": "low-income", "dataset": "income", "column": "annual_income", "compare": "<", "value": 20_000,
-                  "epoch_hours": 24}
+    tax_policy = {
+        "peers": {
+            "curious": {
+                "purposes": PURPOSES,
+                **tight,
+                "datasets": {
+                    "income": {
+                        "psi": True,
+                        "psi_intersection": False,
+                        "batch": True,
+                        "columns": {
+                            "annual_income": ["lookup", "compare", "filter", "aggregate"],
+                            "tax_year": ["group_by"],
+                        },
+                    }
+                },
+                "programs": ["rule", "aggregate"],
+                "co_parties": ["housing"],
+                "predicates": ["low-income"],
+            },
+            "no-batch": {
+                "purposes": PURPOSES,
+                **tight,
+                "datasets": {
+                    "income": {  # `batch` omitted: false
+                        "psi": True,
+                        "columns": {"annual_income": ["lookup", "compare"]},
+                    }
+                },
+                "programs": ["rule"],
+            },
+            "legacy": {
+                "purposes": PURPOSES,
+                "datasets": {"income": {"psi": True, "columns": {"annual_income": ["lookup"]}}},
+                "programs": ["threshold-check", "rule"],
+            },
+        }
+    }
+    housing_policy = {
+        "peers": {
+            "tax": {"purposes": PURPOSES, "forward_shares": True},
+            "curious": {
+                "purposes": PURPOSES,
+                **tight,
+                "datasets": {
+                    "properties": {
+                        "psi": True,
+                        "columns": {"property_count": ["lookup", "compare"], "district": ["group_by"]},
+                    }
+                },
+                "programs": ["rule"],
+            },
+        }
+    }
+    curious_policy = {
+        "peers": {"tax": {"purposes": PURPOSES, "datasets": {"mine": {"psi": True, "columns": {"flag": ["filter"]}}}}}
+    }
+    low_income = {
+        "name": "low-income",
+        "dataset": "income",
+        "column": "annual_income",
+        "compare": "<",
+        "value": 20_000,
+        "epoch_hours": 24,
+    }
     port = _free_port()
     parties = [
-        PartySpec("tax", [income], tax_policy, predicates=[low_income],
-                  extra={"anonymity_set": 128, "metrics_listen": f"127.0.0.1:{port}"}),
+        PartySpec(
+            "tax",
+            [income],
+            tax_policy,
+            predicates=[low_income],
+            extra={"anonymity_set": 128, "metrics_listen": f"127.0.0.1:{port}"},
+        ),
         PartySpec("housing", [homes], housing_policy, extra={"anonymity_set": 128}),
         PartySpec("curious", [own], curious_policy, daemon=False),
         PartySpec("no-batch", daemon=False),

@@ -66,8 +66,9 @@ def assert_status(error: grpc.RpcError, code: grpc.StatusCode, message: str) -> 
     assert message in (error.details() or ""), error.details()
 
 
-def assert_audited(d: Deployment, party: str, method: str, case: str, outcome: str, detail: str = "",
-                   peer: str = "curious") -> dict[str, Any]:
+def assert_audited(
+    d: Deployment, party: str, method: str, case: str, outcome: str, detail: str = "", peer: str = "curious"
+) -> dict[str, Any]:
     """The owner's last audit entry of ``method`` for ``case``: its peer, outcome and detail."""
     entries = d.entries(party, f"rpc:{method}", case=case)
     assert entries, f"no rpc:{method} entry for case {case} at {party}"
@@ -89,14 +90,21 @@ def session() -> str:
     return uuid.uuid4().hex
 
 
-def masked_header(session_id: str, path: str, dataset: str = "income",
-                  columns: tuple[str, ...] = ("annual_income",)) -> party_pb2.MaskedRows:
+def masked_header(
+    session_id: str, path: str, dataset: str = "income", columns: tuple[str, ...] = ("annual_income",)
+) -> party_pb2.MaskedRows:
     return party_pb2.MaskedRows(session_id=session_id, dataset=dataset, columns=list(columns), path=path)
 
 
 def share_start(program: str, params: dict[str, Any], session_id: str | None = None) -> party_pb2.ShareMessage:
-    return party_pb2.ShareMessage(start=party_pb2.ShareStart(session_id=session() if session_id is None else session_id, program=program,
-                                                             params=json.dumps(params).encode(), initiator_index=0))
+    return party_pb2.ShareMessage(
+        start=party_pb2.ShareStart(
+            session_id=session() if session_id is None else session_id,
+            program=program,
+            params=json.dumps(params).encode(),
+            initiator_index=0,
+        )
+    )
 
 
 def one(applicant: str, reference: str = "A1", members: tuple[str, ...] = ()) -> list[Application]:
@@ -109,23 +117,34 @@ def test_decryption_oracle_sum_path_p1_without_batch_and_withheld_intersection_s
     person = d.mine[1]
     with d.client("curious", "oracle", case) as client:
         stub = client.party_stub("tax")
-        refused = rpc_error(lambda: stub.MaskedDecrypt(iter([masked_header(session(), "SUM")]),
-                                                       metadata=md("oracle", case), timeout=30))
+        refused = rpc_error(
+            lambda: stub.MaskedDecrypt(iter([masked_header(session(), "SUM")]), metadata=md("oracle", case), timeout=30)
+        )
         assert_status(refused, grpc.StatusCode.INVALID_ARGUMENT, "path must be P3 or P1, not 'SUM'")
         assert_audited(d, "tax", "MaskedDecrypt", case, "INVALID_ARGUMENT", "path must be P3 or P1")
         for other in ("", "P2", "p3"):
-            refused = rpc_error(lambda p=other: stub.MaskedDecrypt(iter([masked_header(session(), p)]),  # type: ignore[misc]
-                                                                    metadata=md("oracle", case), timeout=30))
+            refused = rpc_error(
+                lambda p=other: stub.MaskedDecrypt(
+                    iter([masked_header(session(), p)]),  # type: ignore[misc]
+                    metadata=md("oracle", case),
+                    timeout=30,
+                )
+            )
             assert_status(refused, grpc.StatusCode.INVALID_ARGUMENT, "path must be P3 or P1")
 
         # a legitimate P3 masked decryption: only a row count comes back, nothing decrypted
         fetched = client._fetch_lookup("tax", "income", ["annual_income"], [person], "P3")
         ciphertexts = [c[1] if c else None for c in fetched.selected]
         masked, _ = lookup.mask_rows(fetched.public_key, fetched.layout, ciphertexts)
+
         def decrypt(tokens: tuple[bytes, ...]) -> party_pb2.DecryptReceipt:
             reply: party_pb2.DecryptReceipt = stub.MaskedDecrypt(
-                Client._masked_messages(session(), "income", ("annual_income",), "P3", masked, None, 1,
-                                        fetched.public_key, tokens), metadata=md("oracle", case), timeout=60)
+                Client._masked_messages(
+                    session(), "income", ("annual_income",), "P3", masked, None, 1, fetched.public_key, tokens
+                ),
+                metadata=md("oracle", case),
+                timeout=60,
+            )
             return reply
 
         # a kept ciphertext is decrypted only with the token of a fresh, counted fetch, once
@@ -141,10 +160,14 @@ def test_decryption_oracle_sum_path_p1_without_batch_and_withheld_intersection_s
     # P1 (packed decryption over the whole table) without the batch grant
     with d.client("no-batch", "oracle", case) as client:
         stub = client.party_stub("tax")
-        refused = rpc_error(lambda: stub.MaskedDecrypt(iter([masked_header(session(), "P1")]),
-                                                       metadata=md("oracle", case), timeout=30))
-    assert_status(refused, grpc.StatusCode.PERMISSION_DENIED,
-                  "peer 'no-batch' may not make batch lookups (whole table) of dataset 'income'")
+        refused = rpc_error(
+            lambda: stub.MaskedDecrypt(iter([masked_header(session(), "P1")]), metadata=md("oracle", case), timeout=30)
+        )
+    assert_status(
+        refused,
+        grpc.StatusCode.PERMISSION_DENIED,
+        "peer 'no-batch' may not make batch lookups (whole table) of dataset 'income'",
+    )
     assert_audited(d, "tax", "MaskedDecrypt", case, "PERMISSION_DENIED", "may not make batch lookups", peer="no-batch")
 
     # intersection-sum over one matching id: withheld; over twelve: the right sum
@@ -164,15 +187,21 @@ def test_threshold_check_program_is_refused(deployment: Deployment) -> None:
     params = {"n": 1, "threshold": 40_000, "session": session()}
     with d.client("curious", "thresholds", case) as client:
         stub = client.party_stub("tax")
-        refused = rpc_error(lambda: stub.ShareExchange(iter([share_start("threshold-check", params)]),
-                                                       metadata=md("thresholds", case), timeout=30))
+        refused = rpc_error(
+            lambda: stub.ShareExchange(
+                iter([share_start("threshold-check", params)]), metadata=md("thresholds", case), timeout=30
+            )
+        )
     assert_status(refused, grpc.StatusCode.PERMISSION_DENIED, "peer 'curious' may not start program 'threshold-check'")
     assert_audited(d, "tax", "ShareExchange", case, "PERMISSION_DENIED", "threshold-check")
     # an owner whose old grant still lists it: the program no longer exists
     with d.client("legacy", "thresholds", case) as client:
         stub = client.party_stub("tax")
-        refused = rpc_error(lambda: stub.ShareExchange(iter([share_start("threshold-check", params)]),
-                                                       metadata=md("thresholds", case), timeout=30))
+        refused = rpc_error(
+            lambda: stub.ShareExchange(
+                iter([share_start("threshold-check", params)]), metadata=md("thresholds", case), timeout=30
+            )
+        )
     assert_status(refused, grpc.StatusCode.UNIMPLEMENTED, "unknown program 'threshold-check'")
     assert_audited(d, "tax", "ShareExchange", case, "UNIMPLEMENTED", "unknown program", peer="legacy")
     assert_serving(d, "tax")
@@ -185,8 +214,12 @@ def test_unapproved_altered_or_other_purpose_rule_is_refused(deployment: Deploym
     attempts: list[tuple[str, Rule, str, str]] = [
         ("RULE-UNAPPROVED", rule("never-approved"), "thresholds", "rule 'never-approved' (fingerprint "),
         ("RULE-ALTERED", altered, "thresholds", "rule 'income-under-40000' as sent (fingerprint "),
-        ("RULE-PURPOSE", rule("income-under-40000"), "not-approved-here",
-         "rule 'income-under-40000' is approved for 'curious' for purposes"),
+        (
+            "RULE-PURPOSE",
+            rule("income-under-40000"),
+            "not-approved-here",
+            "rule 'income-under-40000' is approved for 'curious' for purposes",
+        ),
     ]
     for case, sent, purpose, message in attempts:
         with d.client("curious", purpose, case) as client:
@@ -194,7 +227,9 @@ def test_unapproved_altered_or_other_purpose_rule_is_refused(deployment: Deploym
         assert refused.code == grpc.StatusCode.PERMISSION_DENIED, refused
         assert message in refused.details, refused.details
         assert_audited(d, "tax", "ShareExchange", case, "PERMISSION_DENIED", message)
-    assert "is not approved for 'curious'" in d.entries("tax", "rpc:ShareExchange", case="RULE-UNAPPROVED")[-1]["detail"]
+    assert (
+        "is not approved for 'curious'" in d.entries("tax", "rpc:ShareExchange", case="RULE-UNAPPROVED")[-1]["detail"]
+    )
     assert "differs from the one approved" in d.entries("tax", "rpc:ShareExchange", case="RULE-ALTERED")[-1]["detail"]
     assert "not 'not-approved-here'" in d.entries("tax", "rpc:ShareExchange", case="RULE-PURPOSE")[-1]["detail"]
     # the approved rule, as approved, for an approved purpose, still runs
@@ -220,8 +255,9 @@ def test_binary_search_on_one_person_is_alerted_then_refused(deployment: Deploym
         members = (person, *others[: k % 4])
         with d.client("curious", purpose, f"BS-{k}") as client:
             try:
-                answered.append(int(client.check_eligibility(rule(f"income-under-{threshold}"),
-                                                             one(person, f"BS-{k}", members))[0]))
+                answered.append(
+                    int(client.check_eligibility(rule(f"income-under-{threshold}"), one(person, f"BS-{k}", members))[0])
+                )
             except RemoteError as exc:
                 refusal = exc
                 break
@@ -230,8 +266,9 @@ def test_binary_search_on_one_person_is_alerted_then_refused(deployment: Deploym
     assert answered == [int(d.incomes[person] < t) for t in order[:allowed]]
     assert refusal is not None and refusal.code == grpc.StatusCode.RESOURCE_EXHAUSTED, refusal
     assert f"limit bucket_queries_per_window = {allowed} reached" in refusal.details and "resets at" in refusal.details
-    refused = assert_audited(d, "tax", "GetEncryptedBucket", f"BS-{allowed + 1}", "RESOURCE_EXHAUSTED",
-                             "bucket_queries_per_window")
+    refused = assert_audited(
+        d, "tax", "GetEncryptedBucket", f"BS-{allowed + 1}", "RESOURCE_EXHAUSTED", "bucket_queries_per_window"
+    )
     assert refused["purpose"] == purpose
     alerts = d.entries("tax", "alert:repeated-bucket", peer="curious", purpose=purpose)
     assert [a["case"] for a in alerts] == [f"BS-{k}" for k in range(alert_after, allowed + 1)]
@@ -256,10 +293,19 @@ def test_household_beyond_max_household_is_refused(deployment: Deployment) -> No
         with pytest.raises(RuleError, match=f"exceeds the owners' cap of {MAX_HOUSEHOLD} members"):
             client.check_eligibility(rule("household-income"), one(members[0], "H1", members))
         sent = rule("household-income")
-        params = {"name": sent.name, "rule": sent.model_dump(mode="json"), "applications": 1,
-                  "slots": MAX_HOUSEHOLD + 1, "tables": [], "reveal": []}
-        refused = rpc_error(lambda: client.party_stub("tax").ShareExchange(iter([share_start("rule", params)]),
-                                                                          metadata=md(purpose, case), timeout=60))
+        params = {
+            "name": sent.name,
+            "rule": sent.model_dump(mode="json"),
+            "applications": 1,
+            "slots": MAX_HOUSEHOLD + 1,
+            "tables": [],
+            "reveal": [],
+        }
+        refused = rpc_error(
+            lambda: client.party_stub("tax").ShareExchange(
+                iter([share_start("rule", params)]), metadata=md(purpose, case), timeout=60
+            )
+        )
     message = f"households of {MAX_HOUSEHOLD + 1} members exceed tax's cap of {MAX_HOUSEHOLD} for curious"
     assert_status(refused, grpc.StatusCode.PERMISSION_DENIED, message)
     assert_audited(d, "tax", "ShareExchange", case, "PERMISSION_DENIED", message)
@@ -277,7 +323,8 @@ def test_same_case_past_computations_per_case_is_refused(deployment: Deployment)
     with d.client("curious", purpose, case) as client:
         for applicant in applicants[:limit]:
             assert client.check_eligibility(rule("income-under-60000"), one(applicant)).tolist() == [
-                int(d.incomes[applicant] < 60_000)]
+                int(d.incomes[applicant] < 60_000)
+            ]
         refused = remote_error(lambda: client.check_eligibility(rule("income-under-60000"), one(applicants[-1])))
     assert refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED, refused
     assert f"limit computations_per_case = {limit} reached" in refused.details
@@ -286,7 +333,8 @@ def test_same_case_past_computations_per_case_is_refused(deployment: Deployment)
     assert len(alerts) == 1 and "computations_per_case" in alerts[0]["detail"] and alerts[0]["outcome"] == "ALERT"
     with d.client("curious", purpose, "CASE-NEXT") as client:  # another case is answered
         assert client.check_eligibility(rule("income-under-60000"), one(applicants[-1])).tolist() == [
-            int(d.incomes[applicants[-1]] < 60_000)]
+            int(d.incomes[applicants[-1]] < 60_000)
+        ]
 
 
 def _tampered_rule_program(monkeypatch: pytest.MonkeyPatch, offset: int = 0, members: int | None = None) -> None:
@@ -295,8 +343,17 @@ def _tampered_rule_program(monkeypatch: pytest.MonkeyPatch, offset: int = 0, mem
     replaced by ``members``. Only this process (the requester) is affected."""
     honest = rules_module.rule_program
 
-    def tampered(party: Any, rule_: Rule, tables: Any, applications: int, slots: int, requester: int,
-                 sizes: Any = None, *args: Any, **kwargs: Any) -> Any:
+    def tampered(
+        party: Any,
+        rule_: Rule,
+        tables: Any,
+        applications: int,
+        slots: int,
+        requester: int,
+        sizes: Any = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
         if party.index == requester:
             tables = {k: ShareTable(t.columns, t.shares + np.uint64(offset % 2**64)) for k, t in tables.items()}
             sizes = sizes if members is None else [members] * applications
@@ -305,12 +362,17 @@ def _tampered_rule_program(monkeypatch: pytest.MonkeyPatch, offset: int = 0, mem
     monkeypatch.setattr(rules_module, "rule_program", tampered)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the requester's shares are not authenticated: adding c to its own share of the looked-up income makes an "
-    "approved rule 'income < 40000' answer 'income < 40000 - c', a threshold nobody approved; the co-party "
-    "cannot notice (semi-honest shares; docs/threat-model.md section 2 states the bound)"))
-def test_requester_offsetting_its_own_shares_gets_a_free_threshold(deployment: Deployment,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "the requester's shares are not authenticated: adding c to its own share of the looked-up income makes an "
+        "approved rule 'income < 40000' answer 'income < 40000 - c', a threshold nobody approved; the co-party "
+        "cannot notice (semi-honest shares; docs/threat-model.md section 2 states the bound)"
+    ),
+)
+def test_requester_offsetting_its_own_shares_gets_a_free_threshold(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
     d, purpose, case = deployment, "share-offset", "SHARE-OFFSET"
     person = next(i for i in d.mine if 0 < d.incomes[i] < 40_000)
     free = d.incomes[person]  # income < income: false, where the approved threshold says true
@@ -320,12 +382,15 @@ def test_requester_offsetting_its_own_shares_gets_a_free_threshold(deployment: D
             bits = client.check_eligibility(rule("income-under-40000"), one(person))
         except RemoteError:
             return  # tampered shares detected and refused
-    pytest.fail(f"answered {bits.tolist()}: income < {free} is {d.incomes[person] < free}, "
-                f"income < 40000 is {d.incomes[person] < 40_000}")
+    pytest.fail(
+        f"answered {bits.tolist()}: income < {free} is {d.incomes[person] < free}, "
+        f"income < 40000 is {d.incomes[person] < 40_000}"
+    )
 
 
-def test_secret_household_size_beyond_the_slots_never_scales_the_threshold(deployment: Deployment,
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secret_household_size_beyond_the_slots_never_scales_the_threshold(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The household size a per-member threshold is multiplied by is the requester's secret input;
     claiming 60 members for a one-person household (one slot) must not multiply the approved
     40000 by 60: the size is range-checked on shares (1..slots) and the clause fails."""
@@ -344,10 +409,15 @@ def test_secret_household_size_beyond_the_slots_never_scales_the_threshold(deplo
 
 # ---------------------------------------------------------------------- 3. exact small cells
 def _sum_request(**fields: Any) -> AggregateRequest:
-    return AggregateRequest(initiator_dataset="mine", peer_dataset="income",
-                            aggregates=(Aggregate(kind="count"),
-                                        Aggregate(kind="sum", column=ColumnRef(side="peer", column="annual_income"))),
-                            **fields)
+    return AggregateRequest(
+        initiator_dataset="mine",
+        peer_dataset="income",
+        aggregates=(
+            Aggregate(kind="count"),
+            Aggregate(kind="sum", column=ColumnRef(side="peer", column="annual_income")),
+        ),
+        **fields,
+    )
 
 
 def test_exact_small_cells_are_withheld_and_min_cell_is_the_owners(deployment: Deployment) -> None:
@@ -360,21 +430,32 @@ def test_exact_small_cells_are_withheld_and_min_cell_is_the_owners(deployment: D
         everyone = _sum_request()
         result = client.aggregate("tax", everyone)
         assert result is not None
-        assert result.table(everyone) == [{"count": len(d.mine), "sum(peer.annual_income)": sum(d.incomes[i] for i in d.mine),
-                                           "withheld": False}]
+        assert result.table(everyone) == [
+            {"count": len(d.mine), "sum(peer.annual_income)": sum(d.incomes[i] for i in d.mine), "withheld": False}
+        ]
 
         stub = client.party_stub("tax")
         opened = _sum_request(where="initiator.flag = 1", min_cell=1)
         message = "tax opens cells of at least 10 rows to curious; the request asks for 1"
-        refused = rpc_error(lambda: stub.CheckAggregate(party_pb2.AggregateCheck(
-            request=opened.model_dump_json().encode(), rows=1), metadata=md(purpose, case), timeout=30))
+        refused = rpc_error(
+            lambda: stub.CheckAggregate(
+                party_pb2.AggregateCheck(request=opened.model_dump_json().encode(), rows=1),
+                metadata=md(purpose, case),
+                timeout=30,
+            )
+        )
         assert_status(refused, grpc.StatusCode.PERMISSION_DENIED, message)
         assert_audited(d, "tax", "CheckAggregate", case, "PERMISSION_DENIED", message)
         # skipping CheckAggregate: the aggregate program re-checks the request
-        params = {"request": opened.model_dump(mode="json"), "rows": 1, "session": None,
-                  "initiator": {"flag": {"type": "int", "min": 0, "max": 1}}}
-        refused = rpc_error(lambda: stub.ShareExchange(iter([share_start("aggregate", params)]),
-                                                       metadata=md(purpose, case), timeout=30))
+        params = {
+            "request": opened.model_dump(mode="json"),
+            "rows": 1,
+            "session": None,
+            "initiator": {"flag": {"type": "int", "min": 0, "max": 1}},
+        }
+        refused = rpc_error(
+            lambda: stub.ShareExchange(iter([share_start("aggregate", params)]), metadata=md(purpose, case), timeout=30)
+        )
         assert_status(refused, grpc.StatusCode.PERMISSION_DENIED, message)
         assert_audited(d, "tax", "ShareExchange", case, "PERMISSION_DENIED", message)
         # and through the SDK with its own argument
@@ -383,10 +464,14 @@ def test_exact_small_cells_are_withheld_and_min_cell_is_the_owners(deployment: D
     assert_serving(d, "tax")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "no defence against differencing: two intersection sums over id sets of at least min_cell that differ by one "
-    "person (S, then S plus the target) are both opened exactly, and their difference is the target's income "
-    "(docs/threat-model.md: owners that do not trust a requester with exact figures set release_epsilon)"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "no defence against differencing: two intersection sums over id sets of at least min_cell that differ by one "
+        "person (S, then S plus the target) are both opened exactly, and their difference is the target's income "
+        "(docs/threat-model.md: owners that do not trust a requester with exact figures set release_epsilon)"
+    ),
+)
 def test_differencing_two_intersection_sums_is_refused(deployment: Deployment) -> None:
     d, purpose = deployment, "differencing"
     crowd, target = d.mine[10:22], d.mine[35]
@@ -408,23 +493,35 @@ def _tax_session(client: Client, person: str, columns: tuple[str, ...] = ("annua
     return session_id
 
 
-def _forward(client: Client, session_id: str, co_party: str = "housing", sent: Rule | None = None,
-             name: str | None = None) -> party_pb2.DecryptReceipt:
+def _forward(
+    client: Client, session_id: str, co_party: str = "housing", sent: Rule | None = None, name: str | None = None
+) -> party_pb2.DecryptReceipt:
     request = party_pb2.ForwardRequest(session_id=session_id, co_party=co_party, applications=1, slots=1)
     if sent is not None:
         request.rule_name, request.rule = name or sent.name, sent.model_dump_json().encode()
-    reply: party_pb2.DecryptReceipt = client.party_stub("tax").ForwardShares(request, metadata=client._metadata(), timeout=60)
+    reply: party_pb2.DecryptReceipt = client.party_stub("tax").ForwardShares(
+        request, metadata=client._metadata(), timeout=60
+    )
     return reply
 
 
 REFUSED_FORWARDS: dict[str, tuple[Callable[[Client, str], Any], grpc.StatusCode, str]] = {
     "no-rule": (lambda c, s: _forward(c, s), grpc.StatusCode.INVALID_ARGUMENT, "malformed rule"),
-    "unapproved-rule": (lambda c, s: _forward(c, s, sent=rule("never-approved")), grpc.StatusCode.PERMISSION_DENIED,
-                        "rule 'never-approved' (fingerprint"),
-    "not-the-co-party": (lambda c, s: _forward(c, s, sent=rule("income-under-40000")), grpc.StatusCode.PERMISSION_DENIED,
-                         "rule 'income-under-40000' computes with 'tax', not 'housing'"),
-    "to-the-requester": (lambda c, s: _forward(c, s, co_party="curious", sent=rule("home-and-income")),
-                         grpc.StatusCode.PERMISSION_DENIED, "shares are never forwarded to the requester itself"),
+    "unapproved-rule": (
+        lambda c, s: _forward(c, s, sent=rule("never-approved")),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "rule 'never-approved' (fingerprint",
+    ),
+    "not-the-co-party": (
+        lambda c, s: _forward(c, s, sent=rule("income-under-40000")),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "rule 'income-under-40000' computes with 'tax', not 'housing'",
+    ),
+    "to-the-requester": (
+        lambda c, s: _forward(c, s, co_party="curious", sent=rule("home-and-income")),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "shares are never forwarded to the requester itself",
+    ),
 }
 
 
@@ -457,9 +554,16 @@ def test_forwarding_without_the_owners_grant_is_refused(deployment: Deployment) 
     assert_audited(d, "housing", "ReceiveShares", "FWD-OK", "OK", "rule=home-and-income", peer="tax")
 
 
-@pytest.mark.parametrize("kind", [
-    "no-rule", "unapproved-rule", "not-the-co-party", "to-the-requester", "other-columns",
-])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "no-rule",
+        "unapproved-rule",
+        "not-the-co-party",
+        "to-the-requester",
+        "other-columns",
+    ],
+)
 def test_refused_forward_consumes_the_held_shares(deployment: Deployment, kind: str) -> None:
     """After a refused forward, the session's shares are gone: a second, legitimate forward of the
     same session says FAILED_PRECONDITION (no shares held), and the co-party received nothing."""
@@ -483,9 +587,18 @@ def test_refused_forward_consumes_the_held_shares(deployment: Deployment, kind: 
 
 def test_receive_shares_from_a_requester_is_refused(deployment: Deployment) -> None:
     d, purpose, case = deployment, "forwarding", "RECEIVE-FROM-REQUESTER"
-    chunk = party_pb2.SharesChunk(session_id=session(), requester="curious", dataset="income", columns=["annual_income"],
-                                  rows=1, rule_name="home-and-income", rule_fingerprint=rule("home-and-income").fingerprint(),
-                                  applications=1, slots=1, reveal_allowed=True)
+    chunk = party_pb2.SharesChunk(
+        session_id=session(),
+        requester="curious",
+        dataset="income",
+        columns=["annual_income"],
+        rows=1,
+        rule_name="home-and-income",
+        rule_fingerprint=rule("home-and-income").fingerprint(),
+        applications=1,
+        slots=1,
+        reveal_allowed=True,
+    )
     with d.client("curious", purpose, case) as client:
         stub = client.party_stub("housing")
         refused = rpc_error(lambda: stub.ReceiveShares(iter([chunk]), metadata=md(purpose, case), timeout=30))
@@ -500,11 +613,18 @@ def test_coparty_program_for_another_rule_over_forwarded_shares_is_refused(deplo
     with d.client("curious", purpose, case) as client:
         session_id = _tax_session(client, d.mine[28])
         assert _forward(client, session_id, sent=first).rows == 1
-        params = {"name": second.name, "rule": second.model_dump(mode="json"), "applications": 1, "slots": 1,
-                  "tables": [{"owner": "tax", "dataset": "income", "session": session_id}], "reveal": []}
+        params = {
+            "name": second.name,
+            "rule": second.model_dump(mode="json"),
+            "applications": 1,
+            "slots": 1,
+            "tables": [{"owner": "tax", "dataset": "income", "session": session_id}],
+            "reveal": [],
+        }
         stub = client.party_stub("housing")
-        refused = rpc_error(lambda: stub.ShareExchange(iter([share_start("rule", params)]),
-                                                       metadata=md(purpose, case), timeout=60))
+        refused = rpc_error(
+            lambda: stub.ShareExchange(iter([share_start("rule", params)]), metadata=md(purpose, case), timeout=60)
+        )
     message = f"tax forwarded session {session_id} for rule 'home-and-income'"
     assert_status(refused, grpc.StatusCode.PERMISSION_DENIED, message)
     assert "not this one" in (refused.details() or "")
@@ -522,21 +642,28 @@ def test_batch_without_the_grant_is_refused(deployment: Deployment) -> None:
     d, purpose, case = deployment, "batch", "NO-BATCH"
     assert DatasetGrant().batch is False and DatasetGrant().psi_intersection is False
     grant_text = d.cluster.config("tax").read_text()
-    assert "batch" not in grant_text.split('[policy.peers.no-batch.datasets.income]')[1].split("[")[0]
+    assert "batch" not in grant_text.split("[policy.peers.no-batch.datasets.income]")[1].split("[")[0]
     message = "peer 'no-batch' may not make batch lookups (whole table) of dataset 'income'"
     with d.client("no-batch", purpose, case) as client:
         stub = client.party_stub("tax")
         assert [s.batch for s in client.list_datasets("tax").datasets] == [False]
-        refused = rpc_error(lambda: stub.GetTags(party_pb2.TagsRequest(dataset="income"), metadata=md(purpose, case),
-                                                 timeout=30))
+        refused = rpc_error(
+            lambda: stub.GetTags(party_pb2.TagsRequest(dataset="income"), metadata=md(purpose, case), timeout=30)
+        )
         assert_status(refused, grpc.StatusCode.PERMISSION_DENIED, message)
         assert_audited(d, "tax", "GetTags", case, "PERMISSION_DENIED", message, peer="no-batch")
-        refused = rpc_error(lambda: stub.GetEncryptedBucket(party_pb2.BucketRequest(
-            dataset="income", columns=["annual_income"], whole_table=True), metadata=md(purpose, case), timeout=30))
+        refused = rpc_error(
+            lambda: stub.GetEncryptedBucket(
+                party_pb2.BucketRequest(dataset="income", columns=["annual_income"], whole_table=True),
+                metadata=md(purpose, case),
+                timeout=30,
+            )
+        )
         assert_status(refused, grpc.StatusCode.PERMISSION_DENIED, message)
         assert_audited(d, "tax", "GetEncryptedBucket", case, "PERMISSION_DENIED", message, peer="no-batch")
-        refused = rpc_error(lambda: stub.MaskedDecrypt(iter([masked_header(session(), "P1")]),
-                                                       metadata=md(purpose, case), timeout=30))
+        refused = rpc_error(
+            lambda: stub.MaskedDecrypt(iter([masked_header(session(), "P1")]), metadata=md(purpose, case), timeout=30)
+        )
         assert_status(refused, grpc.StatusCode.PERMISSION_DENIED, message)
         assert_audited(d, "tax", "MaskedDecrypt", case, "PERMISSION_DENIED", message, peer="no-batch")
     assert_serving(d, "tax", "no-batch")
@@ -564,7 +691,9 @@ def test_whole_table_fetches_past_batch_per_day_are_refused(deployment: Deployme
         stub = client.party_stub("tax")
         for _ in range(limit - 1):
             assert sum(b.count for b in stub.GetTags(tags, metadata=md(purpose, case), timeout=60)) == len(d.incomes)
-        assert sum(m.count for m in stub.GetEncryptedBucket(whole, metadata=md(purpose, case), timeout=120)) == len(d.incomes)
+        assert sum(m.count for m in stub.GetEncryptedBucket(whole, metadata=md(purpose, case), timeout=120)) == len(
+            d.incomes
+        )
         message = f"limit batch_per_day = {limit} reached ({limit} used, 1 more asked); resets at"
         refused = rpc_error(lambda: stub.GetEncryptedBucket(whole, metadata=md(purpose, case), timeout=60))
         assert_status(refused, grpc.StatusCode.RESOURCE_EXHAUSTED, message)
@@ -585,8 +714,11 @@ def test_predicate_oprf_past_oprf_per_epoch_even_with_the_previous_epoch_key(dep
         header = party_pb2.PointBatch(predicate="low-income", epoch=epoch)
         assert len(client._oprf("tax", oprf, [f"guess-{k}" for k in range(limit)], header)[0]) == limit
         for asked in (epoch, epoch - 1):  # the previous epoch's key shares the budget
-            refused = remote_error(lambda e=asked: client._oprf(  # type: ignore[misc]
-                "tax", oprf, ["one-more"], party_pb2.PointBatch(predicate="low-income", epoch=e)))
+            refused = remote_error(
+                lambda e=asked: client._oprf(  # type: ignore[misc]
+                    "tax", oprf, ["one-more"], party_pb2.PointBatch(predicate="low-income", epoch=e)
+                )
+            )
             assert refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED, refused
             assert f"limit oprf_per_epoch = {limit} reached" in refused.details and "resets at" in refused.details
     entry = assert_audited(d, "tax", "EvaluateOprfBatch", case, "RESOURCE_EXHAUSTED", "oprf_per_epoch")
@@ -604,21 +736,35 @@ def test_session_ids_that_could_name_a_path_are_refused(deployment: Deployment, 
     with d.client("curious", purpose, case) as client:
         stub = client.party_stub("tax")
         calls: dict[str, Callable[[str], Any]] = {
-            "MaskedDecrypt": lambda s: stub.MaskedDecrypt(iter([masked_header(s, "P3")]), metadata=md(purpose, case),
-                                                          timeout=30),
-            "ShareExchange": lambda s: stub.ShareExchange(iter([share_start("rule", {}, s)]), metadata=md(purpose, case),
-                                                          timeout=30),
-            "ForwardShares": lambda s: stub.ForwardShares(party_pb2.ForwardRequest(
-                session_id=s, co_party="housing", rule_name="home-and-income",
-                rule=rule("home-and-income").model_dump_json().encode(), applications=1, slots=1),
-                metadata=md(purpose, case), timeout=30),
-            "GetResultShare": lambda s: stub.GetResultShare(party_pb2.ResultRequest(session_id=s),
-                                                            metadata=md(purpose, case), timeout=30),
+            "MaskedDecrypt": lambda s: stub.MaskedDecrypt(
+                iter([masked_header(s, "P3")]), metadata=md(purpose, case), timeout=30
+            ),
+            "ShareExchange": lambda s: stub.ShareExchange(
+                iter([share_start("rule", {}, s)]), metadata=md(purpose, case), timeout=30
+            ),
+            "ForwardShares": lambda s: stub.ForwardShares(
+                party_pb2.ForwardRequest(
+                    session_id=s,
+                    co_party="housing",
+                    rule_name="home-and-income",
+                    rule=rule("home-and-income").model_dump_json().encode(),
+                    applications=1,
+                    slots=1,
+                ),
+                metadata=md(purpose, case),
+                timeout=30,
+            ),
+            "GetResultShare": lambda s: stub.GetResultShare(
+                party_pb2.ResultRequest(session_id=s), metadata=md(purpose, case), timeout=30
+            ),
         }
         for method, call in calls.items():
             for value in bad:
-                assert_status(rpc_error(lambda c=call, v=value: c(v)),  # type: ignore[misc]
-                              grpc.StatusCode.INVALID_ARGUMENT, HEX_SESSION)
+                assert_status(
+                    rpc_error(lambda c=call, v=value: c(v)),  # type: ignore[misc]
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    HEX_SESSION,
+                )
             assert_audited(d, "tax", method, case, "INVALID_ARGUMENT", HEX_SESSION)
     assert not target.exists() and not list(tmp_path.iterdir())
     assert_serving(d, "tax")
@@ -694,8 +840,10 @@ def test_owners_still_serve_and_their_audit_logs_verify(deployment: Deployment) 
         with d.client("curious", "statistics", "AFTER-ATTACKS") as client:
             caps = client.party_stub(party).GetCapabilities(common_pb2.Empty(), metadata=client._metadata(), timeout=10)
         assert caps.party == party
-        report = verify_log(d.cluster.root / "state" / party / "audit.log",
-                            Ed25519PublicKey.from_public_bytes(bytes.fromhex(caps.audit_public_key)))
+        report = verify_log(
+            d.cluster.root / "state" / party / "audit.log",
+            Ed25519PublicKey.from_public_bytes(bytes.fromhex(caps.audit_public_key)),
+        )
         assert report.ok, report.problems
         assert report.entries == len(d.audit(party))
 
@@ -706,14 +854,26 @@ def test_a_requester_naming_itself_the_gateway_is_refused(deployment: Deployment
     requester that names itself (its ε, its own noise and no minimum would give exact cells), and
     only a gateway may ask an owner to run an aggregate (RunAggregate, also over one table)."""
     d, purpose, case = deployment, "gateway-claim", "GATEWAY-CLAIM"
-    request = AggregateRequest(initiator_dataset="mine", peer_dataset="income", aggregates=(Aggregate(kind="count"),),
-                               where="peer.annual_income < 50000", reveal_to="gateway", gateway="curious", epsilon=100)
+    request = AggregateRequest(
+        initiator_dataset="mine",
+        peer_dataset="income",
+        aggregates=(Aggregate(kind="count"),),
+        where="peer.annual_income < 50000",
+        reveal_to="gateway",
+        gateway="curious",
+        epsilon=100,
+    )
     with d.client("curious", purpose, case) as client:
         refused = remote_error(lambda: client.aggregate_shares("tax", request))
         assert refused.code == grpc.StatusCode.PERMISSION_DENIED
         assert "'curious' is not a gateway in this party's policy" in refused.details
-        one_table = AggregateRequest(initiator_dataset="income", aggregates=(Aggregate(kind="count"),),
-                                     reveal_to="gateway", gateway="curious", epsilon=100)
+        one_table = AggregateRequest(
+            initiator_dataset="income",
+            aggregates=(Aggregate(kind="count"),),
+            reveal_to="gateway",
+            gateway="curious",
+            epsilon=100,
+        )
         job = party_pb2.AggregateJob(request=one_table.model_dump_json().encode(), peer="")
         run = rpc_error(lambda: client.party_stub("tax").RunAggregate(job, metadata=md(purpose, case), timeout=30))
     assert_status(run, grpc.StatusCode.PERMISSION_DENIED, "'curious' is not a gateway in this party's policy")
@@ -728,7 +888,10 @@ def test_a_filter_that_ors_the_requesters_rows_into_the_cell_is_refused(deployme
     agencies a filter is (the owner's comparisons) AND (the requester's)."""
     d, purpose, case = deployment, "mixed-filter", "MIXED-FILTER"
     with d.client("curious", purpose, case) as client:
-        for where in ("peer.annual_income < 50000 OR initiator.flag = 1", "NOT (peer.annual_income < 50000 AND initiator.flag = 1)"):
+        for where in (
+            "peer.annual_income < 50000 OR initiator.flag = 1",
+            "NOT (peer.annual_income < 50000 AND initiator.flag = 1)",
+        ):
             refused = remote_error(lambda w=where: client.aggregate("tax", _sum_request(where=w)))  # type: ignore[misc]
             assert refused.code == grpc.StatusCode.PERMISSION_DENIED and "mixes both sides" in refused.details
         fine = _sum_request(where="peer.annual_income >= 0 AND initiator.flag = 0")
@@ -740,13 +903,18 @@ def test_a_filter_that_ors_the_requesters_rows_into_the_cell_is_refused(deployme
 def test_malformed_program_parameters_are_invalid_argument_not_internal(deployment: Deployment) -> None:
     d, purpose, case = deployment, "malformed", "MALFORMED-PARAMS"
     sent = rule("household-income")
-    broken = [{"name": sent.name, "rule": sent.model_dump(mode="json"), "applications": 1, "slots": 1, "tables": ["x"]},
-              {"request": _sum_request().model_dump(mode="json"), "rows": 1, "initiator": {"c": []}}]
+    broken = [
+        {"name": sent.name, "rule": sent.model_dump(mode="json"), "applications": 1, "slots": 1, "tables": ["x"]},
+        {"request": _sum_request().model_dump(mode="json"), "rows": 1, "initiator": {"c": []}},
+    ]
     with d.client("curious", purpose, case) as client:
         stub = client.party_stub("tax")
         for program, params in zip(("rule", "aggregate"), broken, strict=True):
-            refused = rpc_error(lambda p=program, q=params: stub.ShareExchange(  # type: ignore[misc]
-                iter([share_start(p, q)]), metadata=md(purpose, case), timeout=30))
+            refused = rpc_error(
+                lambda p=program, q=params: stub.ShareExchange(  # type: ignore[misc]
+                    iter([share_start(p, q)]), metadata=md(purpose, case), timeout=30
+                )
+            )
             assert_status(refused, grpc.StatusCode.INVALID_ARGUMENT, "parameters")
         with pytest.raises(ValueError, match="lists a member more than once"):  # j copies of one person: (k/j)·T
             client.check_eligibility(rule("household-income"), one(d.mine[3], "DUP", (d.mine[3], d.mine[3], d.mine[4])))
@@ -759,10 +927,19 @@ def test_forwarded_shares_beyond_what_the_header_announces_are_refused(deploymen
     from parties.net import wire
 
     d, purpose, case = deployment, "forwarding", "RECEIVE-BOUNDS"
+
     def chunk(rows: int, shares: np.ndarray | None = None) -> party_pb2.SharesChunk:
-        out = party_pb2.SharesChunk(session_id=session(), requester="curious", dataset="income", columns=["annual_income"],
-                                    rows=rows, rule_name="home-and-income", applications=1, slots=1,
-                                    rule_fingerprint=rule("home-and-income").fingerprint())
+        out = party_pb2.SharesChunk(
+            session_id=session(),
+            requester="curious",
+            dataset="income",
+            columns=["annual_income"],
+            rows=rows,
+            rule_name="home-and-income",
+            applications=1,
+            slots=1,
+            rule_fingerprint=rule("home-and-income").fingerprint(),
+        )
         if shares is not None:
             out.shares.CopyFrom(wire.to_message(shares))
         return out

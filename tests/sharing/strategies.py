@@ -12,7 +12,9 @@ small = st.one_of(st.sampled_from([0, 1, -1, 2**31 - 1, -(2**31)]), st.integers(
 
 
 @st.composite
-def pairs(draw: st.DrawFn, max_size: int = 150, element: st.SearchStrategy[int] = values) -> tuple[list[int], list[int]]:
+def pairs(
+    draw: st.DrawFn, max_size: int = 150, element: st.SearchStrategy[int] = values
+) -> tuple[list[int], list[int]]:
     """Two equally long lists; a third of the pairs are equal operands."""
     n = draw(st.integers(1, max_size))
     xs = draw(st.lists(element, min_size=n, max_size=n))

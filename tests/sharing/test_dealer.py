@@ -24,14 +24,17 @@ requests = st.lists(st.tuples(st.sampled_from(["bit", "beaver", "dabit"]), st.in
 
 
 def _take(correlations: Any, kind: str, size: int) -> tuple[np.ndarray, ...]:
-    method = {"bit": correlations.bit_triples, "beaver": correlations.beaver_triples, "dabit": correlations.dabits}[kind]
+    method = {"bit": correlations.bit_triples, "beaver": correlations.beaver_triples, "dabit": correlations.dabits}[
+        kind
+    ]
     return tuple(method(size))
 
 
 @settings(max_examples=60, deadline=None)
 @given(asked=requests, bits=st.integers(0, 700), beavers=st.integers(0, 700), dabits=st.integers(0, 700))
-def test_reserved_and_later_requests_are_valid_correlations(asked: list[tuple[str, int]], bits: int, beavers: int,
-                                                            dabits: int) -> None:
+def test_reserved_and_later_requests_are_valid_correlations(
+    asked: list[tuple[str, int]], bits: int, beavers: int, dabits: int
+) -> None:
     """Whatever the reservation and the requests, every correlation holds and no material repeats."""
     reservation = Reservation.covering(bits, beavers, dabits)
     dealer = TrustedDealer()
@@ -71,8 +74,10 @@ def test_requests_fit_the_reservation_in_order_then_go_to_the_dealer() -> None:
 def _run(program: Callable[[Party], Any], reservation: Reservation) -> tuple[Any, Party]:
     dealer = TrustedDealer()
     left, right = InProcessChannel.pair()
-    parties = (Party(0, left, dealer.correlations_for(0, reservation)),
-               Party(1, right, dealer.correlations_for(1, reservation)))
+    parties = (
+        Party(0, left, dealer.correlations_for(0, reservation)),
+        Party(1, right, dealer.correlations_for(1, reservation)),
+    )
     out: list[Any] = [None, None]
     threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, program(parties[i]))) for i in (0, 1)]
     for t in threads:
@@ -99,6 +104,7 @@ def test_selftest_and_threshold_reservations_are_exact(n: int) -> None:
     present = np.ones(n, dtype=np.uint8)
     for op in ("<", "==", "!="):
         reservation = threshold.threshold_reservation(op, n)
+
         def check(p: Party, op: str = op) -> Any:
             return threshold.threshold_program(p, shares if p.index == 0 else np.zeros_like(shares), op, 0, 0, present)
 
@@ -115,17 +121,29 @@ def test_rule_reservations_are_exact(name: str, applications: int) -> None:
     if all(c.is_predicate for c in rule.clauses.values()):
         pytest.skip("a rule of published predicates only runs no program")
     slots = 2
-    tables = {key: rules.ShareTable(columns, np.zeros((applications * rules.table_rows(rule, key, 1, slots), len(columns)),
-                                                      dtype=np.uint64))
-              for key, columns in rules.table_columns(rule).items()}
+    tables = {
+        key: rules.ShareTable(
+            columns, np.zeros((applications * rules.table_rows(rule, key, 1, slots), len(columns)), dtype=np.uint64)
+        )
+        for key, columns in rules.table_columns(rule).items()
+    }
     presence = {key: np.ones(t.shares.shape[0], dtype=np.uint8) for key, t in tables.items()}
     predicate_bits = {n: [1] * applications for n, c in rule.clauses.items() if c.is_predicate}
     reservation = rules.rule_reservation(rule, applications)
 
     def program(p: Party) -> Any:
         mine = p.index == 0
-        return rules.rule_program(p, rule, tables, applications, slots, 0, [1] * applications if mine else None,
-                                  predicate_bits if mine else None, presence=presence if mine else None)
+        return rules.rule_program(
+            p,
+            rule,
+            tables,
+            applications,
+            slots,
+            0,
+            [1] * applications if mine else None,
+            predicate_bits if mine else None,
+            presence=presence if mine else None,
+        )
 
     _, party = _run(program, reservation)
     _exact(party, reservation)

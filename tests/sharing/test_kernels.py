@@ -75,7 +75,8 @@ def test_compiled_kernels_are_cached_on_disk(tmp_path: Path) -> None:
         "from mpc.sharing import kernels\n"
         "from mpc.sharing.runtime import run_in_process\n"
         "from mpc.sharing import boolean\n"
-        "run_in_process(lambda p: p.reveal(boolean.b2a(boolean.ltz(p.share([1, -2] if p.first else None, 0)) & boolean.eqz(p.share([0, 3] if p.first else None, 0))), 0))\n"
+        "run_in_process(lambda p: p.reveal(boolean.b2a(boolean.ltz(p.share([1, -2] if p.first else None, 0))\n"
+        "    & boolean.eqz(p.share([0, 3] if p.first else None, 0))), 0))\n"
         "names = ['_bitplanes', 'and_open', 'and_close', 'carry_gate_inputs', 'carry_merge', 'and_tree_inputs',\n"
         "         'bit_triple_correction', 'dabit_correction', 'b2a_combine']\n"
         "print(sum(sum(getattr(kernels, n).stats.cache_hits.values()) for n in names),\n"
@@ -83,7 +84,9 @@ def test_compiled_kernels_are_cached_on_disk(tmp_path: Path) -> None:
     )
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     runs = [
-        subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout.split()
+        subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        ).stdout.split()
         for _ in range(2)
     ]
     first_hits, first_misses = map(int, runs[0])

@@ -89,9 +89,12 @@ def test_operator_syntax_matches_functions() -> None:
         np.testing.assert_array_equal(g, e.astype(np.uint8))
 
 
-@given(data=pairs(element=values), k=st.one_of(st.sampled_from([0, 1, -1, 2**63, 2**64 + 3]), st.integers(-(2**70), 2**70)))
+@given(
+    data=pairs(element=values), k=st.one_of(st.sampled_from([0, 1, -1, 2**63, 2**64 + 3]), st.integers(-(2**70), 2**70))
+)
 def test_linear_operations_wrap_mod_2_64(data: tuple[list[int], list[int]], k: int) -> None:
     xs, ys = (np.array(v, dtype=np.int64) for v in data)
+
     def u(a: np.ndarray) -> np.ndarray:
         return a.astype(np.uint64)
 
@@ -104,8 +107,18 @@ def test_linear_operations_wrap_mod_2_64(data: tuple[list[int], list[int]], k: i
         return [p.reveal(r, 0) for r in results]
 
     got = run(program)
-    expected = [u(xs) + u(ys), u(xs) - u(ys), np.uint64(0) - u(xs), u(xs) + np.uint64(5), u(xs) + np.uint64(5),
-                u(xs) - np.uint64(5), np.uint64(5) - u(xs), u(xs) * kk, u(xs) * kk, np.array([u(xs).sum(dtype=np.uint64)])]
+    expected = [
+        u(xs) + u(ys),
+        u(xs) - u(ys),
+        np.uint64(0) - u(xs),
+        u(xs) + np.uint64(5),
+        u(xs) + np.uint64(5),
+        u(xs) - np.uint64(5),
+        np.uint64(5) - u(xs),
+        u(xs) * kk,
+        u(xs) * kk,
+        np.array([u(xs).sum(dtype=np.uint64)]),
+    ]
     for g, e in zip(got, expected, strict=True):
         np.testing.assert_array_equal(g, e.view(np.int64))
 
@@ -144,7 +157,8 @@ def test_boolean_gates_and_b2a(a: list[int], data: st.DataObject) -> None:
         x = p.share_bits(av if p.first else None, owner=0)
         y = p.share_bits(bv if not p.first else None, owner=1)
         return [p.reveal_bits(r, 0) for r in (x & y, x | y, x ^ y, ~x, ~(x & y) | y)] + [
-            p.reveal(boolean.b2a(x), 0), p.reveal((x | y).to_arithmetic() * 7, 0)
+            p.reveal(boolean.b2a(x), 0),
+            p.reveal((x | y).to_arithmetic() * 7, 0),
         ]
 
     got = run(program)
