@@ -26,6 +26,8 @@ from mpc.files import write_atomic
 from mpc.policy import PURPOSE_PATTERN, PolicyError
 from mpc.protocols.rules import RULE_NAME, Rule
 
+__all__ = ["CATALOGUE_FILE", "Approval", "ApprovalError", "Catalogue", "RuleApprovals"]
+
 CATALOGUE_FILE = "approved-rules.json"
 
 

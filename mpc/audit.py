@@ -49,6 +49,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+__all__ = [
+    "GENESIS_HASH",
+    "HEAD_TYPE",
+    "AuditEntry",
+    "AuditEvent",
+    "AuditHead",
+    "AuditLog",
+    "AuditLogError",
+    "ProblemKind",
+    "VerifyProblem",
+    "VerifyReport",
+    "load_or_create_signing_key",
+    "verify_head",
+    "verify_log",
+]
+
 GENESIS_HASH = "0" * 64
 HEAD_TYPE = "mpc-audit-head/v1"
 

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+__all__ = ["DAY_SECONDS", "BudgetExceeded", "BudgetLedger", "Charge", "Spent"]
+
 DAY_SECONDS = 86_400.0
 
 

@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+__all__ = ["write_atomic"]
+
 
 def write_atomic(path: Path, data: bytes | Iterable[bytes], mode: int = 0o600) -> None:
     """Write ``data`` (bytes, or byte strings one after another, so a large file need not be in

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
+__all__ = ["process_pool"]
+
 _executor: ProcessPoolExecutor | None = None
 
 

@@ -15,6 +15,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+__all__ = [
+    "PURPOSE_PATTERN",
+    "SHARE_USES",
+    "DatasetGrant",
+    "Limits",
+    "PeerPolicy",
+    "Policy",
+    "PolicyError",
+    "RateLimitExceeded",
+    "RateLimiter",
+    "Use",
+]
+
 Use = Literal["psi", "oprf", "lookup", "compare", "join_key", "filter", "aggregate", "group_by"]
 # Any of these lets a peer have a column encrypted, looked up and secret-shared (the program that
 # follows checks the exact use: "compare" for rules, "filter" / "aggregate" / "group_by" for

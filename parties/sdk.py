@@ -46,6 +46,17 @@ from parties.net.tls import OwnCertificateError, TlsConfig, check_own_certificat
 from parties.party.config import PartyConfig, load_party_config
 from protos import common_pb2, coordinator_pb2_grpc, party_pb2, party_pb2_grpc
 
+__all__ = [
+    "OPRF_CHUNK",
+    "POOLED_OBFUSCATORS",
+    "SCHEMA_SECONDS",
+    "Client",
+    "IntersectionSum",
+    "Progress",
+    "PsiResult",
+    "RemoteError",
+]
+
 log = logging.getLogger("mpc.sdk")
 T = TypeVar("T")
 SCHEMA_SECONDS = 30.0  # how long an owner's dataset schemas are reused

@@ -34,6 +34,30 @@ from nacl.bindings import crypto_scalarmult
 
 from mpc.parallel import process_pool
 
+__all__ = [
+    "DEFAULT_TAG_BYTES",
+    "FIELD_PRIME",
+    "GROUP_ORDER",
+    "MONTGOMERY_A",
+    "PARALLEL_THRESHOLD",
+    "POINT_BYTES",
+    "BlindedQuery",
+    "CommutativeCipher",
+    "InvalidPointError",
+    "OprfClient",
+    "OprfServer",
+    "ScalarKey",
+    "clamp",
+    "hash_and_multiply",
+    "hash_ids",
+    "hash_to_curve",
+    "is_clamped",
+    "multiply_and_tag",
+    "multiply_points",
+    "oprf_tag",
+    "x25519",
+]
+
 FIELD_PRIME = 2**255 - 19
 MONTGOMERY_A = 486662
 GROUP_ORDER = 2**252 + 27742317777372353535851937790883648493  # l, order of the prime subgroup

@@ -33,6 +33,16 @@ from gmpy2 import mpz
 from mpc.crypto.paillier import PaillierPrivateKey, PaillierPublicKey
 from mpc.files import write_atomic
 
+__all__ = [
+    "DEFAULT_WINDOW_BITS",
+    "CrtObfuscator",
+    "Obfuscator",
+    "ObfuscatorPool",
+    "ShortExponentObfuscator",
+    "TextbookObfuscator",
+    "parallel_obfuscators",
+]
+
 DEFAULT_WINDOW_BITS = 12
 
 

@@ -26,6 +26,16 @@ from typing import Protocol
 import gmpy2
 from gmpy2 import mpz
 
+__all__ = [
+    "DEFAULT_KEY_BITS",
+    "SUPPORTED_KEY_BITS",
+    "Obfuscating",
+    "PaillierCiphertext",
+    "PaillierPrivateKey",
+    "PaillierPublicKey",
+    "generate_keypair",
+]
+
 DEFAULT_KEY_BITS = 2048
 SUPPORTED_KEY_BITS = (1024, 2048, 3072, 4096)  # 1024 only for fast tests
 _PUBLIC_TAG = b"P1"

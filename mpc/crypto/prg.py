@@ -12,6 +12,8 @@ import secrets
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+__all__ = ["SEED_BYTES", "expand_words", "new_seed", "random_permutation", "random_words"]
+
 SEED_BYTES = 16
 
 

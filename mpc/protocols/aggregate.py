@@ -44,6 +44,36 @@ from mpc.sharing.ring import VALUE_MAX
 from mpc.sharing.runtime import Party
 from mpc.sharing.types import ArithmeticShare, BooleanShare
 
+__all__ = [
+    "DEFAULT_MIN_CELL",
+    "MAX_GROUPS",
+    "MAX_KEY_VALUES",
+    "SIDES",
+    "Aggregate",
+    "AggregateError",
+    "AggregateRequest",
+    "AggregateResult",
+    "CellShares",
+    "ColumnInfo",
+    "ColumnRef",
+    "InitiatorInputs",
+    "Kind",
+    "Leaf",
+    "Row",
+    "Schemas",
+    "Side",
+    "Use",
+    "Value",
+    "aggregate_program",
+    "aggregate_reservation",
+    "aggregate_values",
+    "clamp",
+    "evaluate_plain",
+    "leaves_of",
+    "side_qualified",
+    "table_cells",
+]
+
 Side = Literal["initiator", "peer"]
 SIDES: tuple[Side, ...] = ("initiator", "peer")
 Kind = Literal["count", "sum", "mean"]

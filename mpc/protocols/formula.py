@@ -10,6 +10,8 @@ from typing import Any, NamedTuple, TypeVar
 
 from sqlglot import exp
 
+__all__ = ["PLAIN", "SHARED", "Algebra", "evaluate"]
+
 T = TypeVar("T")
 
 

@@ -45,6 +45,22 @@ import numpy as np
 from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
 from mpc.crypto.prg import random_permutation
 
+__all__ = [
+    "DEFAULT_ANONYMITY_SET",
+    "STATISTICAL_SECURITY",
+    "TAG_PREFIX_BITS",
+    "BucketIndex",
+    "Groups",
+    "RowLayout",
+    "bucket_array",
+    "bucket_bits_for",
+    "bucket_of",
+    "mask_groups",
+    "mask_rows",
+    "plan_groups",
+    "unmask",
+]
+
 STATISTICAL_SECURITY = 40  # bits of mask beyond a value's width: statistical distance 2^-40
 _RING = 2**64
 

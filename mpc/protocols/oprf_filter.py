@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from mpc.crypto.curve25519 import OprfServer
 
+__all__ = ["build_filter", "dataset_domain", "dataset_key", "domain", "epoch_key", "epoch_of", "probe"]
+
 
 def epoch_of(now: float, epoch_hours: float) -> int:
     return int(now // (epoch_hours * 3600))

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+__all__ = ["SECONDS_PER_DECRYPTION", "SECONDS_PER_FETCHED_ROW", "SECONDS_PER_MASK", "LookupPlan", "Path", "plan_lookup"]
+
 Path = Literal["P1", "P3"]
 SECONDS_PER_DECRYPTION = 5.2e-3  # owner: one 2048-bit CRT decryption
 SECONDS_PER_MASK = 0.7e-3  # requester: one short-exponent mask encryption (w = 10)

@@ -26,6 +26,18 @@ import opendp.prelude as dp
 
 from mpc.protocols.aggregate import DEFAULT_MIN_CELL, AggregateRequest, Schemas
 
+__all__ = [
+    "Measurement",
+    "cost",
+    "noise",
+    "own_noise",
+    "plan",
+    "release_cost",
+    "released_variance",
+    "sensitivity",
+    "suppressed",
+]
+
 dp.enable_features("contrib")
 
 

@@ -29,6 +29,20 @@ import numpy as np
 from mpc.crypto.curve25519 import POINT_BYTES, CommutativeCipher, hash_ids
 from mpc.crypto.prg import random_permutation
 
+__all__ = [
+    "CHUNK",
+    "MODES",
+    "PSI_DOMAIN",
+    "Mode",
+    "Owner",
+    "Requester",
+    "as_tags",
+    "cardinality",
+    "chunks",
+    "intersection",
+    "shuffle",
+]
+
 PSI_DOMAIN = b"mpc-agencies/psi/v1"
 CHUNK = 65_536  # points per step and per message (2 MiB)
 Mode = Literal["intersection", "cardinality"]

@@ -52,6 +52,35 @@ from mpc.sharing.ring import VALUE_MAX, VALUE_MIN
 from mpc.sharing.runtime import Party
 from mpc.sharing.types import ArithmeticShare, BooleanShare
 
+__all__ = [
+    "CLAUSE_NAME",
+    "COMPARISON_GATES",
+    "MAX_MEMBERS",
+    "RULE_NAME",
+    "SLOT_CLASSES",
+    "Application",
+    "Clause",
+    "Comparison",
+    "OwnerValues",
+    "Predicates",
+    "Rule",
+    "RuleError",
+    "RuleSet",
+    "ShareTable",
+    "TableKey",
+    "clause_plain",
+    "evaluate_plain",
+    "evaluate_tree",
+    "household_tables",
+    "load_rules",
+    "padded_slots",
+    "parse_expression",
+    "rule_program",
+    "rule_reservation",
+    "table_columns",
+    "table_rows",
+]
+
 T = TypeVar("T")
 Comparison = Literal["<", "<=", ">", ">=", "==", "!="]
 CLAUSE_NAME = r"^[a-z][a-z0-9_]{0,62}$"

@@ -15,6 +15,8 @@ from mpc.sharing.dealer import Reservation
 from mpc.sharing.ring import VALUE_MAX, VALUE_MIN
 from mpc.sharing.runtime import Party
 
+__all__ = ["MAX_SELFTEST_VALUES", "compare_program", "compare_reservation", "public_values"]
+
 MAX_SELFTEST_VALUES = 10_000_000
 
 

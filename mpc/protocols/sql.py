@@ -33,6 +33,8 @@ from mpc.protocols.aggregate import (
     leaves_of,
 )
 
+__all__ = ["ParsedQuery", "SqlRefused", "parse_query"]
+
 
 class SqlRefused(ValueError):
     """A query outside the accepted shape: ``reason`` and the offending ``fragment``."""

@@ -13,6 +13,8 @@ import numpy as np
 from mpc.sharing import ring
 from mpc.sharing.types import ArithmeticShare, Public
 
+__all__ = ["add", "mul", "mul_public", "neg", "sub", "sum_shares"]
+
 
 def _public_ring(value: Public, length: int) -> np.ndarray | np.uint64:
     if isinstance(value, np.ndarray):

@@ -22,6 +22,26 @@ from mpc.sharing.arithmetic import sub
 from mpc.sharing.runtime import Party
 from mpc.sharing.types import ArithmeticShare, BooleanShare, Public
 
+__all__ = [
+    "and_",
+    "and_words",
+    "b2a",
+    "comparison_triple_words",
+    "eq",
+    "eqz",
+    "eqz_triple_words",
+    "ge",
+    "gt",
+    "le",
+    "lt",
+    "ltz",
+    "ltz_triple_words",
+    "ne",
+    "not_",
+    "or_",
+    "xor",
+]
+
 
 def and_words(party: Party, x: np.ndarray, y: np.ndarray, name: str = "and") -> np.ndarray:
     """XOR shares of ``x & y`` for equally long word arrays (one round, one bit triple per word)."""

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+__all__ = ["ABORT_LABEL", "DEFAULT_TIMEOUT_S", "Channel", "ChannelError", "InProcessChannel", "RecordingChannel"]
+
 DEFAULT_TIMEOUT_S = 120.0
 ABORT_LABEL = "__abort__"  # an abort travels as a message with this label
 

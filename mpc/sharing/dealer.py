@@ -25,6 +25,20 @@ import numpy as np
 from mpc.crypto.prg import expand_words, new_seed
 from mpc.sharing import kernels
 
+__all__ = [
+    "BEAVER_TRIPLE",
+    "BIT_TRIPLE",
+    "DABIT",
+    "FIRST_REQUEST_STREAM",
+    "KINDS",
+    "MAX_RESERVED",
+    "RESERVED_STREAM",
+    "CorrectionSource",
+    "Correlations",
+    "Reservation",
+    "TrustedDealer",
+]
+
 BIT_TRIPLE = "bit-triple"
 BEAVER_TRIPLE = "beaver-triple"
 DABIT = "dabit"

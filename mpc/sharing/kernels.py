@@ -13,6 +13,21 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+__all__ = [
+    "and_close",
+    "and_open",
+    "and_tree_inputs",
+    "b2a_combine",
+    "beaver_correction",
+    "bit_triple_correction",
+    "bitplanes",
+    "carry_gate_inputs",
+    "carry_merge",
+    "dabit_correction",
+    "pack_bits",
+    "unpack_bits",
+]
+
 _TRANSPOSE_MASKS = np.array(
     [
         0x00000000FFFFFFFF,

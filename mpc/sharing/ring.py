@@ -11,6 +11,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
+__all__ = [
+    "RING_BITS",
+    "VALUE_MAX",
+    "VALUE_MIN",
+    "ValueRangeError",
+    "check_public",
+    "decode",
+    "encode",
+    "ring_constant",
+]
+
 RING_BITS = 64
 VALUE_MIN = -(2**62)
 VALUE_MAX = 2**62  # exclusive

@@ -25,6 +25,8 @@ from mpc.sharing.channel import Channel, ChannelError, InProcessChannel
 from mpc.sharing.dealer import Correlations, TrustedDealer
 from mpc.sharing.types import ArithmeticShare, BooleanShare
 
+__all__ = ["Party", "run_in_process"]
+
 T = TypeVar("T")
 
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+__all__ = ["ArithmeticShare", "BooleanShare", "Public"]
+
 if TYPE_CHECKING:
     from mpc.sharing.runtime import Party
 
