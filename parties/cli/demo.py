@@ -444,6 +444,7 @@ SANDBOX_SQL = (
 def _sandbox_step(cluster: object) -> str:
     """A researcher's query through the gateway's API: noised, thresholded cells and the budget
     left. Returns the researcher's token (for the portal)."""
+    from parties.cli.cells import format_cell
     from parties.cluster import GATEWAY, LocalCluster
     from parties.gateway.client import ResearchClient
     from parties.gateway.store import Store
@@ -479,18 +480,7 @@ def _sandbox_step(cluster: object) -> str:
     for column in result["columns"]:
         table.add_column(column, justify="left" if column.endswith("district") else "right")
     for row in result["rows"]:
-        table.add_row(
-            *(
-                "withheld"
-                if row[c] is None
-                else f"{row[c]:,.2f}"
-                if isinstance(row[c], float)
-                else f"{row[c]:,}"
-                if isinstance(row[c], int)
-                else str(row[c])
-                for c in result["columns"]
-            )
-        )
+        table.add_row(*(format_cell(row[c]) for c in result["columns"]))
     console.print(table)
     console.print(
         f"budget left: researcher ε {left['researcher']:.2f}, project ε {left['project']:.2f}; the gateway "

@@ -15,6 +15,7 @@ from rich.table import Table
 from mpc.data.ids import IdKind, normalize_column
 from mpc.protocols.planner import LookupPlan
 from mpc.protocols.rules import Application
+from parties.cli.cells import format_cell
 from parties.sdk import Client, RemoteError
 
 app = typer.Typer(help="Ask other agencies' daemons, privately.", no_args_is_help=True)
@@ -184,18 +185,7 @@ def aggregate(
     for name in rows[0] if rows else []:
         table.add_column(name, justify="left" if name in result.keys else "right")
     for row in rows:
-        table.add_row(
-            *(
-                f"{v:,.2f}"
-                if isinstance(v, float)
-                else "—"
-                if v is None
-                else f"{v:,}"
-                if isinstance(v, int)
-                else str(v)
-                for v in row.values()
-            )
-        )
+        table.add_row(*(format_cell(v, "—") for v in row.values()))
     console.print(table)
     if out is not None:
         with out.open("w", newline="", encoding="utf-8") as f:

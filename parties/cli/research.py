@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from parties.cli.cells import format_cell
 from parties.gateway.client import ResearchClient, SandboxError
 
 app = typer.Typer(help="Noised statistics across agencies, through the gateway.", no_args_is_help=True)
@@ -59,16 +60,7 @@ def query(
         table.add_column(column, justify="left" if not column.startswith(("count", "sum(", "mean(")) else "right")
     for row in result["rows"]:
         table.add_row(
-            *(
-                "withheld"
-                if row[c] is None
-                else f"{row[c]:,.2f}"
-                if isinstance(row[c], float)
-                else f"{row[c]:,}"
-                if isinstance(row[c], int)
-                else str(row[c])
-                for c in result["columns"]
-            ),
+            *(format_cell(row[c]) for c in result["columns"]),
             style="dim italic" if row["suppressed"] else None,
         )
     console.print(table)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,6 +95,34 @@ absent = "false"
 """
 
 
+def income_dataset(path: Path, tax_year: bool = True) -> dict[str, Any]:
+    """tax's income table as a daemon declares it (annual income sensitive, ±10^12; tax year)."""
+    columns: dict[str, Any] = {
+        "annual_income": {"type": "int", "min": -(10**12), "max": 10**12, "classification": "sensitive"}
+    }
+    if tax_year:
+        columns["tax_year"] = {"type": "int", "min": 1990, "max": 2100}
+    return {
+        "name": "income",
+        "source": {"kind": "csv", "path": str(path)},
+        "schema": {"id_column": "resident_id", "columns": columns},
+    }
+
+
+def eligibility_cli(
+    cluster: LocalCluster, requester: str, rules_file: Path, applicants: Path, out: Path, case: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """``mpc-query eligibility`` with the rule household-income for public-rental-housing."""
+    return subprocess.run(
+        [sys.executable, "-m", "parties.cli.query", "eligibility", "--rule", "household-income",
+         "--rules", str(rules_file), "--applicants", str(applicants), "--out", str(out),
+         "--config", str(cluster.config(requester)), "--purpose", "public-rental-housing", "--case", case, *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+
+
 def duplicated_tables(root: Path, tables: AgencyTables) -> dict[str, Path]:
     """Two small tables with repeated and invalid ids: tax's payments (duplicates: first wins)
     and housing's claims (duplicates: reject, every row of a repeated id is excluded)."""
@@ -134,17 +165,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, tables: AgencyTables) -> I
             "columns": {"kind": {"type": "category", "categories": ["rent", "repair"]}},
         },
     }
-    income = {
-        "name": "income",
-        "source": {"kind": "csv", "path": str(paths["tax"])},
-        "schema": {
-            "id_column": "resident_id",
-            "columns": {
-                "annual_income": {"type": "int", "min": -(10**12), "max": 10**12, "classification": "sensitive"},
-                "tax_year": {"type": "int", "min": 1990, "max": 2100},
-            },
-        },
-    }
+    income = income_dataset(paths["tax"])
     tax_policy = {
         "peers": {
             "housing": AGGREGATING_POLICY,

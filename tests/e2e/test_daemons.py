@@ -28,6 +28,7 @@ from tests.e2e.conftest import (
     ONE_OWNER_RULES,
     audit_entries,
     client_for,
+    eligibility_cli,
     owner_values,
     table_key,
     wait_for,
@@ -633,31 +634,7 @@ def test_eligibility_cli_gives_every_application_a_row(
         writer.writerow(["application_id", "resident_id", "relation"])
         writer.writerows(rows)
     out = tmp_path / "results.csv"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "parties.cli.query",
-            "eligibility",
-            "--rule",
-            "household-income",
-            "--rules",
-            str(rules_file),
-            "--applicants",
-            str(applicants),
-            "--out",
-            str(out),
-            "--config",
-            str(cluster.config("housing")),
-            "--purpose",
-            "public-rental-housing",
-            "--case",
-            "HZ-CLI",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = eligibility_cli(cluster, "housing", rules_file, applicants, out, "HZ-CLI")
     assert result.returncode == 0, result.stdout + result.stderr
     got = {r["application_id"]: r for r in csv_module.DictReader(out.open())}
     assert list(got) == ["A1", "A2", "A3", "A4", "A5"]

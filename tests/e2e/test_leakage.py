@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ from mpc.protocols.rules import load_rules
 from parties.cluster import LocalCluster, PartySpec
 from parties.party.config import load_party_config
 from parties.party.server import PartyDaemon
-from tests.e2e.conftest import ONE_OWNER_RULES, audit_entries, owner_values
+from tests.e2e.conftest import ONE_OWNER_RULES, audit_entries, eligibility_cli, income_dataset, owner_values
 from tests.e2e.transcript import TranscriptInterceptor
 
 
@@ -35,16 +33,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCl
     tables = generate(4000, seed=33)
     root = tmp_path_factory.mktemp("leakage")
     paths = write_csv(tables, root / "data")
-    income = {
-        "name": "income",
-        "source": {"kind": "csv", "path": str(paths["tax"])},
-        "schema": {
-            "id_column": "resident_id",
-            "columns": {
-                "annual_income": {"type": "int", "min": -(10**12), "max": 10**12, "classification": "sensitive"}
-            },
-        },
-    }
+    income = income_dataset(paths["tax"], tax_year=False)
     grant = {
         "purposes": ["public-rental-housing"],
         "programs": ["rule"],
@@ -90,33 +79,7 @@ def test_owner_sees_nothing_linkable_and_requester_only_bits(
     rules_file = tmp_path / "rules.toml"
     rules_file.write_text(ONE_OWNER_RULES)
     out = tmp_path / "results.csv"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "parties.cli.query",
-            "eligibility",
-            "--rule",
-            "household-income",
-            "--rules",
-            str(rules_file),
-            "--applicants",
-            str(applicants),
-            "--out",
-            str(out),
-            "--config",
-            str(cluster.config("housing")),
-            "--purpose",
-            "public-rental-housing",
-            "--case",
-            case,
-            "--path",
-            path,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = eligibility_cli(cluster, "housing", rules_file, applicants, out, case, "--path", path)
     assert run.returncode == 0, run.stdout + run.stderr
 
     # 1. The owner's transcript holds no id, no hash of one, no curve point or tag derived from one.

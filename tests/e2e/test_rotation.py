@@ -18,7 +18,7 @@ from parties.cluster import LocalCluster, PartySpec
 from parties.deployment import with_ids
 from parties.sdk import Client
 from protos import party_pb2
-from tests.e2e.conftest import AGGREGATING_POLICY, audit_entries, client_for, owner_values
+from tests.e2e.conftest import AGGREGATING_POLICY, audit_entries, client_for, income_dataset, owner_values
 
 EPOCH_HOURS = 4 / 3600
 
@@ -43,17 +43,7 @@ def fresh_epoch() -> int:
 def rotating(tmp_path_factory: pytest.TempPathFactory, tables: AgencyTables) -> Iterator[LocalCluster]:
     root = tmp_path_factory.mktemp("rotating")
     paths = write_csv(tables, root / "data")
-    income = {
-        "name": "income",
-        "source": {"kind": "csv", "path": str(paths["tax"])},
-        "schema": {
-            "id_column": "resident_id",
-            "columns": {
-                "annual_income": {"type": "int", "min": -(10**12), "max": 10**12, "classification": "sensitive"},
-                "tax_year": {"type": "int", "min": 1990, "max": 2100},
-            },
-        },
-    }
+    income = income_dataset(paths["tax"])
     deployment = LocalCluster(
         root,
         [

@@ -31,6 +31,7 @@ from mpc.data.synthetic import DISTRICTS, AgencyTables, generate, write_csv
 from mpc.protocols.rules import Rule, load_rules
 from parties.cluster import LocalCluster, PartySpec
 from parties.sdk import Client
+from tests.e2e.conftest import income_dataset
 from tests.rule_texts import one_clause_rule
 
 # one purpose per attack, so that budgets (per peer and purpose) never interfere
@@ -181,17 +182,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         "resident_id,flag\n" + "".join(f"{i},{int(k == 0)}\n" for k, i in enumerate(mine))
     )
 
-    income = {
-        "name": "income",
-        "source": {"kind": "csv", "path": str(paths["tax"])},
-        "schema": {
-            "id_column": "resident_id",
-            "columns": {
-                "annual_income": {"type": "int", "min": -(10**12), "max": 10**12, "classification": "sensitive"},
-                "tax_year": {"type": "int", "min": 1990, "max": 2100},
-            },
-        },
-    }
+    income = income_dataset(paths["tax"])
     homes = {
         "name": "properties",
         "source": {"kind": "csv", "path": str(paths["housing"])},
