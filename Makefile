@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 demo: $(STAMP)
-	$(PY) -m parties.cli.demo $(DEMO_ARGS)
+	$(PY) -m demo $(DEMO_ARGS)
 
 test: $(STAMP) browser
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
@@ -35,7 +35,7 @@ browser:
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy mpc parties benchmarks tests
+	$(VENV)/bin/mypy mpc parties demo benchmarks tests
 
 # Peers whose pins clash with ours (openmined-psi pins protobuf 6) get their own venv.
 # A failed install is recorded by the benchmark as the reason instead of a number.

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.report import Result, compare
+from demo.cluster import LocalCluster, PartySpec
 from mpc.protocols.selftest import public_values
-from parties.cluster import LocalCluster, PartySpec
-from parties.sdk import Client
+from parties.requester import Client
 
 
 def ours_comparisons_per_s(n: int, repeats: int = 3) -> float:

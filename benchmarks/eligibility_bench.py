@@ -1,7 +1,7 @@
 """Eligibility checks between real daemons, each owner holding a 1-million-row table (issue 4).
 
 A coordinator and four agency daemons on loopback (mutual TLS), the synthetic city of
-``parties/deployment.py`` with one million residents; civil-affairs is the requester.
+``demo/deployment.py`` with one million residents; civil-affairs is the requester.
 
 - ``eligibility_point_p50_ms`` / ``p99``: one applicant against a one-owner threshold rule on
   public-security's table (one row per resident: 1 000 000 rows; P3 bucket of ~2 000 rows, masked
@@ -34,13 +34,13 @@ import numpy as np
 
 from benchmarks.grants import for_load_test
 from benchmarks.report import Result, compare
+from demo.cluster import COORDINATOR, LocalCluster
+from demo.deployment import household_applications, party_specs, plain_values
+from demo.synthetic import generate
 from mpc.crypto.obfuscators import ShortExponentObfuscator
 from mpc.crypto.paillier import generate_keypair
-from mpc.data.synthetic import generate
 from mpc.protocols.rules import Application, Rule, evaluate_plain, load_rules
-from parties.cluster import COORDINATOR, LocalCluster
-from parties.deployment import household_applications, party_specs, plain_values
-from parties.sdk import Client
+from parties.requester import Client
 
 STATE = Path(__file__).parent / ".state" / "eligibility"
 RULES = Path(__file__).resolve().parents[1] / "rules" / "examples.toml"
@@ -132,9 +132,9 @@ def run(quick: bool, log: object = print) -> list[Result]:
                 latencies = []
                 for app in singles[:200]:
                     start = time.perf_counter()
-                    client.check_eligibility(rule, [app])
+                    plans = client.eligibility(rule, [app], reasons=False).plans
                     latencies.append((time.perf_counter() - start) * 1000)
-                assert {p.path for p in client.plans} == {"P3"}
+                assert {p.path for p in plans} == {"P3"}
                 p50, p99 = float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99))
                 say(f"point query {rule.description}: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
                 results.append(_result(f"eligibility_point_p50_ms{label}", "ms", p50, "<= 50", p50 <= 50))
@@ -187,9 +187,10 @@ def run(quick: bool, log: object = print) -> list[Result]:
 
         with Client.from_config(cluster.config("civil-affairs"), "public-rental-housing", "BENCH-batch") as client:
             started = time.perf_counter()
-            bits = client.check_eligibility(batch_rule, applications)
+            answer = client.eligibility(batch_rule, applications, reasons=False)
+            bits = answer.bits
             seconds = time.perf_counter() - started
-            paths = sorted({f"{p.owner}:{p.path}" for p in client.plans})
+            paths = sorted({f"{p.owner}:{p.path}" for p in answer.plans})
         plain = evaluate_plain(batch_rule, applications, plain_values(tables), {})
         correct = [int(e) for e, _ in plain] == bits.tolist()
         say(

@@ -31,6 +31,7 @@ import numpy as np
 
 from benchmarks.grants import for_load_test
 from benchmarks.report import Result, compare, run_peer_script
+from demo.cluster import GATEWAY, LocalCluster, PartySpec
 from mpc.protocols.aggregate import (
     Aggregate,
     AggregateRequest,
@@ -38,10 +39,9 @@ from mpc.protocols.aggregate import (
     ColumnRef,
     evaluate_plain,
 )
-from parties.cluster import GATEWAY, LocalCluster, PartySpec
 from parties.gateway.client import ResearchClient
 from parties.gateway.store import Store
-from parties.sdk import Client
+from parties.requester import Client
 
 STATE = Path(__file__).parent / ".state" / "joins"
 DISTRICTS = tuple(f"D{k:02d}" for k in range(20))
@@ -246,10 +246,8 @@ def _lookups(
     client: Client, label: str, rows: int, ids: list[str], plain_theirs: dict[str, int], say: Any
 ) -> list[Result]:
     results = []
-    (_, _, _, present), seconds, wire = _measure(
-        lambda: client.lookup_shares("beta", label, ["amount"], ids, path="P1")
-    )
-    assert int(present.sum()) == int(rows * 0.7)
+    shared, seconds, wire = _measure(lambda: client.lookup_shares("beta", label, ["amount"], ids, path="P1"))
+    assert int(shared.present.sum()) == int(rows * 0.7)
     say(f"aligned shares of {rows:,} rows: {seconds:.1f} s, {wire / (2 * rows):.0f} B/element")
     results.append(Result(f"aligned_shares_{label[5:]}_s", "s", seconds, "—", None, None))
     results.append(Result(f"aligned_shares_{label[5:]}_bytes_per_element", "B", wire / (2 * rows), "—", None, None))

@@ -11,14 +11,17 @@ import re
 import threading
 import time
 from collections.abc import Collection, Mapping
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mpc.data.schema import DatasetSpec
 
 __all__ = [
     "PURPOSE_PATTERN",
     "SHARE_USES",
     "DatasetGrant",
+    "DeclaredDataset",
     "Limits",
     "PeerPolicy",
     "Policy",
@@ -35,6 +38,24 @@ Use = Literal["psi", "oprf", "lookup", "compare", "join_key", "filter", "aggrega
 # compute parties).
 SHARE_USES: tuple[Use, ...] = ("lookup", "compare", "filter", "aggregate", "group_by")
 PURPOSE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+class DeclaredDataset(Protocol):
+    """A dataset as the policy reads it: its name and its declaration (the columns'
+    classifications). :class:`mpc.data.sources.Dataset` is one; the policy takes the dataset
+    itself, so that no caller can forget a column's classification."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def spec(self) -> DatasetSpec: ...
+
+
+def _never_secret(dataset: DeclaredDataset, column: str) -> None:
+    declared = dataset.spec.schema_.columns.get(column)
+    if declared is not None and declared.classification == "secret":
+        raise PolicyError(f"column {dataset.name}.{column} is classified secret and never usable")
 
 
 class PolicyError(PermissionError):
@@ -138,51 +159,47 @@ class Policy(BaseModel):
         self,
         peer: str,
         purpose: str,
-        dataset: str,
+        dataset: DeclaredDataset,
         *,
         psi: bool = False,
         batch: bool = False,
         intersection: bool = False,
         columns: Mapping[str, Use | Collection[Use]] | None = None,
-        classifications: Mapping[str, str] | None = None,
     ) -> None:
         """Raise :class:`PolicyError` unless ``peer`` may use ``dataset`` this way for ``purpose``
         (``psi``: match ids, the dataset's join key; ``intersection``: learn which ids match;
         ``batch``: whole-table access, P1 batch lookups and the owner's tags; ``columns``: each
-        column for its use, or for every use of a set)."""
-        grant = self.check_purpose(peer, purpose).datasets.get(dataset)
+        column for its use, or for every use of a set). A column classified secret never is."""
+        name = dataset.name
+        grant = self.check_purpose(peer, purpose).datasets.get(name)
         if grant is None:
-            raise PolicyError(f"peer {peer!r} has no grant on dataset {dataset!r}")
+            raise PolicyError(f"peer {peer!r} has no grant on dataset {name!r}")
         if psi and not grant.psi:
-            raise PolicyError(f"peer {peer!r} may not match ids against dataset {dataset!r} (not a join key for it)")
+            raise PolicyError(f"peer {peer!r} may not match ids against dataset {name!r} (not a join key for it)")
         if intersection and not grant.psi_intersection:
             raise PolicyError(
-                f"peer {peer!r} may not learn which ids match dataset {dataset!r} "
+                f"peer {peer!r} may not learn which ids match dataset {name!r} "
                 f"(PSI intersection is not granted; cardinality is)"
                 if grant.psi
-                else f"peer {peer!r} may not learn which ids match dataset {dataset!r}"
+                else f"peer {peer!r} may not learn which ids match dataset {name!r}"
             )
         if batch and not grant.batch:
-            raise PolicyError(f"peer {peer!r} may not make batch lookups (whole table) of dataset {dataset!r}")
+            raise PolicyError(f"peer {peer!r} may not make batch lookups (whole table) of dataset {name!r}")
         for column, uses in (columns or {}).items():
-            if (classifications or {}).get(column) == "secret":
-                raise PolicyError(f"column {dataset}.{column} is classified secret and never usable")
+            _never_secret(dataset, column)
             for use in sorted([uses] if isinstance(uses, str) else uses):
                 if use not in grant.columns.get(column, []):
-                    raise PolicyError(f"peer {peer!r} may not use column {dataset}.{column} for {use!r}")
+                    raise PolicyError(f"peer {peer!r} may not use column {name}.{column} for {use!r}")
 
-    def check_readable(
-        self, peer: str, purpose: str, dataset: str, columns: Collection[str], classifications: Mapping[str, str]
-    ) -> None:
+    def check_readable(self, peer: str, purpose: str, dataset: DeclaredDataset, columns: Collection[str]) -> None:
         """Each column may be secret-shared with ``peer``: it holds at least one of :data:`SHARE_USES`."""
         self.check_dataset(peer, purpose, dataset, psi=True)
-        granted = self.peers[peer].datasets[dataset].columns
+        granted = self.peers[peer].datasets[dataset.name].columns
         for column in columns:
-            if classifications.get(column) == "secret":
-                raise PolicyError(f"column {dataset}.{column} is classified secret and never usable")
+            _never_secret(dataset, column)
             if not set(granted.get(column, [])) & set(SHARE_USES):
                 raise PolicyError(
-                    f"peer {peer!r} may not use column {dataset}.{column} on shares "
+                    f"peer {peer!r} may not use column {dataset.name}.{column} on shares "
                     f"(it needs one of {list(SHARE_USES)})"
                 )
 

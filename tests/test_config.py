@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from parties.party.config import ConfigError, load_party_config
+from parties.config import ConfigError, load_party_config
 
 GOOD = """
 [party]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
+from mpc.data.schema import DatasetSpec
 from mpc.policy import Policy, PolicyError
 
 POLICY = Policy.model_validate(
@@ -24,29 +27,49 @@ POLICY = Policy.model_validate(
 SECRET = {"district": "public", "disabled": "sensitive", "size": "internal", "notes": "secret"}
 
 
+@dataclass(frozen=True)
+class Declared:
+    """A dataset as the policy reads it (its name and declaration), without data."""
+
+    name: str
+    spec: DatasetSpec
+
+
+def declared(name: str) -> Declared:
+    columns = {c: {"type": "int", "min": 0, "max": 10, "classification": k} for c, k in SECRET.items()}
+    return Declared(
+        name,
+        DatasetSpec.model_validate(
+            {
+                "name": name,
+                "source": {"kind": "csv", "path": f"{name}.csv"},
+                "schema": {"id_column": "id", "columns": columns},
+            }
+        ),
+    )
+
+
+HOUSEHOLDS, INCOME = declared("households"), declared("income")
+
+
 def test_each_use_is_granted_on_its_own() -> None:
     POLICY.check_dataset(
-        "tax",
-        "statistics",
-        "households",
-        psi=True,
-        columns={"district": "group_by", "disabled": {"filter"}},
-        classifications=SECRET,
+        "tax", "statistics", HOUSEHOLDS, psi=True, columns={"district": "group_by", "disabled": {"filter"}}
     )
     with pytest.raises(PolicyError, match=r"may not use column households\.district for 'filter'"):
-        POLICY.check_dataset("tax", "statistics", "households", columns={"district": {"filter", "group_by"}})
+        POLICY.check_dataset("tax", "statistics", HOUSEHOLDS, columns={"district": {"filter", "group_by"}})
     with pytest.raises(PolicyError, match="purpose 'marketing' is not allowed"):
-        POLICY.check_dataset("tax", "marketing", "households")
+        POLICY.check_dataset("tax", "marketing", HOUSEHOLDS)
     with pytest.raises(PolicyError, match="has no grant on dataset 'income'"):
-        POLICY.check_dataset("tax", "statistics", "income")
+        POLICY.check_dataset("tax", "statistics", INCOME)
 
 
 def test_any_share_use_lets_a_column_be_looked_up_but_secret_never() -> None:
-    POLICY.check_readable("tax", "statistics", "households", ["district", "disabled", "size"], SECRET)
+    POLICY.check_readable("tax", "statistics", HOUSEHOLDS, ["district", "disabled", "size"])
     with pytest.raises(PolicyError, match=r"may not use column households\.other on shares"):
-        POLICY.check_readable("tax", "statistics", "households", ["other"], SECRET)
+        POLICY.check_readable("tax", "statistics", HOUSEHOLDS, ["other"])
     with pytest.raises(PolicyError, match="classified secret"):
-        POLICY.check_readable("tax", "statistics", "households", ["notes"], SECRET)
+        POLICY.check_readable("tax", "statistics", HOUSEHOLDS, ["notes"])
 
 
 @pytest.mark.parametrize(

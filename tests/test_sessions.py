@@ -9,7 +9,7 @@ import pytest
 
 
 def test_one_peer_cannot_fill_the_owners_session_table() -> None:
-    from parties.party.sessions import (
+    from parties.owner.sessions import (
         MAX_SESSIONS_PER_PEER,
         HeldShares,
         SessionShares,

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from demo.synthetic import generate, write_csv
 from mpc.crypto.paillier import PaillierCiphertext
 from mpc.data.schema import DatasetSpec
 from mpc.data.sources import Dataset, load_dataset
-from mpc.data.synthetic import generate, write_csv
 from mpc.protocols import lookup, oprf_filter
-from parties.party.tables import TableCache
+from parties.owner.tables import TableCache
 
 MASTER = bytes(range(1, 33))
 EPOCH = 20_000

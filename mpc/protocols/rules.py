@@ -36,7 +36,7 @@ import json
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -63,9 +63,12 @@ __all__ = [
     "Comparison",
     "OwnerValues",
     "Predicates",
+    "RequesterInputs",
     "Rule",
     "RuleError",
+    "RuleOutcome",
     "RuleSet",
+    "RuleShape",
     "ShareTable",
     "TableKey",
     "clause_plain",
@@ -343,36 +346,63 @@ def _first_slot(party: Party, share: np.ndarray) -> ArithmeticShare:
     return ArithmeticShare(party, np.ascontiguousarray(share[:, 0]))
 
 
+@dataclass(frozen=True)
+class RuleShape:
+    """What both parties of :func:`rule_program` know: the approved rule, the number of
+    applications, the member slots per application and the clauses whose bits are revealed."""
+
+    rule: Rule
+    applications: int
+    slots: int
+    reveal: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RequesterInputs:
+    """The requester's secret inputs to :func:`rule_program`.
+
+    ``members``: each application's household size (secret-shared: the co-party learns only the
+    number of applications and the slots). ``predicate_bits``: per predicate clause, the bits of
+    owner-published predicates the requester learned through the OPRF filter (P2), one per
+    application. ``presence``: per table and row, whether the owner had the row (the requester
+    learned that in the lookup; padding rows count as present), for clauses with
+    ``absent = "false"``.
+    """
+
+    members: Sequence[int]
+    predicate_bits: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    presence: Mapping[TableKey, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    """What :func:`rule_program` reveals to the requester: one bit per application, and the bits
+    of the clauses named in :attr:`RuleShape.reveal` (reason codes)."""
+
+    bits: np.ndarray
+    clauses: dict[str, np.ndarray]
+
+
 def rule_program(
     party: Party,
-    rule: Rule,
+    shape: RuleShape,
     tables: Mapping[TableKey, ShareTable],
-    applications: int,
-    slots: int,
-    requester: int,
-    members: Sequence[int] | None = None,
-    predicate_bits: Mapping[str, Sequence[int]] | None = None,
-    reveal: Sequence[str] = (),
-    revealed: dict[str, np.ndarray] | None = None,
-    presence: Mapping[TableKey, np.ndarray] | None = None,
-) -> np.ndarray | None:
-    """Evaluate ``rule`` on shares between the requester and the co-party; reveal the final bit per
-    application to the requester only.
+    inputs: RequesterInputs | None = None,
+    requester: int = 0,
+) -> RuleOutcome | None:
+    """Evaluate ``shape.rule`` on shares between the requester (party ``requester``, which passes
+    ``inputs``) and the co-party; reveal the final bit per application, and the bits of the
+    clauses in ``shape.reveal``, to the requester only (the co-party gets None).
 
     Absent members and padding slots (households smaller than ``slots``) read as zero values.
-    ``presence`` (requester only) says, per table and row, whether the owner had the row (the
-    requester learned that in the lookup; padding rows count as present): clauses with
-    ``absent = "false"`` take it as the requester's secret input, so the co-party learns
-    nothing of it. ``members`` (requester only) is each application's household size; it is
-    secret-shared, so the co-party learns only ``applications`` and ``slots``. ``predicate_bits``
-    (requester only) are the bits of owner-published predicates the requester learned through the
-    OPRF filter (P2); they enter as the requester's secret inputs. The bits of the clauses named in
-    ``reveal`` (reason codes, where their owners consent) are also revealed to the requester, into
-    ``revealed``.
+    Clauses with ``absent = "false"`` take the presence of rows as the requester's secret input, so
+    the co-party learns nothing of it; so are the household sizes and the predicate bits.
     """
-    if party.index == requester and (members is None or len(members) != applications):
+    rule, applications, slots = shape.rule, shape.applications, shape.slots
+    mine = party.index == requester
+    if mine and (inputs is None or len(inputs.members) != applications):
         raise ValueError("the requester supplies one household size per application")
-    size = party.share(list(members) if party.index == requester and members is not None else None, owner=requester)
+    size = party.share(list(inputs.members) if mine and inputs is not None else None, owner=requester)
     # The household size a per-member threshold is multiplied by is the requester's input: a clause
     # holds only for sizes 1..slots (the owners' cap bounds slots), compared on shares, so a size
     # claimed beyond the slots never scales an approved threshold.
@@ -380,12 +410,13 @@ def rule_program(
     bits: dict[str, BooleanShare] = {}
     for name, clause in rule.clauses.items():
         if clause.is_predicate:
-            mine = None
-            if party.index == requester:
-                if predicate_bits is None or len(predicate_bits.get(name, ())) != applications:
+            known_bits = None
+            if mine:
+                assert inputs is not None
+                if len(inputs.predicate_bits.get(name, ())) != applications:
                     raise ValueError(f"clause {name}: the requester supplies one predicate bit per application")
-                mine = list(predicate_bits[name])
-            bits[name] = party.share_bits(mine, owner=requester)
+                known_bits = list(inputs.predicate_bits[name])
+            bits[name] = party.share_bits(known_bits, owner=requester)
             continue
         assert clause.dataset and clause.column and clause.compare and clause.value is not None
         key = (clause.owner, clause.dataset)
@@ -399,19 +430,19 @@ def rule_program(
             bit = bit & plausible
         if clause.absent == "false":
             known: np.ndarray | None = None
-            if party.index == requester:
-                if presence is None or key not in presence:
+            if mine:
+                assert inputs is not None
+                if key not in inputs.presence:
                     raise ValueError(f"clause {name}: the requester supplies the presence of {key}'s rows")
-                rows = np.asarray(presence[key], dtype=bool).reshape(applications, -1)
+                rows = np.asarray(inputs.presence[key], dtype=bool).reshape(applications, -1)
                 known = np.asarray(rows.all(axis=1) if household else rows[:, 0], dtype=np.uint8)
             bit = bit & party.share_bits(known, owner=requester)
         bits[name] = bit
     final = party.reveal_bits(_evaluate_shared(rule.tree(), bits), to=requester)
-    for name in reveal:
-        opened = party.reveal_bits(bits[name], to=requester)
-        if revealed is not None and opened is not None:
-            revealed[name] = opened
-    return final
+    opened = {name: party.reveal_bits(bits[name], to=requester) for name in shape.reveal}
+    if final is None:
+        return None
+    return RuleOutcome(final, {name: bit for name, bit in opened.items() if bit is not None})
 
 
 def rule_reservation(rule: Rule, applications: int) -> Reservation:

@@ -81,8 +81,8 @@ def _public_key(path: Path) -> Ed25519PublicKey:
 
 
 def _witnessed_heads(config: Path) -> list[AuditHead]:
-    from parties.net.tls import secure_channel
-    from parties.party.config import load_party_config
+    from parties.config import load_party_config
+    from parties.rpc.tls import secure_channel
     from protos import coordinator_pb2, coordinator_pb2_grpc
 
     settings = load_party_config(config)
@@ -108,7 +108,7 @@ def audit_verify(
 ) -> None:
     """Report every edited, removed, inserted or reordered entry; exit 1 if any."""
     if config is not None:
-        from parties.party.config import load_party_config
+        from parties.config import load_party_config
 
         state = load_party_config(config).party.state_dir
         log, key = log or state / "audit.log", key or state / "audit-signing.pem"
@@ -158,7 +158,7 @@ CONFIG = typer.Option(..., "--config", "-c", help="this owner's daemon configura
 
 
 def _approvals(config: Path) -> RuleApprovals:
-    from parties.party.config import ConfigError, load_party_config
+    from parties.config import ConfigError, load_party_config
 
     try:
         party = load_party_config(config)

@@ -8,8 +8,8 @@ import typer
 
 from parties import logs
 from parties.cli.serve import serve as serve_loop
+from parties.config import ConfigError
 from parties.coordinator.server import CoordinatorDaemon, load_coordinator_config
-from parties.party.config import ConfigError
 
 app = typer.Typer(help="The coordinator: directory, dealer, audit witness.", no_args_is_help=True)
 

@@ -9,9 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from parties import logs
+from parties.config import ConfigError
 from parties.gateway.config import load_gateway_config
 from parties.gateway.store import Store, StoreError
-from parties.party.config import ConfigError
 
 app = typer.Typer(help="The researcher sandbox (HTTP API, portal) and its administration.", no_args_is_help=True)
 researcher_app = typer.Typer(help="Researcher accounts.", no_args_is_help=True)
@@ -37,7 +37,7 @@ def serve(config: Path = CONFIG, log_level: str = typer.Option("INFO")) -> None:
     """Serve the HTTP API and the portal until SIGTERM/SIGINT."""
     from parties.cli.serve import serve as serve_loop
     from parties.gateway.server import GatewayDaemon
-    from parties.net.tls import OwnCertificateError
+    from parties.rpc.tls import OwnCertificateError
 
     logs.configure(log_level)
     try:

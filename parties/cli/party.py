@@ -8,7 +8,7 @@ import typer
 
 from parties import logs
 from parties.cli.serve import serve as serve_loop
-from parties.party.config import ConfigError, load_party_config
+from parties.config import ConfigError, load_party_config
 
 app = typer.Typer(help="The party daemon an agency runs next to its data.", no_args_is_help=True)
 
@@ -27,9 +27,10 @@ def serve(
     logs.configure(log_level)
     try:
         settings = load_party_config(config)
-        from parties.party.server import PartyDaemon
+        from parties.cli.join import initiate_join
+        from parties.owner.server import PartyDaemon
 
-        daemon = PartyDaemon(settings)
+        daemon = PartyDaemon(settings, initiator=initiate_join)
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None

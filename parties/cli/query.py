@@ -16,7 +16,7 @@ from mpc.data.ids import IdKind, normalize_column
 from mpc.protocols.planner import LookupPlan
 from mpc.protocols.rules import Application
 from parties.cli.cells import format_cell
-from parties.sdk import Client, RemoteError
+from parties.requester import Client, RemoteError
 
 app = typer.Typer(help="Ask other agencies' daemons, privately.", no_args_is_help=True)
 console = Console()
@@ -234,7 +234,7 @@ def eligibility(
         for start in range(0, len(valid), chunk):
             part = valid[start : start + chunk]
             try:
-                bits, reasons = client.check_eligibility_with_reasons(chosen, part, path=forced)
+                answer = client.eligibility(chosen, part, path=forced)
             except RemoteError as exc:
                 for a in part:
                     results[a.reference] = ("error", f"{exc.party}: {exc.code.name}: {exc.details}")
@@ -242,12 +242,11 @@ def eligibility(
                 console.print(f"[red]{exc}[/]")
                 raise typer.Exit(2) from None
             else:
-                for k, (a, bit) in enumerate(zip(part, bits.tolist(), strict=True)):
-                    failed = [name for name, clause_bits in reasons.items() if not clause_bits[k]]
+                plans.update({(p.owner, p.dataset, p.path): p for p in answer.plans})
+                for k, (a, bit) in enumerate(zip(part, answer.bits.tolist(), strict=True)):
+                    failed = [name for name, clause_bits in answer.clauses.items() if not clause_bits[k]]
                     reason = "" if bit or not failed else "failed: " + ", ".join(failed)
                     results[a.reference] = ("eligible" if bit else "not eligible", reason)
-            finally:
-                plans.update({(p.owner, p.dataset, p.path): p for p in client.plans})
             progress.advance(task, len(part))
     if plans:
         paths = Table(title="lookup paths (planned per owner and chunk)")

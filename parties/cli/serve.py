@@ -11,7 +11,7 @@ from typing import Protocol
 from rich.console import Console
 
 from mpc.audit import AuditLog
-from parties.net.handshake_audit import HandshakeAuditor
+from parties.rpc.handshake_audit import HandshakeAuditor
 
 console = Console(stderr=True)
 PARENT_STOPS_ENV = "MPC_SUPERVISED"
@@ -31,7 +31,7 @@ def serve(daemon: Daemon, name: str, address_file: Path) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if os.environ.get(PARENT_STOPS_ENV) == "1":
-        # Started by a supervisor (parties.cluster) that stops us in order on Ctrl-C: a terminal's
+        # Started by a supervisor (demo.cluster) that stops us in order on Ctrl-C: a terminal's
         # SIGINT to the whole process group must not race it.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     else:

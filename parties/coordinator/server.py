@@ -27,10 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mpc.audit import AuditEvent, AuditHead, AuditLog, load_or_create_signing_key, verify_head
 from mpc.sharing.dealer import KINDS, RESERVED_STREAM, TrustedDealer
-from parties.boundary import Boundary, Call, Metrics, ServiceError
-from parties.net import wire
-from parties.net.dealer_client import reservation_of
-from parties.net.tls import (
+from parties.config import ConfigError, check_address, load_toml_config
+from parties.rpc import wire
+from parties.rpc.boundary import Boundary, Call, Metrics, ServiceError
+from parties.rpc.dealer_client import reservation_of
+from parties.rpc.tls import (
     OwnCertificateError,
     Revocations,
     TlsConfig,
@@ -38,8 +39,7 @@ from parties.net.tls import (
     peer_certificate,
     server_credentials,
 )
-from parties.net.wire import SERVER_OPTIONS
-from parties.party.config import ConfigError, check_address, load_toml_config
+from parties.rpc.wire import SERVER_OPTIONS
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 
 log = logging.getLogger("mpc.coordinator")

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from parties.net.tls import TlsConfig
-from parties.party.config import check_address, load_toml_config
+from parties.config import check_address, load_toml_config
+from parties.rpc.tls import TlsConfig
 
 
 class GatewaySection(BaseModel):

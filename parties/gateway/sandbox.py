@@ -32,8 +32,8 @@ from mpc.protocols.sql import ParsedQuery, SqlRefused, parse_query
 from mpc.sharing import ring
 from parties.gateway.config import GatewayConfig
 from parties.gateway.store import BudgetExceeded, Job, Project, Store, StoreError
-from parties.net import wire
-from parties.sdk import Client, RemoteError
+from parties.requester import Client, RemoteError
+from parties.rpc import wire
 from protos import party_pb2
 
 SCHEMA_SECONDS = 30.0
@@ -271,7 +271,7 @@ class Sandbox:
             request = party_pb2.AggregateJob(
                 request=prepared.request.model_dump_json().encode(), peer=prepared.peer.party if prepared.peer else ""
             )
-            mine = client._call(
+            mine = client.call(
                 prepared.initiator.party,
                 client.party_stub(prepared.initiator.party).RunAggregate,
                 request,
@@ -280,7 +280,7 @@ class Sandbox:
             self.store.update_job(job.id, progress=0.8)
             total = wire.from_message(mine.values)
             if prepared.peer is not None:
-                theirs = client._call(
+                theirs = client.call(
                     prepared.peer.party,
                     client.party_stub(prepared.peer.party).GetResultShare,
                     party_pb2.ResultRequest(session_id=mine.session_id),

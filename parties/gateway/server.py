@@ -14,7 +14,7 @@ from parties.gateway.app import create_app
 from parties.gateway.config import GatewayConfig
 from parties.gateway.sandbox import Sandbox
 from parties.gateway.store import Store
-from parties.net.tls import check_own_certificate
+from parties.rpc.tls import check_own_certificate
 
 
 class GatewayDaemon:

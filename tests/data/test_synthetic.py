@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mpc.data.ids import InvalidIdError, normalize_column, normalize_resident_id
-from mpc.data.synthetic import (
+from demo.synthetic import (
     AREA_CODES,
     DISTRICTS,
     NON_LOCAL,
@@ -25,6 +24,7 @@ from mpc.data.synthetic import (
     write_csv,
     write_sqlite,
 )
+from mpc.data.ids import InvalidIdError, normalize_column, normalize_resident_id
 
 N = 20_000
 

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
+from demo.cluster import LocalCluster, PartySpec
+from demo.synthetic import DISTRICTS, AgencyTables, generate, write_csv
 from mpc.crypto.paillier import PaillierPublicKey
-from mpc.data.synthetic import DISTRICTS, AgencyTables, generate, write_csv
 from mpc.protocols.rules import load_rules
-from parties.cluster import LocalCluster, PartySpec
-from parties.sdk import Client
+from parties.requester import Client
+from parties.requester import lookup as lookup_driver
 from protos import party_pb2
 
 REQUESTER_POLICY = {
@@ -229,8 +230,8 @@ def table_key(client: Client, party: str, dataset: str, columns: list[str]) -> P
     """The public key of an owner's encrypted table, as the first message of its bucket 0 carries it."""
     epoch = next(d.epoch for d in client.list_datasets(party).datasets if d.name == dataset)
     request = party_pb2.BucketRequest(dataset=dataset, columns=columns, bucket=0, epoch=epoch)
-    first = next(iter(client.party_stub(party).GetEncryptedBucket(request, metadata=client._metadata(), timeout=120)))
-    return client._paillier_key(first.paillier_public_key)
+    first = next(iter(client.party_stub(party).GetEncryptedBucket(request, metadata=client.metadata(), timeout=120)))
+    return lookup_driver.table_key(first.paillier_public_key)
 
 
 def audit_entries(cluster: LocalCluster, party: str) -> list[dict[str, object]]:

@@ -15,14 +15,14 @@ import grpc
 import numpy as np
 import pytest
 
+from demo.cluster import LocalCluster
+from demo.synthetic import AgencyTables
 from mpc.crypto.curve25519 import CommutativeCipher
 from mpc.data.ids import normalize_column
-from mpc.data.synthetic import AgencyTables
 from mpc.protocols.selftest import public_values
-from parties.cluster import LocalCluster
-from parties.net.tls import TlsConfig, secure_channel
 from parties.pki import Pki
-from parties.sdk import Client, RemoteError
+from parties.requester import Client, RemoteError
+from parties.rpc.tls import TlsConfig, secure_channel
 from protos import common_pb2, party_pb2, party_pb2_grpc
 from tests.e2e.conftest import (
     ONE_OWNER_RULES,
@@ -433,7 +433,7 @@ def test_co_party_killed_mid_protocol(cluster: LocalCluster) -> None:
 def test_requester_killed_mid_protocol_daemon_keeps_serving(cluster: LocalCluster) -> None:
     script = (
         "import numpy as np\n"
-        "from parties.sdk import Client\n"
+        "from parties.requester import Client\n"
         f"c = Client.from_config({str(cluster.config('housing'))!r}, purpose='selftest', case='KILLED')\n"
         "c.selftest_compare('tax', np.zeros(8_000_000, dtype=np.int64), seed=1)\n"
     )
@@ -598,8 +598,9 @@ def test_one_owner_rule_on_shares_matches_plaintext(cluster: LocalCluster, table
         applications.append(Application(f"A{i}", members[0], tuple(members)))
     applications.append(Application("ghost", absent[0], (absent[0], absent[1])))
     with client_for(cluster, "housing", purpose="public-rental-housing", case="HZ-RULE") as client:
-        bits = client.check_eligibility(rule, applications, path=path)  # type: ignore[arg-type]
-        assert [p.path for p in client.plans] == [path]
+        answer = client.eligibility(rule, applications, reasons=False, path=path)  # type: ignore[arg-type]
+        bits = answer.bits
+        assert [p.path for p in answer.plans] == [path]
     expected = [
         int(e) for e, _ in evaluate_plain(rule, applications, {("tax", "income", "annual_income"): incomes}, {})
     ]

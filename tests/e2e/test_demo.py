@@ -13,7 +13,7 @@ def test_demo_runs_from_a_relative_state_directory(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "parties.cli.demo",
+            "demo",
             "--residents",
             "3000",
             "--applications",

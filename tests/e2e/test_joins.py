@@ -10,7 +10,9 @@ from typing import Any
 import grpc
 import pytest
 
-from mpc.data.synthetic import AgencyTables
+from demo.cluster import LocalCluster
+from demo.deployment import with_ids
+from demo.synthetic import AgencyTables
 from mpc.protocols.aggregate import (
     Aggregate,
     AggregateRequest,
@@ -18,9 +20,7 @@ from mpc.protocols.aggregate import (
     ColumnRef,
     evaluate_plain,
 )
-from parties.cluster import LocalCluster
-from parties.deployment import with_ids
-from parties.sdk import RemoteError
+from parties.requester import RemoteError
 from protos import party_pb2
 from tests.e2e.conftest import audit_entries, client_for, owner_values
 

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from demo.cluster import LocalCluster, PartySpec
+from demo.synthetic import AgencyTables, generate, write_csv
 from mpc.crypto.curve25519 import hash_to_curve
-from mpc.data.synthetic import AgencyTables, generate, write_csv
 from mpc.protocols import oprf_filter
 from mpc.protocols.lookup import bucket_of
 from mpc.protocols.psi import PSI_DOMAIN
 from mpc.protocols.rules import load_rules
-from parties.cluster import LocalCluster, PartySpec
-from parties.party.config import load_party_config
-from parties.party.server import PartyDaemon
+from parties.config import load_party_config
+from parties.owner.server import PartyDaemon
 from tests.e2e.conftest import ONE_OWNER_RULES, audit_entries, eligibility_cli, income_dataset, owner_values
 from tests.e2e.transcript import TranscriptInterceptor
 

@@ -12,11 +12,12 @@ from typing import Any
 import grpc
 import pytest
 
-from mpc.data.synthetic import AgencyTables, write_csv
+from demo.cluster import LocalCluster, PartySpec
+from demo.deployment import with_ids
+from demo.synthetic import AgencyTables, write_csv
 from mpc.protocols import oprf_filter
-from parties.cluster import LocalCluster, PartySpec
-from parties.deployment import with_ids
-from parties.sdk import Client
+from parties.requester import Client, oprf
+from parties.requester import psi as psi_driver
 from protos import party_pb2
 from tests.e2e.conftest import AGGREGATING_POLICY, audit_entries, client_for, income_dataset, owner_values
 
@@ -75,31 +76,31 @@ def test_tags_of_an_ended_epoch_are_refused(rotating: LocalCluster, tables: Agen
     with client_for(rotating, "housing", purpose="statistics", case="ROT-1") as client:
         stub = client.party_stub("tax")
         fresh_epoch()
-        tags, epoch = client._oprf_tags("tax", "tax", "income", some)
+        tags, epoch = oprf.dataset_tags(client, "tax", "tax", "income", some)
         assert epoch == epoch_now() and client.list_datasets("tax").datasets[0].epoch == epoch
         request = party_pb2.BucketRequest(dataset="income", columns=["annual_income"], bucket=0, epoch=epoch)
-        assert next(iter(stub.GetEncryptedBucket(request, metadata=client._metadata(), timeout=60))).total > 0
+        assert next(iter(stub.GetEncryptedBucket(request, metadata=client.metadata(), timeout=60))).total > 0
         now = next_epoch(epoch)
         with pytest.raises(grpc.RpcError) as ended:
-            list(stub.GetEncryptedBucket(request, metadata=client._metadata(), timeout=60))
+            list(stub.GetEncryptedBucket(request, metadata=client.metadata(), timeout=60))
         assert ended.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert ended.value.details() == f"epoch {epoch} has ended (now {now}); ask again"
         with pytest.raises(grpc.RpcError) as ended:
             list(
                 stub.GetTags(
-                    party_pb2.TagsRequest(dataset="income", epoch=epoch), metadata=client._metadata(), timeout=60
+                    party_pb2.TagsRequest(dataset="income", epoch=epoch), metadata=client.metadata(), timeout=60
                 )
             )
         assert ended.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        again, later = client._oprf_tags("tax", "tax", "income", some)
+        again, later = oprf.dataset_tags(client, "tax", "tax", "income", some)
         assert later > epoch and not set(again.values()) & set(tags.values())  # the same ids, other tags
-        owner = client._owner_tags("tax", "income", later)  # the new epoch's tags hold ours
+        owner = psi_driver.owner_tags(client, "tax", "income", later)  # the new epoch's tags hold ours
         assert set(again.values()) <= {int(t).to_bytes(8, "little") for t in owner}
         # two more epochs with a fetch each: only the last two epochs' caches stay on disk
         for _ in range(2):
             current = fresh_epoch()
             request = party_pb2.BucketRequest(dataset="income", columns=["annual_income"], bucket=0, epoch=current)
-            list(stub.GetEncryptedBucket(request, metadata=client._metadata(), timeout=60))
+            list(stub.GetEncryptedBucket(request, metadata=client.metadata(), timeout=60))
         assert epochs_on_disk(rotating) <= {current - 1, current} and current in epochs_on_disk(rotating)
 
 
@@ -109,17 +110,17 @@ def test_a_lookup_across_a_rollover_asks_again(
     incomes = owner_values(tables.tax, "annual_income")
     mine = [i for i, _ in with_ids(tables.housing)][:200]
     common = [i for i in dict.fromkeys(mine) if i in incomes]
-    oprf_tags = Client._oprf_tags
+    dataset_tags = oprf.dataset_tags
     calls: list[int] = []
 
-    def slow_first(self: Client, *args: Any) -> tuple[dict[str, bytes], int]:
-        tags, epoch = oprf_tags(self, *args)
+    def slow_first(client: Client, *args: Any) -> tuple[dict[str, bytes], int]:
+        tags, epoch = dataset_tags(client, *args)
         calls.append(epoch)
         if len(calls) == 1:  # the epoch ends before the rows are fetched
             next_epoch(epoch)
         return tags, epoch
 
-    monkeypatch.setattr(Client, "_oprf_tags", slow_first)
+    monkeypatch.setattr(oprf, "dataset_tags", slow_first)
     with client_for(rotating, "housing", purpose="statistics", case="ROT-2") as client:
         fresh_epoch()
         result = client.intersection_sum("tax", "income", ["annual_income"], mine)

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from mpc.data.synthetic import AgencyTables, generate
+from demo.cluster import LocalCluster
+from demo.deployment import AGENCIES, PURPOSES, party_specs
+from demo.synthetic import AgencyTables, generate
 from mpc.protocols.rules import Application, evaluate_plain, load_rules
-from parties.cluster import LocalCluster
-from parties.deployment import AGENCIES, PURPOSES, party_specs
-from parties.sdk import Client
+from parties.requester import Client, eligibility
 from tests.e2e.conftest import audit_entries, owner_values
 from tests.protocols.test_rules import EXAMPLES
 
@@ -66,15 +66,15 @@ def test_multi_owner_rule_matches_plaintext(agencies: tuple[LocalCluster, Agency
 def test_shares_are_never_forwarded_to_the_requester(agencies: tuple[LocalCluster, AgencyTables]) -> None:
     import grpc
 
-    from parties.sdk import RemoteError
+    from parties.requester import RemoteError
     from protos import party_pb2
 
     cluster, tables = agencies
     person = str(tables.tax[0]["resident_id"])
     with Client.from_config(cluster.config("housing"), purpose="public-rental-housing", case="E2E-forward") as client:
-        _, session_id, _, _ = client.lookup_shares("tax", "income", ["annual_income"], [person])
+        session_id = client.lookup_shares("tax", "income", ["annual_income"], [person]).session_id
         with pytest.raises(RemoteError) as refused:
-            client._call(
+            client.call(
                 "tax",
                 client.party_stub("tax").ForwardShares,
                 party_pb2.ForwardRequest(session_id=session_id, co_party="housing"),
@@ -115,10 +115,10 @@ def test_published_predicate_through_the_oprf_filter(agencies: tuple[LocalCluste
 
 
 def test_clause_reveal_needs_the_owners_consent(agencies: tuple[LocalCluster, AgencyTables]) -> None:
-    """Reason codes: housing and public-security consent, tax does not (parties/deployment.py)."""
+    """Reason codes: housing and public-security consent, tax does not (demo/deployment.py)."""
     import grpc
 
-    from parties.sdk import RemoteError
+    from parties.requester import RemoteError
 
     cluster, tables = agencies
     rule = load_rules(EXAMPLES).get("public-rental-housing")
@@ -138,12 +138,13 @@ def test_clause_reveal_needs_the_owners_consent(agencies: tuple[LocalCluster, Ag
     with Client.from_config(
         cluster.config("civil-affairs"), purpose="public-rental-housing", case="E2E-REASONS"
     ) as client:
-        bits, reasons = client.check_eligibility_with_reasons(rule, applications)
+        answer = client.eligibility(rule, applications)
+        bits, reasons = answer.bits, answer.clauses
         assert bits.tolist() == [int(e) for e, _ in plain]
         assert set(reasons) == {"no_property", "local_resident"}  # not the tax clause
         for name, revealed in reasons.items():
             assert revealed.tolist() == [int(clauses[name]) for _, clauses in plain]
         with pytest.raises(RemoteError) as refused:  # asking anyway is refused by the co-party
-            client._check_eligibility(rule, applications, ["income_per_member"], {})
+            eligibility.check(client, rule, applications, ["income_per_member"])
     assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
     assert "tax does not let civil-affairs see clause 'income_per_member'" in refused.value.details

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from mpc.data.synthetic import AgencyTables, generate
-from parties.cluster import GATEWAY, LocalCluster
-from parties.deployment import party_specs
+from demo.cluster import GATEWAY, LocalCluster
+from demo.deployment import party_specs
+from demo.synthetic import AgencyTables, generate
 from parties.gateway.store import Store
 
 PROJECT = "welfare-2026"

@@ -10,13 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from mpc.data.synthetic import DISTRICTS
+from demo.cluster import GATEWAY
+from demo.deployment import with_ids
+from demo.synthetic import DISTRICTS
 from mpc.protocols import aggregate as agg
 from mpc.protocols.sql import parse_query
-from parties.cluster import GATEWAY
-from parties.deployment import with_ids
 from parties.gateway.client import ResearchClient, SandboxError
-from parties.sdk import Client
+from parties.requester import Client
 from tests.gateway.conftest import ABSENT_DISTRICT, PROJECT, Sandbox
 
 JOIN = (
@@ -268,9 +268,9 @@ def test_admin_and_researcher_command_lines(sandbox: Sandbox) -> None:
 def test_the_api_over_https(sandbox: Sandbox, tmp_path: Any) -> None:
     """With ``https = true`` the API is served with the gateway's certificate; a client verifies it
     with the deployment's CA, and a plain-HTTP request gets nowhere."""
+    from parties.config import load_party_config
     from parties.gateway.config import GatewayConfig, GatewaySection
     from parties.gateway.server import GatewayDaemon
-    from parties.party.config import load_party_config
 
     tls = load_party_config(sandbox.cluster.config("tax")).tls.model_copy(
         update={

@@ -121,7 +121,14 @@ def test_rule_on_shares_matches_the_oracle(data: st.DataObject) -> None:
     import numpy as np
 
     from mpc.crypto.prg import random_words
-    from mpc.protocols.rules import ShareTable, household_tables, rule_program, table_columns
+    from mpc.protocols.rules import (
+        RequesterInputs,
+        RuleShape,
+        ShareTable,
+        household_tables,
+        rule_program,
+        table_columns,
+    )
     from mpc.sharing.ring import encode
     from mpc.sharing.runtime import run_in_process
 
@@ -168,19 +175,14 @@ def test_rule_on_shares_matches_the_oracle(data: st.DataObject) -> None:
         }
         for name, bits_ in predicate_bits.items()
     }
-    bits, nothing = run_in_process(
+    shape = RuleShape(rule, len(apps), slots)
+    inputs = RequesterInputs(members, predicate_bits, presence)
+    outcome, nothing = run_in_process(
         lambda p: rule_program(
-            p,
-            rule,
-            requester_tables if p.index == 0 else owner_tables,
-            len(apps),
-            slots,
-            0,
-            members if p.index == 0 else None,
-            predicate_bits if p.index == 0 else None,
-            presence=presence if p.index == 0 else None,
+            p, shape, requester_tables if p.index == 0 else owner_tables, inputs if p.index == 0 else None
         )
     )
+    bits = outcome.bits if outcome is not None else None
     assert nothing is None and bits is not None
     expected = [int(eligible) for eligible, _ in evaluate_plain(rule, apps, plain, predicates)]
     assert bits.tolist() == expected, name

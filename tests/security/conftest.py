@@ -26,11 +26,11 @@ from typing import Any
 
 import pytest
 
+from demo.cluster import LocalCluster, PartySpec
+from demo.synthetic import DISTRICTS, AgencyTables, generate, write_csv
 from mpc.data.ids import normalize_column
-from mpc.data.synthetic import DISTRICTS, AgencyTables, generate, write_csv
 from mpc.protocols.rules import Rule, load_rules
-from parties.cluster import LocalCluster, PartySpec
-from parties.sdk import Client
+from parties.requester import Client
 from tests.e2e.conftest import income_dataset
 from tests.rule_texts import one_clause_rule
 

@@ -5,6 +5,7 @@ keeps serving afterwards."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import uuid
@@ -23,8 +24,9 @@ from mpc.policy import DatasetGrant
 from mpc.protocols import lookup, oprf_filter
 from mpc.protocols import rules as rules_module
 from mpc.protocols.aggregate import Aggregate, AggregateRequest, ColumnRef
-from mpc.protocols.rules import Application, Rule, RuleError, ShareTable, load_rules
-from parties.sdk import Client, RemoteError
+from mpc.protocols.rules import Application, RequesterInputs, Rule, RuleError, RuleShape, ShareTable, load_rules
+from parties.requester import Client, RemoteError, oprf
+from parties.requester import lookup as lookup_driver
 from protos import common_pb2, party_pb2
 from tests.rule_texts import one_clause_rule
 from tests.security.conftest import (
@@ -133,13 +135,13 @@ def test_decryption_oracle_sum_path_p1_without_batch_and_withheld_intersection_s
             assert_status(refused, grpc.StatusCode.INVALID_ARGUMENT, "path must be P3 or P1")
 
         # a legitimate P3 masked decryption: only a row count comes back, nothing decrypted
-        fetched = client._fetch_lookup("tax", "income", ["annual_income"], [person], "P3")
+        fetched = lookup_driver.fetch(client, "tax", "income", ["annual_income"], [person], "P3")
         ciphertexts = [c[1] if c else None for c in fetched.selected]
         masked, _ = lookup.mask_rows(fetched.public_key, fetched.layout, ciphertexts)
 
         def decrypt(tokens: tuple[bytes, ...]) -> party_pb2.DecryptReceipt:
             reply: party_pb2.DecryptReceipt = stub.MaskedDecrypt(
-                Client._masked_messages(
+                lookup_driver.masked_messages(
                     session(), "income", ("annual_income",), "P3", masked, None, 1, fetched.public_key, tokens
                 ),
                 metadata=md("oracle", case),
@@ -344,20 +346,13 @@ def _tampered_rule_program(monkeypatch: pytest.MonkeyPatch, offset: int = 0, mem
     honest = rules_module.rule_program
 
     def tampered(
-        party: Any,
-        rule_: Rule,
-        tables: Any,
-        applications: int,
-        slots: int,
-        requester: int,
-        sizes: Any = None,
-        *args: Any,
-        **kwargs: Any,
+        party: Any, shape: RuleShape, tables: Any, inputs: RequesterInputs | None = None, requester: int = 0
     ) -> Any:
         if party.index == requester:
             tables = {k: ShareTable(t.columns, t.shares + np.uint64(offset % 2**64)) for k, t in tables.items()}
-            sizes = sizes if members is None else [members] * applications
-        return honest(party, rule_, tables, applications, slots, requester, sizes, *args, **kwargs)
+            if members is not None and inputs is not None:
+                inputs = dataclasses.replace(inputs, members=[members] * shape.applications)
+        return honest(party, shape, tables, inputs, requester)
 
     monkeypatch.setattr(rules_module, "rule_program", tampered)
 
@@ -489,7 +484,7 @@ def test_differencing_two_intersection_sums_is_refused(deployment: Deployment) -
 
 # ---------------------------------------------------------------------- 4. forwarding without the owner's grant
 def _tax_session(client: Client, person: str, columns: tuple[str, ...] = ("annual_income",)) -> str:
-    _, session_id, _, _ = client.lookup_shares("tax", "income", list(columns), [person], path="P3")
+    session_id = client.lookup_shares("tax", "income", list(columns), [person], path="P3").session_id
     return session_id
 
 
@@ -500,7 +495,7 @@ def _forward(
     if sent is not None:
         request.rule_name, request.rule = name or sent.name, sent.model_dump_json().encode()
     reply: party_pb2.DecryptReceipt = client.party_stub("tax").ForwardShares(
-        request, metadata=client._metadata(), timeout=60
+        request, metadata=client.metadata(), timeout=60
     )
     return reply
 
@@ -708,15 +703,15 @@ def test_whole_table_fetches_past_batch_per_day_are_refused(deployment: Deployme
 def test_predicate_oprf_past_oprf_per_epoch_even_with_the_previous_epoch_key(deployment: Deployment) -> None:
     d, purpose, case = deployment, "predicate-enum", "PREDICATE-ENUM"
     limit = CURIOUS_LIMITS["oprf_per_epoch"]
-    oprf = OprfClient(domain=oprf_filter.domain("tax", "low-income"))
+    oprf_client = OprfClient(domain=oprf_filter.domain("tax", "low-income"))
     with d.client("curious", purpose, case) as client:
-        epoch, _ = client._fetch_filter("tax", "low-income")
+        epoch, _ = oprf.fetch_filter(client, "tax", "low-income")
         header = party_pb2.PointBatch(predicate="low-income", epoch=epoch)
-        assert len(client._oprf("tax", oprf, [f"guess-{k}" for k in range(limit)], header)[0]) == limit
+        assert len(oprf.evaluate(client, "tax", oprf_client, [f"guess-{k}" for k in range(limit)], header)[0]) == limit
         for asked in (epoch, epoch - 1):  # the previous epoch's key shares the budget
             refused = remote_error(
-                lambda e=asked: client._oprf(  # type: ignore[misc]
-                    "tax", oprf, ["one-more"], party_pb2.PointBatch(predicate="low-income", epoch=e)
+                lambda e=asked: oprf.evaluate(  # type: ignore[misc]
+                    client, "tax", oprf_client, ["one-more"], party_pb2.PointBatch(predicate="low-income", epoch=e)
                 )
             )
             assert refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED, refused
@@ -802,7 +797,7 @@ def test_catalogue_rounds_row_counts_and_lists_declared_domains(deployment: Depl
     for shown, exact in ((tax["income"].rows, len(d.incomes)), (housing["properties"].rows, len(d.properties))):
         assert exact % 1000 and shown == -(-exact // 1000) * 1000, (shown, exact)
     district = next(c for c in housing["properties"].columns if c.name == "district")
-    from mpc.data.synthetic import DISTRICTS
+    from demo.synthetic import DISTRICTS
 
     assert list(district.categories) == [*DISTRICTS, ABSENT_DISTRICT]
     assert ABSENT_DISTRICT not in {str(r["district"]) for r in d.tables.housing}
@@ -815,8 +810,8 @@ def test_dataset_oprf_enumeration_past_oprf_per_epoch_survives_a_restart(deploym
     limit = CURIOUS_LIMITS["oprf_per_epoch"]
     guesses = [f"4101{k:014d}" for k in range(limit + 1)]
     with d.client("curious", purpose, case) as client:
-        assert len(client._oprf_tags("tax", "tax", "income", guesses[:limit])[0]) == limit
-        refused = remote_error(lambda: client._oprf_tags("tax", "tax", "income", guesses[limit:]))
+        assert len(oprf.dataset_tags(client, "tax", "tax", "income", guesses[:limit])[0]) == limit
+        refused = remote_error(lambda: oprf.dataset_tags(client, "tax", "tax", "income", guesses[limit:]))
     assert refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     message = f"limit oprf_per_epoch = {limit} reached ({limit} used, 1 more asked); resets at"
     assert message in refused.details
@@ -827,7 +822,7 @@ def test_dataset_oprf_enumeration_past_oprf_per_epoch_survives_a_restart(deploym
     d.cluster.start_party("tax")
     address = d.cluster.members["tax"].address
     with d.client("curious", purpose, case + "-AFTER-RESTART") as client:
-        refused = remote_error(lambda: client._oprf_tags(address, "tax", "income", guesses[limit:]))
+        refused = remote_error(lambda: oprf.dataset_tags(client, address, "tax", "income", guesses[limit:]))
     assert refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED and message in refused.details
     assert_audited(d, "tax", "EvaluateOprfBatch", case + "-AFTER-RESTART", "RESOURCE_EXHAUSTED", message)
     assert len(d.entries("tax", "alert:budget", peer="curious", purpose=purpose, case=case + "-AFTER-RESTART")) == 1
@@ -838,7 +833,7 @@ def test_owners_still_serve_and_their_audit_logs_verify(deployment: Deployment) 
     d = deployment
     for party in ("tax", "housing"):
         with d.client("curious", "statistics", "AFTER-ATTACKS") as client:
-            caps = client.party_stub(party).GetCapabilities(common_pb2.Empty(), metadata=client._metadata(), timeout=10)
+            caps = client.party_stub(party).GetCapabilities(common_pb2.Empty(), metadata=client.metadata(), timeout=10)
         assert caps.party == party
         report = verify_log(
             d.cluster.root / "state" / party / "audit.log",
@@ -924,7 +919,7 @@ def test_malformed_program_parameters_are_invalid_argument_not_internal(deployme
 def test_forwarded_shares_beyond_what_the_header_announces_are_refused(deployment: Deployment) -> None:
     """Even an owner granted forwarding (tax, towards housing) cannot push more than it announces,
     nor announce a negative or huge row count: the co-party refuses before holding anything."""
-    from parties.net import wire
+    from parties.rpc import wire
 
     d, purpose, case = deployment, "forwarding", "RECEIVE-BOUNDS"
 

@@ -133,17 +133,8 @@ def test_rule_reservations_are_exact(name: str, applications: int) -> None:
 
     def program(p: Party) -> Any:
         mine = p.index == 0
-        return rules.rule_program(
-            p,
-            rule,
-            tables,
-            applications,
-            slots,
-            0,
-            [1] * applications if mine else None,
-            predicate_bits if mine else None,
-            presence=presence if mine else None,
-        )
+        inputs = rules.RequesterInputs([1] * applications, predicate_bits, presence)
+        return rules.rule_program(p, rules.RuleShape(rule, applications, slots), tables, inputs if mine else None)
 
     _, party = _run(program, reservation)
     _exact(party, reservation)

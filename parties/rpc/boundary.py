@@ -39,7 +39,7 @@ from mpc.audit import AuditEvent, AuditLog
 from mpc.budgets import BudgetExceeded
 from mpc.policy import PURPOSE_PATTERN, PolicyError, RateLimiter, RateLimitExceeded
 from mpc.sharing.channel import ChannelError
-from parties.net.tls import Revocations, peer_certificate
+from parties.rpc.tls import Revocations, peer_certificate
 
 log = logging.getLogger("mpc.boundary")
 R = TypeVar("R")
@@ -69,7 +69,7 @@ class Call:
 
 
 def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    from parties.net.wire import WireError
+    from parties.rpc.wire import WireError
 
     if isinstance(exc, ServiceError):
         return exc.code, exc.message

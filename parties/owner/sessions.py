@@ -9,6 +9,7 @@ share never outlives the session it belongs to.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -19,10 +20,22 @@ import numpy as np
 
 from mpc.policy import PolicyError, RateLimitExceeded
 from mpc.protocols.aggregate import CellShares
+from mpc.protocols.programs import SESSION_ID
 
 DEFAULT_TTL_SECONDS = 1800.0  # long enough for the other owners of a large batch to decrypt theirs
 MAX_SESSIONS = 1024
 MAX_SESSIONS_PER_PEER = 64  # one requester cannot fill the table for the others
+
+
+_SESSION_ID = re.compile(SESSION_ID)
+
+
+def check_session_id(value: str) -> str:
+    """A session id as the owner accepts it (32 lowercase hex digits): it keys held shares and
+    results, so nothing a requester sends can name a file or collide with another form."""
+    if not _SESSION_ID.match(value):
+        raise ValueError(f"session_id must be 32 lowercase hex digits, not {value[:40]!r}")
+    return value
 
 
 class TooManySessions(RateLimitExceeded):

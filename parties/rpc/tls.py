@@ -19,7 +19,7 @@ import grpc
 from cryptography import x509
 from pydantic import BaseModel, ConfigDict
 
-from parties.net.wire import CHANNEL_OPTIONS
+from parties.rpc.wire import CHANNEL_OPTIONS
 
 
 class TlsConfig(BaseModel):

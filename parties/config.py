@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mpc.data.schema import DatasetSpec
 from mpc.policy import Policy
-from parties.net.tls import TlsConfig
+from parties.rpc.tls import TlsConfig
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -24,21 +24,22 @@ from mpc.data.sources import Dataset, load_dataset
 from mpc.files import write_atomic
 from mpc.protocols import oprf_filter
 from mpc.protocols.lookup import BucketIndex
-from parties.boundary import Boundary, Metrics, ServiceError
-from parties.net.tls import (
+from parties.config import ConfigError, PartyConfig, PredicateSpec
+from parties.owner.aggregate import JoinInitiator
+from parties.owner.budgets import Budgets
+from parties.owner.service import PartyService
+from parties.owner.sessions import FetchTokens, HeldResult, HeldShares, SessionShares
+from parties.owner.state import PartyState
+from parties.owner.tables import EncryptedTable, TableCache
+from parties.rpc.boundary import Boundary, Metrics, ServiceError
+from parties.rpc.tls import (
     OwnCertificateError,
     Revocations,
     check_own_certificate,
     secure_channel,
     server_credentials,
 )
-from parties.net.wire import MAX_MESSAGE_BYTES, SERVER_OPTIONS
-from parties.party.budgets import Budgets
-from parties.party.config import ConfigError, PartyConfig, PredicateSpec
-from parties.party.service import PartyService
-from parties.party.sessions import FetchTokens, HeldResult, HeldShares, SessionShares
-from parties.party.state import PartyState
-from parties.party.tables import EncryptedTable, TableCache
+from parties.rpc.wire import MAX_MESSAGE_BYTES, SERVER_OPTIONS
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc, party_pb2_grpc
 
 log = logging.getLogger("mpc.party")
@@ -57,9 +58,16 @@ UNGRANTED_RATE_PER_MINUTE = 30
 class PartyDaemon:
     """One agency's daemon. ``start()`` binds and serves; ``stop()`` drains in-flight requests."""
 
-    def __init__(self, config: PartyConfig, interceptors: Sequence[grpc.ServerInterceptor] = ()) -> None:
+    def __init__(
+        self,
+        config: PartyConfig,
+        interceptors: Sequence[grpc.ServerInterceptor] = (),
+        initiator: JoinInitiator | None = None,
+    ) -> None:
         """``interceptors`` see every call before the boundary (tests record transcripts this way;
-        the daemon itself never writes what it receives)."""
+        the daemon itself never writes what it receives). ``initiator`` runs the initiator's side
+        of a join the gateway asks us to start (the requester's client; without it we compute
+        the gateway's aggregates over our own tables only)."""
         self.config = config
         self.name = config.party.name
         try:
@@ -83,7 +91,7 @@ class PartyDaemon:
             interceptors=list(interceptors),
             options=SERVER_OPTIONS,
         )
-        party_pb2_grpc.add_PartyServicer_to_server(PartyService(self), self.server)
+        party_pb2_grpc.add_PartyServicer_to_server(PartyService(self, initiator), self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         host = config.party.listen.rpartition(":")[0]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mpc.budgets import DAY_SECONDS, BudgetLedger, Charge, Spent
 from mpc.policy import Limits, Policy
-from parties.boundary import Call
+from parties.rpc.boundary import Call
 
 Alert = Callable[[Call, str, str], None]  # (call, kind, detail)
 

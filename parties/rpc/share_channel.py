@@ -19,7 +19,7 @@ import grpc
 import numpy as np
 
 from mpc.sharing.channel import ABORT_LABEL, Channel
-from parties.net import wire
+from parties.rpc import wire
 from protos import party_pb2
 
 _CLOSED = object()

@@ -18,10 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from demo.cluster import GATEWAY, PartySpec
+from demo.synthetic import DISTRICTS, NON_LOCAL, AgencyTables, write_csv, write_sqlite
 from mpc.data.ids import normalize_column
-from mpc.data.synthetic import DISTRICTS, NON_LOCAL, AgencyTables, write_csv, write_sqlite
 from mpc.protocols.rules import Application, OwnerValues
-from parties.cluster import GATEWAY, PartySpec
 
 AGENCIES = ("tax", "civil-affairs", "housing", "public-security")
 PURPOSES = ["statistics", "selftest", "public-rental-housing", "minimum-living-allowance", "income-check"]
@@ -59,7 +59,7 @@ def dataset_specs(tables: AgencyTables, data_dir: Path) -> dict[str, dict[str, A
     write_sqlite(tables, data_dir / "housing.sqlite", only=["housing"])
     write_sqlite(tables, data_dir / "public_security.sqlite", only=["public_security"])
     # Category domains are declared, never read from the data: the districts the synthetic data
-    # draws from (mpc.data.synthetic), and "non-local" for a registered district outside the city.
+    # draws from (demo.synthetic), and "non-local" for a registered district outside the city.
     districts = {"type": "category", "categories": list(DISTRICTS), "classification": "public"}
     return {
         "tax": {

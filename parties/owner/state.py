@@ -3,7 +3,7 @@
 state_dir/
   audit-signing.pem   Ed25519 key that signs audit entries (0600)
   audit.log           hash-chained, signed audit log (JSON lines)
-  keys/table-*.key    one Paillier private key per encrypted table (0600; see parties.party.tables)
+  keys/table-*.key    one Paillier private key per encrypted table (0600; see parties.owner.tables)
   oprf/               master secrets the per-epoch OPRF keys derive from (0600)
   encrypted/          OPRF tags and encrypted tables (caches, recomputed when missing)
 """

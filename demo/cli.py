@@ -1,9 +1,9 @@
 """``make demo``: a deployment on loopback, and (``primitives``) the cryptographic core in process.
 
-``python -m parties.cli.demo`` (what ``make demo`` runs) starts a coordinator and four agency
+``python -m demo`` (what ``make demo`` runs) starts a coordinator and four agency
 daemons with a fresh CA and 100 000 synthetic residents, runs cross-agency operations over mutual
 TLS, prints what each side learned, verifies the audit logs and shuts everything down (also on
-Ctrl-C). ``python -m parties.cli.demo primitives`` shows the building blocks in one process:
+Ctrl-C). ``python -m demo primitives`` shows the building blocks in one process:
 
 A housing office (the requester) asks whether applicants' annual income is below a limit and whether
 they own no property, against a tax bureau's table (the owner), without the tax bureau learning who
@@ -158,11 +158,11 @@ def deployment(
         return
     import shutil
 
-    from mpc.data.synthetic import generate
+    from demo.cluster import COORDINATOR, LocalCluster
+    from demo.deployment import party_specs
+    from demo.synthetic import generate
     from mpc.protocols.selftest import public_values
-    from parties.cluster import COORDINATOR, LocalCluster
-    from parties.deployment import party_specs
-    from parties.sdk import Client
+    from parties.requester import Client
 
     console.rule("[bold]Cross-agency computation without moving the data")
     state = state.resolve()
@@ -283,14 +283,14 @@ def _eligibility_step(cluster: object, tables: object, state: Path, count: int) 
 
     from rich.progress import Progress
 
-    from mpc.data.synthetic import AgencyTables
+    from demo.cluster import LocalCluster
+    from demo.deployment import household_applications, plain_values
+    from demo.synthetic import AgencyTables
     from mpc.protocols.rules import evaluate_plain, load_rules
-    from parties.cluster import LocalCluster
-    from parties.deployment import household_applications, plain_values
-    from parties.sdk import Client
+    from parties.requester import Client
 
     assert isinstance(cluster, LocalCluster) and isinstance(tables, AgencyTables)
-    rule = load_rules(Path(__file__).resolve().parents[2] / "rules" / "examples.toml").get("public-rental-housing")
+    rule = load_rules(Path(__file__).resolve().parents[1] / "rules" / "examples.toml").get("public-rental-housing")
     # each owner approves the rule, thresholds included, for civil-affairs (mpc-admin rules approve)
     owners = cluster.approve_rule(rule, "civil-affairs", ["public-rental-housing"])
     console.print(
@@ -311,13 +311,15 @@ def _eligibility_step(cluster: object, tables: object, state: Path, count: int) 
     ) as client:
         with Progress(console=console, transient=True) as progress:
             progress.add_task("owners encrypt their tables once, then the batch runs…", total=None)
-            bits.extend(client.check_eligibility(rule, batch).tolist())
+            answer = client.eligibility(rule, batch, reasons=False)
+            bits.extend(answer.bits.tolist())
         seconds = time.perf_counter() - started
-        batch_plans = list(client.plans)
+        batch_plans = list(answer.plans)
         point_started = time.perf_counter()
-        point = client.check_eligibility(rule, batch[:1]).tolist()[0]
+        single = client.eligibility(rule, batch[:1], reasons=False)
+        point = single.bits.tolist()[0]
         point_ms = (time.perf_counter() - point_started) * 1000
-        point_plans = list(client.plans)
+        point_plans = list(single.plans)
     paths = Table(title="lookup paths the planner chose (per owner)")
     for column in ("query", "owner/dataset", "path", "rows", "why"):
         paths.add_column(column)
@@ -365,12 +367,12 @@ STATISTICS_SQL = (
 def _statistics_step(cluster: object, tables: object) -> None:
     """Cross-agency statistics: civil-affairs' disabled residents joined with tax's incomes, counted
     and summed by district on secret shares; the cells are revealed to civil-affairs only."""
-    from mpc.data.synthetic import AgencyTables
+    from demo.cluster import LocalCluster
+    from demo.deployment import with_ids
+    from demo.synthetic import AgencyTables
     from mpc.protocols import aggregate as agg
     from mpc.protocols.sql import parse_query
-    from parties.cluster import LocalCluster
-    from parties.deployment import with_ids
-    from parties.sdk import Client
+    from parties.requester import Client
 
     assert isinstance(cluster, LocalCluster) and isinstance(tables, AgencyTables)
     query = parse_query(STATISTICS_SQL)
@@ -444,8 +446,8 @@ SANDBOX_SQL = (
 def _sandbox_step(cluster: object) -> str:
     """A researcher's query through the gateway's API: noised, thresholded cells and the budget
     left. Returns the researcher's token (for the portal)."""
+    from demo.cluster import GATEWAY, LocalCluster
     from parties.cli.cells import format_cell
-    from parties.cluster import GATEWAY, LocalCluster
     from parties.gateway.client import ResearchClient
     from parties.gateway.store import Store
 
@@ -492,7 +494,7 @@ def _sandbox_step(cluster: object) -> str:
 
 def _normalised(rows: list[dict[str, object]]) -> list[str]:
     """Ids as every daemon normalises them (GB 11643; invalid ones dropped, as the CLI reports)."""
-    from parties.deployment import with_ids
+    from demo.deployment import with_ids
 
     return [i for i, _ in with_ids(rows)]
 
@@ -503,8 +505,8 @@ def _last_audit_entry(path: Path, method: str) -> dict[str, object]:
 
 
 def _verify_audit_logs(cluster: object) -> None:
+    from demo.cluster import LocalCluster
     from parties.cli.admin import _public_key
-    from parties.cluster import LocalCluster
 
     assert isinstance(cluster, LocalCluster)
     from mpc.audit import verify_log

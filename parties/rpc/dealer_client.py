@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mpc.sharing.dealer import KINDS, RESERVED_STREAM, Correlations, Reservation
-from parties.net import wire
+from parties.rpc import wire
 from protos import common_pb2, coordinator_pb2
 
 OPEN_TIMEOUT_S = 30.0

@@ -1,0 +1,138 @@
+"""P3 private lookup (and P1's whole-table variant), the owner's role: stream the encrypted rows
+of the buckets a requester's tags fall in, then decrypt what it masked and keep the owner's
+shares under the requester's session id (:mod:`mpc.protocols.lookup`).
+
+Each fetch is counted and answered with a fetch token; a masked decryption redeems the tokens of
+fetches we served, once, with the key of their table and epoch. The owner learns the buckets (P3)
+or each row's position class (P1) and the row count, never which row a requester wanted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import numpy as np
+
+from mpc.protocols import lookup
+from parties.owner.gate import Gate
+from parties.owner.sessions import Fetch, HeldShares, check_session_id
+from parties.rpc.boundary import Call, ServiceError
+from protos import party_pb2
+
+if TYPE_CHECKING:
+    from parties.owner.server import PartyDaemon
+
+__all__ = ["Lookup"]
+
+
+class Lookup:
+    def __init__(self, daemon: PartyDaemon, gate: Gate) -> None:
+        self.daemon, self.gate = daemon, gate
+
+    def encrypted_rows(
+        self, request: party_pb2.BucketRequest, context: Any, call: Call
+    ) -> Iterator[party_pb2.EncryptedRows]:
+        _, columns = self.gate.readable(call, request.dataset, list(request.columns), batch=request.whole_table)
+        epoch = self.daemon.check_dataset_epoch(request.epoch)  # the epoch of the requester's tags
+        buckets = self.daemon.buckets(request.dataset, epoch)
+        table = self.daemon.encrypted_table(request.dataset, columns, epoch)
+        rows: np.ndarray | None
+        if request.whole_table:  # P1: every row; the owner learns nothing about which are used
+            self.daemon.budgets.batch(call, request.dataset)
+            table.ensure_all()
+            rows, total, call.protocol = None, table.ciphertexts.shape[0], "P1"
+            call.detail = f"dataset={request.dataset} whole table columns={list(columns)}"
+        else:
+            if not 0 <= request.bucket < 1 << buckets.bucket_bits:
+                raise ValueError(f"bucket {request.bucket} outside [0, 2^{buckets.bucket_bits})")
+            self.daemon.budgets.bucket(call, request.dataset, int(request.bucket))
+            table.ensure([request.bucket])
+            rows = buckets.rows(request.bucket)
+            total, call.protocol = len(rows), "P3"
+            call.detail = (
+                f"dataset={request.dataset} bucket={request.bucket}/{1 << buckets.bucket_bits} columns={list(columns)}"
+            )
+        call.rows = total
+        layout = table.layout
+        step = 4096
+        for start in range(0, max(1, total), step):
+            part: np.ndarray | slice
+            if rows is None:
+                part = slice(start, min(total, start + step))
+                tags = buckets.tags[part]
+            else:
+                part = rows[start : start + step]
+                tags = [buckets.tags[i] for i in part.tolist()]
+            message = party_pb2.EncryptedRows(tags=b"".join(tags), ciphertexts=table.rows_bytes(part), count=len(tags))
+            if start == 0:
+                message.bucket_bits, message.rows_per_plaintext, message.total = (
+                    buckets.bucket_bits,
+                    layout.rows_per_plaintext,
+                    total,
+                )
+                message.columns.extend(layout.columns)
+                message.value_bits.extend(layout.value_bits)
+                message.minimums.extend(layout.minimums)
+                message.paillier_public_key = table.public_key.to_bytes()
+                message.fetch_token = self.daemon.fetches.issue(
+                    Fetch(call.peer, request.dataset, columns, bool(request.whole_table), epoch, time.monotonic())
+                )
+            yield message
+
+    def masked_decrypt(
+        self, requests: Iterator[party_pb2.MaskedRows], context: Any, call: Call
+    ) -> party_pb2.DecryptReceipt:
+        header = next(requests, None)
+        if header is None:
+            raise ValueError("MaskedDecrypt needs at least one message")
+        data, columns = self.gate.readable(call, header.dataset, list(header.columns))
+        check_session_id(header.session_id)
+        if header.path not in ("P3", "P1"):  # never a path that hands a decryption to the requester
+            raise ValueError(f"path must be P3 or P1, not {header.path!r}")
+        if header.path == "P1":  # a batch over the whole table: the owner learns position classes only
+            self.gate.dataset(call, header.dataset, batch=True)
+        limit = self.daemon.config.party.max_points_per_request
+        if not 0 <= header.rows <= limit:
+            raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{header.rows} rows: more than {limit}")
+        # only rows of fetches we served and counted, each decrypted once, with the key of the table
+        # and epoch they came from (another table's or epoch's rows decrypt to noise)
+        epoch = self.daemon.fetches.redeem(
+            list(header.fetch_tokens), call.peer, header.dataset, columns, header.path == "P1"
+        )
+        sk = self.daemon.tables.private_key(data, columns, epoch)
+        layout = self.daemon.tables.layout(data, columns)
+        width = sk.public_key.ciphertext_bytes
+        blobs, groups, positions, count = [], [], [], 0
+        for message in itertools.chain([header], requests):  # limits checked as messages arrive
+            if len(message.ciphertexts) != message.count * width:
+                raise ValueError(
+                    f"{len(message.ciphertexts)} bytes of ciphertexts for an announced count of {message.count}"
+                )
+            count += message.count
+            if count > limit:
+                raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"more than {limit} ciphertexts")
+            blobs.append(message.ciphertexts)
+            groups.append(message.groups)
+            positions.append(message.positions)
+        masked = sk.public_key.ciphertexts_from_bytes(b"".join(blobs))
+        plaintexts = sk.decrypt_parallel(masked)
+        if header.path == "P1":
+            row_groups = np.frombuffer(b"".join(groups), dtype="<i4").astype(np.int64)
+            row_positions = np.frombuffer(b"".join(positions), dtype="<i4").astype(np.int64)
+            if not len(row_groups) == len(row_positions) == header.rows:
+                raise ValueError(f"{len(row_groups)} groups and {len(row_positions)} positions for {header.rows} rows")
+            shares = lookup.unmask(layout, plaintexts, row_groups, row_positions)
+        else:
+            shares = lookup.unmask(layout, plaintexts)
+        self.daemon.sessions.put(
+            header.session_id, HeldShares(call.peer, header.dataset, layout.columns, shares, time.monotonic())
+        )
+        call.rows, call.protocol = len(shares), header.path
+        call.detail = (
+            f"session={header.session_id} dataset={header.dataset} columns={list(columns)} ciphertexts={count}"
+        )
+        return party_pb2.DecryptReceipt(rows=len(shares))

@@ -1,0 +1,365 @@
+"""P3 private lookup, the requester's role: plan the path, tag our ids by the owner's OPRF, fetch the
+encrypted rows they select (the buckets they fall in, or the whole table on the P1 path), mask
+them and have the owner decrypt; the owner keeps its shares under our session id
+(:mod:`mpc.protocols.lookup`).
+
+The owner learns the buckets (P3) or each row's position class (P1) and the row count; we learn
+which of our ids it holds, and our shares.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import numpy as np
+from gmpy2 import mpz
+
+from mpc.crypto.obfuscators import ObfuscatorPool, ShortExponentObfuscator, parallel_obfuscators
+from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
+from mpc.protocols import lookup, planner
+from parties.requester import oprf
+from parties.requester.results import RemoteError, SharedLookup
+from protos import party_pb2
+
+if TYPE_CHECKING:
+    from parties.requester.client import Client
+
+__all__ = [
+    "POOLED_OBFUSCATORS",
+    "Fetched",
+    "decrypt",
+    "fetch",
+    "masked_messages",
+    "plan",
+    "row_layout",
+    "share",
+    "table_key",
+]
+
+POOLED_OBFUSCATORS = 64  # per table key and process, for the masks of point queries
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A lookup between fetching the encrypted rows and the owner's masked decryption."""
+
+    party: str  # as addressed
+    owner: str  # its name
+    dataset: str
+    columns: tuple[str, ...]
+    plan: planner.LookupPlan
+    layout: lookup.RowLayout
+    public_key: PaillierPublicKey
+    selected: list[tuple[bytes, PaillierCiphertext] | None]  # (tag, ciphertext) per row, None if absent
+    tokens: tuple[bytes, ...]  # the owner's fetch tokens, cited by the masked decryption (once)
+
+
+def plan(
+    client: Client,
+    party: str,
+    dataset: str,
+    columns: Sequence[str],
+    rows: int,
+    distinct: int,
+    force: planner.Path | None = None,
+) -> planner.LookupPlan:
+    """Which path (P3 bucketed, P1 whole table) a lookup of ``rows`` rows would take at ``party``."""
+    caps, schema = client.capabilities(party), client.schema(party, dataset)
+    layout = row_layout(schema, columns, caps.paillier_bits)
+    return _plan(caps.party, schema, layout, rows, distinct, force)
+
+
+def _plan(
+    owner: str,
+    schema: party_pb2.DatasetSchema,
+    layout: lookup.RowLayout,
+    rows: int,
+    distinct: int,
+    force: planner.Path | None,
+) -> planner.LookupPlan:
+    try:
+        return planner.plan_lookup(
+            owner,
+            schema.name,
+            rows,
+            distinct,
+            schema.rows,
+            schema.bucket_bits,
+            layout.rows_per_plaintext,
+            schema.batch,
+            layout.modulus_bits,
+            force,
+        )
+    except PermissionError as exc:
+        raise RemoteError(owner, grpc.StatusCode.PERMISSION_DENIED, str(exc)) from None
+
+
+def row_layout(schema: party_pb2.DatasetSchema, columns: Sequence[str], modulus_bits: int) -> lookup.RowLayout:
+    """How the owner packs ``columns`` into a plaintext, from its declared columns."""
+    specs = {c.name: c for c in schema.columns}
+    unknown = [c for c in columns if c not in specs]
+    if unknown:
+        raise RemoteError(schema.name, grpc.StatusCode.NOT_FOUND, f"dataset {schema.name!r} has no column(s) {unknown}")
+    carried = [declared(specs[c]) for c in columns]
+    return lookup.RowLayout.for_columns(list(columns), carried, modulus_bits)
+
+
+def share(
+    client: Client,
+    party: str,
+    dataset: str,
+    columns: Sequence[str],
+    ids: Sequence[str | None],
+    path: planner.Path | None = None,
+) -> SharedLookup:
+    """Secret-share the owner's ``columns`` of each id (None: a padding row) with the owner
+    (:class:`SharedLookup`). The path is planned (:func:`plan`) unless forced: P3 fetches the
+    buckets our ids fall in (the owner learns the buckets and the row count), P1 the whole
+    table (the owner learns each row's position class and the row count).
+    """
+    return decrypt(client, fetch(client, party, dataset, columns, ids, path))
+
+
+def fetch(
+    client: Client,
+    party: str,
+    dataset: str,
+    columns: Sequence[str],
+    ids: Sequence[str | None],
+    path: planner.Path | None,
+) -> Fetched:
+    """Steps 1 and 2 of a lookup: plan, OPRF, and the encrypted rows our ids select. (An owner
+    encrypts what it has not yet encrypted here, which may take minutes the first time.) When
+    the owner refuses the fetch as FAILED_PRECONDITION (the epoch of our tags ended meanwhile,
+    or its table changed) we ask again once, from the OPRF step."""
+    try:
+        return _fetch_once(client, party, dataset, columns, ids, path)
+    except RemoteError as exc:
+        if exc.code != grpc.StatusCode.FAILED_PRECONDITION:
+            raise
+    client.forget_schema(party)
+    return _fetch_once(client, party, dataset, columns, ids, path)
+
+
+def _fetch_once(
+    client: Client,
+    party: str,
+    dataset: str,
+    columns: Sequence[str],
+    ids: Sequence[str | None],
+    path: planner.Path | None,
+) -> Fetched:
+    stub = client.party_stub(party)
+    caps = client.capabilities(party)
+    real = list(dict.fromkeys(i for i in ids if i is not None))
+    schema = client.schema(party, dataset)
+    layout = row_layout(schema, columns, caps.paillier_bits)
+    path_plan = _plan(caps.party, schema, layout, len(ids), len(real), path)
+    # 1. OPRF: the owner's tag of each of our ids, without showing it the ids (in its current epoch).
+    tag_of, epoch = oprf.dataset_tags(client, party, caps.party, dataset, real)
+    # 2. The encrypted rows: the buckets our tags fall in (P3) or the whole table (P1).
+    if path_plan.path == "P1":
+        requests = [party_pb2.BucketRequest(dataset=dataset, columns=list(columns), whole_table=True, epoch=epoch)]
+    else:
+        # (with no id of ours, bucket 0 alone: the table's key masks the padding)
+        buckets = sorted({lookup.bucket_of(t, schema.bucket_bits) for t in tag_of.values()}) or [0]
+        requests = [
+            party_pb2.BucketRequest(dataset=dataset, columns=list(columns), bucket=b, epoch=epoch) for b in buckets
+        ]
+    found, public_key, tokens = _fetch_rows(
+        client, party, stub, requests, layout, schema.bucket_bits, set(tag_of.values())
+    )
+    selected = [found.get(tag_of[i]) if i is not None else None for i in ids]
+    return Fetched(party, caps.party, dataset, tuple(columns), path_plan, layout, public_key, selected, tokens)
+
+
+def decrypt(client: Client, fetched: Fetched) -> SharedLookup:
+    """Step 3: mask (absent ids and padding select nothing); the owner decrypts and keeps its
+    shares under a new session id."""
+    pk, layout, selected = fetched.public_key, fetched.layout, fetched.selected
+    ciphertexts = [c[1] if c else None for c in selected]
+    if fetched.plan.path == "P1":
+        fixed = np.full(len(selected), -1, dtype=np.int64)
+        matched = [i for i, c in enumerate(selected) if c is not None]
+        fixed[matched] = layout.positions([c[0] for c in selected if c is not None])
+        plan = lookup.plan_groups(fixed, layout.rows_per_plaintext)
+        masked, mine = lookup.mask_groups(pk, layout, ciphertexts, plan, _obfuscators(pk, plan.count))
+        groups: lookup.Groups | None = plan
+    else:
+        groups = None
+        masked, mine = lookup.mask_rows(pk, layout, ciphertexts, _obfuscators(pk, len(selected)))
+    session_id = uuid.uuid4().hex
+    stub = client.party_stub(fetched.party)
+    client.call(
+        fetched.party,
+        stub.MaskedDecrypt,
+        masked_messages(
+            session_id,
+            fetched.dataset,
+            fetched.columns,
+            fetched.plan.path,
+            masked,
+            groups,
+            len(selected),
+            pk,
+            fetched.tokens,
+        ),
+        timeout=3600,
+    )
+    present = np.array([c is not None for c in selected], dtype=np.uint8)
+    return SharedLookup(fetched.owner, session_id, mine, present, fetched.plan)
+
+
+def _fetch_rows(
+    client: Client,
+    party: str,
+    stub: Any,
+    requests: Sequence[party_pb2.BucketRequest],
+    layout: lookup.RowLayout,
+    bucket_bits: int,
+    wanted: set[bytes],
+) -> tuple[dict[bytes, tuple[bytes, PaillierCiphertext]], PaillierPublicKey, tuple[bytes, ...]]:
+    """Stream encrypted rows; keep (tag, ciphertext) of the tags we want, check the layout;
+    with the table's own public key (each answer's first message carries it: the same in all)
+    and the fetch tokens our masked decryption cites."""
+    want = np.sort(np.frombuffer(b"".join(wanted), dtype="<u8"))
+    found: dict[bytes, tuple[bytes, PaillierCiphertext]] = {}
+    tokens: list[bytes] = []
+    encoded: bytes | None = None
+    public_key: PaillierPublicKey | None = None
+    for request in requests:
+        try:
+            for message in stub.GetEncryptedBucket(request, metadata=client.metadata()):
+                if message.columns:
+                    key = message.paillier_public_key
+                    if (
+                        tuple(message.columns),
+                        tuple(message.value_bits),
+                        tuple(message.minimums),
+                        message.rows_per_plaintext,
+                        message.bucket_bits,
+                    ) != (
+                        layout.columns,
+                        layout.value_bits,
+                        layout.minimums,
+                        layout.rows_per_plaintext,
+                        bucket_bits,
+                    ) or key != (encoded or key):
+                        client.forget_schema(party)
+                        raise RemoteError(
+                            party,
+                            grpc.StatusCode.FAILED_PRECONDITION,
+                            "the owner's table changed since we read its schema (layout, buckets or key); try again",
+                        )
+                    encoded, public_key = key, table_key(key)
+                    tokens.append(message.fetch_token)
+                    if public_key.bits != layout.modulus_bits:
+                        raise RemoteError(
+                            party,
+                            grpc.StatusCode.DATA_LOSS,
+                            f"a {public_key.bits}-bit table key for a {layout.modulus_bits}-bit layout",
+                        )
+                if public_key is None:
+                    raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "encrypted rows before the table's key")
+                width = public_key.ciphertext_bytes
+                # each access to a bytes field copies it: read each once per message
+                tag_bytes, blob = message.tags, message.ciphertexts
+                tags = np.frombuffer(tag_bytes, dtype="<u8")
+                if len(tags) != message.count or len(blob) != message.count * width:
+                    raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "malformed encrypted rows")
+                if not len(want):
+                    continue
+                nearest = want[
+                    np.minimum(np.searchsorted(want, tags), len(want) - 1)
+                ]  # np.isin re-sorts `want` per call
+                for k in np.flatnonzero(nearest == tags).tolist():
+                    tag = tag_bytes[8 * k : 8 * k + 8]
+                    found[tag] = (tag, public_key.ciphertext_from_bytes(blob[k * width : (k + 1) * width]))
+        except grpc.RpcError as exc:
+            raise RemoteError(party, exc.code(), exc.details() or "") from None
+    if public_key is None:
+        raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "no encrypted rows came back")
+    return found, public_key, tuple(tokens)
+
+
+def _obfuscators(public_key: PaillierPublicKey, count: int) -> list[Any] | None:
+    """Mask obfuscators on every core for large batches (None: the key's own source)."""
+    return parallel_obfuscators(public_key, count) if count >= 256 else None
+
+
+def masked_messages(
+    session_id: str,
+    dataset: str,
+    columns: Sequence[str],
+    path: str,
+    masked: Sequence[PaillierCiphertext],
+    groups: lookup.Groups | None,
+    rows: int,
+    public_key: PaillierPublicKey,
+    tokens: Sequence[bytes],
+) -> Iterator[party_pb2.MaskedRows]:
+    yield party_pb2.MaskedRows(
+        session_id=session_id,
+        dataset=dataset,
+        columns=list(columns),
+        path=path,
+        rows=rows if groups is not None else 0,
+        fetch_tokens=list(tokens),
+    )
+    step = 16_384
+    for start in range(0, len(masked), step):
+        part = list(masked[start : start + step])
+        yield party_pb2.MaskedRows(ciphertexts=public_key.ciphertexts_to_bytes(part), count=len(part))
+    if groups is not None:
+        for start in range(0, rows, 1 << 20):
+            end = start + (1 << 20)
+            yield party_pb2.MaskedRows(
+                groups=groups.groups[start:end].astype("<i4").tobytes(),
+                positions=groups.positions[start:end].astype("<i4").tobytes(),
+            )
+
+
+def table_key(encoded: bytes) -> PaillierPublicKey:
+    """An owner's table key (as its encrypted rows carry it) with a short-exponent table,
+    built once per process and key (every client of the process shares it; drawing
+    obfuscators is thread-safe)."""
+    with _KEYS_LOCK:
+        key = _KEYS.get(encoded)
+        if key is None:
+            key = PaillierPublicKey.from_bytes(encoded)
+            # point queries draw from a small pool that a background thread keeps full
+            key.use_obfuscator(
+                ObfuscatorPool(
+                    _LockedObfuscator(ShortExponentObfuscator(key, window_bits=8)), capacity=POOLED_OBFUSCATORS
+                )
+            )
+            _KEYS[encoded] = key
+        return key
+
+
+def declared(column: party_pb2.ColumnSchema) -> tuple[str, int | None, int | None]:
+    """(type, min, max) of an owner's column as carried on shares (a category: its codes)."""
+    if column.type == "category":
+        return column.type, 0, max(0, len(column.categories) - 1) if column.categories else None
+    return column.type, column.min if column.has_bounds else None, column.max if column.has_bounds else None
+
+
+_KEYS: dict[bytes, PaillierPublicKey] = {}  # by PaillierPublicKey.to_bytes() of a table key
+_KEYS_LOCK = threading.Lock()
+
+
+class _LockedObfuscator:
+    """One obfuscator source shared by threads (its refill buffer is not thread-safe)."""
+
+    def __init__(self, source: ShortExponentObfuscator) -> None:
+        self._source, self._lock = source, threading.Lock()
+        self.public_key = source.public_key
+
+    def next(self) -> mpz:
+        with self._lock:
+            return self._source.next()

@@ -1,0 +1,266 @@
+"""The program registry, each program's two roles orchestrated in process without daemons: the
+requester builds the typed parameters, the co-party parses them from the bytes that would cross
+the wire, both take the registry's reservation from one dealer, each runs its role, and the
+requester's outcome equals the plaintext evaluation (the co-party's is None)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mpc.crypto.prg import random_words
+from mpc.protocols import aggregate as agg
+from mpc.protocols import rules, selftest
+from mpc.protocols.programs import (
+    AGGREGATE,
+    PROGRAMS,
+    RULE,
+    SELFTEST_COMPARE,
+    AggregateParams,
+    Program,
+    ProgramError,
+    ProgramParams,
+    RuleParams,
+    SelftestParams,
+    SharesRef,
+    program,
+)
+from mpc.sharing.channel import InProcessChannel
+from mpc.sharing.dealer import TrustedDealer
+from mpc.sharing.ring import encode
+from mpc.sharing.runtime import Party
+
+RULES = rules.load_rules(Path(__file__).resolve().parents[2] / "rules" / "examples.toml")
+SESSION = "0" * 32
+P = TypeVar("P", bound=ProgramParams)
+R = TypeVar("R")
+
+
+def orchestrate(
+    entry: Program[P], params: P, requester: Callable[[Party, P], R], co_party: Callable[[Party, P], R]
+) -> tuple[R, R]:
+    """Party 0 runs with the params it built; party 1 with those it parsed from the wire bytes.
+    Both draw exactly the registry's reservation (nothing beyond it)."""
+    received = entry.parse(params.model_dump_json().encode())
+    assert received == params
+    reservation = entry.reservation(params)
+    assert entry.reservation(received) == reservation
+    dealer = TrustedDealer()
+    left, right = InProcessChannel.pair()
+    parties = (
+        Party(0, left, dealer.correlations_for(0, reservation)),
+        Party(1, right, dealer.correlations_for(1, reservation)),
+    )
+    out: list[Any] = [None, None]
+    errors: list[BaseException] = []
+
+    def body(i: int) -> None:
+        try:
+            out[i] = requester(parties[0], params) if i == 0 else co_party(parties[1], received)
+        except BaseException as exc:
+            errors.append(exc)
+            parties[i].channel.abort(str(exc))
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    assert [p.correlations.requests_beyond_reservation for p in parties] == [0, 0]
+    return out[0], out[1]
+
+
+def test_the_registry_offers_three_programs_and_refuses_others() -> None:
+    assert sorted(PROGRAMS) == ["aggregate", "rule", "selftest-compare"]
+    assert program("rule") is RULE
+    with pytest.raises(ProgramError, match="unknown program 'threshold-check'"):
+        program("threshold-check")
+    assert RULE.requester_starts and AGGREGATE.requester_starts and not SELFTEST_COMPARE.requester_starts
+
+
+@pytest.mark.parametrize(
+    ("entry", "raw", "field"),
+    [
+        (SELFTEST_COMPARE, b'{"n": -1, "seed": 0}', "n"),
+        (SELFTEST_COMPARE, b'{"n": 1}', "seed"),
+        (SELFTEST_COMPARE, b'{"n": 1, "seed": 0, "threshold": 5}', "threshold"),
+        (RULE, b'{"name": "x"}', "rule"),
+        (AGGREGATE, b'{"request": {}, "rows": 1}', "request"),
+        (AGGREGATE, b"[1, 2]", "(parameters)"),
+        (SELFTEST_COMPARE, b"not json", "(parameters)"),
+    ],
+)
+def test_malformed_parameters_are_refused_naming_the_field(entry: Program[Any], raw: bytes, field: str) -> None:
+    with pytest.raises(ProgramError, match=rf"bad parameters for {entry.name}: {re.escape(field)}"):
+        entry.parse(raw)
+
+
+def test_a_session_id_that_could_name_anything_else_is_refused() -> None:
+    rule = RULES.get("income-under-40000") if "income-under-40000" in RULES.rules else next(iter(RULES.rules.values()))
+    for bad in ("../../etc/passwd", "A" * 32, "0" * 31, ""):
+        with pytest.raises(ValueError):
+            SharesRef(owner="tax", dataset="income", session=bad, columns=("annual_income",))
+    assert RULE.requirements(
+        RuleParams(name=rule.name, rule=rule, applications=3, slots=4, tables=(), reveal=())
+    ).rule == (rule.name, rule)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.lists(st.integers(-(2**40), 2**40), max_size=40), seed=st.integers(0, 2**31))
+def test_selftest_compare_both_roles(values: list[int], seed: int) -> None:
+    params = SelftestParams(n=len(values), seed=seed)
+    mine = np.array(values, dtype=np.int64)
+    bits, nothing = orchestrate(
+        SELFTEST_COMPARE,
+        params,
+        lambda p, q: SELFTEST_COMPARE.run(p, q, 0, mine),
+        lambda p, q: SELFTEST_COMPARE.run(p, q, 0),
+    )
+    assert nothing is None and bits is not None
+    assert bits.tolist() == (mine < selftest.public_values(seed, len(values))).astype(int).tolist()
+    assert SELFTEST_COMPARE.requirements(params).rows == len(values)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_rule_both_roles_against_the_plaintext_rule(data: st.DataObject) -> None:
+    """An example rule over random households: the requester's tables and inputs, the co-party's
+    shares (looked up or forwarded), reason codes for the revealable clauses."""
+    rule = RULES.get(data.draw(st.sampled_from(sorted(RULES.rules))))
+    sizes = data.draw(st.lists(st.integers(1, 4), min_size=1, max_size=6))
+    applications = [
+        rules.Application(f"A{k}", f"p{k}-0", tuple(f"p{k}-{j}" for j in range(size))) for k, size in enumerate(sizes)
+    ]
+    slots = rules.padded_slots(max(sizes), rules.MAX_MEMBERS)
+    plain: dict[tuple[str, str, str], dict[str, int]] = {}
+    mine: dict[rules.TableKey, rules.ShareTable] = {}
+    theirs: dict[rules.TableKey, rules.ShareTable] = {}
+    presence: dict[rules.TableKey, np.ndarray] = {}
+    for key, columns in rules.table_columns(rule).items():
+        per_app = slots if key in rules.household_tables(rule) else 1
+        rows = [a.members[k] if k < len(a.members) else None for a in applications for k in range(per_app)]
+        known = [p is not None and data.draw(st.booleans()) for p in rows]
+        values = np.zeros((len(rows), len(columns)), dtype=np.int64)
+        for r, person in enumerate(rows):
+            for c, column in enumerate(columns):
+                if known[r]:
+                    values[r, c] = data.draw(st.sampled_from([0, 1, 29_999, 30_000, 40_000, 120_000]))
+                    plain.setdefault((*key, column), {})[str(person)] = int(values[r, c])
+        encoded = encode(values.reshape(-1)).reshape(values.shape)
+        mask = random_words(encoded.size).reshape(encoded.shape)
+        mine[key], theirs[key] = rules.ShareTable(columns, encoded - mask), rules.ShareTable(columns, mask)
+        presence[key] = np.array([1 if p is None or k else 0 for p, k in zip(rows, known, strict=True)], np.uint8)
+    predicate_bits = {
+        n: [int(data.draw(st.booleans())) for _ in applications] for n, c in rule.clauses.items() if c.is_predicate
+    }
+    predicates = {
+        (rule.clauses[n].owner, str(rule.clauses[n].predicate)): {
+            a.applicant for a, bit in zip(applications, bits, strict=True) if bit
+        }
+        for n, bits in predicate_bits.items()
+    }
+    reveal = tuple(n for n, c in rule.clauses.items() if c.reveal and not c.is_predicate)
+    params = RuleParams(
+        name=rule.name,
+        rule=rule,
+        applications=len(applications),
+        slots=slots,
+        tables=tuple(
+            SharesRef(owner=k[0], dataset=k[1], session=SESSION, columns=c)
+            for k, c in rules.table_columns(rule).items()
+        ),
+        reveal=reveal,
+    )
+    inputs = rules.RequesterInputs([len(a.members) for a in applications], predicate_bits, presence)
+    outcome, nothing = orchestrate(
+        RULE, params, lambda p, q: RULE.run(p, q, mine, inputs), lambda p, q: RULE.run(p, q, theirs)
+    )
+    assert nothing is None and outcome is not None
+    expected = rules.evaluate_plain(rule, applications, plain, predicates)
+    assert outcome.bits.tolist() == [int(eligible) for eligible, _ in expected]
+    assert set(outcome.clauses) == set(reveal)
+    for name in reveal:
+        assert outcome.clauses[name].tolist() == [int(clauses[name]) for _, clauses in expected]
+    requirements = RULE.requirements(params)
+    assert (requirements.program, requirements.computation, requirements.slots, requirements.reveal) == (
+        "rule",
+        "rule",
+        slots,
+        reveal,
+    )
+
+
+SCHEMAS: dict[agg.Side, dict[str, agg.ColumnInfo]] = {
+    "initiator": {"age": agg.ColumnInfo("int", 0, 120), "disabled": agg.ColumnInfo("bool")},
+    "peer": {"income": agg.ColumnInfo("int", -(10**9), 10**9), "region": agg.ColumnInfo("category", labels=("a", "b"))},
+}
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 120), st.booleans(), st.integers(-(10**9), 10**9), st.sampled_from(["a", "b"])),
+        max_size=30,
+    ),
+    where=st.sampled_from(["", "initiator.disabled = 1", "peer.income > 0 AND initiator.age >= 60"]),
+)
+def test_aggregate_both_roles_against_the_plaintext_join(rows: list[tuple[int, bool, int, str]], where: str) -> None:
+    """COUNT and SUM per peer region over the intersection (every row matched), revealed to the
+    initiator with a minimum cell of 1; the peer declares its own columns."""
+    request = agg.AggregateRequest(
+        initiator_dataset="households",
+        peer_dataset="income",
+        where=where,
+        group_by=(agg.ColumnRef(side="peer", column="region"),),
+        aggregates=(
+            agg.Aggregate(kind="count"),
+            agg.Aggregate(kind="sum", column=agg.ColumnRef(side="peer", column="income")),
+        ),
+        min_cell=1,
+    )
+    uses = request.uses("initiator")
+    params = AggregateParams(
+        request=request,
+        rows=len(rows),
+        session=SESSION,
+        initiator={c: SCHEMAS["initiator"][c] for c in uses},
+        peer={c: SCHEMAS["peer"][c] for c in request.uses("peer")},
+    )
+    columns = request.peer_columns()
+    mine: dict[str, dict[str, int | str]] = {f"r{k}": {"age": r[0], "disabled": int(r[1])} for k, r in enumerate(rows)}
+    theirs: dict[str, dict[str, int | str]] = {f"r{k}": {"income": r[2], "region": r[3]} for k, r in enumerate(rows)}
+    carried = np.array(
+        [[SCHEMAS["peer"][c].code(theirs[f"r{k}"][c]) for c in columns] for k in range(len(rows))], np.int64
+    ).reshape(len(rows), len(columns))
+    mask = random_words(carried.size).reshape(carried.shape)
+    mine_shares, their_shares = carried.astype(np.uint64) - mask, mask
+    inputs = agg.InitiatorInputs(
+        np.ones(len(rows), dtype=np.uint8),
+        {c: np.array([int(mine[f"r{k}"][c]) for k in range(len(rows))], dtype=np.int64) for c in sorted(uses)},
+    )
+    result, nothing = orchestrate(
+        AGGREGATE,
+        params,
+        lambda p, q: AGGREGATE.run(p, q, SCHEMAS, mine_shares, inputs),
+        lambda p, q: AGGREGATE.run(p, q, q.schemas(peer=SCHEMAS["peer"]), their_shares),
+    )
+    assert nothing is None and isinstance(result, agg.AggregateResult)
+    expected = agg.evaluate_plain(request, SCHEMAS, mine, theirs)
+    table = {tuple(row[str(k)] for k in request.group_by): row for row in result.table(request)}
+    assert set(table) == set(expected)
+    for group, cells in expected.items():
+        small = int(cells["count"] or 0) < 1  # an empty cell is withheld: every figure None
+        assert table[group]["withheld"] is small
+        for name, value in cells.items():
+            assert table[group][name] == (None if small else value), (group, name)
+    assert AGGREGATE.requirements(params).aggregate == request
