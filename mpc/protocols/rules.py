@@ -47,6 +47,7 @@ from sqlglot import exp
 
 from mpc.protocols import formula
 from mpc.sharing import boolean as _boolean
+from mpc.sharing.boolean import COMPARISON_GATES
 from mpc.sharing.dealer import Reservation
 from mpc.sharing.ring import VALUE_MAX, VALUE_MIN
 from mpc.sharing.runtime import Party
@@ -54,7 +55,6 @@ from mpc.sharing.types import ArithmeticShare, BooleanShare
 
 __all__ = [
     "CLAUSE_NAME",
-    "COMPARISON_GATES",
     "MAX_MEMBERS",
     "RULE_NAME",
     "SLOT_CLASSES",
@@ -91,14 +91,6 @@ RULE_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 MAX_MEMBERS = 64
 SLOT_CLASSES = (4, 8, 16, 32, MAX_MEMBERS)  # households are padded to one of these sizes (at most the owners' cap)
 
-COMPARISON_GATES: dict[str, Callable[[ArithmeticShare, ArithmeticShare | int], BooleanShare]] = {
-    "<": _boolean.lt,
-    "<=": _boolean.le,
-    ">": _boolean.gt,
-    ">=": _boolean.ge,
-    "==": _boolean.eq,
-    "!=": _boolean.ne,
-}
 _COMPARE: dict[str, Callable[[int, int], bool]] = {
     "<": lambda a, b: a < b,
     "<=": lambda a, b: a <= b,

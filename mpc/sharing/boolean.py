@@ -15,6 +15,8 @@ Nothing is opened except uniformly masked values; the result stays shared until 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from mpc.sharing import kernels, ring
@@ -23,6 +25,7 @@ from mpc.sharing.runtime import Party
 from mpc.sharing.types import ArithmeticShare, BooleanShare, Public
 
 __all__ = [
+    "COMPARISON_GATES",
     "and_",
     "and_words",
     "b2a",
@@ -179,6 +182,17 @@ def eq(x: ArithmeticShare, y: ArithmeticShare | Public) -> BooleanShare:
 
 def ne(x: ArithmeticShare, y: ArithmeticShare | Public) -> BooleanShare:
     return not_(eq(x, y))
+
+
+COMPARISON_GATES: dict[str, Callable[[ArithmeticShare, ArithmeticShare | int], BooleanShare]] = {
+    "<": lt,
+    "<=": le,
+    ">": gt,
+    ">=": ge,
+    "==": eq,
+    "!=": ne,
+}
+"""The six comparison gates by operator (``<``, ``<=``, ``>``, ``>=``, ``==``, ``!=``)."""
 
 
 def b2a(b: BooleanShare) -> ArithmeticShare:

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpc.protocols.rules import COMPARISON_GATES
-from mpc.sharing.boolean import comparison_triple_words
+from mpc.sharing.boolean import COMPARISON_GATES, comparison_triple_words
 from mpc.sharing.dealer import Reservation
 from mpc.sharing.runtime import Party
 from mpc.sharing.types import ArithmeticShare
