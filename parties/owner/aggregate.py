@@ -30,7 +30,6 @@ from mpc.sharing.runtime import Party
 from parties.config import format_validation_error
 from parties.owner.gate import Gate
 from parties.owner.sessions import HeldResult, check_session_id
-from parties.owner.tables import declared
 from parties.rpc import wire
 from parties.rpc.boundary import Call, ServiceError
 from protos import common_pb2, party_pb2
@@ -38,7 +37,7 @@ from protos import common_pb2, party_pb2
 if TYPE_CHECKING:
     from parties.owner.server import PartyDaemon
 
-__all__ = ["Aggregates", "JoinInitiator", "column_infos"]
+__all__ = ["Aggregates", "JoinInitiator"]
 
 
 class JoinInitiator(Protocol):
@@ -48,14 +47,6 @@ class JoinInitiator(Protocol):
     def __call__(
         self, daemon: PartyDaemon, call: Call, peer: str, request: agg.AggregateRequest
     ) -> tuple[agg.CellShares, str, int]: ...
-
-
-def column_infos(data: Dataset) -> dict[str, agg.ColumnInfo]:
-    """What both parties may know of our columns: type, declared bounds, category domain."""
-    return {
-        c: agg.ColumnInfo(*declared(data, c)[:1], spec.min, spec.max, data.labels(c) if spec.type == "category" else ())
-        for c, spec in data.spec.schema_.columns.items()
-    }
 
 
 class Aggregates:
@@ -85,7 +76,7 @@ class Aggregates:
         assert data is not None
         request, rows = params.request, params.rows
         self._describe(call, request, data, rows)
-        schemas = params.schemas(peer=column_infos(data))
+        schemas = params.schemas(peer=agg.ColumnInfo.declared(data))
         request.check(schemas, rows)
         columns = request.peer_columns()
         if params.session:
@@ -164,7 +155,10 @@ class Aggregates:
         if job.single_table:
             if request.peer:
                 raise ValueError("an aggregate over one table names no peer")
-            schemas: dict[agg.Side, dict[str, agg.ColumnInfo]] = {"initiator": column_infos(data), "peer": {}}
+            schemas: dict[agg.Side, dict[str, agg.ColumnInfo]] = {
+                "initiator": agg.ColumnInfo.declared(data),
+                "peer": {},
+            }
             job.check(schemas, len(data.ids))
             values = {c: agg.clamp(data.values(c), schemas["initiator"][c]) for c in job.uses("initiator")}
             noise = privacy.own_noise(job, schemas)

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 import grpc
 import numpy as np
 
-from mpc.data.sources import Dataset
 from mpc.policy import PolicyError
 from mpc.protocols import aggregate as agg
 from mpc.protocols import privacy
@@ -82,7 +81,7 @@ def run(client: Client, peer: str, request: agg.AggregateRequest, ids: Sequence[
     our_ids = mine.ids if mine is not None else list(ids or ())
     caps, schema = client.capabilities(peer), client.schema(peer, request.peer_dataset)
     schemas: dict[agg.Side, dict[str, agg.ColumnInfo]] = {
-        "initiator": {} if mine is None else {c: own_info(mine, c) for c in mine.spec.schema_.columns},
+        "initiator": {} if mine is None else agg.ColumnInfo.declared(mine),
         "peer": {
             c.name: agg.ColumnInfo(
                 *lookup.declared(c)[:1],
@@ -156,9 +155,3 @@ def run(client: Client, peer: str, request: agg.AggregateRequest, ids: Sequence[
         client, peer, dealer, AGGREGATE, params, lambda p: AGGREGATE.run(p, params, schemas, shares, inputs, noise)
     )
     return AggregateOutcome(result, dealer.session_id, rows)
-
-
-def own_info(dataset: Dataset, column: str) -> agg.ColumnInfo:
-    """What the peer may know of one of our columns: type, declared bounds, category domain."""
-    spec = dataset.spec.schema_.columns[column]
-    return agg.ColumnInfo(spec.type, spec.min, spec.max, dataset.labels(column) if spec.type == "category" else ())

@@ -18,6 +18,7 @@ import sqlglot
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlglot import exp
 
+from mpc.data.sources import Dataset
 from mpc.sharing import ring
 from mpc.sharing.ring import VALUE_MAX
 
@@ -114,6 +115,15 @@ class ColumnInfo:
     min: int | None = None
     max: int | None = None
     labels: tuple[str, ...] = ()
+
+    @classmethod
+    def declared(cls, dataset: Dataset) -> dict[str, ColumnInfo]:
+        """Every column of one of our datasets as both parties may know it: type, declared bounds,
+        category domain (never the values present in the data)."""
+        return {
+            name: cls(spec.type, spec.min, spec.max, dataset.labels(name) if spec.type == "category" else ())
+            for name, spec in dataset.spec.schema_.columns.items()
+        }
 
     def domain(self) -> tuple[Value, ...]:
         """The values a group key takes (category labels, 0/1, or the small int range)."""
