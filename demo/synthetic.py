@@ -1,5 +1,8 @@
 """Deterministic synthetic agency data for demos and benchmarks.
 
+(Over 500 lines on purpose: one generator whose four agency tables must stay consistent with
+each other, households and ids included; split, its invariants would be spread over modules.)
+
 :func:`generate` draws a population of residents living in households in the 16 districts of a
 Beijing-like city and derives the table each of four agencies would hold about them:
 
