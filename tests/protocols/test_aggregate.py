@@ -3,7 +3,6 @@ empty and full intersections, filters on either side, group keys on either side,
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -25,9 +24,7 @@ from mpc.protocols.aggregate import (
     aggregate_reservation,
     evaluate_plain,
 )
-from mpc.sharing.channel import InProcessChannel
-from mpc.sharing.dealer import TrustedDealer
-from mpc.sharing.runtime import Party
+from tests.protocols.two_parties import run_parties
 
 DISTRICTS = ("east", "north", "west")
 SCHEMAS = {
@@ -82,19 +79,10 @@ def run_program(
         {c: np.array([carried("initiator", c, mine[i][c]) for i in ids], dtype=np.int64) for c in SCHEMAS["initiator"]},
     )
     reservation = aggregate_reservation(request, len(ids), len(request.groups(SCHEMAS)))  # type: ignore[arg-type]
-    dealer = TrustedDealer()
-    left, right = InProcessChannel.pair()
-    parties = (
-        Party(0, left, dealer.correlations_for(0, reservation)),
-        Party(1, right, dealer.correlations_for(1, reservation)),
-    )
-    out: list[Any] = [None, None]
-    errors: list[BaseException] = []
-
-    def body(i: int) -> None:
-        try:
-            out[i] = aggregate_program(
-                parties[i],
+    (first, second), parties = run_parties(
+        tuple(
+            lambda p, i=i: aggregate_program(
+                p,
                 request,
                 SCHEMAS,  # type: ignore[arg-type]
                 len(ids),
@@ -102,19 +90,12 @@ def run_program(
                 inputs if i == 0 else None,
                 noise() if noise and i in noisy else None,
             )
-        except BaseException as exc:
-            errors.append(exc)
-            parties[i].channel.abort(str(exc))
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+            for i in (0, 1)
+        ),
+        reservation,
+    )
     assert parties[0].correlations.requests_beyond_reservation == 0
-    return out[0], out[1]
+    return first, second
 
 
 def run_aggregate(

@@ -6,7 +6,6 @@ requester's outcome equals the plaintext evaluation (the co-party's is None)."""
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,10 +32,9 @@ from mpc.protocols.programs import (
     SharesRef,
     program,
 )
-from mpc.sharing.channel import InProcessChannel
-from mpc.sharing.dealer import TrustedDealer
 from mpc.sharing.ring import encode
 from mpc.sharing.runtime import Party
+from tests.protocols.two_parties import run_parties
 
 RULES = rules.load_rules(Path(__file__).resolve().parents[2] / "rules" / "examples.toml")
 SESSION = "0" * 32
@@ -53,31 +51,11 @@ def orchestrate(
     assert received == params
     reservation = entry.reservation(params)
     assert entry.reservation(received) == reservation
-    dealer = TrustedDealer()
-    left, right = InProcessChannel.pair()
-    parties = (
-        Party(0, left, dealer.correlations_for(0, reservation)),
-        Party(1, right, dealer.correlations_for(1, reservation)),
+    (mine, theirs), parties = run_parties(
+        (lambda p: requester(p, params), lambda p: co_party(p, received)), reservation
     )
-    out: list[Any] = [None, None]
-    errors: list[BaseException] = []
-
-    def body(i: int) -> None:
-        try:
-            out[i] = requester(parties[0], params) if i == 0 else co_party(parties[1], received)
-        except BaseException as exc:
-            errors.append(exc)
-            parties[i].channel.abort(str(exc))
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
     assert [p.correlations.requests_beyond_reservation for p in parties] == [0, 0]
-    return out[0], out[1]
+    return mine, theirs
 
 
 def test_the_registry_offers_three_programs_and_refuses_others() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,10 @@ from hypothesis import strategies as st
 
 from mpc.protocols import rules, selftest
 from mpc.sharing import kernels
-from mpc.sharing.channel import InProcessChannel
 from mpc.sharing.dealer import MAX_RESERVED, Reservation, TrustedDealer
 from mpc.sharing.runtime import Party
 from tests.protocols import threshold
+from tests.protocols.two_parties import run_parties
 
 RULES = Path(__file__).resolve().parents[2] / "rules" / "examples.toml"
 requests = st.lists(st.tuples(st.sampled_from(["bit", "beaver", "dabit"]), st.integers(0, 300)), max_size=12)
@@ -72,19 +71,8 @@ def test_requests_fit_the_reservation_in_order_then_go_to_the_dealer() -> None:
 
 
 def _run(program: Callable[[Party], Any], reservation: Reservation) -> tuple[Any, Party]:
-    dealer = TrustedDealer()
-    left, right = InProcessChannel.pair()
-    parties = (
-        Party(0, left, dealer.correlations_for(0, reservation)),
-        Party(1, right, dealer.correlations_for(1, reservation)),
-    )
-    out: list[Any] = [None, None]
-    threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, program(parties[i]))) for i in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return out[0], parties[0]
+    (mine, _), parties = run_parties((program, program), reservation)
+    return mine, parties[0]
 
 
 def _exact(party: Party, reservation: Reservation) -> None:
