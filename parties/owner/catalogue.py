@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from parties.owner.gate import Gate
+from parties.owner.gate import Handlers
 from parties.rpc.boundary import Call
 from protos import common_pb2, party_pb2
 
 if TYPE_CHECKING:
-    from parties.owner.server import PartyDaemon
+    pass
 
 __all__ = ["PROTOCOLS", "Catalogue"]
 
@@ -31,10 +31,7 @@ PROTOCOLS = (
 )
 
 
-class Catalogue:
-    def __init__(self, daemon: PartyDaemon, gate: Gate) -> None:
-        self.daemon, self.gate = daemon, gate
-
+class Catalogue(Handlers):
     def capabilities(self, request: common_pb2.Empty, context: Any, call: Call) -> party_pb2.Capabilities:
         d = self.daemon
         return party_pb2.Capabilities(
@@ -63,7 +60,7 @@ class Catalogue:
             schema = party_pb2.DatasetSchema(
                 name=name,
                 id_kind=spec.id_kind,
-                rows=self.daemon.config.policy.catalogue_rows(len(dataset.ids)),
+                rows=self.gate.catalogue_rows(len(dataset.ids)),
                 description=dataset.spec.description,
                 bucket_bits=self.daemon.bucket_bits(name),
                 batch=dataset_grant.batch,

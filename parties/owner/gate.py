@@ -28,7 +28,7 @@ from parties.rpc.boundary import Call, ServiceError
 if TYPE_CHECKING:
     from parties.owner.server import PartyDaemon
 
-__all__ = ["Admission", "Gate"]
+__all__ = ["Admission", "Gate", "Handlers"]
 
 
 @dataclass
@@ -70,6 +70,10 @@ class Gate:
     def listing(self, call: Call) -> PeerPolicy:
         """The caller's grant, purpose or not (what ListDatasets shows it)."""
         return self._policy.peer(call.peer)
+
+    def catalogue_rows(self, rows: int) -> int:
+        """A dataset's row count as our catalogue shows it (rounded up to our granularity)."""
+        return self._policy.catalogue_rows(rows)
 
     def predicate(self, call: Call, name: str) -> PredicateSpec:
         """P2: a published predicate the caller may query."""
@@ -239,3 +243,10 @@ class Gate:
     def receive(self, call: Call) -> None:
         """The caller (an owner) may hand us shares as a rule's co-party."""
         self._policy.check_receive(call.peer, call.purpose)
+
+
+class Handlers:
+    """The handlers of one protocol: the daemon they serve and the gate they ask."""
+
+    def __init__(self, daemon: PartyDaemon, gate: Gate) -> None:
+        self.daemon, self.gate = daemon, gate

@@ -18,21 +18,18 @@ import grpc
 import numpy as np
 
 from mpc.protocols import lookup
-from parties.owner.gate import Gate
+from parties.owner.gate import Handlers
 from parties.owner.sessions import Fetch, HeldShares, check_session_id
 from parties.rpc.boundary import Call, ServiceError
 from protos import party_pb2
 
 if TYPE_CHECKING:
-    from parties.owner.server import PartyDaemon
+    pass
 
 __all__ = ["Lookup"]
 
 
-class Lookup:
-    def __init__(self, daemon: PartyDaemon, gate: Gate) -> None:
-        self.daemon, self.gate = daemon, gate
-
+class Lookup(Handlers):
     def encrypted_rows(
         self, request: party_pb2.BucketRequest, context: Any, call: Call
     ) -> Iterator[party_pb2.EncryptedRows]:

@@ -14,21 +14,18 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from mpc.crypto.curve25519 import OprfServer
-from parties.owner.gate import Gate
+from parties.owner.gate import Handlers
 from parties.rpc.boundary import Call, ServiceError
 from parties.rpc.points import split_points
 from protos import party_pb2
 
 if TYPE_CHECKING:
-    from parties.owner.server import PartyDaemon
+    pass
 
 __all__ = ["Oprf"]
 
 
-class Oprf:
-    def __init__(self, daemon: PartyDaemon, gate: Gate) -> None:
-        self.daemon, self.gate = daemon, gate
-
+class Oprf(Handlers):
     def evaluate(
         self, requests: Iterator[party_pb2.PointBatch], context: Any, call: Call
     ) -> Iterator[party_pb2.PointBatch]:

@@ -14,14 +14,14 @@ import grpc
 import numpy as np
 
 from mpc.protocols import psi
-from parties.owner.gate import Gate
+from parties.owner.gate import Handlers
 from parties.rpc.boundary import Call, ServiceError
 from parties.rpc.points import split_points
 from parties.rpc.producers import Interleave
 from protos import party_pb2
 
 if TYPE_CHECKING:
-    from parties.owner.server import PartyDaemon
+    pass
 
 __all__ = ["Psi"]
 
@@ -30,10 +30,7 @@ def _tag_message(tags: np.ndarray) -> party_pb2.PsiMessage:
     return party_pb2.PsiMessage(tags=party_pb2.TagBatch(tags=tags.astype("<u8").tobytes(), count=len(tags)))
 
 
-class Psi:
-    def __init__(self, daemon: PartyDaemon, gate: Gate) -> None:
-        self.daemon, self.gate = daemon, gate
-
+class Psi(Handlers):
     def round(
         self, requests: Iterator[party_pb2.PsiMessage], context: Any, call: Call
     ) -> Iterator[party_pb2.PsiMessage]:

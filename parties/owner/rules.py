@@ -20,22 +20,19 @@ from mpc.protocols import rules
 from mpc.protocols.programs import RULE, RuleParams
 from mpc.sharing.runtime import Party
 from parties.config import format_validation_error
-from parties.owner.gate import Gate
+from parties.owner.gate import Handlers
 from parties.owner.sessions import HeldShares, check_session_id
 from parties.rpc import wire
 from parties.rpc.boundary import Call, ServiceError
 from protos import party_pb2
 
 if TYPE_CHECKING:
-    from parties.owner.server import PartyDaemon
+    pass
 
 __all__ = ["Rules"]
 
 
-class Rules:
-    def __init__(self, daemon: PartyDaemon, gate: Gate) -> None:
-        self.daemon, self.gate = daemon, gate
-
+class Rules(Handlers):
     # ------------------------------------------------------------------ an owner forwarding its shares
     def forward_shares(self, request: party_pb2.ForwardRequest, context: Any, call: Call) -> party_pb2.DecryptReceipt:
         """Hand the shares of a masked decryption to the rule's co-party (which learns nothing from
