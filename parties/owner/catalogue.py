@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mpc.protocols.programs import PROGRAMS
 from parties.owner.gate import Handlers
 from parties.rpc.boundary import Call
 from protos import common_pb2, party_pb2
@@ -25,9 +26,7 @@ PROTOCOLS = (
     "encrypted-buckets",
     "encrypted-table",
     "masked-decrypt",
-    "share-exchange:selftest-compare",
-    "share-exchange:rule",
-    "share-exchange:aggregate",
+    *(f"share-exchange:{name}" for name in PROGRAMS),
 )
 
 

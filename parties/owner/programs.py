@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from mpc.protocols.programs import SELFTEST_COMPARE, ProgramParams, SelftestParams
+from mpc.protocols.programs import AGGREGATE, RULE, SELFTEST_COMPARE, ProgramParams, SelftestParams
 from mpc.sharing.channel import ChannelError
 from mpc.sharing.runtime import Party
 from parties.owner.aggregate import Aggregates
@@ -40,8 +40,8 @@ class Programs:
         # each registry entry's handler on this side (what it checks and takes before any dealing)
         self._handlers: dict[str, Callable[[Any, Call, str, int], Prepared]] = {
             SELFTEST_COMPARE.name: self._selftest,
-            "rule": lambda params, call, session_id, initiator: rules.co_party(params, call, session_id),
-            "aggregate": lambda params, call, session_id, initiator: aggregates.co_party(params, call, session_id),
+            RULE.name: lambda params, call, session_id, initiator: rules.co_party(params, call, session_id),
+            AGGREGATE.name: lambda params, call, session_id, initiator: aggregates.co_party(params, call, session_id),
         }
 
     def share_exchange(
