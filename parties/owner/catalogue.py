@@ -6,7 +6,9 @@ the caller may filter or group by, the declared domain, never the values present
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import grpc
 
 from parties.owner.gate import Gate
 from parties.rpc.boundary import Call
@@ -35,7 +37,9 @@ class Catalogue:
     def __init__(self, daemon: PartyDaemon, gate: Gate) -> None:
         self.daemon, self.gate = daemon, gate
 
-    def capabilities(self, request: common_pb2.Empty, context: Any, call: Call) -> party_pb2.Capabilities:
+    def capabilities(
+        self, request: common_pb2.Empty, context: grpc.ServicerContext, call: Call
+    ) -> party_pb2.Capabilities:
         d = self.daemon
         return party_pb2.Capabilities(
             party=d.name,
@@ -46,7 +50,9 @@ class Catalogue:
             max_batch_points=d.config.party.max_points_per_request,
         )
 
-    def list_datasets(self, request: common_pb2.Empty, context: Any, call: Call) -> party_pb2.DatasetList:
+    def list_datasets(
+        self, request: common_pb2.Empty, context: grpc.ServicerContext, call: Call
+    ) -> party_pb2.DatasetList:
         grant = self.gate.listing(call)
         out = party_pb2.DatasetList(
             reveal_clauses=grant.reveal_clauses,
@@ -87,5 +93,5 @@ class Catalogue:
             out.datasets.append(schema)
         return out
 
-    def audit_head(self, request: common_pb2.Empty, context: Any, call: Call) -> common_pb2.AuditHead:
+    def audit_head(self, request: common_pb2.Empty, context: grpc.ServicerContext, call: Call) -> common_pb2.AuditHead:
         return self.daemon.signed_head()

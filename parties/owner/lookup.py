@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 import numpy as np
@@ -34,7 +34,7 @@ class Lookup:
         self.daemon, self.gate = daemon, gate
 
     def encrypted_rows(
-        self, request: party_pb2.BucketRequest, context: Any, call: Call
+        self, request: party_pb2.BucketRequest, context: grpc.ServicerContext, call: Call
     ) -> Iterator[party_pb2.EncryptedRows]:
         _, columns = self.gate.readable(call, request.dataset, list(request.columns), batch=request.whole_table)
         epoch = self.daemon.check_dataset_epoch(request.epoch)  # the epoch of the requester's tags
@@ -84,7 +84,7 @@ class Lookup:
             yield message
 
     def masked_decrypt(
-        self, requests: Iterator[party_pb2.MaskedRows], context: Any, call: Call
+        self, requests: Iterator[party_pb2.MaskedRows], context: grpc.ServicerContext, call: Call
     ) -> party_pb2.DecryptReceipt:
         header = next(requests, None)
         if header is None:
