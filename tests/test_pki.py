@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import grpc  # type: ignore[import-untyped, unused-ignore]
+import grpc
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -30,6 +30,7 @@ from parties.pki import (
     load_crl_serials,
     verify_client_certificate,
 )
+from parties.rpc.tls import auth_properties
 
 NOW = datetime.now(UTC)
 
@@ -232,8 +233,8 @@ class _Probe:
     calls: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def whoami(self, request: bytes, context: Any) -> bytes:
-        auth: dict[str, list[str]] = {k: [v.decode() for v in vs] for k, vs in context.auth_context().items()}
+    def whoami(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        auth: dict[str, list[str]] = {k: [v.decode() for v in vs] for k, vs in auth_properties(context).items()}
         with self.lock:
             self.calls.append({"auth": auth, "identity_key": context.peer_identity_key(), "peer": context.peer()})
         return auth["x509_common_name"][0].encode()
@@ -242,10 +243,7 @@ class _Probe:
 @contextmanager
 def mtls_server(pki: Pki, probe: _Probe) -> Iterator[int]:
     """A gRPC server on 127.0.0.1 requiring client certificates from ``pki``'s CA."""
-    from grpc_health.v1 import (  # type: ignore[import-untyped, unused-ignore]
-        health,
-        health_pb2_grpc,
-    )
+    from grpc_health.v1 import health, health_pb2_grpc
 
     if not pki.cert_path("server").exists():
         pki.issue("server")
@@ -272,7 +270,7 @@ def mtls_server(pki: Pki, probe: _Probe) -> Iterator[int]:
 
 def _call(port: int, ca_pem: bytes, client: tuple[bytes, bytes] | None) -> tuple[str, bytes]:
     """(status name, response) of a Health.Check and a Whoami call as ``client``."""
-    from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped, unused-ignore]
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     if client is None:
         credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem)
@@ -281,8 +279,10 @@ def _call(port: int, ca_pem: bytes, client: tuple[bytes, bytes] | None) -> tuple
         credentials = grpc.ssl_channel_credentials(ca_pem, key_pem, cert_pem)
     with grpc.secure_channel(f"localhost:{port}", credentials) as channel:
         try:
-            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
-            response = bytes(channel.unary_unary("/test.Probe/Whoami")(b"", timeout=10))
+            # types-grpcio-health-checking declares HealthStub without its methods (grpc_health has Check)
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)  # type: ignore[attr-defined]
+            whoami: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/test.Probe/Whoami")
+            response = bytes(whoami(b"", timeout=10))
         except grpc.RpcError as error:
             return error.code().name, b""
     return "OK", response

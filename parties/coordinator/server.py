@@ -35,6 +35,7 @@ from parties.rpc.tls import (
     OwnCertificateError,
     Revocations,
     TlsConfig,
+    auth_properties,
     check_own_certificate,
     peer_certificate,
     server_credentials,
@@ -87,25 +88,57 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
-class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer):  # type: ignore[misc]
+class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer):
+    """The ``mpc.v1.Coordinator`` service: each RPC runs its handler behind the daemon's boundary."""
+
     def __init__(self, daemon: CoordinatorDaemon) -> None:
         self.daemon = daemon
         b = daemon.boundary
-        self.Register = b.unary("Register", "directory")(self._register)
-        self.GetDirectory = b.unary("GetDirectory", "directory")(self._directory)
-        self.OpenSession = b.unary("OpenSession", "dealer")(self._open_session)
-        self.GetCorrections = b.streaming("GetCorrections", "dealer")(self._corrections)
-        self.WitnessAuditHead = b.unary("WitnessAuditHead", "witness")(self._witness)
-        self.GetWitnessedHeads = b.unary("GetWitnessedHeads", "witness")(self._witnessed)
+        self._rpc_register = b.unary("Register", "directory")(self._register)
+        self._rpc_get_directory = b.unary("GetDirectory", "directory")(self._directory)
+        self._rpc_open_session = b.unary("OpenSession", "dealer")(self._open_session)
+        self._rpc_get_corrections = b.streaming("GetCorrections", "dealer")(self._corrections)
+        self._rpc_witness_audit_head = b.unary("WitnessAuditHead", "witness")(self._witness)
+        self._rpc_get_witnessed_heads = b.unary("GetWitnessedHeads", "witness")(self._witnessed)
 
-    def _register(self, request: coordinator_pb2.Registration, context: Any, call: Call) -> common_pb2.Empty:
+    # ------------------------------------------------------------------ the RPCs
+    def Register(self, request: coordinator_pb2.Registration, context: grpc.ServicerContext) -> common_pb2.Empty:
+        return self._rpc_register(request, context)
+
+    def GetDirectory(self, request: common_pb2.Empty, context: grpc.ServicerContext) -> coordinator_pb2.Directory:
+        return self._rpc_get_directory(request, context)
+
+    def OpenSession(
+        self, request: coordinator_pb2.SessionRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.SessionSeed:
+        return self._rpc_open_session(request, context)
+
+    def GetCorrections(
+        self, request_iterator: Iterator[coordinator_pb2.CorrectionRequest], context: grpc.ServicerContext
+    ) -> Iterator[coordinator_pb2.CorrectionChunk]:
+        return self._rpc_get_corrections(request_iterator, context)
+
+    def WitnessAuditHead(
+        self, request: common_pb2.AuditHead, context: grpc.ServicerContext
+    ) -> coordinator_pb2.WitnessReceipt:
+        return self._rpc_witness_audit_head(request, context)
+
+    def GetWitnessedHeads(
+        self, request: coordinator_pb2.WitnessQuery, context: grpc.ServicerContext
+    ) -> coordinator_pb2.WitnessedHeads:
+        return self._rpc_get_witnessed_heads(request, context)
+
+    # ------------------------------------------------------------------ handlers
+    def _register(
+        self, request: coordinator_pb2.Registration, context: grpc.ServicerContext, call: Call
+    ) -> common_pb2.Empty:
         cert = peer_certificate(context)
         assert cert is not None
         try:
             Ed25519PublicKey.from_public_bytes(bytes.fromhex(request.audit_public_key))
         except ValueError as exc:
             raise ValueError(f"registration of {call.peer} carries a malformed key: {exc}") from exc
-        pem = context.auth_context()["x509_pem_cert"][0]
+        pem = auth_properties(context)["x509_pem_cert"][0]
         from parties.pki import fingerprint
 
         entry = {
@@ -119,7 +152,9 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer):  # type: ign
         call.detail = f"endpoint={request.endpoint}"
         return common_pb2.Empty()
 
-    def _directory(self, request: common_pb2.Empty, context: Any, call: Call) -> coordinator_pb2.Directory:
+    def _directory(
+        self, request: common_pb2.Empty, context: grpc.ServicerContext, call: Call
+    ) -> coordinator_pb2.Directory:
         known = coordinator_pb2.DirectoryEntry.DESCRIPTOR.fields_by_name  # entries saved before a field was retired
         return coordinator_pb2.Directory(
             parties=[
@@ -129,7 +164,7 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer):  # type: ign
         )
 
     def _open_session(
-        self, request: coordinator_pb2.SessionRequest, context: Any, call: Call
+        self, request: coordinator_pb2.SessionRequest, context: grpc.ServicerContext, call: Call
     ) -> coordinator_pb2.SessionSeed:
         parties = tuple(request.parties)
         if len(parties) != 2 or parties[0] == parties[1]:
@@ -158,7 +193,7 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer):  # type: ign
         return reply
 
     def _corrections(
-        self, requests: Iterator[coordinator_pb2.CorrectionRequest], context: Any, call: Call
+        self, requests: Iterator[coordinator_pb2.CorrectionRequest], context: grpc.ServicerContext, call: Call
     ) -> Iterator[coordinator_pb2.CorrectionChunk]:
         session: _Session | None = None
         for request in requests:
@@ -188,7 +223,9 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer):  # type: ign
             for piece, more in wire.chunks(words):
                 yield coordinator_pb2.CorrectionChunk(words=wire.to_message(piece), more=more)
 
-    def _witness(self, request: common_pb2.AuditHead, context: Any, call: Call) -> coordinator_pb2.WitnessReceipt:
+    def _witness(
+        self, request: common_pb2.AuditHead, context: grpc.ServicerContext, call: Call
+    ) -> coordinator_pb2.WitnessReceipt:
         if request.party != call.peer:
             raise ServiceError(grpc.StatusCode.PERMISSION_DENIED, f"{call.peer} may only report its own audit head")
         entry = self.daemon.directory().get(call.peer)
@@ -213,7 +250,7 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer):  # type: ign
         return coordinator_pb2.WitnessReceipt(witnessed_at=when)
 
     def _witnessed(
-        self, request: coordinator_pb2.WitnessQuery, context: Any, call: Call
+        self, request: coordinator_pb2.WitnessQuery, context: grpc.ServicerContext, call: Call
     ) -> coordinator_pb2.WitnessedHeads:
         heads = [
             common_pb2.AuditHead(

@@ -53,7 +53,7 @@ class Aggregates:
     def __init__(self, daemon: PartyDaemon, gate: Gate, initiator: JoinInitiator | None = None) -> None:
         self.daemon, self.gate, self.initiator = daemon, gate, initiator
 
-    def check(self, request: party_pb2.AggregateCheck, context: Any, call: Call) -> common_pb2.Empty:
+    def check(self, request: party_pb2.AggregateCheck, context: grpc.ServicerContext, call: Call) -> common_pb2.Empty:
         """Whether our policy admits the request (the same gate the program passes)."""
         query, data = self.gate.aggregate(call, request.request, int(request.rows))
         self._describe(call, query, data, int(request.rows))
@@ -140,7 +140,9 @@ class Aggregates:
         )
         return f"results/{path.name}"
 
-    def run_for_gateway(self, request: party_pb2.AggregateJob, context: Any, call: Call) -> party_pb2.CellShares:
+    def run_for_gateway(
+        self, request: party_pb2.AggregateJob, context: grpc.ServicerContext, call: Call
+    ) -> party_pb2.CellShares:
         """For the gateway: our share of the cells (noised by us) as the initiator of a join with
         ``peer``, or over one of our tables alone (computed in the clear, then noised)."""
         try:
@@ -176,7 +178,9 @@ class Aggregates:
             session_id=session_id, cells=list(shares.cells), values=wire.to_message(shares.values), rows=rows
         )
 
-    def result_share(self, request: party_pb2.ResultRequest, context: Any, call: Call) -> party_pb2.CellShares:
+    def result_share(
+        self, request: party_pb2.ResultRequest, context: grpc.ServicerContext, call: Call
+    ) -> party_pb2.CellShares:
         check_session_id(request.session_id)
         try:
             held = self.daemon.results.take(request.session_id, call.peer)

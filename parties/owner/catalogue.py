@@ -6,15 +6,12 @@ the caller may filter or group by, the declared domain, never the values present
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import grpc
 
 from mpc.protocols.programs import PROGRAMS
 from parties.owner.gate import Handlers
 from parties.rpc.boundary import Call
 from protos import common_pb2, party_pb2
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["PROTOCOLS", "Catalogue"]
 
@@ -31,7 +28,9 @@ PROTOCOLS = (
 
 
 class Catalogue(Handlers):
-    def capabilities(self, request: common_pb2.Empty, context: Any, call: Call) -> party_pb2.Capabilities:
+    def capabilities(
+        self, request: common_pb2.Empty, context: grpc.ServicerContext, call: Call
+    ) -> party_pb2.Capabilities:
         d = self.daemon
         return party_pb2.Capabilities(
             party=d.name,
@@ -42,7 +41,9 @@ class Catalogue(Handlers):
             max_batch_points=d.config.party.max_points_per_request,
         )
 
-    def list_datasets(self, request: common_pb2.Empty, context: Any, call: Call) -> party_pb2.DatasetList:
+    def list_datasets(
+        self, request: common_pb2.Empty, context: grpc.ServicerContext, call: Call
+    ) -> party_pb2.DatasetList:
         grant = self.gate.listing(call)
         out = party_pb2.DatasetList(
             reveal_clauses=grant.reveal_clauses,
@@ -83,5 +84,5 @@ class Catalogue(Handlers):
             out.datasets.append(schema)
         return out
 
-    def audit_head(self, request: common_pb2.Empty, context: Any, call: Call) -> common_pb2.AuditHead:
+    def audit_head(self, request: common_pb2.Empty, context: grpc.ServicerContext, call: Call) -> common_pb2.AuditHead:
         return self.daemon.signed_head()

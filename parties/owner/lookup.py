@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 import numpy as np
@@ -31,7 +31,7 @@ __all__ = ["Lookup"]
 
 class Lookup(Handlers):
     def encrypted_rows(
-        self, request: party_pb2.BucketRequest, context: Any, call: Call
+        self, request: party_pb2.BucketRequest, context: grpc.ServicerContext, call: Call
     ) -> Iterator[party_pb2.EncryptedRows]:
         _, columns = self.gate.readable(call, request.dataset, list(request.columns), batch=request.whole_table)
         epoch = self.daemon.check_dataset_epoch(request.epoch)  # the epoch of the requester's tags
@@ -81,7 +81,7 @@ class Lookup(Handlers):
             yield message
 
     def masked_decrypt(
-        self, requests: Iterator[party_pb2.MaskedRows], context: Any, call: Call
+        self, requests: Iterator[party_pb2.MaskedRows], context: grpc.ServicerContext, call: Call
     ) -> party_pb2.DecryptReceipt:
         header = next(requests, None)
         if header is None:

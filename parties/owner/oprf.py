@@ -9,7 +9,7 @@ points only: nothing of the ids.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -27,7 +27,7 @@ __all__ = ["Oprf"]
 
 class Oprf(Handlers):
     def evaluate(
-        self, requests: Iterator[party_pb2.PointBatch], context: Any, call: Call
+        self, requests: Iterator[party_pb2.PointBatch], context: grpc.ServicerContext, call: Call
     ) -> Iterator[party_pb2.PointBatch]:
         key: OprfServer | None = None
         limit = self.daemon.config.party.max_points_per_request
@@ -62,12 +62,14 @@ class Oprf(Handlers):
             evaluated = key.evaluate_blinded(points)
             yield party_pb2.PointBatch(points=b"".join(evaluated), count=len(evaluated), epoch=epoch if first else 0)
 
-    def evaluate_batch(self, request: party_pb2.PointBatch, context: Any, call: Call) -> party_pb2.PointBatch:
+    def evaluate_batch(
+        self, request: party_pb2.PointBatch, context: grpc.ServicerContext, call: Call
+    ) -> party_pb2.PointBatch:
         replies = list(self.evaluate(iter([request]), context, call))
         return replies[0]
 
     def predicate_filter(
-        self, request: party_pb2.PredicateRequest, context: Any, call: Call
+        self, request: party_pb2.PredicateRequest, context: grpc.ServicerContext, call: Call
     ) -> Iterator[party_pb2.FilterChunk]:
         spec = self.gate.predicate(call, request.predicate)
         epoch = self.daemon.current_epoch(spec)

@@ -45,7 +45,7 @@ class Programs:
         }
 
     def share_exchange(
-        self, requests: Iterator[party_pb2.ShareMessage], context: Any, call: Call
+        self, requests: Iterator[party_pb2.ShareMessage], context: grpc.ServicerContext, call: Call
     ) -> Iterator[party_pb2.ShareMessage]:
         first = next(requests, None)
         if first is None or first.WhichOneof("body") != "start":

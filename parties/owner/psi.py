@@ -8,7 +8,7 @@ shuffled over the whole set, so the requester learns the count only.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 import numpy as np
@@ -32,7 +32,7 @@ def _tag_message(tags: np.ndarray) -> party_pb2.PsiMessage:
 
 class Psi(Handlers):
     def round(
-        self, requests: Iterator[party_pb2.PsiMessage], context: Any, call: Call
+        self, requests: Iterator[party_pb2.PsiMessage], context: grpc.ServicerContext, call: Call
     ) -> Iterator[party_pb2.PsiMessage]:
         """P1 ECDH-PSI (:mod:`mpc.protocols.psi`): our shuffled ``[b]H(y)`` and the answers to the
         requester's points stream out together, chunk by chunk, while its points stream in."""
@@ -100,7 +100,9 @@ class Psi(Handlers):
 
         yield from Interleave(own, answer)
 
-    def tags(self, request: party_pb2.TagsRequest, context: Any, call: Call) -> Iterator[party_pb2.TagBatch]:
+    def tags(
+        self, request: party_pb2.TagsRequest, context: grpc.ServicerContext, call: Call
+    ) -> Iterator[party_pb2.TagBatch]:
         """Every row's OPRF tag, shuffled: PSI against our per-dataset key (the requester gets its
         own tags by EvaluateOprf, in the same epoch). It reveals what a P1 whole-table fetch does,
         so it needs the same grant."""

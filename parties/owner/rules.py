@@ -34,7 +34,9 @@ __all__ = ["Rules"]
 
 class Rules(Handlers):
     # ------------------------------------------------------------------ an owner forwarding its shares
-    def forward_shares(self, request: party_pb2.ForwardRequest, context: Any, call: Call) -> party_pb2.DecryptReceipt:
+    def forward_shares(
+        self, request: party_pb2.ForwardRequest, context: grpc.ServicerContext, call: Call
+    ) -> party_pb2.DecryptReceipt:
         """Hand the shares of a masked decryption to the rule's co-party (which learns nothing from
         them: each is the value plus the requester's mask), only for a rule we approved for the
         caller, reading exactly these columns; the co-party runs only that rule on them."""
@@ -93,7 +95,7 @@ class Rules(Handlers):
 
     # ------------------------------------------------------------------ the co-party receiving them
     def receive_shares(
-        self, requests: Iterator[party_pb2.SharesChunk], context: Any, call: Call
+        self, requests: Iterator[party_pb2.SharesChunk], context: grpc.ServicerContext, call: Call
     ) -> party_pb2.DecryptReceipt:
         self.gate.receive(call)
         header: party_pb2.SharesChunk | None = None

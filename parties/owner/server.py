@@ -10,7 +10,6 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import grpc
 import numpy as np
@@ -99,7 +98,7 @@ class PartyDaemon:
         if port == 0:
             raise ConfigError(f"party.listen: cannot bind {config.party.listen}")
         self.address = f"{host}:{port}"
-        self._coordinator: Any = None
+        self._coordinator: coordinator_pb2_grpc.CoordinatorStub | None = None
         self._coordinator_channel: grpc.Channel | None = None
         self._stopping = threading.Event()
         self._witness: threading.Thread | None = None
@@ -170,7 +169,7 @@ class PartyDaemon:
         self.server.wait_for_termination()
 
     # ------------------------------------------------------------------ coordinator
-    def coordinator_stub(self) -> Any:
+    def coordinator_stub(self) -> coordinator_pb2_grpc.CoordinatorStub:
         if not self.config.party.coordinator:
             raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, f"{self.name} has no coordinator configured")
         if self._coordinator is None:
@@ -178,7 +177,7 @@ class PartyDaemon:
             self._coordinator = coordinator_pb2_grpc.CoordinatorStub(self._coordinator_channel)
         return self._coordinator
 
-    def peer_stub(self, party: str) -> Any:
+    def peer_stub(self, party: str) -> party_pb2_grpc.PartyStub:
         """A stub for another party's daemon, found in the coordinator's directory."""
         directory = self.coordinator_stub().GetDirectory(common_pb2.Empty(), timeout=10)
         endpoint = next((e.endpoint for e in directory.parties if e.party == party), None)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import numpy as np
@@ -34,10 +34,24 @@ from parties.requester.results import Eligibility, IntersectionSum, Progress, Ps
 from parties.rpc.tls import OwnCertificateError, TlsConfig, check_own_certificate, secure_channel
 from protos import common_pb2, coordinator_pb2_grpc, party_pb2, party_pb2_grpc
 
-__all__ = ["SCHEMA_SECONDS", "Client"]
+__all__ = ["SCHEMA_SECONDS", "Client", "OneReply"]
 
 log = logging.getLogger("mpc.sdk")
 SCHEMA_SECONDS = 30.0  # how long an owner's dataset schemas are reused
+
+Q_contra = TypeVar("Q_contra", contravariant=True)
+R_co = TypeVar("R_co", covariant=True)
+Q = TypeVar("Q")
+R = TypeVar("R")
+
+
+class OneReply(Protocol[Q_contra, R_co]):
+    """A stub method with one reply: unary (``grpc.UnaryUnaryMultiCallable[Q, R]``, the request) or
+    client-streaming (``grpc.StreamUnaryMultiCallable``, ``Q`` an iterator of requests)."""
+
+    def __call__(
+        self, request: Q_contra, /, *, timeout: float | None = ..., metadata: tuple[tuple[str, str], ...] | None = ...
+    ) -> R_co: ...
 
 
 class Client:
@@ -161,7 +175,7 @@ class Client:
     def party_stub(self, party: str) -> party_pb2_grpc.PartyStub:
         return party_pb2_grpc.PartyStub(self._channel(self.endpoint(party)))
 
-    def call(self, party: str, method: Any, request: Any, timeout: float) -> Any:
+    def call(self, party: str, method: OneReply[Q, R], request: Q, timeout: float) -> R:
         """One unary (or client-streaming) call of ``party``'s ``method`` with our metadata; a
         refusal or failure surfaces as :class:`RemoteError`."""
         try:
@@ -171,7 +185,7 @@ class Client:
 
     def capabilities(self, party: str) -> party_pb2.Capabilities:
         """The party's protocols, keys and limits (asked once per client)."""
-        reply: party_pb2.Capabilities | None = self._capabilities.get(party)
+        reply = self._capabilities.get(party)
         if reply is None:
             reply = self.call(party, self.party_stub(party).GetCapabilities, common_pb2.Empty(), timeout=10)
             self._capabilities[party] = reply
@@ -179,10 +193,7 @@ class Client:
 
     def list_datasets(self, party: str) -> party_pb2.DatasetList:
         """What the owner grants us, asked now."""
-        reply: party_pb2.DatasetList = self.call(
-            party, self.party_stub(party).ListDatasets, common_pb2.Empty(), timeout=10
-        )
-        return reply
+        return self.call(party, self.party_stub(party).ListDatasets, common_pb2.Empty(), timeout=10)
 
     def listing(self, party: str) -> party_pb2.DatasetList:
         """What the owner grants us (asked at most every ``SCHEMA_SECONDS``; a table that changed

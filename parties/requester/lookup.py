@@ -24,7 +24,7 @@ from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
 from mpc.protocols import lookup, planner
 from parties.requester import oprf
 from parties.requester.results import RemoteError, SharedLookup
-from protos import party_pb2
+from protos import party_pb2, party_pb2_grpc
 
 if TYPE_CHECKING:
     from parties.requester.client import Client
@@ -218,7 +218,7 @@ def decrypt(client: Client, fetched: Fetched) -> SharedLookup:
 def _fetch_rows(
     client: Client,
     party: str,
-    stub: Any,
+    stub: party_pb2_grpc.PartyStub,
     requests: Sequence[party_pb2.BucketRequest],
     layout: lookup.RowLayout,
     bucket_bits: int,

@@ -9,7 +9,7 @@ epoch. The owner learns how many ids we evaluated; we learn the tags (and, for P
 from __future__ import annotations
 
 import queue
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import grpc
@@ -54,6 +54,7 @@ def evaluate(
         return message
 
     stub, tags, epoch = client.party_stub(party), [], None
+    replies: Iterable[party_pb2.PointBatch]
     try:
         if len(parts) == 1:
             replies = [stub.EvaluateOprfBatch(batch(0, parts[0]), metadata=client.metadata(), timeout=600)]

@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -42,7 +42,8 @@ from mpc.sharing.channel import ChannelError
 from parties.rpc.tls import Revocations, peer_certificate
 
 log = logging.getLogger("mpc.boundary")
-R = TypeVar("R")
+Q = TypeVar("Q")  # what a handler receives: a request message, or an iterator of them (client streaming)
+R = TypeVar("R")  # what it answers: a reply message (unary) or the element type of its reply stream
 
 
 class ServiceError(Exception):
@@ -138,7 +139,7 @@ class Boundary:
             self._in_flight -= 1
 
     # ------------------------------------------------------------------ before the handler
-    def _open(self, context: Any, call: Call) -> None:
+    def _open(self, context: grpc.ServicerContext, call: Call) -> None:
         """Fill ``call`` from the TLS identity and metadata, then refuse what must be refused."""
         cert = peer_certificate(context)
         metadata = {k: v for k, v in (context.invocation_metadata() or ())}
@@ -228,7 +229,7 @@ class Boundary:
             },
         )
 
-    def _fail(self, context: Any, call: Call, started: float, exc: BaseException) -> None:
+    def _fail(self, context: grpc.ServicerContext, call: Call, started: float, exc: BaseException) -> None:
         code, message = _status_for(exc)
         if isinstance(exc, BudgetExceeded):
             self.alert(call, "budget", f"{call.method}: {message}")
@@ -238,10 +239,14 @@ class Boundary:
         self._close(call, started, code.name, message)
         context.abort(code, message)
 
-    def unary(self, method: str, protocol: str = "") -> Callable[[Callable[..., R]], Callable[..., R]]:
-        def wrap(handler: Callable[..., R]) -> Callable[..., R]:
+    def unary(
+        self, method: str, protocol: str = ""
+    ) -> Callable[[Callable[[Q, grpc.ServicerContext, Call], R]], Callable[[Q, grpc.ServicerContext], R]]:
+        """``handler(request, context, call)`` as the gRPC behaviour ``run(request, context)``."""
+
+        def wrap(handler: Callable[[Q, grpc.ServicerContext, Call], R]) -> Callable[[Q, grpc.ServicerContext], R]:
             @functools.wraps(handler)
-            def run(request: Any, context: Any) -> R:
+            def run(request: Q, context: grpc.ServicerContext) -> R:
                 started = time.perf_counter()
                 call = Call(peer="-", method=method, protocol=protocol, request_id=uuid.uuid4().hex[:12])
                 self._enter()
@@ -262,10 +267,16 @@ class Boundary:
 
     def streaming(
         self, method: str, protocol: str = ""
-    ) -> Callable[[Callable[..., Iterator[R]]], Callable[..., Iterator[R]]]:
-        def wrap(handler: Callable[..., Iterator[R]]) -> Callable[..., Iterator[R]]:
+    ) -> Callable[
+        [Callable[[Q, grpc.ServicerContext, Call], Iterator[R]]], Callable[[Q, grpc.ServicerContext], Iterator[R]]
+    ]:
+        """The same for a handler that streams its replies."""
+
+        def wrap(
+            handler: Callable[[Q, grpc.ServicerContext, Call], Iterator[R]],
+        ) -> Callable[[Q, grpc.ServicerContext], Iterator[R]]:
             @functools.wraps(handler)
-            def run(request: Any, context: Any) -> Iterator[R]:
+            def run(request: Q, context: grpc.ServicerContext) -> Iterator[R]:
                 started = time.perf_counter()
                 call = Call(peer="-", method=method, protocol=protocol, request_id=uuid.uuid4().hex[:12])
                 self._enter()

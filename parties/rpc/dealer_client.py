@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import queue
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 
 from mpc.sharing.dealer import KINDS, RESERVED_STREAM, Correlations, Reservation
 from parties.rpc import wire
-from protos import common_pb2, coordinator_pb2
+from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 
 OPEN_TIMEOUT_S = 30.0
 
@@ -40,7 +39,11 @@ class RemoteCorrections:
     the seed; any other request goes over one ``GetCorrections`` stream, opened at the first."""
 
     def __init__(
-        self, stub: Any, session_id: str, metadata: tuple[tuple[str, str], ...], reserved: dict[int, np.ndarray]
+        self,
+        stub: coordinator_pb2_grpc.CoordinatorStub,
+        session_id: str,
+        metadata: tuple[tuple[str, str], ...],
+        reserved: dict[int, np.ndarray],
     ) -> None:
         self._stub, self._session_id, self._metadata = stub, session_id, metadata
         self._reserved = reserved  # stream -> words
@@ -76,7 +79,7 @@ class DealerSession:
 
     def __init__(
         self,
-        stub: Any,
+        stub: coordinator_pb2_grpc.CoordinatorStub,
         session_id: str,
         parties: tuple[str, str],
         reservation: Reservation,

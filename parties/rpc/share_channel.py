@@ -20,7 +20,7 @@ import numpy as np
 
 from mpc.sharing.channel import ABORT_LABEL, Channel
 from parties.rpc import wire
-from protos import party_pb2
+from protos import party_pb2, party_pb2_grpc
 
 _CLOSED = object()
 
@@ -124,7 +124,7 @@ class ShareClientChannel(_StreamChannel):
 
     def __init__(
         self,
-        stub: Any,
+        stub: party_pb2_grpc.PartyStub,
         start: party_pb2.ShareStart,
         peer: str,
         metadata: tuple[tuple[str, str], ...] = (),

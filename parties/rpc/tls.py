@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import grpc
 from cryptography import x509
@@ -65,10 +66,15 @@ class PeerCertificate:
     not_after: dt.datetime
 
 
-def peer_certificate(context: Any) -> PeerCertificate | None:
+def auth_properties(context: grpc.ServicerContext) -> Mapping[str, Sequence[bytes]]:
+    """The call's auth context: each property's values (``x509_pem_cert``: the verified client
+    certificate, PEM). types-grpcio declares one ``bytes`` per property; gRPC gives a list of them."""
+    return cast("Mapping[str, Sequence[bytes]]", context.auth_context())
+
+
+def peer_certificate(context: grpc.ServicerContext) -> PeerCertificate | None:
     """The verified client certificate of the current call, or None without one."""
-    auth = context.auth_context()
-    pems = auth.get("x509_pem_cert")
+    pems = auth_properties(context).get("x509_pem_cert")
     if not pems:
         return None
     cert = x509.load_pem_x509_certificate(pems[0])

@@ -47,7 +47,7 @@ def md(purpose: str, case: str) -> tuple[tuple[str, str], ...]:
     return (("x-purpose", purpose), ("x-case", case))
 
 
-def rpc_error(call: Callable[[], Any]) -> grpc.RpcError:
+def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
     """The gRPC error a raw call ends with (a streaming answer is read to the end)."""
     with pytest.raises(grpc.RpcError) as refused:
         reply = call()
@@ -57,7 +57,7 @@ def rpc_error(call: Callable[[], Any]) -> grpc.RpcError:
     return error
 
 
-def remote_error(call: Callable[[], Any]) -> RemoteError:
+def remote_error(call: Callable[[], object]) -> RemoteError:
     with pytest.raises(RemoteError) as refused:
         call()
     return refused.value
@@ -500,7 +500,7 @@ def _forward(
     return reply
 
 
-REFUSED_FORWARDS: dict[str, tuple[Callable[[Client, str], Any], grpc.StatusCode, str]] = {
+REFUSED_FORWARDS: dict[str, tuple[Callable[[Client, str], object], grpc.StatusCode, str]] = {
     "no-rule": (lambda c, s: _forward(c, s), grpc.StatusCode.INVALID_ARGUMENT, "malformed rule"),
     "unapproved-rule": (
         lambda c, s: _forward(c, s, sent=rule("never-approved")),
@@ -563,7 +563,7 @@ def test_refused_forward_consumes_the_held_shares(deployment: Deployment, kind: 
     """After a refused forward, the session's shares are gone: a second, legitimate forward of the
     same session says FAILED_PRECONDITION (no shares held), and the co-party received nothing."""
     d, purpose, case = deployment, f"fwd-{kind}", f"FWD-CONSUMED-{kind}"
-    attempt: Callable[[Client, str], Any]
+    attempt: Callable[[Client, str], object]
     if kind == "other-columns":
         columns: tuple[str, ...] = ("tax_year",)
         code, message = grpc.StatusCode.PERMISSION_DENIED, "rule 'home-and-income' reads ['annual_income'] of income"
@@ -730,7 +730,7 @@ def test_session_ids_that_could_name_a_path_are_refused(deployment: Deployment, 
     bad = [f"../../../../../../..{target}", "a" * 64, "ABCDEF0123456789ABCDEF0123456789", "", "0" * 31 + "/"]
     with d.client("curious", purpose, case) as client:
         stub = client.party_stub("tax")
-        calls: dict[str, Callable[[str], Any]] = {
+        calls: dict[str, Callable[[str], object]] = {
             "MaskedDecrypt": lambda s: stub.MaskedDecrypt(
                 iter([masked_header(s, "P3")]), metadata=md(purpose, case), timeout=30
             ),
