@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mpc.protocols import aggregate as agg
 from mpc.protocols import rules, selftest
@@ -106,6 +106,18 @@ class AggregateParams(ProgramParams):
     session: str | None = Field(default=None, pattern=SESSION_ID)
     initiator: dict[str, agg.ColumnInfo] = Field(default_factory=dict)
     peer: dict[str, agg.ColumnInfo] = Field(default_factory=dict)
+
+    @field_validator("initiator", "peer")
+    @classmethod
+    def _declared(cls, columns: dict[str, agg.ColumnInfo]) -> dict[str, agg.ColumnInfo]:
+        for name, info in columns.items():
+            if info.type == "int" and (info.min is None or info.max is None or info.min > info.max):
+                raise ValueError(f"column {name!r}: an int column needs bounds min <= max")
+            if info.type == "category" and not info.labels:
+                raise ValueError(f"column {name!r}: a category column needs its labels")
+            if info.type not in ("int", "bool", "category"):
+                raise ValueError(f"column {name!r}: type {info.type!r} is not int, bool or category")
+        return columns
 
     def schemas(self, peer: Mapping[str, agg.ColumnInfo] | None = None) -> dict[agg.Side, dict[str, agg.ColumnInfo]]:
         """Both sides' columns; ``peer`` (the co-party's own declaration) overrides what was sent."""

@@ -149,7 +149,9 @@ class Aggregates:
             job = agg.AggregateRequest.model_validate_json(request.request)
         except ValidationError as exc:
             raise ValueError(f"malformed aggregate request: {format_validation_error(exc, 'request')}") from None
-        data = self.gate.gateway_job(call, job)
+        admission = self.gate.gateway_job(call, job)
+        data = admission.dataset
+        assert data is not None
         call.detail = (
             f"dataset={data.name} peer={request.peer or '-'} epsilon={job.epsilon} "
             f"groups={[str(k) for k in job.group_by]}"
@@ -162,6 +164,7 @@ class Aggregates:
                 "peer": {},
             }
             job.check(schemas, len(data.ids))
+            admission.charge()
             values = {c: agg.clamp(data.values(c), schemas["initiator"][c]) for c in job.uses("initiator")}
             noise = privacy.own_noise(job, schemas)
             assert noise is not None  # job.reveal_to is the gateway, checked by the gate
@@ -172,6 +175,7 @@ class Aggregates:
             )
         if self.initiator is None:
             raise ServiceError(grpc.StatusCode.UNIMPLEMENTED, f"{self.daemon.name} does not initiate joins")
+        admission.charge()  # the peer's CheckAggregate and the join follow
         shares, session_id, rows = self.initiator(self.daemon, call, request.peer, job)
         call.rows = rows
         return party_pb2.CellShares(

@@ -216,8 +216,9 @@ class Gate:
         if request is not None and request.reveal_to != "gateway" and request.epsilon is not None:
             admission.epsilon_cost = privacy.release_cost(request, schemas)
 
-    def gateway_job(self, call: Call, request: agg.AggregateRequest) -> Dataset:
-        """RunAggregate: the gateway's own job over our dataset (as initiator, or alone)."""
+    def gateway_job(self, call: Call, request: agg.AggregateRequest) -> Admission:
+        """RunAggregate: the gateway's own job over our dataset (as initiator, or alone); the
+        computation is charged once the handler has checked the job (:meth:`Admission.charge`)."""
         if request.reveal_to != "gateway" or request.gateway != call.peer:
             raise ServiceError(
                 grpc.StatusCode.PERMISSION_DENIED, f"{call.peer} may only run aggregates it receives itself"
@@ -231,8 +232,7 @@ class Gate:
         if unknown:
             raise ServiceError(grpc.StatusCode.NOT_FOUND, f"dataset {data.name!r} has no column(s) {unknown}")
         policy.check_dataset(call.peer, call.purpose, data, columns=uses)
-        self.daemon.budgets.computation(call, "aggregate")
-        return data
+        return Admission(self, call, Requirements("aggregate", 0, computation="aggregate"), dataset=data)
 
     # ------------------------------------------------------------------ co-party forwarding (P4)
     def forward(self, call: Call, co_party: str) -> bool:

@@ -67,6 +67,9 @@ class Programs:
         dealer = DealerSession(self.daemon.coordinator_stub(), start.session_id, order, reservation, metadata)
         try:
             program = self._handlers[entry.name](params, call, start.session_id, initiator)
+        except (KeyError, TypeError, AttributeError, AssertionError, IndexError) as exc:  # parameters that do not fit
+            dealer.close()
+            raise ValueError(f"bad parameters for {entry.name}: {type(exc).__name__}: {exc}") from None
         except BaseException:
             dealer.close()
             raise

@@ -33,7 +33,7 @@ _SESSION_ID = re.compile(SESSION_ID)
 def check_session_id(value: str) -> str:
     """A session id as the owner accepts it (32 lowercase hex digits): it keys held shares and
     results, so nothing a requester sends can name a file or collide with another form."""
-    if not _SESSION_ID.match(value):
+    if not _SESSION_ID.fullmatch(value):  # fullmatch: '$' alone lets a trailing newline through
         raise ValueError(f"session_id must be 32 lowercase hex digits, not {value[:40]!r}")
     return value
 

@@ -5,6 +5,7 @@ requester's outcome equals the plaintext evaluation (the co-party's is None)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -75,6 +76,7 @@ def test_the_registry_offers_three_programs_and_refuses_others() -> None:
         (RULE, b'{"name": "x"}', "rule"),
         (AGGREGATE, b'{"request": {}, "rows": 1}', "request"),
         (AGGREGATE, b"[1, 2]", "(parameters)"),
+        (AGGREGATE, b'{"request": {"initiator_dataset": "a", "peer_dataset": "b"}, "rows": 1, "peer": {}}', "request"),
         (SELFTEST_COMPARE, b"not json", "(parameters)"),
     ],
 )
@@ -242,3 +244,23 @@ def test_aggregate_both_roles_against_the_plaintext_join(rows: list[tuple[int, b
         for name, value in cells.items():
             assert table[group][name] == (None if small else value), (group, name)
     assert AGGREGATE.requirements(params).aggregate == request
+
+
+@pytest.mark.parametrize(
+    ("declared", "message"),
+    [
+        ({"flag": {"type": "int"}}, "an int column needs bounds"),
+        ({"flag": {"type": "int", "min": 5, "max": 1}}, "an int column needs bounds"),
+        ({"district": {"type": "category"}}, "a category column needs its labels"),
+        ({"x": {"type": "float", "min": 0, "max": 1}}, "is not int, bool or category"),
+    ],
+)
+def test_declared_columns_that_could_not_be_carried_are_refused(declared: dict[str, Any], message: str) -> None:
+    """What a requester declares of its own columns must be a usable declaration (the owner
+    computes with it); an unbounded int would leave a comparison or a sum without a range."""
+    request = agg.AggregateRequest(
+        initiator_dataset="households", peer_dataset="income", aggregates=(agg.Aggregate(kind="count"),)
+    )
+    raw = json.dumps({"request": request.model_dump(mode="json"), "rows": 1, "initiator": declared})
+    with pytest.raises(ProgramError, match=message):
+        AGGREGATE.parse(raw)

@@ -31,6 +31,7 @@ from protos import common_pb2, party_pb2
 from tests.rule_texts import one_clause_rule
 from tests.security.conftest import (
     ABSENT_DISTRICT,
+    APPROVED_PURPOSES,
     CURIOUS_LIMITS,
     LADDER,
     MAX_HOUSEHOLD,
@@ -632,6 +633,96 @@ def test_coparty_program_for_another_rule_over_forwarded_shares_is_refused(deplo
     assert_audited(d, "housing", "ShareExchange", "FWD-RULE-A", "OK", "rule=home-and-income")
 
 
+REASONS_RULE = """
+[rules.home-and-income-reasons]
+expression = "no_home AND low"
+co_party = "housing"
+[rules.home-and-income-reasons.clauses.no_home]
+owner = "housing"
+dataset = "properties"
+column = "property_count"
+compare = "=="
+value = 0
+absent = "zero"
+reveal = true
+[rules.home-and-income-reasons.clauses.low]
+owner = "tax"
+dataset = "income"
+column = "annual_income"
+compare = "<"
+value = 50000
+absent = "false"
+reveal = true
+"""
+
+
+def test_clause_bits_are_revealed_only_with_their_owners_consent(deployment: Deployment) -> None:
+    """The co-party's own clause needs its own policy's consent (checked before any share is taken);
+    another owner's clause needs the consent that owner forwarded with its shares."""
+    d, purpose = deployment, "forwarding"
+    sent = load_rules(REASONS_RULE).get("home-and-income-reasons")
+    d.cluster.approve_rule(sent, "curious", APPROVED_PURPOSES)
+    person = next(i for i in d.mine if i in d.properties)
+    for clause, owner in (("no_home", "housing"), ("low", "tax")):
+        case = f"REVEAL-{clause}"
+        with d.client("curious", purpose, case) as client:
+            forwarded = _tax_session(client, person)
+            assert _forward(client, forwarded, sent=sent).rows == 1
+            own = client.lookup_shares("housing", "properties", ["property_count"], [person], path="P3").session_id
+            params = {
+                "name": sent.name,
+                "rule": sent.model_dump(mode="json"),
+                "applications": 1,
+                "slots": 1,
+                "tables": [
+                    {"owner": "tax", "dataset": "income", "session": forwarded},
+                    {"owner": "housing", "dataset": "properties", "session": own},
+                ],
+                "reveal": [clause],
+            }
+            stub = client.party_stub("housing")
+            refused = rpc_error(
+                lambda p=params, s=stub, c=case: s.ShareExchange(  # type: ignore[misc]
+                    iter([share_start("rule", p)]), metadata=md(purpose, c), timeout=60
+                )
+            )
+        message = f"{owner} does not let curious see clause {clause!r}"
+        assert_status(refused, grpc.StatusCode.PERMISSION_DENIED, message)
+        assert_audited(d, "housing", "ShareExchange", case, "PERMISSION_DENIED", message)
+    assert_serving(d, "housing")
+
+
+def test_requester_declared_columns_are_checked_and_never_the_owners(deployment: Deployment) -> None:
+    """What a requester declares of its own columns must be a usable declaration (bounds, labels);
+    what it declares of the owner's is ignored (the owner takes its own)."""
+    d, purpose, case = deployment, "malformed", "DECLARED-COLUMNS"
+    own_sum = AggregateRequest(
+        initiator_dataset="mine",
+        peer_dataset="income",
+        aggregates=(Aggregate(kind="count"), Aggregate(kind="sum", column=ColumnRef(side="initiator", column="flag"))),
+    )
+    with d.client("curious", purpose, case) as client:
+        stub = client.party_stub("tax")
+        unbounded = {"request": own_sum.model_dump(mode="json"), "rows": 20, "initiator": {"flag": {"type": "int"}}}
+        refused = rpc_error(
+            lambda: stub.ShareExchange(
+                iter([share_start("aggregate", unbounded)]), metadata=md(purpose, case), timeout=30
+            )
+        )
+        assert_status(refused, grpc.StatusCode.INVALID_ARGUMENT, "column 'flag': an int column needs bounds")
+        lie = {  # our income declared a category: if trusted, "cannot be summed"; ignored, the session is asked for
+            "request": _sum_request().model_dump(mode="json"),
+            "rows": 20,
+            "initiator": {},
+            "peer": {"annual_income": {"type": "category", "labels": ["x"]}},
+        }
+        refused = rpc_error(
+            lambda: stub.ShareExchange(iter([share_start("aggregate", lie)]), metadata=md(purpose, case), timeout=30)
+        )
+    assert_status(refused, grpc.StatusCode.INVALID_ARGUMENT, "name the session of their masked decryption")
+    assert_serving(d, "tax")
+
+
 # ---------------------------------------------------------------------- 5. enumeration and batch bypass
 def test_batch_without_the_grant_is_refused(deployment: Deployment) -> None:
     d, purpose, case = deployment, "batch", "NO-BATCH"
@@ -728,6 +819,7 @@ def test_session_ids_that_could_name_a_path_are_refused(deployment: Deployment, 
     d, purpose, case = deployment, "traversal", "TRAVERSAL"
     target = tmp_path / "escaped"
     bad = [f"../../../../../../..{target}", "a" * 64, "ABCDEF0123456789ABCDEF0123456789", "", "0" * 31 + "/"]
+    bad.append("0" * 32 + "\n")  # '$' alone would let a trailing newline through
     with d.client("curious", purpose, case) as client:
         stub = client.party_stub("tax")
         calls: dict[str, Callable[[str], object]] = {
