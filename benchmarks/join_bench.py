@@ -311,7 +311,7 @@ def _sandbox(cluster: LocalCluster, label: str, rows: int, quick: bool, say: Any
         f"SELECT a.district, COUNT(*), AVG(b.amount) FROM alpha.{label} a JOIN beta.{label} b USING "
         f"(id) GROUP BY a.district"
     )
-    with ResearchClient(cluster.gateway_url, token, timeout=600) as research:
+    with ResearchClient(cluster.gateway_url, token, timeout=600, ca=str(cluster.ca_path)) as research:
         research.preview(name, sql, 1.0)
         previews = []
         for _ in range(50):

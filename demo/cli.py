@@ -146,7 +146,8 @@ def deployment(
         )
         if keep:
             console.print(
-                f"[bold]the deployment stays up: portal at {cluster.gateway_url} (token {token}); Ctrl-C stops it[/]"
+                f"[bold]the deployment stays up: portal at {cluster.gateway_url} (token {token}; its certificate "
+                f"is issued by the deployment CA, {cluster.ca_path}); Ctrl-C stops it[/]"
             )
             while True:
                 time.sleep(3600)

@@ -196,8 +196,13 @@ class LocalCluster:
         return Running(GATEWAY, path, state, None)
 
     @property
+    def ca_path(self) -> Path:
+        """The deployment CA's certificate: researchers verify the gateway's HTTPS with it."""
+        return self.pki_dir / "ca.pem"
+
+    @property
     def gateway_url(self) -> str:
-        scheme = "https" if self.gateway_settings.get("https") else "http"
+        scheme = "https" if self.gateway_settings.get("https", True) else "http"
         return f"{scheme}://{self.members[GATEWAY].address}"
 
     def stop_party(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:

@@ -206,7 +206,7 @@ def sandbox_step(cluster: object) -> str:
     store.add_member("demo-researcher", "welfare-statistics")
     started = time.perf_counter()
     with (
-        ResearchClient(cluster.gateway_url, token) as client,
+        ResearchClient(cluster.gateway_url, token, ca=str(cluster.ca_path)) as client,
         console.status("a researcher's query through the gateway…"),
     ):
         cost = client.preview("welfare-statistics", SANDBOX_SQL, 1.0)

@@ -365,6 +365,12 @@ class Pki:
         crl = builder.sign(self._ca_key, hashes.SHA256())
         write_atomic(self.crl_path, crl.public_bytes(serialization.Encoding.PEM), 0o644)
 
+    def renew_crl(self) -> datetime:
+        """Sign the CRL again with the same revocations and a new ``nextUpdate`` (daemons refuse
+        every peer once the CRL they read is past it); returns the new ``nextUpdate``."""
+        self._write_revocations(self.revocations())
+        return _now() + CRL_VALIDITY
+
     def is_revoked(self, cert: x509.Certificate) -> bool:
         """Whether ``cert`` was issued by this CA and its serial is in ``revoked.json``."""
         if cert.issuer != self._ca_cert.subject:
@@ -417,7 +423,13 @@ def fingerprint(pem: bytes | str) -> str:
 
 
 def load_crl_serials(crl_pem: bytes, ca: x509.Certificate) -> set[int]:
-    """The revoked serials of a PEM CRL, after checking it was issued and signed by ``ca``.
+    """The revoked serials of a PEM CRL, after checking it was issued and signed by ``ca``."""
+    return load_crl(crl_pem, ca)[0]
+
+
+def load_crl(crl_pem: bytes, ca: x509.Certificate) -> tuple[set[int], datetime | None]:
+    """The revoked serials of a PEM CRL and its ``nextUpdate``, after checking it was issued and
+    signed by ``ca``.
 
     Raises :class:`ValueError` if the CRL is not from ``ca`` or its signature does not verify.
     """
@@ -432,7 +444,7 @@ def load_crl_serials(crl_pem: bytes, ca: x509.Certificate) -> set[int]:
         raise ValueError(f"unsupported CA key type {type(public_key).__name__}")
     if not crl.is_signature_valid(public_key):
         raise ValueError("CRL signature does not verify against the CA certificate")
-    return {revoked.serial_number for revoked in crl}
+    return {revoked.serial_number for revoked in crl}, crl.next_update_utc
 
 
 def verify_client_certificate(

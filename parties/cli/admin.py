@@ -67,6 +67,18 @@ def pki_revoke(name: str, directory: Path = PKI_DIR) -> None:
     console.print(f"revoked {name}; CRL written to {Path(directory) / 'crl.pem'}")
 
 
+@pki_app.command("crl")
+def pki_crl(directory: Path = PKI_DIR) -> None:
+    """Renew the CRL (the same revocations, a new nextUpdate): daemons refuse every peer once
+    the CRL they read has expired, so renew it before then (it is valid for 30 days)."""
+    try:
+        next_update = Pki(directory).renew_crl()
+    except (PkiError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    console.print(f"CRL renewed: {Path(directory) / 'crl.pem'}, valid until {next_update:%Y-%m-%d %H:%M} UTC")
+
+
 def _public_key(path: Path) -> Ed25519PublicKey:
     data = path.read_bytes()
     if b"PRIVATE KEY" in data:

@@ -12,7 +12,7 @@ from parties.gateway.client import ResearchClient, SandboxError
 
 app = typer.Typer(help="Noised statistics across agencies, through the gateway.", no_args_is_help=True)
 console = Console()
-GATEWAY = typer.Option("http://127.0.0.1:8080", "--gateway", envvar="MPC_GATEWAY", help="the gateway's address")
+GATEWAY = typer.Option("https://127.0.0.1:8080", "--gateway", envvar="MPC_GATEWAY", help="the gateway's address")
 TOKEN = typer.Option(..., "--token", envvar="MPC_RESEARCH_TOKEN", help="your API token")
 CA = typer.Option(None, "--ca", envvar="MPC_GATEWAY_CA", help="the deployment CA (PEM) to verify an https gateway")
 

@@ -1,6 +1,6 @@
 """The researcher's Python client of the gateway's HTTP API.
 
-with ResearchClient("http://127.0.0.1:8080", token) as sandbox:
+with ResearchClient("https://127.0.0.1:8080", token, ca="pki/ca.pem") as sandbox:
     print(sandbox.budget("health-2026"))
     job = sandbox.query("health-2026", 'SELECT h.district, COUNT(*) FROM "civil-affairs".households h '
                                        "GROUP BY h.district")

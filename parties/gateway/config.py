@@ -10,7 +10,8 @@ address, where it keeps its records, and its release rules.
     min_cell = 10                    # cells whose noisy count is below are withheld (marked)
     max_epsilon_per_query = 1.0
     default_epsilon = 0.5
-    https = true                     # the API over TLS with the [tls] certificate (false: plain HTTP, loopback only)
+    https = true                     # the default: the API over TLS with the [tls] certificate
+                                     # (false: plain HTTP, refused unless listen is a loopback address)
 
     [tls]
     ca = "pki/ca.pem"
@@ -22,10 +23,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from parties.config import check_address, load_toml_config
 from parties.rpc.tls import TlsConfig
+
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class GatewaySection(BaseModel):
@@ -40,12 +43,24 @@ class GatewaySection(BaseModel):
     max_epsilon_per_query: float = Field(1.0, gt=0, le=100)
     default_epsilon: float = Field(0.5, gt=0, le=100)
     workers: int = Field(2, ge=1, le=64)  # queries computed at once
-    https: bool = False  # serve the API over TLS with the [tls] certificate (researchers verify it with the CA)
+    # the API over TLS with the [tls] certificate (researchers verify it with the deployment CA);
+    # plain HTTP only when set to false, and then only on a loopback address
+    https: bool = True
 
     @field_validator("listen", "coordinator")
     @classmethod
     def _address(cls, value: str) -> str:
         return check_address(value)
+
+    @model_validator(mode="after")
+    def _plain_http_on_loopback_only(self) -> GatewaySection:
+        host = self.listen.rpartition(":")[0].strip("[]")
+        if not self.https and host not in LOOPBACK:
+            raise ValueError(
+                f"https = false serves researchers' tokens and results in plain HTTP: only on a loopback "
+                f"address ({', '.join(sorted(LOOPBACK))}), not on {host!r}; keep https = true"
+            )
+        return self
 
     @property
     def database_url(self) -> str:

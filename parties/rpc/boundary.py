@@ -39,7 +39,7 @@ from mpc.audit import AuditEvent, AuditLog
 from mpc.budgets import BudgetExceeded
 from mpc.policy import PURPOSE_PATTERN, PolicyError, RateLimiter, RateLimitExceeded
 from mpc.sharing.channel import ChannelError
-from parties.rpc.tls import Revocations, peer_certificate
+from parties.rpc.tls import Revocations, RevocationUnavailable, peer_certificate
 
 log = logging.getLogger("mpc.boundary")
 Q = TypeVar("Q")  # what a handler receives: a request message, or an iterator of them (client streaming)
@@ -148,7 +148,11 @@ class Boundary:
         call.case = str(metadata.get("x-case", ""))[:200]
         if cert is None or not cert.name:
             raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, "no client certificate identity")
-        if self.revocations.is_revoked(cert.serial):
+        try:
+            revoked = self.revocations.is_revoked(cert.serial)
+        except RevocationUnavailable as exc:
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"revocation cannot be checked: {exc}") from None
+        if revoked:
             raise ServiceError(
                 grpc.StatusCode.PERMISSION_DENIED, f"certificate of {cert.name!r} (serial {cert.serial:x}) is revoked"
             )

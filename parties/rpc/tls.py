@@ -81,26 +81,48 @@ def peer_certificate(context: grpc.ServicerContext) -> PeerCertificate | None:
     return PeerCertificate(common_name(cert), cert.serial_number, cert.not_valid_after_utc)
 
 
+class RevocationUnavailable(Exception):
+    """No current CRL: revocation cannot be checked, so every peer is refused (fail closed)."""
+
+
 class Revocations:
-    """Serials revoked by the CA's CRL file; reloaded when the file changes."""
+    """Serials revoked by the CA's CRL file; reloaded when the file changes.
+
+    Fails closed: without a CRL configured, with the file missing or unreadable, or past its
+    ``nextUpdate``, every check raises :class:`RevocationUnavailable` (the boundary answers
+    UNAVAILABLE, naming the file and ``mpc-admin pki crl``, and audits it) instead of treating
+    nothing as revoked."""
 
     def __init__(self, crl: Path | None, ca: Path) -> None:
         self._crl, self._ca = crl, ca
         self._mtime = -1.0
         self._serials: set[int] = set()
+        self._next_update: dt.datetime | None = None
         self._lock = threading.Lock()
 
     def serials(self) -> set[int]:
-        if self._crl is None or not self._crl.exists():
-            return set()
-        mtime = self._crl.stat().st_mtime
+        renew = "the CA renews it with `mpc-admin pki crl --dir PKI`"
+        if self._crl is None:
+            raise RevocationUnavailable(f"no CRL configured (tls.crl): every peer is refused until one is; {renew}")
+        try:
+            mtime = self._crl.stat().st_mtime
+        except OSError:
+            raise RevocationUnavailable(f"the CRL {self._crl} is missing: every peer is refused; {renew}") from None
         with self._lock:
             if mtime != self._mtime:
-                from parties.pki import load_crl_serials
+                from parties.pki import load_crl
 
                 ca = x509.load_pem_x509_certificate(self._ca.read_bytes())
-                self._serials = load_crl_serials(self._crl.read_bytes(), ca)
+                try:
+                    self._serials, self._next_update = load_crl(self._crl.read_bytes(), ca)
+                except (OSError, ValueError) as exc:
+                    raise RevocationUnavailable(f"the CRL {self._crl} cannot be used ({exc}); {renew}") from None
                 self._mtime = mtime
+            if self._next_update is not None and self._next_update < dt.datetime.now(dt.UTC):
+                raise RevocationUnavailable(
+                    f"the CRL {self._crl} expired at {self._next_update.isoformat(timespec='seconds')} "
+                    f"(its nextUpdate): every peer is refused; {renew}"
+                )
             return set(self._serials)
 
     def is_revoked(self, serial: int) -> bool:

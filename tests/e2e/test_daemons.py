@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from demo.cluster import LocalCluster
 from demo.synthetic import AgencyTables
@@ -209,6 +210,41 @@ def test_revoked_certificate_is_refused_and_audited(cluster: LocalCluster) -> No
         method = "GetCapabilities" if party == "tax" else "GetDirectory"
         entry = last_entry(cluster, party, method)
         assert (entry["peer"], entry["outcome"]) == ("revoked-agency", "PERMISSION_DENIED")
+
+
+def test_without_a_current_crl_every_peer_is_refused_until_it_is_renewed(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Revocation fails closed: a CRL past its nextUpdate, or none at all, refuses every peer with
+    UNAVAILABLE naming the file and the command that renews it (audited); `mpc-admin pki crl`
+    renews it and the daemon serves again, without a restart."""
+    import parties.pki as pki_module
+    from parties.cli.admin import app as admin
+
+    crl = cluster.pki_dir / "crl.pem"
+    kept = crl.read_bytes()
+    try:
+        with monkeypatch.context() as patch:  # a CRL signed two days ago, valid for one
+            two_days_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+            patch.setattr(pki_module, "_now", lambda: two_days_ago)
+            patch.setattr(pki_module, "CRL_VALIDITY", dt.timedelta(days=1))
+            Pki(cluster.pki_dir).renew_crl()
+        crl.touch()
+        for broken, reason in (("expired", "expired at"), ("missing", "is missing")):
+            if broken == "missing":
+                crl.unlink()
+            with client_for(cluster, "housing") as client, pytest.raises(RemoteError) as refused:
+                client.capabilities(cluster.members["tax"].address)
+            assert refused.value.code == grpc.StatusCode.UNAVAILABLE, refused.value
+            assert reason in refused.value.details and "mpc-admin pki crl" in refused.value.details
+            entry = last_entry(cluster, "tax", "GetCapabilities")
+            assert (entry["peer"], entry["outcome"]) == ("housing", "UNAVAILABLE")
+        result = CliRunner().invoke(admin, ["pki", "crl", "--dir", str(cluster.pki_dir)])
+        assert result.exit_code == 0 and "CRL renewed" in result.output, result.output
+        with client_for(cluster, "housing") as client:
+            assert client.capabilities(cluster.members["tax"].address).party == "tax"
+    finally:
+        crl.write_bytes(kept)
 
 
 def _foreign_or_expired(cluster: LocalCluster, tmp_path: Path, kind: str) -> TlsConfig:

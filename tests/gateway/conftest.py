@@ -46,7 +46,9 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         party_specs(tables, root / "data"),
         paillier_bits=1024,
         gateway=True,
-        gateway_settings={"max_epsilon_per_query": 2.0, "default_epsilon": 1.0},
+        # plain HTTP, explicitly and on loopback (the portal's browser and schemathesis need no CA);
+        # test_the_api_over_https runs the default
+        gateway_settings={"max_epsilon_per_query": 2.0, "default_epsilon": 1.0, "https": False},
     )
     cluster.start()
     try:

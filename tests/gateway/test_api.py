@@ -266,8 +266,8 @@ def test_admin_and_researcher_command_lines(sandbox: Sandbox) -> None:
 
 
 def test_the_api_over_https(sandbox: Sandbox, tmp_path: Any) -> None:
-    """With ``https = true`` the API is served with the gateway's certificate; a client verifies it
-    with the deployment's CA, and a plain-HTTP request gets nowhere."""
+    """By default (no ``https`` key) the API is served with the gateway's certificate; a client
+    verifies it with the deployment's CA, and a plain-HTTP request gets nowhere."""
     from parties.config import load_party_config
     from parties.gateway.config import GatewayConfig, GatewaySection
     from parties.gateway.server import GatewayDaemon
@@ -282,10 +282,10 @@ def test_the_api_over_https(sandbox: Sandbox, tmp_path: Any) -> None:
         {
             "listen": "127.0.0.1:0",
             "state_dir": tmp_path / "https-gateway",
-            "https": True,
             "coordinator": sandbox.cluster.members["coordinator"].address,
         }
     )
+    assert section.https
     daemon = GatewayDaemon(GatewayConfig(gateway=section, tls=tls))
     daemon.start()
     try:
@@ -331,3 +331,37 @@ def test_an_owner_dying_fails_the_job_refunds_the_budget_and_the_gateway_keeps_s
             sandbox.cluster.start_party("tax")
         job = client.query(PROJECT, JOIN, 0.5)
         assert job["status"] == "done" and client.budget(PROJECT)["researcher"] == pytest.approx(before - 0.5)
+
+
+@pytest.mark.parametrize(
+    ("listen", "https", "refused"),
+    [
+        ("127.0.0.1:8080", None, False),
+        ("0.0.0.0:8080", None, False),
+        ("127.0.0.1:8080", False, False),
+        ("[::1]:8080", False, False),
+        ("localhost:8080", False, False),
+        ("0.0.0.0:8080", False, True),
+        ("10.1.2.3:8080", False, True),
+    ],
+)
+def test_plain_http_only_when_configured_and_only_on_loopback(
+    tmp_path: Any, listen: str, https: bool | None, refused: bool
+) -> None:
+    """HTTPS is the default; ``https = false`` is refused, naming the key and the address, unless
+    the gateway listens on a loopback address."""
+    from parties.config import ConfigError
+    from parties.gateway.config import load_gateway_config
+
+    lines = ["[gateway]", f'listen = "{listen}"', 'state_dir = "state"', 'coordinator = "127.0.0.1:7000"']
+    if https is not None:
+        lines.append(f"https = {str(https).lower()}")
+    lines += ["[tls]", 'ca = "ca.pem"', 'cert = "gateway.pem"', 'key = "gateway.key"']
+    path = tmp_path / "gateway.toml"
+    path.write_text("\n".join(lines) + "\n")
+    if refused:
+        with pytest.raises(ConfigError, match="only on a loopback address") as error:
+            load_gateway_config(path)
+        assert "gateway" in str(error.value) and listen.rpartition(":")[0] in str(error.value)
+    else:
+        assert load_gateway_config(path).gateway.https is (https is not False)
