@@ -241,6 +241,15 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer):
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"{call.peer} reported seq {head.seq} after {last[-1]['seq']}: its log went backwards",
             )
+        if last and last[-1]["seq"] == head.seq:
+            if last[-1]["hash"] != head.hash:  # two different logs under one sequence number: a fork
+                raise ServiceError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"{call.peer} reported a second head with seq {head.seq} (hash {head.hash[:16]}…, witnessed "
+                    f"{last[-1]['hash'][:16]}… at {last[-1]['witnessed_at']}): its log was rewritten",
+                )
+            call.detail = f"seq={head.seq} unchanged"  # an idle party reporting the same head: nothing new
+            return coordinator_pb2.WitnessReceipt(witnessed_at=str(last[-1]["witnessed_at"]))
         when = _now()
         self.daemon.record_head(
             call.peer,

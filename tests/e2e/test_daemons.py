@@ -527,6 +527,38 @@ def test_restart_keeps_keys_and_the_audit_chain(cluster: LocalCluster) -> None:
     assert "OK" in verify.stdout and "witnessed heads" in verify.stdout
 
 
+def test_a_second_head_under_a_witnessed_sequence_number_is_refused(cluster: LocalCluster) -> None:
+    """tax's own key signs another head with the sequence number the coordinator witnessed last (a
+    rewritten log): refused, naming both hashes; the same head again is accepted without a new record."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from mpc.audit import AuditHead
+    from protos import coordinator_pb2, coordinator_pb2_grpc
+
+    heads = witnessed(cluster, "tax")
+    wait_for(lambda: witnessed(cluster, "tax") > heads, "a witnessed head of tax")
+    state = cluster.root / "state" / "tax"
+    key = load_pem_private_key((state / "audit-signing.pem").read_bytes(), None)
+    with client_for(cluster, "tax") as client:
+        stub = coordinator_pb2_grpc.CoordinatorStub(secure_channel(cluster.members["coordinator"].address, client.tls))
+        last = stub.GetWitnessedHeads(coordinator_pb2.WitnessQuery(party="tax"), timeout=10).heads[-1]
+
+        def signed(hash_: str) -> common_pb2.AuditHead:
+            unsigned = AuditHead(seq=last.seq, hash=hash_, time=last.time, signature="")
+            signature = key.sign(unsigned.statement_bytes()).hex()  # type: ignore[call-arg,union-attr]
+            return common_pb2.AuditHead(party="tax", seq=last.seq, hash=hash_, time=last.time, signature=signature)
+
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.WitnessAuditHead(signed("f" * 64), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert f"second head with seq {last.seq}" in str(refused.value.details()) and last.hash[:16] in str(
+            refused.value.details()
+        )
+        stub.WitnessAuditHead(last, timeout=10)  # the same head again: accepted, not recorded twice
+        again = stub.GetWitnessedHeads(coordinator_pb2.WitnessQuery(party="tax"), timeout=10).heads
+        assert [h.hash for h in again].count(last.hash) == 1
+
+
 def test_rewritten_log_is_caught_against_the_coordinator(cluster: LocalCluster, tmp_path: Path) -> None:
     """Rewrite tax's log consistently with its own key: only the witnessed heads reveal it."""
     import shutil
