@@ -173,6 +173,29 @@ def test_restart_after_torn_write_is_refused(tmp_path: Path, key: Ed25519Private
     assert "torn" in report.problems[0].message
 
 
+@pytest.mark.parametrize("complete", [0, 1, 3])
+def test_a_daemon_repairs_a_torn_write_into_quarantine_and_records_it(
+    tmp_path: Path, key: Ed25519PrivateKey, complete: int
+) -> None:
+    """A crash mid-append leaves an unterminated last line (none, one or several complete entries
+    before it): a daemon's log moves those bytes to a quarantine file, continues the chain from
+    the last complete entry and records the repair; the whole log then verifies."""
+    path = tmp_path / "audit.jsonl"
+    make_log(path, key, max(complete, 1))
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    torn = lines[0][:40]
+    path.write_text("".join(lines[:complete]) + torn, encoding="utf-8")
+    with AuditLog(path, key, repair_torn_tail=True) as log:
+        repair = list(log.entries())[-1]
+        log.append(AuditEvent(peer="tax", action="rpc:Next"))
+    quarantined = list(tmp_path.glob("audit.jsonl.torn-*"))
+    assert len(quarantined) == 1 and quarantined[0].read_text(encoding="utf-8") == torn
+    assert (repair.seq, repair.action, repair.outcome) == (complete + 1, "audit:repair", "REPAIRED")
+    assert quarantined[0].name in repair.detail and f"{len(torn.encode())} bytes" in repair.detail
+    report = verify_log(path, key.public_key())
+    assert report.ok and report.entries == complete + 2
+
+
 def test_second_writer_is_refused(tmp_path: Path, key: Ed25519PrivateKey) -> None:
     path = tmp_path / "audit.jsonl"
     with AuditLog(path, key), pytest.raises(AuditLogError, match="already open"):

@@ -154,13 +154,21 @@ def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
 class AuditLog:
     """The writer side: one instance per daemon, holding an exclusive lock on the file."""
 
-    def __init__(self, path: Path, signing_key: Ed25519PrivateKey, *, fsync: bool = True) -> None:
+    def __init__(
+        self, path: Path, signing_key: Ed25519PrivateKey, *, fsync: bool = True, repair_torn_tail: bool = False
+    ) -> None:
         """Open or create the log at ``path`` and continue its chain.
 
         The existing last line must parse, hash correctly and carry a valid signature under
         ``signing_key``; otherwise :class:`AuditLogError` is raised rather than silently
         starting a chain that :func:`verify_log` would flag. (Only the tail is checked here;
         run :func:`verify_log` for the whole file.)
+
+        A last line without its newline is a write the crash interrupted (its append never
+        returned, so no head carrying it was witnessed). With ``repair_torn_tail`` (what daemons
+        pass) those bytes are moved to a quarantine file next to the log, the log is cut back to
+        its last complete line, and the first entry appended is ``audit:repair`` naming the file,
+        the byte count and their SHA-256; without it the torn tail is refused.
         """
         self.path = Path(path)
         self._key = signing_key
@@ -179,11 +187,39 @@ class AuditLog:
             if created:
                 os.fsync(fd)
                 _fsync_directory(self.path.parent)
+            quarantined = self._quarantine_torn_tail() if repair_torn_tail else None
             self._seq, self._last_hash = self._recover_tail()
         except BaseException:
             os.close(fd)
             raise
         self._fd: int | None = fd
+        if quarantined is not None:
+            self.append(AuditEvent(peer="-", action="audit:repair", outcome="REPAIRED", detail=quarantined))
+
+    def _quarantine_torn_tail(self) -> str | None:
+        """Move an unterminated last line to ``LOG.torn-TIME`` and cut the log back to its last
+        newline (both durable); what the repair entry says, or None when there was nothing torn."""
+        line, terminated = _read_last_line(self.path)
+        if terminated:
+            return None
+        size = self.path.stat().st_size
+        keep = size - len(line)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        quarantine = self.path.with_name(f"{self.path.name}.torn-{stamp}")
+        fd = os.open(quarantine, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.truncate(self.path, keep)
+        with self.path.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        _fsync_directory(self.path.parent)
+        return (
+            f"torn last line ({len(line)} bytes, sha256 {sha256(line).hex()}) after byte {keep} moved to "
+            f"{quarantine.name}; the log continues from its last complete entry"
+        )
 
     def _recover_tail(self) -> tuple[int, str]:
         line, terminated = _read_last_line(self.path)

@@ -284,7 +284,9 @@ class CoordinatorDaemon:
         section.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         (section.state_dir / "witness").mkdir(exist_ok=True)
         self.audit = AuditLog(
-            section.state_dir / "audit.log", load_or_create_signing_key(section.state_dir / "audit-signing.pem")
+            section.state_dir / "audit.log",
+            load_or_create_signing_key(section.state_dir / "audit-signing.pem"),
+            repair_torn_tail=True,
         )
         self.audit_log = self.audit
         self.metrics = Metrics(self.name)

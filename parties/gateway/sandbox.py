@@ -86,7 +86,9 @@ class Sandbox:
         self.name = section.name
         section.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.audit = AuditLog(
-            section.state_dir / "audit.log", load_or_create_signing_key(section.state_dir / "audit-signing.pem")
+            section.state_dir / "audit.log",
+            load_or_create_signing_key(section.state_dir / "audit-signing.pem"),
+            repair_torn_tail=True,
         )
         self._pool = ThreadPoolExecutor(max_workers=section.workers, thread_name_prefix="query")
         self._schemas: dict[str, tuple[float, party_pb2.DatasetList]] = {}

@@ -20,7 +20,7 @@ class PartyState:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.directory = directory
         self.audit_key = load_or_create_signing_key(directory / "audit-signing.pem")
-        self.audit = AuditLog(directory / "audit.log", self.audit_key)
+        self.audit = AuditLog(directory / "audit.log", self.audit_key, repair_torn_tail=True)
 
     def audit_public_key_hex(self) -> str:
         from cryptography.hazmat.primitives import serialization

@@ -527,6 +527,41 @@ def test_restart_keeps_keys_and_the_audit_chain(cluster: LocalCluster) -> None:
     assert "OK" in verify.stdout and "witnessed heads" in verify.stdout
 
 
+def test_a_torn_audit_line_after_a_crash_is_quarantined_and_the_daemon_starts(cluster: LocalCluster) -> None:
+    """A crash in the middle of an append leaves half a line: the daemon starts anyway, the torn
+    bytes wait in a quarantine file, an audit:repair entry says so, and the chain verifies
+    (also against the coordinator's witnessed heads)."""
+    assert cluster.stop_party("spare", signal.SIGKILL) is not None
+    log = cluster.root / "state" / "spare" / "audit.log"
+    torn = b'{"action": "rpc:GetCapabilities", "case": "", "detail": "", "dur'
+    with log.open("ab") as handle:
+        handle.write(torn)
+    cluster.start_party("spare")
+    with client_for(cluster, "housing", purpose="selftest") as client:
+        assert client.capabilities("spare").party == "spare"
+    quarantined = list(log.parent.glob("audit.log.torn-*"))
+    assert [q.read_bytes() for q in quarantined] == [torn]
+    repairs = [e for e in audit_entries(cluster, "spare") if e["action"] == "audit:repair"]
+    assert len(repairs) == 1 and quarantined[0].name in str(repairs[0]["detail"])
+    heads = witnessed(cluster, "spare")
+    wait_for(lambda: witnessed(cluster, "spare") > heads, "a witnessed head of the repaired log")
+    verify = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "parties.cli.admin",
+            "audit",
+            "verify",
+            "--config",
+            str(cluster.config("spare")),
+            "--against-coordinator",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
 def test_a_second_head_under_a_witnessed_sequence_number_is_refused(cluster: LocalCluster) -> None:
     """tax's own key signs another head with the sequence number the coordinator witnessed last (a
     rewritten log): refused, naming both hashes; the same head again is accepted without a new record."""
