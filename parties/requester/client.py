@@ -13,6 +13,8 @@ operation is a thin call into the driver of its protocol (:mod:`parties.requeste
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -84,23 +86,22 @@ class Client:
     @classmethod
     def from_config(cls, path: str | Path, purpose: str = "", case: str = "") -> Client:
         config = load_party_config(Path(path))
-        state = config.party.state_dir
-        try:
-            state.mkdir(parents=True, exist_ok=True, mode=0o700)
-            audit: AuditLog | None = AuditLog(
-                state / "requests.log", load_or_create_signing_key(state / "audit-signing.pem")
-            )
-        except AuditLogError as exc:  # another client of this agency holds the log
-            log.warning("requests are not recorded locally", extra={"fields": {"reason": str(exc)}})
-            audit = None
-        return cls(config.party.name, config.tls, config.party.coordinator, purpose, case, audit, config)
+        return cls(
+            config.party.name,
+            config.tls,
+            config.party.coordinator,
+            purpose,
+            case,
+            _requests_log(config.party.state_dir),
+            config,
+        )
 
     def close(self) -> None:
         for channel in self._channels.values():
             channel.close()
         self._channels.clear()
         if self.audit is not None:
-            self.audit.close()
+            _release_requests_log(self.audit)
             self.audit = None
 
     def __enter__(self) -> Client:
@@ -342,3 +343,48 @@ class Client:
         """Secret-shared ``values < public_values(seed)`` with ``party`` as co-party
         (:func:`parties.requester.programs.selftest_compare`)."""
         return programs.selftest_compare(self, party, values, seed)
+
+
+# Every client of one process records into one log per agency (appends are thread-safe); a
+# second process of the agency, finding the file locked, records into requests.PID.log instead:
+# requests are never silently unrecorded, and each file verifies on its own.
+_REQUEST_LOGS: dict[Path, tuple[AuditLog, int]] = {}
+_REQUEST_LOGS_LOCK = threading.Lock()
+
+
+def _requests_log(state: Path) -> AuditLog:
+    """The agency's signed log of what it asked (``STATE/requests.log``, shared by the clients of
+    this process), or ``STATE/requests.PID.log`` when another process holds that one. Raises
+    :class:`AuditLogError` (the client does not run unrecorded) when neither can be opened."""
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = (state / "requests.log").resolve()
+    with _REQUEST_LOGS_LOCK:
+        shared = _REQUEST_LOGS.get(path)
+        if shared is not None:
+            _REQUEST_LOGS[path] = (shared[0], shared[1] + 1)
+            return shared[0]
+        key = load_or_create_signing_key(state / "audit-signing.pem")
+        try:
+            opened = AuditLog(path, key, repair_torn_tail=True)
+        except AuditLogError as exc:
+            if "already open" not in str(exc):
+                raise
+            own = state / f"requests.{os.getpid()}.log"
+            log.warning(
+                "requests.log is held by another process: recording into its own file",
+                extra={"fields": {"log": str(own)}},
+            )
+            opened = AuditLog(own, key, repair_torn_tail=True)
+        _REQUEST_LOGS[path] = (opened, 1)
+        return opened
+
+
+def _release_requests_log(audit: AuditLog) -> None:
+    with _REQUEST_LOGS_LOCK:
+        for path, (shared, users) in list(_REQUEST_LOGS.items()):
+            if shared is audit:
+                if users > 1:
+                    _REQUEST_LOGS[path] = (shared, users - 1)
+                    return
+                del _REQUEST_LOGS[path]
+        audit.close()

@@ -132,6 +132,33 @@ def test_psi_cardinality_matches_plaintext_and_is_audited(cluster: LocalCluster,
     )
 
 
+def test_the_requesters_log_is_never_off(cluster: LocalCluster) -> None:
+    """Clients of one process share the agency's requests.log; a second process finding it locked
+    records into its own requests.PID.log; either way every request is recorded and verifies."""
+    import os
+
+    from mpc.audit import AuditLog, load_or_create_signing_key, verify_log
+
+    state = cluster.root / "state" / "housing"
+    key = load_or_create_signing_key(state / "audit-signing.pem")
+    config = cluster.config("housing")
+    with (
+        Client.from_config(config, "statistics", "LOG-A") as first,
+        Client.from_config(config, "statistics", "LOG-B") as second,
+    ):
+        assert first.audit is not None and first.audit is second.audit
+        first.capabilities("tax")
+        second.psi_cardinality("tax", "income", ["110101199003077777"])
+    own = state / f"requests.{os.getpid()}.log"
+    # another process of the agency holds the log
+    with AuditLog(state / "requests.log", key), Client.from_config(config, "statistics", "LOG-C") as client:
+        assert client.audit is not None and client.audit.path == own
+        client.psi_cardinality("tax", "income", ["110101199003077777"])
+    for path, case in ((state / "requests.log", "LOG-B"), (own, "LOG-C")):
+        assert verify_log(path, key.public_key()).ok
+        assert case in path.read_text()
+
+
 def test_psi_intersection_matches_plaintext(cluster: LocalCluster, tables: AgencyTables) -> None:
     """Intersection mode: exactly our ids the owner holds, in our order; duplicates in our list
     are sent once; ids invalid on the owner's side (its defective rows) never match; an empty
