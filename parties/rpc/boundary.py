@@ -233,6 +233,22 @@ class Boundary:
             },
         )
 
+    def _begin(self, call: Call) -> None:
+        """A streaming call admitted by the boundary: ``rpc-begin:METHOD`` (outcome ``BEGIN``), so
+        that a stream that never ends (a crash, a kill) still left a trace; its ``rpc:METHOD``
+        entry follows when it ends, whatever the outcome."""
+        self.audit.append(
+            AuditEvent(
+                peer=call.peer,
+                action=f"rpc-begin:{call.method}",
+                purpose=call.purpose,
+                case=call.case,
+                protocol=call.protocol,
+                outcome="BEGIN",
+                detail=f"request {call.request_id}",
+            )
+        )
+
     def _fail(self, context: grpc.ServicerContext, call: Call, started: float, exc: BaseException) -> None:
         code, message = _status_for(exc)
         if isinstance(exc, BudgetExceeded):
@@ -286,6 +302,7 @@ class Boundary:
                 self._enter()
                 try:
                     self._open(context, call)
+                    self._begin(call)  # a stream may run for minutes: the log shows it from the start
                     yield from handler(request, context, call)
                 except GeneratorExit:  # the client went away mid-stream
                     self._close(call, started, "CANCELLED", "client cancelled the stream")

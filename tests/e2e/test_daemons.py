@@ -39,7 +39,7 @@ from tests.rule_texts import one_clause_rule
 
 
 def last_entry(cluster: LocalCluster, party: str, method: str) -> dict[str, object]:
-    entries = [e for e in audit_entries(cluster, party) if str(e.get("action", "")).endswith(method)]
+    entries = [e for e in audit_entries(cluster, party) if e.get("action") == f"rpc:{method}"]
     assert entries, f"no audit entry for {method} at {party}"
     return entries[-1]
 
@@ -512,10 +512,12 @@ def test_requester_killed_mid_protocol_daemon_keeps_serving(cluster: LocalCluste
     entries: list[dict[str, object]] = []
     while time.monotonic() < deadline:
         entries = [e for e in audit_entries(cluster, "tax") if e.get("case") == "KILLED"]
-        if entries:
+        if any(e["action"] == "rpc:ShareExchange" for e in entries):
             break
         time.sleep(0.1)
-    assert entries and entries[-1]["outcome"] != "OK"
+    # the stream's begin was recorded while it ran, its end with the failure once the requester died
+    assert [e["action"] for e in entries] == ["rpc-begin:ShareExchange", "rpc:ShareExchange"]
+    assert entries[0]["outcome"] == "BEGIN" and entries[-1]["outcome"] != "OK"
     with client_for(cluster, "housing") as client:
         assert client.capabilities("tax").party == "tax"
 
