@@ -83,7 +83,12 @@ class PartyDaemon:
         self.datasets: dict[str, Dataset] = {spec.name: load_dataset(spec, config.base_dir) for spec in config.datasets}
         self.metrics = Metrics(self.name)
         self.boundary = Boundary(
-            self.name, self.state.audit, Revocations(config.tls.crl, config.tls.ca), self.metrics, self._rate_limit
+            self.name,
+            self.state.audit,
+            Revocations(config.tls.crl, config.tls.ca),
+            self.metrics,
+            self._rate_limit,
+            granted=lambda peer: peer in config.policy.peers,
         )
         self.server = grpc.server(
             ThreadPoolExecutor(max_workers=32, thread_name_prefix=f"{self.name}-rpc"),
@@ -156,6 +161,7 @@ class PartyDaemon:
         self.health.enter_graceful_shutdown()
         in_flight = self.boundary.in_flight
         self.server.stop(grace).wait()
+        self.boundary.flush()
         self.state.audit.append(
             AuditEvent(peer="-", action="daemon:stop", detail=f"grace={grace}s in_flight_at_stop={in_flight}")
         )

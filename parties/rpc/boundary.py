@@ -104,9 +104,43 @@ class Metrics:
         self.party = party
 
 
+class QuietRefusals:
+    """Refusals of peers without any grant: the first ``per_window`` in each window are audited one
+    by one, the rest only counted and audited as one ``audit:suppressed`` entry (when the peer's
+    next window begins, or the daemon stops), so that a certified stranger cannot make the owner
+    write an fsync'ed entry per call."""
+
+    def __init__(self, per_window: int = 5, window_seconds: float = 60.0) -> None:
+        self.per_window, self.window = per_window, window_seconds
+        self._state: dict[str, tuple[float, int, int]] = {}  # peer -> (window start, written, suppressed)
+        self._lock = threading.Lock()
+
+    def admit(self, peer: str) -> tuple[bool, tuple[float, int] | None]:
+        """Whether to audit this refusal one by one, and a finished window's (start, suppressed
+        count) to report first."""
+        now = time.monotonic()
+        with self._lock:
+            start, written, suppressed = self._state.get(peer, (now, 0, 0))
+            report = None
+            if now - start >= self.window:
+                report = (start, suppressed) if suppressed else None
+                start, written, suppressed = now, 0, 0
+            write = written < self.per_window
+            self._state[peer] = (start, written + write, suppressed + (not write))
+            return write, report
+
+    def drain(self) -> list[tuple[str, float, int]]:
+        """Every window's suppressed count not yet reported: (peer, start, count)."""
+        with self._lock:
+            pending = [(peer, start, n) for peer, (start, _, n) in self._state.items() if n]
+            self._state.clear()
+            return pending
+
+
 class Boundary:
     """Wraps the (bound) handlers of one daemon: ``handler(request, context, call)``. ``rate_limit``
-    maps a peer name to its requests per minute (None: no limit applies)."""
+    maps a peer name to its requests per minute (None: no limit applies); ``granted`` says whether
+    a peer holds any grant here (refusals of the others are audited in aggregate past a few)."""
 
     def __init__(
         self,
@@ -115,15 +149,38 @@ class Boundary:
         revocations: Revocations,
         metrics: Metrics,
         rate_limit: Callable[[str], int | None],
+        granted: Callable[[str], bool] = lambda peer: True,
     ) -> None:
         self.party = party
         self.audit = audit
         self.revocations = revocations
         self.metrics = metrics
         self._rate_limit = rate_limit
+        self._granted = granted
+        self._quiet = QuietRefusals()
         self._limiter = RateLimiter()
         self._in_flight = 0
         self._lock = threading.Lock()
+
+    def flush(self) -> None:
+        """Audit the refusals still counted in aggregate (the daemon calls this when it stops)."""
+        for peer, start, count in self._quiet.drain():
+            self._suppressed(peer, start, count)
+
+    def _suppressed(self, peer: str, start: float, count: int) -> None:
+        self.audit.append(
+            AuditEvent(
+                peer=peer,
+                action="audit:suppressed",
+                rows=count,
+                outcome="REFUSED",
+                detail=(
+                    f"{count} further refused calls of {peer}, which holds no grant here, in the "
+                    f"{self._quiet.window:.0f} s from {time.monotonic() - start:.0f} s ago: counted, "
+                    f"not written one by one"
+                ),
+            )
+        )
 
     @property
     def in_flight(self) -> int:
@@ -256,6 +313,13 @@ class Boundary:
         if code == grpc.StatusCode.INTERNAL:
             log.exception("handler failed", extra={"fields": {"request_id": call.request_id}})
             message = f"{message} (request {call.request_id})"
+        if call.peer != "-" and not self._granted(call.peer):  # a stranger: audited in aggregate past a few
+            write, report = self._quiet.admit(call.peer)
+            if report is not None:
+                self._suppressed(call.peer, *report)
+            if not write:
+                self.metrics.requests.labels(self.party, call.method, code.name).inc()
+                context.abort(code, message)
         self._close(call, started, code.name, message)
         context.abort(code, message)
 

@@ -228,6 +228,31 @@ def test_unauthorised_requests_are_refused_and_audited(
     assert message in str(entry["detail"])
 
 
+def test_a_stranger_flooding_an_owner_costs_a_few_entries_and_one_summary(cluster: LocalCluster) -> None:
+    """A certified peer without any grant calls 40 times: refused every time (the rate limit too),
+    but only the first few refusals of a minute are written one by one; the rest are one
+    audit:suppressed entry with their count (here written when the daemon stops)."""
+    spare = cluster.members["spare"].address
+
+    def refusals() -> int:
+        return sum(
+            1 for e in audit_entries(cluster, "spare") if e["action"] == "rpc:ListDatasets" and e["peer"] == "stranger"
+        )
+
+    before = refusals()
+    with client_for(cluster, "stranger") as client:
+        for _ in range(40):
+            with pytest.raises(RemoteError) as refused:
+                client.list_datasets(spare)
+            assert refused.value.code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    written = refusals() - before
+    assert 1 <= written <= 5
+    assert cluster.stop_party("spare", signal.SIGTERM) == 0
+    cluster.start_party("spare")
+    summaries = [e for e in audit_entries(cluster, "spare") if e["action"] == "audit:suppressed"]
+    assert summaries and summaries[-1]["peer"] == "stranger" and summaries[-1]["rows"] == 40 - written
+
+
 def test_revoked_certificate_is_refused_and_audited(cluster: LocalCluster) -> None:
     Pki(cluster.pki_dir).revoke("revoked-agency")
     for party, target in (("tax", cluster.members["tax"].address), ("coordinator", "tax")):
