@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+from cryptography import x509
 
 from mpc.approvals import CATALOGUE_FILE, RuleApprovals
 from mpc.audit import load_or_create_signing_key
 from mpc.protocols.rules import Rule
-from parties.pki import Pki
+from parties.pki import ROLES, Pki
 
 COORDINATOR = "coordinator"
 
@@ -29,7 +30,9 @@ COORDINATOR = "coordinator"
 @dataclass
 class PartySpec:
     """A party of the cluster: its datasets (DatasetSpec dicts) and policy (Policy dict).
-    ``daemon=False`` makes a requester-only identity (certificate and config, no process)."""
+    ``daemon=False``: no process is started (certificate and config only). Without datasets that
+    is a requester-only identity (a clientAuth certificate); with datasets, a daemon the caller
+    runs itself (in process, say)."""
 
     name: str
     datasets: list[dict[str, Any]] = field(default_factory=list)
@@ -91,8 +94,11 @@ class LocalCluster:
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         pki = Pki(self.pki_dir) if (self.pki_dir / "ca.pem").exists() else Pki.init(self.pki_dir)
         for name in [COORDINATOR, *self.specs, *([GATEWAY] if self.gateway else [])]:
-            if not (self.pki_dir / "issued" / f"{name}.pem").exists():
-                pki.issue(name)
+            if not _names_itself(self.pki_dir / "issued" / f"{name}.pem", name):  # missing, or from before DNS:name
+                # each daemon serves on loopback only; a requester-only identity serves nothing
+                spec = self.specs.get(name)
+                requester = spec is not None and not spec.daemon and not spec.datasets
+                pki.issue(name, hosts=() if requester else ("127.0.0.1",), roles=("client",) if requester else ROLES)
         coordinator_config = {
             "coordinator": {
                 "name": COORDINATOR,
@@ -240,3 +246,15 @@ class LocalCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _names_itself(path: Path, name: str) -> bool:
+    """Whether the certificate at ``path`` exists and carries ``DNS:name`` (what clients check)."""
+    if not path.exists():
+        return False
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    return name in san.get_values_for_type(x509.DNSName)

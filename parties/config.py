@@ -39,6 +39,7 @@ class PartySection(BaseModel):
     advertise: str | None = None  # address others use (default: the bound listen address)
     state_dir: Path
     coordinator: str | None = None
+    coordinator_name: str = Field("coordinator", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")  # its certificate's name
     metrics_listen: str | None = None  # e.g. "127.0.0.1:9101"; off when unset
     audit_witness_seconds: float = Field(30.0, gt=0)
     max_points_per_request: int = Field(2_000_000, ge=1)

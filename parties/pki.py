@@ -46,7 +46,8 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from mpc.files import write_atomic
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-DEFAULT_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost")
+Role = Literal["server", "client"]
+ROLES: tuple[Role, ...] = ("server", "client")  # a daemon both serves and calls; a requester only calls
 CLOCK_SKEW = timedelta(minutes=5)
 CRL_VALIDITY = timedelta(days=30)
 
@@ -94,7 +95,7 @@ def validate_name(name: str) -> str:
     """Return ``name`` if it is a valid party name, else raise :class:`ValueError`."""
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise ValueError(
-            f"invalid party name {name!r}: must match {NAME_PATTERN.pattern} "
+            f"invalid party name {name[:70] if isinstance(name, str) else name!r}: must match {NAME_PATTERN.pattern} "
             "(lower-case letters, digits and '-', at most 63 characters)"
         )
     return name
@@ -118,10 +119,12 @@ def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _san_entries(hosts: Iterable[str]) -> list[x509.GeneralName]:
+def _san_entries(name: str, hosts: Iterable[str]) -> list[x509.GeneralName]:
+    """``DNS:name`` (clients check that a server's certificate names the party they meant), then
+    the addresses the deployment declares for it, and nothing else."""
     names: list[x509.GeneralName] = []
     seen: set[str] = set()
-    for host in (*DEFAULT_HOSTS, *hosts):
+    for host in (name, *hosts):
         host = host.strip()
         if not host or host.lower() in seen:
             continue
@@ -233,16 +236,19 @@ class Pki:
     def issue(
         self,
         name: str,
-        hosts: Sequence[str] = DEFAULT_HOSTS,
+        hosts: Sequence[str] = (),
         valid_days: int = 365,
         not_before: datetime | None = None,
         not_after: datetime | None = None,
+        roles: Sequence[Role] = ROLES,
     ) -> IssuedCertificate:
         """Issue (or re-issue) party ``name``'s certificate and key.
 
-        The certificate has subject ``CN=name``, subjectAltName ``DNS:localhost``,
-        ``IP:127.0.0.1`` plus ``hosts`` (IP literals become IP entries, the rest DNS entries),
-        EKU serverAuth+clientAuth, ``CA=false`` and an EC P-256 key. ``not_before`` defaults to
+        The certificate has subject ``CN=name``, subjectAltName ``DNS:name`` plus only the
+        ``hosts`` the deployment declares for it (IP literals become IP entries, the rest DNS
+        entries; no blanket ``localhost``), EKU serverAuth for the ``server`` role and clientAuth
+        for the ``client`` role (a requester that serves nothing gets clientAuth only),
+        ``CA=false`` and an EC P-256 key. ``not_before`` defaults to
         now minus 5 minutes (clock skew), ``not_after`` to now plus ``valid_days``; both may be
         set explicitly (timezone-aware), e.g. to make an already-expired certificate for tests.
 
@@ -250,6 +256,10 @@ class Pki:
         certificate stays valid until it expires unless :meth:`revoke` was called first.
         """
         validate_name(name)
+        if not roles or set(roles) - set(ROLES):
+            raise ValueError(f"roles must be some of {list(ROLES)}, not {list(roles)}")
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH] if "server" in roles else []
+        usages += [ExtendedKeyUsageOID.CLIENT_AUTH] if "client" in roles else []
         now = _now()
         start = _aware(not_before, "not_before") if not_before is not None else now - CLOCK_SKEW
         if not_after is not None:
@@ -288,10 +298,10 @@ class Pki:
                 critical=True,
             )
             .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                x509.ExtendedKeyUsage(usages),
                 critical=False,
             )
-            .add_extension(x509.SubjectAlternativeName(_san_entries(hosts)), critical=False)
+            .add_extension(x509.SubjectAlternativeName(_san_entries(name, hosts)), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public), critical=False)
             .sign(self._ca_key, hashes.SHA256())

@@ -104,13 +104,23 @@ def test_issued_certificate_fields(pki: Pki) -> None:
     assert fingerprint(cert_pem) == issued.fingerprint_sha256 == cert.fingerprint(hashes.SHA256()).hex()
 
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert san.get_values_for_type(x509.DNSName) == ["localhost", "alice.agency.example"]
-    assert san.get_values_for_type(x509.IPAddress) == [
-        ipaddress.ip_address("127.0.0.1"),
-        ipaddress.ip_address("10.1.2.3"),
-    ]
+    # its own name (what clients check), then only the addresses declared: no blanket loopback
+    assert san.get_values_for_type(x509.DNSName) == ["alice", "alice.agency.example", "localhost"]
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("10.1.2.3")]
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    bare = x509.load_pem_x509_certificate(pki.load(pki.issue("bob", roles=("client",)).name)[0])
+    assert bare.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName
+    ) == ["bob"]
+    assert not bare.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.IPAddress
+    )
+    assert list(bare.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.CLIENT_AUTH
+    ]  # a requester that serves nothing cannot serve as anyone
+    with pytest.raises(ValueError, match="roles"):
+        pki.issue("carol", roles=("admin",))  # type: ignore[arg-type]
     constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints)
     assert constraints.critical and not constraints.value.ca
 
@@ -246,7 +256,7 @@ def mtls_server(pki: Pki, probe: _Probe) -> Iterator[int]:
     from grpc_health.v1 import health, health_pb2_grpc
 
     if not pki.cert_path("server").exists():
-        pki.issue("server")
+        pki.issue("server", hosts=("localhost",))
     cert_pem, key_pem = pki.load("server")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)

@@ -14,7 +14,7 @@ from rich.table import Table
 from mpc.approvals import CATALOGUE_FILE, ApprovalError, RuleApprovals
 from mpc.audit import AuditHead, load_or_create_signing_key, verify_log
 from mpc.protocols.rules import RuleError, load_rules
-from parties.pki import Pki, PkiError
+from parties.pki import ROLES, Pki, PkiError, Role
 
 app = typer.Typer(help="Deployment administration: certificates and audit logs.", no_args_is_help=True)
 pki_app = typer.Typer(help="The deployment CA and party certificates.", no_args_is_help=True)
@@ -42,11 +42,15 @@ def pki_issue(
     name: str,
     directory: Path = PKI_DIR,
     days: int = typer.Option(365, help="validity in days"),
-    host: list[str] = typer.Option([], "--host", help="extra DNS name or IP for the certificate"),
+    host: list[str] = typer.Option(
+        [], "--host", help="an address the party serves on (DNS name or IP), as the deployment declares it"
+    ),
+    client_only: bool = typer.Option(False, "--client-only", help="a requester that serves nothing (clientAuth only)"),
 ) -> None:
-    """Issue NAME's certificate (its identity is the subject CN=NAME)."""
+    """Issue NAME's certificate: subject CN=NAME, subjectAltName DNS:NAME plus each --host."""
     try:
-        issued = Pki(directory).issue(name, hosts=("127.0.0.1", "localhost", *host), valid_days=days)
+        roles: tuple[Role, ...] = ("client",) if client_only else ROLES
+        issued = Pki(directory).issue(name, hosts=tuple(host), valid_days=days, roles=roles)
     except (PkiError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -100,7 +104,7 @@ def _witnessed_heads(config: Path) -> list[AuditHead]:
     settings = load_party_config(config)
     if not settings.party.coordinator:
         raise typer.BadParameter(f"{config} names no coordinator")
-    with secure_channel(settings.party.coordinator, settings.tls) as channel:
+    with secure_channel(settings.party.coordinator, settings.tls, settings.party.coordinator_name) as channel:
         reply = coordinator_pb2_grpc.CoordinatorStub(channel).GetWitnessedHeads(
             coordinator_pb2.WitnessQuery(party=settings.party.name), timeout=10
         )

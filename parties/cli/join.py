@@ -29,6 +29,7 @@ def initiate_join(
         call.case,
         config=daemon.config,
         datasets=daemon.datasets,
+        coordinator_name=daemon.config.party.coordinator_name,
     )
     try:
         outcome = client.aggregate_shares(peer, request)

@@ -375,8 +375,9 @@ class CoordinatorDaemon:
 
     # ------------------------------------------------------------------ witness
     def _witness_path(self, party: str) -> Path:
-        if not party or "/" in party or party.startswith("."):
-            raise ValueError(f"bad party name {party!r}")
+        from parties.pki import validate_name
+
+        validate_name(party)  # a certificate name: nothing else can name a file here
         return self.config.coordinator.state_dir / "witness" / f"{party}.jsonl"
 
     def record_head(self, party: str, head: dict[str, Any]) -> None:

@@ -34,9 +34,12 @@ from parties.rpc.boundary import Boundary, Metrics, ServiceError
 from parties.rpc.tls import (
     OwnCertificateError,
     Revocations,
+    RevocationUnavailable,
+    ServerIdentityError,
     check_own_certificate,
     secure_channel,
     server_credentials,
+    verify_server,
 )
 from parties.rpc.wire import MAX_MESSAGE_BYTES, SERVER_OPTIONS
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc, party_pb2_grpc
@@ -179,20 +182,32 @@ class PartyDaemon:
         if not self.config.party.coordinator:
             raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, f"{self.name} has no coordinator configured")
         if self._coordinator is None:
-            self._coordinator_channel = secure_channel(self.config.party.coordinator, self.config.tls)
+            self._coordinator_channel = secure_channel(
+                self.config.party.coordinator, self.config.tls, self.config.party.coordinator_name
+            )
             self._coordinator = coordinator_pb2_grpc.CoordinatorStub(self._coordinator_channel)
         return self._coordinator
 
     def peer_stub(self, party: str) -> party_pb2_grpc.PartyStub:
         """A stub for another party's daemon, found in the coordinator's directory."""
         directory = self.coordinator_stub().GetDirectory(common_pb2.Empty(), timeout=10)
-        endpoint = next((e.endpoint for e in directory.parties if e.party == party), None)
-        if endpoint is None:
+        entry = next((e for e in directory.parties if e.party == party), None)
+        if entry is None:
             raise ServiceError(grpc.StatusCode.NOT_FOUND, f"{party!r} is not in the coordinator's directory")
         with self._lookup_lock:
-            channel = self._peer_channels.get(endpoint)
-            if channel is None:
-                channel = self._peer_channels[endpoint] = secure_channel(endpoint, self.config.tls)
+            channel = self._peer_channels.get(entry.endpoint)
+            if channel is None:  # the server must be the party its directory entry names
+                try:
+                    verify_server(
+                        entry.endpoint, self.config.tls, party, entry.certificate_sha256, self.boundary.revocations
+                    )
+                except ServerIdentityError as exc:
+                    raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, str(exc)) from None
+                except ConnectionError as exc:
+                    raise ServiceError(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
+                except RevocationUnavailable as exc:
+                    raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"revocation cannot be checked: {exc}") from None
+                channel = self._peer_channels[entry.endpoint] = secure_channel(entry.endpoint, self.config.tls, party)
         return party_pb2_grpc.PartyStub(channel)
 
     def _register(self) -> bool:

@@ -33,7 +33,16 @@ from parties.requester import aggregate, eligibility, lookup, oprf, programs
 from parties.requester import psi as psi_driver
 from parties.requester.aggregate import AggregateOutcome
 from parties.requester.results import Eligibility, IntersectionSum, Progress, PsiResult, RemoteError, SharedLookup
-from parties.rpc.tls import OwnCertificateError, TlsConfig, check_own_certificate, secure_channel
+from parties.rpc.tls import (
+    OwnCertificateError,
+    Revocations,
+    RevocationUnavailable,
+    ServerIdentityError,
+    TlsConfig,
+    check_own_certificate,
+    secure_channel,
+    verify_server,
+)
 from protos import common_pb2, coordinator_pb2_grpc, party_pb2, party_pb2_grpc
 
 __all__ = ["SCHEMA_SECONDS", "Client", "OneReply"]
@@ -71,14 +80,18 @@ class Client:
         audit: AuditLog | None = None,
         config: PartyConfig | None = None,
         datasets: dict[str, Dataset] | None = None,
+        coordinator_name: str = "coordinator",
     ) -> None:
         self.name, self.tls, self.coordinator = name, tls, coordinator
+        self.coordinator_name = coordinator_name  # the name the coordinator's certificate must carry
         self.purpose, self.case = purpose, case
         self.audit = audit
         self.config = config  # our own datasets and policy (aggregates over a join with our data)
         self._own: dict[str, Dataset] = dict(datasets or {})  # a daemon acting as requester passes its own
         self._channels: dict[str, grpc.Channel] = {}
         self._endpoints: dict[str, str] = {}
+        self._fingerprints: dict[str, str] = {}  # each party's certificate, as the directory holds it
+        self._revocations = Revocations(tls.crl, tls.ca)
         self._capabilities: dict[str, party_pb2.Capabilities] = {}
         self.filters: dict[tuple[str, str], tuple[int, set[bytes]]] = {}  # P2: (epoch, tags) per predicate
         self._schemas: dict[str, tuple[float, party_pb2.DatasetList]] = {}
@@ -94,6 +107,7 @@ class Client:
             case,
             _requests_log(config.party.state_dir),
             config,
+            coordinator_name=config.party.coordinator_name,
         )
 
     def close(self) -> None:
@@ -142,20 +156,35 @@ class Client:
         """What every call carries: our purpose code and case reference."""
         return (("x-purpose", self.purpose), ("x-case", self.case))
 
-    def _channel(self, target: str) -> grpc.Channel:
+    def _channel(self, target: str, party: str | None = None, verify: bool = False) -> grpc.Channel:
+        """The channel to ``target``. With ``party``, the server's certificate must name it (gRPC
+        checks on every connection); with ``verify`` also, before the first use, that it is the
+        certificate the directory holds for ``party`` and not revoked."""
         if not self._channels:
             try:
                 check_own_certificate(self.tls)
             except OwnCertificateError as exc:
                 raise RemoteError("(local)", grpc.StatusCode.UNAUTHENTICATED, str(exc)) from None
-        if target not in self._channels:
-            self._channels[target] = secure_channel(target, self.tls)
-        return self._channels[target]
+        key = f"{party or ''}@{target}"
+        if key not in self._channels:
+            if party is not None and verify:
+                try:
+                    verify_server(target, self.tls, party, self._fingerprints.get(party), self._revocations)
+                except ServerIdentityError as exc:
+                    raise RemoteError(party, grpc.StatusCode.UNAUTHENTICATED, str(exc)) from None
+                except ConnectionError as exc:
+                    raise RemoteError(party, grpc.StatusCode.UNAVAILABLE, str(exc)) from None
+                except RevocationUnavailable as exc:
+                    raise RemoteError(
+                        "(local)", grpc.StatusCode.UNAVAILABLE, f"revocation cannot be checked: {exc}"
+                    ) from None
+            self._channels[key] = secure_channel(target, self.tls, party)
+        return self._channels[key]
 
     def coordinator_stub(self) -> coordinator_pb2_grpc.CoordinatorStub:
         if not self.coordinator:
             raise ValueError("no coordinator configured")
-        return coordinator_pb2_grpc.CoordinatorStub(self._channel(self.coordinator))
+        return coordinator_pb2_grpc.CoordinatorStub(self._channel(self.coordinator, self.coordinator_name))
 
     def endpoint(self, party: str) -> str:
         """A party's address: ``host:port`` as given, or a name looked up in the directory (once
@@ -169,12 +198,17 @@ class Client:
         except grpc.RpcError as exc:
             raise RemoteError("coordinator", exc.code(), exc.details() or "") from None
         self._endpoints.update({str(e.party): str(e.endpoint) for e in directory.parties})
+        self._fingerprints.update({str(e.party): str(e.certificate_sha256) for e in directory.parties})
         if party in self._endpoints:
             return self._endpoints[party]
         raise LookupError(f"party {party!r} is not in the coordinator's directory")
 
     def party_stub(self, party: str) -> party_pb2_grpc.PartyStub:
-        return party_pb2_grpc.PartyStub(self._channel(self.endpoint(party)))
+        """A stub for ``party``: by name, its directory entry's address, the server verified to be
+        that party (:meth:`_channel`); by ``host:port``, whichever certified party serves there."""
+        if ":" in party:
+            return party_pb2_grpc.PartyStub(self._channel(party))
+        return party_pb2_grpc.PartyStub(self._channel(self.endpoint(party), party, verify=True))
 
     def call(self, party: str, method: OneReply[Q, R], request: Q, timeout: float) -> R:
         """One unary (or client-streaming) call of ``party``'s ``method`` with our metadata; a

@@ -67,6 +67,12 @@ class Call:
     rows: int = 0
     detail: str = ""
     request_id: str = ""
+    cert_serial: int = 0  # the peer certificate's serial: two certificates of one agency told apart
+
+    def recorded(self, detail: str) -> str:
+        """What the audit entry's detail says: the handler's detail, then the certificate's serial."""
+        serial = f"cert_serial={self.cert_serial:x}" if self.cert_serial else ""
+        return f"{detail[:500]} {serial}".strip()
 
 
 def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -201,6 +207,7 @@ class Boundary:
         cert = peer_certificate(context)
         metadata = {k: v for k, v in (context.invocation_metadata() or ())}
         call.peer = cert.name if cert else "-"
+        call.cert_serial = cert.serial if cert else 0
         call.purpose = str(metadata.get("x-purpose", ""))[:200]
         call.case = str(metadata.get("x-case", ""))[:200]
         if cert is None or not cert.name:
@@ -236,7 +243,7 @@ class Boundary:
                 protocol=call.protocol,
                 rows=call.rows,
                 outcome="ALERT",
-                detail=detail[:500],
+                detail=call.recorded(detail),
             )
         )
         self.metrics.alerts.labels(self.party, call.peer, kind).inc()
@@ -266,7 +273,7 @@ class Boundary:
                 protocol=call.protocol,
                 rows=call.rows,
                 outcome=outcome,
-                detail=(detail or call.detail)[:500],
+                detail=call.recorded(detail or call.detail),
                 duration_ms=round(seconds * 1000, 3),
             )
         )
@@ -302,7 +309,7 @@ class Boundary:
                 case=call.case,
                 protocol=call.protocol,
                 outcome="BEGIN",
-                detail=f"request {call.request_id}",
+                detail=call.recorded(f"request {call.request_id}"),
             )
         )
 

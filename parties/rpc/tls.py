@@ -10,6 +10,8 @@ written to the audit log.
 from __future__ import annotations
 
 import datetime as dt
+import socket
+import ssl
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from typing import cast
 
 import grpc
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from pydantic import BaseModel, ConfigDict
 
 from parties.rpc.wire import CHANNEL_OPTIONS
@@ -53,10 +56,73 @@ def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
 
 
-def secure_channel(target: str, tls: TlsConfig) -> grpc.Channel:
+def secure_channel(target: str, tls: TlsConfig, party: str | None = None) -> grpc.Channel:
+    """A mutual-TLS channel to ``target``; with ``party``, gRPC also requires the server's
+    certificate to name that party (its subjectAltName ``DNS:party``), whatever the address."""
     ca, cert, key = tls.read()
     credentials = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
-    return grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+    options = [*CHANNEL_OPTIONS, *([("grpc.ssl_target_name_override", party)] if party else [])]
+    return grpc.secure_channel(target, credentials, options=options)
+
+
+class ServerIdentityError(Exception):
+    """The server at an address is not the party the client meant; the message names both."""
+
+
+@dataclass(frozen=True)
+class ServerCertificate:
+    name: str
+    serial: int
+    sha256: str
+
+
+def server_certificate(target: str, tls: TlsConfig, party: str) -> ServerCertificate:
+    """One TLS handshake with ``target`` (our certificate presented, the server's verified
+    against the CA for serverAuth), returning the certificate it presented."""
+    host, _, port = target.rpartition(":")
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca))
+    context.load_cert_chain(str(tls.cert), str(tls.key))
+    context.check_hostname = False  # the name is checked below, to report both
+    context.set_alpn_protocols(["h2"])
+    try:
+        with (
+            socket.create_connection((host.strip("[]"), int(port)), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname=party) as connection,
+        ):
+            der = connection.getpeercert(binary_form=True)
+    except ssl.SSLCertVerificationError as exc:
+        raise ServerIdentityError(f"the server at {target} is not {party}: {exc.verify_message}") from None
+    except (OSError, ValueError) as exc:
+        raise ConnectionError(f"cannot reach {party} at {target}: {exc}") from None
+    if der is None:
+        raise ServerIdentityError(f"the server at {target} presented no certificate")
+    cert = x509.load_der_x509_certificate(der)
+    return ServerCertificate(common_name(cert), cert.serial_number, cert.fingerprint(hashes.SHA256()).hex())
+
+
+def verify_server(
+    target: str, tls: TlsConfig, party: str, fingerprint: str | None = None, revocations: Revocations | None = None
+) -> ServerCertificate:
+    """Before a channel to ``party`` at ``target`` is used: the server's certificate must name
+    ``party``, match the fingerprint the coordinator's directory holds for it (when given), and
+    not be revoked (``revocations`` fails closed without a current CRL). Raises
+    :class:`ServerIdentityError` naming what was meant and what was found."""
+    found = server_certificate(target, tls, party)
+    if found.name != party:
+        raise ServerIdentityError(
+            f"the server at {target} presented the certificate of {found.name!r} (sha256 {found.sha256[:16]}…), "
+            f"not {party!r}'s"
+        )
+    if fingerprint and found.sha256 != fingerprint:
+        raise ServerIdentityError(
+            f"the server at {target} presented a certificate of {party!r} (sha256 {found.sha256[:16]}…) that the "
+            f"directory does not know: {party} registered sha256 {fingerprint[:16]}…"
+        )
+    if revocations is not None and revocations.is_revoked(found.serial):
+        raise ServerIdentityError(
+            f"the server at {target} presented {party!r}'s revoked certificate (serial {found.serial:x})"
+        )
+    return found
 
 
 @dataclass(frozen=True)

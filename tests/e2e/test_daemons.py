@@ -8,12 +8,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
+from cryptography import x509
 from typer.testing import CliRunner
 
 from demo.cluster import LocalCluster
@@ -36,6 +38,12 @@ from tests.e2e.conftest import (
     witnessed,
 )
 from tests.rule_texts import one_clause_rule
+
+
+def audit_verify(config: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """``mpc-admin audit verify --config CONFIG [FLAGS]`` as an operator runs it."""
+    command = [sys.executable, "-m", "parties.cli.admin", "audit", "verify", "--config", str(config), *flags]
+    return subprocess.run(command, capture_output=True, text=True)
 
 
 def last_entry(cluster: LocalCluster, party: str, method: str) -> dict[str, object]:
@@ -251,6 +259,55 @@ def test_a_stranger_flooding_an_owner_costs_a_few_entries_and_one_summary(cluste
     cluster.start_party("spare")
     summaries = [e for e in audit_entries(cluster, "spare") if e["action"] == "audit:suppressed"]
     assert summaries and summaries[-1]["peer"] == "stranger" and summaries[-1]["rows"] == 40 - written
+
+
+@contextmanager
+def impostor(cert_pem: bytes, key_pem: bytes, ca_pem: bytes) -> Iterator[str]:
+    """A TLS server on loopback holding ``cert_pem`` (it requires our certificate, as daemons do)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    credentials = grpc.ssl_server_credentials([(key_pem, cert_pem)], root_certificates=ca_pem, require_client_auth=True)
+    port = server.add_secure_port("127.0.0.1:0", credentials)
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(0)
+
+
+def test_a_server_that_is_not_the_party_meant_is_refused(cluster: LocalCluster, tmp_path: Path) -> None:
+    """The network sends tax's traffic elsewhere: to a proxy holding another agency's valid
+    certificate, or one holding a certificate named tax from the same CA that the coordinator's
+    directory does not know (mis-issued). The client refuses both, naming what it meant and what
+    it found; the real tax answers, and its audit entry names the caller's certificate serial."""
+    import shutil
+
+    ca = (cluster.pki_dir / "ca.pem").read_bytes()
+    shutil.copytree(cluster.pki_dir, tmp_path / "pki")  # the same CA, issuing a second "tax"
+    twin = Pki(tmp_path / "pki").issue("tax", hosts=("127.0.0.1",))
+    for (cert, key), found in (
+        (Pki(cluster.pki_dir).load("spare"), "the certificate of 'spare'"),  # another owner's daemon
+        ((twin.cert_path.read_bytes(), twin.key_path.read_bytes()), "that the directory does not know"),
+    ):
+        with impostor(cert, key, ca) as address, client_for(cluster, "noised") as client:
+            client.endpoint("tax")  # the directory, as the coordinator holds it
+            client._endpoints["tax"] = address  # and the network answering for tax's address
+            with pytest.raises(RemoteError) as refused:
+                client.capabilities("tax")
+        assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED, refused.value
+        assert address in refused.value.details and "tax" in refused.value.details
+        assert found in refused.value.details
+    with impostor(*Pki(cluster.pki_dir).load("stranger"), ca) as address, client_for(cluster, "noised") as client:
+        client.endpoint("tax")  # a requester's certificate (clientAuth only) cannot even serve
+        client._endpoints["tax"] = address
+        with pytest.raises(RemoteError) as refused:
+            client.capabilities("tax")
+    assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED and "certificate purpose" in refused.value.details
+    with client_for(cluster, "noised") as client:
+        assert client.capabilities("tax").party == "tax"
+    serial = x509.load_pem_x509_certificate(Pki(cluster.pki_dir).load("noised")[0]).serial_number
+    assert f"cert_serial={serial:x}" in str(last_entry(cluster, "tax", "GetCapabilities")["detail"])
 
 
 def test_revoked_certificate_is_refused_and_audited(cluster: LocalCluster) -> None:
@@ -563,20 +620,7 @@ def test_restart_keeps_keys_and_the_audit_chain(cluster: LocalCluster) -> None:
     assert "daemon:stop" in actions and actions.count("daemon:start") >= 2
     heads = witnessed(cluster, "spare")  # the witness records a head of the restarted daemon
     wait_for(lambda: witnessed(cluster, "spare") > heads, "a witnessed head of the restarted daemon")
-    verify = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "parties.cli.admin",
-            "audit",
-            "verify",
-            "--config",
-            str(cluster.config("spare")),
-            "--against-coordinator",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    verify = audit_verify(cluster.config("spare"), "--against-coordinator")
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "OK" in verify.stdout and "witnessed heads" in verify.stdout
 
@@ -599,20 +643,7 @@ def test_a_torn_audit_line_after_a_crash_is_quarantined_and_the_daemon_starts(cl
     assert len(repairs) == 1 and quarantined[0].name in str(repairs[0]["detail"])
     heads = witnessed(cluster, "spare")
     wait_for(lambda: witnessed(cluster, "spare") > heads, "a witnessed head of the repaired log")
-    verify = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "parties.cli.admin",
-            "audit",
-            "verify",
-            "--config",
-            str(cluster.config("spare")),
-            "--against-coordinator",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    verify = audit_verify(cluster.config("spare"), "--against-coordinator")
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
@@ -666,26 +697,9 @@ def test_rewritten_log_is_caught_against_the_coordinator(cluster: LocalCluster, 
     (tmp_path / "tax-state").mkdir()
     shutil.copy(forged, tmp_path / "tax-state" / "audit.log")
     shutil.copy(state / "audit-signing.pem", tmp_path / "tax-state" / "audit-signing.pem")
-    plain = subprocess.run(
-        [sys.executable, "-m", "parties.cli.admin", "audit", "verify", "--config", str(config_copy)],
-        capture_output=True,
-        text=True,
-    )
+    plain = audit_verify(config_copy)
     assert plain.returncode == 0  # self-consistent on its own
-    checked = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "parties.cli.admin",
-            "audit",
-            "verify",
-            "--config",
-            str(config_copy),
-            "--against-coordinator",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    checked = audit_verify(config_copy, "--against-coordinator")
     assert checked.returncode == 1
     assert "witness" in checked.stdout
 

@@ -77,7 +77,10 @@ CURIOUS_LIMITS = {
 LADDER = [10_000, 20_000, 40_000, 60_000, 80_000, 120_000, 160_000, 320_000]  # approved income thresholds
 
 
-def _home_rule(name: str, value: int) -> str:
+def home_rule(name: str, value: int, reveal: bool = False) -> str:
+    """A two-owner rule (housing's no property AND tax's income under ``value``), co-party housing;
+    with ``reveal``, both clauses are flagged for reason codes."""
+    flag = "reveal = true\n" if reveal else ""
     return f"""
 [rules.{name}]
 expression = "no_home AND low"
@@ -89,14 +92,14 @@ column = "property_count"
 compare = "=="
 value = 0
 absent = "zero"
-[rules.{name}.clauses.low]
+{flag}[rules.{name}.clauses.low]
 owner = "tax"
 dataset = "income"
 column = "annual_income"
 compare = "<"
 value = {value}
 absent = "false"
-"""
+{flag}"""
 
 
 RULES = "".join(
@@ -115,8 +118,8 @@ value = 40000
 per_member = true
 absent = "zero"
 """,
-        _home_rule("home-and-income", 50_000),  # co-party housing: tax forwards its shares
-        _home_rule("home-and-income-b", 90_000),  # another approved rule over the same columns
+        home_rule("home-and-income", 50_000),  # co-party housing: tax forwards its shares
+        home_rule("home-and-income-b", 90_000),  # another approved rule over the same columns
         one_clause_rule("never-approved", 55_555),
     ]
 )

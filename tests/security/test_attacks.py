@@ -36,6 +36,7 @@ from tests.security.conftest import (
     LADDER,
     MAX_HOUSEHOLD,
     Deployment,
+    home_rule,
     rule,
     state_files,
 )
@@ -633,34 +634,11 @@ def test_coparty_program_for_another_rule_over_forwarded_shares_is_refused(deplo
     assert_audited(d, "housing", "ShareExchange", "FWD-RULE-A", "OK", "rule=home-and-income")
 
 
-REASONS_RULE = """
-[rules.home-and-income-reasons]
-expression = "no_home AND low"
-co_party = "housing"
-[rules.home-and-income-reasons.clauses.no_home]
-owner = "housing"
-dataset = "properties"
-column = "property_count"
-compare = "=="
-value = 0
-absent = "zero"
-reveal = true
-[rules.home-and-income-reasons.clauses.low]
-owner = "tax"
-dataset = "income"
-column = "annual_income"
-compare = "<"
-value = 50000
-absent = "false"
-reveal = true
-"""
-
-
 def test_clause_bits_are_revealed_only_with_their_owners_consent(deployment: Deployment) -> None:
     """The co-party's own clause needs its own policy's consent (checked before any share is taken);
     another owner's clause needs the consent that owner forwarded with its shares."""
     d, purpose = deployment, "forwarding"
-    sent = load_rules(REASONS_RULE).get("home-and-income-reasons")
+    sent = load_rules(home_rule("home-and-income-reasons", 50_000, reveal=True)).get("home-and-income-reasons")
     d.cluster.approve_rule(sent, "curious", APPROVED_PURPOSES)
     person = next(i for i in d.mine if i in d.properties)
     for clause, owner in (("no_home", "housing"), ("low", "tax")):
