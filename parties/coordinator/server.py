@@ -31,6 +31,7 @@ from parties.config import ConfigError, check_address, load_toml_config
 from parties.rpc import wire
 from parties.rpc.boundary import Boundary, Call, Metrics, ServiceError
 from parties.rpc.dealer_client import reservation_of
+from parties.rpc.registration import add_service
 from parties.rpc.tls import (
     OwnCertificateError,
     Revocations,
@@ -304,7 +305,7 @@ class CoordinatorDaemon:
         self.server = grpc.server(
             ThreadPoolExecutor(max_workers=32, thread_name_prefix="coordinator-rpc"), options=SERVER_OPTIONS
         )
-        coordinator_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorService(self), self.server)
+        add_service(self.server, CoordinatorService(self), coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"])
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         port = self.server.add_secure_port(section.listen, server_credentials(config.tls))

@@ -31,6 +31,7 @@ from parties.owner.sessions import FetchTokens, HeldResult, HeldShares, SessionS
 from parties.owner.state import PartyState
 from parties.owner.tables import EncryptedTable, TableCache
 from parties.rpc.boundary import Boundary, Metrics, ServiceError
+from parties.rpc.registration import add_service
 from parties.rpc.tls import (
     OwnCertificateError,
     Revocations,
@@ -42,7 +43,7 @@ from parties.rpc.tls import (
     verify_server,
 )
 from parties.rpc.wire import MAX_MESSAGE_BYTES, SERVER_OPTIONS
-from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc, party_pb2_grpc
+from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc, party_pb2, party_pb2_grpc
 
 log = logging.getLogger("mpc.party")
 _PLAIN_COMPARE = {
@@ -98,7 +99,7 @@ class PartyDaemon:
             interceptors=list(interceptors),
             options=SERVER_OPTIONS,
         )
-        party_pb2_grpc.add_PartyServicer_to_server(PartyService(self, initiator), self.server)
+        add_service(self.server, PartyService(self, initiator), party_pb2.DESCRIPTOR.services_by_name["Party"])
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         host = config.party.listen.rpartition(":")[0]

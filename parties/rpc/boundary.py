@@ -30,15 +30,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
+from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from mpc.audit import AuditEvent, AuditLog
 from mpc.budgets import BudgetExceeded
 from mpc.policy import PURPOSE_PATTERN, PolicyError, RateLimiter, RateLimitExceeded
 from mpc.sharing.channel import ChannelError
+from parties.rpc.registration import Undecodable
 from parties.rpc.tls import Revocations, RevocationUnavailable, peer_certificate
 
 log = logging.getLogger("mpc.boundary")
@@ -89,6 +91,23 @@ def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, ChannelError):
         return grpc.StatusCode.ABORTED, str(exc)
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the daemon log"
+
+
+def _decoded(request: Q) -> Q:
+    """The request as the handler may read it: bytes that did not parse (:class:`Undecodable`) are
+    refused with INVALID_ARGUMENT, for a single request at once, in a stream when they arrive."""
+    if isinstance(request, Undecodable):
+        raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {request.describe()}")
+    if isinstance(request, Message) or not isinstance(request, Iterator):
+        return request
+
+    def checked(stream: Iterator[Any]) -> Iterator[Any]:
+        for message in stream:
+            if isinstance(message, Undecodable):
+                raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"malformed message: {message.describe()}")
+            yield message
+
+    return cast("Q", checked(request))
 
 
 class Metrics:
@@ -343,7 +362,7 @@ class Boundary:
                 self._enter()
                 try:
                     self._open(context, call)
-                    result = handler(request, context, call)
+                    result = handler(_decoded(request), context, call)
                 except Exception as exc:
                     self._fail(context, call, started, exc)
                     raise  # not reached: abort raises
@@ -374,7 +393,7 @@ class Boundary:
                 try:
                     self._open(context, call)
                     self._begin(call)  # a stream may run for minutes: the log shows it from the start
-                    yield from handler(request, context, call)
+                    yield from handler(_decoded(request), context, call)
                 except GeneratorExit:  # the client went away mid-stream
                     self._close(call, started, "CANCELLED", "client cancelled the stream")
                     raise

@@ -170,6 +170,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, tables: AgencyTables) -> I
     tax_policy = {
         "peers": {
             "housing": AGGREGATING_POLICY,
+            # the RPC fuzzer (test_fuzz.py): every grant housing has, its own rate and budgets
+            "fuzzer": {**AGGREGATING_POLICY, "rate_limit_per_minute": 1_000_000},
             "revoked-agency": REQUESTER_POLICY,
             "limited": {**REQUESTER_POLICY, "rate_limit_per_minute": 3},
             # tax releases aggregates to "noised" only with DP noise: ε 1 per query, 2.5 in all
@@ -209,7 +211,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, tables: AgencyTables) -> I
         ),
         PartySpec("spare", [payments], spare_policy),
         PartySpec("housing", [properties, claims], HOUSING_OWN_POLICY, daemon=False),
-        *(PartySpec(name, daemon=False) for name in ("limited", "no-batch", "stranger", "revoked-agency", "noised")),
+        *(
+            PartySpec(name, daemon=False)
+            for name in ("limited", "no-batch", "stranger", "revoked-agency", "noised", "fuzzer")
+        ),
     ]
     deployment = LocalCluster(root, parties, paillier_bits=1024)
     deployment.start()

@@ -1,8 +1,9 @@
 """Fuzzing the RPC surface of live daemons: every RPC of the party and coordinator services gets
 messages generated from its protobuf descriptor (fields left out, set to edge values, to names the
-deployment really uses, or to random bytes), as a granted requester with a valid purpose would send
-them. Whatever arrives, the daemon answers with a precise status (never UNKNOWN or INTERNAL),
-and it keeps serving."""
+deployment really uses, or to random bytes), and the same messages' bytes mutated (flipped,
+truncated, extended) so that they may not parse at all, as a granted requester with a valid
+purpose would send them. Whatever arrives, the daemon answers with a precise status (never
+UNKNOWN or INTERNAL), and it keeps serving."""
 
 from __future__ import annotations
 
@@ -111,6 +112,56 @@ def _invoke(channel: grpc.Channel, service: str, method: pb.MethodDescriptor, re
         channel.unary_unary(path, serialize, parse)(requests[0], metadata=metadata, timeout=10)
 
 
+def _raw(data: bytes) -> bytes:
+    return data
+
+
+@st.composite
+def mutated(draw: st.DrawFn, descriptor: pb.Descriptor) -> bytes:
+    """A generated message's bytes, then flipped, cut short or extended."""
+    data = bytearray(draw(messages(descriptor)).SerializeToString())
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["flip", "cut", "extend", "tag"]))
+        if kind == "flip" and data:
+            data[draw(st.integers(0, len(data) - 1))] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "cut" and data:
+            del data[draw(st.integers(0, len(data) - 1)) :]
+        elif kind == "extend":
+            data += draw(st.binary(min_size=1, max_size=16))
+        else:  # a field tag with a wire type that does not fit, or a length running past the end
+            data += draw(
+                st.sampled_from([b"\x0f", b"\x0a\xff\xff\xff\x0f", b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"])
+            )
+    return bytes(data)
+
+
+def _fuzz_bytes(
+    channel: grpc.Channel, service: pb.ServiceDescriptor, method: pb.MethodDescriptor
+) -> Callable[..., None]:
+    path = f"/{service.full_name}/{method.name}"
+    metadata = (("x-purpose", "statistics"), ("x-case", "FUZZ-BYTES"))
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(requests=st.lists(mutated(method.input_type), min_size=1, max_size=3))
+    def run(requests: list[bytes]) -> None:
+        try:
+            if method.client_streaming and method.server_streaming:
+                for _ in channel.stream_stream(path, _raw, _raw)(iter(requests), metadata=metadata, timeout=10):
+                    pass
+            elif method.client_streaming:
+                channel.stream_unary(path, _raw, _raw)(iter(requests), metadata=metadata, timeout=10)
+            elif method.server_streaming:
+                for _ in channel.unary_stream(path, _raw, _raw)(requests[0], metadata=metadata, timeout=10):
+                    pass
+            else:
+                channel.unary_unary(path, _raw, _raw)(requests[0], metadata=metadata, timeout=10)
+        except grpc.RpcError as exc:
+            code = exc.code()
+            assert code not in REFUSED_AS_BROKEN, f"{method.name}: {code.name}: {exc.details()}"
+
+    return run
+
+
 def _fuzz(channel: grpc.Channel, service: pb.ServiceDescriptor, method: pb.MethodDescriptor) -> Callable[..., None]:
     @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     @given(requests=st.lists(messages(method.input_type), min_size=1, max_size=3))
@@ -130,8 +181,9 @@ COORDINATOR = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"]
 
 @pytest.fixture
 def channels(cluster: LocalCluster) -> Iterator[dict[str, grpc.Channel]]:
-    """Channels as housing (granted at tax, with purposes) to tax and to the coordinator."""
-    with client_for(cluster, "housing") as client:
+    """Channels as the fuzzer (granted at tax as housing is, with its own rate and budgets) to tax
+    and to the coordinator."""
+    with client_for(cluster, "fuzzer") as client:
         tls = client.tls
     opened = {
         "tax": secure_channel(cluster.members["tax"].address, tls, "tax"),
@@ -149,7 +201,8 @@ def test_every_party_rpc_answers_generated_messages_precisely(
     cluster: LocalCluster, channels: dict[str, grpc.Channel], name: str, method: pb.MethodDescriptor
 ) -> None:
     _fuzz(channels["tax"], PARTY, method)()
-    with client_for(cluster, "housing") as client:  # still serving
+    _fuzz_bytes(channels["tax"], PARTY, method)()
+    with client_for(cluster, "housing") as client:  # still serving (for others)
         assert client.capabilities("tax").party == "tax"
 
 
@@ -162,6 +215,7 @@ def test_every_coordinator_rpc_answers_generated_messages_precisely(
     cluster: LocalCluster, channels: dict[str, grpc.Channel], name: str, method: pb.MethodDescriptor
 ) -> None:
     _fuzz(channels["coordinator"], COORDINATOR, method)()
+    _fuzz_bytes(channels["coordinator"], COORDINATOR, method)()
     with client_for(cluster, "housing") as client:
         assert client.endpoint("tax")
 
@@ -179,3 +233,19 @@ def test_register_answers_generated_messages_precisely(cluster: LocalCluster, tm
         channel.close()
     with client_for(cluster, "housing") as client:
         assert client.endpoint("tax")
+
+
+def test_bytes_that_are_not_a_message_are_invalid_argument_and_audited(
+    cluster: LocalCluster, channels: dict[str, grpc.Channel]
+) -> None:
+    """gRPC itself would answer INTERNAL to undecodable bytes, before any code of ours, unaudited:
+    the daemon parses them at its boundary instead."""
+    from tests.e2e.conftest import audit_entries
+
+    call = channels["tax"].unary_unary("/mpc.v1.Party/ListDatasets", _raw, _raw)
+    with pytest.raises(grpc.RpcError) as refused:
+        call(b"\x0a\xff\xff\xff\x0f", metadata=(("x-purpose", "statistics"), ("x-case", "UNDECODABLE")), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "malformed request" in str(refused.value.details()) and "mpc.v1.Empty" in str(refused.value.details())
+    entry = [e for e in audit_entries(cluster, "tax") if e.get("case") == "UNDECODABLE"][-1]
+    assert (entry["action"], entry["peer"], entry["outcome"]) == ("rpc:ListDatasets", "fuzzer", "INVALID_ARGUMENT")
