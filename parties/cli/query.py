@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -12,10 +13,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mpc.audit import AuditLogError
 from mpc.data.ids import IdKind, normalize_column
 from mpc.protocols.planner import LookupPlan
 from mpc.protocols.rules import Application
 from parties.cli.cells import format_cell
+from parties.config import ConfigError
 from parties.requester import Client, RemoteError
 
 app = typer.Typer(help="Ask other agencies' daemons, privately.", no_args_is_help=True)
@@ -31,12 +34,39 @@ def main() -> None:
     """Requester commands."""
 
 
+def _client(config: Path, purpose: str, case: str) -> Client:
+    """Our client from the agency's configuration; a configuration that does not load stops the
+    command with its message (file and key), exit status 2."""
+    try:
+        return Client.from_config(config, purpose, case)
+    except (ConfigError, AuditLogError) as exc:
+        console.print(f"[red]{exc}[/]", soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _rows(path: Path, needed: set[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line, row) of a CSV file with the ``needed`` columns; a file that cannot be read, is not
+    UTF-8 CSV, lacks a column or has a row with missing cells stops the command naming the file
+    and the line."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or not needed <= set(reader.fieldnames):
+                raise typer.BadParameter(f"{path} needs columns {sorted(needed)}, has {reader.fieldnames}")
+            for row in reader:
+                if any(row.get(c) is None for c in needed):
+                    raise typer.BadParameter(f"{path}, line {reader.line_num}: a row with missing cells")
+                yield reader.line_num, {c: row[c] for c in needed}
+    except UnicodeDecodeError as exc:
+        raise typer.BadParameter(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except csv.Error as exc:
+        raise typer.BadParameter(f"{path}: not a CSV file: {exc}") from None
+    except OSError as exc:
+        raise typer.BadParameter(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
 def read_ids(path: Path, column: str, kind: IdKind) -> list[str]:
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or column not in reader.fieldnames:
-            raise typer.BadParameter(f"{path} has no column {column!r} (columns: {reader.fieldnames})")
-        raw = [row[column] for row in reader]
+    raw = [row[column] for _, row in _rows(path, {column})]
     ids, report = normalize_column(raw, kind)
     for bad in report.invalid[:10]:
         console.print(f"[yellow]row {bad.row}: invalid id {bad.raw!r}: {bad.reason}[/]")
@@ -65,7 +95,7 @@ def psi(
     if mode not in ("cardinality", "intersection"):
         raise typer.BadParameter("--mode must be cardinality or intersection")
     mine = read_ids(ids, column, kind)  # type: ignore[arg-type]
-    with Client.from_config(config, purpose, case) as client, Progress(console=console, transient=True) as bar:
+    with _client(config, purpose, case) as client, Progress(console=console, transient=True) as bar:
         task = bar.add_task(f"PSI with {peer}.{dataset}", total=None)
         try:
             result = client.set_intersection(
@@ -114,7 +144,7 @@ def intersection_sum(
     over them, computed on secret shares and opened only when the count reaches both sides'
     minimum cell size (the owner learns our count and the intersection's size)."""
     mine = read_ids(ids, id_column, kind)  # type: ignore[arg-type]
-    with Client.from_config(config, purpose, case) as client:
+    with _client(config, purpose, case) as client:
         try:
             result = client.intersection_sum(peer, dataset, column, mine)
         except RemoteError as exc:
@@ -163,7 +193,7 @@ def aggregate(
     except SqlRefused as exc:
         console.print(f"[red]query refused: {exc}[/]")
         raise typer.Exit(2) from None
-    with Client.from_config(config, purpose, case) as client:
+    with _client(config, purpose, case) as client:
         if query.initiator not in ("", client.name):
             console.print(f"[red]the FROM table must be ours ({client.name}.<dataset>), not {query.initiator!r}[/]")
             raise typer.Exit(2)
@@ -229,7 +259,7 @@ def eligibility(
     plans: dict[tuple[str, str, str], LookupPlan] = {}
     results: dict[str, tuple[str, str]] = {ref: ("error", reason) for ref, reason in errors.items()}
     valid = [a for a in applications if a.reference not in errors]
-    with Client.from_config(config, purpose, case) as client, Progress(console=console) as progress:
+    with _client(config, purpose, case) as client, Progress(console=console) as progress:
         task = progress.add_task(f"checking {len(valid):,} applications", total=len(valid))
         for start in range(0, len(valid), chunk):
             part = valid[start : start + chunk]
@@ -273,13 +303,8 @@ def read_applications(path: Path) -> tuple[list[Application], dict[str, str], li
     from mpc.protocols.rules import MAX_MEMBERS, Application
 
     people: dict[str, list[tuple[int, str, str]]] = {}
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        needed = {"application_id", "resident_id", "relation"}
-        if reader.fieldnames is None or not needed <= set(reader.fieldnames):
-            raise typer.BadParameter(f"{path} needs columns {sorted(needed)}, has {reader.fieldnames}")
-        for number, row in enumerate(reader, start=2):
-            people.setdefault(row["application_id"], []).append((number, row["resident_id"], row["relation"]))
+    for number, row in _rows(path, {"application_id", "resident_id", "relation"}):
+        people.setdefault(row["application_id"], []).append((number, row["resident_id"], row["relation"]))
     applications, errors = [], {}
     for ref, rows in people.items():
         ids, report = normalize_column([r[1] for r in rows], "resident_id")
@@ -311,7 +336,7 @@ def selftest_compare(
     from mpc.protocols.selftest import public_values
 
     values = np.random.default_rng(seed + 1).integers(-(2**62), 2**62, n, dtype=np.int64)
-    with Client.from_config(config, purpose, case) as client:
+    with _client(config, purpose, case) as client:
         started = time.perf_counter()
         try:
             bits, summary = client.selftest_compare(peer, values, seed)
