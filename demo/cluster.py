@@ -160,8 +160,14 @@ class LocalCluster:
             time.sleep(0.05)
         raise ClusterError(f"{member.name} did not start within {timeout:.0f} s (log: {member.log})")
 
-    def start_party(self, name: str, timeout: float = 120.0) -> Running:
+    def start_party(self, name: str, timeout: float = 120.0, config: Path | None = None) -> Running:
+        """(Re)start a party's daemon; with ``config``, from another configuration of the same
+        party (a restored state directory, say), which it keeps until started again without."""
         member = self.members[name]
+        if config is not None:
+            from parties.config import load_party_config
+
+            member.config, member.state_dir = config, load_party_config(config).party.state_dir
         self._spawn(member, "parties.cli.party")
         self._await(member, timeout)
         return member
