@@ -94,24 +94,6 @@ def _calls(service: pb.ServiceDescriptor) -> list[tuple[str, pb.MethodDescriptor
     return [(method.name, method) for method in service.methods]
 
 
-def _invoke(channel: grpc.Channel, service: str, method: pb.MethodDescriptor, requests: list[Message]) -> None:
-    """One call with ``requests`` (the first alone for a unary request), read to its end."""
-    path = f"/{service}/{method.name}"
-    reply = GetMessageClass(method.output_type)
-    metadata = (("x-purpose", "statistics"), ("x-case", "FUZZ"))
-    serialize, parse = (lambda m: m.SerializeToString()), reply.FromString
-    if method.client_streaming and method.server_streaming:
-        for _ in channel.stream_stream(path, serialize, parse)(iter(requests), metadata=metadata, timeout=10):
-            pass
-    elif method.client_streaming:
-        channel.stream_unary(path, serialize, parse)(iter(requests), metadata=metadata, timeout=10)
-    elif method.server_streaming:
-        for _ in channel.unary_stream(path, serialize, parse)(requests[0], metadata=metadata, timeout=10):
-            pass
-    else:
-        channel.unary_unary(path, serialize, parse)(requests[0], metadata=metadata, timeout=10)
-
-
 def _raw(data: bytes) -> bytes:
     return data
 
@@ -135,39 +117,43 @@ def mutated(draw: st.DrawFn, descriptor: pb.Descriptor) -> bytes:
     return bytes(data)
 
 
-def _fuzz_bytes(
-    channel: grpc.Channel, service: pb.ServiceDescriptor, method: pb.MethodDescriptor
-) -> Callable[..., None]:
+def _invoke(
+    channel: grpc.Channel, service: pb.ServiceDescriptor, method: pb.MethodDescriptor, requests: list[bytes]
+) -> None:
+    """One call with ``requests`` as raw bytes (the first alone for a unary request), read to its end."""
     path = f"/{service.full_name}/{method.name}"
-    metadata = (("x-purpose", "statistics"), ("x-case", "FUZZ-BYTES"))
+    metadata = (("x-purpose", "statistics"), ("x-case", "FUZZ"))
+    if method.client_streaming and method.server_streaming:
+        for _ in channel.stream_stream(path, _raw, _raw)(iter(requests), metadata=metadata, timeout=10):
+            pass
+    elif method.client_streaming:
+        channel.stream_unary(path, _raw, _raw)(iter(requests), metadata=metadata, timeout=10)
+    elif method.server_streaming:
+        for _ in channel.unary_stream(path, _raw, _raw)(requests[0], metadata=metadata, timeout=10):
+            pass
+    else:
+        channel.unary_unary(path, _raw, _raw)(requests[0], metadata=metadata, timeout=10)
+
+
+def serialized(descriptor: pb.Descriptor) -> st.SearchStrategy[bytes]:
+    """Generated messages' bytes, as a well-behaved serializer sends them."""
+    return messages(descriptor).map(lambda message: message.SerializeToString())
+
+
+def _fuzz(
+    channel: grpc.Channel,
+    service: pb.ServiceDescriptor,
+    method: pb.MethodDescriptor,
+    requests: Callable[[pb.Descriptor], st.SearchStrategy[bytes]] = serialized,
+) -> Callable[..., None]:
+    """Calls of ``method`` with 1 to 3 requests drawn from ``requests`` (generated messages, or
+    their bytes :func:`mutated`): every refusal is a precise status."""
 
     @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-    @given(requests=st.lists(mutated(method.input_type), min_size=1, max_size=3))
-    def run(requests: list[bytes]) -> None:
+    @given(drawn=st.lists(requests(method.input_type), min_size=1, max_size=3))
+    def run(drawn: list[bytes]) -> None:
         try:
-            if method.client_streaming and method.server_streaming:
-                for _ in channel.stream_stream(path, _raw, _raw)(iter(requests), metadata=metadata, timeout=10):
-                    pass
-            elif method.client_streaming:
-                channel.stream_unary(path, _raw, _raw)(iter(requests), metadata=metadata, timeout=10)
-            elif method.server_streaming:
-                for _ in channel.unary_stream(path, _raw, _raw)(requests[0], metadata=metadata, timeout=10):
-                    pass
-            else:
-                channel.unary_unary(path, _raw, _raw)(requests[0], metadata=metadata, timeout=10)
-        except grpc.RpcError as exc:
-            code = exc.code()
-            assert code not in REFUSED_AS_BROKEN, f"{method.name}: {code.name}: {exc.details()}"
-
-    return run
-
-
-def _fuzz(channel: grpc.Channel, service: pb.ServiceDescriptor, method: pb.MethodDescriptor) -> Callable[..., None]:
-    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-    @given(requests=st.lists(messages(method.input_type), min_size=1, max_size=3))
-    def run(requests: list[Message]) -> None:
-        try:
-            _invoke(channel, service.full_name, method, requests)
+            _invoke(channel, service, method, drawn)
         except grpc.RpcError as exc:
             code = exc.code()
             assert code not in REFUSED_AS_BROKEN, f"{method.name}: {code.name}: {exc.details()}"
@@ -201,7 +187,7 @@ def test_every_party_rpc_answers_generated_messages_precisely(
     cluster: LocalCluster, channels: dict[str, grpc.Channel], name: str, method: pb.MethodDescriptor
 ) -> None:
     _fuzz(channels["tax"], PARTY, method)()
-    _fuzz_bytes(channels["tax"], PARTY, method)()
+    _fuzz(channels["tax"], PARTY, method, mutated)()
     with client_for(cluster, "housing") as client:  # still serving (for others)
         assert client.capabilities("tax").party == "tax"
 
@@ -215,7 +201,7 @@ def test_every_coordinator_rpc_answers_generated_messages_precisely(
     cluster: LocalCluster, channels: dict[str, grpc.Channel], name: str, method: pb.MethodDescriptor
 ) -> None:
     _fuzz(channels["coordinator"], COORDINATOR, method)()
-    _fuzz_bytes(channels["coordinator"], COORDINATOR, method)()
+    _fuzz(channels["coordinator"], COORDINATOR, method, mutated)()
     with client_for(cluster, "housing") as client:
         assert client.endpoint("tax")
 
