@@ -20,6 +20,7 @@ from benchmarks import (
     oprf_bench,
     paillier_bench,
     sharing_bench,
+    soak,
 )
 from benchmarks.report import RESULTS_PATH, Result, machine, print_and_save
 
@@ -50,6 +51,11 @@ def main(
             "private joins and aggregates between daemons (tables of 100 000 and 1 000 000 rows, 10 000 and 100 000 "
             "with --quick; openmined-psi on the same sets)",
             lambda: join_bench.run(quick, console.print),
+        ),
+        (
+            "a short soak: 64 concurrent requesters, an owner killed and restarted (python -m benchmarks.soak runs "
+            "the full 10 minutes)",
+            lambda: soak.run(30.0 if quick else 90.0, 64, 5_000, console.print),
         ),
     )
     for label, step in steps:

@@ -20,6 +20,6 @@ def test_one_peer_cannot_fill_the_owners_session_table() -> None:
     empty = np.zeros((0, 1), dtype=np.uint64)
     for k in range(MAX_SESSIONS_PER_PEER):
         held.put(f"{k:032x}", HeldShares("curious", "income", ("v",), empty, time.monotonic()))
-    with pytest.raises(TooManySessions, match="curious holds 64 open sessions"):
+    with pytest.raises(TooManySessions, match=f"curious holds {MAX_SESSIONS_PER_PEER} open sessions"):
         held.put("f" * 32, HeldShares("curious", "income", ("v",), empty, time.monotonic()))
     held.put("e" * 32, HeldShares("housing", "income", ("v",), empty, time.monotonic()))  # others still can

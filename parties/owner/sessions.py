@@ -22,9 +22,14 @@ from mpc.policy import PolicyError, RateLimitExceeded
 from mpc.protocols.aggregate import CellShares
 from mpc.protocols.programs import SESSION_ID
 
-DEFAULT_TTL_SECONDS = 1800.0  # long enough for the other owners of a large batch to decrypt theirs
-MAX_SESSIONS = 1024
-MAX_SESSIONS_PER_PEER = 64  # one requester cannot fill the table for the others
+# Long enough for the other owners of a large batch to decrypt theirs (a 100 000-application batch
+# takes about 3 minutes in all), short enough that shares left by a program that never ran (its
+# co-party died) do not lock a busy requester out for long.
+DEFAULT_TTL_SECONDS = 600.0
+MAX_SESSIONS = 2048
+# One requester cannot fill the table for the others, yet 64 concurrent clients of one agency, each
+# holding one session per table of a rule, plus those a failure left, stay within it.
+MAX_SESSIONS_PER_PEER = 512
 
 
 _SESSION_ID = re.compile(SESSION_ID)

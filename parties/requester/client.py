@@ -49,6 +49,7 @@ __all__ = ["SCHEMA_SECONDS", "Client", "OneReply"]
 
 log = logging.getLogger("mpc.sdk")
 SCHEMA_SECONDS = 30.0  # how long an owner's dataset schemas are reused
+DIRECTORY_SECONDS = 5.0  # how long the coordinator's directory (parties' addresses) is reused
 
 Q_contra = TypeVar("Q_contra", contravariant=True)
 R_co = TypeVar("R_co", covariant=True)
@@ -90,6 +91,7 @@ class Client:
         self._own: dict[str, Dataset] = dict(datasets or {})  # a daemon acting as requester passes its own
         self._channels: dict[str, grpc.Channel] = {}
         self._endpoints: dict[str, str] = {}
+        self._directory_read = 0.0  # when the directory was last read (monotonic)
         self._fingerprints: dict[str, str] = {}  # each party's certificate, as the directory holds it
         self._revocations = Revocations(tls.crl, tls.ca)
         self._capabilities: dict[str, party_pb2.Capabilities] = {}
@@ -187,12 +189,13 @@ class Client:
         return coordinator_pb2_grpc.CoordinatorStub(self._channel(self.coordinator, self.coordinator_name))
 
     def endpoint(self, party: str) -> str:
-        """A party's address: ``host:port`` as given, or a name looked up in the directory (once
-        per client)."""
+        """A party's address: ``host:port`` as given, or a name looked up in the directory (again
+        after ``DIRECTORY_SECONDS``: a daemon restarted elsewhere is found without a new client)."""
         if ":" in party:
             return party
-        if party in self._endpoints:
+        if party in self._endpoints and time.monotonic() - self._directory_read < DIRECTORY_SECONDS:
             return self._endpoints[party]
+        self._directory_read = time.monotonic()
         try:
             directory = self.coordinator_stub().GetDirectory(common_pb2.Empty(), metadata=self.metadata(), timeout=10)
         except grpc.RpcError as exc:
