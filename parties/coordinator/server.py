@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +42,7 @@ from parties.rpc.tls import (
     server_credentials,
 )
 from parties.rpc.wire import SERVER_OPTIONS
-from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from protos import common_pb2, coordinator_pb2
 
 log = logging.getLogger("mpc.coordinator")
 MAX_CORRECTION_WORDS = 64 * 1024 * 1024  # 512 MiB per request at most
@@ -89,45 +89,23 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
-class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer):
+class CoordinatorService:
     """The ``mpc.v1.Coordinator`` service: each RPC runs its handler behind the daemon's boundary."""
 
     def __init__(self, daemon: CoordinatorDaemon) -> None:
         self.daemon = daemon
-        b = daemon.boundary
-        self._rpc_register = b.unary("Register", "directory")(self._register)
-        self._rpc_get_directory = b.unary("GetDirectory", "directory")(self._directory)
-        self._rpc_open_session = b.unary("OpenSession", "dealer")(self._open_session)
-        self._rpc_get_corrections = b.streaming("GetCorrections", "dealer")(self._corrections)
-        self._rpc_witness_audit_head = b.unary("WitnessAuditHead", "witness")(self._witness)
-        self._rpc_get_witnessed_heads = b.unary("GetWitnessedHeads", "witness")(self._witnessed)
 
-    # ------------------------------------------------------------------ the RPCs
-    def Register(self, request: coordinator_pb2.Registration, context: grpc.ServicerContext) -> common_pb2.Empty:
-        return self._rpc_register(request, context)
-
-    def GetDirectory(self, request: common_pb2.Empty, context: grpc.ServicerContext) -> coordinator_pb2.Directory:
-        return self._rpc_get_directory(request, context)
-
-    def OpenSession(
-        self, request: coordinator_pb2.SessionRequest, context: grpc.ServicerContext
-    ) -> coordinator_pb2.SessionSeed:
-        return self._rpc_open_session(request, context)
-
-    def GetCorrections(
-        self, request_iterator: Iterator[coordinator_pb2.CorrectionRequest], context: grpc.ServicerContext
-    ) -> Iterator[coordinator_pb2.CorrectionChunk]:
-        return self._rpc_get_corrections(request_iterator, context)
-
-    def WitnessAuditHead(
-        self, request: common_pb2.AuditHead, context: grpc.ServicerContext
-    ) -> coordinator_pb2.WitnessReceipt:
-        return self._rpc_witness_audit_head(request, context)
-
-    def GetWitnessedHeads(
-        self, request: coordinator_pb2.WitnessQuery, context: grpc.ServicerContext
-    ) -> coordinator_pb2.WitnessedHeads:
-        return self._rpc_get_witnessed_heads(request, context)
+    def behaviours(self) -> dict[str, Callable[..., Any]]:
+        """Each RPC's behaviour (what :func:`parties.rpc.registration.add_service` registers)."""
+        b = self.daemon.boundary
+        return {
+            "Register": b.unary("Register", "directory")(self._register),
+            "GetDirectory": b.unary("GetDirectory", "directory")(self._directory),
+            "OpenSession": b.unary("OpenSession", "dealer")(self._open_session),
+            "GetCorrections": b.streaming("GetCorrections", "dealer")(self._corrections),
+            "WitnessAuditHead": b.unary("WitnessAuditHead", "witness")(self._witness),
+            "GetWitnessedHeads": b.unary("GetWitnessedHeads", "witness")(self._witnessed),
+        }
 
     # ------------------------------------------------------------------ handlers
     def _register(
@@ -305,7 +283,11 @@ class CoordinatorDaemon:
         self.server = grpc.server(
             ThreadPoolExecutor(max_workers=32, thread_name_prefix="coordinator-rpc"), options=SERVER_OPTIONS
         )
-        add_service(self.server, CoordinatorService(self), coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"])
+        add_service(
+            self.server,
+            CoordinatorService(self).behaviours(),
+            coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"],
+        )
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         port = self.server.add_secure_port(section.listen, server_credentials(config.tls))

@@ -26,7 +26,7 @@ from mpc.protocols.lookup import BucketIndex
 from parties.config import ConfigError, PartyConfig, PredicateSpec
 from parties.owner.aggregate import JoinInitiator
 from parties.owner.budgets import Budgets
-from parties.owner.service import PartyService
+from parties.owner.service import party_service
 from parties.owner.sessions import FetchTokens, HeldResult, HeldShares, SessionShares
 from parties.owner.state import PartyState
 from parties.owner.tables import EncryptedTable, TableCache
@@ -99,7 +99,7 @@ class PartyDaemon:
             interceptors=list(interceptors),
             options=SERVER_OPTIONS,
         )
-        add_service(self.server, PartyService(self, initiator), party_pb2.DESCRIPTOR.services_by_name["Party"])
+        add_service(self.server, party_service(self, initiator), party_pb2.DESCRIPTOR.services_by_name["Party"])
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         host = config.party.listen.rpartition(":")[0]

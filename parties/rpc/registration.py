@@ -8,7 +8,7 @@ any other malformed request)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,12 +48,20 @@ def _serialize(message: Message) -> bytes:
     return message.SerializeToString()
 
 
-def add_service(server: grpc.Server, servicer: object, service: pb.ServiceDescriptor) -> None:
-    """Register every method of ``service`` on ``server``, bound to the servicer's method of the
-    same name, with requests parsed by :func:`_parser`."""
+def add_service(
+    server: grpc.Server, behaviours: Mapping[str, Callable[..., Any]], service: pb.ServiceDescriptor
+) -> None:
+    """Register ``behaviours`` (RPC name -> ``run(request, context)``) as ``service`` on ``server``,
+    with requests parsed by :func:`_parser`. Every RPC of the service must have exactly one
+    behaviour (a missing or unknown name stops the daemon at start, naming it)."""
+    names = {method.name for method in service.methods}
+    if set(behaviours) != names:
+        raise ValueError(
+            f"{service.full_name}: missing {sorted(names - set(behaviours))}, unknown {sorted(set(behaviours) - names)}"
+        )
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in service.methods:
-        behaviour: Any = getattr(servicer, method.name)
+        behaviour = behaviours[method.name]
         parse = _parser(method.input_type)
         if method.client_streaming and method.server_streaming:
             handlers[method.name] = grpc.stream_stream_rpc_method_handler(behaviour, parse, _serialize)
