@@ -53,7 +53,8 @@ def main(
             lambda: join_bench.run(quick, console.print),
         ),
         (
-            "a short soak: 64 concurrent requesters, an owner killed and restarted (python -m benchmarks.soak runs "
+            "a short soak: 64 concurrent requesters, an owner killed and restarted, then the coordinator "
+            "(python -m benchmarks.soak runs "
             "the full 10 minutes)",
             lambda: soak.run(30.0 if quick else 90.0, 64, 5_000, console.print),
         ),

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,19 @@ class LocalCluster:
         self._spawn(member, "parties.cli.party")
         self._await(member, timeout)
         return member
+
+    def restart_coordinator(self, sig: int = signal.SIGTERM, timeout: float = 120.0) -> float:
+        """Stop the coordinator with ``sig`` and start it again on the address it had (the parties'
+        configurations name it), from the same state directory. Returns the seconds until it serves."""
+        member = self.members[COORDINATOR]
+        config = tomllib.loads(member.config.read_text())
+        config["coordinator"]["listen"] = member.address  # its port, no longer an ephemeral one
+        member.config.write_bytes(tomli_w.dumps(config).encode())
+        self.stop_party(COORDINATOR, sig)
+        started = time.perf_counter()
+        self._spawn(member, "parties.cli.coordinator")
+        self._await(member, timeout)
+        return time.perf_counter() - started
 
     def start(self, timeout: float = 120.0) -> None:
         self.prepare()
