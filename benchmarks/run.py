@@ -19,6 +19,7 @@ from benchmarks import (
     join_bench,
     oprf_bench,
     paillier_bench,
+    recovery,
     sharing_bench,
     soak,
 )
@@ -57,6 +58,11 @@ def main(
             "(python -m benchmarks.soak runs "
             "the full 10 minutes)",
             lambda: soak.run(30.0 if quick else 90.0, 64, 5_000, console.print),
+        ),
+        (
+            "recovery of an owner from its backups, with and without caches (a 1 000 000-row table, 100 000 with "
+            "--quick)",
+            lambda: recovery.run(100_000 if quick else 1_000_000, console.print),
         ),
     )
     for label, step in steps:

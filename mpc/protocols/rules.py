@@ -275,6 +275,10 @@ class Application:
     reference: str
     applicant: str
     members: tuple[str, ...]  # including the applicant
+    # what the applicant declared, by name, as written on the form (a number, a date, a code):
+    # ``declared`` once per application, ``member_declared`` per member, aligned with ``members``
+    declared: Mapping[str, str] = field(default_factory=dict)
+    member_declared: tuple[Mapping[str, str], ...] = ()
 
 
 OwnerValues = Mapping[tuple[str, str, str], Mapping[str, int]]  # (owner, dataset, column) -> id -> value
