@@ -200,7 +200,7 @@ def test_rule_on_shares_matches_the_oracle(data: st.DataObject) -> None:
     bits = outcome.bits if outcome is not None else None
     assert nothing is None and bits is not None
     expected = [int(eligible) for eligible, _ in evaluate_plain(rule, apps, plain, predicates)]
-    assert bits.tolist() == expected, name
+    assert bits.tolist() == expected, rule.name
 
 
 @pytest.mark.parametrize(
