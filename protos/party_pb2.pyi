@@ -71,12 +71,17 @@ class ColumnSchema(_message.Message):
     CLASSIFICATION_FIELD_NUMBER: _builtins.int
     ALLOWED_USES_FIELD_NUMBER: _builtins.int
     CATEGORIES_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     type: _builtins.str
     has_bounds: _builtins.bool
     min: _builtins.int
     max: _builtins.int
     classification: _builtins.str
+    description: _builtins.str
+    """group by it: from the owner's schema, never the values present in the data
+    the owner's description of the column
+    """
     @_builtins.property
     def allowed_uses(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """what this peer may do with the column"""
@@ -96,10 +101,11 @@ class ColumnSchema(_message.Message):
         classification: _builtins.str = ...,
         allowed_uses: _abc.Iterable[_builtins.str] | None = ...,
         categories: _abc.Iterable[_builtins.str] | None = ...,
+        description: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_uses", b"allowed_uses", "categories", b"categories", "classification", b"classification", "has_bounds", b"has_bounds", "max", b"max", "min", b"min", "name", b"name", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_uses", b"allowed_uses", "categories", b"categories", "classification", b"classification", "description", b"description", "has_bounds", b"has_bounds", "max", b"max", "min", b"min", "name", b"name", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

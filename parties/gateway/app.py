@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
@@ -74,6 +75,7 @@ class ColumnOut(BaseModel):
     classification: str
     uses: list[str]
     values: list[str] = []
+    description: str = ""
 
 
 class TableOut(BaseModel):
@@ -82,7 +84,9 @@ class TableOut(BaseModel):
     description: str = ""
     rows: int | None = None
     reason: str = ""
+    join_key: str = ""  # tables with the same join key (id kind) can be joined: ... USING (join_key)
     columns: list[ColumnOut]
+    examples: list[str] = []  # queries valid as written (identifiers quoted where needed)
 
 
 class PreviewOut(BaseModel):
@@ -160,6 +164,21 @@ def create_app(sandbox: Sandbox) -> FastAPI:
     @app.exception_handler(QueryRefused)
     async def refused(request: Request, exc: QueryRefused) -> JSONResponse:
         return JSONResponse({"detail": exc.detail()}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """A malformed request body, in the researcher's words (not "HTTP 422")."""
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+            if field == "epsilon":
+                problems.append(
+                    "ε must be above 0 and at most 100: it is the privacy the query spends (0 would release "
+                    "pure noise); the gateway's default applies when it is left out"
+                )
+            else:
+                problems.append(f"{field or 'the request'}: {error.get('msg', 'invalid')}")
+        return JSONResponse({"detail": {"reason": "; ".join(problems), "fragment": ""}}, status_code=400)
 
     @app.exception_handler(StoreError)
     async def missing(request: Request, exc: StoreError) -> JSONResponse:

@@ -15,6 +15,8 @@ The gateway never holds a row, a share of a row, or a noise-free cell.
 
 from __future__ import annotations
 
+import difflib
+import re
 import threading
 import time
 import uuid
@@ -162,6 +164,7 @@ class Sandbox:
                     "classification": c.classification,
                     "uses": [u for u in c.allowed_uses if u in ("filter", "aggregate", "group_by")],
                     "values": list(c.categories),
+                    "description": c.description,
                 }
                 for c in schema.columns
                 if c.name in allowed
@@ -172,9 +175,12 @@ class Sandbox:
                     "available": True,
                     "description": schema.description,
                     "rows": schema.rows,
+                    "join_key": schema.id_kind,
                     "columns": columns,
                 }
             )
+        for table in out:
+            table["examples"] = _examples(table, [t for t in out if t is not table]) if table["available"] else []
         return out
 
     def _project(self, researcher: str, project_name: str) -> Project:
@@ -210,12 +216,22 @@ class Sandbox:
             schema = self._schema(table, project.purpose)
             columns = {c.name: c for c in schema.columns}
             for column, uses in request.uses(side).items():  # type: ignore[arg-type]
+                if column == schema.id_kind:
+                    raise QueryRefused(
+                        403,
+                        f"may not use column {table}.{column}: it is the join key, named only in USING ({column})",
+                        f"{table}.{column}",
+                    )
+                if column not in columns:  # a misspelling is named as one, not as a permission refusal
+                    near = difflib.get_close_matches(column, sorted(set(columns) & set(allowed)), n=1)
+                    hint = f"; did you mean {near[0]!r}?" if near else ""
+                    raise QueryRefused(
+                        400, f"no such column: {table} has no column {column!r}{hint}", f"{table}.{column}"
+                    )
                 if column not in allowed:
                     raise QueryRefused(
                         403, f"project {project.name!r} may not use column {table}.{column}", f"{table}.{column}"
                     )
-                if column not in columns:
-                    raise QueryRefused(400, f"{table} has no column {column!r}", f"{table}.{column}")
                 missing = sorted(uses - set(columns[column].allowed_uses))
                 if missing:
                     raise QueryRefused(
@@ -405,3 +421,33 @@ def _info(column: party_pb2.ColumnSchema) -> agg.ColumnInfo:
     return agg.ColumnInfo(
         column.type, column.min if column.has_bounds else None, column.max if column.has_bounds else None
     )
+
+
+def quoted(table: str) -> str:
+    """``party.dataset`` as the SQL must spell it: a part that is not a plain identifier (such as
+    ``civil-affairs``) in double quotes."""
+    return ".".join(part if re.fullmatch(r"[a-z_][a-z0-9_]*", part) else f'"{part}"' for part in table.split("."))
+
+
+def _examples(table: dict[str, Any], others: list[dict[str, Any]]) -> list[str]:
+    """Queries over ``table`` that are valid as written: a count per group (or in all), and a join
+    with each other available table of the same join key, summing a column the project may sum."""
+    columns = table["columns"]
+    key = next((c["name"] for c in columns if "group_by" in c["uses"]), None)
+    single = (
+        f"SELECT a.{key}, COUNT(*) FROM {quoted(table['table'])} a GROUP BY a.{key}"
+        if key
+        else f"SELECT COUNT(*) FROM {quoted(table['table'])} a"
+    )
+    out = [single]
+    for other in others:
+        if not other["available"] or other["join_key"] != table["join_key"]:
+            continue
+        summed = next((c["name"] for c in other["columns"] if "aggregate" in c["uses"]), None)
+        measure = f"COUNT(*), SUM(b.{summed})" if summed else "COUNT(*)"
+        grouping = (f"a.{key}, ", f" GROUP BY a.{key}") if key else ("", "")
+        out.append(
+            f"SELECT {grouping[0]}{measure} FROM {quoted(table['table'])} a JOIN {quoted(other['table'])} b "
+            f"USING ({table['join_key']}){grouping[1]}"
+        )
+    return out

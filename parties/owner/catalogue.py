@@ -79,6 +79,7 @@ class Catalogue(Handlers):
                         classification=col.classification,
                         allowed_uses=uses,
                         categories=list(labels),
+                        description=col.description,
                     )
                 )
             out.datasets.append(schema)

@@ -167,8 +167,13 @@ def test_the_catalog_shows_declared_categories_and_rounded_row_counts(sandbox: S
         ('SELECT COUNT(*) FROM "public-security".residents r', 403, "may not use table public-security.residents"),
         (
             'SELECT h.household_id, COUNT(*) FROM "civil-affairs".households h GROUP BY h.household_id',
-            403,
-            "may not use column civil-affairs.households.household_id",
+            400,
+            "no such column: civil-affairs.households has no column 'household_id'",
+        ),
+        (
+            'SELECT h.distrct, COUNT(*) FROM "civil-affairs".households h GROUP BY h.distrct',
+            400,
+            "has no column 'distrct'; did you mean 'district'?",
         ),
         (
             'SELECT h.household_size, COUNT(*) FROM "civil-affairs".households h GROUP BY h.household_size',
@@ -191,6 +196,22 @@ def test_every_route_to_rows_or_outside_the_scope_is_refused(
             client.submit(PROJECT, sql, 0.5)
         assert refused.value.status == status and reason in refused.value.reason + refused.value.fragment
         assert client.budget(PROJECT) == before
+
+
+def test_every_catalog_example_is_valid_as_written_and_names_its_join_key(sandbox: Sandbox) -> None:
+    """The catalogue's example queries (a count per group, a join per table pair of one join key)
+    preview without an error; identifiers that need quotes have them; columns carry their owner's
+    descriptions; ε = 0 is explained, not "HTTP 422"."""
+    with ResearchClient(sandbox.url, sandbox.token) as client:
+        tables = client.datasets(PROJECT)
+        examples = [e for t in tables for e in t["examples"]]
+        assert {t["join_key"] for t in tables if t["available"]} == {"resident_id"}
+        assert any('"civil-affairs".households a JOIN' in e for e in examples)
+        for example in examples:
+            assert client.preview(PROJECT, example, 0.5)["groups"] >= 1, example
+        with pytest.raises(SandboxError) as zero:
+            client.preview(PROJECT, examples[0], 0.0)
+    assert zero.value.status == 400 and "ε must be above 0" in zero.value.reason
 
 
 def test_tokens_projects_and_epsilon_limits(sandbox: Sandbox) -> None:

@@ -62,28 +62,34 @@ async function loadProject() {
   catalog.innerHTML = "";
   for (const table of tables) {
     const heading = document.createElement("h3");
-    heading.textContent = table.available ? `${table.table} — ${table.description}` : `${table.table} (unavailable: ${table.reason})`;
+    heading.textContent = table.available ? `${table.table} — ${table.description} (join key: ${table.join_key})` : `${table.table} (unavailable: ${table.reason})`;
     catalog.appendChild(heading);
     const grid = document.createElement("table");
     grid.className = "columns";
     const head = grid.insertRow();
-    for (const title of ["column", "type", "bounds", "classification", "allowed uses"]) cell(head, "th", title);
+    for (const title of ["column", "type", "bounds or values", "classification", "allowed uses", "description"]) cell(head, "th", title);
     for (const column of table.columns) {
       const row = grid.insertRow();
       cell(row, "td", column.name);
       cell(row, "td", column.type);
-      cell(row, "td", column.min !== null ? `${column.min} … ${column.max}` : column.values.length ? `${column.values.length} values` : "");
+      cell(row, "td", column.min !== null ? `${column.min} … ${column.max}` : column.values.join(", "));
       cell(row, "td", column.classification);
       cell(row, "td", column.uses.join(", "));
+      cell(row, "td", column.description || "");
     }
     catalog.appendChild(grid);
-  }
-  if (!$("sql").value && tables.length) {
-    const first = tables.find((t) => t.available);
-    if (first) {
-      const key = first.columns.find((c) => c.uses.includes("group_by"));
-      $("sql").value = key ? `SELECT t.${key.name}, COUNT(*) FROM ${first.table} t GROUP BY t.${key.name}` : `SELECT COUNT(*) FROM ${first.table} t`;
+    for (const example of table.examples || []) {
+      const line = document.createElement("p");
+      line.className = "example";
+      line.textContent = example;
+      line.title = "click to use this query";
+      line.addEventListener("click", () => { $("sql").value = example; });
+      catalog.appendChild(line);
     }
+  }
+  if (!$("sql").value) {
+    const first = tables.find((t) => t.available && t.examples.length);
+    if (first) $("sql").value = first.examples[first.examples.length > 1 ? 1 : 0];
   }
 }
 
@@ -107,6 +113,7 @@ async function preview() {
 }
 
 async function run() {
+  $("result").hidden = true;  // never a stale result under a new query
   try {
     let job = await api(`/api/projects/${encodeURIComponent($("project").value)}/queries`, { method: "POST", body: JSON.stringify(query()) });
     $("query-message").textContent = `job ${job.id}: ${job.status}`;
@@ -187,6 +194,7 @@ function chart(result) {
 }
 
 $("signin-button").addEventListener("click", signIn);
+$("token").addEventListener("keydown", (event) => { if (event.key === "Enter") signIn(); });
 $("project").addEventListener("change", loadProject);
 $("preview-button").addEventListener("click", preview);
 $("run-button").addEventListener("click", run);
