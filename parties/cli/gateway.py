@@ -63,6 +63,29 @@ def researcher_add(
     print(token)
 
 
+@researcher_app.command("rotate")
+def researcher_rotate(name: str, config: Path = CONFIG) -> None:
+    """A new API token for NAME (printed once); the old one stops working at once."""
+    try:
+        token = _store(config).rotate_token(name)
+    except StoreError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"researcher {name}: new API token (shown once; the old one no longer signs in):")
+    print(token)
+
+
+@researcher_app.command("revoke")
+def researcher_revoke(name: str, config: Path = CONFIG) -> None:
+    """NAME's token stops working (its budget and jobs stay); `rotate` issues a new one."""
+    try:
+        _store(config).revoke_token(name)
+    except StoreError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"researcher {name}: token revoked")
+
+
 @researcher_app.command("list")
 def researcher_list(config: Path = CONFIG) -> None:
     table = Table(title="researchers")

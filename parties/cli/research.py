@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -30,6 +31,7 @@ def query(
     project: str = typer.Option(..., "--project", "-p"),
     epsilon: float | None = typer.Option(None, help="privacy cost of this query (default: the gateway's)"),
     preview: bool = typer.Option(False, help="only price the query"),
+    out: Path | None = typer.Option(None, "--csv", help="also write the released cells here (CSV, with intervals)"),
     gateway: str = GATEWAY,
     token: str = TOKEN,
     ca: str | None = CA,
@@ -57,6 +59,8 @@ def query(
             if job["status"] == "failed":
                 raise SandboxError(500, "the query failed", str(job.get("error", "")))
             left = client.budget(project)
+            if out is not None:
+                out.write_text(client.cells_csv(job["id"]), encoding="utf-8")
         except SandboxError as exc:
             console.print(f"[red]{exc}[/]")
             raise typer.Exit(1) from None
@@ -72,7 +76,12 @@ def query(
     console.print(table)
     for warning in result.get("warnings", []):
         console.print(f"[yellow]warning: {warning}[/]")
-    console.print(f"budget left: researcher ε {left['researcher']:.3f}, project ε {left['project']:.3f}")
+    console.print(
+        f"budget left: researcher ε {left['researcher']:.3f} of {left['researcher_total']:g}, "
+        f"project ε {left['project']:.3f} of {left['project_total']:g}"
+    )
+    if out is not None:
+        console.print(f"cells written to {out}")
 
 
 def _shown(row: dict[str, Any], column: str) -> str:

@@ -11,12 +11,14 @@ again without spending budget.
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,6 +55,21 @@ class RefusalOut(BaseModel):
 class Budget(BaseModel):
     researcher: float
     project: float
+
+
+class Spending(BaseModel):
+    job: str
+    epsilon: float
+    status: str  # a failed job's ε was refunded
+    created: float
+
+
+class BudgetOut(Budget):
+    """What is left, of which whole budgets, and what each of the researcher's jobs in the project spent."""
+
+    researcher_total: float
+    project_total: float
+    history: list[Spending]
 
 
 class ProjectOut(BaseModel):
@@ -208,10 +225,23 @@ def create_app(sandbox: Sandbox) -> FastAPI:
         return [TableOut.model_validate(t) for t in sandbox.catalog(name, project)]
 
     @app.get("/api/projects/{project}/budget", responses=refusals, tags=["projects"])
-    def budget(project: str, name: Researcher) -> Budget:
+    def budget(project: str, name: Researcher) -> BudgetOut:
+        """ε left of the researcher's and the project's budgets, their totals, and the spending history."""
         sandbox.store.project_for(name, project)
         left = sandbox.store.budget(name, project)
-        return Budget(researcher=left.researcher_left, project=left.project_left)
+        researcher_total, project_total = sandbox.store.totals(name, project)
+        history = [
+            Spending(job=j.id, epsilon=j.epsilon, status=j.status, created=j.created)
+            for j in sandbox.store.jobs_of(name)
+            if j.project == project
+        ]
+        return BudgetOut(
+            researcher=left.researcher_left,
+            project=left.project_left,
+            researcher_total=researcher_total,
+            project_total=project_total,
+            history=history,
+        )
 
     @app.post("/api/projects/{project}/preview", responses=refusals, tags=["queries"])
     def preview(project: str, query: QueryIn, name: Researcher) -> PreviewOut:
@@ -232,6 +262,15 @@ def create_app(sandbox: Sandbox) -> FastAPI:
         """Status, progress, and the released cells once done (again as often as asked, free)."""
         return _job(sandbox.store.job(job_id, name))
 
+    @app.get("/api/jobs/{job_id}/cells.csv", responses=refusals, tags=["queries"])
+    def cells_csv(job_id: str, name: Researcher) -> Response:
+        """A finished job's released cells as CSV: the columns, then each value's 95 % interval
+        bounds, and whether the row was released (withheld cells are empty)."""
+        job = sandbox.store.job(job_id, name)
+        if job.result is None:
+            raise HTTPException(409, {"reason": f"job {job_id} has no released cells ({job.status})", "fragment": ""})
+        return Response(cells_as_csv(job.result), media_type="text/csv")
+
     @app.get("/", include_in_schema=False)
     def portal() -> FileResponse:
         return FileResponse(PORTAL / "index.html")
@@ -243,3 +282,17 @@ def create_app(sandbox: Sandbox) -> FastAPI:
         return FileResponse(PORTAL / name)
 
     return app
+
+
+def cells_as_csv(result: dict[str, Any]) -> str:
+    """Released cells as CSV (what the portal and ``mpc-research`` download)."""
+    columns: list[str] = result["columns"]
+    measures = [c for c in columns if c.startswith(("count", "sum(", "mean("))]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([*columns, *(f"{m} {side}" for m in measures for side in ("low", "high")), "released"])
+    for row in result["rows"]:
+        bounds = [row.get("intervals", {}).get(m, ["", ""]) for m in measures]
+        cells = ["" if row[c] is None else row[c] for c in columns]
+        writer.writerow([*cells, *(b for pair in bounds for b in pair), "no" if row["suppressed"] else "yes"])
+    return out.getvalue()

@@ -43,8 +43,16 @@ class ResearchClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def cells_csv(self, job_id: str) -> str:
+        """A finished job's released cells as CSV (values, 95 % intervals, released or not)."""
+        response = self._checked(self._http.request("GET", f"/api/jobs/{job_id}/cells.csv"))
+        return response.text
+
     def _request(self, method: str, path: str, json: dict[str, Any] | None = None) -> Any:
-        response = self._http.request(method, path, json=json)
+        return self._checked(self._http.request(method, path, json=json)).json()
+
+    @staticmethod
+    def _checked(response: httpx.Response) -> httpx.Response:
         if response.status_code >= 400:
             detail = (
                 response.json().get("detail", {})
@@ -59,7 +67,7 @@ class ResearchClient:
                 str(detail.get("fragment", "")),
                 detail,
             )
-        return response.json()
+        return response
 
     def me(self) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", "/api/me")
@@ -69,8 +77,9 @@ class ResearchClient:
         result: list[dict[str, Any]] = self._request("GET", f"/api/projects/{project}/datasets")
         return result
 
-    def budget(self, project: str) -> dict[str, float]:
-        result: dict[str, float] = self._request("GET", f"/api/projects/{project}/budget")
+    def budget(self, project: str) -> dict[str, Any]:
+        """ε left (``researcher``, ``project``), the totals, and the spending ``history``."""
+        result: dict[str, Any] = self._request("GET", f"/api/projects/{project}/budget")
         return result
 
     def preview(self, project: str, sql: str, epsilon: float | None = None) -> dict[str, Any]:

@@ -140,6 +140,31 @@ class Store:
             )
         return token
 
+    def rotate_token(self, name: str) -> str:
+        """A new API token for ``name`` (shown once); the old one stops working at once."""
+        token = secrets.token_urlsafe(32)
+        self._set_token(name, token_hash(token))
+        return token
+
+    def revoke_token(self, name: str) -> None:
+        """``name``'s token stops working; no token signs in until one is rotated in."""
+        self._set_token(name, "revoked:" + secrets.token_hex(32))  # no token hashes to this
+
+    def _set_token(self, name: str, stored: str) -> None:
+        with self._transaction() as cur:
+            if cur.one("SELECT name FROM researchers WHERE name = ?", (name,)) is None:
+                raise StoreError(f"no researcher {name!r}")
+            cur.execute("UPDATE researchers SET token_hash = ? WHERE name = ?", (stored, name))
+
+    def totals(self, researcher: str, project: str) -> tuple[float, float]:
+        """The researcher's and the project's whole budgets (ε)."""
+        with self._transaction() as cur:
+            mine = cur.one("SELECT epsilon_total FROM researchers WHERE name = ?", (researcher,))
+            theirs = cur.one("SELECT epsilon_total FROM projects WHERE name = ?", (project,))
+        if mine is None or theirs is None:
+            raise StoreError(f"no budget for {researcher!r} in {project!r}")
+        return float(mine[0]), float(theirs[0])
+
     def researcher_for(self, token: str) -> str | None:
         with self._transaction() as cur:
             row = cur.one("SELECT name FROM researchers WHERE token_hash = ?", (token_hash(token),))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -291,9 +292,34 @@ def test_admin_and_researcher_command_lines(sandbox: Sandbox) -> None:
         research.app, ["query", "SELECT p.district, COUNT(*) FROM housing.properties p GROUP BY p.district", *args]
     )
     assert result.exit_code == 0, result.output
-    assert "properties.district" in result.output and "budget left: researcher ε 1.500" in result.output
+    assert "properties.district" in result.output and "budget left: researcher ε 1.500 of 2" in result.output
     refused = runner.invoke(research.app, ["query", "SELECT * FROM housing.properties p", *args])
     assert refused.exit_code == 1 and "SELECT * would output rows" in refused.output
+    cells = Path(config).parent / "cli-cells.csv"
+    query = "SELECT p.district, SUM(p.property_count) FROM housing.properties p GROUP BY p.district"
+    downloaded = runner.invoke(research.app, ["query", query, *args, "--csv", str(cells)])
+    assert downloaded.exit_code == 0, downloaded.output
+    lines = cells.read_text().splitlines()
+    assert lines[0] == (
+        "properties.district,sum(properties.property_count),sum(properties.property_count) low,"
+        "sum(properties.property_count) high,released"
+    )
+    assert len(lines) == 1 + 16 and all(line.endswith((",yes", ",no")) for line in lines[1:])
+    with ResearchClient(sandbox.url, token) as client:
+        budget = client.budget("cli-project")
+    assert (budget["researcher_total"], budget["project_total"]) == (2, 2)
+    assert [h["epsilon"] for h in budget["history"]] == [0.5, 0.5] and budget["researcher"] == pytest.approx(1.0)
+    rotated = runner.invoke(gateway.app, ["researcher", "rotate", "cli-user", "--config", config])
+    assert rotated.exit_code == 0, rotated.output
+    new_token = rotated.output.strip().splitlines()[-1]
+    assert sandbox.store.researcher_for(token) is None and sandbox.store.researcher_for(new_token) == "cli-user"
+    revoked = runner.invoke(gateway.app, ["researcher", "revoke", "cli-user", "--config", config])
+    assert revoked.exit_code == 0 and sandbox.store.researcher_for(new_token) is None
+    with pytest.raises(SandboxError) as signed_out:
+        ResearchClient(sandbox.url, new_token).me()
+    assert signed_out.value.status == 401
+    missing = runner.invoke(gateway.app, ["researcher", "revoke", "nobody", "--config", config])
+    assert missing.exit_code == 1 and "no researcher 'nobody'" in missing.output
 
 
 def test_the_api_over_https(sandbox: Sandbox, tmp_path: Any) -> None:

@@ -51,6 +51,30 @@ async function loadBudget() {
   const budget = await api(`/api/projects/${encodeURIComponent($("project").value)}/budget`);
   $("budget-researcher").textContent = budget.researcher.toFixed(3);
   $("budget-project").textContent = budget.project.toFixed(3);
+  $("budget-totals").textContent = `of ${budget.researcher_total} and ${budget.project_total}`;
+  const history = $("history");
+  history.innerHTML = "";
+  for (const spent of budget.history) {
+    const item = document.createElement("li");
+    const when = new Date(spent.created * 1000).toLocaleString();
+    item.textContent = `${when}: job ${spent.job}, ε ${spent.epsilon.toFixed(3)} (${spent.status === "failed" ? "failed, refunded" : spent.status}) `;
+    if (spent.status === "done") {
+      const link = document.createElement("a");
+      link.textContent = "cells (CSV)";
+      link.href = "#";
+      link.addEventListener("click", (event) => { event.preventDefault(); download(spent.job); });
+      item.appendChild(link);
+    }
+    history.appendChild(item);
+  }
+}
+
+async function download(job) {
+  const response = await fetch(`/api/jobs/${job}/cells.csv`, { headers: { Authorization: `Bearer ${token}` } });
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = `cells-${job}.csv`;
+  link.click();
 }
 
 async function loadProject() {
