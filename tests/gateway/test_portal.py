@@ -13,6 +13,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as until
 from selenium.webdriver.support.ui import WebDriverWait
@@ -58,8 +59,7 @@ def test_sign_in_browse_run_and_see_table_and_chart(sandbox: Sandbox, browser: W
     wait.until(until.text_to_be_present_in_element((By.ID, "signin-error"), "valid API token"))
     field = browser.find_element(By.ID, "token")
     field.clear()
-    field.send_keys(sandbox.token)
-    browser.find_element(By.ID, "signin-button").click()
+    field.send_keys(sandbox.token + Keys.ENTER)  # Enter signs in
     wait.until(until.visibility_of_element_located((By.ID, "workspace")))
     assert "signed in as ada" in browser.find_element(By.ID, "who").text
     assert PROJECT in browser.find_element(By.ID, "project").text
@@ -85,6 +85,10 @@ def test_sign_in_browse_run_and_see_table_and_chart(sandbox: Sandbox, browser: W
     assert released and all(" … " in r and "[" in r for r in released)  # each value with its interval
     assert browser.find_elements(By.CSS_SELECTOR, "#chart rect")  # a bar per released group
     assert float(browser.find_element(By.ID, "budget-researcher").text) == pytest.approx(before - 0.5, abs=1e-3)
+    history = browser.find_element(By.ID, "history").get_attribute("textContent") or ""
+    assert "ε 0.500 (done)" in history and "cells (CSV)" in history  # the spending history, with the job
+    assert "of " in browser.find_element(By.ID, "budget-totals").text
     browser.find_element(By.ID, "sql").send_keys(" ORDER BY 1")
     browser.find_element(By.ID, "run-button").click()
     wait.until(until.text_to_be_present_in_element((By.ID, "query-message"), "ORDER BY is not allowed"))
+    assert not browser.find_element(By.ID, "result").is_displayed()  # no stale result under the new query
