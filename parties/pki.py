@@ -255,6 +255,59 @@ class Pki:
         Issuing again for an existing name replaces its files (renewal); the previous
         certificate stays valid until it expires unless :meth:`revoke` was called first.
         """
+        key = ec.generate_private_key(ec.SECP256R1())
+        issued = self._certify(name, key.public_key(), hosts, valid_days, not_before, not_after, roles)
+        key_path = self.key_path(name)
+        write_atomic(key_path, _private_pem(key), 0o600)
+        return IssuedCertificate(
+            issued.name, issued.cert_path, key_path, issued.serial, issued.fingerprint_sha256, issued.not_after
+        )
+
+    def sign(
+        self, csr_pem: bytes, name: str, hosts: Sequence[str] = (), valid_days: int = 365, roles: Sequence[Role] = ROLES
+    ) -> IssuedCertificate:
+        """Certify the key of a signing request made on the agency's own machine
+        (:func:`request_certificate`): the private key never reaches the CA. The CA operator names
+        the party, its addresses and roles; the request must be self-signed, be for ``CN=name``, and
+        ask for no other name or address than ``DNS:name`` and ``hosts``. The certificate is what
+        :meth:`issue` would make (no key file is written). Raises :class:`PkiError` naming the
+        problem."""
+        try:
+            csr = x509.load_pem_x509_csr(csr_pem)
+        except ValueError as exc:
+            raise PkiError(f"not a PEM certificate signing request: {exc}") from None
+        if not csr.is_signature_valid:
+            raise PkiError("the signing request's signature does not verify (not made with its own key)")
+        requested = [a.value for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+        if requested != [name]:
+            raise PkiError(f"the signing request is for {requested or 'no name'}, not {name!r}")
+        try:
+            san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            asked = set(san)
+        except x509.ExtensionNotFound:
+            asked = set()
+        extra = asked - set(_san_entries(name, hosts))
+        if extra:
+            raise PkiError(
+                f"the signing request asks for names or addresses not approved for {name}: "
+                f"{sorted(str(e.value) for e in extra)} (approve them with --host)"
+            )
+        public_key = csr.public_key()
+        if not isinstance(public_key, ec.EllipticCurvePublicKey) or public_key.curve.name != "secp256r1":
+            raise PkiError("the signing request's key must be an EC P-256 key")
+        return self._certify(name, public_key, hosts, valid_days, None, None, roles)
+
+    def _certify(
+        self,
+        name: str,
+        public_key: ec.EllipticCurvePublicKey,
+        hosts: Sequence[str],
+        valid_days: int,
+        not_before: datetime | None,
+        not_after: datetime | None,
+        roles: Sequence[Role],
+    ) -> IssuedCertificate:
+        """Sign ``public_key`` as party ``name``'s certificate and write it (see :meth:`issue`)."""
         validate_name(name)
         if not roles or set(roles) - set(ROLES):
             raise ValueError(f"roles must be some of {list(ROLES)}, not {list(roles)}")
@@ -270,9 +323,6 @@ class Pki:
             end = now + timedelta(days=valid_days)
         if end <= start:
             raise ValueError(f"not_after ({end.isoformat()}) must be after not_before ({start.isoformat()})")
-
-        key = ec.generate_private_key(ec.SECP256R1())
-        public_key = key.public_key()
         ca_public = self._ca_key.public_key()
         cert = (
             x509.CertificateBuilder()
@@ -307,14 +357,12 @@ class Pki:
             .sign(self._ca_key, hashes.SHA256())
         )
         cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-        key_path = self.key_path(name)
         cert_path = self.cert_path(name)
-        write_atomic(key_path, _private_pem(key), 0o600)
         write_atomic(cert_path, cert_pem, 0o644)
         return IssuedCertificate(
             name=name,
             cert_path=cert_path,
-            key_path=key_path,
+            key_path=self.key_path(name),
             serial=cert.serial_number,
             fingerprint_sha256=fingerprint(cert_pem),
             not_after=cert.not_valid_after_utc,
@@ -489,3 +537,28 @@ def verify_client_certificate(
     if cert.serial_number in set(revoked_serials):
         raise CertificateRejected("revoked", f"certificate serial {cert.serial_number:x} is revoked")
     return certificate_identity(pem)
+
+
+def request_certificate(name: str, key_path: Path, csr_path: Path, hosts: Sequence[str] = ()) -> bytes:
+    """On the agency's own machine: make its private key (EC P-256, written 0600 to ``key_path``;
+    an existing key is kept and used) and a certificate signing request for ``CN=name`` with
+    ``DNS:name`` and ``hosts`` (written to ``csr_path``), which the CA signs (:meth:`Pki.sign`)
+    without ever seeing the key. Returns the request (PEM)."""
+    validate_name(name)
+    if key_path.exists():
+        loaded = serialization.load_pem_private_key(key_path.read_bytes(), None)
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+            raise PkiError(f"{key_path}: not an EC private key")
+        key = loaded
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
+        write_atomic(key_path, _private_pem(key), 0o600)
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .add_extension(x509.SubjectAlternativeName(_san_entries(name, hosts)), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    pem = csr.public_bytes(serialization.Encoding.PEM)
+    write_atomic(csr_path, pem, 0o644)
+    return pem

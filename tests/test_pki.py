@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import stat
 import threading
 from collections.abc import Iterator
@@ -344,3 +345,41 @@ def test_mtls_does_not_check_revocation_the_server_must(pki: Pki, probe_server: 
     with pytest.raises(CertificateRejected) as rejected:
         verify_client_certificate(presented, ca, load_crl_serials(pki.crl_pem(), ca))
     assert rejected.value.reason == "revoked"
+
+
+def test_an_agency_keeps_its_key_and_the_ca_signs_its_request(tmp_path: Path) -> None:
+    """``request_certificate`` makes the key and a request on the agency's machine; ``Pki.sign``
+    certifies it on the CA's with the names, addresses and roles the CA operator approves. The
+    key never reaches the CA's directory; the certificate carries the agency's own public key."""
+    from cryptography.hazmat.primitives import serialization
+
+    from parties.pki import request_certificate
+
+    pki = Pki.init(tmp_path / "ca")
+    agency = tmp_path / "agency"
+    agency.mkdir()
+    csr = request_certificate("tax", agency / "tax.key", agency / "tax.csr", hosts=["10.0.0.5"])
+    assert stat.S_IMODE((agency / "tax.key").stat().st_mode) == 0o600
+    issued = pki.sign(csr, "tax", hosts=["10.0.0.5"], roles=["server", "client"])
+    assert not pki.key_path("tax").exists() and not list((tmp_path / "ca").rglob("*.key"))[1:]  # only the CA's own
+    cert = x509.load_pem_x509_certificate(issued.cert_path.read_bytes())
+    key = serialization.load_pem_private_key((agency / "tax.key").read_bytes(), None)
+    assert cert.public_key().public_numbers() == key.public_key().public_numbers()  # type: ignore[union-attr]
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["tax"]
+    assert [str(a) for a in san.get_values_for_type(x509.IPAddress)] == ["10.0.0.5"]
+    cert.verify_directly_issued_by(pki.ca_certificate())
+    again = request_certificate("tax", agency / "tax.key", agency / "tax-2.csr")  # renewal keeps the key
+    assert x509.load_pem_x509_csr(again).public_key().public_numbers() == key.public_key().public_numbers()  # type: ignore[union-attr]
+
+    with pytest.raises(PkiError, match=re.escape("for ['tax'], not 'housing'")):
+        pki.sign(csr, "housing")
+    with pytest.raises(PkiError, match=re.escape("not approved for tax: ['10.0.0.5']")):
+        pki.sign(csr, "tax")  # the request asks for an address the operator did not approve
+    with pytest.raises(PkiError, match="not a PEM certificate signing request"):
+        pki.sign(b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", "tax")
+    der = bytearray(x509.load_pem_x509_csr(csr).public_bytes(serialization.Encoding.DER))
+    der[-3] ^= 0x01  # a bit of the signature flipped: the request no longer proves its key
+    tampered = x509.load_der_x509_csr(bytes(der)).public_bytes(serialization.Encoding.PEM)
+    with pytest.raises(PkiError, match="signature does not verify"):
+        pki.sign(tampered, "tax", hosts=["10.0.0.5"])
