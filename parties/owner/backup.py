@@ -39,7 +39,7 @@ __all__ = ["CACHES", "BackupError", "Restored", "Taken", "backup", "restore"]
 CACHES = ("encrypted",)  # recomputed when missing
 MANIFEST = "manifest.json"
 _LEDGERS = ("budgets.sqlite",)
-_SKIPPED = ("address", "audit.log", *_LEDGERS)  # written otherwise, or run-time only
+_SKIPPED = ("address", "status.json", "audit.log", *_LEDGERS)  # written otherwise, or run-time only
 
 
 class BackupError(Exception):

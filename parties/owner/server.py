@@ -29,6 +29,7 @@ from parties.owner.budgets import Budgets
 from parties.owner.service import party_service
 from parties.owner.sessions import FetchTokens, HeldResult, HeldShares, SessionShares
 from parties.owner.state import PartyState
+from parties.owner.status import WRITE_SECONDS, StatusCollector, write_status
 from parties.owner.tables import EncryptedTable, TableCache
 from parties.rpc.boundary import Boundary, Metrics, ServiceError
 from parties.rpc.registration import add_service
@@ -129,9 +130,11 @@ class PartyDaemon:
             self.oprf_key,
         )
         self._lookup_lock = threading.Lock()
+        self.started = time.time()  # set again when it starts serving
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        self.started = time.time()
         self.server.start()
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -145,6 +148,9 @@ class PartyDaemon:
                 detail=f"listen={self.address} datasets={rows} invalid_ids={invalid}",
             )
         )
+        status = write_status(self, self.started)
+        self.metrics.registry.register(StatusCollector(self, self.started))
+        threading.Thread(target=self._write_status, name=f"{self.name}-status", daemon=True).start()
         if self.config.party.metrics_listen:
             host, _, port = self.config.party.metrics_listen.rpartition(":")
             start_http_server(int(port), addr=host, registry=self.metrics.registry)
@@ -154,7 +160,28 @@ class PartyDaemon:
                 target=self._register_and_witness, args=(registered,), name=f"{self.name}-witness", daemon=True
             )
             self._witness.start()
-        log.info("serving", extra={"fields": {"party": self.name, "address": self.address, "datasets": rows}})
+        log.info(
+            "serving",
+            extra={
+                "fields": {
+                    "party": self.name,
+                    "address": self.address,
+                    "datasets": status["datasets"],
+                    "peers": sorted(status["peers"]),
+                    "approved_rules": [f"{a['rule']} for {a['peer']}" for a in status["approved_rules"]],
+                    "certificate_days_left": status["certificate"]["days_left"],
+                    "oprf_epoch": status["oprf_epoch"],
+                }
+            },
+        )
+
+    def _write_status(self) -> None:
+        """``STATE/status.json`` again every :data:`~parties.owner.status.WRITE_SECONDS` (budgets move)."""
+        while not self._stopping.wait(WRITE_SECONDS):
+            try:
+                write_status(self, self.started)
+            except OSError as exc:  # a full disk must not stop the daemon; the next write retries
+                log.warning("status not written", extra={"fields": {"error": str(exc)}})
 
     def stop(self, grace: float | None = None) -> None:
         """Refuse new requests, let in-flight ones finish within ``grace`` seconds, then abort them."""

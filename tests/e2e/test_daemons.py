@@ -776,6 +776,9 @@ def test_graceful_shutdown_finishes_the_session_in_flight(cluster: LocalCluster)
 
 
 def test_metrics_endpoint(tmp_path: Path, cluster: LocalCluster) -> None:
+    """The daemon's state (datasets, rejects, peers, certificate, uptime) is on /metrics and in
+    STATE/status.json from the start, before any request; request counters follow."""
+    import json
     import socket
     import urllib.request
 
@@ -786,6 +789,16 @@ def test_metrics_endpoint(tmp_path: Path, cluster: LocalCluster) -> None:
     cluster.stop_party("spare")
     cluster.config("spare").write_text(config)
     cluster.start_party("spare")
+    # before any request: the daemon's state is there from the start
+    first = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    status = json.loads((cluster.root / "state" / "spare" / "status.json").read_text())
+    for dataset, loaded in status["datasets"].items():
+        assert f'mpc_dataset_rows{{dataset="{dataset}",party="spare"}} {float(loaded["rows_loaded"])}' in first
+        assert f'mpc_dataset_rejected_rows{{dataset="{dataset}",party="spare",reason="invalid_ids"}}' in first
+    assert f'mpc_peers{{party="spare"}} {float(len(status["peers"]))}' in first
+    assert 'mpc_certificate_expiry_days{party="spare"}' in first and 'mpc_uptime_seconds{party="spare"}' in first
+    assert status["party"] == "spare" and status["certificate"]["days_left"] > 300 and status["peers"]
+    assert all("used" in g["computations_today"] for g in status["peers"].values())
     with client_for(cluster, "housing") as client:
         client.capabilities("spare")
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
