@@ -26,6 +26,7 @@ from mpc.protocols.lookup import BucketIndex
 from parties.config import ConfigError, PartyConfig, PredicateSpec
 from parties.owner.aggregate import JoinInitiator
 from parties.owner.budgets import Budgets
+from parties.owner.check import certificate_problems, grant_problems
 from parties.owner.service import party_service
 from parties.owner.sessions import FetchTokens, HeldResult, HeldShares, SessionShares
 from parties.owner.state import PartyState
@@ -148,6 +149,11 @@ class PartyDaemon:
                 detail=f"listen={self.address} datasets={rows} invalid_ids={invalid}",
             )
         )
+        for problem in grant_problems(self.config) + certificate_problems(self.config):  # as `mpc-party check` says
+            log.warning("configuration problem", extra={"fields": {"problem": problem}})
+            self.state.audit.append(
+                AuditEvent(peer="-", action="config:check", outcome="WARNING", detail=problem[:500])
+            )
         status = write_status(self, self.started)
         self.metrics.registry.register(StatusCollector(self, self.started))
         threading.Thread(target=self._write_status, name=f"{self.name}-status", daemon=True).start()

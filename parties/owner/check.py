@@ -1,0 +1,91 @@
+"""Checks of an owner's configuration before it serves (``mpc-party check``, and ``serve`` at start).
+
+Each check returns problems as one-line messages naming the key and, for a misspelling, the
+nearest valid name: a grant to a peer the coordinator's directory does not know, of a dataset the
+configuration does not declare, of a column its schema lacks (or classifies ``secret``), or of a
+co-party or predicate that does not exist; a certificate whose name is not the party's, that has
+expired or expires within :data:`EXPIRY_WARNING_DAYS`, or that the CRL revokes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from collections.abc import Iterable
+
+from cryptography import x509
+
+from parties.config import PartyConfig
+from parties.pki import certificate_identity
+
+__all__ = ["EXPIRY_WARNING_DAYS", "certificate_problems", "grant_problems"]
+
+EXPIRY_WARNING_DAYS = 30
+
+
+def _nearest(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known``, or a list of them when none is close."""
+    options = sorted(known)
+    near = difflib.get_close_matches(name, options, n=1)
+    if near:
+        return f" (did you mean {near[0]!r}?)"
+    return f" (known: {', '.join(options) or 'none'})"
+
+
+def grant_problems(config: PartyConfig, directory: set[str] | None = None) -> list[str]:
+    """Every grant of ``[policy.peers]`` checked against the declared datasets and their schemas,
+    and, given the coordinator's ``directory`` (party names), against the deployment's parties."""
+    problems = []
+    datasets = {d.name: d for d in config.datasets}
+    predicates = {p.name for p in config.predicates}
+    for peer, grant in config.policy.peers.items():
+        where = f"policy.peers.{peer}"
+        if directory is not None and peer not in directory:
+            problems.append(f"{where}: no party {peer!r} in the coordinator's directory{_nearest(peer, directory)}")
+        for co_party in grant.co_parties:
+            if directory is not None and co_party not in directory:
+                problems.append(
+                    f"{where}.co_parties: no party {co_party!r} in the coordinator's directory"
+                    f"{_nearest(co_party, directory)}"
+                )
+        for predicate in grant.predicates:
+            if predicate not in predicates:
+                problems.append(f"{where}.predicates: no predicate {predicate!r}{_nearest(predicate, predicates)}")
+        for name, dataset_grant in grant.datasets.items():
+            spec = datasets.get(name)
+            if spec is None:
+                problems.append(f"{where}.datasets.{name}: no dataset {name!r}{_nearest(name, datasets)}")
+                continue
+            columns = spec.schema_.columns
+            for column in dataset_grant.columns:
+                if column not in columns:
+                    problems.append(
+                        f"{where}.datasets.{name}.columns.{column}: dataset {name!r} has no column {column!r}"
+                        f"{_nearest(column, columns)}"
+                    )
+                elif not columns[column].usable:
+                    problems.append(
+                        f"{where}.datasets.{name}.columns.{column}: the column is classified secret; "
+                        "no protocol may use it (remove the grant or reclassify the column)"
+                    )
+    return problems
+
+
+def certificate_problems(config: PartyConfig, revoked_serials: set[int] | None = None) -> list[str]:
+    """The daemon's own certificate: its name, its expiry (soon or past), and its revocation."""
+    pem = config.tls.cert.read_bytes()
+    certificate = x509.load_pem_x509_certificate(pem)
+    problems = []
+    identity = certificate_identity(pem)
+    if identity != config.party.name:
+        problems.append(f"tls.cert: issued to {identity!r}, not to party.name {config.party.name!r}")
+    days_left = (certificate.not_valid_after_utc.timestamp() - time.time()) / 86_400
+    if days_left <= 0:
+        problems.append(f"tls.cert: expired on {certificate.not_valid_after_utc:%Y-%m-%d}; renew it (mpc-admin pki)")
+    elif days_left < EXPIRY_WARNING_DAYS:
+        problems.append(
+            f"tls.cert: expires in {days_left:.0f} days ({certificate.not_valid_after_utc:%Y-%m-%d}); renew it soon"
+        )
+    if revoked_serials is not None and certificate.serial_number in revoked_serials:
+        problems.append(f"tls.cert: serial {certificate.serial_number:x} is revoked by the CRL; issue a new one")
+    return problems
