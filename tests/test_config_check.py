@@ -36,7 +36,7 @@ BASE: dict[str, Any] = {
             "housing": {
                 "purposes": ["statistics"],
                 "co_parties": ["civil-affairs"],
-                "datasets": {"income": {"psi": True, "columns": {"annual_income": ["lookup"]}}},
+                "datasets": {"income": {"psi": True, "batch": False, "columns": {"annual_income": ["lookup"]}}},
             }
         }
     },
@@ -62,7 +62,7 @@ def grant(raw: dict[str, Any]) -> dict[str, Any]:
             "policy.peers.housng: no party 'housng' in the coordinator's directory (did you mean 'housing'?)",
         ),
         (
-            lambda raw: grant(raw).update({"datasets": {"incme": {"psi": True}}}),
+            lambda raw: grant(raw).update({"datasets": {"incme": {"psi": True, "batch": False}}}),
             "policy.peers.housing.datasets.incme: no dataset 'incme' (did you mean 'income'?)",
         ),
         (
@@ -73,6 +73,10 @@ def grant(raw: dict[str, Any]) -> dict[str, Any]:
         (
             lambda raw: grant(raw)["datasets"]["income"].update({"columns": {"pin": ["lookup"]}}),
             "policy.peers.housing.datasets.income.columns.pin: the column is classified secret",
+        ),
+        (
+            lambda raw: grant(raw)["datasets"]["income"].pop("batch"),
+            "policy.peers.housing.datasets.income.batch: state it (true or false)",
         ),
         (
             lambda raw: grant(raw).update({"co_parties": ["civil-afairs"]}),
