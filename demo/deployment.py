@@ -152,6 +152,7 @@ def policy_for(owner: str, spec: dict[str, Any]) -> dict[str, Any]:
         "gateway": True,
         "datasets": {
             spec["name"]: {
+                "batch": False,
                 "columns": {
                     c: [u for u in uses if u in ("filter", "aggregate", "group_by")] for c, uses in columns.items()
                 }
