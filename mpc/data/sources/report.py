@@ -18,6 +18,7 @@
 
 No id appears in full anywhere in a :class:`DatasetCheck`, so it may be printed, saved or mailed
 by the owner's operators; the values of refused rows do appear (they are what needs fixing).
+:func:`report_lines` writes it as text (``mpc-admin datasets check``).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def _value(raw: str) -> str:
 
 
 def _refused(report: LoadReport, lines: list[int]) -> Iterator[RefusedRow]:
-    """Every problem of ``report``, ids masked, in row order (ids, duplicates, then values)."""
+    """Every problem of ``report``, ids masked: invalid ids, duplicates, then values (each in row order)."""
 
     def line(error: RowError) -> int | None:
         return lines[error.row - 1] if lines else None
