@@ -63,6 +63,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "latin1.csv").write_bytes(f"resident_id,age\n{rid(1)},30\nM\xfcller,1\n".encode("latin-1"))
     (root / "huge-field.csv").write_text(f'resident_id,age\n"{"x" * 200_000}",1\n')
     _party(root, "tax", _dataset({"kind": "csv", "path": "tax.csv"}))
+    _signed_log(root / "state" / "tax" / "audit.log")  # its daemon has run
     _party(root, "wrong-id", _dataset({"kind": "csv", "path": "renamed.csv"}))
     _party(root, "missing-csv", _dataset({"kind": "csv", "path": "gone.csv"}))
     _party(root, "latin1", _dataset({"kind": "csv", "path": "latin1.csv"}))

@@ -289,14 +289,16 @@ def rules_approve(
     """Approve RULE exactly as written in RULES_FILE (clauses, thresholds, flags) for PEER and the
     purposes: the daemon then runs it for that requester; a changed threshold needs a new approval."""
     try:
+        validate_name(peer)
+    except ValueError as exc:
+        _fail(f"--peer: {exc}")
+    try:
         chosen = load_rules(rules_file).get(rule)
-        approval = _approvals(config).approve(rule, chosen, validate_name(peer), purpose)
+        approval = _approvals(config).approve(rule, chosen, peer, purpose)
     except UnicodeDecodeError as exc:
         _fail(f"{rules_file}: not UTF-8 text (byte {exc.start}); save it as UTF-8")
     except (RuleError, ApprovalError) as exc:
         _fail(str(exc))
-    except ValueError as exc:  # the peer's name
-        _fail(f"--peer: {exc}")
     except OSError as exc:
         _fail(_first_line(exc))
     console.print(
