@@ -6,12 +6,23 @@ from pathlib import Path
 
 from mpc.data.schema import CsvSource, DatasetSpec, SqliteSource
 from mpc.data.sources.dataset import Dataset
-from mpc.data.sources.readers import read_csv, read_postgres, read_sqlite
+from mpc.data.sources.readers import RawTable, read_csv, read_postgres, read_sqlite
 from mpc.data.sources.validation import build_dataset
 
 __all__ = [
     "load_dataset",
+    "read_source",
 ]
+
+
+def read_source(spec: DatasetSpec, base_dir: Path | None = None) -> RawTable:
+    """Read every row of ``spec``'s source, unvalidated (see :func:`load_dataset` for paths and errors)."""
+    source = spec.source
+    if isinstance(source, CsvSource):
+        return read_csv(spec, source, base_dir)
+    if isinstance(source, SqliteSource):
+        return read_sqlite(spec, source, base_dir)
+    return read_postgres(spec, source)
 
 
 def load_dataset(spec: DatasetSpec, base_dir: Path | None = None) -> Dataset:
@@ -50,11 +61,4 @@ def load_dataset(spec: DatasetSpec, base_dir: Path | None = None) -> Dataset:
     (the message names every missing column), a column repeated in a CSV header, an empty CSV
     file, or a file that does not decode. Source columns not declared in the schema are ignored.
     """
-    source = spec.source
-    if isinstance(source, CsvSource):
-        table = read_csv(spec, source, base_dir)
-    elif isinstance(source, SqliteSource):
-        table = read_sqlite(spec, source, base_dir)
-    else:
-        table = read_postgres(spec, source)
-    return build_dataset(spec, table)
+    return build_dataset(spec, read_source(spec, base_dir))

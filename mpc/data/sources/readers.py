@@ -39,11 +39,17 @@ _FETCH_BATCH = 10_000
 
 @dataclass
 class RawTable:
-    """Rows projected onto (id column, declared columns...), plus rows malformed as a whole."""
+    """Rows projected onto (id column, declared columns...), plus rows malformed as a whole.
+
+    ``lines`` holds, for a CSV file, the file line on which each row starts (the header is line
+    1; blank lines and line breaks inside quoted fields are counted); it is empty for databases,
+    whose rows have no line.
+    """
 
     description: str
     rows: list[Sequence[object]]
     malformed: dict[int, RowError] = field(default_factory=dict)  # 0-based index -> error
+    lines: list[int] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -117,9 +123,12 @@ def read_csv(spec: DatasetSpec, source: CsvSource, base_dir: Path | None) -> Raw
                 header[0] = header[0][1:]
             header = [name.strip() for name in header]
             positions = _project(spec, description, header)
+            next_line = reader.line_num + 1
             for fields in reader:
+                line, next_line = next_line, reader.line_num + 1
                 if not fields:
                     continue  # a blank line is not a data row
+                table.lines.append(line)
                 if len(fields) != len(header):
                     index = len(table.rows)
                     table.malformed[index] = RowError(
