@@ -67,3 +67,23 @@ def test_a_csv_that_cannot_be_drafted_names_file_and_line(tmp_path: Path, conten
     with pytest.raises(DraftError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:
         draft_config(path, "resident_id", "tax")
     assert str(path) in str(error.value)
+
+
+def test_init_party_from_the_command_line(tmp_path: Path) -> None:
+    """`mpc-admin init party --from-csv` writes the draft, never over an existing file."""
+    from typer.testing import CliRunner
+
+    from parties.cli.admin import app
+
+    path = tmp_path / "income.csv"
+    path.write_text("resident_id,annual_income\n110101198001010011,5\n", encoding="utf-8")
+    out = tmp_path / "tax.toml"
+    args = ["init", "party", "tax", "--from-csv", str(path), "--id-column", "resident_id", "--out", str(out)]
+    runner = CliRunner()
+    drafted = runner.invoke(app, args)
+    assert drafted.exit_code == 0 and "3 line(s) marked REVIEW" in drafted.output, drafted.output
+    assert PartyConfig.model_validate(tomllib.loads(out.read_text())).party.name == "tax"
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "exists" in again.output
+    wrong = runner.invoke(app, [*args[:-1], str(tmp_path / "other.toml"), "--id-kind", "passport"])
+    assert wrong.exit_code == 2 and "--id-kind must be" in wrong.output

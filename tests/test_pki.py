@@ -383,3 +383,32 @@ def test_an_agency_keeps_its_key_and_the_ca_signs_its_request(tmp_path: Path) ->
     tampered = x509.load_der_x509_csr(bytes(der)).public_bytes(serialization.Encoding.PEM)
     with pytest.raises(PkiError, match="signature does not verify"):
         pki.sign(tampered, "tax", hosts=["10.0.0.5"])
+
+
+def test_pki_request_and_sign_from_the_command_line(tmp_path: Path) -> None:
+    """`mpc-admin pki request` on the agency's machine, `pki sign` on the CA's: the key stays in
+    the agency's directory; a request asking for an unapproved address is refused in one line."""
+    from typer.testing import CliRunner
+
+    from parties.cli.admin import app
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["pki", "init", "--dir", str(tmp_path / "ca")]).exit_code == 0
+    agency = tmp_path / "agency"
+    agency.mkdir()
+    key, csr = agency / "housing.key", agency / "housing.csr"
+    made = runner.invoke(app, ["pki", "request", "housing", "--key", str(key), "--out", str(csr), "--host", "10.1.2.3"])
+    assert made.exit_code == 0, made.output
+    refused = runner.invoke(app, ["pki", "sign", "housing", "--request", str(csr), "--dir", str(tmp_path / "ca")])
+    assert refused.exit_code == 1 and "not approved for housing: ['10.1.2.3']" in refused.output
+    signed = runner.invoke(
+        app, ["pki", "sign", "housing", "--request", str(csr), "--dir", str(tmp_path / "ca"), "--host", "10.1.2.3"]
+    )
+    assert signed.exit_code == 0, signed.output
+    assert (tmp_path / "ca" / "issued" / "housing.pem").exists() and not (
+        tmp_path / "ca" / "issued" / "housing.key"
+    ).exists()
+    missing = runner.invoke(
+        app, ["pki", "sign", "housing", "--request", str(agency / "nope.csr"), "--dir", str(tmp_path / "ca")]
+    )
+    assert missing.exit_code == 1 and "nope.csr: cannot be read" in missing.output

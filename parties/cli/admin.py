@@ -115,6 +115,51 @@ def pki_issue(
     )
 
 
+@pki_app.command("request")
+def pki_request(
+    name: str,
+    key: Path = typer.Option(..., help="where the private key is kept (made if missing; never leaves this machine)"),
+    out: Path = typer.Option(..., "--out", help="the signing request to send to the CA"),
+    host: list[str] = typer.Option([], "--host", help="an address the party serves on (DNS name or IP)"),
+) -> None:
+    """On the agency's own machine: make its key and a certificate signing request for NAME."""
+    from parties.pki import request_certificate
+
+    try:
+        request_certificate(name, key, out, hosts=tuple(host))
+    except (PkiError, ValueError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{exc.filename or key}: cannot be written or read: {exc.strerror or exc}")
+    console.print(f"key {key} (0600, stays here); signing request {out}: send it to the CA (mpc-admin pki sign)")
+
+
+@pki_app.command("sign")
+def pki_sign(
+    name: str,
+    request: Path = typer.Option(..., "--request", help="the agency's signing request (PEM)"),
+    directory: Path = PKI_DIR,
+    days: int = typer.Option(365, help="validity in days"),
+    host: list[str] = typer.Option([], "--host", help="an address approved for the party (DNS name or IP)"),
+    client_only: bool = typer.Option(False, "--client-only", help="a requester that serves nothing (clientAuth only)"),
+) -> None:
+    """On the CA's machine: certify the key in an agency's signing request as NAME, with the
+    addresses approved here (the request may ask for no others). The key never comes here."""
+    try:
+        pem = request.read_bytes()
+    except OSError as exc:
+        _fail(f"{request}: cannot be read: {exc.strerror or exc}")
+    try:
+        roles: tuple[Role, ...] = ("client",) if client_only else ROLES
+        issued = _pki(directory).sign(pem, name, hosts=tuple(host), valid_days=days, roles=roles)
+    except (PkiError, ValueError) as exc:
+        _fail(f"{request}: {exc}")
+    console.print(
+        f"signed {name}: {issued.cert_path} (sha256 {issued.fingerprint_sha256[:16]}…, valid until "
+        f"{issued.not_after:%Y-%m-%d}); send it with {Path(directory) / 'ca.pem'} and crl.pem back to the agency"
+    )
+
+
 @pki_app.command("revoke")
 def pki_revoke(name: str, directory: Path = PKI_DIR) -> None:
     """Revoke NAME's certificate and rewrite the CRL that daemons read."""
@@ -340,6 +385,38 @@ def rules_list(config: Path = CONFIG) -> None:
 
 
 # ---------------------------------------------------------------------------- the owner's load report
+init_app = typer.Typer(help="First configurations.", no_args_is_help=True)
+app.add_typer(init_app, name="init")
+
+
+@init_app.command("party")
+def init_party(
+    name: str,
+    from_csv: Path = typer.Option(..., "--from-csv", help="the register to serve (CSV with a header row)"),
+    id_column: str = typer.Option(..., "--id-column", help="the column holding the person's or entity's id"),
+    id_kind: str = typer.Option("resident_id", help="resident_id, credit_code or opaque"),
+    out: Path = typer.Option(..., "--out", help="where to write the draft configuration (not overwritten)"),
+) -> None:
+    """Draft NAME's configuration from its CSV: every column declared with an inferred type; bounds
+    and domains read from the data are marked REVIEW. Then `mpc-party check`."""
+    from parties.owner.draft import DraftError, draft_config
+
+    if id_kind not in ("resident_id", "credit_code", "opaque"):
+        _fail(f"--id-kind must be resident_id, credit_code or opaque, not {id_kind!r}", BAD_INPUT)
+    if out.exists():
+        _fail(f"{out} exists: the draft is not written over a configuration; choose another --out", BAD_INPUT)
+    try:
+        validate_name(name)
+        text = draft_config(from_csv, id_column, name, id_kind)  # type: ignore[arg-type]
+        out.write_text(text, encoding="utf-8")
+    except (DraftError, ValueError) as exc:
+        _fail(str(exc), BAD_INPUT)
+    except OSError as exc:
+        _fail(f"{out}: cannot be written: {exc.strerror or exc}")
+    review = text.count("# REVIEW")
+    console.print(f"drafted {out}: {review} line(s) marked REVIEW; then mpc-party check --config {out}")
+
+
 datasets_app = typer.Typer(help="The datasets this owner declares: what loading them does.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 ROWS_REFUSED = 3  # datasets check: some rows would not be loaded

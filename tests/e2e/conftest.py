@@ -209,7 +209,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, tables: AgencyTables) -> I
         PartySpec(
             "tax", [income, payments], tax_policy, extra={"max_points_per_request": 50_000, "anonymity_set": 256}
         ),
-        PartySpec("spare", [payments], spare_policy),
+        PartySpec(
+            "spare", [payments], spare_policy, extra={"shutdown_grace_seconds": 120.0}
+        ),  # in-flight work may finish on a loaded machine
         PartySpec("housing", [properties, claims], HOUSING_OWN_POLICY, daemon=False),
         *(
             PartySpec(name, daemon=False)
