@@ -766,7 +766,7 @@ def test_graceful_shutdown_finishes_the_session_in_flight(cluster: LocalCluster)
         for e in audit_entries(cluster, "coordinator")
     ):
         time.sleep(0.02)
-    assert cluster.stop_party("spare", signal.SIGTERM) == 0
+    assert cluster.stop_party("spare", signal.SIGTERM, timeout=120) == 0
     worker.join(timeout=60)
     assert isinstance(outcome[0], np.ndarray), outcome
     np.testing.assert_array_equal(outcome[0], (values < public_values(6, len(values))).astype(np.uint8))
