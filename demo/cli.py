@@ -82,7 +82,7 @@ def deployment(
             )
             detail = str(start_line.get("detail", ""))
             datasets = detail.split("datasets=")[-1].split(" invalid_ids=")[0] if "datasets=" in detail else "—"
-            invalid = detail.split("invalid_ids=")[-1] if "invalid_ids=" in detail else "—"
+            invalid = detail.split("invalid_ids=")[-1].split(" duplicates=")[0] if "invalid_ids=" in detail else "—"
             directory.add_row(name, member.address, datasets, invalid)
         console.print(directory)
 

@@ -155,7 +155,7 @@ def policy_for(owner: str, spec: dict[str, Any]) -> dict[str, Any]:
                 "batch": False,
                 "columns": {
                     c: [u for u in uses if u in ("filter", "aggregate", "group_by")] for c, uses in columns.items()
-                }
+                },
             }
         },
     }

@@ -145,7 +145,10 @@ class Pki:
         """Open an existing PKI directory (created by :meth:`init`)."""
         self.directory = Path(directory)
         if not (self.directory / _CA_CERT).is_file() or not (self.directory / _CA_KEY).is_file():
-            raise PkiError(f"no CA in {self.directory} (expected {_CA_CERT} and {_CA_KEY}); create one with Pki.init()")
+            raise PkiError(
+                f"no CA in {self.directory} (expected {_CA_CERT} and {_CA_KEY}); create one with "
+                f"mpc-admin pki init --dir {self.directory}"
+            )
         self._ca_cert = x509.load_pem_x509_certificate((self.directory / _CA_CERT).read_bytes())
         key = serialization.load_pem_private_key((self.directory / _CA_KEY).read_bytes(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):

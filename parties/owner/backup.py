@@ -134,6 +134,8 @@ def restore(source: Path, state_dir: Path, config_out: Path) -> Restored:
             raise BackupError(f"{path}: missing or altered since the backup (sha256 differs from the manifest)")
     if state_dir.exists() and any(state_dir.iterdir()):
         raise BackupError(f"{state_dir}: not empty; restore into a new state directory")
+    if config_out.exists():
+        raise BackupError(f"{config_out}: exists; the restored configuration is not written over one (choose another)")
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     copied = 0
     for name in files:

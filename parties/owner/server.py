@@ -141,12 +141,15 @@ class PartyDaemon:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         rows = {name: len(d.ids) for name, d in self.datasets.items()}
         invalid = {name: len(d.report.invalid_ids) for name, d in self.datasets.items()}
+        duplicates = {name: len(d.report.duplicates) for name, d in self.datasets.items()}
+        bad_values = {name: len(d.report.invalid_values) for name, d in self.datasets.items()}
         self.state.audit.append(
             AuditEvent(
                 peer="-",
                 action="daemon:start",
                 rows=sum(rows.values()),
-                detail=f"listen={self.address} datasets={rows} invalid_ids={invalid}",
+                detail=f"listen={self.address} datasets={rows} invalid_ids={invalid} duplicates={duplicates} "
+                f"invalid_values={bad_values}",
             )
         )
         for problem in grant_problems(self.config) + certificate_problems(self.config):  # as `mpc-party check` says
