@@ -82,7 +82,7 @@ def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
 
 
 def test_opening_a_directory_without_ca_fails_clearly(tmp_path: Path) -> None:
-    with pytest.raises(PkiError, match=r"no CA in .*Pki\.init"):
+    with pytest.raises(PkiError, match=r"no CA in .*create one with mpc-admin pki init --dir"):
         Pki(tmp_path)
 
 
