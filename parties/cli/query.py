@@ -6,23 +6,22 @@ Only typer is imported up front; each command imports the protocol stacks it nee
 from __future__ import annotations
 
 import csv
-import functools
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NoReturn, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import typer
 
-if TYPE_CHECKING:
-    from rich.console import Console
+from parties.cli.cells import console, fail, format_cell, say
 
+if TYPE_CHECKING:
     from mpc.protocols.planner import LookupPlan
     from parties.requester import Client
 
 app = typer.Typer(help="Ask other agencies' daemons, privately.", no_args_is_help=True)
 
-EXIT_USAGE = 2  # the command could not start: usage, configuration, rules, an input file that cannot be used
+EXIT_USAGE = 2  # the command could not start: usage, configuration, rules, an input file it cannot use
 EXIT_SOME_ERRORS = 3  # some applications (or lines) are errors, every other one has a result
 EXIT_NOTHING_CHECKED = 4  # no application has a result
 SHOWN = 10  # problems printed one by one; the rest are counted
@@ -35,25 +34,6 @@ CASE = typer.Option(..., "--case", help="case reference written to both audit lo
 @app.callback()
 def main() -> None:
     """Requester commands."""
-
-
-@functools.cache
-def console() -> Console:
-    """Where the commands print (rich is imported on first use)."""
-    from rich.console import Console
-
-    return Console()
-
-
-def say(message: str, style: str = "") -> None:
-    """Print ``message`` as it is (no markup), on one line however wide."""
-    console().print(message, style=style, soft_wrap=True, markup=False, highlight=False)
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """Print ``message`` (one line naming the file or key, and the fix) and end with ``code``."""
-    say(message, "red")
-    raise typer.Exit(code)
 
 
 def report(problems: list[str]) -> None:
@@ -173,7 +153,6 @@ def intersection_sum(
     minimum cell size (the owner learns our count and the intersection's size)."""
     from rich.table import Table
 
-    from parties.cli.cells import format_cell
     from parties.requester import RemoteError
 
     mine = read_ids(ids, id_column, kind)
@@ -215,7 +194,6 @@ def aggregate(
     from rich.table import Table
 
     from mpc.protocols.sql import SqlRefused, parse_query
-    from parties.cli.cells import format_cell
     from parties.requester import RemoteError
 
     if reveal_to not in ("initiator", "peer"):

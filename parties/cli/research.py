@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import typer
-from rich.console import Console
-from rich.progress import Progress
-from rich.table import Table
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from parties.cli.cells import format_cell
-from parties.gateway.client import ResearchClient, SandboxError
+import typer
+
+from parties.cli.cells import console, fail, format_cell
+
+if TYPE_CHECKING:
+    from parties.gateway.client import ResearchClient
 
 app = typer.Typer(help="Noised statistics across agencies, through the gateway.", no_args_is_help=True)
-console = Console()
 GATEWAY = typer.Option("https://127.0.0.1:8080", "--gateway", envvar="MPC_GATEWAY", help="the gateway's address")
 TOKEN = typer.Option(..., "--token", envvar="MPC_RESEARCH_TOKEN", help="your API token")
 CA = typer.Option(None, "--ca", envvar="MPC_GATEWAY_CA", help="the deployment CA (PEM) to verify an https gateway")
@@ -20,6 +22,27 @@ CA = typer.Option(None, "--ca", envvar="MPC_GATEWAY_CA", help="the deployment CA
 @app.callback()
 def main() -> None:
     """Researcher commands."""
+
+
+@contextmanager
+def _gateway(url: str, token: str, ca: str | None) -> Iterator[ResearchClient]:
+    """A client of the gateway at ``url``. A refusal or an unreachable gateway ends the command with
+    one line saying which (exit status 1); a CA file that cannot be read, naming it (exit status 2)."""
+    import httpx
+
+    from parties.gateway.client import ResearchClient, SandboxError
+
+    try:
+        client = ResearchClient(url, token, ca=ca)
+    except OSError as exc:
+        fail(f"{ca}: cannot read the CA certificate: {exc.strerror or exc}; check --ca (MPC_GATEWAY_CA)")
+    with client:
+        try:
+            yield client
+        except SandboxError as exc:
+            fail(str(exc), 1)
+        except httpx.TransportError as exc:
+            fail(f"cannot reach the gateway at {url}: {exc}; check --gateway (MPC_GATEWAY)", 1)
 
 
 @app.command()
@@ -33,27 +56,28 @@ def query(
     ca: str | None = CA,
 ) -> None:
     """Run a query and print the released cells (withheld cells are marked)."""
-    with ResearchClient(gateway, token, ca=ca) as client:
-        try:
-            if preview:
-                cost = client.preview(project, sql, epsilon)
-                console.print(
-                    f"cost ε {cost['cost']:.3f} over {cost['groups']} groups; left: researcher "
-                    f"{cost['budget_left']['researcher']:.3f}, project {cost['budget_left']['project']:.3f}"
-                )
-                return
-            job = client.submit(project, sql, epsilon)
-            with Progress(console=console, transient=True) as bar:
-                task = bar.add_task(f"job {job['id']}", total=1.0)
-                while job["status"] in ("queued", "running"):
-                    bar.update(task, completed=job["progress"])
-                    job = client.job(job["id"])
-            if job["status"] == "failed":
-                raise SandboxError(500, "the query failed", str(job.get("error", "")))
-            left = client.budget(project)
-        except SandboxError as exc:
-            console.print(f"[red]{exc}[/]")
-            raise typer.Exit(1) from None
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from parties.gateway.client import SandboxError
+
+    with _gateway(gateway, token, ca) as client:
+        if preview:
+            cost = client.preview(project, sql, epsilon)
+            console().print(
+                f"cost ε {cost['cost']:.3f} over {cost['groups']} groups; left: researcher "
+                f"{cost['budget_left']['researcher']:.3f}, project {cost['budget_left']['project']:.3f}"
+            )
+            return
+        job = client.submit(project, sql, epsilon)
+        with Progress(console=console(), transient=True) as bar:
+            task = bar.add_task(f"job {job['id']}", total=1.0)
+            while job["status"] in ("queued", "running"):
+                bar.update(task, completed=job["progress"])
+                job = client.job(job["id"])
+        if job["status"] == "failed":
+            raise SandboxError(500, "the query failed", str(job.get("error", "")))
+        left = client.budget(project)
     result = job["result"]
     table = Table(title=f"released cells (ε {result['epsilon']:.3f}; noisy counts under {result['min_cell']} withheld)")
     for column in result["columns"]:
@@ -63,8 +87,8 @@ def query(
             *(format_cell(row[c]) for c in result["columns"]),
             style="dim italic" if row["suppressed"] else None,
         )
-    console.print(table)
-    console.print(f"budget left: researcher ε {left['researcher']:.3f}, project ε {left['project']:.3f}")
+    console().print(table)
+    console().print(f"budget left: researcher ε {left['researcher']:.3f}, project ε {left['project']:.3f}")
 
 
 @app.command()
@@ -72,12 +96,10 @@ def datasets(
     project: str = typer.Option(..., "--project", "-p"), gateway: str = GATEWAY, token: str = TOKEN, ca: str | None = CA
 ) -> None:
     """The tables and columns the project may use (schemas and uses, never values)."""
-    with ResearchClient(gateway, token, ca=ca) as client:
-        try:
-            tables = client.datasets(project)
-        except SandboxError as exc:
-            console.print(f"[red]{exc}[/]")
-            raise typer.Exit(1) from None
+    from rich.table import Table
+
+    with _gateway(gateway, token, ca) as client:
+        tables = client.datasets(project)
     for t in tables:
         table = Table(title=t["table"] if t["available"] else f"{t['table']} (unavailable: {t['reason']})")
         for column in ("column", "type", "bounds", "uses"):
@@ -91,7 +113,7 @@ def datasets(
                 else ""
             )
             table.add_row(c["name"], c["type"], bounds, ", ".join(c["uses"]))
-        console.print(table)
+        console().print(table)
 
 
 def run() -> None:
