@@ -149,9 +149,13 @@ def parse_applications(data: Iterable[bytes], file: str, declared: Sequence[str]
         raise ApplicationsFileError(
             f"{file}, line {header_line}: no column {missing[0]!r} for a declared value; it has {', '.join(header)}"
         )
-    rows = list(_cells(lines, header, "application_id"))
     build = _per_person if layout == "per-person" else _per_application
-    return Applications(file, layout, tuple(build(rows, file, [d.strip().lower() for d in declared], list(declared))))
+    columns = {name: name.strip().lower() for name in declared}
+    entries = [
+        item if isinstance(item, Rejected) else build(*item, file, columns)
+        for item in _grouped(_cells(lines, header, "application_id"), file)
+    ]
+    return Applications(file, layout, tuple(entries))
 
 
 def read_lines(path: Path, needed: Sequence[str], key: str) -> Iterator[Line]:
@@ -309,57 +313,42 @@ def _household(people: Sequence[tuple[int, str, str]]) -> tuple[list[str], list[
     return [i for i in ids if i is not None], problems
 
 
-def _per_person(
-    rows: Iterable[Line], file: str, columns: list[str], names: list[str]
-) -> Iterator[Application | Rejected]:
-    """Applications of the one-row-per-person layout."""
-    for item in _grouped(rows, file):
-        if isinstance(item, Rejected):
-            yield item
-            continue
-        reference, pending = item
-        applicants = [row for row in pending.lines if row.cells["relation"].strip().lower() == "applicant"]
-        ordered = applicants[:1] + [row for row in pending.lines if row not in applicants[:1]]
-        ids, problems = _household([(r.number, "resident_id", r.cells["resident_id"]) for r in ordered])
-        problems += pending.problems
-        if len(applicants) > 1 or not (applicants or pending.problems):  # a broken line may be its applicant
-            where = applicants[1].number if applicants else pending.lines[0].number
-            problems.append(Problem(where, f"needs exactly one applicant row, has {len(applicants)}"))
-        if problems:
-            yield Rejected(reference, file, tuple(sorted(problems, key=lambda p: p.line)))
-            continue
-        values = [{n: r.cells[c] for n, c in zip(names, columns, strict=True)} for r in ordered]
-        yield Application(reference, ids[0], tuple(ids), values[0], tuple(values) if names else ())
+def _rejected(reference: str, file: str, problems: list[Problem]) -> Rejected:
+    """The application set aside, its problems in the order of their lines."""
+    return Rejected(reference, file, tuple(sorted(problems, key=lambda p: p.line)))
 
 
-def _per_application(
-    rows: Iterable[Line], file: str, columns: list[str], names: list[str]
-) -> Iterator[Application | Rejected]:
-    """Applications of the one-row-per-application layout."""
-    for item in _grouped(rows, file):
-        if isinstance(item, Rejected):
-            yield item
-            continue
-        reference, pending = item
-        problems = list(pending.problems)
-        numbers = sorted([r.number for r in pending.lines] + [p.line for p in pending.problems])
-        if len(numbers) > 1:
-            on = ", ".join(map(str, numbers))
-            problems += [Problem(n, f"the application is on lines {on}: one line per application") for n in numbers[1:]]
-        if problems or not pending.lines:
-            yield Rejected(reference, file, tuple(sorted(problems, key=lambda p: p.line)))
-            continue
-        row = pending.lines[0]
-        listed = [m.strip() for m in _SPLIT_MEMBERS.split(row.cells["members"]) if m.strip()]
-        people = [(row.number, "applicant", row.cells["applicant"])]
-        people += [(row.number, f"member {k}", m) for k, m in enumerate(listed, start=1)]
-        applicant, _ = normalize_column([row.cells["applicant"]], "resident_id")
-        normalised, _ = normalize_column(listed, "resident_id")
-        if applicant[0] is not None and applicant[0] in normalised:  # the applicant listed among the members
-            del people[1 + normalised.index(applicant[0])]
-        ids, problems = _household(people)
-        if problems:
-            yield Rejected(reference, file, tuple(problems))
-            continue
-        values = {n: row.cells[c] for n, c in zip(names, columns, strict=True)}
-        yield Application(reference, ids[0], tuple(ids), values)
+def _per_person(reference: str, pending: _Pending, file: str, declared: dict[str, str]) -> Application | Rejected:
+    """An application of the one-row-per-person layout (``declared``: name -> column)."""
+    applicants = [row for row in pending.lines if row.cells["relation"].strip().lower() == "applicant"]
+    ordered = applicants[:1] + [row for row in pending.lines if row not in applicants[:1]]
+    ids, problems = _household([(r.number, "resident_id", r.cells["resident_id"]) for r in ordered])
+    problems += pending.problems
+    if len(applicants) > 1 or not (applicants or pending.problems):  # a broken line may be its applicant
+        where = applicants[1].number if applicants else pending.lines[0].number
+        problems.append(Problem(where, f"needs exactly one applicant row, has {len(applicants)}"))
+    if problems:
+        return _rejected(reference, file, problems)
+    values = [{name: r.cells[column] for name, column in declared.items()} for r in ordered]
+    return Application(reference, ids[0], tuple(ids), values[0], tuple(values) if declared else ())
+
+
+def _per_application(reference: str, pending: _Pending, file: str, declared: dict[str, str]) -> Application | Rejected:
+    """An application of the one-row-per-application layout (``declared``: name -> column)."""
+    numbers = sorted([r.number for r in pending.lines] + [p.line for p in pending.problems])
+    on = ", ".join(map(str, numbers))
+    repeated = [Problem(n, f"the application is on lines {on}: one line per application") for n in numbers[1:]]
+    if pending.problems or repeated:
+        return _rejected(reference, file, pending.problems + repeated)
+    row = pending.lines[0]
+    listed = [m.strip() for m in _SPLIT_MEMBERS.split(row.cells["members"]) if m.strip()]
+    people = [(row.number, "applicant", row.cells["applicant"])]
+    people += [(row.number, f"member {k}", m) for k, m in enumerate(listed, start=1)]
+    applicant, _ = normalize_column([row.cells["applicant"]], "resident_id")
+    normalised, _ = normalize_column(listed, "resident_id")
+    if applicant[0] is not None and applicant[0] in normalised:  # the applicant listed among the members
+        del people[1 + normalised.index(applicant[0])]
+    ids, problems = _household(people)
+    if problems:
+        return _rejected(reference, file, problems)
+    return Application(reference, ids[0], tuple(ids), {name: row.cells[column] for name, column in declared.items()})
