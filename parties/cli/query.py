@@ -268,7 +268,10 @@ def eligibility(
     ),
     applicants: Path = typer.Option(..., help="CSV: one row per person or one row per application (see above)"),
     declared: list[str] = typer.Option(
-        [], "--declared", help="a column of values the applicant declared (repeatable), passed to the rule as written"
+        [],
+        "--declared",
+        metavar="NAME",
+        help="a column of values the applicant declared (repeatable), passed to the rule as written",
     ),
     out: Path = typer.Option(Path("results.csv"), help="one row per application"),
     chunk: int = typer.Option(10_000, min=1, help="applications per round trip"),

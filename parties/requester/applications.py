@@ -130,7 +130,7 @@ def read_applications(path: Path, declared: Sequence[str] = ()) -> Applications:
         with path.open("rb") as f:
             return parse_applications(f, str(path), declared)
     except OSError as exc:
-        raise ApplicationsFileError(f"{path}: cannot read it: {exc.strerror or exc}; check the path") from None
+        raise _unreadable(path, exc) from None
 
 
 def parse_applications(data: Iterable[bytes], file: str, declared: Sequence[str] = ()) -> Applications:
@@ -173,16 +173,22 @@ def read_lines(path: Path, needed: Sequence[str], key: str) -> Iterator[Line]:
                 )
             yield from _cells(lines, header, key.strip().lower())
     except OSError as exc:
-        raise ApplicationsFileError(f"{path}: cannot read it: {exc.strerror or exc}; check the path") from None
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, exc: OSError) -> ApplicationsFileError:
+    """The error for a file that cannot be opened or read."""
+    return ApplicationsFileError(f"{path}: cannot read it: {exc.strerror or exc}; check the path")
 
 
 # ---------------------------------------------------------------------------------------------- lines
 
 
 def _lines(data: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
-    """(line number, bytes without the line end) of the non-blank lines; a leading BOM dropped."""
-    for number, raw in enumerate(data, start=1):
-        line = raw.rstrip(b"\r\n")
+    """(line number, bytes without the line end) of the non-blank lines, a line ending in LF, CR LF
+    or CR alone; a leading BOM dropped."""
+    physical = (line for chunk in data for line in chunk.rstrip(b"\r\n").split(b"\r"))
+    for number, line in enumerate(physical, start=1):
         if number == 1:
             line = line.removeprefix(b"\xef\xbb\xbf")
         if line.strip():

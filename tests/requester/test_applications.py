@@ -110,6 +110,12 @@ def test_header_bom_blank_lines_crlf_and_trailing_empty_fields_are_forgiven(tmp_
     assert batch.entries == (Application("A1", P, (P, Q)),)
 
 
+def test_lines_may_end_in_a_carriage_return_alone() -> None:
+    data = [f"application_id,applicant,members\rA1,{P},\rA2,{Q},{R}\r".encode()]
+    batch = parse_applications(data, "apps.csv")
+    assert batch.entries == (Application("A1", P, (P,)), Application("A2", Q, (Q, R)))
+
+
 def test_a_broken_line_of_an_application_sets_the_whole_application_aside() -> None:
     """It is not checked without the member whose line could not be read."""
     text = f'application_id,resident_id,relation\nA1,{P},applicant\nA1,"{Q},member\nA2,{R},applicant\n'
