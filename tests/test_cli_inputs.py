@@ -438,3 +438,34 @@ def test_rules_are_required_and_a_missing_rules_file_is_named(tmp_path: Path, cl
         f"{missing}: cannot read it: No such file or directory; --rules names the rules file"
         in result.output.replace("\n", "")
     )
+
+
+def _psi(tmp: Path, ids: bytes, *options: str) -> Result:
+    """``mpc-query psi`` with ``ids`` as ids.csv (the configuration missing: it ends there at the latest)."""
+    path = tmp / "ids.csv"
+    path.write_bytes(ids)
+    arguments = ["psi", "--peer", "tax", "--dataset", "income", "--ids", str(path), *options]
+    return CliRunner().invoke(
+        query_app, [*arguments, "--config", str(tmp / "missing.toml"), "--purpose", "s", "--case", "c"]
+    )
+
+
+def test_an_ids_file_without_the_id_column_names_the_option(tmp_path: Path) -> None:
+    result = _psi(tmp_path, b"person_id\n" + P.encode() + b"\n")
+    _clean_failure(result.exception, result.output, tmp_path)
+    assert result.exit_code == 2
+    assert (
+        f"{tmp_path / 'ids.csv'}, line 1: no column 'resident_id'; it has person_id; --column names the id column"
+        in result.output.replace("\n", "")
+    )
+    assert _psi(tmp_path, b"person_id\n", "--kind", "passport").output.strip() == (
+        "--kind must be one of resident_id, credit_code, opaque, not 'passport'"
+    )
+
+
+def test_bad_lines_and_invalid_ids_of_an_ids_file_are_named_and_left_out(tmp_path: Path) -> None:
+    result = _psi(tmp_path, f'name,resident_id\na,{P}\nb,"{Q}\nc,12345\nd,{R}\n'.encode())
+    ids = tmp_path / "ids.csv"
+    output = result.output.replace("\n", "")
+    assert f"{ids}, line 3: an unclosed quote{ids}, line 4: invalid id: resident id has length 5" in output
+    assert result.exit_code == 2 and "missing.toml" in output  # it went on to the configuration

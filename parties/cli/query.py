@@ -62,7 +62,7 @@ def read_ids(path: Path, column: str, kind: str) -> list[str]:
     and invalid ids are reported with their line and left out. A file that cannot be read or lacks
     the column stops the command (exit status 2)."""
     from mpc.data.ids import IdKind, normalize_column
-    from parties.requester.applications import ApplicationsFileError, read_lines
+    from parties.requester.applications import ApplicationsFileError, MissingColumnError, read_lines
 
     if kind not in get_args(IdKind):
         fail(f"--kind must be one of {', '.join(get_args(IdKind))}, not {kind!r}")
@@ -76,8 +76,10 @@ def read_ids(path: Path, column: str, kind: str) -> list[str]:
             else:
                 numbers.append(line.number)
                 raw.append(line.cells[column.strip().lower()])
+    except MissingColumnError as exc:
+        fail(f"{exc}; --column names the id column")
     except ApplicationsFileError as exc:
-        fail(f"{exc} (--column names the id column)")
+        fail(str(exc))
     ids, found = normalize_column(raw, kind)  # type: ignore[arg-type]
     problems += [(numbers[bad.row], f"invalid id: {bad.reason}") for bad in found.invalid]
     report([f"{path}, line {number}: {problem}" for number, problem in sorted(problems)])
@@ -286,7 +288,12 @@ def eligibility(
 
     from mpc.protocols.rules import RuleError, load_rules
     from parties.requester import RemoteError
-    from parties.requester.applications import ApplicationsFileError, Rejected, read_applications
+    from parties.requester.applications import (
+        ApplicationsFileError,
+        MissingColumnError,
+        Rejected,
+        read_applications,
+    )
 
     if path not in ("auto", "P1", "P3"):
         fail(f"--path must be auto, P1 or P3, not {path!r}")
@@ -299,6 +306,8 @@ def eligibility(
         fail(f"{rules_file}: cannot read it: {exc.strerror or exc}; --rules names the rules file")
     try:
         batch = read_applications(applicants, declared)
+    except MissingColumnError as exc:
+        fail(f"{exc}; --declared names a column of the file")
     except ApplicationsFileError as exc:
         fail(str(exc))
     if not batch.entries:

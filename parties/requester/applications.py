@@ -44,6 +44,7 @@ __all__ = [
     "Applications",
     "ApplicationsFileError",
     "Line",
+    "MissingColumnError",
     "Problem",
     "Rejected",
     "parse_applications",
@@ -63,6 +64,10 @@ _SPLIT_MEMBERS = re.compile(f"[{re.escape(MEMBER_SEPARATORS)}]")
 class ApplicationsFileError(ValueError):
     """The file as a whole cannot be used (unreadable, no header, columns missing); the message
     names the file (and line) and what to do."""
+
+
+class MissingColumnError(ApplicationsFileError):
+    """The header lacks a column the caller named."""
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,7 @@ def parse_applications(data: Iterable[bytes], file: str, declared: Sequence[str]
         )
     missing = [name for name in declared if name.strip().lower() not in header]
     if missing:
-        raise ApplicationsFileError(
+        raise MissingColumnError(
             f"{file}, line {header_line}: no column {missing[0]!r} for a declared value; it has {', '.join(header)}"
         )
     build = _per_person if layout == "per-person" else _per_application
@@ -161,14 +166,14 @@ def parse_applications(data: Iterable[bytes], file: str, declared: Sequence[str]
 def read_lines(path: Path, needed: Sequence[str], key: str) -> Iterator[Line]:
     """The lines after the header of the CSV file at ``path``, each with its cells or its problem
     (as for applications); raises :class:`ApplicationsFileError` when the file cannot be read or
-    its header lacks a ``needed`` column."""
+    its header lacks a ``needed`` column (:class:`MissingColumnError`)."""
     try:
         with path.open("rb") as f:
             lines = _lines(f)
             header_line, header = _header(lines, str(path))
             absent = [c for c in needed if c.strip().lower() not in header]
             if absent:
-                raise ApplicationsFileError(
+                raise MissingColumnError(
                     f"{path}, line {header_line}: no column {absent[0]!r}; it has {', '.join(header)}"
                 )
             yield from _cells(lines, header, key.strip().lower())
