@@ -284,6 +284,7 @@ def eligibility(
     purpose: str = PURPOSE,
     case: str = CASE,
 ) -> None:
+    """What ELIGIBILITY_HELP says."""
     from rich.progress import Progress
 
     from mpc.protocols.rules import RuleError, load_rules
@@ -310,6 +311,7 @@ def eligibility(
         fail(f"{exc}; --declared names a column of the file")
     except ApplicationsFileError as exc:
         fail(str(exc))
+    _write_csv(out, [], [])  # before the work: a results file that cannot be written stops the command now
     if not batch.entries:
         say(f"{applicants}: no applications after the header", "yellow")
     report([f"{r.reference or '(unknown application)'}: {r}" for r in batch.rejected])
