@@ -45,16 +45,23 @@ def report(problems: list[str]) -> None:
 
 
 def _client(config: Path, purpose: str, case: str) -> Client:
-    """Our client from the agency's configuration; a configuration that does not load stops the
-    command with its message (file and key), exit status 2."""
+    """Our client from the agency's configuration; a configuration that does not load, or names a
+    certificate that cannot be read or is not valid, stops the command with one line naming the
+    file and key, exit status 2."""
     from mpc.audit import AuditLogError
-    from parties.config import ConfigError
+    from parties.config import ConfigError, load_party_config
     from parties.requester import Client
+    from parties.rpc.tls import OwnCertificateError, check_own_certificate
 
     try:
+        check_own_certificate(load_party_config(config).tls)
         return Client.from_config(config, purpose, case)
     except (ConfigError, AuditLogError) as exc:
         fail(str(exc))
+    except OwnCertificateError as exc:
+        fail(f"{config}: tls.cert: {exc}")
+    except OSError as exc:
+        fail(f"{config}: cannot read {exc.filename}: {exc.strerror or exc}; check the paths in [tls]")
 
 
 def read_ids(path: Path, column: str, kind: str) -> list[str]:

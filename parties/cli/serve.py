@@ -44,8 +44,8 @@ def configure_logs(level: str) -> None:
 
 def open_daemon(make: Callable[[], D], config: Path, section: str) -> D:
     """The daemon ``make`` builds from the configuration file ``config``. What is expected to go
-    wrong (the configuration, our certificate, a dataset, the state directory held by another
-    process) stops the command with one line naming the file or key and the fix, exit status 2."""
+    wrong (the configuration, a file it names, our certificate, a dataset, the state directory held
+    by another process) stops the command with one line naming the file or key and the fix, exit status 2."""
     try:
         return make()
     except AuditLogError as exc:
@@ -57,6 +57,8 @@ def open_daemon(make: Callable[[], D], config: Path, section: str) -> D:
         )
     except (ConfigError, OwnCertificateError, DataSourceError) as exc:
         fail(str(exc) if str(config) in str(exc) else f"{config}: {exc}")
+    except OSError as exc:  # a certificate, key or CRL file the configuration names
+        fail(f"{config}: cannot read {exc.filename}: {exc.strerror or exc}; check the paths it names")
 
 
 def serve(daemon: Daemon, name: str, address_file: Path) -> None:
