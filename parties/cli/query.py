@@ -49,19 +49,23 @@ def _client(config: Path, purpose: str, case: str) -> Client:
     certificate that cannot be read or is not valid, stops the command with one line naming the
     file and key, exit status 2."""
     from mpc.audit import AuditLogError
-    from parties.config import ConfigError, load_party_config
+    from parties.config import ConfigError
     from parties.requester import Client
     from parties.rpc.tls import OwnCertificateError, check_own_certificate
 
     try:
-        check_own_certificate(load_party_config(config).tls)
-        return Client.from_config(config, purpose, case)
+        client = Client.from_config(config, purpose, case)
     except (ConfigError, AuditLogError) as exc:
         fail(str(exc))
+    try:
+        check_own_certificate(client.tls)
     except OwnCertificateError as exc:
+        client.close()
         fail(f"{config}: tls.cert: {exc}")
     except OSError as exc:
+        client.close()
         fail(f"{config}: cannot read {exc.filename}: {exc.strerror or exc}; check the paths in [tls]")
+    return client
 
 
 def read_ids(path: Path, column: str, kind: str) -> list[str]:
