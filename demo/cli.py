@@ -1,6 +1,6 @@
 """``make demo``: a deployment on loopback, and (``primitives``) the cryptographic core in process.
 
-``python -m demo`` (what ``make demo`` runs) starts a coordinator and four agency
+``python -m demo`` (what ``make demo`` runs) starts a coordinator and six agency
 daemons with a fresh CA and 100 000 synthetic residents, runs cross-agency operations over mutual
 TLS, prints what each side learned, verifies the audit logs and shuts everything down (also on
 Ctrl-C). ``python -m demo primitives`` shows the building blocks in one process
@@ -19,7 +19,15 @@ from rich.console import Console
 from rich.table import Table
 
 from demo.primitives import primitives
-from demo.steps import eligibility_step, last_audit_entry, normalised, sandbox_step, statistics_step, verify_audit_logs
+from demo.steps import (
+    eligibility_step,
+    last_audit_entry,
+    normalised,
+    sandbox_step,
+    statistics_step,
+    verification_step,
+    verify_audit_logs,
+)
 
 console = Console()
 app = typer.Typer(help="Demonstrations.", invoke_without_command=True)
@@ -35,13 +43,14 @@ def deployment(
     applications: int = typer.Option(1000, help="public-rental-housing applications in the eligibility step"),
     keep: bool = typer.Option(False, help="keep the deployment running at the end (explore the portal; Ctrl-C stops)"),
 ) -> None:
-    """Coordinator + four agency daemons on loopback; PSI between agencies; secret sharing over TLS."""
+    """Coordinator + six agency daemons on loopback; PSI between agencies; secret sharing over TLS."""
     if ctx.invoked_subcommand is not None:
         return
     import shutil
 
     from demo.cluster import COORDINATOR, LocalCluster
     from demo.deployment import party_specs
+    from demo.registers import generate_registers, issuer_specs
     from demo.synthetic import generate
     from mpc.protocols.selftest import public_values
     from parties.requester import Client
@@ -51,7 +60,8 @@ def deployment(
     shutil.rmtree(state, ignore_errors=True)
     started = time.perf_counter()
     tables = generate(residents)
-    specs = party_specs(tables, state / "data")
+    registers = generate_registers(tables)
+    specs = [*party_specs(tables, state / "data"), *issuer_specs(registers, state / "data")]
     console.print(
         f"synthetic city: {residents:,} residents in {len(specs)} agencies' tables "
         f"({time.perf_counter() - started:.1f} s): "
@@ -59,7 +69,7 @@ def deployment(
     )
     cluster = LocalCluster(state, specs, gateway=True)
     try:
-        with console.status("starting the coordinator, four agency daemons (fresh CA, mutual TLS) and the gateway…"):
+        with console.status("starting the coordinator, six agency daemons (fresh CA, mutual TLS) and the gateway…"):
             started = time.perf_counter()
             cluster.start()
         directory = Table(title=f"deployment up in {time.perf_counter() - started:.1f} s (every channel mutual TLS)")
@@ -123,6 +133,7 @@ def deployment(
         console.print(results)
 
         eligibility_step(cluster, tables, state, applications)
+        verification_step(cluster, tables, registers)
         statistics_step(cluster, tables)
         token = sandbox_step(cluster)
 

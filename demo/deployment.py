@@ -24,7 +24,14 @@ from mpc.data.ids import normalize_column
 from mpc.protocols.rules import Application, OwnerValues
 
 AGENCIES = ("tax", "civil-affairs", "housing", "public-security")
-PURPOSES = ["statistics", "selftest", "public-rental-housing", "minimum-living-allowance", "income-check"]
+PURPOSES = [
+    "statistics",
+    "selftest",
+    "public-rental-housing",
+    "minimum-living-allowance",
+    "income-check",
+    "declaration-audit",
+]
 PROGRAMS = ["selftest-compare", "rule", "aggregate"]
 REVEALS_CLAUSES = {
     "housing",

@@ -39,6 +39,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mpc.data.values import CODE_MAX, DATE_MAX, DATE_MIN
+
 __all__ = [
     "CATEGORY_MAX_LENGTH",
     "INT_BOUND_MAX",
@@ -59,8 +61,11 @@ __all__ = [
 Classification = Literal["public", "internal", "sensitive", "secret"]
 """How sensitive a column is. ``secret`` columns are never usable by any protocol."""
 
-ColumnType = Literal["int", "bool", "category"]
-"""``int``: signed integer within declared bounds; ``bool``: 0/1; ``category``: short string key."""
+ColumnType = Literal["int", "bool", "category", "date", "code"]
+"""``int``: signed integer within declared bounds; ``bool``: 0/1; ``category``: short string key;
+``date``: a calendar date, carried as days since 1970-01-01; ``code``: a certificate or licence
+number or type, normalised and carried as its 62-bit hash (only equality is meaningful; see
+:mod:`mpc.data.values`)."""
 
 IdKind = Literal["resident_id", "credit_code", "opaque"]
 """How the id column is normalised (GB 11643 resident id, GB 32100 credit code, or opaque)."""
@@ -178,6 +183,20 @@ class ColumnSpec(BaseModel):
         return frozenset(self.domain)
 
     @property
+    def numeric_bounds(self) -> tuple[int, int] | None:
+        """The range of the integer an ``int``, ``date`` or ``code`` column is carried as on shares
+        (its declared bounds; the dates 1900..2199 as day numbers; a code's 62-bit hash); None
+        for ``bool`` and ``category`` columns."""
+        if self.type == "int":
+            assert self.min is not None and self.max is not None
+            return self.min, self.max
+        if self.type == "date":
+            return DATE_MIN, DATE_MAX
+        if self.type == "code":
+            return 0, CODE_MAX
+        return None
+
+    @property
     def usable(self) -> bool:
         """Whether any protocol may use this column (every classification except ``secret``)."""
         return self.classification != "secret"
@@ -197,6 +216,9 @@ class DatasetSchema(BaseModel):
     id_kind: IdKind = "resident_id"
     columns: dict[str, ColumnSpec]
     duplicates: DuplicatePolicy = "reject"
+    # A composite key: the id together with these ``code`` columns identifies a row (a holder and
+    # a certificate number, a credit code and a licence type); a lookup names all of its parts.
+    key_columns: list[str] = Field(default_factory=list)
 
     @field_validator("columns")
     @classmethod
@@ -212,6 +234,16 @@ class DatasetSchema(BaseModel):
     def _check_id_not_a_column(self) -> DatasetSchema:
         if self.id_column in self.columns:
             raise ValueError(f"id column {self.id_column!r} must not also be declared in 'columns'")
+        return self
+
+    @model_validator(mode="after")
+    def _check_key_columns(self) -> DatasetSchema:
+        for name in self.key_columns:
+            column = self.columns.get(name)
+            if column is None or column.type != "code":
+                raise ValueError(f"key column {name!r} must be declared in 'columns' with type 'code'")
+        if len(set(self.key_columns)) != len(self.key_columns):
+            raise ValueError("a key column is listed twice in 'key_columns'")
         return self
 
 

@@ -128,7 +128,7 @@ class RowLayout:
         for name, (kind, lo, hi) in zip(columns, declared, strict=True):
             if kind == "bool":
                 bounds.append((0, 1))
-            elif kind in ("int", "category") and lo is not None and hi is not None:
+            elif kind in ("int", "category", "date", "code") and lo is not None and hi is not None:
                 bounds.append((lo, hi))
             else:
                 raise ValueError(f"column {name} is a {kind} column without bounds: it cannot be looked up")

@@ -14,6 +14,11 @@ noise that each compute party samples for its own share, and the cost of a query
 * The cost is the sum of the measurements' privacy maps (sequential composition): ε. MEAN is
   SUM / COUNT of released cells (post-processing: free).
 * Cells whose noisy COUNT is below the minimum cell size are suppressed (marked, not dropped).
+* **Accuracy** is stated with every release, from the mechanism's scale (as OpenDP's and Tumult
+  Analytics' accuracy helpers do): :func:`error_bound` is the half-width of the central 95 %
+  interval of the two parties' noise together (the exact distribution of the sum of two discrete
+  Laplace variables); a MEAN's interval follows from its SUM's and COUNT's, and a MEAN is clamped
+  to the column's declared bounds as post-processing (:func:`mean_interval`).
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ import opendp.prelude as dp
 from mpc.protocols.aggregate import DEFAULT_MIN_CELL, AggregateRequest, Schemas
 
 __all__ = [
+    "CONFIDENCE",
     "Measurement",
     "cost",
+    "error_bound",
+    "mean_interval",
     "noise",
     "own_noise",
     "plan",
@@ -39,6 +47,7 @@ __all__ = [
 ]
 
 dp.enable_features("contrib")
+CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,56 @@ def released_variance(measurement: Measurement) -> float:
 def _discrete_laplace_variance(scale: float) -> float:
     q = float(np.exp(-1.0 / scale))
     return 2 * q / (1 - q) ** 2
+
+
+def _two_noises_tail(scale: float, t: int) -> float:
+    """``P(|n0 + n1| > t)`` for two independent discrete Laplace noises of ``scale`` (t >= 0).
+
+    With ``q = exp(-1/scale)`` the sum has ``P(S = k) = ((1-q)/(1+q))^2 q^|k| (|k| + (1+q^2)/(1-q^2))``;
+    summing its tail gives ``2 q^(t+1) ((t+1)(1-q) + q + (1+q^2)/(1+q)) / (1+q)^2``, computed with
+    ``expm1`` so that it stays exact for scales of 10^12 and more."""
+    one_minus_q = -float(np.expm1(-1.0 / scale))
+    q = 1.0 - one_minus_q
+    tail = 2 * np.exp(-(t + 1) / scale) * ((t + 1) * one_minus_q + q + (1 + q * q) / (1 + q)) / (1 + q) ** 2
+    return float(min(1.0, tail))
+
+
+def error_bound(measurement: Measurement, confidence: float = CONFIDENCE) -> int:
+    """The smallest ``t`` with ``P(|released - true| <= t) >= confidence`` for one released cell of
+    ``measurement`` (both parties' noise): the cell's interval is ``value ± t``."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence {confidence} outside (0, 1)")
+    high = 1
+    while _two_noises_tail(measurement.scale, high) > 1 - confidence:
+        high *= 2
+    low = 0
+    while low < high:  # the smallest t whose tail is within 1 - confidence
+        middle = (low + high) // 2
+        if _two_noises_tail(measurement.scale, middle) > 1 - confidence:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+def mean_interval(
+    total: int, total_error: int, count: int, count_error: int, bounds: tuple[int, int]
+) -> tuple[float | None, tuple[float, float] | None, bool]:
+    """A MEAN released as SUM / COUNT, with its interval and whether it was clamped.
+
+    The interval takes the extreme ratios of the SUM's and COUNT's intervals (a count under 1
+    counts as 1), so it covers the mean whenever both cover theirs; both the mean and its interval
+    are clamped to the column's declared ``bounds`` (post-processing: free), and ``clamped`` says
+    whether the mean itself had to be. ``(None, None, False)`` where the noisy count is not positive."""
+    if count <= 0:
+        return None, None, False
+    low, high = bounds
+    mean = total / count
+    counts = (max(count - count_error, 1), count + count_error)
+    ratios = [(total + e) / c for e in (-total_error, total_error) for c in counts]
+    interval = (min(max(min(ratios), low), high), max(min(max(ratios), high), low))
+    clamped = not low <= mean <= high
+    return min(max(mean, low), high), interval, clamped
 
 
 def suppressed(noisy_counts: np.ndarray, min_cell: int = DEFAULT_MIN_CELL) -> np.ndarray:

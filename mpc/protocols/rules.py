@@ -31,6 +31,7 @@ Validation errors name the rule and clause (``rules.public-rental-housing.clause
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
@@ -45,6 +46,7 @@ import sqlglot
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlglot import exp
 
+from mpc.data.values import ValueParseError, code_value, composite_key, date_value, normalize_code, number_value
 from mpc.protocols import formula
 from mpc.sharing import boolean as _boolean
 from mpc.sharing.boolean import COMPARISON_GATES
@@ -61,6 +63,7 @@ __all__ = [
     "Application",
     "Clause",
     "Comparison",
+    "DeclaredValueError",
     "OwnerValues",
     "Predicates",
     "RequesterInputs",
@@ -71,6 +74,7 @@ __all__ = [
     "RuleShape",
     "ShareTable",
     "TableKey",
+    "ValueKind",
     "clause_plain",
     "evaluate_plain",
     "evaluate_tree",
@@ -86,6 +90,8 @@ __all__ = [
 
 T = TypeVar("T")
 Comparison = Literal["<", "<=", ">", ">=", "==", "!="]
+ValueKind = Literal["number", "date", "code"]
+DECLARED_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 CLAUSE_NAME = r"^[a-z][a-z0-9_]{0,62}$"
 RULE_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 MAX_MEMBERS = 64
@@ -112,8 +118,22 @@ class RuleError(ValueError):
     """A rules file that cannot be used; each line names the rule, clause and key."""
 
 
+class DeclaredValueError(ValueError):
+    """An application whose declared value a clause needs is missing or unreadable."""
+
+
 class Clause(BaseModel):
-    """One fact from one owner: a comparison on a column, or an owner-published predicate."""
+    """One fact from one owner: a comparison of a column with a constant ``value`` or with what
+    the applicant ``declared``, or an owner-published predicate.
+
+    ``kind`` says how the constant and the declared values are read: ``number`` (integers),
+    ``date`` (compared as days; a constant may be a TOML date) or ``code`` (a certificate or
+    licence number or type: ``==``/``!=`` only, compared as hashes, see :mod:`mpc.data.values`).
+    ``compare = "within"`` holds when the owner's value is within ``tolerance`` (absolute) or
+    ``tolerance_percent`` (of the declared value) of the declared value. ``key_declared`` names a
+    declared code that completes the owner's composite key (the applicant's id plus, say, the
+    certificate number cited): the lookup is of that pair, and an absent pair is an absent row.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -122,34 +142,110 @@ class Clause(BaseModel):
     column: str | None = None
     predicate: str | None = None
     scope: Literal["applicant", "household-sum"] = "applicant"
-    compare: Comparison | None = None
+    compare: Comparison | Literal["within"] | None = None
     value: int | None = None
+    kind: ValueKind = "number"
+    declared: str | None = Field(None, pattern=DECLARED_NAME)
+    tolerance: int | None = Field(None, ge=0, lt=VALUE_MAX)
+    tolerance_percent: float | None = Field(None, gt=0, le=100)
+    key_declared: str | None = Field(None, pattern=DECLARED_NAME)
     per_member: bool = False
     absent: Literal["zero", "false"] = "false"
     reveal: bool = False
 
+    @model_validator(mode="before")
+    @classmethod
+    def _constant(cls, data: object) -> object:
+        """A date or code constant as the integer it is compared as."""
+        if isinstance(data, dict) and data.get("value") is not None and not isinstance(data["value"], int):
+            kind, raw = data.get("kind", "number"), data["value"]
+            try:
+                if kind == "date" and isinstance(raw, str | dt.date):
+                    data = {**data, "value": date_value(raw)}
+                elif kind == "code" and isinstance(raw, str):
+                    data = {**data, "value": code_value(raw)}
+            except ValueParseError as exc:
+                raise ValueError(f"value: {exc}") from None
+        return data
+
     @model_validator(mode="after")
     def _shape(self) -> Clause:
         if self.predicate is not None:
-            extra = [k for k in ("dataset", "column", "compare", "value") if getattr(self, k) is not None]
+            extra = [
+                k for k in ("dataset", "column", "compare", "value", "declared", "key_declared") if getattr(self, k)
+            ]
             if extra or self.per_member or self.scope != "applicant":
                 raise ValueError(f"a predicate clause takes no {extra or ['per_member/scope']}: the owner evaluates it")
             return self
-        missing = [k for k in ("dataset", "column", "compare", "value") if getattr(self, k) is None]
+        missing = [k for k in ("dataset", "column", "compare") if getattr(self, k) is None]
+        if self.value is None and self.declared is None:
+            missing.append("value (or declared)")
+        if self.value is not None and self.declared is not None:
+            raise ValueError("a comparison clause compares with a value or a declared value, not both")
         if missing:
             raise ValueError(f"a comparison clause needs {missing} (or a 'predicate' published by the owner)")
-        assert self.value is not None
-        if not VALUE_MIN <= self.value < VALUE_MAX:
+        if self.value is not None and not VALUE_MIN <= self.value < VALUE_MAX:
             raise ValueError(f"value {self.value} outside [-2^62, 2^62)")
-        if self.per_member and self.scope != "household-sum":
-            raise ValueError("per_member compares a household sum: set scope = 'household-sum'")
-        if self.per_member and abs(self.value) * MAX_MEMBERS >= VALUE_MAX:
+        tolerances = [k for k in ("tolerance", "tolerance_percent") if getattr(self, k) is not None]
+        if (self.compare == "within") != (len(tolerances) == 1) or len(tolerances) > 1:
+            raise ValueError("compare = 'within' takes exactly one of tolerance or tolerance_percent; others take none")
+        if self.compare == "within" and self.declared is None:
+            raise ValueError("compare = 'within' compares with a declared value: set declared")
+        if self.kind == "code" and self.compare not in ("==", "!="):
+            raise ValueError("a code is compared only with == or != (codes are compared as hashes)")
+        if self.per_member and (self.scope != "household-sum" or self.declared is not None):
+            raise ValueError("per_member compares a household sum with a constant: scope = 'household-sum', a value")
+        if self.per_member and self.value is not None and abs(self.value) * MAX_MEMBERS >= VALUE_MAX:
             raise ValueError(f"value * members could leave the value range (at most {MAX_MEMBERS} members)")
+        if self.key_declared is not None and self.scope != "applicant":
+            raise ValueError("a composite key (key_declared) is looked up for the applicant: scope = 'applicant'")
         return self
 
     @property
     def is_predicate(self) -> bool:
         return self.predicate is not None
+
+    def declared_value(self, application: Application) -> int:
+        """The declared value this clause compares with, read as its ``kind``: the application's
+        own, else (a household sum) the sum of the members' or (the applicant) the applicant's.
+        Raises :class:`DeclaredValueError` naming the value when it is missing or unreadable."""
+        assert self.declared is not None
+        name = self.declared
+        if name in application.declared:
+            return _read_declared(self.kind, name, application.declared[name])
+        per_member = [m.get(name) for m in application.member_declared]
+        if self.scope == "household-sum" and per_member and all(v is not None for v in per_member):
+            if self.kind != "number":
+                raise DeclaredValueError(f"declared {name!r}: only numbers are summed over members")
+            return sum(_read_declared(self.kind, name, str(v)) for v in per_member)
+        if self.scope == "applicant" and per_member and per_member[0] is not None:
+            return _read_declared(self.kind, name, str(per_member[0]))
+        raise DeclaredValueError(f"declared {name!r} is missing")
+
+    def lookup_key(self, application: Application) -> str:
+        """The id looked up at the owner: the applicant's, or with ``key_declared`` the composite
+        key of the applicant's id and the declared code (:func:`mpc.data.values.composite_key`)."""
+        if self.key_declared is None:
+            return application.applicant
+        raw = application.declared.get(self.key_declared)
+        if raw is None and application.member_declared:
+            raw = application.member_declared[0].get(self.key_declared)
+        if raw is None:
+            raise DeclaredValueError(f"declared {self.key_declared!r} (part of the owner's key) is missing")
+        try:
+            return composite_key(application.applicant, normalize_code(raw))
+        except ValueParseError as exc:
+            raise DeclaredValueError(f"declared {self.key_declared!r}: {exc}") from None
+
+
+def _read_declared(kind: ValueKind, name: str, raw: str) -> int:
+    try:
+        value = {"number": number_value, "date": date_value, "code": code_value}[kind](raw)
+    except ValueParseError as exc:
+        raise DeclaredValueError(f"declared {name!r}: {exc}") from None
+    if not VALUE_MIN <= value < VALUE_MAX:
+        raise DeclaredValueError(f"declared {name!r}: {value} outside [-2^62, 2^62)")
+    return value
 
 
 class Rule(BaseModel):
@@ -182,8 +278,31 @@ class Rule(BaseModel):
             raise ValueError(f"clause(s) {unused} are defined but not used in the expression")
         return self
 
+    @model_validator(mode="after")
+    def _one_key_per_table(self) -> Rule:
+        keys: dict[TableKey, set[str | None]] = {}
+        for clause in self.clauses.values():
+            if not clause.is_predicate:
+                keys.setdefault((clause.owner, str(clause.dataset)), set()).add(clause.key_declared)
+        mixed = sorted(f"{owner}/{dataset}" for (owner, dataset), names in keys.items() if len(names) > 1)
+        if mixed:
+            raise ValueError(f"the clauses reading {mixed} must name the same key_declared (one lookup per table)")
+        return self
+
     def tree(self) -> exp.Expr:
         return parse_expression(self.expression)
+
+    def declared_problem(self, application: Application) -> str | None:
+        """Why ``application`` cannot be checked against this rule (a declared value it needs is
+        missing or unreadable), or None."""
+        for name, clause in self.clauses.items():
+            try:
+                if clause.declared is not None:
+                    clause.declared_value(application)
+                clause.lookup_key(application)
+            except DeclaredValueError as exc:
+                return f"clause {name}: {exc}"
+        return None
 
     def canonical(self) -> bytes:
         """The rule as owners approve it: every clause with every setting (columns, comparisons,
@@ -191,6 +310,10 @@ class Rule(BaseModel):
         default co-party), the co-party and the normalised expression, as sorted compact JSON.
         The description is left out: it changes nothing that runs."""
         body = self.model_dump(mode="json", exclude={"name", "description"})
+        for clause in body["clauses"].values():  # settings added later are left out at their defaults,
+            for key, default in _LATER_SETTINGS.items():  # so earlier approvals keep their fingerprints
+                if clause.get(key) == default:
+                    del clause[key]
         body["expression"] = self.tree().sql()
         body["clause_order"] = list(self.clauses)  # the default co-party is the first owner named
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
@@ -215,6 +338,15 @@ class Rule(BaseModel):
         if not column_owners:
             raise RuleError("the rule reads only the requester's data: there is nobody to compute with")
         return column_owners[0]
+
+
+_LATER_SETTINGS: dict[str, object] = {
+    "kind": "number",
+    "declared": None,
+    "tolerance": None,
+    "tolerance_percent": None,
+    "key_declared": None,
+}
 
 
 class RuleSet(BaseModel):
@@ -289,14 +421,28 @@ def clause_plain(clause: Clause, application: Application, values: OwnerValues, 
     if clause.is_predicate:
         assert clause.predicate is not None
         return application.applicant in predicates.get((clause.owner, clause.predicate), set())
-    assert clause.dataset and clause.column and clause.compare and clause.value is not None
+    assert clause.dataset and clause.column and clause.compare
     table = values.get((clause.owner, clause.dataset, clause.column), {})
-    people = application.members if clause.scope == "household-sum" else (application.applicant,)
+    people = application.members if clause.scope == "household-sum" else (clause.lookup_key(application),)
     if clause.absent == "false" and any(p not in table for p in people):
         return False
     total = sum(table.get(p, 0) for p in people)
+    if clause.declared is not None:
+        declared = clause.declared_value(application)
+        if clause.compare == "within":
+            if clause.tolerance is not None:
+                return abs(total - declared) <= clause.tolerance
+            return abs(total - declared) * 10_000 <= _basis_points(clause) * declared
+        return _COMPARE[clause.compare](total, declared)
+    assert clause.value is not None and clause.compare != "within"
     limit = clause.value * (len(application.members) if clause.per_member else 1)
     return _COMPARE[clause.compare](total, limit)
+
+
+def _basis_points(clause: Clause) -> int:
+    """A relative tolerance in hundredths of a percent (what the comparison on shares scales by)."""
+    assert clause.tolerance_percent is not None
+    return round(clause.tolerance_percent * 100)
 
 
 def evaluate_tree(tree: exp.Expr, bits: Mapping[str, bool]) -> bool:
@@ -362,12 +508,14 @@ class RequesterInputs:
     owner-published predicates the requester learned through the OPRF filter (P2), one per
     application. ``presence``: per table and row, whether the owner had the row (the requester
     learned that in the lookup; padding rows count as present), for clauses with
-    ``absent = "false"``.
+    ``absent = "false"``. ``declared``: per clause comparing with a declared value, that value
+    per application (:meth:`Clause.declared_value`): the co-party and the owners never see it.
     """
 
     members: Sequence[int]
     predicate_bits: Mapping[str, Sequence[int]] = field(default_factory=dict)
     presence: Mapping[TableKey, np.ndarray] = field(default_factory=dict)
+    declared: Mapping[str, Sequence[int]] = field(default_factory=dict)  # per clause with ``declared``
 
 
 @dataclass(frozen=True)
@@ -414,13 +562,23 @@ def rule_program(
                 known_bits = list(inputs.predicate_bits[name])
             bits[name] = party.share_bits(known_bits, owner=requester)
             continue
-        assert clause.dataset and clause.column and clause.compare and clause.value is not None
+        assert clause.dataset and clause.column and clause.compare
         key = (clause.owner, clause.dataset)
         values = tables[key].column(clause.column, applications)
         household = clause.scope == "household-sum"
         total = _slot_sum(party, values) if household else _first_slot(party, values)
-        limit: ArithmeticShare | int = size * clause.value if clause.per_member else clause.value
-        bit = COMPARISON_GATES[clause.compare](total, limit)
+        if clause.declared is not None:
+            declared_known = None
+            if mine:
+                assert inputs is not None
+                if len(inputs.declared.get(name, ())) != applications:
+                    raise ValueError(f"clause {name}: the requester supplies one declared value per application")
+                declared_known = list(inputs.declared[name])
+            bit = _compare_declared(clause, total, party.share(declared_known, owner=requester))
+        else:
+            assert clause.value is not None and clause.compare != "within"
+            limit: ArithmeticShare | int = size * clause.value if clause.per_member else clause.value
+            bit = COMPARISON_GATES[clause.compare](total, limit)
         if clause.per_member:
             assert plausible is not None
             bit = bit & plausible
@@ -441,6 +599,29 @@ def rule_program(
     return RuleOutcome(final, {name: bit for name, bit in opened.items() if bit is not None})
 
 
+def _compare_declared(clause: Clause, total: ArithmeticShare, declared: ArithmeticShare) -> BooleanShare:
+    """The owner's value against the applicant's declared value, both on shares: a comparison,
+    or for ``within`` two (``|total - declared| <= tolerance``; a relative tolerance is scaled to
+    basis points, so ``|total - declared| * 10 000 <= bp * declared``, which holds for values up
+    to about 4.6 * 10^14)."""
+    if clause.compare != "within":
+        assert clause.compare is not None
+        return COMPARISON_GATES[clause.compare](total, declared)
+    difference = total - declared
+    if clause.tolerance is not None:
+        return _boolean.le(difference, clause.tolerance) & _boolean.ge(difference, -clause.tolerance)
+    scaled, allowed = difference * 10_000, declared * _basis_points(clause)
+    return _boolean.le(scaled - allowed, 0) & _boolean.ge(scaled + allowed, 0)
+
+
+def _comparison_words(clause: Clause, applications: int) -> int:
+    """Bit-triple words of a clause's comparison (two and their AND for ``within``)."""
+    assert clause.compare is not None
+    if clause.compare == "within":
+        return 2 * _boolean.comparison_triple_words("<=", applications) + (applications + 63) // 64
+    return _boolean.comparison_triple_words(clause.compare, applications)
+
+
 def rule_reservation(rule: Rule, applications: int) -> Reservation:
     """The correlated randomness :func:`rule_program` takes for ``applications`` (bit triples:
     each clause's comparison, its presence AND, one AND or OR per connective), dealt up front."""
@@ -449,8 +630,7 @@ def rule_reservation(rule: Rule, applications: int) -> Reservation:
     for clause in rule.clauses.values():
         if clause.is_predicate:
             continue
-        assert clause.compare is not None
-        total += _boolean.comparison_triple_words(clause.compare, applications)
+        total += _comparison_words(clause, applications)
         total += words if clause.absent == "false" else 0
     connectives = sum(1 for _ in rule.tree().find_all(exp.And, exp.Or))
     if _per_member(rule):  # the household size's range check, and its AND into each per-member clause

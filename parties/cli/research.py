@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from parties.cli.cells import console, fail, format_cell
+from parties.cli.cells import console, fail, format_cell, say
 
 if TYPE_CHECKING:
     from parties.gateway.client import ResearchClient
@@ -64,10 +64,14 @@ def query(
     with _gateway(gateway, token, ca) as client:
         if preview:
             cost = client.preview(project, sql, epsilon)
+            errors = ", ".join(f"{cell} ±{error:,}" for cell, error in cost["errors"].items())
             console().print(
-                f"cost ε {cost['cost']:.3f} over {cost['groups']} groups; left: researcher "
-                f"{cost['budget_left']['researcher']:.3f}, project {cost['budget_left']['project']:.3f}"
+                f"cost ε {cost['cost']:.3f} over {cost['groups']} groups; expected error (95 %) per cell: "
+                f"{errors}; left: researcher {cost['budget_left']['researcher']:.3f}, project "
+                f"{cost['budget_left']['project']:.3f}"
             )
+            for warning in cost["warnings"]:
+                say(f"warning: {warning}", "yellow")
             return
         job = client.submit(project, sql, epsilon)
         with Progress(console=console(), transient=True) as bar:
@@ -79,16 +83,27 @@ def query(
             raise SandboxError(500, "the query failed", str(job.get("error", "")))
         left = client.budget(project)
     result = job["result"]
-    table = Table(title=f"released cells (ε {result['epsilon']:.3f}; noisy counts under {result['min_cell']} withheld)")
+    table = Table(
+        title=f"released cells (ε {result['epsilon']:.3f}; each value [its 95 % interval]; noisy counts under "
+        f"{result['min_cell']} withheld; means outside the column's bounds clamped, marked *)"
+    )
     for column in result["columns"]:
         table.add_column(column, justify="left" if not column.startswith(("count", "sum(", "mean(")) else "right")
     for row in result["rows"]:
-        table.add_row(
-            *(format_cell(row[c]) for c in result["columns"]),
-            style="dim italic" if row["suppressed"] else None,
-        )
+        table.add_row(*(_shown(row, c) for c in result["columns"]), style="dim italic" if row["suppressed"] else None)
     console().print(table)
+    for warning in result.get("warnings", []):
+        say(f"warning: {warning}", "yellow")
     console().print(f"budget left: researcher ε {left['researcher']:.3f}, project ε {left['project']:.3f}")
+
+
+def _shown(row: dict[str, Any], column: str) -> str:
+    """A released value with its 95 % interval, marked * when it was clamped."""
+    text = format_cell(row[column])
+    interval = row.get("intervals", {}).get(column)
+    if row[column] is not None and interval is not None:
+        text += f" [{format_cell(interval[0])} … {format_cell(interval[1])}]"
+    return text + (" *" if column in row.get("clamped", []) else "")
 
 
 @app.command()

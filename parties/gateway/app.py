@@ -90,6 +90,8 @@ class PreviewOut(BaseModel):
     groups: int
     cells: list[str]
     noise_scales: dict[str, float]
+    errors: dict[str, int]  # each cell kind's 95 % error (half-width), both owners' noise together
+    warnings: list[str]  # sums whose error exceeds the column's whole range
     budget_left: Budget
     affordable: bool
 

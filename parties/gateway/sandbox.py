@@ -78,6 +78,25 @@ class Prepared:
     def label(self, ref: agg.ColumnRef) -> str:
         return f"{self.names()[ref.side]}.{ref.column}"
 
+    def errors(self) -> dict[str, int]:
+        """Each cell kind's 95 % error (half-width of its interval, both owners' noise together)."""
+        return {m.cell: privacy.error_bound(m) for m in self.measurements}
+
+    def warnings(self) -> list[str]:
+        """The sums whose 95 % error exceeds the summed column's whole declared range: their
+        cells (and means) say next to nothing unless a group holds very many rows."""
+        out = []
+        errors = self.errors()
+        for ref in self.request.summed():
+            low, high = self.schemas[ref.side][ref.column].bounds()
+            error = errors[f"sum({ref})"]
+            if error > high - low:
+                out.append(
+                    f"sum({self.label(ref)}): the 95 % error of each released sum (±{error:,}) exceeds the column's "
+                    f"whole range [{low:,}, {high:,}]; a mean is off by about ±{error:,} / the group's count"
+                )
+        return out
+
 
 class Sandbox:
     def __init__(self, config: GatewayConfig, store: Store) -> None:
@@ -235,6 +254,8 @@ class Sandbox:
             "groups": len(prepared.groups),
             "cells": prepared.request.cells(),
             "noise_scales": {m.cell: m.scale for m in prepared.measurements},
+            "errors": prepared.errors(),
+            "warnings": prepared.warnings(),
             "budget_left": {"researcher": left.researcher_left, "project": left.project_left},
             "affordable": prepared.cost <= min(left.researcher_left, left.project_left) + 1e-9,
         }
@@ -311,20 +332,45 @@ class Sandbox:
 
     def _release(self, prepared: Prepared, noisy: np.ndarray, rows: int) -> dict[str, Any]:
         """Rows of released cells: the group's keys, then COUNT / SUM / MEAN, or the mark of a
-        withheld cell (noisy count under the minimum cell size)."""
+        withheld cell (noisy count under the minimum cell size); each value with its 95 %
+        interval (``intervals``), and the means clamped to the column's bounds named in
+        ``clamped``."""
         request = prepared.request
         keys = [prepared.label(k) for k in request.group_by]
         names = {
             a.name: "count" if a.column is None else f"{a.kind}({prepared.label(a.column)})" for a in request.aggregates
         }
         cells, withheld = request.cells(), privacy.suppressed(noisy[:, 0], self.config.gateway.min_cell)
+        errors = prepared.errors()
         out = []
         for g, group in enumerate(prepared.groups):
-            values = agg.aggregate_values(request, dict(zip(cells, noisy[g].tolist(), strict=True)))
-            row: dict[str, Any] = {**dict(zip(keys, group, strict=True)), "suppressed": bool(withheld[g])}
-            for name, label in names.items():
-                value = None if withheld[g] else values[name]
-                row[label] = round(value, 6) if isinstance(value, float) else value
+            cell = dict(zip(cells, noisy[g].tolist(), strict=True))
+            row: dict[str, Any] = {
+                **dict(zip(keys, group, strict=True)),
+                "suppressed": bool(withheld[g]),
+                "intervals": {},
+                "clamped": [],
+            }
+            for aggregate in request.aggregates:
+                label = names[aggregate.name]
+                if withheld[g]:
+                    row[label] = None
+                    continue
+                kind = "count" if aggregate.column is None else f"sum({aggregate.column})"
+                if aggregate.kind != "mean":
+                    row[label] = cell[kind]
+                    row["intervals"][label] = [cell[kind] - errors[kind], cell[kind] + errors[kind]]
+                    continue
+                assert aggregate.column is not None
+                bounds = prepared.schemas[aggregate.column.side][aggregate.column.column].bounds()
+                mean, interval, clamped = privacy.mean_interval(
+                    cell[kind], errors[kind], cell["count"], errors["count"], bounds
+                )
+                row[label] = None if mean is None else round(mean, 6)
+                if interval is not None:
+                    row["intervals"][label] = [round(interval[0], 6), round(interval[1], 6)]
+                if clamped:
+                    row["clamped"].append(label)
             out.append(row)
         columns = [*keys, *names.values()]
         return {
@@ -332,7 +378,10 @@ class Sandbox:
             "rows": out,
             "epsilon": prepared.cost,
             "min_cell": self.config.gateway.min_cell,
+            "confidence": privacy.CONFIDENCE,
             "noise_scales": {m.cell: m.scale for m in prepared.measurements},
+            "errors": errors,
+            "warnings": prepared.warnings(),
         }
 
     def _record(self, researcher: str, project: Project, prepared: Prepared, outcome: str, detail: str) -> None:

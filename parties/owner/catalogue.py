@@ -73,9 +73,9 @@ class Catalogue(Handlers):
                     party_pb2.ColumnSchema(
                         name=column,
                         type=col.type,
-                        has_bounds=col.min is not None,
-                        min=col.min or 0,
-                        max=col.max or 0,
+                        has_bounds=col.numeric_bounds is not None,
+                        min=(col.numeric_bounds or (0, 0))[0],
+                        max=(col.numeric_bounds or (0, 0))[1],
                         classification=col.classification,
                         allowed_uses=uses,
                         categories=list(labels),

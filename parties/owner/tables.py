@@ -103,8 +103,9 @@ def declared(dataset: Dataset, column: str) -> tuple[str, int, int]:
         return spec.type, 0, max(0, len(dataset.labels(column)) - 1)
     if spec.type == "bool":
         return spec.type, 0, 1
-    assert spec.min is not None and spec.max is not None
-    return spec.type, spec.min, spec.max
+    bounds = spec.numeric_bounds
+    assert bounds is not None
+    return spec.type, *bounds
 
 
 def layout_for(dataset: Dataset, columns: tuple[str, ...], modulus_bits: int) -> RowLayout:

@@ -60,6 +60,10 @@ def check(
     repeated = next((a.reference for a in applications if len(set(a.members)) != len(a.members)), None)
     if repeated is not None:  # a member counted twice would scale a per-member threshold by j/k
         raise ValueError(f"application {repeated} lists a member more than once")
+    for application in applications:
+        problem = rule.declared_problem(application)
+        if problem is not None:
+            raise rules.DeclaredValueError(f"application {application.reference}: {problem}")
     cap = min(
         client.listing(c.owner).max_household or rules.MAX_MEMBERS for c in rule.clauses.values() if not c.is_predicate
     )
@@ -74,9 +78,10 @@ def check(
     layout = rules.table_columns(rule)
     # Every owner's rows first (first use may make an owner encrypt its table), then the masked
     # decryptions back to back, so that no owner holds shares long before the program runs.
-    applicants: list[str | None] = [a.applicant for a in applications]
     fetched = {
-        key: lookup.fetch(client, key[0], key[1], columns, ids if key in household else applicants, path)
+        key: lookup.fetch(
+            client, key[0], key[1], columns, ids if key in household else _keys(rule, key, applications), path
+        )
         for key, columns in layout.items()
     }
     co_party_name = next(f.owner for key, f in fetched.items() if key[0] == co_party)
@@ -112,8 +117,18 @@ def check(
         dealer.close()
         raise
     params = params.model_copy(update={"tables": tuple(refs)})
-    inputs = rules.RequesterInputs([len(a.members) for a in applications], predicate_bits, presence)
+    declared = {
+        name: [c.declared_value(a) for a in applications] for name, c in rule.clauses.items() if c.declared is not None
+    }
+    inputs = rules.RequesterInputs([len(a.members) for a in applications], predicate_bits, presence, declared)
     outcome, _ = programs.run(
         client, co_party, dealer, RULE, params, lambda p: programs.revealed(RULE.run(p, params, tables, inputs))
     )
     return Eligibility(outcome.bits, {**known, **outcome.clauses}, tuple(f.plan for f in fetched.values()))
+
+
+def _keys(rule: rules.Rule, table: rules.TableKey, applications: Sequence[rules.Application]) -> list[str | None]:
+    """The ids an applicant-only table is looked up by: the applicants', or the composite keys of
+    applicant and declared code where the clauses name ``key_declared``."""
+    clause = next(c for c in rule.clauses.values() if not c.is_predicate and (c.owner, c.dataset) == table)
+    return [clause.lookup_key(a) for a in applications]

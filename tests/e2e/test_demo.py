@@ -31,9 +31,10 @@ def test_demo_runs_from_a_relative_state_directory(tmp_path: Path) -> None:
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert output.count("matches") >= 2  # both PSI cardinalities equal the plaintext
+    assert output.count("matches") >= 5  # both PSI cardinalities and the three verification jobs equal the plaintext
+    assert all(job in output for job in ("certificate-valid", "business-licence", "declaration-audit"))
     assert "25/25 match" in output  # every eligibility result equals the plaintext rule
     assert "correct: True" in output
     assert "researcher sandbox: released cells" in output and "budget left: researcher ε 4.00" in output
-    assert "problems" not in output and output.count("verifies") == 6  # six audit logs, the gateway's too
+    assert "problems" not in output and output.count("verifies") == 8  # eight audit logs, the gateway's too
     assert (tmp_path / ".state" / "demo" / "results.csv").exists()

@@ -59,6 +59,9 @@ def test_a_join_releases_noised_thresholded_cells_and_spends_the_budget(sandbox:
         before = client.budget(PROJECT)
         preview = client.preview(PROJECT, JOIN, 1.0)
         assert preview["cost"] == pytest.approx(1.0) and preview["affordable"] and preview["groups"] == 16
+        assert set(preview["errors"]) == {"count", "sum(peer.annual_income)"} and preview["errors"]["count"] >= 1
+        # incomes bounded by ±10^12: the sum's error dwarfs the column's range, and the preview says so
+        assert [w.split(":")[0] for w in preview["warnings"]] == ["sum(income.annual_income)"]
         assert client.budget(PROJECT) == before  # a preview spends nothing
         job = client.query(PROJECT, JOIN, 1.0)
         after = client.budget(PROJECT)
@@ -67,14 +70,21 @@ def test_a_join_releases_noised_thresholded_cells_and_spends_the_budget(sandbox:
         assert client.budget(PROJECT) == after
     result, truth = job["result"], _plain(sandbox, JOIN)
     assert result["columns"] == ["households.district", "count", "mean(income.annual_income)"]
-    scale = result["noise_scales"]["count"]
+    scale, error = result["noise_scales"]["count"], result["errors"]["count"]
+    covered = 0
     for row in result["rows"]:
         true = truth[(row["households.district"],)]["count"]
         if row["suppressed"]:
-            assert row["count"] is None and row["mean(income.annual_income)"] is None
+            assert row["count"] is None and row["mean(income.annual_income)"] is None and row["intervals"] == {}
         else:  # two discrete Laplace noises of this scale: 12 scales is far beyond any sane draw
             assert row["count"] >= 10 and abs(row["count"] - true) <= 12 * scale
-    assert any(not r["suppressed"] for r in result["rows"])
+            assert row["intervals"]["count"] == [row["count"] - error, row["count"] + error]
+            low, high = row["intervals"]["mean(income.annual_income)"]
+            assert -(10**12) <= low <= row["mean(income.annual_income)"] <= high <= 10**12
+            covered += row["intervals"]["count"][0] <= true <= row["intervals"]["count"][1]
+    released = [r for r in result["rows"] if not r["suppressed"]]
+    assert released and covered >= len(released) - 4  # 95 % intervals: a miss or two, rarely more
+    assert result["confidence"] == 0.95 and result["warnings"] == preview["warnings"]
     audit = [
         json.loads(line) for line in (sandbox.cluster.members[GATEWAY].state_dir / "audit.log").read_text().splitlines()
     ]

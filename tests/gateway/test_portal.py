@@ -75,10 +75,14 @@ def test_sign_in_browse_run_and_see_table_and_chart(sandbox: Sandbox, browser: W
     epsilon.send_keys("0.5")
     browser.find_element(By.ID, "preview-button").click()
     wait.until(until.text_to_be_present_in_element((By.ID, "query-message"), "cost ε 0.500"))
+    assert "Expected error (95 %) per released cell: count ±" in browser.find_element(By.ID, "query-message").text
     browser.find_element(By.ID, "run-button").click()
     wait.until(until.visibility_of_element_located((By.ID, "result")))
     rows = browser.find_elements(By.CSS_SELECTOR, "#result-table tr")
     assert len(rows) == 1 + 16 and "properties.district" in rows[0].text
+    assert "95 % interval" in browser.find_element(By.ID, "result-note").text
+    released = [r.text for r in rows[1:] if "withheld" not in r.text]
+    assert released and all(" … " in r and "[" in r for r in released)  # each value with its interval
     assert browser.find_elements(By.CSS_SELECTOR, "#chart rect")  # a bar per released group
     assert float(browser.find_element(By.ID, "budget-researcher").text) == pytest.approx(before - 0.5, abs=1e-3)
     browser.find_element(By.ID, "sql").send_keys(" ORDER BY 1")

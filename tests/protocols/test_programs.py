@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mpc.crypto.prg import random_words
+from mpc.data.values import code_value, date_value
 from mpc.protocols import aggregate as agg
 from mpc.protocols import rules, selftest
 from mpc.protocols.programs import (
@@ -39,6 +40,20 @@ from tests.protocols.two_parties import run_parties
 
 RULES = rules.load_rules(Path(__file__).resolve().parents[2] / "rules" / "examples.toml")
 SESSION = "0" * 32
+# Owners' values and applicants' declarations by kind, with the edges of the example rules: the
+# thresholds 30 000 and 100 000, 10 % either side of 10 000 (9 000 and 11 000 hold, 8 999 and
+# 11 001 do not), the day before, of and after a date, a code and another, a key written two ways.
+DAYS = [date_value(d) for d in ("2025-12-31", "2026-01-01", "2026-01-02")]
+HELD: dict[str, list[int]] = {
+    "number": [0, 1, 8_999, 9_000, 10_000, 11_000, 11_001, 29_999, 30_000, 40_000, 100_000, 100_001],
+    "date": DAYS,
+    "code": [code_value("ELECTRICIAN"), code_value("PLUMBER")],
+}
+DECLARED: dict[str, list[str]] = {
+    "number": ["0", "1", "10000", "10,000", "30000"],
+    "date": ["2025-12-31", "2026-01-01", "2026/01/02"],
+    "key": ["C-1", " c-1", "C-2"],
+}
 P = TypeVar("P", bound=ProgramParams)
 R = TypeVar("R")
 
@@ -111,30 +126,62 @@ def test_selftest_compare_both_roles(values: list[int], seed: int) -> None:
     assert SELFTEST_COMPARE.requirements(params).rows == len(values)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=24, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_rule_both_roles_against_the_plaintext_rule(data: st.DataObject) -> None:
     """An example rule over random households: the requester's tables and inputs, the co-party's
     shares (looked up or forwarded), reason codes for the revealable clauses."""
-    rule = RULES.get(data.draw(st.sampled_from(sorted(RULES.rules))))
+    check_rule_against_plaintext(RULES.get(data.draw(st.sampled_from(sorted(RULES.rules)))), data)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_declared_values_and_composite_keys_against_the_plaintext_rule(data: st.DataObject) -> None:
+    """The rules comparing owners' values with what applicants declared (numbers within a relative
+    tolerance at its edges, dates the day before, of and after, codes) and looking up composite
+    keys (a certificate number written two ways is one key)."""
+    names = sorted(n for n, r in RULES.rules.items() if any(c.declared or c.key_declared for c in r.clauses.values()))
+    assert len(names) >= 3
+    check_rule_against_plaintext(RULES.get(data.draw(st.sampled_from(names))), data)
+
+
+def check_rule_against_plaintext(rule: rules.Rule, data: st.DataObject) -> None:
     sizes = data.draw(st.lists(st.integers(1, 4), min_size=1, max_size=6))
     applications = [
-        rules.Application(f"A{k}", f"p{k}-0", tuple(f"p{k}-{j}" for j in range(size))) for k, size in enumerate(sizes)
+        rules.Application(
+            f"A{k}",
+            f"p{k}-0",
+            tuple(f"p{k}-{j}" for j in range(size)),
+            {
+                name: data.draw(st.sampled_from(DECLARED[kind]))
+                for name, kind in {
+                    **{c.declared: c.kind for c in rule.clauses.values() if c.declared},
+                    **{c.key_declared: "key" for c in rule.clauses.values() if c.key_declared},
+                }.items()
+            },
+        )
+        for k, size in enumerate(sizes)
     ]
     slots = rules.padded_slots(max(sizes), rules.MAX_MEMBERS)
+    kinds = {(c.owner, c.dataset, c.column): c.kind for c in rule.clauses.values() if not c.is_predicate}
     plain: dict[tuple[str, str, str], dict[str, int]] = {}
     mine: dict[rules.TableKey, rules.ShareTable] = {}
     theirs: dict[rules.TableKey, rules.ShareTable] = {}
     presence: dict[rules.TableKey, np.ndarray] = {}
     for key, columns in rules.table_columns(rule).items():
         per_app = slots if key in rules.household_tables(rule) else 1
-        rows = [a.members[k] if k < len(a.members) else None for a in applications for k in range(per_app)]
+        lookup = next(c for c in rule.clauses.values() if not c.is_predicate and (c.owner, c.dataset) == key)
+        rows = [
+            (a.members[k] if per_app > 1 else lookup.lookup_key(a)) if k < len(a.members) else None
+            for a in applications
+            for k in range(per_app)
+        ]
         known = [p is not None and data.draw(st.booleans()) for p in rows]
         values = np.zeros((len(rows), len(columns)), dtype=np.int64)
         for r, person in enumerate(rows):
             for c, column in enumerate(columns):
                 if known[r]:
-                    values[r, c] = data.draw(st.sampled_from([0, 1, 29_999, 30_000, 40_000, 120_000]))
+                    values[r, c] = data.draw(st.sampled_from(HELD[kinds[(*key, column)]]))
                     plain.setdefault((*key, column), {})[str(person)] = int(values[r, c])
         encoded = encode(values.reshape(-1)).reshape(values.shape)
         mask = random_words(encoded.size).reshape(encoded.shape)
@@ -161,7 +208,10 @@ def test_rule_both_roles_against_the_plaintext_rule(data: st.DataObject) -> None
         ),
         reveal=reveal,
     )
-    inputs = rules.RequesterInputs([len(a.members) for a in applications], predicate_bits, presence)
+    declared = {
+        n: [c.declared_value(a) for a in applications] for n, c in rule.clauses.items() if c.declared is not None
+    }
+    inputs = rules.RequesterInputs([len(a.members) for a in applications], predicate_bits, presence, declared)
     outcome, nothing = orchestrate(
         RULE, params, lambda p, q: RULE.run(p, q, mine, inputs), lambda p, q: RULE.run(p, q, theirs)
     )
@@ -264,3 +314,41 @@ def test_declared_columns_that_could_not_be_carried_are_refused(declared: dict[s
     raw = json.dumps({"request": request.model_dump(mode="json"), "rows": 1, "initiator": declared})
     with pytest.raises(ProgramError, match=message):
         AGGREGATE.parse(raw)
+
+
+@pytest.mark.parametrize(
+    ("held", "declared", "holds"),
+    [(9_000, "10000", 1), (11_000, "10000", 1), (8_999, "10000", 0), (11_001, "10 000", 0), (0, "0", 1), (1, "0", 0)],
+)
+def test_a_relative_tolerance_on_shares_at_its_edges(held: int, declared: str, holds: int) -> None:
+    """``within`` 10 % of the declared household income: exactly 10 % either side holds, one more
+    does not (on shares, as the plaintext rule says)."""
+    rule = RULES.get("declaration-audit")
+    application = rules.Application("A", "p", ("p",), {"household_income": declared, "property_count": "0"})
+    mine: dict[rules.TableKey, rules.ShareTable] = {}
+    theirs: dict[rules.TableKey, rules.ShareTable] = {}
+    for key, columns in rules.table_columns(rule).items():
+        values = np.zeros((4, 1), dtype=np.int64)  # one member in four slots
+        values[0, 0] = held if key[0] == "tax" else 0
+        mask = random_words(4).reshape(4, 1)
+        mine[key], theirs[key] = rules.ShareTable(columns, encode(values) - mask), rules.ShareTable(columns, mask)
+    params = RuleParams(
+        name=rule.name,
+        rule=rule,
+        applications=1,
+        slots=4,
+        tables=tuple(
+            SharesRef(owner=k[0], dataset=k[1], session=SESSION, columns=c)
+            for k, c in rules.table_columns(rule).items()
+        ),
+        reveal=("income_as_declared",),
+    )
+    declared_values = {n: [c.declared_value(application)] for n, c in rule.clauses.items() if c.declared}
+    inputs = rules.RequesterInputs([1], {}, {}, declared_values)
+    outcome, _ = orchestrate(
+        RULE, params, lambda p, q: RULE.run(p, q, mine, inputs), lambda p, q: RULE.run(p, q, theirs)
+    )
+    assert outcome is not None
+    assert outcome.clauses["income_as_declared"].tolist() == [holds] == outcome.bits.tolist()
+    plain = {("tax", "income", "annual_income"): {"p": held}, ("housing", "properties", "property_count"): {}}
+    assert rules.evaluate_plain(rule, [application], plain, {})[0][0] == bool(holds)

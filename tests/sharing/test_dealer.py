@@ -121,7 +121,8 @@ def test_rule_reservations_are_exact(name: str, applications: int) -> None:
 
     def program(p: Party) -> Any:
         mine = p.index == 0
-        inputs = rules.RequesterInputs([1] * applications, predicate_bits, presence)
+        declared = {n: [10_000] * applications for n, c in rule.clauses.items() if c.declared}
+        inputs = rules.RequesterInputs([1] * applications, predicate_bits, presence, declared)
         return rules.rule_program(p, rules.RuleShape(rule, applications, slots), tables, inputs if mine else None)
 
     _, party = _run(program, reservation)

@@ -166,9 +166,8 @@ class Dataset:
                 "classification": column.classification,
                 "description": column.description,
             }
-            if column.type == "int":
-                view["min"] = column.min
-                view["max"] = column.max
+            if column.numeric_bounds is not None:
+                view["min"], view["max"] = column.numeric_bounds
             elif column.type == "category":
                 view["categories"] = list(column.domain)  # declared, never derived from the data
             columns[name] = view

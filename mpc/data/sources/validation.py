@@ -3,11 +3,13 @@
 :func:`build_dataset` checks the rows of a :class:`~mpc.data.sources.readers.RawTable` in the
 order :func:`mpc.data.sources.load_dataset` documents -- ids, then duplicates, then values -- and
 records every rejected row in the :class:`~mpc.data.sources.dataset.LoadReport`. Values are
-parsed strictly, one parser per column type (``int``, ``bool``, ``category``).
+parsed strictly, one parser per column type (``int``, ``bool``, ``category``, ``date``, ``code``); a
+composite key (``key_columns``) joins the normalised id and key codes into the row's id.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable
 from decimal import Decimal
@@ -18,6 +20,7 @@ from mpc.data.ids import normalize_column
 from mpc.data.schema import CATEGORY_MAX_LENGTH, ColumnSpec, DatasetSpec
 from mpc.data.sources.dataset import Dataset, LoadReport, RowError, clip_raw
 from mpc.data.sources.readers import RawTable
+from mpc.data.values import ValueParseError, code_value, composite_key, date_value, normalize_code
 
 __all__ = [
     "build_dataset",
@@ -118,11 +121,48 @@ def _parse_category(value: object, spec: ColumnSpec) -> str:
     return text
 
 
+def _parse_date(value: object, spec: ColumnSpec) -> int:
+    """A ``date`` column's value as days since 1970-01-01 (ISO text or a database date)."""
+    if value is None:
+        raise _BadValue("missing value (NULL)")
+    if not isinstance(value, str | dt.date):
+        raise _BadValue(f"not a date ({type(value).__name__} value)")
+    try:
+        return date_value(value)
+    except ValueParseError as problem:
+        raise _BadValue(str(problem)) from None
+
+
+def _parse_code(value: object, spec: ColumnSpec) -> int:
+    """A ``code`` column's value as the 62-bit hash of its normalised text."""
+    if value is None:
+        raise _BadValue("missing value (NULL)")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise _BadValue(f"not a code ({type(value).__name__} value)")
+    try:
+        return code_value(value)
+    except ValueParseError as problem:
+        raise _BadValue(str(problem)) from None
+
+
 _PARSERS: dict[str, Callable[[object, ColumnSpec], int | str]] = {
     "int": _parse_int,
     "bool": _parse_bool,
     "category": _parse_category,
+    "date": _parse_date,
+    "code": _parse_code,
 }
+
+
+def _key_part(value: object) -> str:
+    """One ``code`` part of a composite key, normalised (:func:`mpc.data.values.normalize_code`)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueParseError("missing value" if value is None else f"not a code ({type(value).__name__} value)")
+    return normalize_code(value)
 
 
 def _id_text(value: object) -> str | RowError | None:
@@ -171,6 +211,25 @@ def build_dataset(spec: DatasetSpec, table: RawTable) -> Dataset:
             raw = texts[index]
             report.invalid_ids.append(RowError(index + 1, id_column, _raw_text(raw), reasons.get(index, "invalid id")))
         excluded.add(index)
+
+    # 1b. A composite key: the id and the key columns' normalised codes make the row's id.
+    if schema.key_columns:
+        positions = [1 + list(schema.columns).index(name) for name in schema.key_columns]
+        for index, norm in enumerate(normalised):
+            if norm is None or index in excluded:
+                continue
+            parts = [norm]
+            for name, position in zip(schema.key_columns, positions, strict=True):
+                try:
+                    parts.append(_key_part(table.rows[index][position]))
+                except ValueParseError as problem:
+                    raw = _raw_text(table.rows[index][position])
+                    report.invalid_ids.append(RowError(index + 1, name, raw, f"key column {name!r}: {problem}"))
+                    excluded.add(index)
+                    break
+            else:
+                normalised[index] = composite_key(*parts)
+        report.invalid_ids.sort(key=lambda error: error.row)
 
     # 2. Duplicates, compared after normalisation, among rows with a valid id.
     occurrences: dict[str, list[int]] = {}

@@ -120,10 +120,11 @@ class ColumnInfo:
     def declared(cls, dataset: Dataset) -> dict[str, ColumnInfo]:
         """Every column of one of our datasets as both parties may know it: type, declared bounds,
         category domain (never the values present in the data)."""
-        return {
-            name: cls(spec.type, spec.min, spec.max, dataset.labels(name) if spec.type == "category" else ())
-            for name, spec in dataset.spec.schema_.columns.items()
-        }
+        out = {}
+        for name, spec in dataset.spec.schema_.columns.items():
+            low, high = spec.numeric_bounds or (None, None)
+            out[name] = cls(spec.type, low, high, dataset.labels(name) if spec.type == "category" else ())
+        return out
 
     def domain(self) -> tuple[Value, ...]:
         """The values a group key takes (category labels, 0/1, or the small int range)."""

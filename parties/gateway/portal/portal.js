@@ -94,9 +94,12 @@ function query() {
 async function preview() {
   try {
     const cost = await api(`/api/projects/${encodeURIComponent($("project").value)}/preview`, { method: "POST", body: JSON.stringify(query()) });
+    const errors = Object.entries(cost.errors).map(([cell, error]) => `${cell} ±${error.toLocaleString()}`).join(", ");
     $("query-message").textContent = `cost ε ${cost.cost.toFixed(3)} for ${cost.groups} groups; ` +
-      (cost.affordable ? "your budget covers it" : "your budget does not cover it");
-    $("query-message").className = cost.affordable ? "" : "error";
+      (cost.affordable ? "your budget covers it" : "your budget does not cover it") +
+      `. Expected error (95 %) per released cell: ${errors}.` +
+      cost.warnings.map((warning) => ` Warning: ${warning}.`).join("");
+    $("query-message").className = cost.affordable && !cost.warnings.length ? "" : "error";
   } catch (error) {
     $("query-message").textContent = error.message;
     $("query-message").className = "error";
@@ -128,7 +131,9 @@ async function run() {
 function show(job) {
   const result = job.result;
   $("result").hidden = false;
-  $("result-note").textContent = `ε ${result.epsilon.toFixed(3)} spent; cells with a noisy count under ${result.min_cell} are withheld (marked).`;
+  $("result-note").textContent = `ε ${result.epsilon.toFixed(3)} spent; each value ± its 95 % interval (both owners' noise); ` +
+    `cells with a noisy count under ${result.min_cell} are withheld (marked); means outside the column's bounds are clamped (marked).` +
+    result.warnings.map((warning) => ` Warning: ${warning}.`).join("");
   const grid = $("result-table");
   grid.innerHTML = "";
   const head = grid.insertRow();
@@ -139,7 +144,11 @@ function show(job) {
     if (row.suppressed) line.className = "suppressed";
     for (const column of result.columns) {
       const value = row[column];
-      cell(line, "td", value === null ? "withheld" : typeof value === "number" ? value.toLocaleString() : String(value));
+      const interval = row.intervals && row.intervals[column];
+      let text = value === null ? "withheld" : typeof value === "number" ? value.toLocaleString() : String(value);
+      if (value !== null && interval) text += ` [${interval[0].toLocaleString()} … ${interval[1].toLocaleString()}]`;
+      if (row.clamped && row.clamped.includes(column)) text += " (clamped)";
+      cell(line, "td", text);
     }
     cell(line, "td", row.suppressed ? "suppressed" : "yes");
   }
