@@ -419,9 +419,7 @@ def test_declared_values_reach_the_applications(tmp_path: Path, client: StandInC
     content = f"application_id,resident_id,relation,Income\nA1,{Q},member,7\nA1,{P},applicant, 12 000\n".encode()
     result, rows = _check(tmp_path, content, "--declared", "income")
     assert (result.exit_code, rows) == (0, [("A1", "not eligible", "")]), result.output
-    assert client.asked == [
-        Application("A1", P, (P, Q), {"income": " 12 000"}, ({"income": " 12 000"}, {"income": "7"}))
-    ]
+    assert client.asked == [Application("A1", P, (P, Q), {}, ({"income": " 12 000"}, {"income": "7"}))]
     result, rows = _check(tmp_path, content, "--declared", "certificate")
     assert result.exit_code == 2
     assert "no column 'certificate' for a declared value" in result.output
@@ -474,3 +472,23 @@ def test_bad_lines_and_invalid_ids_of_an_ids_file_are_named_and_left_out(tmp_pat
     output = result.output.replace("\n", "")
     assert f"{ids}, line 3: an unclosed quote{ids}, line 4: invalid id: resident id has length 5" in output
     assert result.exit_code == 2 and "missing.toml" in output  # it went on to the configuration
+
+
+def test_a_declared_value_the_rule_cannot_read_is_an_error_row_naming_the_application_line(
+    tmp_path: Path, client: StandInClient
+) -> None:
+    content = (
+        "application_id,applicant,members,household_income,property_count\n"
+        f'A1,{P},{Q},"12,000",0\nA2,{R},,abc,0\nA3,{S},,100,\n'
+    ).encode()
+    declared = ["--declared", "household_income", "--declared", "property_count"]
+    result, rows = _check(tmp_path, content, *declared, "--rule", "declaration-audit")
+    applications = tmp_path / "applications.csv"
+    assert rows == [
+        ("A1", "not eligible", ""),
+        ("A2", "error", f"{applications}, line 3: clause income_as_declared: declared 'household_income': not an "
+         "integer: 'abc'"),
+        ("A3", "error", f"{applications}, line 4: clause property_as_declared: declared 'property_count' is missing"),
+    ]  # fmt: skip
+    assert client.asked == [Application("A1", P, (P, Q), {"household_income": "12,000", "property_count": "0"})]
+    assert result.exit_code == 3, result.output

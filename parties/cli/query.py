@@ -264,8 +264,10 @@ ELIGIBILITY_HELP = "\n\n".join(  # one paragraph a line: rich help keeps line br
         "others are its members), or one row per application, with the columns application_id, applicant, members "
         "(the members separated by ; or |, the applicant among them or not). A broken line, an invalid id or a "
         "person listed twice sets aside only its application; the others are checked.",
-        "--declared NAME copies the column NAME's values, as written, into each application (one row per person: "
-        "the applicant's row for the application, each member's row for the member).",
+        "--declared NAME passes the column NAME's values, as written, to the rule: the application's value (one row "
+        "per person: a column filled on the applicant's row only), or each person's (one row per person: a column "
+        "filled on members' rows too; the rule takes the applicant's or sums the household's). An application "
+        "whose declared value the rule cannot read is an error row too.",
         f"Exit status: 0 every application has a result; {EXIT_SOME_ERRORS} some applications (or lines) are "
         f"errors, every other one has a result; {EXIT_NOTHING_CHECKED} no application has a result; {EXIT_USAGE} "
         "nothing was done (usage, configuration, rules, or a file that cannot be read or lacks the columns).",
@@ -325,10 +327,12 @@ def eligibility(
     _write_csv(out, [], [])  # before the work: a results file that cannot be written stops the command now
     if not batch.entries:
         say(f"{applicants}: no applications after the header", "yellow")
-    report([f"{r.reference or '(unknown application)'}: {r}" for r in batch.rejected])
-    results: dict[str, tuple[str, str]] = {}
+    unreadable = [(a, chosen.declared_problem(a)) for a in batch.valid]  # a declared value the rule cannot read
+    rejected = batch.rejected + [batch.reject(a, problem) for a, problem in unreadable if problem]
+    report([f"{r.reference or '(unknown application)'}: {r}" for r in rejected])
+    results: dict[str, tuple[str, str]] = {r.reference: ("error", str(r)) for r in rejected if r.reference}
     plans: dict[tuple[str, str, str], LookupPlan] = {}
-    valid = batch.valid
+    valid = [a for a, problem in unreadable if not problem]
     if valid:
         with _client(config, purpose, case) as client, Progress(console=console()) as progress:
             task = progress.add_task(f"checking {len(valid):,} applications", total=len(valid))
@@ -336,7 +340,7 @@ def eligibility(
                 part = valid[start : start + chunk]
                 try:
                     answer = client.eligibility(chosen, part, path=forced)
-                except (RemoteError, LookupError) as exc:
+                except (RemoteError, LookupError, ValueError) as exc:
                     say(str(exc), "red")
                     results.update({a.reference: ("error", str(exc)) for a in part})
                 except NotImplementedError as exc:
@@ -349,7 +353,7 @@ def eligibility(
                         results[a.reference] = ("eligible" if bit else "not eligible", reason)
                 progress.advance(task, len(part))
     rows = [
-        (e.reference, "error", str(e)) if isinstance(e, Rejected) else (e.reference, *results[e.reference])
+        ("", "error", str(e)) if isinstance(e, Rejected) and not e.reference else (e.reference, *results[e.reference])
         for e in batch.entries
     ]
     _write_csv(out, ["application_id", "result", "reason"], rows)

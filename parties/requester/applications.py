@@ -12,9 +12,12 @@ other columns are ignored):
   list the applicant too (once) or not. An empty cell: the applicant alone.
 
 Declared values (``declared``: column names) are copied as raw strings, unparsed: in the
-per-application layout into :attr:`Application.declared`; in the per-person layout the applicant
-row's values go into ``declared`` and every member's into ``member_declared`` (aligned with
-``members``, the applicant first).
+per-application layout into :attr:`Application.declared`. In the per-person layout a column
+filled on the applicant's row only holds the application's value (into ``declared``, as in the
+other layout); a column filled on members' rows too holds each person's value (into
+``member_declared``, aligned with ``members``, the applicant first: a rule takes the applicant's
+or sums the household's). Not both: a rule reads ``declared`` first, and would take the
+applicant's value for the household's. An empty cell declares nothing.
 
 The file is UTF-8 (a byte-order mark is allowed), comma-separated, one record per line: a quoted
 field cannot span lines. Blank lines are skipped, and empty fields past the header's width
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -104,6 +107,12 @@ class Applications:
     file: str
     layout: Layout
     entries: tuple[Application | Rejected, ...]
+    first_lines: Mapping[str, int]  # the first line of each valid application
+
+    def reject(self, application: Application, reason: str) -> Rejected:
+        """``application`` set aside for a problem found after reading (a declared value the rule
+        cannot read), naming its first line."""
+        return Rejected(application.reference, self.file, (Problem(self.first_lines[application.reference], reason),))
 
     @property
     def valid(self) -> list[Application]:
@@ -156,11 +165,17 @@ def parse_applications(data: Iterable[bytes], file: str, declared: Sequence[str]
         )
     build = _per_person if layout == "per-person" else _per_application
     columns = {name: name.strip().lower() for name in declared}
-    entries = [
-        item if isinstance(item, Rejected) else build(*item, file, columns)
-        for item in _grouped(_cells(lines, header, "application_id"), file)
-    ]
-    return Applications(file, layout, tuple(entries))
+    entries: list[Application | Rejected] = []
+    first_lines: dict[str, int] = {}
+    for item in _grouped(_cells(lines, header, "application_id"), file):
+        if isinstance(item, Rejected):
+            entries.append(item)
+            continue
+        entry = build(*item, file, columns)
+        entries.append(entry)
+        if isinstance(entry, Application):
+            first_lines[entry.reference] = item[1].lines[0].number
+    return Applications(file, layout, tuple(entries), first_lines)
 
 
 def read_lines(path: Path, needed: Sequence[str], key: str) -> Iterator[Line]:
@@ -344,8 +359,10 @@ def _per_person(reference: str, pending: _Pending, file: str, declared: dict[str
         problems.append(Problem(where, f"needs exactly one applicant row, has {len(applicants)}"))
     if problems:
         return _rejected(reference, file, problems)
-    values = [{name: r.cells[column] for name, column in declared.items()} for r in ordered]
-    return Application(reference, ids[0], tuple(ids), values[0], tuple(values) if declared else ())
+    values = [_declared(r, declared) for r in ordered]
+    own = {n: v for n, v in values[0].items() if not any(n in m for m in values[1:])}  # the applicant's row only
+    each = tuple({n: v for n, v in m.items() if n not in own} for m in values)
+    return Application(reference, ids[0], tuple(ids), own, each if any(each) else ())
 
 
 def _per_application(reference: str, pending: _Pending, file: str, declared: dict[str, str]) -> Application | Rejected:
@@ -366,4 +383,10 @@ def _per_application(reference: str, pending: _Pending, file: str, declared: dic
     ids, problems = _household(people)
     if problems:
         return _rejected(reference, file, problems)
-    return Application(reference, ids[0], tuple(ids), {name: row.cells[column] for name, column in declared.items()})
+    return Application(reference, ids[0], tuple(ids), _declared(row, declared))
+
+
+def _declared(row: Line, declared: dict[str, str]) -> dict[str, str]:
+    """The declared values on ``row`` by name (``declared``: name -> column), as written; an empty
+    cell declares nothing."""
+    return {name: row.cells[column] for name, column in declared.items() if row.cells[column].strip()}

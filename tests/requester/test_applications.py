@@ -71,25 +71,46 @@ def test_declared_values_per_application() -> None:
     assert application.member_declared == ()
 
 
-def test_declared_values_per_person_go_to_the_application_and_to_each_member() -> None:
+def test_declared_values_per_person_the_applicants_row_alone_or_each_persons() -> None:
+    """A column filled on the applicant's row only is the application's value; one filled on
+    members' rows too (even partly) is each person's, the applicant first."""
     text = (
-        "application_id,resident_id,relation,income,since\n"
-        f"A1,{Q},member,300,\n"
-        f"A1,{P},applicant,1200,2020-01-01\n"
-        f"A1,{R},member,0,2021-05-31\n"
+        "application_id,resident_id,relation,income,since,certificate\n"
+        f"A1,{Q},member,300,,\n"
+        f"A1,{P},applicant,1200,2020-01-01,GB-7\n"
+        f"A1,{R},member,0,2021-05-31, \n"
+        f"A2,{S},applicant,10,2022-02-02,GB-8\n"  # alone: every value is the application's
     )
-    (application,) = parse(text, ("income", "since"))
-    assert application == Application(
-        "A1",
-        P,
-        (P, Q, R),
-        {"income": "1200", "since": "2020-01-01"},
-        (
-            {"income": "1200", "since": "2020-01-01"},
-            {"income": "300", "since": ""},
-            {"income": "0", "since": "2021-05-31"},
+    assert parse(text, ("income", "since", "certificate")) == [
+        Application(
+            "A1",
+            P,
+            (P, Q, R),
+            {"certificate": "GB-7"},
+            (
+                {"income": "1200", "since": "2020-01-01"},
+                {"income": "300"},  # an empty cell declares nothing
+                {"income": "0", "since": "2021-05-31"},
+            ),
         ),
+        Application("A2", S, (S,), {"income": "10", "since": "2022-02-02", "certificate": "GB-8"}),
+    ]
+
+
+def test_a_rule_sums_each_persons_declared_values_for_the_household() -> None:
+    """What the rule makes of the two kinds: the household's sum from each person's values, the
+    application's own value as it stands."""
+    from mpc.protocols.rules import load_rules
+
+    rule = load_rules(Path(__file__).resolve().parents[2] / "rules" / "examples.toml").get("declaration-audit")
+    income, properties = (rule.clauses[c] for c in ("income_as_declared", "property_as_declared"))
+    text = (
+        "application_id,resident_id,relation,household_income,property_count\n"
+        f"A1,{P},applicant,1000,2\nA1,{Q},member,250,\nA1,{R},member,5,\n"
     )
+    (application,) = parse(text, ("household_income", "property_count"))
+    assert isinstance(application, Application)
+    assert (income.declared_value(application), properties.declared_value(application)) == (1255, 2)
 
 
 def test_without_declared_columns_applications_declare_nothing() -> None:
