@@ -19,8 +19,8 @@ other layout); a column filled on members' rows too holds each person's value (i
 or sums the household's). Not both: a rule reads ``declared`` first, and would take the
 applicant's value for the household's. An empty cell declares nothing.
 
-The file is UTF-8 (a byte-order mark is allowed), comma-separated, one record per line: a quoted
-field cannot span lines. Blank lines are skipped, and empty fields past the header's width
+The file is UTF-8 (a byte-order mark is allowed), comma-separated, one record per line (ending in
+LF, CR LF or CR): a quoted field cannot span lines. Blank lines are skipped, and empty fields past the header's width
 ignored. What makes an application an error (the reason names the line): a row with too few or too
 many fields, an unclosed quote, a field over the csv module's size limit, bytes that are not
 UTF-8, an invalid id, a person listed twice in one household, more than ``MAX_MEMBERS`` members,
