@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from benchmarks import (
+    cli_bench,
     daemon_bench,
     eligibility_bench,
     join_bench,
@@ -58,6 +59,10 @@ def main(
             "(python -m benchmarks.soak runs "
             "the full 10 minutes)",
             lambda: soak.run(30.0 if quick else 90.0, 64, 5_000, console.print),
+        ),
+        (
+            "the requester's command line: --help, and one application in a fresh process",
+            lambda: cli_bench.run(console.print),
         ),
         (
             "recovery of an owner from its backups, with and without caches (a 1 000 000-row table, 100 000 with "

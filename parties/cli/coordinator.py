@@ -6,11 +6,6 @@ from pathlib import Path
 
 import typer
 
-from parties import logs
-from parties.cli.serve import serve as serve_loop
-from parties.config import ConfigError
-from parties.coordinator.server import CoordinatorDaemon, load_coordinator_config
-
 app = typer.Typer(help="The coordinator: directory, dealer, audit witness.", no_args_is_help=True)
 
 
@@ -25,14 +20,13 @@ def serve(
     log_level: str = typer.Option("INFO"),
 ) -> None:
     """Bind with mutual TLS and serve until SIGTERM/SIGINT."""
-    logs.configure(log_level)
-    try:
-        settings = load_coordinator_config(config)
-        daemon = CoordinatorDaemon(settings)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-    serve_loop(daemon, "coordinator", settings.coordinator.state_dir / "address")
+    from parties.cli.serve import configure_logs, open_daemon
+    from parties.cli.serve import serve as serve_loop
+    from parties.coordinator.server import CoordinatorDaemon, load_coordinator_config
+
+    configure_logs(log_level)
+    daemon = open_daemon(lambda: CoordinatorDaemon(load_coordinator_config(config)), config, "coordinator")
+    serve_loop(daemon, "coordinator", daemon.config.coordinator.state_dir / "address")
 
 
 def run() -> None:

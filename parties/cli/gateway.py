@@ -2,51 +2,63 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from parties import logs
-from parties.config import ConfigError
-from parties.gateway.config import load_gateway_config
-from parties.gateway.store import Store, StoreError
+from parties.cli.cells import console, fail
+
+if TYPE_CHECKING:
+    from parties.gateway.store import Store
 
 app = typer.Typer(help="The researcher sandbox (HTTP API, portal) and its administration.", no_args_is_help=True)
 researcher_app = typer.Typer(help="Researcher accounts.", no_args_is_help=True)
 project_app = typer.Typer(help="Projects: approved purpose, tables and columns, budget.", no_args_is_help=True)
 app.add_typer(researcher_app, name="researcher")
 app.add_typer(project_app, name="project")
-console = Console()
 CONFIG = typer.Option(..., "--config", "-c", help="gateway configuration (TOML)")
+T = TypeVar("T")
 
 
 def _store(config: Path) -> Store:
+    """The gateway's store of researchers and projects; a configuration that does not load stops
+    the command naming the file and key (exit status 2)."""
+    from parties.config import ConfigError
+    from parties.gateway.config import load_gateway_config
+    from parties.gateway.store import Store
+
     try:
         settings = load_gateway_config(config)
     except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+        fail(str(exc))
     settings.gateway.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     return Store(settings.gateway.database_url)
+
+
+def _stored(change: Callable[[], T]) -> T:
+    """What ``change`` of the store returns; a refusal (an unknown researcher, a name taken...)
+    ends the command with its message, exit status 1."""
+    from parties.gateway.store import StoreError
+
+    try:
+        return change()
+    except StoreError as exc:
+        fail(str(exc), 1)
 
 
 @app.command()
 def serve(config: Path = CONFIG, log_level: str = typer.Option("INFO")) -> None:
     """Serve the HTTP API and the portal until SIGTERM/SIGINT."""
+    from parties.cli.serve import configure_logs, open_daemon
     from parties.cli.serve import serve as serve_loop
+    from parties.gateway.config import load_gateway_config
     from parties.gateway.server import GatewayDaemon
-    from parties.rpc.tls import OwnCertificateError
 
-    logs.configure(log_level)
-    try:
-        settings = load_gateway_config(config)
-        daemon = GatewayDaemon(settings)
-    except (ConfigError, OwnCertificateError) as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-    serve_loop(daemon, "gateway", settings.gateway.state_dir / "address")
+    configure_logs(log_level)
+    daemon = open_daemon(lambda: GatewayDaemon(load_gateway_config(config)), config, "gateway")
+    serve_loop(daemon, "gateway", daemon.config.gateway.state_dir / "address")
 
 
 @researcher_app.command("add")
@@ -54,46 +66,37 @@ def researcher_add(
     name: str, epsilon: float = typer.Option(..., help="the researcher's privacy budget (ε)"), config: Path = CONFIG
 ) -> None:
     """Create a researcher; prints the API token once (it is stored hashed)."""
-    try:
-        token = _store(config).add_researcher(name, epsilon)
-    except StoreError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from None
-    console.print(f"researcher {name} (budget ε {epsilon:g}); API token (shown once):")
+    token = _stored(lambda: _store(config).add_researcher(name, epsilon))
+    console().print(f"researcher {name} (budget ε {epsilon:g}); API token (shown once):")
     print(token)
 
 
 @researcher_app.command("rotate")
 def researcher_rotate(name: str, config: Path = CONFIG) -> None:
     """A new API token for NAME (printed once); the old one stops working at once."""
-    try:
-        token = _store(config).rotate_token(name)
-    except StoreError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from None
-    console.print(f"researcher {name}: new API token (shown once; the old one no longer signs in):")
+    token = _stored(lambda: _store(config).rotate_token(name))
+    console().print(f"researcher {name}: new API token (shown once; the old one no longer signs in):")
     print(token)
 
 
 @researcher_app.command("revoke")
 def researcher_revoke(name: str, config: Path = CONFIG) -> None:
     """NAME's token stops working (its budget and jobs stay); `rotate` issues a new one."""
-    try:
-        _store(config).revoke_token(name)
-    except StoreError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from None
-    console.print(f"researcher {name}: token revoked")
+    _stored(lambda: _store(config).revoke_token(name))
+    console().print(f"researcher {name}: token revoked")
 
 
 @researcher_app.command("list")
 def researcher_list(config: Path = CONFIG) -> None:
+    """The researchers, their budgets and what they spent."""
+    from rich.table import Table
+
     table = Table(title="researchers")
     for column in ("name", "budget ε", "spent ε"):
         table.add_column(column)
     for name, total, spent in _store(config).researchers():
         table.add_row(name, f"{total:g}", f"{spent:.3f}")
-    console.print(table)
+    console().print(table)
 
 
 @project_app.command("add")
@@ -104,18 +107,15 @@ def project_add(
     table: list[str] = typer.Option(..., "--table", help="party.dataset=col1,col2 the project may touch"),
     config: Path = CONFIG,
 ) -> None:
+    """Create a project: its purpose, budget and the tables and columns it may touch."""
     scope: dict[str, list[str]] = {}
     for item in table:
         name_part, sep, columns = item.partition("=")
         if not sep or "." not in name_part or not columns:
             raise typer.BadParameter(f"--table takes party.dataset=col1,col2, not {item!r}")
         scope[name_part] = [c.strip() for c in columns.split(",") if c.strip()]
-    try:
-        _store(config).add_project(name, purpose, epsilon, scope)
-    except StoreError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from None
-    console.print(
+    _stored(lambda: _store(config).add_project(name, purpose, epsilon, scope))
+    console().print(
         f"project {name} ({purpose}, budget ε {epsilon:g}): "
         + "; ".join(f"{t}: {', '.join(c)}" for t, c in scope.items())
     )
@@ -124,12 +124,8 @@ def project_add(
 @project_app.command("member")
 def project_member(project: str, researcher: str, config: Path = CONFIG) -> None:
     """Let a researcher query within a project."""
-    try:
-        _store(config).add_member(researcher, project)
-    except StoreError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from None
-    console.print(f"{researcher} may query in {project}")
+    _stored(lambda: _store(config).add_member(researcher, project))
+    console().print(f"{researcher} may query in {project}")
 
 
 def run() -> None:

@@ -6,10 +6,6 @@ from pathlib import Path
 
 import typer
 
-from parties import logs
-from parties.cli.serve import serve as serve_loop
-from parties.config import ConfigError, load_party_config
-
 app = typer.Typer(help="The party daemon an agency runs next to its data.", no_args_is_help=True)
 
 
@@ -24,17 +20,15 @@ def serve(
     log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING"),
 ) -> None:
     """Load the datasets, bind with mutual TLS, register with the coordinator and serve."""
-    logs.configure(log_level)
-    try:
-        settings = load_party_config(config)
-        from parties.cli.join import initiate_join
-        from parties.owner.server import PartyDaemon
+    from parties.cli.join import initiate_join
+    from parties.cli.serve import configure_logs, open_daemon
+    from parties.cli.serve import serve as serve_loop
+    from parties.config import load_party_config
+    from parties.owner.server import PartyDaemon
 
-        daemon = PartyDaemon(settings, initiator=initiate_join)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-    serve_loop(daemon, f"party {settings.party.name}", settings.party.state_dir / "address")
+    configure_logs(log_level)
+    daemon = open_daemon(lambda: PartyDaemon(load_party_config(config), initiator=initiate_join), config, "party")
+    serve_loop(daemon, f"party {daemon.name}", daemon.config.party.state_dir / "address")
 
 
 def run() -> None:

@@ -1,28 +1,30 @@
-"""``mpc-query``: the requester's command line (runs with the requesting agency's certificate)."""
+"""``mpc-query``: the requester's command line (runs with the requesting agency's certificate).
+
+Only typer is imported up front; each command imports the protocol stacks it needs, so that
+``mpc-query --help`` answers at once."""
 
 from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
-import numpy as np
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from mpc.audit import AuditLogError
-from mpc.data.ids import IdKind, normalize_column
-from mpc.protocols.planner import LookupPlan
-from mpc.protocols.rules import Application
-from parties.cli.cells import format_cell
-from parties.config import ConfigError
-from parties.requester import Client, RemoteError
+from parties.cli.cells import console, fail, format_cell, say
+
+if TYPE_CHECKING:
+    from mpc.protocols.planner import LookupPlan
+    from parties.requester import Client
 
 app = typer.Typer(help="Ask other agencies' daemons, privately.", no_args_is_help=True)
-console = Console()
+
+EXIT_USAGE = 2  # the command could not start: usage, configuration, rules, an input file it cannot use
+EXIT_SOME_ERRORS = 3  # some applications (or lines) are errors, every other one has a result
+EXIT_NOTHING_CHECKED = 4  # no application has a result
+SHOWN = 10  # problems printed one by one; the rest are counted
 
 CONFIG = typer.Option(..., "--config", "-c", help="this agency's configuration (TLS identity, coordinator)")
 PURPOSE = typer.Option(..., "--purpose", help="purpose code checked by the owner's policy")
@@ -34,44 +36,64 @@ def main() -> None:
     """Requester commands."""
 
 
+def report(problems: list[str]) -> None:
+    """Print the first problems, and how many more there are."""
+    for problem in problems[:SHOWN]:
+        say(problem, "yellow")
+    if len(problems) > SHOWN:
+        console().print(f"… {len(problems) - SHOWN:,} more", style="yellow")
+
+
 def _client(config: Path, purpose: str, case: str) -> Client:
-    """Our client from the agency's configuration; a configuration that does not load stops the
-    command with its message (file and key), exit status 2."""
+    """Our client from the agency's configuration; a configuration that does not load, or names a
+    certificate that cannot be read or is not valid, stops the command with one line naming the
+    file and key, exit status 2."""
+    from mpc.audit import AuditLogError
+    from parties.config import ConfigError
+    from parties.requester import Client
+    from parties.rpc.tls import OwnCertificateError, check_own_certificate
+
     try:
-        return Client.from_config(config, purpose, case)
+        client = Client.from_config(config, purpose, case)
     except (ConfigError, AuditLogError) as exc:
-        console.print(f"[red]{exc}[/]", soft_wrap=True)
-        raise typer.Exit(2) from None
-
-
-def _rows(path: Path, needed: set[str]) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line, row) of a CSV file with the ``needed`` columns; a file that cannot be read, is not
-    UTF-8 CSV, lacks a column or has a row with missing cells stops the command naming the file
-    and the line."""
+        fail(str(exc))
     try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames is None or not needed <= set(reader.fieldnames):
-                raise typer.BadParameter(f"{path} needs columns {sorted(needed)}, has {reader.fieldnames}")
-            for row in reader:
-                if any(row.get(c) is None for c in needed):
-                    raise typer.BadParameter(f"{path}, line {reader.line_num}: a row with missing cells")
-                yield reader.line_num, {c: row[c] for c in needed}
-    except UnicodeDecodeError as exc:
-        raise typer.BadParameter(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except csv.Error as exc:
-        raise typer.BadParameter(f"{path}: not a CSV file: {exc}") from None
+        check_own_certificate(client.tls)
+    except OwnCertificateError as exc:
+        client.close()
+        fail(f"{config}: tls.cert: {exc}")
     except OSError as exc:
-        raise typer.BadParameter(f"{path}: cannot read: {exc.strerror or exc}") from None
+        client.close()
+        fail(f"{config}: cannot read {exc.filename}: {exc.strerror or exc}; check the paths in [tls]")
+    return client
 
 
-def read_ids(path: Path, column: str, kind: IdKind) -> list[str]:
-    raw = [row[column] for _, row in _rows(path, {column})]
-    ids, report = normalize_column(raw, kind)
-    for bad in report.invalid[:10]:
-        console.print(f"[yellow]row {bad.row}: invalid id {bad.raw!r}: {bad.reason}[/]")
-    if len(report.invalid) > 10:
-        console.print(f"[yellow]… {len(report.invalid) - 10} more invalid ids[/]")
+def read_ids(path: Path, column: str, kind: str) -> list[str]:
+    """The valid ids in ``column`` of the CSV file at ``path``, normalised as ``kind``; broken lines
+    and invalid ids are reported with their line and left out. A file that cannot be read or lacks
+    the column stops the command (exit status 2)."""
+    from mpc.data.ids import IdKind, normalize_column
+    from parties.requester.applications import ApplicationsFileError, MissingColumnError, read_lines
+
+    if kind not in get_args(IdKind):
+        fail(f"--kind must be one of {', '.join(get_args(IdKind))}, not {kind!r}")
+    numbers: list[int] = []
+    raw: list[str] = []
+    problems: list[tuple[int, str]] = []
+    try:
+        for line in read_lines(path, [column], column):
+            if line.problem:
+                problems.append((line.number, line.problem))
+            else:
+                numbers.append(line.number)
+                raw.append(line.cells[column.strip().lower()])
+    except MissingColumnError as exc:
+        fail(f"{exc}; --column names the id column")
+    except ApplicationsFileError as exc:
+        fail(str(exc))
+    ids, found = normalize_column(raw, kind)  # type: ignore[arg-type]
+    problems += [(numbers[bad.row], f"invalid id: {bad.reason}") for bad in found.invalid]
+    report([f"{path}, line {number}: {problem}" for number, problem in sorted(problems)])
     return [i for i in ids if i is not None]
 
 
@@ -91,11 +113,14 @@ def psi(
     """ECDH-PSI with fresh keys: how many of our ids the owner's dataset holds, or which (the
     owner learns only how many distinct ids we sent)."""
     from rich.progress import Progress
+    from rich.table import Table
+
+    from parties.requester import RemoteError
 
     if mode not in ("cardinality", "intersection"):
-        raise typer.BadParameter("--mode must be cardinality or intersection")
-    mine = read_ids(ids, column, kind)  # type: ignore[arg-type]
-    with _client(config, purpose, case) as client, Progress(console=console, transient=True) as bar:
+        fail(f"--mode must be cardinality or intersection, not {mode!r}")
+    mine = read_ids(ids, column, kind)
+    with _client(config, purpose, case) as client, Progress(console=console(), transient=True) as bar:
         task = bar.add_task(f"PSI with {peer}.{dataset}", total=None)
         try:
             result = client.set_intersection(
@@ -105,9 +130,8 @@ def psi(
                 mode,  # type: ignore[arg-type]
                 lambda done, total: bar.update(task, completed=done, total=total),
             )
-        except RemoteError as exc:
-            console.print(f"[red]{exc}[/]")
-            raise typer.Exit(1) from None
+        except (RemoteError, LookupError) as exc:
+            fail(str(exc), 1)
     table = Table(title=f"PSI ({mode}) with {peer}.{dataset}")
     for col in ("our ids", "their rows", "in common", "seconds", "bytes sent", "bytes received"):
         table.add_column(col, justify="right")
@@ -119,13 +143,10 @@ def psi(
         f"{result.bytes_sent:,}",
         f"{result.bytes_received:,}",
     )
-    console.print(table)
+    console().print(table)
     if out is not None and result.matched is not None:
-        with out.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow([column])
-            writer.writerows([i] for i in result.matched)
-        console.print(f"matching ids written to {out}")
+        _write_csv(out, [column], ([i] for i in result.matched))
+        console().print(f"matching ids written to {out}")
 
 
 @app.command("intersection-sum")
@@ -143,30 +164,29 @@ def intersection_sum(
     """Private join and compute: how many of our ids the owner holds and the sum of its columns
     over them, computed on secret shares and opened only when the count reaches both sides'
     minimum cell size (the owner learns our count and the intersection's size)."""
-    mine = read_ids(ids, id_column, kind)  # type: ignore[arg-type]
+    from rich.table import Table
+
+    from parties.requester import RemoteError
+
+    mine = read_ids(ids, id_column, kind)
     with _client(config, purpose, case) as client:
         try:
             result = client.intersection_sum(peer, dataset, column, mine)
-        except RemoteError as exc:
-            console.print(f"[red]{exc}[/]")
-            raise typer.Exit(1) from None
+        except (RemoteError, LookupError) as exc:
+            fail(str(exc), 1)
     table = Table(title=f"intersection-sum with {peer}.{dataset}")
     for col in ("our ids", "their rows", "in common", *(f"sum({c})" for c in column), "seconds"):
         table.add_column(col, justify="right")
-
-    def shown(value: int | None) -> str:
-        return "withheld" if value is None else f"{value:,}"
-
     table.add_row(
         f"{result.requester_count:,}",
         f"≈{result.owner_count:,}",
-        shown(result.intersection),
-        *(shown(result.sums[c]) for c in column),
+        format_cell(result.intersection),
+        *(format_cell(result.sums[c]) for c in column),
         f"{result.seconds:.2f}",
     )
-    console.print(table)
+    console().print(table)
     if result.intersection is None:
-        console.print("[yellow]the intersection is under the minimum cell size: the owners withheld every figure[/]")
+        say("the intersection is under the minimum cell size: the owners withheld every figure", "yellow")
 
 
 @app.command("aggregate")
@@ -184,28 +204,28 @@ def aggregate(
 ) -> None:
     """COUNT / SUM / AVG per group over one of our datasets joined with a peer's, computed on
     secret shares: neither side's rows leave it, and only the named party sees the cells."""
+    from rich.table import Table
+
     from mpc.protocols.sql import SqlRefused, parse_query
+    from parties.requester import RemoteError
 
     if reveal_to not in ("initiator", "peer"):
-        raise typer.BadParameter("--reveal-to must be initiator or peer")
+        fail(f"--reveal-to must be initiator or peer, not {reveal_to!r}")
     try:
         query = parse_query(sql, reveal_to)  # type: ignore[arg-type]
     except SqlRefused as exc:
-        console.print(f"[red]query refused: {exc}[/]")
-        raise typer.Exit(2) from None
+        fail(f"query refused: {exc}")
     with _client(config, purpose, case) as client:
         if query.initiator not in ("", client.name):
-            console.print(f"[red]the FROM table must be ours ({client.name}.<dataset>), not {query.initiator!r}[/]")
-            raise typer.Exit(2)
+            fail(f"the FROM table must be ours ({client.name}.<dataset>), not {query.initiator!r}")
         started = time.perf_counter()
         try:
             result = client.aggregate(query.peer, query.request)
         except (RemoteError, ValueError, LookupError) as exc:
-            console.print(f"[red]{exc}[/]")
-            raise typer.Exit(1) from None
+            fail(str(exc), 1)
     seconds = time.perf_counter() - started
     if result is None:
-        console.print(f"the cells were revealed to {query.peer} only ({seconds:.1f} s)")
+        console().print(f"the cells were revealed to {query.peer} only ({seconds:.1f} s)")
         return
     rows = result.table(query.request)
     table = Table(
@@ -216,22 +236,60 @@ def aggregate(
         table.add_column(name, justify="left" if name in result.keys else "right")
     for row in rows:
         table.add_row(*(format_cell(v, "—") for v in row.values()))
-    console.print(table)
+    console().print(table)
     if out is not None:
-        with out.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
-            writer.writeheader()
+        _write_csv(out, list(rows[0]) if rows else [], ([row[k] for k in row] for row in rows))
+        console().print(f"cells written to {out}")
+
+
+def _write_csv(path: Path, header: list[str], rows: Iterable[Sequence[object]]) -> None:
+    """Write a CSV file; one that cannot be written stops the command naming it (exit status 2)."""
+    try:
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
             writer.writerows(rows)
-        console.print(f"cells written to {out}")
+    except OSError as exc:
+        fail(f"{path}: cannot write it: {exc.strerror or exc}; check the directory exists and is writable")
 
 
-@app.command("eligibility")
+ELIGIBILITY_HELP = "\n\n".join(  # one paragraph a line: rich help keeps line breaks
+    [
+        "Check each application in --applicants against RULE: every application gets a row in --out "
+        "(application_id, result, reason): eligible, not eligible (with the failed clauses whose owners allow "
+        "reason codes), or error with the reason (for a problem in the file: the file and line). Prints which "
+        "lookup path each owner's table took and why.",
+        "The applications file (UTF-8 CSV, one record per line) has either one row per person, with the columns "
+        "application_id, resident_id, relation (exactly one row per application whose relation is applicant; the "
+        "others are its members), or one row per application, with the columns application_id, applicant, members "
+        "(the members separated by ; or |, the applicant among them or not). A broken line, an invalid id or a "
+        "person listed twice sets aside only its application; the others are checked.",
+        "--declared NAME passes the column NAME's values, as written, to the rule: the application's value (one row "
+        "per person: a column filled on the applicant's row only), or each person's (one row per person: a column "
+        "filled on members' rows too; the rule takes the applicant's or sums the household's). An application "
+        "whose declared value the rule cannot read is an error row too.",
+        f"Exit status: 0 every application has a result; {EXIT_SOME_ERRORS} some applications (or lines) are "
+        f"errors, every other one has a result; {EXIT_NOTHING_CHECKED} no application has a result; {EXIT_USAGE} "
+        "nothing was done (usage, configuration, rules, or a file that cannot be read or lacks the columns).",
+    ]
+)
+
+
+@app.command("eligibility", help=ELIGIBILITY_HELP)
 def eligibility(
     rule: str = typer.Option(..., help="rule name"),
-    rules_file: Path = typer.Option(Path("rules/examples.toml"), "--rules", help="rules file (TOML)"),
-    applicants: Path = typer.Option(..., help="CSV: application_id, resident_id, relation (applicant or member)"),
+    rules_file: Path = typer.Option(
+        ..., "--rules", help="rules file (TOML) the owners approved, e.g. rules/examples.toml of the repository"
+    ),
+    applicants: Path = typer.Option(..., help="CSV: one row per person or one row per application (see above)"),
+    declared: list[str] = typer.Option(
+        [],
+        "--declared",
+        metavar="NAME",
+        help="a column of values the applicant declared (repeatable), passed to the rule as written",
+    ),
     out: Path = typer.Option(Path("results.csv"), help="one row per application"),
-    chunk: int = typer.Option(10_000, help="applications per round trip"),
+    chunk: int = typer.Option(10_000, min=1, help="applications per round trip"),
     path: str = typer.Option(
         "auto", help="lookup path at each owner: auto (planned), P3 (buckets) or P1 (whole table)"
     ),
@@ -239,88 +297,94 @@ def eligibility(
     purpose: str = PURPOSE,
     case: str = CASE,
 ) -> None:
-    """Check each application against RULE; every application gets a row: eligible, not eligible
-    (with the failed clauses whose owners allow reason codes), or error with the reason. Prints
-    which lookup path each owner's table took and why."""
+    """What ELIGIBILITY_HELP says."""
     from rich.progress import Progress
 
     from mpc.protocols.rules import RuleError, load_rules
+    from parties.requester import RemoteError
+    from parties.requester.applications import (
+        ApplicationsFileError,
+        MissingColumnError,
+        Rejected,
+        read_applications,
+    )
 
+    if path not in ("auto", "P1", "P3"):
+        fail(f"--path must be auto, P1 or P3, not {path!r}")
+    forced: Literal["P1", "P3"] | None = None if path == "auto" else path  # type: ignore[assignment]
     try:
         chosen = load_rules(rules_file).get(rule)
-    except (RuleError, OSError) as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
-    if path not in ("auto", "P1", "P3"):
-        console.print(f"[red]--path must be auto, P1 or P3, not {path!r}[/]")
-        raise typer.Exit(2)
-    forced: Literal["P1", "P3"] | None = None if path == "auto" else path  # type: ignore[assignment]
-    applications, errors, order = read_applications(applicants)
+    except (RuleError, UnicodeDecodeError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{rules_file}: cannot read it: {exc.strerror or exc}; --rules names the rules file")
+    try:
+        batch = read_applications(applicants, declared)
+    except MissingColumnError as exc:
+        fail(f"{exc}; --declared names a column of the file")
+    except ApplicationsFileError as exc:
+        fail(str(exc))
+    _write_csv(out, [], [])  # before the work: a results file that cannot be written stops the command now
+    if not batch.entries:
+        say(f"{applicants}: no applications after the header", "yellow")
+    unreadable = [(a, chosen.declared_problem(a)) for a in batch.valid]  # a declared value the rule cannot read
+    rejected = batch.rejected + [batch.reject(a, problem) for a, problem in unreadable if problem]
+    report([f"{r.reference or '(unknown application)'}: {r}" for r in rejected])
+    results: dict[str, tuple[str, str]] = {r.reference: ("error", str(r)) for r in rejected if r.reference}
     plans: dict[tuple[str, str, str], LookupPlan] = {}
-    results: dict[str, tuple[str, str]] = {ref: ("error", reason) for ref, reason in errors.items()}
-    valid = [a for a in applications if a.reference not in errors]
-    with _client(config, purpose, case) as client, Progress(console=console) as progress:
-        task = progress.add_task(f"checking {len(valid):,} applications", total=len(valid))
-        for start in range(0, len(valid), chunk):
-            part = valid[start : start + chunk]
-            try:
-                answer = client.eligibility(chosen, part, path=forced)
-            except RemoteError as exc:
-                for a in part:
-                    results[a.reference] = ("error", f"{exc.party}: {exc.code.name}: {exc.details}")
-            except NotImplementedError as exc:
-                console.print(f"[red]{exc}[/]")
-                raise typer.Exit(2) from None
-            else:
-                plans.update({(p.owner, p.dataset, p.path): p for p in answer.plans})
-                for k, (a, bit) in enumerate(zip(part, answer.bits.tolist(), strict=True)):
-                    failed = [name for name, clause_bits in answer.clauses.items() if not clause_bits[k]]
-                    reason = "" if bit or not failed else "failed: " + ", ".join(failed)
-                    results[a.reference] = ("eligible" if bit else "not eligible", reason)
-            progress.advance(task, len(part))
+    valid = [a for a, problem in unreadable if not problem]
+    if valid:
+        with _client(config, purpose, case) as client, Progress(console=console()) as progress:
+            task = progress.add_task(f"checking {len(valid):,} applications", total=len(valid))
+            for start in range(0, len(valid), chunk):
+                part = valid[start : start + chunk]
+                try:
+                    answer = client.eligibility(chosen, part, path=forced)
+                except (RemoteError, LookupError, ValueError) as exc:
+                    say(str(exc), "red")
+                    results.update({a.reference: ("error", str(exc)) for a in part})
+                except NotImplementedError as exc:
+                    fail(str(exc))
+                else:
+                    plans.update({(p.owner, p.dataset, p.path): p for p in answer.plans})
+                    for k, (a, bit) in enumerate(zip(part, answer.bits.tolist(), strict=True)):
+                        failed = [name for name, clause_bits in answer.clauses.items() if not clause_bits[k]]
+                        reason = "" if bit or not failed else "failed: " + ", ".join(failed)
+                        results[a.reference] = ("eligible" if bit else "not eligible", reason)
+                progress.advance(task, len(part))
+    rows = [
+        ("", "error", str(e)) if isinstance(e, Rejected) and not e.reference else (e.reference, *results[e.reference])
+        for e in batch.entries
+    ]
+    _write_csv(out, ["application_id", "result", "reason"], rows)
+    _print_outcome(rule, out, rows, list(plans.values()))
+    raise typer.Exit(exit_status([result for _, result, _ in rows]))
+
+
+def exit_status(results: list[str]) -> int:
+    """0 when every application has a result, 3 when some are errors, 4 when none has a result."""
+    if not any(r != "error" for r in results):
+        return EXIT_NOTHING_CHECKED
+    return EXIT_SOME_ERRORS if "error" in results else 0
+
+
+def _print_outcome(rule: str, out: Path, rows: list[tuple[str, str, str]], plans: list[LookupPlan]) -> None:
+    """The lookup path each owner's table took, and how many applications came out which way."""
+    from rich.table import Table
+
     if plans:
         paths = Table(title="lookup paths (planned per owner and chunk)")
         for column in ("owner", "dataset", "path", "rows", "why"):
             paths.add_column(column)
-        for plan in plans.values():
+        for plan in plans:
             paths.add_row(plan.owner, plan.dataset, plan.path, f"{plan.rows:,}", plan.reason)
-        console.print(paths)
-    with out.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["application_id", "result", "reason"])
-        for ref in order:
-            writer.writerow([ref, *results[ref]])
-    summary = Table(title=f"{rule}: {len(order):,} applications → {out}")
-    for column in ("eligible", "not eligible", "error"):
-        summary.add_column(column, justify="right")
-    counts = [sum(1 for r in results.values() if r[0] == kind) for kind in ("eligible", "not eligible", "error")]
-    summary.add_row(*(f"{c:,}" for c in counts))
-    console.print(summary)
-
-
-def read_applications(path: Path) -> tuple[list[Application], dict[str, str], list[str]]:
-    """Applications from a long CSV (one row per person); invalid ids become per-application errors."""
-    from mpc.protocols.rules import MAX_MEMBERS, Application
-
-    people: dict[str, list[tuple[int, str, str]]] = {}
-    for number, row in _rows(path, {"application_id", "resident_id", "relation"}):
-        people.setdefault(row["application_id"], []).append((number, row["resident_id"], row["relation"]))
-    applications, errors = [], {}
-    for ref, rows in people.items():
-        ids, report = normalize_column([r[1] for r in rows], "resident_id")
-        applicant_rows = [i for i, r in enumerate(rows) if r[2].strip().lower() == "applicant"]
-        if report.invalid:
-            bad = report.invalid[0]
-            errors[ref] = f"invalid id in line {rows[bad.row][0]}: {bad.reason}"
-        elif len(applicant_rows) != 1:
-            errors[ref] = f"needs exactly one applicant row, has {len(applicant_rows)}"
-        elif len(rows) > MAX_MEMBERS:
-            errors[ref] = f"more than {MAX_MEMBERS} household members"
-        else:
-            first = applicant_rows[0]
-            members = [ids[first], *(i for k, i in enumerate(ids) if k != first)]
-            applications.append(Application(ref, str(members[0]), tuple(str(m) for m in members)))
-    return applications, errors, list(people)
+        console().print(paths)
+    summary = Table(title=f"{rule}: {len(rows):,} applications → {out}")
+    kinds = ("eligible", "not eligible", "error")
+    for kind in kinds:
+        summary.add_column(kind, justify="right")
+    summary.add_row(*(f"{sum(1 for r in rows if r[1] == kind):,}" for kind in kinds))
+    console().print(summary)
 
 
 @app.command("selftest-compare")
@@ -333,19 +397,21 @@ def selftest_compare(
     case: str = CASE,
 ) -> None:
     """Secret-shared comparisons with a co-party daemon, the coordinator dealing; checks the result."""
+    import numpy as np
+
     from mpc.protocols.selftest import public_values
+    from parties.requester import RemoteError
 
     values = np.random.default_rng(seed + 1).integers(-(2**62), 2**62, n, dtype=np.int64)
     with _client(config, purpose, case) as client:
         started = time.perf_counter()
         try:
             bits, summary = client.selftest_compare(peer, values, seed)
-        except RemoteError as exc:
-            console.print(f"[red]{exc}[/]")
-            raise typer.Exit(1) from None
+        except (RemoteError, LookupError) as exc:
+            fail(str(exc), 1)
         seconds = time.perf_counter() - started
     ok = bool(np.array_equal(bits, (values < public_values(seed, n)).astype(np.uint8)))
-    console.print(
+    console().print(
         f"{n:,} comparisons in {seconds:.2f} s ({n / seconds:,.0f}/s); correct: {ok}; co-party learned: "
         f"{summary.get('learned')}"
     )

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.progress import Progress
-from rich.table import Table
 
-from parties.cli.cells import format_cell
-from parties.gateway.client import ResearchClient, SandboxError
+from parties.cli.cells import console, fail, format_cell, say
+
+if TYPE_CHECKING:
+    from parties.gateway.client import ResearchClient
 
 app = typer.Typer(help="Noised statistics across agencies, through the gateway.", no_args_is_help=True)
-console = Console()
 GATEWAY = typer.Option("https://127.0.0.1:8080", "--gateway", envvar="MPC_GATEWAY", help="the gateway's address")
 TOKEN = typer.Option(..., "--token", envvar="MPC_RESEARCH_TOKEN", help="your API token")
 CA = typer.Option(None, "--ca", envvar="MPC_GATEWAY_CA", help="the deployment CA (PEM) to verify an https gateway")
@@ -23,6 +23,27 @@ CA = typer.Option(None, "--ca", envvar="MPC_GATEWAY_CA", help="the deployment CA
 @app.callback()
 def main() -> None:
     """Researcher commands."""
+
+
+@contextmanager
+def _gateway(url: str, token: str, ca: str | None) -> Iterator[ResearchClient]:
+    """A client of the gateway at ``url``. A refusal or an unreachable gateway ends the command with
+    one line saying which (exit status 1); a CA file that cannot be read, naming it (exit status 2)."""
+    import httpx
+
+    from parties.gateway.client import ResearchClient, SandboxError
+
+    try:
+        client = ResearchClient(url, token, ca=ca)
+    except OSError as exc:
+        fail(f"{ca}: cannot read the CA certificate: {exc.strerror or exc}; check --ca (MPC_GATEWAY_CA)")
+    with client:
+        try:
+            yield client
+        except SandboxError as exc:
+            fail(str(exc), 1)
+        except httpx.TransportError as exc:
+            fail(f"cannot reach the gateway at {url}: {exc}; check --gateway (MPC_GATEWAY)", 1)
 
 
 @app.command()
@@ -37,33 +58,34 @@ def query(
     ca: str | None = CA,
 ) -> None:
     """Run a query and print the released cells (withheld cells are marked)."""
-    with ResearchClient(gateway, token, ca=ca) as client:
-        try:
-            if preview:
-                cost = client.preview(project, sql, epsilon)
-                errors = ", ".join(f"{cell} ±{error:,}" for cell, error in cost["errors"].items())
-                console.print(
-                    f"cost ε {cost['cost']:.3f} over {cost['groups']} groups; expected error (95 %) per cell: "
-                    f"{errors}; left: researcher {cost['budget_left']['researcher']:.3f}, project "
-                    f"{cost['budget_left']['project']:.3f}"
-                )
-                for warning in cost["warnings"]:
-                    console.print(f"[yellow]warning: {warning}[/]")
-                return
-            job = client.submit(project, sql, epsilon)
-            with Progress(console=console, transient=True) as bar:
-                task = bar.add_task(f"job {job['id']}", total=1.0)
-                while job["status"] in ("queued", "running"):
-                    bar.update(task, completed=job["progress"])
-                    job = client.job(job["id"])
-            if job["status"] == "failed":
-                raise SandboxError(500, "the query failed", str(job.get("error", "")))
-            left = client.budget(project)
-            if out is not None:
-                out.write_text(client.cells_csv(job["id"]), encoding="utf-8")
-        except SandboxError as exc:
-            console.print(f"[red]{exc}[/]")
-            raise typer.Exit(1) from None
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from parties.gateway.client import SandboxError
+
+    with _gateway(gateway, token, ca) as client:
+        if preview:
+            cost = client.preview(project, sql, epsilon)
+            errors = ", ".join(f"{cell} ±{error:,}" for cell, error in cost["errors"].items())
+            console().print(
+                f"cost ε {cost['cost']:.3f} over {cost['groups']} groups; expected error (95 %) per cell: "
+                f"{errors}; left: researcher {cost['budget_left']['researcher']:.3f}, project "
+                f"{cost['budget_left']['project']:.3f}"
+            )
+            for warning in cost["warnings"]:
+                say(f"warning: {warning}", "yellow")
+            return
+        job = client.submit(project, sql, epsilon)
+        with Progress(console=console(), transient=True) as bar:
+            task = bar.add_task(f"job {job['id']}", total=1.0)
+            while job["status"] in ("queued", "running"):
+                bar.update(task, completed=job["progress"])
+                job = client.job(job["id"])
+        if job["status"] == "failed":
+            raise SandboxError(500, "the query failed", str(job.get("error", "")))
+        left = client.budget(project)
+        if out is not None:
+            out.write_text(client.cells_csv(job["id"]), encoding="utf-8")
     result = job["result"]
     table = Table(
         title=f"released cells (ε {result['epsilon']:.3f}; each value [its 95 % interval]; noisy counts under "
@@ -73,15 +95,15 @@ def query(
         table.add_column(column, justify="left" if not column.startswith(("count", "sum(", "mean(")) else "right")
     for row in result["rows"]:
         table.add_row(*(_shown(row, c) for c in result["columns"]), style="dim italic" if row["suppressed"] else None)
-    console.print(table)
+    console().print(table)
     for warning in result.get("warnings", []):
-        console.print(f"[yellow]warning: {warning}[/]")
-    console.print(
+        say(f"warning: {warning}", "yellow")
+    console().print(
         f"budget left: researcher ε {left['researcher']:.3f} of {left['researcher_total']:g}, "
         f"project ε {left['project']:.3f} of {left['project_total']:g}"
     )
     if out is not None:
-        console.print(f"cells written to {out}")
+        say(f"cells written to {out}")
 
 
 def _shown(row: dict[str, Any], column: str) -> str:
@@ -98,12 +120,10 @@ def datasets(
     project: str = typer.Option(..., "--project", "-p"), gateway: str = GATEWAY, token: str = TOKEN, ca: str | None = CA
 ) -> None:
     """The tables and columns the project may use (schemas and uses, never values)."""
-    with ResearchClient(gateway, token, ca=ca) as client:
-        try:
-            tables = client.datasets(project)
-        except SandboxError as exc:
-            console.print(f"[red]{exc}[/]")
-            raise typer.Exit(1) from None
+    from rich.table import Table
+
+    with _gateway(gateway, token, ca) as client:
+        tables = client.datasets(project)
     for t in tables:
         table = Table(title=t["table"] if t["available"] else f"{t['table']} (unavailable: {t['reason']})")
         for column in ("column", "type", "bounds", "uses"):
@@ -117,7 +137,7 @@ def datasets(
                 else ""
             )
             table.add_row(c["name"], c["type"], bounds, ", ".join(c["uses"]))
-        console.print(table)
+        console().print(table)
 
 
 def run() -> None:
