@@ -24,10 +24,10 @@ noise that each compute party samples for its own share, and the cost of a query
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
-import opendp.prelude as dp
 
 from mpc.protocols.aggregate import DEFAULT_MIN_CELL, AggregateRequest, Schemas
 
@@ -46,7 +46,16 @@ __all__ = [
     "suppressed",
 ]
 
-dp.enable_features("contrib")
+
+@cache
+def _opendp() -> Any:
+    """OpenDP, imported on first use (the requester's processes seldom need it) with ``contrib`` on."""
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib")
+    return dp
+
+
 CONFIDENCE = 0.95
 
 
@@ -60,6 +69,7 @@ class Measurement:
     scale: float  # discrete Laplace scale OpenDP calibrated for it
 
     def mechanism(self, groups: int) -> Any:
+        dp = _opendp()
         space = dp.vector_domain(dp.atom_domain(T="i64"), size=groups), dp.l1_distance(T="i64")
         return dp.m.make_laplace(*space, scale=self.scale)
 
@@ -79,12 +89,13 @@ def plan(request: AggregateRequest, schemas: Schemas, epsilon: float) -> list[Me
         raise ValueError(f"epsilon {epsilon} outside (0, 100]")
     cells = request.cells()
     share = epsilon / len(cells)
+    dp = _opendp()
     space = dp.atom_domain(T="i64"), dp.absolute_distance(T="i64")
     out = []
     for cell in cells:
         d_in = sensitivity(request, schemas, cell)
         scale = d_in / share  # the discrete Laplace's calibration, checked by OpenDP's own privacy map
-        if dp.m.make_laplace(*space, scale=scale).map(d_in) > share * (1 + 1e-9):  # type: ignore[no-untyped-call]
+        if dp.m.make_laplace(*space, scale=scale).map(d_in) > share * (1 + 1e-9):
             scale = dp.binary_search_param(lambda s: dp.m.make_laplace(*space, scale=s), d_in=d_in, d_out=share)
         out.append(Measurement(cell, d_in, share, float(scale)))
     return out

@@ -15,11 +15,6 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
-import psycopg.errors
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
 from mpc.data.schema import CsvSource, DatasetSpec, PostgresSource, SqliteSource
 from mpc.data.sources.dataset import DataSourceError, RowError, clip_raw
 
@@ -183,6 +178,9 @@ def read_sqlite(spec: DatasetSpec, source: SqliteSource, base_dir: Path | None) 
 
 def _postgres_description(source: PostgresSource) -> str:
     """Name a PostgreSQL source by table, database, host and port, never echoing the DSN."""
+    import psycopg  # imported where a database is read: the requester's processes never need it
+    from psycopg.conninfo import conninfo_to_dict
+
     try:
         params = conninfo_to_dict(source.dsn)
     except psycopg.Error:
@@ -200,6 +198,11 @@ def read_postgres(spec: DatasetSpec, source: PostgresSource) -> RawTable:
     :class:`psycopg.sql.Identifier`. A DSN without ``connect_timeout`` gets
     :data:`POSTGRES_CONNECT_TIMEOUT_S`.
     """
+    import psycopg
+    import psycopg.errors
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
     description = _postgres_description(source)
     try:
         params = conninfo_to_dict(source.dsn)
