@@ -19,7 +19,13 @@ from cryptography import x509
 from parties.config import PartyConfig
 from parties.pki import certificate_identity
 
-__all__ = ["EXPIRY_WARNING_DAYS", "certificate_problems", "grant_problems"]
+__all__ = [
+    "EXPIRY_WARNING_DAYS",
+    "certificate_problems",
+    "coordinator_directory",
+    "grant_problems",
+    "revoked_serials",
+]
 
 EXPIRY_WARNING_DAYS = 30
 
@@ -41,7 +47,7 @@ def grant_problems(config: PartyConfig, directory: set[str] | None = None) -> li
     predicates = {p.name for p in config.predicates}
     for peer, grant in config.policy.peers.items():
         where = f"policy.peers.{peer}"
-        if directory is not None and peer not in directory:
+        if directory is not None and peer not in directory:  # (a requester running no daemon is never listed)
             problems.append(f"{where}: no party {peer!r} in the coordinator's directory{_nearest(peer, directory)}")
         for co_party in grant.co_parties:
             if directory is not None and co_party not in directory:
@@ -95,3 +101,45 @@ def certificate_problems(config: PartyConfig, revoked_serials: set[int] | None =
     if revoked_serials is not None and certificate.serial_number in revoked_serials:
         problems.append(f"tls.cert: serial {certificate.serial_number:x} is revoked by the CRL; issue a new one")
     return problems
+
+
+def coordinator_directory(config: PartyConfig) -> tuple[set[str] | None, str]:
+    """The party names in the coordinator's directory, or (None, why it could not be read)."""
+    if not config.party.coordinator:
+        return None, ""
+    import grpc
+
+    from parties.rpc.tls import secure_channel
+    from protos import common_pb2, coordinator_pb2_grpc
+
+    try:
+        with secure_channel(config.party.coordinator, config.tls, config.party.coordinator_name) as channel:
+            directory = coordinator_pb2_grpc.CoordinatorStub(channel).GetDirectory(common_pb2.Empty(), timeout=10)
+    except grpc.RpcError as exc:
+        return (
+            None,
+            f"party.coordinator: {config.party.coordinator} does not answer ({exc.code().name}: {exc.details()})",
+        )
+    except OSError as exc:
+        return None, f"tls: a file cannot be read: {exc}"
+    return {entry.party for entry in directory.parties}, ""
+
+
+def revoked_serials(config: PartyConfig) -> tuple[set[int] | None, str]:
+    """The serials the deployment's CRL revokes, or (None, why the CRL cannot be used)."""
+    from parties.pki import load_crl
+
+    if config.tls.crl is None:
+        return None, ""
+    try:
+        ca = x509.load_pem_x509_certificate(config.tls.ca.read_bytes())
+        serials, next_update = load_crl(config.tls.crl.read_bytes(), ca)
+    except (OSError, ValueError) as exc:
+        return None, f"tls.crl: {config.tls.crl} cannot be used: {exc}"
+    if next_update is not None and next_update.timestamp() < time.time():
+        return (
+            serials,
+            f"tls.crl: past its nextUpdate ({next_update:%Y-%m-%d %H:%M}); every peer is refused until the "
+            "CA renews it (mpc-admin pki crl)",
+        )
+    return serials, ""
