@@ -187,6 +187,7 @@ GOOD = {
     "per-person": (f"G1,{P},applicant\nG1,{Q},member\n", f"G2,{R},applicant\n"),
     "per-application": (f"G1,{P},{Q}\n", f"G2,{R},\n"),
 }
+NOT_DISCLOSED = "failing clauses not disclosed by their owners"  # the stand-in discloses no clause bit
 GOOD_APPLICATIONS = [Application("G1", P, (P, Q)), Application("G2", R, (R,))]
 TOO_LONG = "9" * 200_000
 MALFORMED: list[tuple[str, str, bytes, tuple[str, str]]] = [
@@ -349,7 +350,7 @@ def test_a_malformed_application_is_an_error_row_and_the_others_are_checked(
     reference, reason = expected
     applications = tmp_path / "applications.csv"
     assert rows == [
-        ("G1", "not eligible", ""),
+        ("G1", "not eligible", NOT_DISCLOSED),
         (reference, "error", f"{applications}, {reason}"),
         ("G2", "eligible", ""),
     ]
@@ -361,7 +362,9 @@ def test_a_malformed_application_is_an_error_row_and_the_others_are_checked(
 def test_every_application_with_a_result_exits_0(tmp_path: Path, client: StandInClient) -> None:
     first, last = GOOD["per-application"]
     result, rows = _check(tmp_path, f"{HEADERS['per-application']}\n{first}{last}".encode())
-    assert (result.exit_code, rows) == (0, [("G1", "not eligible", ""), ("G2", "eligible", "")]), result.output
+    assert (result.exit_code, rows) == (0, [("G1", "not eligible", NOT_DISCLOSED), ("G2", "eligible", "")]), (
+        result.output
+    )
 
 
 def test_nothing_checked_exits_4(tmp_path: Path, client: StandInClient) -> None:
@@ -418,7 +421,7 @@ def test_a_file_that_cannot_be_used_exits_2_naming_it(
 def test_declared_values_reach_the_applications(tmp_path: Path, client: StandInClient) -> None:
     content = f"application_id,resident_id,relation,Income\nA1,{Q},member,7\nA1,{P},applicant, 12 000\n".encode()
     result, rows = _check(tmp_path, content, "--declared", "income")
-    assert (result.exit_code, rows) == (0, [("A1", "not eligible", "")]), result.output
+    assert (result.exit_code, rows) == (0, [("A1", "not eligible", NOT_DISCLOSED)]), result.output
     assert client.asked == [Application("A1", P, (P, Q), {}, ({"income": " 12 000"}, {"income": "7"}))]
     result, rows = _check(tmp_path, content, "--declared", "certificate")
     assert result.exit_code == 2
@@ -485,7 +488,7 @@ def test_a_declared_value_the_rule_cannot_read_is_an_error_row_naming_the_applic
     result, rows = _check(tmp_path, content, *declared, "--rule", "declaration-audit")
     applications = tmp_path / "applications.csv"
     assert rows == [
-        ("A1", "not eligible", ""),
+        ("A1", "not eligible", NOT_DISCLOSED),
         ("A2", "error", f"{applications}, line 3: clause income_as_declared: declared 'household_income': not an "
          "integer: 'abc'"),
         ("A3", "error", f"{applications}, line 4: clause property_as_declared: declared 'property_count' is missing"),

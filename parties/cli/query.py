@@ -17,6 +17,7 @@ from parties.cli.cells import console, fail, format_cell, say
 
 if TYPE_CHECKING:
     from mpc.protocols.planner import LookupPlan
+    from mpc.protocols.rules import Rule
     from parties.requester import Client
 
 app = typer.Typer(help="Ask other agencies' daemons, privately.", no_args_is_help=True)
@@ -103,7 +104,9 @@ def psi(
     dataset: str = typer.Option(..., help="owner's dataset"),
     ids: Path = typer.Option(..., help="CSV with our ids"),
     mode: str = typer.Option("cardinality", help="cardinality (how many match) or intersection (which)"),
-    column: str = typer.Option("resident_id", help="id column in the CSV"),
+    id_column: str = typer.Option(
+        "resident_id", "--id-column", "--column", help="the id column of our --ids file (--column: its old name)"
+    ),
     kind: str = typer.Option("resident_id", help="resident_id, credit_code or opaque"),
     out: Path | None = typer.Option(None, help="intersection mode: write the matching ids here (CSV)"),
     config: Path = CONFIG,
@@ -111,7 +114,10 @@ def psi(
     case: str = CASE,
 ) -> None:
     """ECDH-PSI with fresh keys: how many of our ids the owner's dataset holds, or which (the
-    owner learns only how many distinct ids we sent)."""
+    owner learns only how many distinct ids we sent).
+
+    Example: mpc-query psi --peer tax --dataset income --ids ours.csv --id-column resident_id
+    --config housing.toml --purpose statistics --case ST-2026-01"""
     from rich.progress import Progress
     from rich.table import Table
 
@@ -119,7 +125,7 @@ def psi(
 
     if mode not in ("cardinality", "intersection"):
         fail(f"--mode must be cardinality or intersection, not {mode!r}")
-    mine = read_ids(ids, column, kind)
+    mine = read_ids(ids, id_column, kind)
     with _client(config, purpose, case) as client, Progress(console=console(), transient=True) as bar:
         task = bar.add_task(f"PSI with {peer}.{dataset}", total=None)
         try:
@@ -145,7 +151,7 @@ def psi(
     )
     console().print(table)
     if out is not None and result.matched is not None:
-        _write_csv(out, [column], ([i] for i in result.matched))
+        _write_csv(out, [id_column], ([i] for i in result.matched))
         console().print(f"matching ids written to {out}")
 
 
@@ -155,7 +161,7 @@ def intersection_sum(
     dataset: str = typer.Option(..., help="owner's dataset"),
     column: list[str] = typer.Option(..., "--column", help="owner's column(s) to sum over the intersection"),
     ids: Path = typer.Option(..., help="CSV with our ids"),
-    id_column: str = typer.Option("resident_id", help="id column in the CSV"),
+    id_column: str = typer.Option("resident_id", help="the id column of our --ids file"),
     kind: str = typer.Option("resident_id", help="resident_id, credit_code or opaque"),
     config: Path = CONFIG,
     purpose: str = PURPOSE,
@@ -163,7 +169,10 @@ def intersection_sum(
 ) -> None:
     """Private join and compute: how many of our ids the owner holds and the sum of its columns
     over them, computed on secret shares and opened only when the count reaches both sides'
-    minimum cell size (the owner learns our count and the intersection's size)."""
+    minimum cell size (the owner learns our count and the intersection's size).
+
+    Example: mpc-query intersection-sum --peer tax --dataset income --column annual_income
+    --ids ours.csv --id-column resident_id --config housing.toml --purpose statistics --case ST-2"""
     from rich.table import Table
 
     from parties.requester import RemoteError
@@ -203,7 +212,10 @@ def aggregate(
     case: str = CASE,
 ) -> None:
     """COUNT / SUM / AVG per group over one of our datasets joined with a peer's, computed on
-    secret shares: neither side's rows leave it, and only the named party sees the cells."""
+    secret shares: neither side's rows leave it, and only the named party sees the cells.
+
+    Example: mpc-query aggregate --sql 'SELECT i.tax_year, COUNT(*) FROM properties p JOIN tax.income i
+    USING (resident_id) GROUP BY i.tax_year' --config housing.toml --purpose statistics --case ST-3"""
     from rich.table import Table
 
     from mpc.protocols.sql import SqlRefused, parse_query
@@ -268,6 +280,11 @@ ELIGIBILITY_HELP = "\n\n".join(  # one paragraph a line: rich help keeps line br
         "per person: a column filled on the applicant's row only), or each person's (one row per person: a column "
         "filled on members' rows too; the rule takes the applicant's or sums the household's). An application "
         "whose declared value the rule cannot read is an error row too.",
+        "An optional case column gives an application its own case reference (written to every owner's audit "
+        "entry); --case is the reference of the others. A not-eligible reason lists the failed clauses the owners "
+        "disclose and says so when other clauses were not disclosed.",
+        "Example: mpc-query eligibility --rules rules.toml --rule public-rental-housing --applicants applications.csv "
+        "--config housing.toml --purpose public-rental-housing --case HZ-2026-001 --out results.csv",
         f"Exit status: 0 every application has a result; {EXIT_SOME_ERRORS} some applications (or lines) are "
         f"errors, every other one has a result; {EXIT_NOTHING_CHECKED} no application has a result; {EXIT_USAGE} "
         "nothing was done (usage, configuration, rules, or a file that cannot be read or lacks the columns).",
@@ -333,25 +350,31 @@ def eligibility(
     results: dict[str, tuple[str, str]] = {r.reference: ("error", str(r)) for r in rejected if r.reference}
     plans: dict[tuple[str, str, str], LookupPlan] = {}
     valid = [a for a, problem in unreadable if not problem]
+    cases = _cases(applicants, case) if valid else {}
     if valid:
         with _client(config, purpose, case) as client, Progress(console=console()) as progress:
             task = progress.add_task(f"checking {len(valid):,} applications", total=len(valid))
-            for start in range(0, len(valid), chunk):
-                part = valid[start : start + chunk]
-                try:
-                    answer = client.eligibility(chosen, part, path=forced)
-                except (RemoteError, LookupError, ValueError) as exc:
-                    say(str(exc), "red")
-                    results.update({a.reference: ("error", str(exc)) for a in part})
-                except NotImplementedError as exc:
-                    fail(str(exc))
-                else:
-                    plans.update({(p.owner, p.dataset, p.path): p for p in answer.plans})
-                    for k, (a, bit) in enumerate(zip(part, answer.bits.tolist(), strict=True)):
-                        failed = [name for name, clause_bits in answer.clauses.items() if not clause_bits[k]]
-                        reason = "" if bit or not failed else "failed: " + ", ".join(failed)
-                        results[a.reference] = ("eligible" if bit else "not eligible", reason)
-                progress.advance(task, len(part))
+            for case_reference in sorted({cases.get(a.reference, case) for a in valid}):
+                client.case = case_reference  # each owner's audit entry names the application's own case
+                mine = [a for a in valid if cases.get(a.reference, case) == case_reference]
+                for start in range(0, len(mine), chunk):
+                    part = mine[start : start + chunk]
+                    try:
+                        answer = client.eligibility(chosen, part, path=forced)
+                    except (RemoteError, LookupError, ValueError) as exc:
+                        say(str(exc), "red")
+                        results.update({a.reference: ("error", str(exc)) for a in part})
+                    except NotImplementedError as exc:
+                        fail(str(exc))
+                    else:
+                        plans.update({(p.owner, p.dataset, p.path): p for p in answer.plans})
+                        for k, (a, bit) in enumerate(zip(part, answer.bits.tolist(), strict=True)):
+                            disclosed = {name: bool(bits[k]) for name, bits in answer.clauses.items()}
+                            results[a.reference] = (
+                                "eligible" if bit else "not eligible",
+                                reason(bit, disclosed, chosen),
+                            )
+                    progress.advance(task, len(part))
     rows = [
         ("", "error", str(e)) if isinstance(e, Rejected) and not e.reference else (e.reference, *results[e.reference])
         for e in batch.entries
@@ -359,6 +382,38 @@ def eligibility(
     _write_csv(out, ["application_id", "result", "reason"], rows)
     _print_outcome(rule, out, rows, list(plans.values()))
     raise typer.Exit(exit_status([result for _, result, _ in rows]))
+
+
+def reason(eligible: int, disclosed: dict[str, bool], rule: Rule) -> str:
+    """Why an application is not eligible, as far as the owners disclose it: the failed clauses
+    whose bits came back, and, when some clauses' bits were not disclosed, that the list is
+    incomplete (so that nobody gives a citizen part of the reason as the whole one)."""
+    if eligible:
+        return ""
+    failed = [name for name, holds in disclosed.items() if not holds]
+    hidden = [name for name in rule.clauses if name not in disclosed]
+    if not failed:
+        return "failing clauses not disclosed by their owners" if hidden else ""
+    return "failed: " + ", ".join(failed) + ("; other clauses not disclosed" if hidden else "")
+
+
+def _cases(path: Path, default: str) -> dict[str, str]:
+    """The case reference of each application from the file's optional ``case`` column (one per
+    application; ``default``, the --case, where the column is absent or the cell empty)."""
+    from parties.requester.applications import ApplicationsFileError, read_lines
+
+    try:
+        lines = list(read_lines(path, ("case",), "application_id"))
+    except ApplicationsFileError:  # no case column: every application is --case
+        return {}
+    out: dict[str, str] = {}
+    for line in lines:
+        cell = line.cells.get("case", "").strip()
+        if line.key and cell:
+            if len(cell) > 128 or not cell.isprintable():
+                continue  # an unusable reference falls back to --case (the owner would refuse it)
+            out.setdefault(line.key, cell)
+    return out
 
 
 def exit_status(results: list[str]) -> int:
@@ -387,6 +442,41 @@ def _print_outcome(rule: str, out: Path, rows: list[tuple[str, str, str]], plans
     console().print(summary)
 
 
+@app.command("datasets")
+def datasets(
+    peer: str = typer.Option(..., help="the owner party"),
+    config: Path = CONFIG,
+    purpose: str = PURPOSE,
+    case: str = typer.Option("catalogue", "--case", help="case reference written to both audit logs"),
+) -> None:
+    """What the owner grants us for the purpose: its datasets (rows rounded, id kind, whether
+    batch lookups are allowed), each column's type, bounds and the uses granted, and whether it
+    discloses clause bits (reason codes).
+
+    Example: mpc-query datasets --peer tax --config housing.toml --purpose public-rental-housing"""
+    from rich.table import Table
+
+    from parties.requester import RemoteError
+
+    with _client(config, purpose, case) as client:
+        try:
+            listing = client.list_datasets(peer)
+        except RemoteError as exc:
+            fail(str(exc), 1)
+    say(f"{peer} grants us for {purpose}: reason codes {'disclosed' if listing.reveal_clauses else 'not disclosed'}")
+    for dataset in listing.datasets:
+        table = Table(
+            title=f"{peer}.{dataset.name} (≈{dataset.rows:,} rows, ids {dataset.id_kind}, batch "
+            f"{'allowed' if dataset.batch else 'not allowed'})"
+        )
+        for title in ("column", "type", "bounds or values", "uses granted"):
+            table.add_column(title)
+        for granted in dataset.columns:
+            bounds = f"{granted.min} … {granted.max}" if granted.has_bounds else ", ".join(granted.categories)
+            table.add_row(granted.name, granted.type, bounds, ", ".join(granted.allowed_uses) or "—")
+        console().print(table)
+
+
 @app.command("selftest-compare")
 def selftest_compare(
     peer: str = typer.Option(..., help="co-party name (or host:port)"),
@@ -396,7 +486,10 @@ def selftest_compare(
     purpose: str = PURPOSE,
     case: str = CASE,
 ) -> None:
-    """Secret-shared comparisons with a co-party daemon, the coordinator dealing; checks the result."""
+    """Secret-shared comparisons with a co-party daemon, the coordinator dealing; checks the result.
+
+    Example: mpc-query selftest-compare --peer tax --n 100000 --config housing.toml --purpose selftest
+    --case SELFTEST-1"""
     import numpy as np
 
     from mpc.protocols.selftest import public_values

@@ -859,8 +859,8 @@ def test_eligibility_cli_gives_every_application_a_row(
     applicants = tmp_path / "applicants.csv"
     with applicants.open("w", newline="") as f:
         writer = csv_module.writer(f)
-        writer.writerow(["application_id", "resident_id", "relation"])
-        writer.writerows(rows)
+        writer.writerow(["application_id", "resident_id", "relation", "case"])
+        writer.writerows([(*row, "HZ-OWN-CASE" if row[0] == "A2" else "") for row in rows])  # A2 its own case
     out = tmp_path / "results.csv"
     result = eligibility_cli(cluster, "housing", rules_file, applicants, out, "HZ-CLI")
     assert result.returncode == 3, result.stdout + result.stderr  # some rows are errors, the others have results
@@ -877,6 +877,8 @@ def test_eligibility_cli_gives_every_application_a_row(
     plain = evaluate_plain(rule, apps, {("tax", "income", "annual_income"): incomes}, {})
     for app, (eligible, _) in zip(apps, plain, strict=True):
         assert got[app.reference]["result"] == ("eligible" if eligible else "not eligible")
+    cases = {e["case"] for e in audit_entries(cluster, "tax") if e.get("action") == "rpc:ShareExchange"}
+    assert {"HZ-OWN-CASE", "HZ-CLI"} <= cases  # each application's case reaches the owner's audit log
 
 
 def test_owner_can_refuse_batch_lookups(cluster: LocalCluster, tables: AgencyTables) -> None:
