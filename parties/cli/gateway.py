@@ -11,6 +11,7 @@ import typer
 from parties.cli.cells import console, fail
 
 if TYPE_CHECKING:
+    from parties.gateway.config import GatewayConfig
     from parties.gateway.store import Store
 
 app = typer.Typer(help="The researcher sandbox (HTTP API, portal) and its administration.", no_args_is_help=True)
@@ -22,17 +23,23 @@ CONFIG = typer.Option(..., "--config", "-c", help="gateway configuration (TOML)"
 T = TypeVar("T")
 
 
-def _store(config: Path) -> Store:
-    """The gateway's store of researchers and projects; a configuration that does not load stops
-    the command naming the file and key (exit status 2)."""
+def _settings(config: Path) -> GatewayConfig:
+    """The gateway's configuration; one that does not load stops the command naming the file and
+    key (exit status 2)."""
     from parties.config import ConfigError
     from parties.gateway.config import load_gateway_config
-    from parties.gateway.store import Store
 
     try:
-        settings = load_gateway_config(config)
+        return load_gateway_config(config)
     except ConfigError as exc:
         fail(str(exc))
+
+
+def _store(config: Path) -> Store:
+    """The gateway's store of researchers and projects."""
+    from parties.gateway.store import Store
+
+    settings = _settings(config)
     settings.gateway.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     return Store(settings.gateway.database_url)
 
@@ -104,16 +111,34 @@ def project_add(
     name: str,
     purpose: str = typer.Option(..., help="the approved purpose code (sent to the owners)"),
     epsilon: float = typer.Option(..., help="the project's privacy budget (ε)"),
-    table: list[str] = typer.Option(..., "--table", help="party.dataset=col1,col2 the project may touch"),
+    table: list[str] = typer.Option(
+        ..., "--table", help="party.dataset=col1,col2 the project may touch (party.dataset alone: every column granted)"
+    ),
+    offline: bool = typer.Option(False, help="do not ask the owners (the scope is then checked at each query)"),
     config: Path = CONFIG,
 ) -> None:
-    """Create a project: its purpose, budget and the tables and columns it may touch."""
+    """Create a project: its purpose, budget and the tables and columns it may touch, checked
+    against what the owners grant the gateway for the purpose (or taken from it).
+
+    Example: mpc-gateway project add welfare --purpose statistics --epsilon 20 --table tax.income -c gateway.toml"""
     scope: dict[str, list[str]] = {}
     for item in table:
-        name_part, sep, columns = item.partition("=")
-        if not sep or "." not in name_part or not columns:
-            raise typer.BadParameter(f"--table takes party.dataset=col1,col2, not {item!r}")
+        name_part, _, columns = item.partition("=")
+        if "." not in name_part:
+            raise typer.BadParameter(f"--table takes party.dataset[=col1,col2], not {item!r}")
         scope[name_part] = [c.strip() for c in columns.split(",") if c.strip()]
+    if not offline:
+        from parties.gateway.scope import ScopeError, resolve_scope
+        from parties.requester import Client
+
+        settings = _settings(config)
+        section = settings.gateway
+        try:
+            scope = resolve_scope(lambda: Client(section.name, settings.tls, section.coordinator, purpose), scope)
+        except ScopeError as exc:
+            fail(str(exc), 1)
+    elif any(not columns for columns in scope.values()):
+        raise typer.BadParameter("--offline needs the columns of every --table (party.dataset=col1,col2)")
     _stored(lambda: _store(config).add_project(name, purpose, epsilon, scope))
     console().print(
         f"project {name} ({purpose}, budget ε {epsilon:g}): "

@@ -422,3 +422,33 @@ def test_plain_http_only_when_configured_and_only_on_loopback(
         assert "gateway" in str(error.value) and listen.rpartition(":")[0] in str(error.value)
     else:
         assert load_gateway_config(path).gateway.https is (https is not False)
+
+
+def test_a_project_scope_is_checked_against_the_owners_grants(sandbox: Sandbox) -> None:
+    """`mpc-gateway project add` asks the owners: a column they do not grant the gateway for
+    research is refused with the nearest granted name; a table named alone takes every column
+    granted for research; --offline needs the columns and asks nobody."""
+    from typer.testing import CliRunner
+
+    from parties.cli import gateway
+
+    runner = CliRunner()
+    config = str(sandbox.cluster.config(GATEWAY))
+
+    def add(name: str, *table: str) -> Any:
+        args = ["project", "add", name, "--purpose", "statistics", "--epsilon", "1", "--config", config]
+        return runner.invoke(gateway.app, [*args, *(x for t in table for x in ("--table", t))])
+
+    misspelled = add("p-typo", "housing.properties=district,property_cnt")
+    assert misspelled.exit_code == 1
+    assert (
+        "housing.properties.property_cnt" in misspelled.output and "did you mean 'property_count'" in misspelled.output
+    )
+    unknown = add("p-unknown", "housing.propertees")
+    assert unknown.exit_code == 1 and "grants the gateway no dataset 'propertees'" in unknown.output
+    derived = add("p-derived", "housing.properties")
+    assert derived.exit_code == 0, derived.output
+    assert "housing.properties: property_count, district" in " ".join(derived.output.split())
+    base = ["project", "add", "p-off", "--purpose", "statistics", "--epsilon", "1", "--table", "housing.properties"]
+    offline = runner.invoke(gateway.app, [*base, "--offline", "--config", config])
+    assert offline.exit_code == 2 and "--offline needs the columns" in offline.output
