@@ -33,7 +33,8 @@ class PartySpec:
     """A party of the cluster: its datasets (DatasetSpec dicts) and policy (Policy dict).
     ``daemon=False``: no process is started (certificate and config only). Without datasets that
     is a requester-only identity (a clientAuth certificate); with datasets, a daemon the caller
-    runs itself (in process, say)."""
+    runs itself (in process, say). ``service``: a requester-only identity that runs the requester
+    service (``mpc-requester serve``), so its certificate also serves, on 127.0.0.1."""
 
     name: str
     datasets: list[dict[str, Any]] = field(default_factory=list)
@@ -41,6 +42,7 @@ class PartySpec:
     daemon: bool = True
     extra: dict[str, Any] = field(default_factory=dict)  # more keys for the [party] section
     predicates: list[dict[str, Any]] = field(default_factory=list)  # published predicates (P2)
+    service: bool = False
 
 
 @dataclass
@@ -98,7 +100,7 @@ class LocalCluster:
             if not _names_itself(self.pki_dir / "issued" / f"{name}.pem", name):  # missing, or from before DNS:name
                 # each daemon serves on loopback only; a requester-only identity serves nothing
                 spec = self.specs.get(name)
-                requester = spec is not None and not spec.daemon and not spec.datasets
+                requester = spec is not None and not spec.daemon and not spec.datasets and not spec.service
                 pki.issue(name, hosts=() if requester else ("127.0.0.1",), roles=("client",) if requester else ROLES)
         coordinator_config = {
             "coordinator": {

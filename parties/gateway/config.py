@@ -26,9 +26,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from parties.config import check_address, load_toml_config
+from parties.rpc.https import check_plain_http
 from parties.rpc.tls import TlsConfig
-
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class GatewaySection(BaseModel):
@@ -54,12 +53,7 @@ class GatewaySection(BaseModel):
 
     @model_validator(mode="after")
     def _plain_http_on_loopback_only(self) -> GatewaySection:
-        host = self.listen.rpartition(":")[0].strip("[]")
-        if not self.https and host not in LOOPBACK:
-            raise ValueError(
-                f"https = false serves researchers' tokens and results in plain HTTP: only on a loopback "
-                f"address ({', '.join(sorted(LOOPBACK))}), not on {host!r}; keep https = true"
-            )
+        check_plain_http(self.listen, self.https, "researchers' tokens and results")
         return self
 
     @property

@@ -1,0 +1,209 @@
+"""The requester service's HTTP/JSON API (FastAPI: its OpenAPI description is at ``/openapi.json``).
+
+Every ``/v1`` route needs a client certificate of one of the configured callers (:mod:`.callers`)
+and is written to the agency's signed audit log (``STATE/requests.log``): the caller, the route,
+purpose and case, the number of applications and the HTTP status; never ids or results. Each
+check is also recorded there by the client (owners, rows, outcome), and in every owner's log.
+
+Refusals carry ``{"detail": {"reason": ..., ...}}``: 401 without a client certificate, 403 for a
+certificate that is not a caller's or an owner's refusal (``owner`` and ``status`` say whose and
+which), 404 for an unknown job, 409 for results asked before the job is done, 413 for a job over
+the limit, 422 for an unknown rule or an application that cannot be checked (``field`` says
+where), 429/503/504 when an owner is busy, unreachable or too slow, 502 for any other owner error.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+import grpc
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from mpc.audit import AuditEvent, AuditLog
+from mpc.protocols.rules import RuleError
+from parties.requester import RemoteError
+from parties.requester.service.callers import Callers
+from parties.requester.service.checks import ApplicationError, Checker, application, result_rows
+from parties.requester.service.jobs import Job, Jobs, UnknownJob
+from parties.requester.service.listing import rules_listing
+from parties.requester.service.models import CheckIn, CheckOut, JobIn, JobOut, Refusal, ResultRow, RuleOut
+
+__all__ = ["create_app"]
+
+OWNER_STATUS = {
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.INVALID_ARGUMENT: 422,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}  # any other owner error: 502
+
+
+class _Refused(Exception):
+    def __init__(self, http: int, **detail: str) -> None:
+        super().__init__(detail["reason"])
+        self.http, self.detail = http, detail
+
+
+def _caller(request: Request) -> str:
+    """The authenticated caller (:meth:`Callers.identify`)."""
+    callers: Callers = request.app.state.callers
+    return callers.identify(request)
+
+
+Caller = Annotated[str, Depends(_caller)]
+
+
+def create_app(checker: Checker, jobs: Jobs, callers: Callers, audit: AuditLog, max_job: int) -> FastAPI:
+    app = FastAPI(
+        title="mpc-agencies requester service",
+        version="1",
+        description="Eligibility checks against other agencies' registers; no row leaves its owner.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.callers = callers
+    refusals: dict[int | str, dict[str, Any]] = {
+        code: {"model": Refusal, "description": text}
+        for code, text in (
+            (401, "no client certificate"),
+            (403, "not a caller of this service, or refused by an owner"),
+            (404, "no such job"),
+            (409, "the job is not done"),
+            (413, "more applications than a job may hold"),
+            (422, "unknown rule, or an application that cannot be checked"),
+            (503, "an owner cannot be reached"),
+        )
+    }
+
+    @app.middleware("http")
+    async def audited(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started, status = time.perf_counter(), 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            if request.url.path.startswith("/v1/"):
+                state = request.state
+                event = AuditEvent(
+                    peer=getattr(state, "caller", "-"),
+                    action=f"http:{request.method} {request.url.path}"[:200],
+                    purpose=getattr(state, "purpose", ""),
+                    case=getattr(state, "case", ""),
+                    protocol="https" if callers.tls is not None else "http",
+                    rows=getattr(state, "rows", 0),
+                    outcome="OK" if status < 400 else f"HTTP {status}",
+                    detail=getattr(state, "detail", "")[:300],
+                    duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                )
+                await run_in_threadpool(audit.append, event)
+
+    @app.exception_handler(HTTPException)
+    async def refused_caller(request: Request, exc: HTTPException) -> Response:
+        request.state.detail = str(exc.detail.get("reason", "") if isinstance(exc.detail, dict) else exc.detail)
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(_Refused)
+    async def refused(request: Request, exc: _Refused) -> JSONResponse:
+        request.state.detail = exc.detail["reason"]
+        return JSONResponse({"detail": exc.detail}, status_code=exc.http)
+
+    def begin(request: Request, rule: str, purpose: str | None, case: str, rows: int) -> tuple[Any, str]:
+        """The rule and purpose of a call (422 naming the field otherwise), noted for the audit entry."""
+        request.state.case, request.state.rows = case, rows
+        try:
+            chosen, request.state.purpose = checker.rule(rule), checker.purpose(purpose)
+        except RuleError as exc:
+            raise _Refused(422, reason=str(exc), field="rule") from None
+        except ApplicationError as exc:
+            raise _Refused(422, reason=exc.reason, field=exc.field) from None
+        return chosen, request.state.purpose
+
+    @app.post("/v1/check", responses=refusals, tags=["eligibility"])
+    def check(body: CheckIn, request: Request, caller: Caller) -> CheckOut:
+        """Check one application now. The caller learns eligible or not and the bits of the clauses
+        whose owners consent (reason codes); each owner learns that one application was checked
+        (its bucket of ids and the household size class), the co-party only shares."""
+        rule, purpose = begin(request, body.rule, body.purpose, body.case, 1)
+        try:
+            submitted = checker.within_cap(
+                application(body, checker.id_kind, body.reference or body.case),
+                checker.cap(rule, purpose, body.case),
+            )
+            answer = checker.check(rule, purpose, body.case, [submitted])
+        except ApplicationError as exc:
+            raise _Refused(422, reason=exc.reason, field=exc.field) from None
+        except RuleError as exc:
+            raise _Refused(422, reason=str(exc), field="rule") from None
+        except RemoteError as exc:
+            raise _Refused(
+                OWNER_STATUS.get(exc.code, 502), reason=exc.details, owner=exc.party, status=exc.code.name
+            ) from None
+        except LookupError as exc:  # an owner the coordinator's directory does not know (yet)
+            raise _Refused(503, reason=str(exc)) from None
+        row = result_rows([submitted], answer)[0]
+        clauses = {name: bool(bits[0]) for name, bits in answer.clauses.items()}
+        return CheckOut(**row.model_dump(), rule=rule.name, clauses=clauses)
+
+    @app.post("/v1/jobs", status_code=202, responses=refusals, tags=["jobs"])
+    def submit(body: JobIn, request: Request, caller: Caller) -> JobOut:
+        """Check a batch in the background (follow it at ``/v1/jobs/{id}``). Owners learn the number
+        of applications per chunk and their household size class, as for a batch by command line."""
+        rule, purpose = begin(request, body.rule, body.purpose, body.case, len(body.applications))
+        if len(body.applications) > max_job:
+            raise _Refused(413, reason=f"{len(body.applications)} applications: a job holds at most {max_job}")
+        job = jobs.submit(caller, rule, purpose, body.case, body.applications)
+        request.state.detail = f"job {job.id}"
+        return job.describe()
+
+    @app.get("/v1/jobs/{job_id}", responses=refusals, tags=["jobs"])
+    def progress(job_id: str, request: Request, caller: Caller) -> JobOut:
+        """The job's status and progress (applications done, errors so far)."""
+        return _job(request, caller, job_id).describe()
+
+    @app.get("/v1/jobs/{job_id}/results", responses=refusals, tags=["jobs"], response_model=list[ResultRow])
+    def results(job_id: str, request: Request, caller: Caller, format: Literal["json", "csv"] = "json") -> Response:
+        """A row per application, in the order submitted: eligible, not eligible (with the failed
+        clauses we may see) or error (with the reason). As JSON, or CSV (``?format=csv``: columns
+        application_id, result, reason, as ``mpc-query eligibility`` writes them)."""
+        job = _job(request, caller, job_id)
+        if job.finished is None:
+            raise _Refused(409, reason=f"job {job.status}: {job.done} of {len(job.items)} applications done")
+        rows = [r for r in job.rows if r is not None]
+        request.state.rows = len(rows)
+        if format == "json":
+            return JSONResponse([r.model_dump() for r in rows])
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["application_id", "result", "reason"])
+        writer.writerows([r.reference, r.result, r.reason] for r in rows)
+        return Response(out.getvalue(), media_type="text/csv; charset=utf-8")
+
+    @app.get("/v1/rules", responses=refusals, tags=["eligibility"])
+    def rules(request: Request, caller: Caller, purpose: str | None = None) -> list[RuleOut]:
+        """The rules this service checks against, with their fingerprints (what owners approve) and,
+        per owner, whether its listing grants us the columns the rule compares. Owners publish no
+        approvals: a rule an owner has not approved is refused by it when checked (``last_check``)."""
+        try:
+            request.state.purpose = checker.purpose(purpose)
+        except ApplicationError as exc:
+            raise _Refused(422, reason=exc.reason, field=exc.field) from None
+        return rules_listing(checker, request.state.purpose)
+
+    def _job(request: Request, caller: str, job_id: str) -> Job:
+        try:
+            job = jobs.get(caller, job_id)
+        except UnknownJob as exc:
+            raise _Refused(404, reason=str(exc)) from None
+        request.state.purpose, request.state.case = job.purpose, job.case
+        return job
+
+    return app

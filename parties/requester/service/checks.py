@@ -1,0 +1,134 @@
+"""Applications in, result rows out: the service's calls of the warm client.
+
+An application from the API becomes a :class:`~mpc.protocols.rules.Application` (ids normalised,
+the applicant first, declared values passed through as written) or an :class:`ApplicationError`
+naming the field. Each check runs on a view of the one warm client that carries the call's purpose
+and case reference (connections, keys and caches are shared); what owners and the co-party learn
+is what :meth:`~parties.requester.Client.eligibility` says, per call.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Sequence
+
+from mpc.data.ids import IdKind, normalize_column
+from mpc.protocols.rules import MAX_MEMBERS, Application, Rule, RuleError, RuleSet
+from parties.requester import Client, Eligibility, RemoteError
+from parties.requester.service.models import ApplicationIn, ResultRow
+
+__all__ = ["ApplicationError", "Checker", "application", "error_reason", "result_rows"]
+
+
+class ApplicationError(ValueError):
+    """An application the service cannot check; ``field`` is where (``members.2``, say)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+def application(item: ApplicationIn, kind: IdKind, reference: str | None = None) -> Application:
+    """The application as the rules take it: ids normalised (``kind``), the applicant first,
+    every member once; the declared values as written."""
+    household = item.members or [item.applicant]
+    if item.member_declared and len(item.member_declared) != len(household):
+        raise ApplicationError(
+            "member_declared", f"{len(item.member_declared)} entries for {len(household)} members: align them"
+        )
+    ids, report = normalize_column([item.applicant, *household], kind)
+    if report.invalid:
+        bad = report.invalid[0]
+        raise ApplicationError("applicant" if bad.row == 0 else f"members.{bad.row - 1}", f"invalid id: {bad.reason}")
+    applicant, members = str(ids[0]), [str(i) for i in ids[1:]]
+    seen: dict[str, int] = {}
+    for k, member in enumerate(members):
+        if member in seen:
+            raise ApplicationError(f"members.{k}", f"the same person as members.{seen[member]}: list each member once")
+        seen[member] = k
+    if applicant not in seen:
+        raise ApplicationError("members", "lists the whole household: the applicant must be one of them")
+    first = seen[applicant]
+    order = [first, *(k for k in range(len(members)) if k != first)]
+    declared = tuple(dict(item.member_declared[k]) for k in order) if item.member_declared else ()
+    return Application(
+        reference if reference is not None else item.reference,
+        applicant,
+        tuple(members[k] for k in order),
+        dict(item.declared),
+        declared,
+    )
+
+
+class Checker:
+    """The warm client, the rules it checks against, and the last outcome seen per rule."""
+
+    def __init__(self, client: Client, rules: RuleSet, default_purpose: str | None, id_kind: IdKind) -> None:
+        self.client, self.rules = client, rules
+        self.default_purpose, self.id_kind = default_purpose, id_kind
+        self.last: dict[str, str] = {}  # rule name -> outcome of its last check, with the time
+        self._lock = threading.Lock()
+
+    def rule(self, name: str) -> Rule:
+        """A rule of the rules file (:class:`~mpc.protocols.rules.RuleError` naming the known ones)."""
+        return self.rules.get(name)
+
+    def purpose(self, given: str | None) -> str:
+        purpose = given or self.default_purpose
+        if not purpose:
+            raise ApplicationError("purpose", "give a purpose code: the service has no default_purpose")
+        return purpose
+
+    def view(self, purpose: str, case: str) -> Client:
+        """The warm client with this call's purpose and case: the same connections and caches."""
+        view = copy.copy(self.client)
+        view.purpose, view.case = purpose, case
+        return view
+
+    def cap(self, rule: Rule, purpose: str, case: str) -> int:
+        """The most members per household that every owner of the rule's columns accepts."""
+        owners = {c.owner for c in rule.clauses.values() if not c.is_predicate}
+        view = self.view(purpose, case)
+        return min((view.listing(o).max_household or MAX_MEMBERS for o in owners), default=MAX_MEMBERS)
+
+    @staticmethod
+    def within_cap(app: Application, cap: int) -> Application:
+        if len(app.members) > cap:
+            raise ApplicationError("members", f"{len(app.members)} members: the owners accept at most {cap}")
+        return app
+
+    def check(self, rule: Rule, purpose: str, case: str, applications: Sequence[Application]) -> Eligibility:
+        """One eligibility round trip for ``applications`` under ``purpose`` and ``case`` (recorded
+        in the agency's audit log by the client); raises what the client raises."""
+        view = self.view(purpose, case)
+        reasons = any(c.reveal for c in rule.clauses.values())  # else no owner is asked for its consent
+        try:
+            answer = view.eligibility(rule, applications, reasons=reasons)
+        except RemoteError as exc:
+            self._seen(rule.name, f"refused by {exc.party}: {exc.code.name}: {exc.details}")
+            raise
+        except RuleError as exc:
+            self._seen(rule.name, f"refused: {exc}")
+            raise
+        self._seen(rule.name, "accepted by every owner")
+        return answer
+
+    def _seen(self, rule: str, outcome: str) -> None:
+        with self._lock:
+            self.last[rule] = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {outcome}"[:500]
+
+
+def result_rows(applications: Sequence[Application], answer: Eligibility) -> list[ResultRow]:
+    """A row per application: eligible, or not eligible with the failed clauses we may see."""
+    rows = []
+    for k, (app, bit) in enumerate(zip(applications, answer.bits.tolist(), strict=True)):
+        failed = [name for name, bits in answer.clauses.items() if not bits[k]]
+        reason = "" if bit or not failed else "failed: " + ", ".join(failed)
+        rows.append(ResultRow(reference=app.reference, result="eligible" if bit else "not eligible", reason=reason))
+    return rows
+
+
+def error_reason(exc: RemoteError) -> str:
+    return f"{exc.party}: {exc.code.name}: {exc.details}"
