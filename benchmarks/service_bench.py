@@ -1,0 +1,270 @@
+"""The requester service (``mpc-requester serve``) under load: one application through its HTTPS
+API against owners holding ``rows``-row tables (issue 15).
+
+The city and the state of :mod:`benchmarks.eligibility_bench` (tables encrypted once, cached under
+``benchmarks/.state/eligibility/ROWS``); civil-affairs runs the service, a caller with its own
+certificate asks it over mutual TLS. The rule is one owner's threshold on public-security's table
+(one row per resident: ``rows`` rows; P3 bucket, masked decryption, comparison on shares with the
+coordinator dealing, one bit revealed).
+
+- ``service_point_p50_ms`` / ``p99``: one caller, sequential checks (``POST /v1/check``).
+- ``service_point_qps_32_callers``: 32 callers at once, each on its own keep-alive connection.
+- ``service_point_sdk_p50_ms``: the same check through the SDK in process (no HTTP): the
+  difference is what the service adds.
+- ``service_point_phase_ms_*``: where one check's time goes, seen from the requester (SDK, median
+  per phase): the OPRF at the owner, the encrypted bucket's fetch, masking and the owner's masked
+  decryption, the program on shares with the co-party (the dealer's correlations included), the rest.
+- ``service_point_cpu_ms_*``: CPU time per check of each process (the service, the owner, the
+  dealer) during the sequential run and under the 32 callers' load.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import ssl
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import tomli_w
+
+from benchmarks.eligibility_bench import STATE
+from benchmarks.grants import for_load_test
+from benchmarks.report import Result
+from demo.cluster import COORDINATOR, LocalCluster
+from demo.deployment import household_applications, party_specs, plain_values
+from demo.synthetic import generate
+from mpc.protocols.rules import Application, evaluate_plain, load_rules
+from parties.pki import Pki
+from parties.requester import Client, lookup, oprf, programs
+
+REQUESTER, OWNER, CALLER, PURPOSE = "civil-affairs", "public-security", "bench-caller", "public-rental-housing"
+RULES = """
+[rules.local-resident-check]
+description = "one owner, one row per resident: the applicant is a local resident"
+expression = "local"
+[rules.local-resident-check.clauses.local]
+owner = "public-security"
+dataset = "residents"
+column = "local_resident"
+compare = ">="
+value = 1
+absent = "false"
+"""
+RULE = "local-resident-check"
+PHASES = {  # module, function, label: the requester's view of one check
+    "oprf": (oprf, "dataset_tags"),
+    "bucket": (lookup, "_fetch_rows"),
+    "decrypt": (lookup, "decrypt"),
+    "program": (programs, "run"),
+}
+
+
+def _result(name: str, unit: str, ours: float, target: str | None = None, met: bool | None = None) -> Result:
+    return Result(name, unit, ours, "—", None, None, target, met)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def _timed_phases(spent: dict[str, list[float]]) -> Iterator[None]:
+    """Record the seconds each phase of :data:`PHASES` takes, per call, while inside."""
+    originals = {name: getattr(module, attr) for name, (module, attr) in PHASES.items()}
+
+    def timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent.setdefault(name, []).append(time.perf_counter() - started)
+
+        return wrapper
+
+    for name, (module, attr) in PHASES.items():
+        setattr(module, attr, timed(name, originals[name]))
+    try:
+        yield
+    finally:
+        for name, (module, attr) in PHASES.items():
+            setattr(module, attr, originals[name])
+
+
+def _start_service(cluster: LocalCluster, state: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """civil-affairs's requester service on an ephemeral loopback port, CALLER its one caller."""
+    Pki(cluster.pki_dir).issue(CALLER, roles=("client",))
+    (state / "service-rules.toml").write_text(RULES)
+    config = state / "config" / "service.toml"
+    settings = {
+        "agency": str(cluster.config(REQUESTER)),
+        "listen": "127.0.0.1:0",
+        "callers": [CALLER],
+        "rules": str(state / "service-rules.toml"),
+        "default_purpose": PURPOSE,
+    }
+    config.write_bytes(tomli_w.dumps({"service": settings}).encode())
+    address = cluster.members[REQUESTER].state_dir / "service-address"
+    address.unlink(missing_ok=True)
+    with (cluster.root / "logs" / "service.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "parties.cli.requester", "serve", "--config", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    deadline = time.monotonic() + 120
+    while not (address.exists() and address.read_text().strip()):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the service did not start: {(cluster.root / 'logs' / 'service.log').read_text()[-2000:]}"
+            )
+        time.sleep(0.05)
+    return process, f"https://{address.read_text().strip()}"
+
+
+def _http(cluster: LocalCluster, url: str) -> httpx.Client:
+    context = ssl.create_default_context(cafile=str(cluster.ca_path))
+    issued = cluster.pki_dir / "issued"
+    context.load_cert_chain(issued / f"{CALLER}.pem", issued / f"{CALLER}.key")
+    return httpx.Client(base_url=url, verify=context, timeout=120)
+
+
+def _check(http: httpx.Client, app: Application, case: str) -> bool:
+    reply = http.post("/v1/check", json={"rule": RULE, "case": case, "applicant": app.applicant})
+    if reply.status_code != 200:
+        raise RuntimeError(f"HTTP {reply.status_code}: {reply.text[:300]}")
+    return bool(reply.json()["result"] == "eligible")
+
+
+def run(rows: int = 1_000_000, say: object = print, seconds: float = 20.0) -> list[Result]:
+    log: Callable[[str], object] = say if callable(say) else print
+    state = STATE / str(rows)
+    tables = generate(rows)
+    specs = party_specs(tables, state / "data")
+    for spec in specs:  # the demo's owners allow 600 calls a minute per peer; a load test needs more
+        for_load_test(spec.policy)
+    cluster = LocalCluster(state, specs)
+    rule = load_rules(RULES).get(RULE)
+    singles = [Application(a.reference, a.applicant, (a.applicant,)) for a in household_applications(tables, 400)]
+    expected = [int(e) for e, _ in evaluate_plain(rule, singles, plain_values(tables), {})]
+    results: list[Result] = []
+    logging.getLogger("mpc.sdk").setLevel(logging.ERROR)  # the service holds the agency's requests log
+    with cluster:
+        cluster.approve_rule(rule, REQUESTER, [PURPOSE])
+        pids = {"dealer": cluster.members[COORDINATOR].process, "owner": cluster.members[OWNER].process}
+        with Client.from_config(cluster.config(REQUESTER), PURPOSE, "BENCH-SVC-SDK") as client:
+            started = time.perf_counter()
+            client.check_eligibility(rule, singles[:3])  # the owner encrypts its table (cached on disk)
+            log(f"owner's set-up ({rows:,} rows): {time.perf_counter() - started:.0f} s")
+            spent: dict[str, list[float]] = {}
+            sdk = []
+            with _timed_phases(spent):
+                for app in singles[:100]:
+                    begun = time.perf_counter()
+                    client.check_eligibility(rule, [app])
+                    sdk.append(time.perf_counter() - begun)
+        process, url = _start_service(cluster, state)
+        try:
+            procs = {**{k: p.pid for k, p in pids.items() if p is not None}, "service": process.pid}
+            with _http(cluster, url) as http:
+                for k, app in enumerate(singles[:3]):  # warm: directory, capabilities, schema, table key
+                    _check(http, app, f"BENCH-SVC-WARM-{k}")
+                before = {k: _cpu_seconds(p) for k, p in procs.items()}
+                latencies, answers = [], []
+                for k, app in enumerate(singles[:200]):
+                    begun = time.perf_counter()
+                    answers.append(int(_check(http, app, f"BENCH-SVC-{k}")))
+                    latencies.append((time.perf_counter() - begun) * 1000)
+                sequential_cpu = {k: (_cpu_seconds(p) - before[k]) * 1000 / len(latencies) for k, p in procs.items()}
+            correct = answers == expected[:200]
+            p50, p99 = float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99))
+            log(f"one application over HTTPS: p50 {p50:.1f} ms, p99 {p99:.1f} ms; matches plaintext: {correct}")
+            assert correct
+            qps, errors, load_cpu = _throughput(cluster, url, singles, procs, seconds)
+            log(f"32 callers: {qps:.1f} applications/s ({len(errors)} errors{': ' + errors[0] if errors else ''})")
+        finally:
+            process.terminate()
+            process.wait(30)
+    sdk_p50 = statistics.median(sdk) * 1000
+    phases = {name: statistics.median(values) * 1000 for name, values in spent.items()}
+    phases["other"] = sdk_p50 - sum(phases.values())
+    log(
+        f"SDK in process: p50 {sdk_p50:.1f} ms = "
+        + ", ".join(f"{name} {ms:.1f}" for name, ms in phases.items())
+        + "; CPU ms per application, sequential: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in sequential_cpu.items())
+        + "; under 32 callers: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in load_cpu.items())
+    )
+    results += [
+        _result("service_point_p50_ms", "ms", p50, "<= 50", p50 <= 50),
+        _result("service_point_p99_ms", "ms", p99, "<= 200", p99 <= 200),
+        _result("service_point_qps_32_callers", "applications/s", qps, ">= 100", qps >= 100 and not errors),
+        _result("service_point_sdk_p50_ms", "ms", sdk_p50),
+        *(_result(f"service_point_phase_ms_{name}", "ms", ms) for name, ms in phases.items()),
+        *(_result(f"service_point_cpu_ms_{k}", "ms", v) for k, v in sequential_cpu.items()),
+        *(_result(f"service_point_cpu_ms_{k}_32_callers", "ms", v) for k, v in load_cpu.items()),
+    ]
+    return results
+
+
+def _throughput(
+    cluster: LocalCluster, url: str, singles: list[Application], procs: dict[str, int], seconds: float
+) -> tuple[float, list[str], dict[str, float]]:
+    """Applications per second from 32 callers at once for ``seconds``; the errors; the CPU ms
+    per application of each process."""
+    done, errors, lock = [0], [], threading.Lock()
+    clients = [_http(cluster, url) for _ in range(32)]
+    for k, http in enumerate(clients):  # each opens its connection (TLS handshake) first
+        _check(http, singles[k], f"BENCH-SVC-QPS-WARM-{k}")
+    stop_at = time.perf_counter() + seconds
+
+    def caller(k: int) -> None:
+        i = k
+        while time.perf_counter() < stop_at:
+            try:
+                _check(clients[k], singles[i % len(singles)], f"BENCH-SVC-QPS-{k}-{i}")
+            except Exception as exc:
+                errors.append(repr(exc))
+                return
+            with lock:
+                done[0] += 1
+            i += 32
+
+    before = {k: _cpu_seconds(p) for k, p in procs.items()}
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(32)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    cpu = {k: (_cpu_seconds(p) - before[k]) * 1000 / max(1, done[0]) for k, p in procs.items()}
+    for http in clients:
+        http.close()
+    return done[0] / elapsed, errors, cpu
+
+
+if __name__ == "__main__":
+    from rich.console import Console
+
+    from benchmarks.report import print_and_save
+
+    size = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    console = Console(width=160)
+    print_and_save(run(size, console.print), console, Path(__file__).with_name("service-results.json"))
