@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             "rules": "../rules.toml",
             "default_purpose": PURPOSE,
             "job_chunk": 16,
+            "coalesce_ms": 200,  # concurrent checks go to the owners together
         }
         config.write_bytes(tomli_w.dumps({"service": settings}).encode())
         state = cluster.root / "state" / "intake"
@@ -209,6 +211,31 @@ def test_one_application_matches_the_plaintext_rule(service: Service) -> None:
             assert out["clauses"] == bits
             if not eligible:
                 assert out["reason"] == "failed: " + ", ".join(n for n, b in bits.items() if not b)
+
+
+def test_concurrent_checks_are_coalesced_into_batches(service: Service) -> None:
+    """16 checks at once: each gets its own application's answer (the plaintext rule's), while the
+    owners see batches (one per household size class and window), whose case reference the
+    agency's log links to each call's own."""
+    applications = household_applications(service.tables, 16)
+    expected = _oracle(service, "rental", applications)
+
+    def check(k: int) -> dict[str, Any]:
+        with service.client() as http:
+            body = {"rule": "rental", "case": f"MANY-{k}", **_body(applications[k])}
+            reply = http.post("/v1/check", json=body)
+            assert reply.status_code == 200, reply.text
+            return dict(reply.json())
+
+    with ThreadPoolExecutor(16) as pool:
+        replies = list(pool.map(check, range(16)))
+    for reply, (eligible, bits) in zip(replies, expected, strict=True):
+        assert reply["result"] == ("eligible" if eligible else "not eligible") and reply["clauses"] == bits
+    calls = [e for e in _entries(service) if e["action"] == "http:POST /v1/check" and e["case"].startswith("MANY-")]
+    batches = {e["detail"].split()[3] for e in calls if e["detail"].startswith("checked in batch")}
+    assert len(calls) == 16 and 1 <= len(batches) < 16
+    sizes = [e["rows"] for e in _entries(service) if e["action"] == "request:eligibility" and e["case"] in batches]
+    assert sum(sizes) == sum(1 for e in calls if e["detail"]) and max(sizes) > 1
 
 
 def test_a_job_has_a_row_per_application_as_json_and_csv(service: Service) -> None:
@@ -334,13 +361,8 @@ def test_every_call_is_in_the_signed_audit_log(service: Service) -> None:
                                             "applicant": _first(service)}).status_code == 200  # fmt: skip
     with service.client(None) as http:
         assert http.get("/v1/rules").status_code == 401
-    log = service.state / "requests.log"
-
-    def entries() -> list[dict[str, Any]]:
-        return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-
-    wait_for(lambda: any(e["outcome"] == "HTTP 401" for e in entries()), "the refusal's audit entry")
-    found = entries()
+    wait_for(lambda: any(e["outcome"] == "HTTP 401" for e in _entries(service)), "the refusal's audit entry")
+    found = _entries(service)
     checked = [e for e in found if e["action"] == "http:POST /v1/check" and e["case"] == "AUDIT-1"]
     assert len(checked) == 1 and checked[0]["peer"] == "case-system" and checked[0]["outcome"] == "OK"
     assert checked[0]["purpose"] == PURPOSE and checked[0]["rows"] == 1
@@ -349,8 +371,13 @@ def test_every_call_is_in_the_signed_audit_log(service: Service) -> None:
     assert refused and refused[-1]["peer"] == "-" and "client certificate" in refused[-1]["detail"]
     assert any(e["peer"] == "other-system" and e["outcome"] == "HTTP 403" for e in found)
     key = load_or_create_signing_key(service.state / "audit-signing.pem")
-    report = verify_log(log, key.public_key())
+    report = verify_log(service.state / "requests.log", key.public_key())
     assert report.ok, report.problems
+
+
+def _entries(service: Service) -> list[dict[str, Any]]:
+    log = service.state / "requests.log"
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
 def _first(service: Service) -> str:

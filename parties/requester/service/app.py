@@ -30,7 +30,8 @@ from mpc.audit import AuditEvent, AuditLog
 from mpc.protocols.rules import RuleError
 from parties.requester import RemoteError
 from parties.requester.service.callers import Callers
-from parties.requester.service.checks import ApplicationError, Checker, application, result_rows
+from parties.requester.service.checks import ApplicationError, Checker, application, result_row
+from parties.requester.service.coalesce import Coalescer
 from parties.requester.service.jobs import Job, Jobs, UnknownJob
 from parties.requester.service.listing import rules_listing
 from parties.requester.service.models import CheckIn, CheckOut, JobIn, JobOut, Refusal, ResultRow, RuleOut
@@ -61,7 +62,9 @@ def _caller(request: Request) -> str:
 Caller = Annotated[str, Depends(_caller)]
 
 
-def create_app(checker: Checker, jobs: Jobs, callers: Callers, audit: AuditLog, max_job: int) -> FastAPI:
+def create_app(
+    checker: Checker, coalescer: Coalescer, jobs: Jobs, callers: Callers, audit: AuditLog, max_job: int
+) -> FastAPI:
     app = FastAPI(
         title="mpc-agencies requester service",
         version="1",
@@ -138,7 +141,7 @@ def create_app(checker: Checker, jobs: Jobs, callers: Callers, audit: AuditLog, 
                 application(body, checker.id_kind, body.reference or body.case),
                 checker.cap(rule, purpose, body.case),
             )
-            answer = checker.check(rule, purpose, body.case, [submitted])
+            answer, k, case = coalescer.check(rule, purpose, body.case, submitted)
         except ApplicationError as exc:
             raise _Refused(422, reason=exc.reason, field=exc.field) from None
         except RuleError as exc:
@@ -149,8 +152,10 @@ def create_app(checker: Checker, jobs: Jobs, callers: Callers, audit: AuditLog, 
             ) from None
         except LookupError as exc:  # an owner the coordinator's directory does not know (yet)
             raise _Refused(503, reason=str(exc)) from None
-        row = result_rows([submitted], answer)[0]
-        clauses = {name: bool(bits[0]) for name, bits in answer.clauses.items()}
+        if case != body.case:
+            request.state.detail = f"checked in batch {case} of {len(answer.bits)} applications"
+        row = result_row(submitted, answer, k)
+        clauses = {name: bool(bits[k]) for name, bits in answer.clauses.items()}
         return CheckOut(**row.model_dump(), rule=rule.name, clauses=clauses)
 
     @app.post("/v1/jobs", status_code=202, responses=refusals, tags=["jobs"])

@@ -19,7 +19,7 @@ from mpc.protocols.rules import MAX_MEMBERS, Application, Rule, RuleError, RuleS
 from parties.requester import Client, Eligibility, RemoteError
 from parties.requester.service.models import ApplicationIn, ResultRow
 
-__all__ = ["ApplicationError", "Checker", "application", "error_reason", "result_rows"]
+__all__ = ["ApplicationError", "Checker", "application", "error_reason", "result_row", "result_rows"]
 
 
 class ApplicationError(ValueError):
@@ -121,13 +121,16 @@ class Checker:
 
 
 def result_rows(applications: Sequence[Application], answer: Eligibility) -> list[ResultRow]:
-    """A row per application: eligible, or not eligible with the failed clauses we may see."""
-    rows = []
-    for k, (app, bit) in enumerate(zip(applications, answer.bits.tolist(), strict=True)):
-        failed = [name for name, bits in answer.clauses.items() if not bits[k]]
-        reason = "" if bit or not failed else "failed: " + ", ".join(failed)
-        rows.append(ResultRow(reference=app.reference, result="eligible" if bit else "not eligible", reason=reason))
-    return rows
+    """A row per application (:func:`result_row`)."""
+    return [result_row(app, answer, k) for k, app in enumerate(applications)]
+
+
+def result_row(app: Application, answer: Eligibility, k: int) -> ResultRow:
+    """The ``k``-th application of ``answer``: eligible, or not eligible with the failed clauses we may see."""
+    eligible = bool(answer.bits[k])
+    failed = [name for name, bits in answer.clauses.items() if not bits[k]]
+    reason = "" if eligible or not failed else "failed: " + ", ".join(failed)
+    return ResultRow(reference=app.reference, result="eligible" if eligible else "not eligible", reason=reason)
 
 
 def error_reason(exc: RemoteError) -> str:

@@ -13,6 +13,7 @@ from parties.requester import Client
 from parties.requester.service.app import create_app
 from parties.requester.service.callers import Callers
 from parties.requester.service.checks import Checker
+from parties.requester.service.coalesce import Coalescer
 from parties.requester.service.config import ServiceConfig
 from parties.requester.service.jobs import Jobs
 from parties.rpc.https import HttpServer
@@ -40,9 +41,9 @@ class RequesterService:
         checker = Checker(self.client, rules, section.default_purpose, section.id_kind)
         self.jobs = Jobs(checker, section.job_chunk, section.keep_jobs)
         served = tls if section.https else None
-        app = create_app(
-            checker, self.jobs, Callers(section.callers, served), self.audit_log, section.max_job_applications
-        )
+        coalescer = Coalescer(checker, section.coalesce_ms, section.coalesce_most)
+        callers = Callers(section.callers, served)
+        app = create_app(checker, coalescer, self.jobs, callers, self.audit_log, section.max_job_applications)
         self.http = HttpServer(app, section.listen, served, client_certificates=True)
         self.address = ""
 
