@@ -359,6 +359,7 @@ def test_every_call_is_in_the_signed_audit_log(service: Service) -> None:
     with service.client() as http:
         assert http.post("/v1/check", json={"rule": "income-below-100k", "case": "AUDIT-1",
                                             "applicant": _first(service)}).status_code == 200  # fmt: skip
+        assert http.post("/v1/check", json={"rule": "rental", "case": "AUDIT-2"}).status_code == 422
     with service.client(None) as http:
         assert http.get("/v1/rules").status_code == 401
     wait_for(lambda: any(e["outcome"] == "HTTP 401" for e in _entries(service)), "the refusal's audit entry")
@@ -370,6 +371,8 @@ def test_every_call_is_in_the_signed_audit_log(service: Service) -> None:
     refused = [e for e in found if e["outcome"] == "HTTP 401"]
     assert refused and refused[-1]["peer"] == "-" and "client certificate" in refused[-1]["detail"]
     assert any(e["peer"] == "other-system" and e["outcome"] == "HTTP 403" for e in found)
+    malformed = [e for e in found if e["outcome"] == "HTTP 422" and e["peer"] == "case-system"]
+    assert any(e["detail"] == "malformed request: body.applicant: Field required" for e in malformed)
     key = load_or_create_signing_key(service.state / "audit-signing.pem")
     report = verify_log(service.state / "requests.log", key.public_key())
     assert report.ok, report.problems

@@ -22,12 +22,13 @@ from typing import Annotated, Any, Literal
 
 import grpc
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
-from fastapi.exception_handlers import http_exception_handler
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from mpc.audit import AuditEvent, AuditLog
-from mpc.protocols.rules import RuleError
+from mpc.protocols.rules import Rule, RuleError
 from parties.requester import RemoteError
 from parties.requester.service.callers import Callers
 from parties.requester.service.checks import ApplicationError, Checker, application, result_row
@@ -114,12 +115,19 @@ def create_app(
         request.state.detail = str(exc.detail.get("reason", "") if isinstance(exc.detail, dict) else exc.detail)
         return await http_exception_handler(request, exc)
 
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        request.state.detail = f"malformed request: {where}: {first.get('msg', '')}"
+        return await request_validation_exception_handler(request, exc)
+
     @app.exception_handler(_Refused)
     async def refused(request: Request, exc: _Refused) -> JSONResponse:
         request.state.detail = exc.detail["reason"]
         return JSONResponse({"detail": exc.detail}, status_code=exc.http)
 
-    def begin(request: Request, rule: str, purpose: str | None, case: str, rows: int) -> tuple[Any, str]:
+    def begin(request: Request, rule: str, purpose: str | None, case: str, rows: int) -> tuple[Rule, str]:
         """The rule and purpose of a call (422 naming the field otherwise), noted for the audit entry."""
         request.state.case, request.state.rows = case, rows
         try:

@@ -45,7 +45,9 @@ class ApplicationIn(BaseModel):
     )
 
 
-class Request(BaseModel):
+class RuleRequest(BaseModel):
+    """What every check names: the rule, the purpose and the case."""
+
     model_config = ConfigDict(extra="forbid")
 
     rule: str = Field(pattern=RULE_NAME, description="a rule of the service's rules file (GET /v1/rules)")
@@ -55,13 +57,13 @@ class Request(BaseModel):
     case: str = Field(pattern=REFERENCE, description="case reference, written to every owner's audit log and ours")
 
 
-class CheckIn(Request, ApplicationIn):
+class CheckIn(RuleRequest, ApplicationIn):
     """One application, checked now."""
 
     reference: str = Field("", pattern=r"^([^\x00-\x1f\x7f]{1,128})?$", description="default: the case reference")
 
 
-class JobIn(Request):
+class JobIn(RuleRequest):
     """A batch of applications, checked in the background."""
 
     applications: list[ApplicationIn] = Field(min_length=1)
