@@ -70,6 +70,29 @@ compare = "<="
 value = 100000
 absent = "false"
 
+[rules.declaration-audit]
+description = "the household income declared is within 10 % of tax's, the property count declared is housing's"
+expression = "income_as_declared AND property_as_declared"
+[rules.declaration-audit.clauses.income_as_declared]
+owner = "tax"
+dataset = "income"
+column = "annual_income"
+scope = "household-sum"
+compare = "within"
+declared = "household_income"
+tolerance_percent = 10
+absent = "zero"
+reveal = true
+[rules.declaration-audit.clauses.property_as_declared]
+owner = "housing"
+dataset = "properties"
+column = "property_count"
+scope = "household-sum"
+compare = "=="
+declared = "property_count"
+absent = "zero"
+reveal = true
+
 [rules.not-approved]
 description = "never approved by tax"
 expression = "rich"
@@ -141,7 +164,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     process = None
     try:
         rules = load_rules(RULES)
-        for name in ("rental", "income-below-100k"):
+        for name in ("rental", "income-below-100k", "declaration-audit"):
             cluster.approve_rule(rules.get(name), "intake", [PURPOSE])
         pki = Pki(cluster.pki_dir)
         for caller in ("case-system", "other-system"):
@@ -238,6 +261,45 @@ def test_concurrent_checks_are_coalesced_into_batches(service: Service) -> None:
     assert sum(sizes) == sum(1 for e in calls if e["detail"]) and max(sizes) > 1
 
 
+def test_declared_values_are_checked_against_the_owners(service: Service) -> None:
+    """A job of declarations (household income, per member or per application; property count):
+    as declared, 30 % off, at the 10 % tolerance's edge; each row is the plaintext rule's, and an
+    application that declares nothing is an error row naming the missing value."""
+    values = plain_values(service.tables)
+    income, properties = values[("tax", "income", "annual_income")], values[("housing", "properties", "property_count")]
+    applications = []
+    for k, app in enumerate(household_applications(service.tables, 24)):
+        true_income = sum(income.get(m, 0) for m in app.members)
+        declared_income = [true_income, true_income * 13 // 10, true_income * 11 // 10][k % 3]
+        per_member = k % 2 == 1  # per member: the first carries the whole figure, the others 0
+        member_declared = tuple(
+            {"household_income": str(declared_income if i == 0 else 0)} for i in range(len(app.members))
+        )
+        declared = {"property_count": str(sum(properties.get(m, 0) for m in app.members) + (k % 5 == 4))}
+        if not per_member:
+            declared["household_income"] = str(declared_income)
+        applications.append(
+            Application(app.reference, app.applicant, app.members, declared, member_declared if per_member else ())
+        )
+    expected = _oracle(service, "declaration-audit", applications)
+    body = [
+        {**_body(a), "declared": dict(a.declared), "member_declared": [dict(m) for m in a.member_declared]}
+        for a in applications
+    ]
+    body.append({**_body(applications[0]), "reference": "NOTHING-DECLARED"})
+    with service.client() as http:
+        job = http.post("/v1/jobs", json={"rule": "declaration-audit", "case": "DECL-1", "applications": body}).json()
+        wait_for(lambda: http.get(f"/v1/jobs/{job['id']}").json()["status"] == "done", "the job", 300)
+        rows = http.get(f"/v1/jobs/{job['id']}/results").json()
+        single = http.post(
+            "/v1/check", json={"rule": "declaration-audit", "case": "DECL-2", "applicant": applications[0].applicant}
+        )
+    assert [r["result"] for r in rows[:-1]] == ["eligible" if e else "not eligible" for e, _ in expected]
+    assert {r["result"] for r in rows[:-1]} == {"eligible", "not eligible"}
+    assert rows[-1]["result"] == "error" and "declared 'household_income' is missing" in rows[-1]["reason"]
+    assert single.status_code == 422 and single.json()["detail"]["field"] == "declared"
+
+
 def test_a_job_has_a_row_per_application_as_json_and_csv(service: Service) -> None:
     """POST /v1/jobs: valid applications are checked in chunks, the malformed ones are error rows
     naming the field; progress until done; the same rows as JSON and CSV, in the order sent."""
@@ -285,7 +347,7 @@ def test_rules_are_listed_with_their_owners_grants(service: Service) -> None:
         listing = {r["name"]: r for r in http.get("/v1/rules").json()}
     assert refused.status_code == 403, refused.text
     assert refused.json()["detail"]["owner"] == "tax" and "not approved" in refused.json()["detail"]["reason"]
-    assert set(listing) == {"rental", "income-below-100k", "not-approved"}
+    assert set(listing) == set(rules.rules)
     assert listing["rental"]["fingerprint"] == rules.get("rental").fingerprint()
     assert [(o["owner"], o["columns_granted"]) for o in listing["rental"]["owners"]] == [
         ("housing", True),

@@ -145,7 +145,8 @@ def create_app(
         (its bucket of ids and the household size class), the co-party only shares."""
         rule, purpose = begin(request, body.rule, body.purpose, body.case, 1)
         try:
-            submitted = checker.within_cap(
+            submitted = checker.admit(
+                rule,
                 application(body, checker.id_kind, body.reference or body.case),
                 checker.cap(rule, purpose, body.case),
             )

@@ -94,9 +94,14 @@ class Checker:
         return min((view.listing(o).max_household or MAX_MEMBERS for o in owners), default=MAX_MEMBERS)
 
     @staticmethod
-    def within_cap(app: Application, cap: int) -> Application:
+    def admit(rule: Rule, app: Application, cap: int) -> Application:
+        """``app`` if the owners accept its household and it declares what ``rule`` reads, else
+        :class:`ApplicationError` naming the field."""
         if len(app.members) > cap:
             raise ApplicationError("members", f"{len(app.members)} members: the owners accept at most {cap}")
+        problem = rule.declared_problem(app)
+        if problem is not None:
+            raise ApplicationError("declared", problem)
         return app
 
     def check(self, rule: Rule, purpose: str, case: str, applications: Sequence[Application]) -> Eligibility:

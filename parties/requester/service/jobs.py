@@ -103,7 +103,7 @@ class Jobs:
                     if item.reference in seen:
                         raise ApplicationError("reference", f"repeats applications.{seen[item.reference]}")
                     seen[item.reference] = k
-                    valid.append((k, self.checker.within_cap(application(item, self.checker.id_kind), cap)))
+                    valid.append((k, self.checker.admit(job.rule, application(item, self.checker.id_kind), cap)))
                 except ApplicationError as exc:
                     self._finish(job, [k], [ResultRow(reference=item.reference, result="error", reason=str(exc))])
             for start in range(0, len(valid), self.chunk):
