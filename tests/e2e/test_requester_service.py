@@ -477,3 +477,27 @@ def test_the_service_refuses_to_start_without_a_certificate_that_serves(service:
         )
         assert done.returncode == 2 and message in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"https": False, "listen": "0.0.0.0:8443"}, "service: Value error, https = false serves applicants' ids"),
+        ({"callers": []}, "service.callers: List should have at least 1 item"),
+        ({"callers": ["Case System"]}, "caller names are certificate names"),
+        ({"default_purpose": "Housing!"}, "service.default_purpose: String should match pattern"),
+        ({"rules": "missing.toml"}, "service.rules: no rules file at"),
+        ({"workers": 4}, "service.workers: Extra inputs are not permitted"),
+    ],
+)
+def test_a_configuration_error_names_the_key(tmp_path: Path, settings: dict[str, Any], message: str) -> None:
+    from parties.config import ConfigError
+    from parties.requester.service.config import load_service_config
+
+    (tmp_path / "rules.toml").write_text(RULES)
+    path = tmp_path / "service.toml"
+    base = {"agency": "agency.toml", "callers": ["case-system"], "rules": "rules.toml"}
+    path.write_bytes(tomli_w.dumps({"service": {**base, **settings}}).encode())
+    with pytest.raises(ConfigError) as error:
+        load_service_config(path)
+    assert message in str(error.value) and str(path) in str(error.value)
