@@ -1,9 +1,8 @@
 """The requester service's HTTP/JSON API (FastAPI: its OpenAPI description is at ``/openapi.json``).
 
 Every ``/v1`` route needs a client certificate of one of the configured callers (:mod:`.callers`)
-and is written to the agency's signed audit log (``STATE/requests.log``): the caller, the route,
-purpose and case, the number of applications and the HTTP status; never ids or results. Each
-check is also recorded there by the client (owners, rows, outcome), and in every owner's log.
+and is written to the agency's signed audit log (:mod:`.auditing`). Each check is also recorded
+there by the client (owners, rows, outcome), and in every owner's log.
 
 Refusals carry ``{"detail": {"reason": ..., ...}}``: 401 without a client certificate, 403 for a
 certificate that is not a caller's or an owner's refusal (``owner`` and ``status`` say whose and
@@ -16,8 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 import grpc
@@ -25,11 +22,11 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
-from mpc.audit import AuditEvent, AuditLog
+from mpc.audit import AuditLog
 from mpc.protocols.rules import Rule, RuleError
 from parties.requester import RemoteError
+from parties.requester.service.auditing import Audited
 from parties.requester.service.callers import Callers
 from parties.requester.service.checks import ApplicationError, Checker, application, result_row
 from parties.requester.service.coalesce import Coalescer
@@ -87,31 +84,11 @@ def create_app(
         )
     }
 
-    @app.middleware("http")
-    async def audited(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started, status = time.perf_counter(), 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            if request.url.path.startswith("/v1/"):
-                state = request.state
-                event = AuditEvent(
-                    peer=getattr(state, "caller", "-"),
-                    action=f"http:{request.method} {request.url.path}"[:200],
-                    purpose=getattr(state, "purpose", ""),
-                    case=getattr(state, "case", ""),
-                    protocol="https" if callers.tls is not None else "http",
-                    rows=getattr(state, "rows", 0),
-                    outcome="OK" if status < 400 else f"HTTP {status}",
-                    detail=getattr(state, "detail", "")[:300],
-                    duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                )
-                await run_in_threadpool(audit.append, event)
+    app.add_middleware(Audited, log=audit, protocol="https" if callers.tls is not None else "http")
 
     @app.exception_handler(HTTPException)
     async def refused_caller(request: Request, exc: HTTPException) -> Response:
+        """A refused caller (:class:`.callers.Refused`), the reason noted for the audit entry."""
         request.state.detail = str(exc.detail.get("reason", "") if isinstance(exc.detail, dict) else exc.detail)
         return await http_exception_handler(request, exc)
 

@@ -36,9 +36,17 @@ class _Batch:
 
 
 class Coalescer:
+    """At most ``IN_FLIGHT`` batches per key run at once; a check arriving meanwhile joins the next
+    batch, which leaves when a batch before it is done and the window since it opened has passed,
+    or at once when it holds ``most`` applications. Under load batches grow to the number of
+    callers waiting; alone, a check waits the window only."""
+
+    IN_FLIGHT = 2
+
     def __init__(self, checker: Checker, window_ms: float, most: int) -> None:
         self.checker, self.window, self.most = checker, window_ms / 1000, most
         self._open: dict[Key, _Batch] = {}
+        self._slots: dict[Key, threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
 
     def check(self, rule: Rule, purpose: str, case: str, app: Application) -> tuple[Eligibility, int, str]:
@@ -52,26 +60,35 @@ class Coalescer:
             leader = batch is None
             if batch is None:
                 batch = self._open[key] = _Batch(f"coalesced-{uuid.uuid4().hex[:16]}")
+            slots = self._slots.setdefault(key, threading.BoundedSemaphore(self.IN_FLIGHT))
             index = len(batch.applications)
             batch.applications.append(app)
             if len(batch.applications) >= self.most:
-                del self._open[key]
-                batch.full.set()
+                self._close(key, batch)
         if leader:
             batch.full.wait(self.window)
-            with self._lock:
-                if self._open.get(key) is batch:
-                    del self._open[key]
-            if len(batch.applications) == 1:
-                batch.case = case
-            try:
-                batch.answer = self.checker.check(rule, purpose, batch.case, batch.applications)
-            except BaseException as exc:
-                batch.error = exc
-            finally:
-                batch.done.set()
+            with slots:  # while the batches before it run, this one keeps filling
+                with self._lock:
+                    self._close(key, batch)
+                self._run(batch, rule, purpose, case)
         batch.done.wait()
         if batch.error is not None:
             raise batch.error
         assert batch.answer is not None
         return batch.answer, index, batch.case
+
+    def _close(self, key: Key, batch: _Batch) -> None:
+        """No more applications join ``batch`` (the caller holds the lock)."""
+        if self._open.get(key) is batch:
+            del self._open[key]
+        batch.full.set()
+
+    def _run(self, batch: _Batch, rule: Rule, purpose: str, case: str) -> None:
+        if len(batch.applications) == 1:
+            batch.case = case
+        try:
+            batch.answer = self.checker.check(rule, purpose, batch.case, batch.applications)
+        except BaseException as exc:
+            batch.error = exc
+        finally:
+            batch.done.set()
