@@ -51,8 +51,8 @@ class _Refused(Exception):
         self.http, self.detail = http, detail
 
 
-def _caller(request: Request) -> str:
-    """The authenticated caller (:meth:`Callers.identify`)."""
+async def _caller(request: Request) -> str:
+    """The authenticated caller (:meth:`Callers.identify`: no I/O, so on the event loop)."""
     callers: Callers = request.app.state.callers
     return callers.identify(request)
 
