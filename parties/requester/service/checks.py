@@ -2,14 +2,13 @@
 
 An application from the API becomes a :class:`~mpc.protocols.rules.Application` (ids normalised,
 the applicant first, declared values passed through as written) or an :class:`ApplicationError`
-naming the field. Each check runs on a view of the one warm client that carries the call's purpose
-and case reference (connections, keys and caches are shared); what owners and the co-party learn
-is what :meth:`~parties.requester.Client.eligibility` says, per call.
+naming the field. Every check runs on the one warm client (:class:`SharedClient`: connections, keys,
+directory and caches shared), with the call's purpose and case reference; what owners and the
+co-party learn is what :meth:`~parties.requester.Client.eligibility` says, per call.
 """
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from mpc.protocols.rules import MAX_MEMBERS, Application, Rule, RuleError, RuleS
 from parties.requester import Client, Eligibility, RemoteError
 from parties.requester.service.models import ApplicationIn, ResultRow
 
-__all__ = ["ApplicationError", "Checker", "application", "error_reason", "result_row", "result_rows"]
+__all__ = ["ApplicationError", "Checker", "SharedClient", "application", "error_reason", "result_row", "result_rows"]
 
 
 class ApplicationError(ValueError):
@@ -62,10 +61,34 @@ def application(item: ApplicationIn, kind: IdKind, reference: str | None = None)
     )
 
 
+class SharedClient(Client):
+    """The service's one client, used by many calls at once: the purpose and case reference (what
+    it sends owners as metadata and records in the agency's log) are each thread's own; everything
+    else is shared by all calls."""
+
+    _call = threading.local()
+
+    @property
+    def purpose(self) -> str:
+        return str(getattr(self._call, "purpose", ""))
+
+    @purpose.setter
+    def purpose(self, value: str) -> None:
+        self._call.purpose = value
+
+    @property
+    def case(self) -> str:
+        return str(getattr(self._call, "case", ""))
+
+    @case.setter
+    def case(self, value: str) -> None:
+        self._call.case = value
+
+
 class Checker:
     """The warm client, the rules it checks against, and the last outcome seen per rule."""
 
-    def __init__(self, client: Client, rules: RuleSet, default_purpose: str | None, id_kind: IdKind) -> None:
+    def __init__(self, client: SharedClient, rules: RuleSet, default_purpose: str | None, id_kind: IdKind) -> None:
         self.client, self.rules = client, rules
         self.default_purpose, self.id_kind = default_purpose, id_kind
         self.last: dict[str, str] = {}  # rule name -> outcome of its last check, with the time
@@ -81,17 +104,16 @@ class Checker:
             raise ApplicationError("purpose", "give a purpose code: the service has no default_purpose")
         return purpose
 
-    def view(self, purpose: str, case: str) -> Client:
-        """The warm client with this call's purpose and case: the same connections and caches."""
-        view = copy.copy(self.client)
-        view.purpose, view.case = purpose, case
-        return view
+    def for_call(self, purpose: str, case: str) -> Client:
+        """The warm client, carrying ``purpose`` and ``case`` in this thread."""
+        self.client.purpose, self.client.case = purpose, case
+        return self.client
 
     def cap(self, rule: Rule, purpose: str, case: str) -> int:
         """The most members per household that every owner of the rule's columns accepts."""
         owners = {c.owner for c in rule.clauses.values() if not c.is_predicate}
-        view = self.view(purpose, case)
-        return min((view.listing(o).max_household or MAX_MEMBERS for o in owners), default=MAX_MEMBERS)
+        client = self.for_call(purpose, case)
+        return min((client.listing(o).max_household or MAX_MEMBERS for o in owners), default=MAX_MEMBERS)
 
     @staticmethod
     def admit(rule: Rule, app: Application, cap: int) -> Application:
@@ -107,10 +129,10 @@ class Checker:
     def check(self, rule: Rule, purpose: str, case: str, applications: Sequence[Application]) -> Eligibility:
         """One eligibility round trip for ``applications`` under ``purpose`` and ``case`` (recorded
         in the agency's audit log by the client); raises what the client raises."""
-        view = self.view(purpose, case)
+        client = self.for_call(purpose, case)
         reasons = any(c.reveal for c in rule.clauses.values())  # else no owner is asked for its consent
         try:
-            answer = view.eligibility(rule, applications, reasons=reasons)
+            answer = client.eligibility(rule, applications, reasons=reasons)
         except RemoteError as exc:
             self._seen(rule.name, f"refused by {exc.party}: {exc.code.name}: {exc.details}")
             raise

@@ -22,13 +22,13 @@ LISTING_CASE = "rules-listing"  # the case reference the owners' audit logs show
 
 
 def rules_listing(checker: Checker, purpose: str) -> list[RuleOut]:
-    view = checker.view(purpose, LISTING_CASE)
+    client = checker.for_call(purpose, LISTING_CASE)
     return [
         RuleOut(
             name=name,
             description=rule.description,
             fingerprint=rule.fingerprint(),
-            owners=[_grant(view, rule, owner) for owner in rule.owners()],
+            owners=[_grant(client, rule, owner) for owner in rule.owners()],
             last_check=checker.last.get(name, ""),
         )
         for name, rule in sorted(checker.rules.rules.items())

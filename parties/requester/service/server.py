@@ -9,10 +9,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from mpc.audit import AuditEvent
 from mpc.protocols.rules import RuleError, load_rules
 from parties.config import ConfigError
-from parties.requester import Client
 from parties.requester.service.app import create_app
 from parties.requester.service.callers import Callers
-from parties.requester.service.checks import Checker
+from parties.requester.service.checks import Checker, SharedClient
 from parties.requester.service.coalesce import Coalescer
 from parties.requester.service.config import ServiceConfig
 from parties.requester.service.jobs import Jobs
@@ -35,8 +34,8 @@ class RequesterService:
         except RuleError as exc:
             raise ConfigError(str(exc)) from None
         self.config = config
-        self.client = Client.from_config(config.agency_path)
-        assert self.client.audit is not None  # from_config opens the agency's requests log
+        self.client = SharedClient.from_config(config.agency_path)
+        assert isinstance(self.client, SharedClient) and self.client.audit is not None  # with the agency's log
         self.audit_log = self.client.audit
         checker = Checker(self.client, rules, section.default_purpose, section.id_kind)
         self.jobs = Jobs(checker, section.job_chunk, section.keep_jobs)
