@@ -17,7 +17,8 @@ coordinator dealing, one bit revealed).
   per phase): the OPRF at the owner, the encrypted bucket's fetch, masking and the owner's masked
   decryption, the program on shares with the co-party (the dealer's correlations included), the rest.
 - ``service_point_cpu_ms_*``: CPU time per check of each process (the service, the owner, the
-  dealer) during the sequential run and under the 32 callers' load.
+  dealer, and the callers: this process, whose HTTPS clients share the two cores here) during the
+  sequential run and under the 32 callers' load.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def _serving(
     cluster: LocalCluster, state: Path, coalesce_ms: float, pids: dict[str, int]
 ) -> Iterator[tuple[str, dict[str, int]]]:
     """civil-affairs's requester service on an ephemeral loopback port, CALLER its one caller:
-    its URL, and the process ids to measure (``pids`` and the service's)."""
+    its URL, and the process ids to measure (``pids``, the service's, and ours: the callers')."""
     Pki(cluster.pki_dir).issue(CALLER, roles=("client",))
     (state / "service-rules.toml").write_text(RULES)
     config = state / "config" / "service.toml"
@@ -144,7 +145,7 @@ def _serving(
                     f"the service did not start: {(cluster.root / 'logs' / 'service.log').read_text()[-2000:]}"
                 )
             time.sleep(0.05)
-        yield f"https://{address.read_text().strip()}", {**pids, "service": process.pid}
+        yield f"https://{address.read_text().strip()}", {**pids, "service": process.pid, "callers": os.getpid()}
     finally:
         process.terminate()
         process.wait(30)
