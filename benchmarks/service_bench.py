@@ -320,4 +320,4 @@ if __name__ == "__main__":
 
     size = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     console = Console(width=160)
-    print_and_save(run(size, console.print), console, Path(__file__).with_name("service-results.json"))
+    print_and_save(run(size, console.print), console, STATE.parent / "service-results.json")
