@@ -150,7 +150,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             "housing": {"purposes": [PURPOSE], "forward_shares": True},
         }
     }
-    housing_policy = {"peers": {"intake": _grant("properties", "property_count", co_parties=["tax"])}}
+    # housing keeps its clause bits to itself: reasons say that other clauses were not disclosed
+    housing_grant = _grant("properties", "property_count", co_parties=["tax"], reveal_clauses=False)
+    housing_policy = {"peers": {"intake": housing_grant}}
     cluster = LocalCluster(
         root,
         [
@@ -209,8 +211,9 @@ def _body(app: Application) -> dict[str, Any]:
 
 
 def test_one_application_matches_the_plaintext_rule(service: Service) -> None:
-    """POST /v1/check, one household at a time, against both owners: the bit and the revealed
-    clause bits are the plaintext rule's; members may come in any order, declared values pass."""
+    """POST /v1/check, one household at a time, against both owners: the bit and the clause bits
+    tax discloses are the plaintext rule's, the reason says that housing's were not disclosed;
+    members may come in any order, declared values pass."""
     applications = household_applications(service.tables, 6)
     expected = _oracle(service, "rental", applications)
     with service.client() as http:
@@ -231,9 +234,10 @@ def test_one_application_matches_the_plaintext_rule(service: Service) -> None:
             out = reply.json()
             assert out["reference"] == f"CHECK-{k}" and out["rule"] == "rental"
             assert out["result"] == ("eligible" if eligible else "not eligible")
-            assert out["clauses"] == bits
+            assert out["clauses"] == {"income_per_member": bits["income_per_member"]}  # tax's only
             if not eligible:
-                assert out["reason"] == "failed: " + ", ".join(n for n, b in bits.items() if not b)
+                reason = "failed: income_per_member; " if not bits["income_per_member"] else "failing "
+                assert out["reason"].startswith(reason) and "not disclosed" in out["reason"]
 
 
 def test_concurrent_checks_are_coalesced_into_batches(service: Service) -> None:
@@ -253,7 +257,9 @@ def test_concurrent_checks_are_coalesced_into_batches(service: Service) -> None:
     with ThreadPoolExecutor(16) as pool:
         replies = list(pool.map(check, range(16)))
     for reply, (eligible, bits) in zip(replies, expected, strict=True):
-        assert reply["result"] == ("eligible" if eligible else "not eligible") and reply["clauses"] == bits
+        assert reply["result"] == ("eligible" if eligible else "not eligible") and reply["clauses"] == {
+            "income_per_member": bits["income_per_member"]
+        }
     calls = [e for e in _entries(service) if e["action"] == "http:POST /v1/check" and e["case"].startswith("MANY-")]
     batches = {e["detail"].split()[3] for e in calls if e["detail"].startswith("checked in batch")}
     assert len(calls) == 16 and 1 <= len(batches) < 16

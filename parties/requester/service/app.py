@@ -140,7 +140,7 @@ def create_app(
             raise _Refused(503, reason=str(exc)) from None
         if case != body.case:
             request.state.detail = f"checked in batch {case} of {len(answer.bits)} applications"
-        row = result_row(submitted, answer, k)
+        row = result_row(rule, submitted, answer, k)
         clauses = {name: bool(bits[k]) for name, bits in answer.clauses.items()}
         return CheckOut(**row.model_dump(), rule=rule.name, clauses=clauses)
 

@@ -147,17 +147,24 @@ class Checker:
             self.last[rule] = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {outcome}"[:500]
 
 
-def result_rows(applications: Sequence[Application], answer: Eligibility) -> list[ResultRow]:
+def result_rows(rule: Rule, applications: Sequence[Application], answer: Eligibility) -> list[ResultRow]:
     """A row per application (:func:`result_row`)."""
-    return [result_row(app, answer, k) for k, app in enumerate(applications)]
+    return [result_row(rule, app, answer, k) for k, app in enumerate(applications)]
 
 
-def result_row(app: Application, answer: Eligibility, k: int) -> ResultRow:
-    """The ``k``-th application of ``answer``: eligible, or not eligible with the failed clauses we may see."""
-    eligible = bool(answer.bits[k])
+def result_row(rule: Rule, app: Application, answer: Eligibility, k: int) -> ResultRow:
+    """The ``k``-th application of ``answer``: eligible, or not eligible with the failed clauses
+    the owners disclose, saying so when other clauses were not disclosed (as ``mpc-query
+    eligibility`` words it: nobody gives a citizen part of the reason as the whole one)."""
+    if answer.bits[k]:
+        return ResultRow(reference=app.reference, result="eligible")
     failed = [name for name, bits in answer.clauses.items() if not bits[k]]
-    reason = "" if eligible or not failed else "failed: " + ", ".join(failed)
-    return ResultRow(reference=app.reference, result="eligible" if eligible else "not eligible", reason=reason)
+    hidden = [name for name in rule.clauses if name not in answer.clauses]
+    if not failed:
+        reason = "failing clauses not disclosed by their owners" if hidden else ""
+    else:
+        reason = "failed: " + ", ".join(failed) + ("; other clauses not disclosed" if hidden else "")
+    return ResultRow(reference=app.reference, result="not eligible", reason=reason)
 
 
 def error_reason(exc: RemoteError) -> str:

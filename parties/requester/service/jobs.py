@@ -122,7 +122,9 @@ class Jobs:
 
     def _checked(self, job: Job, applications: Sequence[Application]) -> list[ResultRow]:
         try:
-            return result_rows(applications, self.checker.check(job.rule, job.purpose, job.case, applications))
+            return result_rows(
+                job.rule, applications, self.checker.check(job.rule, job.purpose, job.case, applications)
+            )
         except RemoteError as exc:
             reason = error_reason(exc)
         except RuleError as exc:
