@@ -307,8 +307,9 @@ def test_declared_values_are_checked_against_the_owners(service: Service) -> Non
 
 
 def test_a_job_has_a_row_per_application_as_json_and_csv(service: Service) -> None:
-    """POST /v1/jobs: valid applications are checked in chunks, the malformed ones are error rows
-    naming the field; progress until done; the same rows as JSON and CSV, in the order sent."""
+    """POST /v1/jobs: valid applications are checked in chunks (of one case reference each: two
+    carry their own), the malformed ones are error rows naming the field; progress until done;
+    the same rows as JSON and CSV, in the order sent."""
     applications = household_applications(service.tables, 40)
     expected = _oracle(service, "rental", applications)
     body = [_body(a) for a in applications]
@@ -316,6 +317,8 @@ def test_a_job_has_a_row_per_application_as_json_and_csv(service: Service) -> No
     body.insert(9, {"reference": "TWICE", "applicant": applications[0].applicant,
                     "members": [applications[0].applicant, applications[0].applicant]})  # fmt: skip
     body.append({**body[0]})  # the same reference again
+    for item in body[1:3]:
+        item["case"] = "OWN-CASE-1"  # its own case reference, in every owner's audit entry
     with service.client() as http:
         reply = http.post("/v1/jobs", json={"rule": "rental", "case": "JOB-1", "applications": body})
         assert reply.status_code == 202, reply.text
@@ -338,6 +341,10 @@ def test_a_job_has_a_row_per_application_as_json_and_csv(service: Service) -> No
     assert "the same person as members.0" in by_reference["TWICE"]["reason"]
     for app, (eligible, _) in zip(applications, expected, strict=True):
         assert by_reference[app.reference]["result"] == ("eligible" if eligible else "not eligible")
+    own = [e for e in _entries(service) if e["action"] == "request:eligibility" and e["case"] == "OWN-CASE-1"]
+    assert [e["rows"] for e in own] == [2]
+    tax_log = (service.cluster.root / "state" / "tax" / "audit.log").read_text()
+    assert '"case":"OWN-CASE-1"' in tax_log
     parsed = list(csv.DictReader(io.StringIO(text)))
     assert [(r["application_id"], r["result"], r["reason"]) for r in parsed] == [
         (r["reference"], r["result"], r["reason"]) for r in rows

@@ -18,7 +18,7 @@ from typing import Literal
 from mpc.protocols.rules import Application, Rule, RuleError
 from parties.requester import RemoteError
 from parties.requester.service.checks import ApplicationError, Checker, application, error_reason, result_rows
-from parties.requester.service.models import ApplicationIn, JobOut, ResultRow
+from parties.requester.service.models import JobApplication, JobOut, ResultRow
 
 __all__ = ["Job", "Jobs", "UnknownJob"]
 
@@ -36,7 +36,7 @@ class Job:
     rule: Rule
     purpose: str
     case: str
-    items: list[ApplicationIn]
+    items: list[JobApplication]
     status: Literal["queued", "running", "done", "failed"] = "queued"
     done: int = 0
     error: str = ""
@@ -67,7 +67,7 @@ class Jobs:
         self._lock = threading.Lock()
         self._runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job")
 
-    def submit(self, caller: str, rule: Rule, purpose: str, case: str, items: list[ApplicationIn]) -> Job:
+    def submit(self, caller: str, rule: Rule, purpose: str, case: str, items: list[JobApplication]) -> Job:
         job = Job(uuid.uuid4().hex, caller, rule, purpose, case, items, rows=[None] * len(items))
         with self._lock:
             self._jobs[job.id] = job
@@ -106,9 +106,12 @@ class Jobs:
                     valid.append((k, self.checker.admit(job.rule, application(item, self.checker.id_kind), cap)))
                 except ApplicationError as exc:
                     self._finish(job, [k], [ResultRow(reference=item.reference, result="error", reason=str(exc))])
-            for start in range(0, len(valid), self.chunk):
-                part = valid[start : start + self.chunk]
-                self._finish(job, [k for k, _ in part], self._checked(job, [a for _, a in part]))
+            cases = [job.items[k].case or job.case for k, _ in valid]
+            for case in dict.fromkeys(cases):  # each owner's audit entry names the applications' own case
+                mine = [entry for entry, c in zip(valid, cases, strict=True) if c == case]
+                for start in range(0, len(mine), self.chunk):
+                    part = mine[start : start + self.chunk]
+                    self._finish(job, [k for k, _ in part], self._checked(job, case, [a for _, a in part]))
             job.status = "done"
         except Exception as exc:  # an unexpected failure: every application left gets a row saying so
             log.exception("job failed", extra={"fields": {"job": job.id}})
@@ -120,11 +123,9 @@ class Jobs:
         finally:
             job.finished = time.time()
 
-    def _checked(self, job: Job, applications: Sequence[Application]) -> list[ResultRow]:
+    def _checked(self, job: Job, case: str, applications: Sequence[Application]) -> list[ResultRow]:
         try:
-            return result_rows(
-                job.rule, applications, self.checker.check(job.rule, job.purpose, job.case, applications)
-            )
+            return result_rows(job.rule, applications, self.checker.check(job.rule, job.purpose, case, applications))
         except RemoteError as exc:
             reason = error_reason(exc)
         except RuleError as exc:

@@ -13,6 +13,7 @@ __all__ = [
     "ApplicationIn",
     "CheckIn",
     "CheckOut",
+    "JobApplication",
     "JobIn",
     "JobOut",
     "OwnerGrant",
@@ -63,10 +64,16 @@ class CheckIn(RuleRequest, ApplicationIn):
     reference: str = Field("", pattern=r"^([^\x00-\x1f\x7f]{1,128})?$", description="default: the case reference")
 
 
-class JobIn(RuleRequest):
-    """A batch of applications, checked in the background."""
+class JobApplication(ApplicationIn):
+    case: str | None = Field(
+        None, pattern=REFERENCE, description="its own case reference, in every owner's audit entry (default: the job's)"
+    )
 
-    applications: list[ApplicationIn] = Field(min_length=1)
+
+class JobIn(RuleRequest):
+    """A batch of applications, checked in the background, in chunks of one case reference each."""
+
+    applications: list[JobApplication] = Field(min_length=1)
 
 
 class ResultRow(BaseModel):
