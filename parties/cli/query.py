@@ -17,7 +17,6 @@ from parties.cli.cells import console, fail, format_cell, say
 
 if TYPE_CHECKING:
     from mpc.protocols.planner import LookupPlan
-    from mpc.protocols.rules import Rule
     from parties.requester import Client
 
 app = typer.Typer(help="Ask other agencies' daemons, privately.", no_args_is_help=True)
@@ -369,11 +368,8 @@ def eligibility(
                     else:
                         plans.update({(p.owner, p.dataset, p.path): p for p in answer.plans})
                         for k, (a, bit) in enumerate(zip(part, answer.bits.tolist(), strict=True)):
-                            disclosed = {name: bool(bits[k]) for name, bits in answer.clauses.items()}
-                            results[a.reference] = (
-                                "eligible" if bit else "not eligible",
-                                reason(bit, disclosed, chosen),
-                            )
+                            verdict = "eligible" if bit else "not eligible"
+                            results[a.reference] = (verdict, answer.reason(k, chosen.clauses))
                     progress.advance(task, len(part))
     rows = [
         ("", "error", str(e)) if isinstance(e, Rejected) and not e.reference else (e.reference, *results[e.reference])
@@ -382,19 +378,6 @@ def eligibility(
     _write_csv(out, ["application_id", "result", "reason"], rows)
     _print_outcome(rule, out, rows, list(plans.values()))
     raise typer.Exit(exit_status([result for _, result, _ in rows]))
-
-
-def reason(eligible: int, disclosed: dict[str, bool], rule: Rule) -> str:
-    """Why an application is not eligible, as far as the owners disclose it: the failed clauses
-    whose bits came back, and, when some clauses' bits were not disclosed, that the list is
-    incomplete (so that nobody gives a citizen part of the reason as the whole one)."""
-    if eligible:
-        return ""
-    failed = [name for name, holds in disclosed.items() if not holds]
-    hidden = [name for name in rule.clauses if name not in disclosed]
-    if not failed:
-        return "failing clauses not disclosed by their owners" if hidden else ""
-    return "failed: " + ", ".join(failed) + ("; other clauses not disclosed" if hidden else "")
 
 
 def _cases(path: Path, default: str) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import grpc
@@ -73,3 +73,16 @@ class Eligibility:
     bits: np.ndarray
     clauses: dict[str, np.ndarray] = field(default_factory=dict)
     plans: tuple[planner.LookupPlan, ...] = ()
+
+    def reason(self, k: int, clause_names: Iterable[str]) -> str:
+        """Why application ``k`` is not eligible, as far as the owners disclose it ("" when it is):
+        the failed clauses whose bits came back, and, where some of the rule's ``clause_names``
+        were not disclosed, that the list is incomplete (so that nobody gives a citizen part of
+        the reason as the whole one)."""
+        if self.bits[k]:
+            return ""
+        failed = [name for name, bits in self.clauses.items() if not bits[k]]
+        hidden = [name for name in clause_names if name not in self.clauses]
+        if not failed:
+            return "failing clauses not disclosed by their owners" if hidden else ""
+        return "failed: " + ", ".join(failed) + ("; other clauses not disclosed" if hidden else "")

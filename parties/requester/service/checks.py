@@ -156,15 +156,9 @@ def result_row(rule: Rule, app: Application, answer: Eligibility, k: int) -> Res
     """The ``k``-th application of ``answer``: eligible, or not eligible with the failed clauses
     the owners disclose, saying so when other clauses were not disclosed (as ``mpc-query
     eligibility`` words it: nobody gives a citizen part of the reason as the whole one)."""
-    if answer.bits[k]:
-        return ResultRow(reference=app.reference, result="eligible")
-    failed = [name for name, bits in answer.clauses.items() if not bits[k]]
-    hidden = [name for name in rule.clauses if name not in answer.clauses]
-    if not failed:
-        reason = "failing clauses not disclosed by their owners" if hidden else ""
-    else:
-        reason = "failed: " + ", ".join(failed) + ("; other clauses not disclosed" if hidden else "")
-    return ResultRow(reference=app.reference, result="not eligible", reason=reason)
+    eligible = bool(answer.bits[k])
+    reason = answer.reason(k, rule.clauses)
+    return ResultRow(reference=app.reference, result="eligible" if eligible else "not eligible", reason=reason)
 
 
 def error_reason(exc: RemoteError) -> str:
