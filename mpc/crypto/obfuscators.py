@@ -11,8 +11,6 @@ choices below interchangeable and poolable:
   small-order base.
 * :class:`CrtObfuscator` -- for the key owner only: ``x^p mod p^2`` and ``x^q mod q^2`` recombined
   by CRT give a uniform n-th residue with no extra assumption, at about 4x textbook speed.
-* :class:`DeferredObfuscator` -- builds a slow obfuscator (a window table) in the background while
-  the textbook one serves, so that a short-lived process never waits for the table.
 * :class:`ObfuscatorPool` -- a background thread fills a queue from any of the above, so that online
   encryption costs one multiplication mod n^2. The pool can be persisted and reloaded; loading
   consumes the file, so an obfuscator is never used twice.
@@ -25,7 +23,6 @@ import secrets
 import struct
 import threading
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -39,7 +36,6 @@ from mpc.files import write_atomic
 __all__ = [
     "DEFAULT_WINDOW_BITS",
     "CrtObfuscator",
-    "DeferredObfuscator",
     "Obfuscator",
     "ObfuscatorPool",
     "ShortExponentObfuscator",
@@ -168,27 +164,6 @@ class CrtObfuscator:
 
 
 _POOL_MAGIC = b"MPCOBFP1"
-
-
-class DeferredObfuscator:
-    """An obfuscator whose set-up is slow (a window table), built by a background thread while
-    ``fallback`` (textbook) serves: a short-lived process (one application by command line) pays
-    one full exponentiation per encryption instead of waiting for the table; a long-lived one
-    switches to the table once it is built. Both kinds are uniform n-th residues (the short
-    exponent under its stated assumption), so mixing them reveals nothing."""
-
-    def __init__(self, build: Callable[[], Obfuscator], fallback: Obfuscator) -> None:
-        self.public_key = fallback.public_key
-        self._fallback: Obfuscator = fallback
-        self._built: Obfuscator | None = None
-        threading.Thread(target=self._build, args=(build,), name="obfuscator-table", daemon=True).start()
-
-    def _build(self, build: Callable[[], Obfuscator]) -> None:
-        self._built = build()
-
-    def next(self) -> mpz:
-        built = self._built
-        return built.next() if built is not None else self._fallback.next()
 
 
 class ObfuscatorPool:

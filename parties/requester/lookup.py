@@ -19,14 +19,7 @@ import grpc
 import numpy as np
 from gmpy2 import mpz
 
-from mpc.crypto.obfuscators import (
-    DeferredObfuscator,
-    Obfuscator,
-    ObfuscatorPool,
-    ShortExponentObfuscator,
-    TextbookObfuscator,
-    parallel_obfuscators,
-)
+from mpc.crypto.obfuscators import ObfuscatorPool, ShortExponentObfuscator, parallel_obfuscators
 from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
 from mpc.protocols import lookup, planner
 from parties.requester import oprf
@@ -340,8 +333,11 @@ def table_key(encoded: bytes) -> PaillierPublicKey:
         if key is None:
             key = PaillierPublicKey.from_bytes(encoded)
             # point queries draw from a small pool that a background thread keeps full
-            table = DeferredObfuscator(lambda: ShortExponentObfuscator(key, window_bits=8), TextbookObfuscator(key))
-            key.use_obfuscator(ObfuscatorPool(_LockedObfuscator(table), capacity=POOLED_OBFUSCATORS))
+            key.use_obfuscator(
+                ObfuscatorPool(
+                    _LockedObfuscator(ShortExponentObfuscator(key, window_bits=8)), capacity=POOLED_OBFUSCATORS
+                )
+            )
             _KEYS[encoded] = key
         return key
 
@@ -360,7 +356,7 @@ _KEYS_LOCK = threading.Lock()
 class _LockedObfuscator:
     """One obfuscator source shared by threads (its refill buffer is not thread-safe)."""
 
-    def __init__(self, source: Obfuscator) -> None:
+    def __init__(self, source: ShortExponentObfuscator) -> None:
         self._source, self._lock = source, threading.Lock()
         self.public_key = source.public_key
 

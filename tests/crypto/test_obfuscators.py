@@ -8,7 +8,6 @@ import pytest
 
 from mpc.crypto.obfuscators import (
     CrtObfuscator,
-    DeferredObfuscator,
     Obfuscator,
     ObfuscatorPool,
     ShortExponentObfuscator,
@@ -23,7 +22,7 @@ def _fresh(pk: PaillierPublicKey) -> PaillierPublicKey:
     return PaillierPublicKey(int(pk.n))
 
 
-@pytest.mark.parametrize("kind", ["textbook", "short-w4", "short-w8", "short-w12-partial", "crt", "deferred"])
+@pytest.mark.parametrize("kind", ["textbook", "short-w4", "short-w8", "short-w12-partial", "crt"])
 def test_obfuscators_are_distinct_nth_residues(keypair_1024: KeyPair, kind: str) -> None:
     pk, sk = keypair_1024
     pk = _fresh(pk)
@@ -36,8 +35,6 @@ def test_obfuscators_are_distinct_nth_residues(keypair_1024: KeyPair, kind: str)
         ob = ShortExponentObfuscator(pk, window_bits=8)
     elif kind == "short-w12-partial":
         ob = ShortExponentObfuscator(pk, window_bits=12, exponent_bits=100)  # partial top window
-    elif kind == "deferred":  # textbook while the table builds, then the table
-        ob = DeferredObfuscator(lambda: ShortExponentObfuscator(pk, window_bits=4), TextbookObfuscator(pk))
     else:
         ob = CrtObfuscator(sk)
     rhos = [ob.next() for _ in range(20)]
@@ -131,29 +128,3 @@ def test_parallel_obfuscators_are_distinct_nth_residues(keypair_1024: KeyPair) -
     assert len(rhos) == 37 and len({int(r) for r in rhos}) == 37
     assert all(sk.decrypt_raw(r) == 0 for r in rhos)
     assert parallel_obfuscators(pk, 0) == []
-
-
-def test_a_deferred_table_serves_once_built(keypair_1024: KeyPair) -> None:
-    """Until the table exists the fallback serves; afterwards every obfuscator comes from the table."""
-    import threading
-
-    pk, sk = keypair_1024
-    pk = _fresh(pk)
-    release = threading.Event()
-    built: list[ShortExponentObfuscator] = []
-
-    def slow_table() -> ShortExponentObfuscator:
-        release.wait(10)
-        built.append(ShortExponentObfuscator(pk, window_bits=4))
-        return built[0]
-
-    deferred = DeferredObfuscator(slow_table, TextbookObfuscator(pk))
-    early = deferred.next()  # served at once, by the textbook fallback
-    assert sk.decrypt_raw(early) == 0 and not built
-    release.set()
-    for _ in range(200):
-        if deferred._built is not None:
-            break
-        threading.Event().wait(0.05)
-    assert deferred._built is built[0]
-    assert sk.decrypt_raw(deferred.next()) == 0
