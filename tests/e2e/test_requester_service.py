@@ -351,6 +351,36 @@ def test_a_job_has_a_row_per_application_as_json_and_csv(service: Service) -> No
     ]
 
 
+def test_a_job_from_an_uploaded_csv_file(service: Service) -> None:
+    """POST /v1/jobs/csv: the file in the one-row-per-application layout; a line with an invalid id
+    and a broken line are error rows naming the line; the others are checked as the plaintext rule."""
+    applications = household_applications(service.tables, 12)
+    expected = _oracle(service, "rental", applications)
+    lines = ["application_id,applicant,members"]
+    lines += [f"{a.reference},{a.applicant},{';'.join(a.members)}" for a in applications]
+    lines.insert(4, "BAD-ID,12345,12345")
+    lines.insert(7, 'BROKEN,"unclosed')
+    with service.client() as http:
+        reply = http.post(
+            "/v1/jobs/csv",
+            params={"rule": "rental", "case": "CSV-1"},
+            content="\n".join(lines).encode(),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert reply.status_code == 202, reply.text
+        job = reply.json()
+        assert job["applications"] == len(applications) + 2
+        wait_for(lambda: http.get(f"/v1/jobs/{job['id']}").json()["status"] == "done", "the job", 300)
+        rows = http.get(f"/v1/jobs/{job['id']}/results").json()
+        refused = http.post("/v1/jobs/csv", params={"rule": "rental", "case": "CSV-2"}, content=b"id,name\n1,2\n")
+    by_reference = {r["reference"]: r for r in rows}
+    for app, (eligible, _) in zip(applications, expected, strict=True):
+        assert by_reference[app.reference]["result"] == ("eligible" if eligible else "not eligible")
+    errors = [r for r in rows if r["result"] == "error"]
+    assert len(errors) == 2 and all(r["reason"].startswith("upload, line ") for r in errors), errors
+    assert refused.status_code == 422 and "the header needs the columns" in refused.text
+
+
 def test_rules_are_listed_with_their_owners_grants(service: Service) -> None:
     """GET /v1/rules: every rule of the file, its fingerprint, each owner's listing of the columns
     it compares; the last outcome of a check (an owner's refusal of an unapproved rule)."""

@@ -18,7 +18,7 @@ import io
 from typing import Annotated, Any, Literal
 
 import grpc
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -32,7 +32,17 @@ from parties.requester.service.checks import ApplicationError, Checker, applicat
 from parties.requester.service.coalesce import Coalescer
 from parties.requester.service.jobs import Job, Jobs, UnknownJob
 from parties.requester.service.listing import rules_listing
-from parties.requester.service.models import CheckIn, CheckOut, JobIn, JobOut, Refusal, ResultRow, RuleOut
+from parties.requester.service.models import (
+    REFERENCE,
+    CheckIn,
+    CheckOut,
+    JobApplication,
+    JobIn,
+    JobOut,
+    Refusal,
+    ResultRow,
+    RuleOut,
+)
 
 __all__ = ["create_app"]
 
@@ -155,6 +165,49 @@ def create_app(
         request.state.detail = f"job {job.id}"
         return job.describe()
 
+    @app.post("/v1/jobs/csv", status_code=202, responses=refusals, tags=["jobs"])
+    async def submit_csv(
+        request: Request,
+        caller: Caller,
+        rule: str,
+        case: Annotated[str, Query(pattern=REFERENCE)],
+        declared: Annotated[list[str] | None, Query()] = None,
+        purpose: str | None = None,
+    ) -> JobOut:
+        """A batch as an uploaded CSV file (the body, ``text/csv``), in either layout ``mpc-query
+        eligibility`` reads (one row per person, or per application), with ``declared`` naming
+        columns of declared values. A malformed line, an invalid id or a member listed twice sets
+        aside only its application: its row in the results is an error naming the line."""
+        from parties.requester.applications import ApplicationsFileError, Rejected, parse_applications
+
+        body = await request.body()
+        try:
+            parsed = parse_applications(body.splitlines(keepends=True), "upload", declared or [])
+        except ApplicationsFileError as exc:
+            raise _Refused(422, reason=str(exc), field="body") from None
+        items = [
+            JobApplication(
+                reference=a.reference,
+                applicant=a.applicant,
+                members=list(a.members),
+                declared=dict(a.declared),
+                member_declared=[dict(m) for m in a.member_declared],
+                case=None,
+            )
+            for a in parsed.valid
+        ]
+        set_aside = [
+            ResultRow(reference=e.reference, result="error", reason=str(e))
+            for e in parsed.entries
+            if isinstance(e, Rejected)
+        ]
+        rule_chosen, chosen_purpose = begin(request, rule, purpose, case, len(items) + len(set_aside))
+        if len(items) + len(set_aside) > max_job:
+            raise _Refused(413, reason=f"{len(items) + len(set_aside)} applications: a job holds at most {max_job}")
+        job = jobs.submit(caller, rule_chosen, chosen_purpose, case, items, set_aside)
+        request.state.detail = f"job {job.id} (uploaded CSV)"
+        return job.describe()
+
     @app.get("/v1/jobs/{job_id}", responses=refusals, tags=["jobs"])
     def progress(job_id: str, request: Request, caller: Caller) -> JobOut:
         """The job's status and progress (applications done, errors so far)."""
@@ -168,7 +221,7 @@ def create_app(
         job = _job(request, caller, job_id)
         if job.finished is None:
             raise _Refused(409, reason=f"job {job.status}: {job.done} of {len(job.items)} applications done")
-        rows = [r for r in job.rows if r is not None]
+        rows = [*(r for r in job.rows if r is not None), *job.set_aside]  # an upload's unreadable lines last
         request.state.rows = len(rows)
         if format == "json":
             return JSONResponse([r.model_dump() for r in rows])

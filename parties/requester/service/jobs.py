@@ -43,6 +43,9 @@ class Job:
     created: float = field(default_factory=time.time)
     finished: float | None = None
     rows: list[ResultRow | None] = field(default_factory=list)
+    set_aside: list[ResultRow] = field(
+        default_factory=list
+    )  # lines of an uploaded file that name no checkable application
 
     def describe(self) -> JobOut:
         return JobOut(
@@ -51,9 +54,9 @@ class Job:
             purpose=self.purpose,
             case=self.case,
             status=self.status,
-            applications=len(self.items),
-            done=self.done,
-            errors=sum(1 for r in self.rows if r is not None and r.result == "error"),
+            applications=len(self.items) + len(self.set_aside),
+            done=self.done + len(self.set_aside),
+            errors=sum(1 for r in [*self.rows, *self.set_aside] if r is not None and r.result == "error"),
             error=self.error,
             created=self.created,
             finished=self.finished,
@@ -67,8 +70,20 @@ class Jobs:
         self._lock = threading.Lock()
         self._runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job")
 
-    def submit(self, caller: str, rule: Rule, purpose: str, case: str, items: list[JobApplication]) -> Job:
-        job = Job(uuid.uuid4().hex, caller, rule, purpose, case, items, rows=[None] * len(items))
+    def submit(
+        self,
+        caller: str,
+        rule: Rule,
+        purpose: str,
+        case: str,
+        items: list[JobApplication],
+        set_aside: Sequence[ResultRow] = (),
+    ) -> Job:
+        """Check ``items`` in the background; ``set_aside`` are error rows of an uploaded file's
+        applications (or lines) that could not be read, reported with the results."""
+        job = Job(
+            uuid.uuid4().hex, caller, rule, purpose, case, items, rows=[None] * len(items), set_aside=list(set_aside)
+        )
         with self._lock:
             self._jobs[job.id] = job
             finished = [k for k, j in self._jobs.items() if j.finished is not None]
