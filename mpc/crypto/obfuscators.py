@@ -82,6 +82,7 @@ class ShortExponentObfuscator:
         window_bits: int = DEFAULT_WINDOW_BITS,
         exponent_bits: int | None = None,
         base: int | None = None,
+        table: list[list[mpz]] | None = None,
     ) -> None:
         if not 1 <= window_bits <= 16:
             raise ValueError("window_bits must be in [1, 16]")
@@ -91,9 +92,9 @@ class ShortExponentObfuscator:
         nsq = public_key.nsquare
         self.base = mpz(base) if base is not None else gmpy2.powmod(public_key.random_unit(), public_key.n, nsq)
         windows = -(-self.exponent_bits // window_bits)
-        self._table: list[list[mpz]] = []
+        self._table: list[list[mpz]] = table if table is not None else []
         step = self.base
-        for _ in range(windows):
+        for _ in range(windows if table is None else 0):
             row = [mpz(1), step]
             for _ in range(2, 1 << window_bits):
                 row.append(row[-1] * step % nsq)
@@ -117,6 +118,42 @@ class ShortExponentObfuscator:
         if not self._buffer:
             self._buffer = self.batch(self.buffer_size)
         return self._buffer.pop()
+
+    def save(self, path: Path) -> None:
+        """Write the table (owner-only) so that another process of ours skips building it: the
+        key's modulus, the window and exponent sizes, then every entry at the width of n^2."""
+        width = (int(self.public_key.nsquare).bit_length() + 7) // 8
+        n = int(self.public_key.n).to_bytes(width, "big")
+        header = _TABLE_MAGIC + struct.pack(">HIII", self.window_bits, self.exponent_bits, width, len(self._table))
+        entries = b"".join(int(v).to_bytes(width, "big") for row in self._table for v in row)
+        write_atomic(path, [header, n, entries], 0o600)
+
+    @classmethod
+    def load(cls, path: Path, public_key: PaillierPublicKey, window_bits: int) -> ShortExponentObfuscator | None:
+        """The table :meth:`save` wrote for this key and window, or None (missing, for another key
+        or window, truncated, or inconsistent: each row must hold the powers of its second entry)."""
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        head = len(_TABLE_MAGIC) + struct.calcsize(">HIII")
+        if len(data) < head or not data.startswith(_TABLE_MAGIC):
+            return None
+        window, exponent_bits, width, windows = struct.unpack(">HIII", data[len(_TABLE_MAGIC) : head])
+        size = 1 << window
+        if window != window_bits or len(data) != head + width + width * windows * size:
+            return None
+        if int.from_bytes(data[head : head + width], "big") != int(public_key.n):
+            return None
+        body, nsq = memoryview(data)[head + width :], public_key.nsquare
+        table = [
+            [mpz(int.from_bytes(body[(r * size + d) * width : (r * size + d + 1) * width], "big")) for d in range(size)]
+            for r in range(windows)
+        ]
+        for row in table:  # a row is 1, g, g^2, ...: check its start (cheap) before trusting the file
+            if row[0] != 1 or (size > 2 and row[2] != row[1] * row[1] % nsq):
+                return None
+        return cls(public_key, window_bits, exponent_bits, base=int(table[0][1]), table=table)
 
     def batch(self, count: int) -> list[mpz]:
         """``count`` fresh obfuscators."""
@@ -164,6 +201,7 @@ class CrtObfuscator:
 
 
 _POOL_MAGIC = b"MPCOBFP1"
+_TABLE_MAGIC = b"MPCSEXT1"
 
 
 class ObfuscatorPool:

@@ -36,7 +36,7 @@ from parties.config import PartyConfig
 
 __all__ = ["CACHES", "BackupError", "Restored", "Taken", "backup", "restore"]
 
-CACHES = ("encrypted",)  # recomputed when missing
+CACHES = ("encrypted", "obfuscators")  # recomputed when missing
 MANIFEST = "manifest.json"
 _LEDGERS = ("budgets.sqlite",)
 _SKIPPED = ("address", "status.json", "audit.log", *_LEDGERS)  # written otherwise, or run-time only

@@ -88,6 +88,8 @@ class Client:
         self.purpose, self.case = purpose, case
         self.audit = audit
         self.config = config  # our own datasets and policy (aggregates over a join with our data)
+        # owners' table keys' short-exponent tables, kept for our next process (see lookup.table_key)
+        self.obfuscator_cache: Path | None = config.party.state_dir / "obfuscators" if config is not None else None
         self._own: dict[str, Dataset] = dict(datasets or {})  # a daemon acting as requester passes its own
         self._channels: dict[str, grpc.Channel] = {}
         self._endpoints: dict[str, str] = {}

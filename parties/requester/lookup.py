@@ -9,10 +9,13 @@ which of our ids it holds, and our shares.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -25,6 +28,8 @@ from mpc.protocols import lookup, planner
 from parties.requester import oprf
 from parties.requester.results import RemoteError, SharedLookup
 from protos import party_pb2, party_pb2_grpc
+
+log = logging.getLogger("mpc.requester")
 
 if TYPE_CHECKING:
     from parties.requester.client import Client
@@ -256,7 +261,7 @@ def _fetch_rows(
                             grpc.StatusCode.FAILED_PRECONDITION,
                             "the owner's table changed since we read its schema (layout, buckets or key); try again",
                         )
-                    encoded, public_key = key, table_key(key)
+                    encoded, public_key = key, table_key(key, client.obfuscator_cache)
                     tokens.append(message.fetch_token)
                     if public_key.bits != layout.modulus_bits:
                         raise RemoteError(
@@ -324,20 +329,27 @@ def masked_messages(
             )
 
 
-def table_key(encoded: bytes) -> PaillierPublicKey:
-    """An owner's table key (as its encrypted rows carry it) with a short-exponent table,
-    built once per process and key (every client of the process shares it; drawing
-    obfuscators is thread-safe)."""
+def table_key(encoded: bytes, cache_dir: Path | None = None) -> PaillierPublicKey:
+    """An owner's table key (as its encrypted rows carry it) with a short-exponent table, built
+    once per process and key (every client of the process shares it; drawing obfuscators is
+    thread-safe) and, with ``cache_dir`` (our state directory's), kept on disk for our next
+    process: a command line checking one application then reads the table instead of building it."""
     with _KEYS_LOCK:
         key = _KEYS.get(encoded)
         if key is None:
             key = PaillierPublicKey.from_bytes(encoded)
+            saved = cache_dir / f"table-{hashlib.sha256(encoded).hexdigest()[:32]}-w8.bin" if cache_dir else None
+            table = ShortExponentObfuscator.load(saved, key, 8) if saved is not None else None
+            if table is None:
+                table = ShortExponentObfuscator(key, window_bits=8)
+                if saved is not None:
+                    try:
+                        saved.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                        table.save(saved)
+                    except OSError as exc:  # a cache we cannot write costs the next process time, nothing else
+                        log.warning("obfuscator table not saved", extra={"fields": {"error": str(exc)}})
             # point queries draw from a small pool that a background thread keeps full
-            key.use_obfuscator(
-                ObfuscatorPool(
-                    _LockedObfuscator(ShortExponentObfuscator(key, window_bits=8)), capacity=POOLED_OBFUSCATORS
-                )
-            )
+            key.use_obfuscator(ObfuscatorPool(_LockedObfuscator(table), capacity=POOLED_OBFUSCATORS))
             _KEYS[encoded] = key
         return key
 

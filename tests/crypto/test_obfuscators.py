@@ -128,3 +128,30 @@ def test_parallel_obfuscators_are_distinct_nth_residues(keypair_1024: KeyPair) -
     assert len(rhos) == 37 and len({int(r) for r in rhos}) == 37
     assert all(sk.decrypt_raw(r) == 0 for r in rhos)
     assert parallel_obfuscators(pk, 0) == []
+
+
+def test_a_saved_table_is_read_back_only_for_its_key_and_window(keypair_1024: KeyPair, tmp_path: Path) -> None:
+    """A short-exponent table saved by one process is read by the next (same obfuscators' law:
+    n-th residues, encryptions decrypt); another key, another window, a truncated or altered
+    file is not used."""
+    pk, sk = keypair_1024
+    pk = _fresh(pk)
+    built = ShortExponentObfuscator(pk, window_bits=4)
+    path = tmp_path / "table.bin"
+    built.save(path)
+    loaded = ShortExponentObfuscator.load(path, pk, 4)
+    assert loaded is not None and loaded.base == built.base and loaded._table == built._table
+    assert all(sk.decrypt_raw(loaded.next()) == 0 for _ in range(10))
+    other_pk, _ = generate_keypair(1024)
+    assert ShortExponentObfuscator.load(path, other_pk, 4) is None
+    assert ShortExponentObfuscator.load(path, pk, 8) is None
+    data = path.read_bytes()
+    (tmp_path / "short.bin").write_bytes(data[:-1])
+    assert ShortExponentObfuscator.load(tmp_path / "short.bin", pk, 4) is None
+    width, windows, size = (int(pk.nsquare).bit_length() + 7) // 8, len(built._table), 16
+    entry = len(data) - width * windows * size + ((windows - 1) * size + 2) * width  # last row's g^2
+    altered = bytearray(data)
+    altered[entry + width - 1] ^= 1  # no longer the square of its row's generator
+    (tmp_path / "altered.bin").write_bytes(bytes(altered))
+    assert ShortExponentObfuscator.load(tmp_path / "altered.bin", pk, 4) is None
+    assert ShortExponentObfuscator.load(tmp_path / "missing.bin", pk, 4) is None
