@@ -2,7 +2,8 @@
 
 A backup holds what a party cannot recompute: its configuration (identity, datasets, policy), the
 audit signing key and log, the tables' Paillier keys, the OPRF master secrets, the approved-rules
-catalogue, the budgets ledger and stored results; the encrypted tables and tags are caches
+catalogue, the budgets ledger and stored results; the encrypted tables and tags, and the
+requester's short-exponent tables of owners' keys (``obfuscators/``), are caches
 (``--with-caches`` includes them, which saves their re-encryption after a restore). It is
 consistent while the daemon runs: the audit log is copied up to its last complete entry, the
 budgets ledger through SQLite's online backup, and every other file is written atomically by the
