@@ -14,6 +14,7 @@ from rich.console import Console
 
 from mpc.audit import AuditLog, AuditLogError
 from mpc.data.sources import DataSourceError
+from mpc.files import write_atomic
 from parties import logs
 from parties.cli.cells import fail
 from parties.config import ConfigError
@@ -79,7 +80,7 @@ def serve(daemon: Daemon, name: str, address_file: Path) -> None:
     except OSError as exc:
         handshakes.stop()
         fail(f"{name} cannot listen: {exc.strerror or exc}; is another process on that address?")
-    address_file.write_text(daemon.address + "\n")
+    write_atomic(address_file, [(daemon.address + "\n").encode()], 0o644)  # a reader never sees it half written
     console.print(f"{name} listening on {daemon.address}")
     # Wake up regularly: a signal delivered to another thread only runs its Python handler when the
     # main thread executes bytecode, and an untimed wait would never return.

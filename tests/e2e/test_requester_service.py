@@ -192,7 +192,11 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         address = state / "service-address"
-        wait_for(lambda: address.exists() or process.poll() is not None, "the service's address", 120)
+        wait_for(
+            lambda: (address.exists() and bool(address.read_text().strip())) or process.poll() is not None,
+            "the service's address",
+            120,
+        )
         assert process.poll() is None, (cluster.root / "logs" / "service.log").read_text()[-3000:]
         yield Service(cluster, tables, f"https://{address.read_text().strip()}", cluster.pki_dir, state, process)
     finally:
