@@ -128,3 +128,36 @@ def test_an_application_missing_a_declared_value_is_named(deployment: Deployment
         ),
     ):
         client.eligibility(RULES.get("certificate-valid"), [incomplete])
+
+
+def test_probing_one_household_with_declared_values_is_bounded(deployment: Deployment) -> None:
+    """The attacker's use of a declared-value rule: the same household asked again and again, each
+    time with another declared income and a fresh case reference (a binary search on its income).
+    Each answer is one bit; the owners count what is fetched for it (a bucket's fetches, or, where
+    the planner takes the whole small table, the day's batch fetches), raise an alert and then
+    refuse (RESOURCE_EXHAUSTED) within the budget the threat model states."""
+    rule = RULES.get("declaration-audit")
+    household = declaration_applications(deployment.tables, 1)[0]
+    low, high, answers, refusal = 0, 2_000_000, 0, None
+    with Client.from_config(deployment.cluster.config(REQUESTER), JOBS[rule.name], "PROBE-0") as client:
+        for attempt in range(80):
+            client.case = f"PROBE-{attempt}"
+            guess = (low + high) // 2
+            probe = Application(
+                household.reference,
+                household.applicant,
+                household.members,
+                {**household.declared, "household_income": str(guess)},
+            )
+            try:
+                holds = bool(client.eligibility(rule, [probe], reasons=False).bits[0])
+            except RemoteError as exc:
+                refusal = exc
+                break
+            answers += 1
+            low, high = (low, guess) if holds else (guess, high)
+    assert refusal is not None and refusal.code.name == "RESOURCE_EXHAUSTED", (answers, refusal)
+    limit = "bucket_queries_per_window" if "bucket_queries_per_window" in refusal.details else "batch_per_day"
+    assert limit in refusal.details and answers <= {"bucket_queries_per_window": 20, "batch_per_day": 50}[limit]
+    audit = (deployment.cluster.root / "state" / refusal.party / "audit.log").read_text()
+    assert '"action":"alert:' in audit
