@@ -6,7 +6,9 @@ Relative paths are resolved against the configuration file's directory.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -17,6 +19,13 @@ from mpc.policy import Policy
 from parties.rpc.tls import TlsConfig
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def closest(name: str, known: Iterable[str]) -> str | None:
+    """The name in ``known`` closest to a misspelt ``name`` (difflib), or None when none is close:
+    what every "did you mean" of a check says."""
+    near = difflib.get_close_matches(name, sorted(known), n=1)
+    return near[0] if near else None
 
 
 class ConfigError(ValueError):

@@ -94,7 +94,7 @@ def test_every_grant_is_checked_against_the_schema_and_the_directory(change: Any
     if problem is None:
         assert problems == []
     else:
-        assert len(problems) == 1 and problems[0].startswith(problem), problems
+        assert len(problems) == 1 and problems[0].message.startswith(problem), problems
 
 
 def test_the_certificate_name_expiry_and_revocation(tmp_path: Path) -> None:
@@ -109,7 +109,7 @@ def test_the_certificate_name_expiry_and_revocation(tmp_path: Path) -> None:
         raw = copy.deepcopy(BASE)
         raw["party"]["name"] = name
         raw["tls"]["cert"] = str(cert)
-        return certificate_problems(PartyConfig.model_validate(raw), revoked)
+        return [p.message for p in certificate_problems(PartyConfig.model_validate(raw), revoked)]
 
     assert checked(good.cert_path) == []
     assert checked(good.cert_path, "housing") == ["tls.cert: issued to 'tax', not to party.name 'housing'"]

@@ -82,15 +82,12 @@ def check(
     revoked, crl_problem = revoked_serials(party)
     if crl_problem:
         errors.append(crl_problem)
-    for problem in grant_problems(party, directory) + certificate_problems(party, revoked):
-        # a requester that runs no daemon is never in the directory: only a near miss of a listed party is an error
-        unlisted = "coordinator's directory" in problem and "did you mean" not in problem
-        soft = unlisted or "expires in" in problem or ".batch: state it" in problem
-        (warnings if soft else errors).append(problem)
-    for problem in errors:
-        say(f"error: {problem}", "red")
-    for problem in warnings:
-        say(f"warning: {problem}", "yellow")
+    for found in grant_problems(party, directory) + certificate_problems(party, revoked):
+        (warnings if found.warning else errors).append(found.message)
+    for message in errors:
+        say(f"error: {message}", "red")
+    for message in warnings:
+        say(f"warning: {message}", "yellow")
     outcome = "errors" if errors else "warnings" if warnings else "clean"
     say(f"{config}: {len(errors)} error(s), {len(warnings)} warning(s)")
     raise typer.Exit(CHECK_EXIT[outcome])

@@ -15,7 +15,6 @@ The gateway never holds a row, a share of a row, or a noise-free cell.
 
 from __future__ import annotations
 
-import difflib
 import re
 import threading
 import time
@@ -32,6 +31,7 @@ from mpc.protocols import aggregate as agg
 from mpc.protocols import privacy
 from mpc.protocols.sql import ParsedQuery, SqlRefused, parse_query
 from mpc.sharing import ring
+from parties.config import closest
 from parties.gateway.config import GatewayConfig
 from parties.gateway.store import BudgetExceeded, Job, Project, Store, StoreError
 from parties.requester import Client, RemoteError
@@ -223,8 +223,8 @@ class Sandbox:
                         f"{table}.{column}",
                     )
                 if column not in columns:  # a misspelling is named as one, not as a permission refusal
-                    near = difflib.get_close_matches(column, sorted(set(columns) & set(allowed)), n=1)
-                    hint = f"; did you mean {near[0]!r}?" if near else ""
+                    near = closest(column, set(columns) & set(allowed))
+                    hint = f"; did you mean {near!r}?" if near else ""
                     raise QueryRefused(
                         400, f"no such column: {table} has no column {column!r}{hint}", f"{table}.{column}"
                     )

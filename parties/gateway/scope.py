@@ -9,9 +9,9 @@ research permissions are written once, by the owners, and the project only narro
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 
+from parties.config import closest
 from parties.requester import Client, RemoteError
 
 __all__ = ["RESEARCH_USES", "ScopeError", "resolve_scope"]
@@ -24,8 +24,8 @@ class ScopeError(ValueError):
 
 
 def _near(name: str, known: list[str]) -> str:
-    match = difflib.get_close_matches(name, known, n=1)
-    return f" (did you mean {match[0]!r}?)" if match else f" (granted: {', '.join(known) or 'none'})"
+    match = closest(name, known)
+    return f" (did you mean {match!r}?)" if match else f" (granted: {', '.join(known) or 'none'})"
 
 
 def resolve_scope(make_client: Callable[[], Client], scope: dict[str, list[str]]) -> dict[str, list[str]]:

@@ -10,17 +10,18 @@ expired or expires within :data:`EXPIRY_WARNING_DAYS`, or that the CRL revokes.
 
 from __future__ import annotations
 
-import difflib
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from cryptography import x509
 
-from parties.config import PartyConfig
+from parties.config import PartyConfig, closest
 from parties.pki import certificate_identity
 
 __all__ = [
     "EXPIRY_WARNING_DAYS",
+    "Problem",
     "certificate_problems",
     "coordinator_directory",
     "grant_problems",
@@ -30,76 +31,106 @@ __all__ = [
 EXPIRY_WARNING_DAYS = 30
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One finding: its message (naming the key) and whether it only warns (the daemon serves)."""
+
+    message: str
+    warning: bool = False
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def _nearest(name: str, known: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``known``, or a list of them when none is close."""
-    options = sorted(known)
-    near = difflib.get_close_matches(name, options, n=1)
-    if near:
-        return f" (did you mean {near[0]!r}?)"
-    return f" (known: {', '.join(options) or 'none'})"
+    near = closest(name, known)
+    return f" (did you mean {near!r}?)" if near else f" (known: {', '.join(sorted(known)) or 'none'})"
 
 
-def grant_problems(config: PartyConfig, directory: set[str] | None = None) -> list[str]:
+def _unlisted(where: str, party: str, directory: set[str]) -> Problem:
+    """A party the directory does not list: an error when it is a near miss of a listed one, a
+    warning otherwise (a requester that runs no daemon is never listed)."""
+    near = closest(party, directory)
+    hint = _nearest(party, directory)
+    return Problem(f"{where}: no party {party!r} in the coordinator's directory{hint}", warning=near is None)
+
+
+def grant_problems(config: PartyConfig, directory: set[str] | None = None) -> list[Problem]:
     """Every grant of ``[policy.peers]`` checked against the declared datasets and their schemas,
     and, given the coordinator's ``directory`` (party names), against the deployment's parties."""
-    problems = []
+    problems: list[Problem] = []
     datasets = {d.name: d for d in config.datasets}
     predicates = {p.name for p in config.predicates}
     for peer, grant in config.policy.peers.items():
         where = f"policy.peers.{peer}"
-        if directory is not None and peer not in directory:  # (a requester running no daemon is never listed)
-            problems.append(f"{where}: no party {peer!r} in the coordinator's directory{_nearest(peer, directory)}")
+        if directory is not None and peer not in directory:
+            problems.append(_unlisted(where, peer, directory))
         for co_party in grant.co_parties:
             if directory is not None and co_party not in directory:
-                problems.append(
-                    f"{where}.co_parties: no party {co_party!r} in the coordinator's directory"
-                    f"{_nearest(co_party, directory)}"
-                )
+                problems.append(_unlisted(f"{where}.co_parties", co_party, directory))
         for predicate in grant.predicates:
             if predicate not in predicates:
-                problems.append(f"{where}.predicates: no predicate {predicate!r}{_nearest(predicate, predicates)}")
+                problems.append(
+                    Problem(f"{where}.predicates: no predicate {predicate!r}{_nearest(predicate, predicates)}")
+                )
         for name, dataset_grant in grant.datasets.items():
             spec = datasets.get(name)
             if spec is None:
-                problems.append(f"{where}.datasets.{name}: no dataset {name!r}{_nearest(name, datasets)}")
+                problems.append(Problem(f"{where}.datasets.{name}: no dataset {name!r}{_nearest(name, datasets)}"))
                 continue
             if "batch" not in dataset_grant.model_fields_set:
                 problems.append(
-                    f"{where}.datasets.{name}.batch: state it (true or false): whole-table access (P1 batches, "
-                    "the owner's tags) is an explicit choice; it is off while unstated"
+                    Problem(
+                        f"{where}.datasets.{name}.batch: state it (true or false): whole-table access (P1 batches, "
+                        "the owner's tags) is an explicit choice; it is off while unstated",
+                        warning=True,
+                    )
                 )
             columns = spec.schema_.columns
             for column in dataset_grant.columns:
                 if column not in columns:
                     problems.append(
-                        f"{where}.datasets.{name}.columns.{column}: dataset {name!r} has no column {column!r}"
-                        f"{_nearest(column, columns)}"
+                        Problem(
+                            f"{where}.datasets.{name}.columns.{column}: dataset {name!r} has no column {column!r}"
+                            f"{_nearest(column, columns)}"
+                        )
                     )
                 elif not columns[column].usable:
                     problems.append(
-                        f"{where}.datasets.{name}.columns.{column}: the column is classified secret; "
-                        "no protocol may use it (remove the grant or reclassify the column)"
+                        Problem(
+                            f"{where}.datasets.{name}.columns.{column}: the column is classified secret; "
+                            "no protocol may use it (remove the grant or reclassify the column)"
+                        )
                     )
     return problems
 
 
-def certificate_problems(config: PartyConfig, revoked_serials: set[int] | None = None) -> list[str]:
+def certificate_problems(config: PartyConfig, revoked_serials: set[int] | None = None) -> list[Problem]:
     """The daemon's own certificate: its name, its expiry (soon or past), and its revocation."""
     pem = config.tls.cert.read_bytes()
     certificate = x509.load_pem_x509_certificate(pem)
-    problems = []
+    problems: list[Problem] = []
     identity = certificate_identity(pem)
     if identity != config.party.name:
-        problems.append(f"tls.cert: issued to {identity!r}, not to party.name {config.party.name!r}")
+        problems.append(Problem(f"tls.cert: issued to {identity!r}, not to party.name {config.party.name!r}"))
     days_left = (certificate.not_valid_after_utc.timestamp() - time.time()) / 86_400
     if days_left <= 0:
-        problems.append(f"tls.cert: expired on {certificate.not_valid_after_utc:%Y-%m-%d}; renew it (mpc-admin pki)")
+        problems.append(
+            Problem(f"tls.cert: expired on {certificate.not_valid_after_utc:%Y-%m-%d}; renew it (mpc-admin pki)")
+        )
     elif days_left < EXPIRY_WARNING_DAYS:
         problems.append(
-            f"tls.cert: expires in {days_left:.0f} days ({certificate.not_valid_after_utc:%Y-%m-%d}); renew it soon"
+            Problem(
+                f"tls.cert: expires in {days_left:.0f} days ({certificate.not_valid_after_utc:%Y-%m-%d}); "
+                "renew it soon",
+                warning=True,
+            )
         )
     if revoked_serials is not None and certificate.serial_number in revoked_serials:
-        problems.append(f"tls.cert: serial {certificate.serial_number:x} is revoked by the CRL; issue a new one")
+        problems.append(
+            Problem(f"tls.cert: serial {certificate.serial_number:x} is revoked by the CRL; issue a new one")
+        )
     return problems
 
 

@@ -153,9 +153,9 @@ class PartyDaemon:
             )
         )
         for problem in grant_problems(self.config) + certificate_problems(self.config):  # as `mpc-party check` says
-            log.warning("configuration problem", extra={"fields": {"problem": problem}})
+            log.warning("configuration problem", extra={"fields": {"problem": problem.message}})
             self.state.audit.append(
-                AuditEvent(peer="-", action="config:check", outcome="WARNING", detail=problem[:500])
+                AuditEvent(peer="-", action="config:check", outcome="WARNING", detail=problem.message[:500])
             )
         status = write_status(self, self.started)
         self.metrics.registry.register(StatusCollector(self, self.started))
