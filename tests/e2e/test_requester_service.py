@@ -383,6 +383,9 @@ def test_a_job_from_an_uploaded_csv_file(service: Service) -> None:
     errors = [r for r in rows if r["result"] == "error"]
     assert len(errors) == 2 and all(r["reason"].startswith("upload, line ") for r in errors), errors
     assert refused.status_code == 422 and "the header needs the columns" in refused.text
+    with service.client() as http:  # a caller cannot make the service hold an unbounded upload
+        huge = http.post("/v1/jobs/csv", params={"rule": "rental", "case": "CSV-3"}, content=b"x" * (64 * 2**20 + 1))
+    assert huge.status_code == 413 and "at most" in huge.text
 
 
 def test_rules_are_listed_with_their_owners_grants(service: Service) -> None:

@@ -61,6 +61,9 @@ class _Refused(Exception):
         self.http, self.detail = http, detail
 
 
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # an uploaded applications file (POST /v1/jobs/csv)
+
+
 async def _caller(request: Request) -> str:
     """The authenticated caller (:meth:`Callers.identify`: no I/O, so on the event loop)."""
     callers: Callers = request.app.state.callers
@@ -180,7 +183,12 @@ def create_app(
         aside only its application: its row in the results is an error naming the line."""
         from parties.requester.applications import ApplicationsFileError, Rejected, parse_applications
 
+        declared_size = int(request.headers.get("content-length") or 0)
+        if declared_size > MAX_UPLOAD_BYTES:  # refused before a byte of it is read
+            raise _Refused(413, reason=f"an upload holds at most {MAX_UPLOAD_BYTES:,} bytes; split the file")
         body = await request.body()
+        if len(body) > MAX_UPLOAD_BYTES:
+            raise _Refused(413, reason=f"an upload holds at most {MAX_UPLOAD_BYTES:,} bytes; split the file")
         try:
             parsed = parse_applications(body.splitlines(keepends=True), "upload", declared or [])
         except ApplicationsFileError as exc:
