@@ -309,6 +309,9 @@ def test_admin_and_researcher_command_lines(sandbox: Sandbox) -> None:
         budget = client.budget("cli-project")
     assert (budget["researcher_total"], budget["project_total"]) == (2, 2)
     assert [h["epsilon"] for h in budget["history"]] == [0.5, 0.5] and budget["researcher"] == pytest.approx(1.0)
+    with ResearchClient(sandbox.url, sandbox.token) as other, pytest.raises(SandboxError) as not_theirs:
+        other.cells_csv(budget["history"][0]["job"])  # another researcher's cells: as if it did not exist
+    assert not_theirs.value.status == 404
     rotated = runner.invoke(gateway.app, ["researcher", "rotate", "cli-user", "--config", config])
     assert rotated.exit_code == 0, rotated.output
     new_token = rotated.output.strip().splitlines()[-1]
