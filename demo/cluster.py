@@ -43,6 +43,7 @@ class PartySpec:
     extra: dict[str, Any] = field(default_factory=dict)  # more keys for the [party] section
     predicates: list[dict[str, Any]] = field(default_factory=list)  # published predicates (P2)
     service: bool = False
+    compute: dict[str, Any] = field(default_factory=dict)  # its [compute] section (mpc.parallel.ComputeConfig)
 
 
 @dataclass
@@ -117,7 +118,7 @@ class LocalCluster:
 
     def _write_party_config(self, spec: PartySpec, coordinator_address: str) -> Running:
         state = self.root / "state" / spec.name
-        config = {
+        config: dict[str, Any] = {
             "party": {
                 "name": spec.name,
                 "listen": "127.0.0.1:0",
@@ -131,6 +132,7 @@ class LocalCluster:
             "datasets": spec.datasets,
             "predicates": spec.predicates,
             "policy": spec.policy or {"peers": {}},
+            **({"compute": spec.compute} if spec.compute else {}),
         }
         path = self.root / "config" / f"{spec.name}.toml"
         path.write_bytes(tomli_w.dumps(config).encode())

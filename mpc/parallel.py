@@ -1,22 +1,121 @@
-"""One process pool per process for CPU-bound batch work (curve operations, obfuscators).
+"""Where a party's CPU-bound batch work runs: the compute backend (curve operations, Paillier
+obfuscators, encryption and decryption of whole tables).
 
-Workers are started once with 'spawn' (safe beside gRPC and other threads) and without
-re-running the caller's ``__main__``, one per core.
+Protocol code cuts its work into chunks and hands them to :func:`backend` with
+``backend().map(function, calls)``; it never names a process pool or a cluster. Two backends:
+
+- :class:`LocalPool` (the default): one process per core of this machine, started once with
+  'spawn' (safe beside gRPC and other threads) and without re-running the caller's ``__main__``.
+- :class:`RayCluster`: tasks on a Ray cluster that the party runs inside its own domain
+  (``[compute] backend = "ray"``, ``address = ...``). A task whose worker dies is retried
+  (``max_retries``); its functions are pure, so a retry gives the same bytes.
+
+Chunk functions are module-level functions of ``mpc`` (pickled by reference) whose arguments and
+results are bytes and integers, so that the same call gives the same result on either backend.
+What a chunk carries is the party's own: an owner's decryption chunks carry its table keys' factors,
+which is why a Ray cluster must be the owner's own (``docs/scaling.md``). Nothing here crosses to
+another party.
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import multiprocessing
 import os
+import socket
 import sys
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+import threading
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
+from typing import Any, Literal, TypeVar
 
-__all__ = ["process_pool"]
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-_executor: ProcessPoolExecutor | None = None
+__all__ = [
+    "ComputeBackend",
+    "ComputeConfig",
+    "ComputeError",
+    "LocalPool",
+    "RayCluster",
+    "backend",
+    "configure",
+    "split",
+    "use",
+]
+
+R = TypeVar("R")
+
+
+class ComputeError(RuntimeError):
+    """The backend could not run a chunk (a Ray cluster that does not answer, a task that failed on
+    every retry); the message names the backend and the cause."""
+
+
+class ComputeConfig(BaseModel):
+    """``[compute]`` of a party's configuration: where its heavy work runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["local", "ray"] = "local"
+    # Ray: the cluster's address as `ray.init` takes it ("127.0.0.1:6379" for a node of this
+    # machine's cluster, "auto" for the cluster this machine is a node of, "ray://HOST:10001" for
+    # Ray Client); never a cluster outside the party's own domain.
+    address: str | None = None
+    max_retries: int = Field(default=3, ge=0)  # Ray: attempts after a worker dies mid-task
+
+    @model_validator(mode="after")
+    def _ray_needs_an_address(self) -> ComputeConfig:
+        if self.backend == "ray" and not self.address:
+            raise ValueError('backend = "ray" needs address (the Ray cluster of this party, e.g. "127.0.0.1:6379")')
+        return self
+
+
+def split(count: int, parts: int) -> list[tuple[int, int]]:
+    """``[0, count)`` in at most ``parts`` contiguous ranges of near-equal size."""
+    if count <= 0:
+        return []
+    step = -(-count // max(parts, 1))
+    return [(lo, min(lo + step, count)) for lo in range(0, count, step)]
+
+
+class ComputeBackend(ABC):
+    """Runs chunks of work: ``map`` yields ``function(*call)`` for each call, in order, with at most
+    ``window`` chunks in flight (so a caller that streams its input holds a bounded amount)."""
+
+    name: str
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tasks = 0
+
+    @property
+    @abstractmethod
+    def workers(self) -> int:
+        """How many chunks run at once (cores of the pool or of the cluster)."""
+
+    @property
+    def tasks(self) -> int:
+        """Chunks submitted since start (shown in the party's status)."""
+        return self._tasks
+
+    def _count(self) -> None:
+        with self._lock:
+            self._tasks += 1
+
+    @abstractmethod
+    def map(
+        self, function: Callable[..., R], calls: Iterable[tuple[Any, ...]], window: int | None = None
+    ) -> Iterator[R]: ...
+
+    def describe(self) -> dict[str, object]:
+        return {"backend": self.name, "workers": self.workers, "tasks": self.tasks}
+
+    def close(self) -> None:  # noqa: B027 (a backend without resources has nothing to release)
+        """Release the backend's workers or connection."""
 
 
 @contextmanager
@@ -38,15 +137,186 @@ def _main_module_hidden() -> Iterator[None]:
             main.__dict__.update(saved)
 
 
-def process_pool() -> ProcessPoolExecutor:
-    """One process per core, started once with 'spawn' (safe beside gRPC and other threads)."""
-    global _executor
-    if _executor is None:
-        workers = os.cpu_count() or 1
-        executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-        with _main_module_hidden():
-            for future in [executor.submit(os.getpid) for _ in range(workers)]:
-                future.result()
-        atexit.register(executor.shutdown, cancel_futures=True)
-        _executor = executor
-    return _executor
+class LocalPool(ComputeBackend):
+    """One process per core of this machine, started on first use."""
+
+    name = "local"
+
+    def __init__(self, processes: int | None = None) -> None:
+        super().__init__()
+        self._processes = processes or os.cpu_count() or 1
+        self._executor: ProcessPoolExecutor | None = None
+
+    @property
+    def workers(self) -> int:
+        return self._processes
+
+    def _pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                executor = ProcessPoolExecutor(
+                    max_workers=self._processes, mp_context=multiprocessing.get_context("spawn")
+                )
+                with _main_module_hidden():
+                    for future in [executor.submit(os.getpid) for _ in range(self._processes)]:
+                        future.result()
+                self._executor = executor
+            return self._executor
+
+    def map(
+        self, function: Callable[..., R], calls: Iterable[tuple[Any, ...]], window: int | None = None
+    ) -> Iterator[R]:
+        pool, limit = self._pool(), window or 2 * self.workers
+        pending: deque[Future[R]] = deque()
+        try:
+            for call in calls:
+                pending.append(pool.submit(function, *call))
+                self._count()
+                if len(pending) >= limit:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def close(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
+
+
+class RayCluster(ComputeBackend):
+    """Tasks on a Ray cluster of this party's own domain (connected on construction)."""
+
+    name = "ray"
+
+    def __init__(self, address: str, max_retries: int = 3) -> None:
+        super().__init__()
+        try:
+            import ray
+        except ImportError:
+            raise ComputeError(
+                'backend = "ray" needs the ray package in this environment: pip install "ray>=2.40"'
+            ) from None
+        self._ray: Any = ray
+        self.address, self.max_retries = address, max_retries
+        _answers(address)
+        try:
+            ray.init(
+                address=address,
+                namespace="mpc-agencies",
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+                ignore_reinit_error=True,
+                configure_logging=False,
+            )
+        except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError by cause
+            raise ComputeError(f"the Ray cluster at {address} does not answer: {exc}") from None
+        self._remotes: dict[Callable[..., Any], Any] = {}
+
+    @property
+    def workers(self) -> int:
+        return max(int(self._ray.cluster_resources().get("CPU", 1)), 1)
+
+    def _remote(self, function: Callable[..., Any]) -> Any:
+        with self._lock:
+            remote = self._remotes.get(function)
+            if remote is None:
+                remote = self._remotes[function] = self._ray.remote(max_retries=self.max_retries)(function)
+            return remote
+
+    def _result(self, ref: Any) -> Any:
+        ray = self._ray
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:  # the chunk's own exception, as the local pool raises it
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, Exception):
+                raise cause from None
+            raise
+        except ray.exceptions.RayError as exc:  # a worker or node lost on every retry
+            raise ComputeError(f"Ray cluster {self.address}: {type(exc).__name__}: {exc}") from None
+
+    def map(
+        self, function: Callable[..., R], calls: Iterable[tuple[Any, ...]], window: int | None = None
+    ) -> Iterator[R]:
+        remote, limit = self._remote(function), window or 2 * self.workers
+        pending: deque[Any] = deque()
+        try:
+            for call in calls:
+                pending.append(remote.remote(*call))
+                self._count()
+                if len(pending) >= limit:
+                    yield self._result(pending.popleft())
+            while pending:
+                yield self._result(pending.popleft())
+        finally:
+            for ref in pending:
+                self._ray.cancel(ref)
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "address": self.address}
+
+    def close(self) -> None:
+        self._ray.shutdown()
+
+
+def _answers(address: str, timeout: float = 5.0) -> None:
+    """A cluster address that names a host and port must accept a connection (``ray.init`` itself
+    would retry a dead address for minutes); "auto" is left to Ray."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ComputeError(f"the Ray cluster at {address} does not answer: {exc.strerror or exc}") from None
+
+
+_lock = threading.Lock()
+_active: ComputeBackend | None = None
+
+
+def backend() -> ComputeBackend:
+    """The process's compute backend: the one :func:`configure` or :func:`use` set, else a
+    :class:`LocalPool` (created on first use)."""
+    global _active
+    with _lock:
+        if _active is None:
+            _active = LocalPool()
+        return _active
+
+
+def use(chosen: ComputeBackend) -> ComputeBackend | None:
+    """Make ``chosen`` the process's backend; returns the previous one (not closed)."""
+    global _active
+    with _lock:
+        previous, _active = _active, chosen
+    return previous
+
+
+def configure(config: ComputeConfig) -> ComputeBackend:
+    """The backend a party's ``[compute]`` section names, made the process's backend. Raises
+    :class:`ComputeError` when a Ray cluster does not answer."""
+    with _lock:
+        active = _active
+    if active is not None and active.describe().get("address") == config.address and active.name == config.backend:
+        return active  # already this one (a second client of the same party in this process)
+    previous = use(LocalPool())  # released first: a process holds one Ray connection at a time
+    if previous is not None:
+        previous.close()
+    if config.backend == "local":
+        return backend()
+    chosen = RayCluster(config.address or "", config.max_retries)
+    use(chosen)
+    return chosen
+
+
+@atexit.register
+def _close_active() -> None:
+    with _lock:
+        active = _active
+    if active is not None:
+        active.close()

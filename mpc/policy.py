@@ -13,7 +13,7 @@ import time
 from collections.abc import Collection, Mapping
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mpc.data.schema import DatasetSpec
 
@@ -72,9 +72,20 @@ class DatasetGrant(BaseModel):
     psi_intersection: bool = False
     # Whole-table access: P1 batch lookups (the encrypted table, packed decryptions) and the
     # owner's tags (GetTags). This owner then learns, per looked-up row, its position class (one
-    # of g, each about rows/g of the table) instead of its bucket. Off unless granted.
-    batch: bool = False
+    # of g, each about rows/g of the table) instead of its bucket. Every grant states it: a
+    # grant without it is refused when the configuration loads.
+    batch: bool
     columns: dict[str, list[Use]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _batch_is_stated(cls, data: object) -> object:
+        if isinstance(data, Mapping) and "batch" not in data:
+            raise ValueError(
+                "batch: state it (true or false): whole-table access (P1 batches, the owner's tags) "
+                "is an explicit choice in every grant"
+            )
+        return data
 
 
 class Limits(BaseModel):

@@ -15,6 +15,7 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mpc.data.schema import DatasetSpec
+from mpc.parallel import ComputeBackend, ComputeConfig, ComputeError, configure
 from mpc.policy import Policy
 from parties.rpc.tls import TlsConfig
 
@@ -84,6 +85,7 @@ class PartyConfig(BaseModel):
     datasets: list[DatasetSpec] = Field(default_factory=list)
     predicates: list[PredicateSpec] = Field(default_factory=list)
     policy: Policy = Field(default_factory=Policy)
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)  # where heavy batch work runs (mpc.parallel)
     base_dir: Path = Path(".")
 
     @field_validator("datasets")
@@ -102,6 +104,15 @@ def format_validation_error(error: ValidationError, source: str) -> str:
         key = ".".join(str(p) for p in item["loc"]) or "(top level)"
         lines.append(f"  {key}: {item['msg']}")
     return "\n".join(lines)
+
+
+def start_compute(config: ComputeConfig) -> ComputeBackend:
+    """The process's compute backend as ``[compute]`` names it (the daemon and the requester's
+    client call this on start); a Ray cluster that does not answer is a :class:`ConfigError`."""
+    try:
+        return configure(config)
+    except ComputeError as exc:
+        raise ConfigError(f"compute.address: {exc}") from None
 
 
 def load_toml_config(path: Path, model: type[M], section: str, with_base_dir: bool = False) -> M:

@@ -34,6 +34,7 @@ max = 1000000
 purposes = ["public-rental-housing"]
 [policy.peers.housing.datasets.income]
 psi = true
+batch = false
 columns = { annual_income = ["compare"] }
 """
 

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from parties.config import PartyConfig
+from parties.config import PartyConfig, format_validation_error
 from parties.owner.check import certificate_problems, grant_problems
 from parties.pki import Pki
 
@@ -75,10 +76,6 @@ def grant(raw: dict[str, Any]) -> dict[str, Any]:
             "policy.peers.housing.datasets.income.columns.pin: the column is classified secret",
         ),
         (
-            lambda raw: grant(raw)["datasets"]["income"].pop("batch"),
-            "policy.peers.housing.datasets.income.batch: state it (true or false)",
-        ),
-        (
             lambda raw: grant(raw).update({"co_parties": ["civil-afairs"]}),
             "policy.peers.housing.co_parties: no party 'civil-afairs' in the coordinator's directory "
             "(did you mean 'civil-affairs'?)",
@@ -95,6 +92,15 @@ def test_every_grant_is_checked_against_the_schema_and_the_directory(change: Any
         assert problems == []
     else:
         assert len(problems) == 1 and problems[0].message.startswith(problem), problems
+
+
+def test_a_grant_without_an_explicit_batch_choice_does_not_load(tmp_path: Path) -> None:
+    """Whole-table access is a choice the owner states in every grant: omitted, the configuration
+    is refused when it loads (``check`` and ``serve`` alike), naming the grant."""
+    with pytest.raises(ValidationError) as refused:
+        config_with(lambda raw: grant(raw)["datasets"]["income"].pop("batch"))
+    message = format_validation_error(refused.value, "tax.toml")
+    assert "policy.peers.housing.datasets.income: Value error, batch: state it (true or false)" in message
 
 
 def test_the_certificate_name_expiry_and_revocation(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ POLICY = Policy.model_validate(
                 "datasets": {
                     "households": {
                         "psi": True,
+                        "batch": False,
                         "columns": {"district": ["group_by"], "disabled": ["filter"], "size": ["lookup", "compare"]},
                     }
                 },

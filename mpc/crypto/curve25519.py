@@ -22,7 +22,6 @@ receive scalars and raw bytes, and where only tags are wanted they return the 8-
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import gmpy2
 import nacl.exceptions
 from nacl.bindings import crypto_scalarmult
 
-from mpc.parallel import process_pool
+from mpc.parallel import backend, split
 
 __all__ = [
     "DEFAULT_TAG_BYTES",
@@ -158,21 +157,15 @@ def _hash_multiply_chunk(scalar: bytes, domain: bytes, ids: list[bytes], tag_byt
     return b"".join(oprf_tag(p, tag_bytes) for p in finals) if tag_bytes else b"".join(finals)
 
 
-def _split(count: int, parts: int) -> list[tuple[int, int]]:
-    step = -(-count // parts)
-    return [(lo, min(lo + step, count)) for lo in range(0, count, step)]
-
-
 def _in_parts(
     count: int, parallel: bool, work: Callable[..., bytes], args: Callable[[int, int], tuple[Any, ...]]
 ) -> bytes:
     """``work(*args(lo, hi))`` over items ``[0, count)``, concatenated: in this process for small
-    batches, else on the process pool in four parts per core."""
-    cores = os.cpu_count() or 1
-    if not parallel or count < PARALLEL_THRESHOLD or cores == 1:
+    batches, else on the compute backend in four parts per worker."""
+    compute = backend()
+    if not parallel or count < PARALLEL_THRESHOLD or (compute.name == "local" and compute.workers == 1):
         return work(*args(0, count))
-    futures = [process_pool().submit(work, *args(lo, hi)) for lo, hi in _split(count, 4 * cores)]
-    return b"".join(f.result() for f in futures)
+    return b"".join(compute.map(work, (args(lo, hi) for lo, hi in split(count, 4 * compute.workers))))
 
 
 def _multiply_all(scalar: bytes, points: Sequence[bytes], parallel: bool, tag_bytes: int) -> bytes:

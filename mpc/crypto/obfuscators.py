@@ -327,21 +327,19 @@ def _obfuscator_chunk(n: int, count: int, window_bits: int) -> bytes:
 
 
 def parallel_obfuscators(public_key: PaillierPublicKey, count: int, window_bits: int = 10) -> list[mpz]:
-    """``count`` obfuscators computed on every core (for bulk encryption of a whole table).
+    """``count`` obfuscators computed on the compute backend (for bulk encryption of a whole table).
 
     Each worker draws its own base ``h_s``; every result is an n-th residue, as from one source.
     """
-    from mpc.parallel import process_pool
+    from mpc.parallel import backend
 
     if count <= 0:
         return []
-    workers = os.cpu_count() or 1
-    step = max(-(-count // (4 * workers)), 64)
-    sizes = [min(step, count - lo) for lo in range(0, count, step)]
-    futures = [process_pool().submit(_obfuscator_chunk, int(public_key.n), size, window_bits) for size in sizes]
+    compute = backend()
+    step = max(-(-count // (4 * compute.workers)), 64)
+    calls = ((int(public_key.n), min(step, count - lo), window_bits) for lo in range(0, count, step))
     width = public_key.ciphertext_bytes
     out: list[mpz] = []
-    for future in futures:
-        blob = future.result()
+    for blob in compute.map(_obfuscator_chunk, calls):
         out.extend(mpz(int.from_bytes(blob[i : i + width], "big")) for i in range(0, len(blob), width))
     return out

@@ -16,7 +16,6 @@ one-byte format tag, ciphertexts are fixed-width big-endian integers of ``2 * |n
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import struct
 from collections.abc import Iterable, Sequence
@@ -254,25 +253,23 @@ class PaillierPrivateKey:
         return [self.decrypt(c) for c in ciphertexts]
 
     def decrypt_parallel(self, ciphertexts: Sequence[PaillierCiphertext], serial_below: int = 32) -> list[int]:
-        """:meth:`decrypt_batch` on every core (the process pool) for batches of ``serial_below``
-        or more; the factors travel to the pool's workers, which are processes of this owner."""
+        """:meth:`decrypt_batch` on the compute backend (:mod:`mpc.parallel`) for batches of
+        ``serial_below`` or more; the factors travel to its workers, which must be this owner's own
+        (its process pool, or its own Ray cluster)."""
         for c in ciphertexts:
             self.public_key._check_same_key(c)
         if len(ciphertexts) < serial_below:
             return [self.decrypt_raw(c.value) for c in ciphertexts]
-        from mpc.parallel import process_pool
+        from mpc.parallel import backend, split
 
-        parts = 4 * (os.cpu_count() or 1)
-        step = -(-len(ciphertexts) // parts)
-        chunks = [
-            self.public_key.ciphertexts_to_bytes(list(ciphertexts[i : i + step]))
-            for i in range(0, len(ciphertexts), step)
-        ]
-        futures = [process_pool().submit(_decrypt_chunk, int(self.p), int(self.q), chunk) for chunk in chunks]
+        compute, pk = backend(), self.public_key
+        calls = (
+            (int(self.p), int(self.q), pk.ciphertexts_to_bytes(list(ciphertexts[lo:hi])))
+            for lo, hi in split(len(ciphertexts), 4 * compute.workers)
+        )
         out: list[int] = []
-        plain = (int(self.public_key.n).bit_length() + 7) // 8
-        for future in futures:
-            blob = future.result()
+        plain = (int(pk.n).bit_length() + 7) // 8
+        for blob in compute.map(_decrypt_chunk, calls):
             out.extend(int.from_bytes(blob[i : i + plain], "big") for i in range(0, len(blob), plain))
         return out
 

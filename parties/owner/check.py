@@ -2,7 +2,7 @@
 
 Each check returns problems as one-line messages naming the key and, for a misspelling, the
 nearest valid name: a grant to a peer the coordinator's directory does not know, of a dataset the
-configuration does not declare or without an explicit ``batch`` choice, of a column its schema
+configuration does not declare, of a column its schema
 lacks (or classifies ``secret``), or of a co-party or predicate that does not exist; a
 certificate whose name is not the party's, that has
 expired or expires within :data:`EXPIRY_WARNING_DAYS`, or that the CRL revokes.
@@ -79,14 +79,6 @@ def grant_problems(config: PartyConfig, directory: set[str] | None = None) -> li
             if spec is None:
                 problems.append(Problem(f"{where}.datasets.{name}: no dataset {name!r}{_nearest(name, datasets)}"))
                 continue
-            if "batch" not in dataset_grant.model_fields_set:
-                problems.append(
-                    Problem(
-                        f"{where}.datasets.{name}.batch: state it (true or false): whole-table access (P1 batches, "
-                        "the owner's tags) is an explicit choice; it is off while unstated",
-                        warning=True,
-                    )
-                )
             columns = spec.schema_.columns
             for column in dataset_grant.columns:
                 if column not in columns:

@@ -138,7 +138,7 @@ def draft_config(csv_path: Path, id_column: str, party: str, id_kind: IdKind = "
         '# programs = ["rule"]',
         f"# [policy.peers.civil-affairs.datasets.{dataset}]",
         "# psi = true",
-        "# batch = false                     # whole-table access (P1): an explicit choice",
+        "# batch = false                     # whole-table access (P1): required, an explicit choice",
         '# columns = { COLUMN = ["lookup", "compare"] }',
         "[policy.peers]",
         "",

@@ -23,7 +23,7 @@ from mpc.data.sources import Dataset, load_dataset
 from mpc.files import write_atomic
 from mpc.protocols import oprf_filter
 from mpc.protocols.lookup import BucketIndex
-from parties.config import ConfigError, PartyConfig, PredicateSpec
+from parties.config import ConfigError, PartyConfig, PredicateSpec, start_compute
 from parties.owner.aggregate import JoinInitiator
 from parties.owner.budgets import Budgets
 from parties.owner.check import certificate_problems, grant_problems
@@ -86,6 +86,7 @@ class PartyDaemon:
         self.max_message_bytes = MAX_MESSAGE_BYTES
         self.state = PartyState(config.party.state_dir)
         self.audit_log = self.state.audit
+        self.compute = start_compute(config.compute)
         self.datasets: dict[str, Dataset] = {spec.name: load_dataset(spec, config.base_dir) for spec in config.datasets}
         self.metrics = Metrics(self.name)
         self.boundary = Boundary(
@@ -206,6 +207,10 @@ class PartyDaemon:
             AuditEvent(peer="-", action="daemon:stop", detail=f"grace={grace}s in_flight_at_stop={in_flight}")
         )
         self._witness_once()
+        try:
+            write_status(self, self.started)  # the final state, for the operator
+        except OSError as exc:
+            log.warning("status not written", extra={"fields": {"error": str(exc)}})
         self.budgets.close()
         if self._coordinator_channel is not None:
             self._coordinator_channel.close()

@@ -61,6 +61,7 @@ def snapshot(daemon: PartyDaemon, started: float) -> dict[str, Any]:
         "uptime_seconds": round(now - started, 1),
         "written": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds"),
         "oprf_epoch": daemon.dataset_epoch(),
+        "compute": daemon.compute.describe(),
         "certificate": {
             "serial": f"{certificate.serial_number:x}",
             "not_after": expires.isoformat(timespec="seconds"),

@@ -28,7 +28,7 @@ from mpc.audit import AuditEvent, AuditLog, AuditLogError, load_or_create_signin
 from mpc.data.sources import Dataset, load_dataset
 from mpc.protocols import aggregate as agg
 from mpc.protocols import planner, psi, rules
-from parties.config import PartyConfig, load_party_config
+from parties.config import PartyConfig, load_party_config, start_compute
 from parties.requester import aggregate, eligibility, lookup, oprf, programs
 from parties.requester import psi as psi_driver
 from parties.requester.aggregate import AggregateOutcome
@@ -103,6 +103,7 @@ class Client:
     @classmethod
     def from_config(cls, path: str | Path, purpose: str = "", case: str = "") -> Client:
         config = load_party_config(Path(path))
+        start_compute(config.compute)
         return cls(
             config.party.name,
             config.tls,

@@ -57,9 +57,10 @@ HOUSING_OWN_POLICY = {
             "datasets": {
                 "properties": {
                     "psi": True,
+                    "batch": False,
                     "columns": {"district": ["group_by"], "property_count": ["filter", "aggregate"]},
                 },
-                "claims": {"psi": True, "columns": {"kind": ["group_by"]}},
+                "claims": {"psi": True, "batch": False, "columns": {"kind": ["group_by"]}},
             },
         }
     }
@@ -190,7 +191,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, tables: AgencyTables) -> I
             "housing": {
                 "purposes": ["selftest"],
                 "programs": ["selftest-compare"],
-                "datasets": {"payments": {"psi": True, "columns": {"amount": ["lookup"]}}},
+                "datasets": {"payments": {"psi": True, "batch": False, "columns": {"amount": ["lookup"]}}},
             }
         }
     }

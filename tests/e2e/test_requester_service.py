@@ -109,7 +109,7 @@ absent = "false"
 def _grant(dataset: str, column: str, **extra: Any) -> dict[str, Any]:
     return {
         "purposes": [PURPOSE],
-        "datasets": {dataset: {"psi": True, "columns": {column: ["lookup", "compare"]}}},
+        "datasets": {dataset: {"psi": True, "batch": False, "columns": {column: ["lookup", "compare"]}}},
         "programs": ["rule"],
         "reveal_clauses": True,
         **extra,

@@ -227,8 +227,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                 "purposes": PURPOSES,
                 **tight,
                 "datasets": {
-                    "income": {  # `batch` omitted: false
+                    "income": {
                         "psi": True,
+                        "batch": False,
                         "columns": {"annual_income": ["lookup", "compare"]},
                     }
                 },
@@ -236,7 +237,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             },
             "legacy": {
                 "purposes": PURPOSES,
-                "datasets": {"income": {"psi": True, "columns": {"annual_income": ["lookup"]}}},
+                "datasets": {"income": {"psi": True, "batch": False, "columns": {"annual_income": ["lookup"]}}},
                 "programs": ["threshold-check", "rule"],
             },
         }
@@ -250,6 +251,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                 "datasets": {
                     "properties": {
                         "psi": True,
+                        "batch": False,
                         "columns": {"property_count": ["lookup", "compare"], "district": ["group_by"]},
                     }
                 },
@@ -258,7 +260,12 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         }
     }
     curious_policy = {
-        "peers": {"tax": {"purposes": PURPOSES, "datasets": {"mine": {"psi": True, "columns": {"flag": ["filter"]}}}}}
+        "peers": {
+            "tax": {
+                "purposes": PURPOSES,
+                "datasets": {"mine": {"psi": True, "batch": False, "columns": {"flag": ["filter"]}}},
+            }
+        }
     }
     low_income = {
         "name": "low-income",

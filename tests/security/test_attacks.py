@@ -17,6 +17,7 @@ import grpc
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import ValidationError
 
 from mpc.audit import verify_log
 from mpc.crypto.curve25519 import OprfClient
@@ -704,9 +705,11 @@ def test_requester_declared_columns_are_checked_and_never_the_owners(deployment:
 # ---------------------------------------------------------------------- 5. enumeration and batch bypass
 def test_batch_without_the_grant_is_refused(deployment: Deployment) -> None:
     d, purpose, case = deployment, "batch", "NO-BATCH"
-    assert DatasetGrant().batch is False and DatasetGrant().psi_intersection is False
+    assert DatasetGrant(batch=False).psi_intersection is False
+    with pytest.raises(ValidationError, match="batch: state it"):
+        DatasetGrant.model_validate({"psi": True})  # whole-table access is never granted by omission
     grant_text = d.cluster.config("tax").read_text()
-    assert "batch" not in grant_text.split("[policy.peers.no-batch.datasets.income]")[1].split("[")[0]
+    assert "batch = false" in grant_text.split("[policy.peers.no-batch.datasets.income]")[1].split("[")[0]
     message = "peer 'no-batch' may not make batch lookups (whole table) of dataset 'income'"
     with d.client("no-batch", purpose, case) as client:
         stub = client.party_stub("tax")
