@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from gmpy2 import mpz
 
 from demo.synthetic import generate, write_csv
 from mpc.crypto.paillier import PaillierCiphertext
@@ -39,12 +40,12 @@ def income(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     )
 
 
-def cache(state: Path) -> TableCache:
+def cache(state: Path, anonymity_set: int = 64) -> TableCache:
     return TableCache(
         state / "encrypted",
         state / "keys",
         1024,
-        64,
+        anonymity_set,
         lambda name, epoch: oprf_filter.dataset_key(MASTER, "tax", name, epoch),
     )
 
@@ -128,3 +129,52 @@ def test_tags_and_tables_are_per_epoch_and_old_epochs_are_deleted(income: Datase
     restarted = cache(tmp_path)  # cached tags are reused across a restart
     assert restarted.buckets(income, EPOCH + 2).tags == tables.buckets(income, EPOCH + 2).tags
     assert {p.name for p in encrypted.glob("epoch-*")} == {f"epoch-{EPOCH + 1}", f"epoch-{EPOCH + 2}"}
+
+
+def test_a_table_stopped_midway_resumes_where_it_stopped(
+    income: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The encrypted table is written chunk by chunk, each chunk marked done once on disk: a daemon
+    killed midway keeps what it finished and encrypts only the rest (the result decrypts right)."""
+    import parties.owner.tables as tables_module
+
+    monkeypatch.setattr(tables_module, "ENCRYPT_CHUNK_ROWS", 16)
+    first = cache(tmp_path, 8).table(income, ("tax_year",), EPOCH)
+    buckets = len(first.done)
+    assert buckets > 2
+    calls = 0
+    real = first._encrypt
+
+    def dies_on_the_third_chunk(rows: np.ndarray):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise KeyboardInterrupt("killed")
+        yield from real(rows)
+
+    first._encrypt = dies_on_the_third_chunk
+    with pytest.raises(KeyboardInterrupt):
+        first.ensure_all()
+    kept = (tmp_path / "encrypted" / f"epoch-{EPOCH}").glob("*.done")
+    finished = sum(next(kept).read_bytes())
+    assert 0 < finished < buckets  # two chunks' buckets are on disk and marked
+
+    again = cache(tmp_path, 8).table(income, ("tax_year",), EPOCH)  # the restarted daemon
+    assert sum(again.done) == finished
+    encrypted: list[int] = []
+    real_again = again._encrypt
+
+    def counting(rows: np.ndarray):  # type: ignore[no-untyped-def]
+        encrypted.append(len(rows))
+        yield from real_again(rows)
+
+    again._encrypt = counting
+    again.ensure_all()
+    assert all(again.done) and sum(encrypted) == len(income.ids) - sum(
+        len(again.index.rows(b)) for b in range(buckets) if first.done[b]
+    )
+    key = cache(tmp_path, 8).private_key(income, ("tax_year",), EPOCH)
+    positions = again.layout.positions(again.index.tags)
+    for row in (0, len(income.ids) // 2, len(income.ids) - 1):
+        plain = key.decrypt_raw(mpz(int.from_bytes(again.rows_bytes(slice(row, row + 1)), "big")))
+        assert plain == again.layout.plaintexts(income.values("tax_year")[[row]].reshape(1, 1), positions[[row]])[0]

@@ -23,6 +23,7 @@ import secrets
 import struct
 import threading
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -40,6 +41,7 @@ __all__ = [
     "ObfuscatorPool",
     "ShortExponentObfuscator",
     "TextbookObfuscator",
+    "encrypt_parallel",
     "parallel_obfuscators",
 ]
 
@@ -313,8 +315,15 @@ _WORKER_SOURCES: dict[tuple[int, int], ShortExponentObfuscator] = {}
 
 
 def _obfuscator_chunk(n: int, count: int, window_bits: int) -> bytes:
-    """Worker: ``count`` short-exponent obfuscators for modulus ``n`` (its own random base, and
-    its window table built once per worker process and key)."""
+    """Worker: ``count`` short-exponent obfuscators for modulus ``n``."""
+    source = _worker_source(n, window_bits)
+    width = PaillierPublicKey(n).ciphertext_bytes
+    return b"".join(int(x).to_bytes(width, "big") for x in source.batch(count))
+
+
+def _worker_source(n: int, window_bits: int) -> ShortExponentObfuscator:
+    """A worker's short-exponent source for modulus ``n``: its own random base, its window table
+    built once per worker process and key."""
     source = _WORKER_SOURCES.get((n, window_bits))
     if source is None:
         if len(_WORKER_SOURCES) >= 4:
@@ -322,8 +331,38 @@ def _obfuscator_chunk(n: int, count: int, window_bits: int) -> bytes:
         source = _WORKER_SOURCES[(n, window_bits)] = ShortExponentObfuscator(
             PaillierPublicKey(n), window_bits=window_bits
         )
-    width = PaillierPublicKey(n).ciphertext_bytes
-    return b"".join(int(x).to_bytes(width, "big") for x in source.batch(count))
+    return source
+
+
+def _encrypt_chunk(n: int, plaintexts: bytes, window_bits: int) -> bytes:
+    """Worker: ``(1 + m*n) * rho mod n^2`` for each fixed-width (|n| bytes) plaintext ``m``, each
+    with a fresh short-exponent obfuscator; fixed-width ciphertexts back."""
+    key = PaillierPublicKey(n)
+    source, nsq, width, plain = _worker_source(n, window_bits), key.nsquare, key.ciphertext_bytes, _plain_bytes(key)
+    values = [int.from_bytes(plaintexts[i : i + plain], "big") for i in range(0, len(plaintexts), plain)]
+    return b"".join(
+        int(key.encode(m) * rho % nsq).to_bytes(width, "big")
+        for m, rho in zip(values, source.batch(len(values)), strict=True)
+    )
+
+
+def _plain_bytes(public_key: PaillierPublicKey) -> int:
+    return (int(public_key.n).bit_length() + 7) // 8
+
+
+def encrypt_parallel(public_key: PaillierPublicKey, plaintexts: Sequence[int], window_bits: int = 10) -> bytes:
+    """Fixed-width ciphertexts of ``plaintexts`` (in order), encrypted on the compute backend:
+    each worker packs its chunk with obfuscators of its own (a whole table's preparation)."""
+    from mpc.parallel import backend, split
+
+    for m in plaintexts:
+        public_key.check_plaintext(m)
+    compute, plain, n = backend(), _plain_bytes(public_key), int(public_key.n)
+    calls = (
+        (n, b"".join(m.to_bytes(plain, "big") for m in plaintexts[lo:hi]), window_bits)
+        for lo, hi in split(len(plaintexts), 4 * compute.workers)
+    )
+    return b"".join(compute.map(_encrypt_chunk, calls))
 
 
 def parallel_obfuscators(public_key: PaillierPublicKey, count: int, window_bits: int = 10) -> list[mpz]:

@@ -8,14 +8,15 @@ under another table's name decrypts to noise, never to the values.
 Tags depend on the dataset's OPRF key, which changes every epoch (``party.oprf_epoch_hours``), so
 everything derived from them lives under ``STATE/encrypted/epoch-N/``: for a dataset the owner
 computes every row's OPRF tag once per epoch (``NAME-*.tags``); for a (dataset, columns) pair it
-encrypts rows bucket by bucket on first use, on every core, in chunks of bounded memory, into a
-file of fixed-width ciphertexts in row order (``NAME-*.bin``,
-with ``.done`` marking the encrypted buckets): a point query pays for its bucket once, a batch
-(P1) for whatever of the table is left. Cache names carry a digest of the keys, the layout and the
-data, so a changed table or key is never served stale; the first use of an epoch deletes the
-directories of epochs before the previous one. Ciphertexts are served from a memory map,
-not held in the daemon's memory. The owner never computes on its own ciphertexts; requesters
-re-randomise whatever they send back.
+encrypts rows bucket by bucket on first use, on the compute backend (:mod:`mpc.parallel`), in
+chunks of bounded memory, into a file of fixed-width ciphertexts in row order (``NAME-*.bin``,
+with ``.done`` marking the encrypted buckets, written after each chunk of about
+:data:`ENCRYPT_CHUNK_ROWS` rows reaches the disk): a point query pays for its bucket once, a batch
+(P1) for whatever of the table is left, and a daemon stopped midway resumes where it stopped.
+Cache names carry a digest of the keys, the layout and the data, so a changed table or key is
+never served stale; the first use of an epoch deletes the directories of epochs before the
+previous one. Ciphertexts are served from a memory map, not held in the daemon's memory. The
+owner never computes on its own ciphertexts; requesters re-randomise whatever they send back.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from mpc.crypto.curve25519 import POINT_BYTES, OprfServer, hash_ids
-from mpc.crypto.obfuscators import parallel_obfuscators
+from mpc.crypto.obfuscators import encrypt_parallel
 from mpc.crypto.paillier import PaillierPrivateKey, PaillierPublicKey, generate_keypair
 from mpc.data.sources import Dataset
 from mpc.files import write_atomic
@@ -78,16 +79,28 @@ class EncryptedTable:
             return
         with self._lock:
             missing = [b for b in buckets if not self.done[b]]
-            if not missing:
-                return
-            rows = np.concatenate([self.index.rows(b) for b in missing])
-            for part, blob in self._encrypt(rows):
-                self.ciphertexts[part] = np.frombuffer(blob, dtype=np.uint8).reshape(len(part), -1)
-            if isinstance(self.ciphertexts, np.memmap):
-                self.ciphertexts.flush()
-            for b in missing:
-                self.done[b] = 1
-            write_atomic(self._done_path, bytes(self.done))
+            for group in self._groups(missing):
+                rows = np.concatenate([self.index.rows(b) for b in group])
+                for part, blob in self._encrypt(rows):
+                    self.ciphertexts[part] = np.frombuffer(blob, dtype=np.uint8).reshape(len(part), -1)
+                if isinstance(self.ciphertexts, np.memmap):
+                    self.ciphertexts.flush()
+                for b in group:  # on disk before marked: a restart resumes after the last group
+                    self.done[b] = 1
+                write_atomic(self._done_path, bytes(self.done))
+
+    def _groups(self, buckets: list[int]) -> Iterator[list[int]]:
+        """``buckets`` in groups of about :data:`ENCRYPT_CHUNK_ROWS` rows (at least one bucket)."""
+        group: list[int] = []
+        rows = 0
+        for b in buckets:
+            group.append(b)
+            rows += len(self.index.rows(b))
+            if rows >= ENCRYPT_CHUNK_ROWS:
+                yield group
+                group, rows = [], 0
+        if group:
+            yield group
 
     def ensure_all(self) -> None:
         self.ensure(range(len(self.done)))
@@ -281,19 +294,10 @@ class TableCache:
             positions = layout.positions(index.tags)
 
             def encrypt(rows: np.ndarray) -> Iterator[tuple[np.ndarray, bytes]]:
-                """Ciphertexts of ``rows``, chunk by chunk (obfuscators on every core)."""
-                nsq, width = pk.nsquare, pk.ciphertext_bytes
+                """Ciphertexts of ``rows``, chunk by chunk (packed here, encrypted on the compute backend)."""
                 for lo in range(0, len(rows), ENCRYPT_CHUNK_ROWS):
                     part = np.sort(rows[lo : lo + ENCRYPT_CHUNK_ROWS])
-                    plaintexts = layout.plaintexts(values[part], positions[part])
-                    obfuscators = parallel_obfuscators(pk, len(part))
-                    yield (
-                        part,
-                        b"".join(
-                            int(pk.encode(m) * rho % nsq).to_bytes(width, "big")
-                            for m, rho in zip(plaintexts, obfuscators, strict=True)
-                        ),
-                    )
+                    yield part, encrypt_parallel(pk, layout.plaintexts(values[part], positions[part]))
 
             table = EncryptedTable(layout, pk, self._epoch_directory(epoch) / f"{name}-{digest}.bin", index, encrypt)
             with self._lock:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from gmpy2 import mpz
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mpc.crypto.obfuscators import (
     CrtObfuscator,
@@ -12,6 +15,7 @@ from mpc.crypto.obfuscators import (
     ObfuscatorPool,
     ShortExponentObfuscator,
     TextbookObfuscator,
+    encrypt_parallel,
 )
 from mpc.crypto.paillier import PaillierPrivateKey, PaillierPublicKey, generate_keypair
 
@@ -155,3 +159,25 @@ def test_a_saved_table_is_read_back_only_for_its_key_and_window(keypair_1024: Ke
     (tmp_path / "altered.bin").write_bytes(bytes(altered))
     assert ShortExponentObfuscator.load(tmp_path / "altered.bin", pk, 4) is None
     assert ShortExponentObfuscator.load(tmp_path / "missing.bin", pk, 4) is None
+
+
+@settings(deadline=None, max_examples=20)
+@given(data=st.data())
+def test_encrypt_parallel_decrypts_to_the_plaintexts(keypair_1024: KeyPair, data: st.DataObject) -> None:
+    """A whole table's encryption on the compute backend: fixed-width ciphertexts, in order, each
+    decrypting to its plaintext (edges included: 0, 1, n - 1)."""
+    pk, sk = keypair_1024
+    n = int(pk.n)
+    plaintexts = data.draw(st.lists(st.one_of(st.sampled_from([0, 1, n - 1]), st.integers(0, n - 1)), max_size=80))
+    blob = encrypt_parallel(pk, plaintexts, window_bits=6)
+    width = pk.ciphertext_bytes
+    assert len(blob) == len(plaintexts) * width
+    ciphertexts = [int.from_bytes(blob[i : i + width], "big") for i in range(0, len(blob), width)]
+    assert [sk.decrypt_raw(mpz(c)) for c in ciphertexts] == plaintexts
+    assert len(set(ciphertexts)) == len(ciphertexts)  # fresh randomness for each, even for equal plaintexts
+
+
+def test_encrypt_parallel_refuses_a_plaintext_outside_the_key(keypair_1024: KeyPair) -> None:
+    pk, _ = keypair_1024
+    with pytest.raises(ValueError):
+        encrypt_parallel(pk, [int(pk.n)])
