@@ -15,6 +15,7 @@ from rich.console import Console
 
 from benchmarks import (
     cli_bench,
+    compute_bench,
     daemon_bench,
     eligibility_bench,
     join_bench,
@@ -74,6 +75,11 @@ def main(
             "recovery of an owner from its backups, with and without caches (a 1 000 000-row table, 100 000 with "
             "--quick)",
             lambda: recovery.run(100_000 if quick else 1_000_000, console.print),
+        ),
+        (
+            "the compute backends: local pool and Ray (one and two node processes on loopback), table preparation "
+            "of 50 000 rows and a 5 000-application screening (10 000 and 1 000 with --quick)",
+            lambda: compute_bench.run(quick, console.print),
         ),
     )
     for label, step in steps:

@@ -21,6 +21,7 @@ import pytest
 
 from demo.cluster import LocalCluster
 from demo.deployment import household_applications, party_specs
+from demo.raycluster import loopback_ray
 from demo.synthetic import generate
 from mpc import parallel
 from mpc.crypto.curve25519 import OprfServer, hash_ids
@@ -33,38 +34,18 @@ from tests.e2e.conftest import owner_values
 from tests.protocols.test_psi import run as psi_run
 from tests.protocols.test_rules import EXAMPLES
 
-# Ray's single-machine mode: every Ray process binds and advertises the loopback address only. Read
-# when ray is imported, so set before the first import.
+# Ray's single-machine mode: every Ray process binds and advertises the loopback address only (read
+# when ray is first imported: demo.raycluster.loopback_ray explains)
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 if os.environ.get("CI") != "true":
     pytest.importorskip("ray", reason="ray is not installed (pip install 'ray>=2.40'; make venv installs it)")
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def ray_address() -> Iterator[str]:
     """A Ray cluster of two node processes (one CPU each) bound to 127.0.0.1 only."""
-    from ray.cluster_utils import Cluster
-
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH",)}
-    # workers import this repository's modules (the chunk functions of mpc, and of this file)
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), saved["PYTHONPATH"]) if p)
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    try:
-        cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-        yield cluster.address
-    finally:
-        previous = parallel.use(LocalPool())
-        if previous is not None:
-            previous.close()
-        cluster.shutdown()  # type: ignore[no-untyped-call]
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with loopback_ray(nodes=2, cpus_per_node=1) as address:
+        yield address
 
 
 @pytest.fixture

@@ -1,0 +1,161 @@
+"""The compute backends side by side on this machine (issue 17): the local process pool, Ray with
+one node process (all cores) and Ray with two node processes (a core each), started on loopback.
+
+- ``compute_table_prep_s_{local,ray1,ray2}``: an owner's preparation of a ``rows``-row table as
+  its daemon does it on first use (:class:`parties.owner.tables.TableCache`): the OPRF tag of every
+  row, then every row packed and encrypted under the table's 2048-bit Paillier key, written chunk
+  by chunk to the on-disk cache. The key is generated beforehand (not timed).
+- ``compute_table_prep_ray{1,2}_over_local``: Ray's time over the local pool's (target: within
+  15 % on one machine, <= 1.15).
+- ``compute_table_prep_rows_per_s_per_core``: the local pool's throughput per core.
+- ``compute_screening_s_{local,ray1,ray2}``: ``applications`` household applications of
+  public-rental-housing against tax, housing and public-security (P1 at each owner), every daemon
+  and the requester configured for the backend, checked against the plaintext rule. The owners'
+  tables are encrypted once before (cached in the state directory, shared by the three runs).
+- ``compute_prep_peak_rss_mb``: the preparing process's peak resident memory (``VmHWM``) and its
+  local workers' (``RUSAGE_CHILDREN``).
+
+``python -m benchmarks.compute_bench [ROWS] [APPLICATIONS]``; ``make bench`` runs a short form.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # before ray is imported: loopback only
+
+from benchmarks.grants import for_load_test
+from benchmarks.report import Result
+from demo.cluster import LocalCluster
+from demo.deployment import household_applications, party_specs, plain_values
+from demo.raycluster import loopback_ray
+from demo.synthetic import generate
+from mpc import parallel
+from mpc.data.schema import DatasetSpec
+from mpc.data.sources import load_dataset
+from mpc.parallel import ComputeConfig
+from mpc.protocols import oprf_filter
+from mpc.protocols.rules import evaluate_plain, load_rules
+from parties.owner.tables import TableCache
+from parties.requester import Client
+
+RULES = Path(__file__).resolve().parents[1] / "rules" / "examples.toml"
+BACKENDS = {"local": (0, 0), "ray1": (1, os.cpu_count() or 1), "ray2": (2, max((os.cpu_count() or 2) // 2, 1))}
+
+
+def _result(name: str, unit: str, ours: float, target: str | None = None, met: bool | None = None) -> Result:
+    return Result(name, unit, ours, "—", None, None, target, met)
+
+
+def _on(backend: str, work: Callable[[dict[str, object]], float]) -> float:
+    """``work(compute section)`` with the process's backend set to ``backend``."""
+    nodes, cpus = BACKENDS[backend]
+    if not nodes:
+        _warm(parallel.configure(ComputeConfig()))
+        return work({})
+    with loopback_ray(nodes, cpus) as address:
+        section: dict[str, object] = {"backend": "ray", "address": address}
+        _warm(parallel.configure(ComputeConfig.model_validate(section)))
+        return work(section)
+
+
+def _warm(compute: parallel.ComputeBackend) -> None:
+    """Start the backend's worker processes before timing (both backends start them lazily)."""
+    list(compute.map(os.getpid, [() for _ in range(4 * compute.workers)]))
+
+
+def _prepare_table(rows: int, data: Path) -> Callable[[dict[str, object]], float]:
+    tables = generate(rows, seed=7)
+    spec = party_specs(tables, data)[3].datasets[0]  # public-security: one row per resident
+    dataset = load_dataset(DatasetSpec.model_validate(spec))
+    columns = ("local_resident",)
+
+    def work(_: dict[str, object]) -> float:
+        with tempfile.TemporaryDirectory(prefix="prep-", dir=data) as state:
+            cache = TableCache(
+                Path(state) / "encrypted",
+                Path(state) / "keys",
+                2048,
+                1024,
+                lambda name, epoch: oprf_filter.dataset_key(bytes(32), "public-security", name, epoch),
+            )
+            cache.private_key(dataset, columns, 1)  # the key: generated once, not timed
+            started = time.perf_counter()
+            cache.table(dataset, columns, 1).ensure_all()
+            return time.perf_counter() - started
+
+    return work
+
+
+def _screening(residents: int, applications: int, root: Path) -> Callable[[dict[str, object]], float]:
+    tables = generate(residents, seed=8)
+    rule = load_rules(RULES).get("public-rental-housing")
+    batch = household_applications(tables, applications)
+    expected = [int(e) for e, _ in evaluate_plain(rule, batch, plain_values(tables), {})]
+
+    def work(compute: dict[str, object]) -> float:
+        specs = party_specs(tables, root / "data")
+        for spec in specs:
+            for_load_test(spec.policy)
+            spec.compute = dict(compute)
+        with LocalCluster(root, specs) as cluster:
+            cluster.approve_rule(rule, "civil-affairs", ["public-rental-housing"])
+            with Client.from_config(cluster.config("civil-affairs"), "public-rental-housing", "BENCH-RAY") as client:
+                client.check_eligibility(rule, batch[:20], path="P1")  # owners' tables: encrypted once, then cached
+                started = time.perf_counter()
+                bits = client.check_eligibility(rule, batch, path="P1")
+                elapsed = time.perf_counter() - started
+        assert bits.tolist() == expected, "screening differs from the plaintext rule"
+        return elapsed
+
+    return work
+
+
+def _peak_rss_mb() -> tuple[float, float]:
+    status = Path("/proc/self/status").read_text()
+    own = int(next(x for x in status.splitlines() if x.startswith("VmHWM:")).split()[1]) / 1024
+    return own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def run(quick: bool, log: object = print, rows: int | None = None, applications: int | None = None) -> list[Result]:
+    say = log if callable(log) else print
+    rows = rows or (10_000 if quick else 50_000)
+    applications = applications or (1_000 if quick else 5_000)
+    residents = max(applications * 3, 20_000)
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="compute-bench-") as scratch:
+        prep = _prepare_table(rows, Path(scratch) / "prep")
+        seconds = {b: _on(b, prep) for b in BACKENDS}
+        own, children = _peak_rss_mb()
+        for backend, value in seconds.items():
+            say(f"table preparation, {rows:,} rows, {backend}: {value:.1f} s ({rows / value:,.0f} rows/s)")
+            results.append(_result(f"compute_table_prep_s_{backend}", "s", value))
+        for backend in ("ray1", "ray2"):
+            ratio = seconds[backend] / seconds["local"]
+            say(f"  {backend} over local: {ratio:.2f}")
+            results.append(_result(f"compute_table_prep_{backend}_over_local", "x", ratio, "<= 1.15", ratio <= 1.15))
+        per_core = rows / seconds["local"] / (os.cpu_count() or 1)
+        results.append(_result("compute_table_prep_rows_per_s_per_core", "rows/s", per_core))
+        say(f"peak RSS: this process {own:.0f} MB, local workers {children:.0f} MB")
+        results.append(_result("compute_prep_peak_rss_mb", "MB", max(own, children)))
+
+        screening = _screening(residents, applications, Path(scratch) / "screening")
+        for backend in BACKENDS:
+            value = _on(backend, screening)
+            size = f"{applications:,} applications x 3 owners ({residents:,} residents)"
+            say(f"screening, {size}, {backend}: {value:.1f} s")
+            results.append(_result(f"compute_screening_s_{backend}", "s", value))
+    parallel.configure(ComputeConfig())
+    return results
+
+
+if __name__ == "__main__":
+    args = [int(a) for a in sys.argv[1:3]]
+    for r in run(False, print, *args):
+        print(r)

@@ -1,0 +1,51 @@
+"""A Ray cluster on this machine's loopback, for tests and benchmarks of the Ray compute backend:
+a head node process and more node processes (Ray's own ``ray.cluster_utils.Cluster``), each with
+its CPUs, every Ray process bound to 127.0.0.1.
+
+A production cluster is started by the owner's operators on the owner's machines
+(``docs/scaling.md``); this one lives as long as the ``with`` block.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["loopback_ray"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def loopback_ray(nodes: int = 2, cpus_per_node: int = 1) -> Iterator[str]:
+    """Start ``nodes`` Ray node processes (the first is the head) and yield the cluster's address.
+
+    Ray reads ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` when it is first imported: set to 0, every Ray
+    process binds and advertises the loopback address only. The caller's process must not have
+    imported ray before (this sets it if it is unset). Workers get this repository on
+    ``PYTHONPATH``, so they import the same ``mpc`` as the caller.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    from ray.cluster_utils import Cluster
+
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), saved) if p)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus_per_node, "include_dashboard": False})
+    try:
+        for _ in range(nodes - 1):
+            cluster.add_node(num_cpus=cpus_per_node)
+        cluster.wait_for_nodes()
+        yield str(cluster.address)
+    finally:
+        from mpc import parallel
+
+        previous = parallel.use(parallel.LocalPool())  # the process's backend leaves the cluster with it
+        if previous is not None:
+            previous.close()
+        cluster.shutdown()  # type: ignore[no-untyped-call]
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
