@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -53,6 +53,7 @@ __all__ = [
     "parse_applications",
     "read_applications",
     "read_lines",
+    "stream_applications",
 ]
 
 Layout = Literal["per-person", "per-application"]
@@ -147,10 +148,50 @@ def read_applications(path: Path, declared: Sequence[str] = ()) -> Applications:
         raise _unreadable(path, exc) from None
 
 
-def parse_applications(data: Iterable[bytes], file: str, declared: Sequence[str] = ()) -> Applications:
-    """The applications in ``data`` (the lines of a CSV file, as bytes; ``file`` names it in every
-    message); see the module's description of the layouts and the problems reported."""
+def stream_applications(
+    data: Iterable[bytes], file: str, declared: Sequence[str] = ()
+) -> Iterator[Application | Rejected]:
+    """The applications in ``data`` one by one, for a file too large to hold (a streamed
+    screening): as :func:`parse_applications`, except that an application's lines must be
+    adjacent (a file sorted or written by application). A line of an application whose lines
+    ended before is an error of its own, naming the line; what was read before stands. Raises
+    :class:`ApplicationsFileError` on the first call when the header cannot be used."""
     lines = _lines(data)
+    build, columns = _layout(lines, file, declared)[1:]
+    closed: set[str] = set()
+    current: tuple[str, _Pending] | None = None
+    for row in _cells(lines, header=columns[1], key="application_id"):
+        if current is not None and row.key != current[0]:
+            closed.add(current[0])
+            yield build(*current, file, columns[0])
+            current = None
+        if not row.key or row.key in closed:
+            reason = row.problem or "no application_id"
+            if row.key:
+                reason = (
+                    f"application {row.key!r} has lines elsewhere in the file: a streamed screening needs each "
+                    "application's lines together (sort the file by application_id)"
+                )
+            yield Rejected(row.key, file, (Problem(row.number, reason),))
+            continue
+        if current is None:
+            current = (row.key, _Pending([], []))
+        if row.problem:
+            current[1].problems.append(Problem(row.number, row.problem))
+        else:
+            current[1].lines.append(row)
+    if current is not None:
+        yield build(*current, file, columns[0])
+
+
+Builder = Callable[[str, "_Pending", str, dict[str, str]], Application | Rejected]
+
+
+def _layout(
+    lines: Iterator[tuple[int, bytes]], file: str, declared: Sequence[str]
+) -> tuple[Layout, Builder, tuple[dict[str, str], list[str]]]:
+    """The file's layout from its header, the builder of its applications and (declared columns
+    by name, the header); raises :class:`ApplicationsFileError` when the header cannot be used."""
     header_line, header = _header(lines, file)
     layout: Layout | None = next((k for k, needed in LAYOUTS.items() if set(needed) <= set(header)), None)
     if layout is None:
@@ -163,8 +204,15 @@ def parse_applications(data: Iterable[bytes], file: str, declared: Sequence[str]
         raise MissingColumnError(
             f"{file}, line {header_line}: no column {missing[0]!r} for a declared value; it has {', '.join(header)}"
         )
-    build = _per_person if layout == "per-person" else _per_application
-    columns = {name: name.strip().lower() for name in declared}
+    build: Builder = _per_person if layout == "per-person" else _per_application
+    return layout, build, ({name: name.strip().lower() for name in declared}, header)
+
+
+def parse_applications(data: Iterable[bytes], file: str, declared: Sequence[str] = ()) -> Applications:
+    """The applications in ``data`` (the lines of a CSV file, as bytes; ``file`` names it in every
+    message); see the module's description of the layouts and the problems reported."""
+    lines = _lines(data)
+    layout, build, (columns, header) = _layout(lines, file, declared)
     entries: list[Application | Rejected] = []
     first_lines: dict[str, int] = {}
     for item in _grouped(_cells(lines, header, "application_id"), file):
