@@ -57,17 +57,12 @@ def _on(backend: str, work: Callable[[dict[str, object]], float]) -> float:
     """``work(compute section)`` with the process's backend set to ``backend``."""
     nodes, cpus = BACKENDS[backend]
     if not nodes:
-        _warm(parallel.configure(ComputeConfig()))
+        parallel.configure(ComputeConfig()).warm()
         return work({})
     with loopback_ray(nodes, cpus) as address:
         section: dict[str, object] = {"backend": "ray", "address": address}
-        _warm(parallel.configure(ComputeConfig.model_validate(section)))
+        parallel.configure(ComputeConfig.model_validate(section)).warm()
         return work(section)
-
-
-def _warm(compute: parallel.ComputeBackend) -> None:
-    """Start the backend's worker processes before timing (both backends start them lazily)."""
-    list(compute.map(os.getpid, [() for _ in range(4 * compute.workers)]))
 
 
 def _prepare_table(rows: int, data: Path) -> Callable[[dict[str, object]], float]:

@@ -114,8 +114,16 @@ class ComputeBackend(ABC):
     def describe(self) -> dict[str, object]:
         return {"backend": self.name, "workers": self.workers, "tasks": self.tasks}
 
+    def warm(self) -> None:
+        """Start every worker now (both backends start them on first use)."""
+        list(self.map(_worker_pid, [() for _ in range(4 * self.workers)]))
+
     def close(self) -> None:  # noqa: B027 (a backend without resources has nothing to release)
         """Release the backend's workers or connection."""
+
+
+def _worker_pid() -> int:
+    return os.getpid()
 
 
 @contextmanager
