@@ -1,7 +1,12 @@
-"""numba kernels for the heavy local work of secret sharing (PROTOCOLS.md 2.3).
+"""The local work of secret sharing on word arrays (PROTOCOLS.md 2.3): numpy for small arrays,
+numba for large ones.
 
-Every kernel is compiled once and cached on disk (``cache=True``), and releases the GIL
-(``nogil=True``) so that two parties running in threads of one process use two cores.
+Small arrays (fewer than :data:`JIT_MIN_WORDS` words, e.g. the one application a command line
+checks) are computed with numpy, so that such a process never imports numba: importing it and
+loading the compiled kernels from its cache takes about a second, far more than the work. Large
+arrays go to :mod:`mpc.sharing.jit_kernels` (imported on first use), whose kernels release the
+GIL so that two parties running in threads of one process use two cores. Both paths give
+identical results (tests/sharing/test_kernels.py compares them on random inputs).
 
 Bit-sliced layout: a batch of N values becomes 64 *bit-planes* of W = ceil(N/64) words; bit ``i``
 of word ``k`` of plane ``j`` is bit ``j`` of value ``64*k + i``. A boolean share of N bits uses the
@@ -10,10 +15,13 @@ same word layout as a single plane.
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import Any
+
 import numpy as np
-from numba import njit
 
 __all__ = [
+    "JIT_MIN_WORDS",
     "and_close",
     "and_open",
     "and_tree_inputs",
@@ -24,83 +32,86 @@ __all__ = [
     "carry_gate_inputs",
     "carry_merge",
     "dabit_correction",
+    "jit",
     "pack_bits",
     "unpack_bits",
 ]
 
-_TRANSPOSE_MASKS = np.array(
-    [
-        0x00000000FFFFFFFF,
-        0x0000FFFF0000FFFF,
-        0x00FF00FF00FF00FF,
-        0x0F0F0F0F0F0F0F0F,
-        0x3333333333333333,
-        0x5555555555555555,
-    ],
-    dtype=np.uint64,
-)
-_TRANSPOSE_SHIFTS = np.array([32, 16, 8, 4, 2, 1], dtype=np.int64)
+JIT_MIN_WORDS = 1 << 14
+"""Arrays of at least this many uint64 words (values, bits for the bit kernels) use the numba kernels."""
+
+_ONE = np.uint64(1)
+_LOW6 = np.uint64(63)
+_SHIFTS = np.arange(64, dtype=np.uint64)
 
 
-@njit(cache=True, nogil=True)
-def _bitplanes(values: np.ndarray, masks: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    n = values.shape[0]
-    words = (n + 63) // 64
-    planes = np.zeros((64, words), dtype=np.uint64)
-    block = np.zeros(64, dtype=np.uint64)
-    for k in range(words):
-        base = 64 * k
-        for r in range(64):
-            block[r] = values[base + r] if base + r < n else np.uint64(0)
-        # 64x64 bit-matrix transpose by recursive 2x2 block swaps (LSB-first convention).
-        for level in range(6):
-            j = shifts[level]
-            m = masks[level]
-            sj = np.uint64(j)
-            for r in range(64):
-                if (r & j) == 0:
-                    t = ((block[r] >> sj) ^ block[r + j]) & m
-                    block[r + j] ^= t
-                    block[r] ^= t << sj
-        for j in range(64):
-            planes[j, k] = block[j]
-    return planes
+def jit() -> ModuleType:
+    """The numba kernels (:mod:`mpc.sharing.jit_kernels`), imported on first use."""
+    from mpc.sharing import jit_kernels
+
+    return jit_kernels
+
+
+def _large(words: int) -> bool:
+    return words >= JIT_MIN_WORDS
+
+
+def _u64(array: Any) -> np.ndarray:
+    """A result as a uint64 array (no copy when it is one; operators on arrays are typed Any)."""
+    return np.asarray(array, dtype=np.uint64)
+
+
+def _words(array: np.ndarray) -> np.ndarray:
+    """``array`` as a C-contiguous uint64 array (no copy when it is one)."""
+    return np.ascontiguousarray(array, dtype=np.uint64)
+
+
+def _pack(bits: np.ndarray) -> np.ndarray:
+    """Rows of 0/1 bytes (..., N) to packed uint64 words (..., ceil(N/64)), LSB first."""
+    n = bits.shape[-1]
+    padded = np.zeros((*bits.shape[:-1], 64 * ((n + 63) // 64)), dtype=np.uint8)
+    padded[..., :n] = bits
+    return np.packbits(padded, axis=-1, bitorder="little").view("<u8").astype(np.uint64, copy=False)
+
+
+def _unpack(words: np.ndarray, count: int) -> np.ndarray:
+    """Packed words to ``count`` uint64 0/1 values, LSB first (the inverse of :func:`_pack`)."""
+    index = np.arange(count, dtype=np.uint64)
+    return _u64((words[index >> np.uint64(6)] >> (index & _LOW6)) & _ONE)
 
 
 def bitplanes(values: np.ndarray) -> np.ndarray:
     """Transpose N uint64 values into a (64, ceil(N/64)) array of bit-planes."""
-    return _bitplanes(np.ascontiguousarray(values, dtype=np.uint64), _TRANSPOSE_MASKS, _TRANSPOSE_SHIFTS)
+    values = _words(values)
+    if _large(values.shape[0]):
+        return jit().bitplanes(values)  # type: ignore[no-any-return]
+    bits = ((values[np.newaxis, :] >> _SHIFTS[:, np.newaxis]) & _ONE).astype(np.uint8)  # (64, N)
+    return _pack(bits)
 
 
-@njit(cache=True, nogil=True)
 def and_open(x: np.ndarray, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Beaver AND, step 1: the message ``[x ^ u | y ^ v]`` this party opens (one buffer)."""
+    if _large(x.shape[0]):
+        return jit().and_open(x, y, u, v)  # type: ignore[no-any-return]
     n = x.shape[0]
-    out = np.empty(2 * n, dtype=np.uint64)
-    for i in range(n):
-        out[i] = x[i] ^ u[i]
-        out[n + i] = y[i] ^ v[i]
-    return out
+    return _u64(np.concatenate((x ^ u[:n], y[:n] ^ v[:n])))
 
 
-@njit(cache=True, nogil=True)
 def and_close(
     mine: np.ndarray, theirs: np.ndarray, u: np.ndarray, v: np.ndarray, w: np.ndarray, first: bool
 ) -> np.ndarray:
     """Beaver AND, step 2: ``z = w ^ (d & v) ^ (e & u) [^ (d & e) for party 0]``."""
     n = u.shape[0]
-    z = np.empty(n, dtype=np.uint64)
-    for i in range(n):
-        d = mine[i] ^ theirs[i]
-        e = mine[n + i] ^ theirs[n + i]
-        r = w[i] ^ (d & v[i]) ^ (e & u[i])
-        if first:
-            r ^= d & e
-        z[i] = r
-    return z
+    if _large(n):
+        return jit().and_close(mine, theirs, u, v, w, first)  # type: ignore[no-any-return]
+    d = mine[:n] ^ theirs[:n]
+    e = mine[n : 2 * n] ^ theirs[n : 2 * n]
+    z = w[:n] ^ (d & v) ^ (e & u)
+    if first:
+        z ^= d & e
+    return _u64(z)
 
 
-@njit(cache=True, nogil=True)
 def carry_gate_inputs(g: np.ndarray, p: np.ndarray, lowest_needs_p: bool) -> tuple[np.ndarray, np.ndarray]:
     """One level of the carry tree: AND-gate inputs for merging adjacent (G, P) groups.
 
@@ -109,121 +120,90 @@ def carry_gate_inputs(g: np.ndarray, p: np.ndarray, lowest_needs_p: bool) -> tup
     (there is no carry into bit 0), so its second gate is skipped unless ``lowest_needs_p``.
     Returns ``X, Y`` flattened: first the ``P_hi & G_lo`` gates, then the ``P_hi & P_lo`` gates.
     """
+    if _large(g.size):
+        return jit().carry_gate_inputs(g, p, lowest_needs_p)  # type: ignore[no-any-return]
     pairs = g.shape[0] // 2
-    words = g.shape[1]
     skip = 0 if lowest_needs_p else 1
-    gates = pairs + pairs - skip
-    x = np.empty(gates * words, dtype=np.uint64)
-    y = np.empty(gates * words, dtype=np.uint64)
-    for m in range(pairs):
-        for k in range(words):
-            x[m * words + k] = p[2 * m + 1, k]
-            y[m * words + k] = g[2 * m, k]
-    for m in range(skip, pairs):
-        row = pairs + m - skip
-        for k in range(words):
-            x[row * words + k] = p[2 * m + 1, k]
-            y[row * words + k] = p[2 * m, k]
-    return x, y
+    x = np.concatenate((p[1 : 2 * pairs : 2].ravel(), p[2 * skip + 1 : 2 * pairs : 2].ravel()))
+    y = np.concatenate((g[0 : 2 * pairs : 2].ravel(), p[2 * skip : 2 * pairs : 2].ravel()))
+    return _u64(x), _u64(y)
 
 
-@njit(cache=True, nogil=True)
 def carry_merge(g: np.ndarray, p: np.ndarray, z: np.ndarray, lowest_needs_p: bool) -> tuple[np.ndarray, np.ndarray]:
     """One level of the carry tree: combine gate outputs ``z`` into the next level's (G, P) rows."""
+    if _large(g.size):
+        return jit().carry_merge(g, p, z, lowest_needs_p)  # type: ignore[no-any-return]
     rows, words = g.shape
     pairs = rows // 2
     odd = rows % 2
     skip = 0 if lowest_needs_p else 1
     g2 = np.empty((pairs + odd, words), dtype=np.uint64)
     p2 = np.zeros((pairs + odd, words), dtype=np.uint64)
-    for m in range(pairs):
-        for k in range(words):
-            g2[m, k] = g[2 * m + 1, k] ^ z[m * words + k]
-    for m in range(skip, pairs):
-        row = pairs + m - skip
-        for k in range(words):
-            p2[m, k] = z[row * words + k]
+    g2[:pairs] = g[1 : 2 * pairs : 2] ^ z[: pairs * words].reshape(pairs, words)
+    p2[skip:pairs] = z[pairs * words : (2 * pairs - skip) * words].reshape(pairs - skip, words)
     if odd:
-        for k in range(words):
-            g2[pairs, k] = g[rows - 1, k]
-            p2[pairs, k] = p[rows - 1, k]
+        g2[pairs] = g[rows - 1]
+        p2[pairs] = p[rows - 1]
     return g2, p2
 
 
-@njit(cache=True, nogil=True)
 def and_tree_inputs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One level of an AND tree (EQZ): pair rows 2m and 2m+1 into gate inputs."""
+    if _large(rows.size):
+        return jit().and_tree_inputs(rows)  # type: ignore[no-any-return]
     pairs = rows.shape[0] // 2
-    words = rows.shape[1]
-    x = np.empty(pairs * words, dtype=np.uint64)
-    y = np.empty(pairs * words, dtype=np.uint64)
-    for m in range(pairs):
-        for k in range(words):
-            x[m * words + k] = rows[2 * m, k]
-            y[m * words + k] = rows[2 * m + 1, k]
+    x = np.ascontiguousarray(rows[0 : 2 * pairs : 2], dtype=np.uint64).ravel()
+    y = np.ascontiguousarray(rows[1 : 2 * pairs : 2], dtype=np.uint64).ravel()
     return x, y
 
 
-@njit(cache=True, nogil=True)
 def bit_triple_correction(u0: np.ndarray, v0: np.ndarray, w0: np.ndarray, u1: np.ndarray, v1: np.ndarray) -> np.ndarray:
     """Dealer: party 1's correction ``w1 = ((u0 ^ u1) & (v0 ^ v1)) ^ w0`` for bit triples."""
     n = u0.shape[0]
-    w1 = np.empty(n, dtype=np.uint64)
-    for i in range(n):
-        w1[i] = ((u0[i] ^ u1[i]) & (v0[i] ^ v1[i])) ^ w0[i]
-    return w1
+    if _large(n):
+        return jit().bit_triple_correction(u0, v0, w0, u1, v1)  # type: ignore[no-any-return]
+    return _u64(((u0 ^ u1[:n]) & (v0[:n] ^ v1[:n])) ^ w0[:n])
 
 
-@njit(cache=True, nogil=True)
 def beaver_correction(a0: np.ndarray, b0: np.ndarray, c0: np.ndarray, a1: np.ndarray, b1: np.ndarray) -> np.ndarray:
     """Dealer: party 1's correction ``c1 = (a0 + a1)(b0 + b1) - c0 mod 2^64``."""
     n = a0.shape[0]
-    c1 = np.empty(n, dtype=np.uint64)
-    for i in range(n):
-        c1[i] = (a0[i] + a1[i]) * (b0[i] + b1[i]) - c0[i]
-    return c1
+    if _large(n):
+        return jit().beaver_correction(a0, b0, c0, a1, b1)  # type: ignore[no-any-return]
+    a, b, c = _words(a0), _words(b0[:n]), _words(c0[:n])
+    return _u64((a + _words(a1[:n])) * (b + _words(b1[:n])) - c)  # uint64 arrays wrap mod 2^64
 
 
-@njit(cache=True, nogil=True)
 def dabit_correction(rb0: np.ndarray, rb1: np.ndarray, ra0: np.ndarray, count: int) -> np.ndarray:
     """Dealer: party 1's arithmetic share ``ra1 = r - ra0`` of the daBit ``r = rb0 ^ rb1``."""
-    ra1 = np.empty(count, dtype=np.uint64)
-    for i in range(count):
-        bit = ((rb0[i >> 6] ^ rb1[i >> 6]) >> np.uint64(i & 63)) & np.uint64(1)
-        ra1[i] = bit - ra0[i]
-    return ra1
+    if _large(count):
+        return jit().dabit_correction(rb0, rb1, ra0, count)  # type: ignore[no-any-return]
+    words = (count + 63) // 64
+    return _u64(_unpack(_words(rb0[:words]) ^ _words(rb1[:words]), count) - _words(ra0[:count]))
 
 
-@njit(cache=True, nogil=True)
 def unpack_bits(words: np.ndarray, count: int) -> np.ndarray:
     """Packed bits (LSB first within each word) to one uint64 0/1 per element."""
-    out = np.empty(count, dtype=np.uint64)
-    for i in range(count):
-        out[i] = (words[i >> 6] >> np.uint64(i & 63)) & np.uint64(1)
-    return out
+    if _large(count):
+        return jit().unpack_bits(words, count)  # type: ignore[no-any-return]
+    return _unpack(_words(words), count)
 
 
-@njit(cache=True, nogil=True)
 def pack_bits(bits: np.ndarray) -> np.ndarray:
     """One 0/1 value per element to packed words (inverse of :func:`unpack_bits`)."""
-    n = bits.shape[0]
-    out = np.zeros((n + 63) // 64, dtype=np.uint64)
-    for i in range(n):
-        if bits[i] & 1:
-            out[i >> 6] |= np.uint64(1) << np.uint64(i & 63)
-    return out
+    if _large(bits.shape[0]):
+        return jit().pack_bits(bits)  # type: ignore[no-any-return]
+    return _pack((bits & 1).astype(np.uint8))
 
 
-@njit(cache=True, nogil=True)
 def b2a_combine(c_words: np.ndarray, ra: np.ndarray, first: bool) -> np.ndarray:
     """B2A: ``[b] = c + [r] - 2c[r]`` from the opened ``c = b ^ r`` and this party's ``[r]``."""
     n = ra.shape[0]
-    out = np.empty(n, dtype=np.uint64)
-    for i in range(n):
-        c = (c_words[i >> 6] >> np.uint64(i & 63)) & np.uint64(1)
-        r = ra[i]
-        v = r - np.uint64(2) * c * r
-        if first:
-            v += c
-        out[i] = v
-    return out
+    if _large(n):
+        return jit().b2a_combine(c_words, ra, first)  # type: ignore[no-any-return]
+    c = _unpack(_words(c_words), n)
+    r = _words(ra)
+    v = r - np.uint64(2) * c * r
+    if first:
+        v += c
+    return _u64(v)

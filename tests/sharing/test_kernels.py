@@ -1,4 +1,6 @@
-"""numba kernels against numpy references, and the on-disk compilation cache."""
+"""The kernels against references; the numpy path (small arrays) against the numba kernels (large
+arrays) on random inputs with the edge words; the on-disk compilation cache of the numba kernels;
+and a small computation that never imports numba."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,6 +18,83 @@ from mpc.sharing import kernels
 from mpc.sharing.channel import ChannelError, InProcessChannel
 
 words = st.lists(st.integers(0, 2**64 - 1), min_size=0, max_size=300)
+EDGE_WORDS = [0, 1, 2**63 - 1, 2**63, 2**64 - 2, 2**64 - 1, 0x5555555555555555, 0xAAAAAAAAAAAAAAAA]
+word = st.one_of(st.sampled_from(EDGE_WORDS), st.integers(0, 2**64 - 1))
+
+
+def _array(data: st.DataObject, n: int) -> np.ndarray:
+    return np.array(data.draw(st.lists(word, min_size=n, max_size=n)), dtype=np.uint64)
+
+
+def _same(numpy_result: object, jit_result: object) -> None:
+    """Equal results of the same dtype and shape (tuples element by element)."""
+    if isinstance(numpy_result, tuple):
+        assert isinstance(jit_result, tuple) and len(numpy_result) == len(jit_result)
+        for a, b in zip(numpy_result, jit_result, strict=True):
+            _same(a, b)
+        return
+    assert isinstance(numpy_result, np.ndarray) and isinstance(jit_result, np.ndarray)
+    assert numpy_result.dtype == jit_result.dtype == np.uint64
+    assert numpy_result.shape == jit_result.shape
+    np.testing.assert_array_equal(numpy_result, jit_result)
+
+
+@given(data=st.data(), n=st.integers(0, 200))
+def test_numpy_path_equals_numba_on_word_kernels(data: st.DataObject, n: int) -> None:
+    jit = kernels.jit()
+    x, y, u, v, w = (_array(data, n) for _ in range(5))
+    assert n < kernels.JIT_MIN_WORDS  # the module functions take the numpy path
+    _same(kernels.bitplanes(x), jit.bitplanes(x))
+    mine, theirs = kernels.and_open(x, y, u, v), jit.and_open(x, y, u, v)
+    _same(mine, theirs)
+    other = _array(data, 2 * n)
+    for first in (True, False):
+        _same(kernels.and_close(mine, other, u, v, w, first), jit.and_close(mine, other, u, v, w, first))
+    _same(kernels.bit_triple_correction(x, y, u, v, w), jit.bit_triple_correction(x, y, u, v, w))
+    _same(kernels.beaver_correction(x, y, u, v, w), jit.beaver_correction(x, y, u, v, w))
+    bits = np.array(data.draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)), dtype=np.uint64)
+    _same(kernels.pack_bits(bits), jit.pack_bits(bits))
+    packed = _array(data, (n + 63) // 64)
+    _same(kernels.unpack_bits(packed, n), jit.unpack_bits(packed, n))
+    rb0, rb1 = packed, _array(data, (n + 63) // 64)
+    _same(kernels.dabit_correction(rb0, rb1, x, n), jit.dabit_correction(rb0, rb1, x, n))
+    for first in (True, False):
+        _same(kernels.b2a_combine(packed, x, first), jit.b2a_combine(packed, x, first))
+
+
+@given(data=st.data(), rows=st.integers(1, 64), words_per_row=st.integers(1, 5), lowest=st.booleans())
+def test_numpy_path_equals_numba_on_tree_kernels(
+    data: st.DataObject, rows: int, words_per_row: int, lowest: bool
+) -> None:
+    jit = kernels.jit()
+    g = _array(data, rows * words_per_row).reshape(rows, words_per_row)
+    p = _array(data, rows * words_per_row).reshape(rows, words_per_row)
+    _same(kernels.and_tree_inputs(g), jit.and_tree_inputs(g))
+    if rows < 2:
+        return
+    _same(kernels.carry_gate_inputs(g, p, lowest), jit.carry_gate_inputs(g, p, lowest))
+    pairs = rows // 2
+    z = _array(data, (2 * pairs - (0 if lowest else 1)) * words_per_row)
+    _same(kernels.carry_merge(g, p, z, lowest), jit.carry_merge(g, p, z, lowest))
+
+
+def test_large_arrays_take_the_numba_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At JIT_MIN_WORDS words the module functions call the numba kernels (same results)."""
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 2**64 - 1, 300, dtype=np.uint64, endpoint=True)
+    small = kernels.bitplanes(values)
+    called: list[str] = []
+    jit = kernels.jit()
+    original = jit.bitplanes
+
+    def spy(array: np.ndarray) -> np.ndarray:
+        called.append("bitplanes")
+        return original(array)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(jit, "bitplanes", spy)
+    monkeypatch.setattr(kernels, "JIT_MIN_WORDS", 300)
+    np.testing.assert_array_equal(kernels.bitplanes(values), small)
+    assert called == ["bitplanes"]
 
 
 @given(values=words)
@@ -57,8 +137,6 @@ def test_dealer_corrections_make_valid_correlations() -> None:
 def test_channel_reports_peer_and_step() -> None:
     left, right = InProcessChannel.pair(("tax", "housing"))
     left.send("ltz#1", np.zeros(1, np.uint64))
-    import pytest
-
     with pytest.raises(ChannelError, match="tax is out of step: expected 'mul#1', received 'ltz#1'"):
         right.recv("mul#1")
     with pytest.raises(ChannelError, match="no message from tax at step 'x'"):
@@ -73,14 +151,16 @@ def test_compiled_kernels_are_cached_on_disk(tmp_path: Path) -> None:
     script = (
         "import numpy as np\n"
         "from mpc.sharing import kernels\n"
+        "kernels.JIT_MIN_WORDS = 0  # every kernel on the numba path\n"
         "from mpc.sharing.runtime import run_in_process\n"
         "from mpc.sharing import boolean\n"
         "run_in_process(lambda p: p.reveal(boolean.b2a(boolean.ltz(p.share([1, -2] if p.first else None, 0))\n"
         "    & boolean.eqz(p.share([0, 3] if p.first else None, 0))), 0))\n"
         "names = ['_bitplanes', 'and_open', 'and_close', 'carry_gate_inputs', 'carry_merge', 'and_tree_inputs',\n"
         "         'bit_triple_correction', 'dabit_correction', 'b2a_combine']\n"
-        "print(sum(sum(getattr(kernels, n).stats.cache_hits.values()) for n in names),\n"
-        "      sum(sum(getattr(kernels, n).stats.cache_misses.values()) for n in names))\n"
+        "jit = kernels.jit()\n"
+        "print(sum(sum(getattr(jit, n).stats.cache_hits.values()) for n in names),\n"
+        "      sum(sum(getattr(jit, n).stats.cache_misses.values()) for n in names))\n"
     )
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     runs = [
@@ -93,3 +173,20 @@ def test_compiled_kernels_are_cached_on_disk(tmp_path: Path) -> None:
     second_hits, second_misses = map(int, runs[1])
     assert first_misses > 0 and first_hits == 0
     assert second_misses == 0 and second_hits >= first_misses
+
+
+def test_a_small_computation_never_imports_numba() -> None:
+    """Comparisons, equality and B2A of a few values, dealer included, stay on the numpy path."""
+    script = (
+        "import sys\n"
+        "from mpc.sharing.runtime import run_in_process\n"
+        "from mpc.sharing.boolean import b2a, eqz, ltz\n"
+        "def program(p):\n"
+        "    x = p.share([1, -2, 0, 2**62 - 1, -(2**62)] if p.first else None, 0)\n"
+        "    return p.reveal(b2a(ltz(x)), 0), p.reveal(b2a(eqz(x)), 0)\n"
+        "print([a.tolist() for a in run_in_process(program)[0]], 'numba' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["[[0,", "1,", "0,", "0,", "1],", "[0,", "0,", "1,", "0,", "0]]", "False"], (
+        done.stdout
+    )
