@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 POOLED_OBFUSCATORS = 64  # per table key and process, for the masks of point queries
+REFILL_OBFUSCATORS = 16  # computed at a time for that pool
 
 
 @dataclass(frozen=True)
@@ -348,7 +349,10 @@ def table_key(encoded: bytes, cache_dir: Path | None = None) -> PaillierPublicKe
                         table.save(saved)
                     except OSError as exc:  # a cache we cannot write costs the next process time, nothing else
                         log.warning("obfuscator table not saved", extra={"fields": {"error": str(exc)}})
-            # point queries draw from a small pool that a background thread keeps full
+            # Point queries draw from a small pool that a background thread keeps full, in steps
+            # of a few obfuscators (not the table's default 256, a quarter second of one core):
+            # a process that checks one application draws a handful.
+            table.buffer_size = REFILL_OBFUSCATORS
             key.use_obfuscator(ObfuscatorPool(_LockedObfuscator(table), capacity=POOLED_OBFUSCATORS))
             _KEYS[encoded] = key
         return key
