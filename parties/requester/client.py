@@ -90,6 +90,9 @@ class Client:
         self.config = config  # our own datasets and policy (aggregates over a join with our data)
         # owners' table keys' short-exponent tables, kept for our next process (see lookup.table_key)
         self.obfuscator_cache: Path | None = config.party.state_dir / "obfuscators" if config is not None else None
+        # obfuscators kept ready per owner key for the masks of point queries (a command line,
+        # which checks its file and exits, keeps fewer: lookup.table_key)
+        self.pooled_obfuscators = lookup.POOLED_OBFUSCATORS
         self._own: dict[str, Dataset] = dict(datasets or {})  # a daemon acting as requester passes its own
         self._channels: dict[str, grpc.Channel] = {}
         self._endpoints: dict[str, str] = {}
