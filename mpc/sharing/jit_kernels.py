@@ -28,6 +28,7 @@ __all__ = [
     "dabit_correction",
     "pack_bits",
     "unpack_bits",
+    "warm_up",
 ]
 
 _TRANSPOSE_MASKS = np.array(
@@ -229,3 +230,23 @@ def b2a_combine(c_words: np.ndarray, ra: np.ndarray, first: bool) -> np.ndarray:
             v += c
         out[i] = v
     return out
+
+
+def warm_up() -> None:
+    """Load every kernel from the on-disk cache (compile it where the cache has none) by calling it
+    once with the argument types the protocols pass: a later call pays no loading."""
+    one = np.ones(1, dtype=np.uint64)
+    rows = np.ones((3, 1), dtype=np.uint64)
+    bitplanes(one)
+    opened = and_open(one, one, one, one)
+    for first in (True, False):
+        and_close(opened, opened, one, one, one, first)
+        b2a_combine(one, one, first)
+    carry_gate_inputs(rows, rows, False)
+    carry_merge(rows, rows, np.ones(1, dtype=np.uint64), False)
+    and_tree_inputs(rows)
+    bit_triple_correction(one, one, one, one, one)
+    beaver_correction(one, one, one, one, one)
+    dabit_correction(one, one, one, 1)
+    unpack_bits(one, 1)
+    pack_bits(one)

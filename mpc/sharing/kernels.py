@@ -1,12 +1,17 @@
-"""The local work of secret sharing on word arrays (PROTOCOLS.md 2.3): numpy for small arrays,
-numba for large ones.
+"""The local work of secret sharing on word arrays (PROTOCOLS.md 2.3): bit transpose, Beaver AND,
+the carry and AND trees, the dealer's corrections, B2A, bit packing.
 
-Small arrays (fewer than :data:`JIT_MIN_WORDS` words, e.g. the one application a command line
-checks) are computed with numpy, so that such a process never imports numba: importing it and
-loading the compiled kernels from its cache takes about a second, far more than the work. Large
-arrays go to :mod:`mpc.sharing.jit_kernels` (imported on first use), whose kernels release the
-GIL so that two parties running in threads of one process use two cores. Both paths give
-identical results (tests/sharing/test_kernels.py compares them on random inputs).
+Two implementations with identical results (tests/sharing/test_kernels.py compares them on random
+inputs): :mod:`mpc.sharing.numpy_kernels` and the numba kernels of :mod:`mpc.sharing.jit_kernels`,
+which are much faster per call and release the GIL (two parties in threads of one process use two
+cores) but cost about a second to import and to load from their on-disk cache. A process uses
+
+* numba for arrays of at least :data:`JIT_MIN_WORDS` words (imported on first such array);
+* numpy for smaller ones, so that a process checking one application (a command line) never
+  imports numba;
+* numba for every size once :func:`use_jit` has loaded the kernels: a long-running process (the
+  daemons, the requester's service) calls it, or its :data:`JIT_AFTER_CALLS`-th small call starts
+  it in a background thread.
 
 Bit-sliced layout: a batch of N values becomes 64 *bit-planes* of W = ceil(N/64) words; bit ``i``
 of word ``k`` of plane ``j`` is bit ``j`` of value ``64*k + i``. A boolean share of N bits uses the
@@ -15,12 +20,16 @@ same word layout as a single plane.
 
 from __future__ import annotations
 
+import logging
+import threading
 from types import ModuleType
-from typing import Any
 
 import numpy as np
 
+from mpc.sharing import numpy_kernels as _np
+
 __all__ = [
+    "JIT_AFTER_CALLS",
     "JIT_MIN_WORDS",
     "and_close",
     "and_open",
@@ -33,16 +42,23 @@ __all__ = [
     "carry_merge",
     "dabit_correction",
     "jit",
+    "jit_in_use",
     "pack_bits",
     "unpack_bits",
+    "use_jit",
 ]
 
-JIT_MIN_WORDS = 1 << 14
-"""Arrays of at least this many uint64 words (values, bits for the bit kernels) use the numba kernels."""
+log = logging.getLogger(__name__)
 
-_ONE = np.uint64(1)
-_LOW6 = np.uint64(63)
-_SHIFTS = np.arange(64, dtype=np.uint64)
+JIT_MIN_WORDS = 1 << 14
+"""Arrays of at least this many uint64 words (values; bits for the bit kernels) use numba."""
+JIT_AFTER_CALLS = 2_000
+"""After this many calls on small arrays (about 15 one-application checks) numba is loaded in the
+background and then used for every size: the process is not a one-off."""
+
+_jit_ready = False  # every kernel loaded: numba for every size
+_small_calls = 0
+_loading = threading.Lock()
 
 
 def jit() -> ModuleType:
@@ -52,64 +68,63 @@ def jit() -> ModuleType:
     return jit_kernels
 
 
-def _large(words: int) -> bool:
-    return words >= JIT_MIN_WORDS
+def use_jit() -> None:
+    """Import numba and load every kernel from its cache (about a second; compiled on the first run
+    of a checkout), then use the numba kernels for arrays of every size. Idempotent, thread-safe."""
+    global _jit_ready
+    with _loading:
+        if not _jit_ready:
+            jit().warm_up()
+            _jit_ready = True
 
 
-def _u64(array: Any) -> np.ndarray:
-    """A result as a uint64 array (no copy when it is one; operators on arrays are typed Any)."""
-    return np.asarray(array, dtype=np.uint64)
+def jit_in_use() -> bool:
+    """Whether the numba kernels serve arrays of every size (after :func:`use_jit`)."""
+    return _jit_ready
 
 
-def _words(array: np.ndarray) -> np.ndarray:
-    """``array`` as a C-contiguous uint64 array (no copy when it is one)."""
-    return np.ascontiguousarray(array, dtype=np.uint64)
+def _load_in_background() -> None:
+    def load() -> None:
+        try:
+            use_jit()
+        except Exception:  # numpy keeps serving: same results, slower
+            log.exception("the numba kernels could not be loaded")
+
+    threading.Thread(target=load, name="numba-kernels", daemon=True).start()
 
 
-def _pack(bits: np.ndarray) -> np.ndarray:
-    """Rows of 0/1 bytes (..., N) to packed uint64 words (..., ceil(N/64)), LSB first."""
-    n = bits.shape[-1]
-    padded = np.zeros((*bits.shape[:-1], 64 * ((n + 63) // 64)), dtype=np.uint8)
-    padded[..., :n] = bits
-    return np.packbits(padded, axis=-1, bitorder="little").view("<u8").astype(np.uint64, copy=False)
-
-
-def _unpack(words: np.ndarray, count: int) -> np.ndarray:
-    """Packed words to ``count`` uint64 0/1 values, LSB first (the inverse of :func:`_pack`)."""
-    index = np.arange(count, dtype=np.uint64)
-    return _u64((words[index >> np.uint64(6)] >> (index & _LOW6)) & _ONE)
+def _numba(words: int) -> bool:
+    """Whether an array of ``words`` words goes to the numba kernels (counts the small calls)."""
+    global _small_calls
+    if _jit_ready or words >= JIT_MIN_WORDS:
+        return True
+    _small_calls += 1
+    if _small_calls == JIT_AFTER_CALLS:
+        _load_in_background()
+    return False
 
 
 def bitplanes(values: np.ndarray) -> np.ndarray:
     """Transpose N uint64 values into a (64, ceil(N/64)) array of bit-planes."""
-    values = _words(values)
-    if _large(values.shape[0]):
+    if _numba(values.shape[0]):
         return jit().bitplanes(values)  # type: ignore[no-any-return]
-    bits = ((values[np.newaxis, :] >> _SHIFTS[:, np.newaxis]) & _ONE).astype(np.uint8)  # (64, N)
-    return _pack(bits)
+    return _np.bitplanes(values)
 
 
 def and_open(x: np.ndarray, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Beaver AND, step 1: the message ``[x ^ u | y ^ v]`` this party opens (one buffer)."""
-    if _large(x.shape[0]):
+    if _numba(x.shape[0]):
         return jit().and_open(x, y, u, v)  # type: ignore[no-any-return]
-    n = x.shape[0]
-    return _u64(np.concatenate((x ^ u[:n], y[:n] ^ v[:n])))
+    return _np.and_open(x, y, u, v)
 
 
 def and_close(
     mine: np.ndarray, theirs: np.ndarray, u: np.ndarray, v: np.ndarray, w: np.ndarray, first: bool
 ) -> np.ndarray:
     """Beaver AND, step 2: ``z = w ^ (d & v) ^ (e & u) [^ (d & e) for party 0]``."""
-    n = u.shape[0]
-    if _large(n):
+    if _numba(u.shape[0]):
         return jit().and_close(mine, theirs, u, v, w, first)  # type: ignore[no-any-return]
-    d = mine[:n] ^ theirs[:n]
-    e = mine[n : 2 * n] ^ theirs[n : 2 * n]
-    z = w[:n] ^ (d & v) ^ (e & u)
-    if first:
-        z ^= d & e
-    return _u64(z)
+    return _np.and_close(mine, theirs, u, v, w, first)
 
 
 def carry_gate_inputs(g: np.ndarray, p: np.ndarray, lowest_needs_p: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -120,90 +135,62 @@ def carry_gate_inputs(g: np.ndarray, p: np.ndarray, lowest_needs_p: bool) -> tup
     (there is no carry into bit 0), so its second gate is skipped unless ``lowest_needs_p``.
     Returns ``X, Y`` flattened: first the ``P_hi & G_lo`` gates, then the ``P_hi & P_lo`` gates.
     """
-    if _large(g.size):
+    if _numba(g.size):
         return jit().carry_gate_inputs(g, p, lowest_needs_p)  # type: ignore[no-any-return]
-    pairs = g.shape[0] // 2
-    skip = 0 if lowest_needs_p else 1
-    x = np.concatenate((p[1 : 2 * pairs : 2].ravel(), p[2 * skip + 1 : 2 * pairs : 2].ravel()))
-    y = np.concatenate((g[0 : 2 * pairs : 2].ravel(), p[2 * skip : 2 * pairs : 2].ravel()))
-    return _u64(x), _u64(y)
+    return _np.carry_gate_inputs(g, p, lowest_needs_p)
 
 
 def carry_merge(g: np.ndarray, p: np.ndarray, z: np.ndarray, lowest_needs_p: bool) -> tuple[np.ndarray, np.ndarray]:
     """One level of the carry tree: combine gate outputs ``z`` into the next level's (G, P) rows."""
-    if _large(g.size):
+    if _numba(g.size):
         return jit().carry_merge(g, p, z, lowest_needs_p)  # type: ignore[no-any-return]
-    rows, words = g.shape
-    pairs = rows // 2
-    odd = rows % 2
-    skip = 0 if lowest_needs_p else 1
-    g2 = np.empty((pairs + odd, words), dtype=np.uint64)
-    p2 = np.zeros((pairs + odd, words), dtype=np.uint64)
-    g2[:pairs] = g[1 : 2 * pairs : 2] ^ z[: pairs * words].reshape(pairs, words)
-    p2[skip:pairs] = z[pairs * words : (2 * pairs - skip) * words].reshape(pairs - skip, words)
-    if odd:
-        g2[pairs] = g[rows - 1]
-        p2[pairs] = p[rows - 1]
-    return g2, p2
+    return _np.carry_merge(g, p, z, lowest_needs_p)
 
 
 def and_tree_inputs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One level of an AND tree (EQZ): pair rows 2m and 2m+1 into gate inputs."""
-    if _large(rows.size):
+    if _numba(rows.size):
         return jit().and_tree_inputs(rows)  # type: ignore[no-any-return]
-    pairs = rows.shape[0] // 2
-    x = np.ascontiguousarray(rows[0 : 2 * pairs : 2], dtype=np.uint64).ravel()
-    y = np.ascontiguousarray(rows[1 : 2 * pairs : 2], dtype=np.uint64).ravel()
-    return x, y
+    return _np.and_tree_inputs(rows)
 
 
 def bit_triple_correction(u0: np.ndarray, v0: np.ndarray, w0: np.ndarray, u1: np.ndarray, v1: np.ndarray) -> np.ndarray:
     """Dealer: party 1's correction ``w1 = ((u0 ^ u1) & (v0 ^ v1)) ^ w0`` for bit triples."""
-    n = u0.shape[0]
-    if _large(n):
+    if _numba(u0.shape[0]):
         return jit().bit_triple_correction(u0, v0, w0, u1, v1)  # type: ignore[no-any-return]
-    return _u64(((u0 ^ u1[:n]) & (v0[:n] ^ v1[:n])) ^ w0[:n])
+    return _np.bit_triple_correction(u0, v0, w0, u1, v1)
 
 
 def beaver_correction(a0: np.ndarray, b0: np.ndarray, c0: np.ndarray, a1: np.ndarray, b1: np.ndarray) -> np.ndarray:
     """Dealer: party 1's correction ``c1 = (a0 + a1)(b0 + b1) - c0 mod 2^64``."""
-    n = a0.shape[0]
-    if _large(n):
+    if _numba(a0.shape[0]):
         return jit().beaver_correction(a0, b0, c0, a1, b1)  # type: ignore[no-any-return]
-    a, b, c = _words(a0), _words(b0[:n]), _words(c0[:n])
-    return _u64((a + _words(a1[:n])) * (b + _words(b1[:n])) - c)  # uint64 arrays wrap mod 2^64
+    return _np.beaver_correction(a0, b0, c0, a1, b1)
 
 
 def dabit_correction(rb0: np.ndarray, rb1: np.ndarray, ra0: np.ndarray, count: int) -> np.ndarray:
     """Dealer: party 1's arithmetic share ``ra1 = r - ra0`` of the daBit ``r = rb0 ^ rb1``."""
-    if _large(count):
+    if _numba(count):
         return jit().dabit_correction(rb0, rb1, ra0, count)  # type: ignore[no-any-return]
-    words = (count + 63) // 64
-    return _u64(_unpack(_words(rb0[:words]) ^ _words(rb1[:words]), count) - _words(ra0[:count]))
+    return _np.dabit_correction(rb0, rb1, ra0, count)
 
 
 def unpack_bits(words: np.ndarray, count: int) -> np.ndarray:
     """Packed bits (LSB first within each word) to one uint64 0/1 per element."""
-    if _large(count):
+    if _numba(count):
         return jit().unpack_bits(words, count)  # type: ignore[no-any-return]
-    return _unpack(_words(words), count)
+    return _np.unpack_bits(words, count)
 
 
 def pack_bits(bits: np.ndarray) -> np.ndarray:
     """One 0/1 value per element to packed words (inverse of :func:`unpack_bits`)."""
-    if _large(bits.shape[0]):
+    if _numba(bits.shape[0]):
         return jit().pack_bits(bits)  # type: ignore[no-any-return]
-    return _pack((bits & 1).astype(np.uint8))
+    return _np.pack_bits(bits)
 
 
 def b2a_combine(c_words: np.ndarray, ra: np.ndarray, first: bool) -> np.ndarray:
     """B2A: ``[b] = c + [r] - 2c[r]`` from the opened ``c = b ^ r`` and this party's ``[r]``."""
-    n = ra.shape[0]
-    if _large(n):
+    if _numba(ra.shape[0]):
         return jit().b2a_combine(c_words, ra, first)  # type: ignore[no-any-return]
-    c = _unpack(_words(c_words), n)
-    r = _words(ra)
-    v = r - np.uint64(2) * c * r
-    if first:
-        v += c
-    return _u64(v)
+    return _np.b2a_combine(c_words, ra, first)

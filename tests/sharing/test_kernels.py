@@ -1,6 +1,6 @@
-"""The kernels against references; the numpy path (small arrays) against the numba kernels (large
-arrays) on random inputs with the edge words; the on-disk compilation cache of the numba kernels;
-and a small computation that never imports numba."""
+"""Both kernel implementations against references and the numpy kernels against the numba ones on
+random inputs with the edge words; which one a call takes; the on-disk compilation cache of the
+numba kernels; and a small computation that never imports numba."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mpc.sharing import jit_kernels as jk
 from mpc.sharing import kernels
+from mpc.sharing import numpy_kernels as nk
 from mpc.sharing.channel import ChannelError, InProcessChannel
 
 words = st.lists(st.integers(0, 2**64 - 1), min_size=0, max_size=300)
@@ -40,79 +43,99 @@ def _same(numpy_result: object, jit_result: object) -> None:
 
 
 @given(data=st.data(), n=st.integers(0, 200))
-def test_numpy_path_equals_numba_on_word_kernels(data: st.DataObject, n: int) -> None:
-    jit = kernels.jit()
+def test_numpy_kernels_equal_numba_on_word_kernels(data: st.DataObject, n: int) -> None:
     x, y, u, v, w = (_array(data, n) for _ in range(5))
-    assert n < kernels.JIT_MIN_WORDS  # the module functions take the numpy path
-    _same(kernels.bitplanes(x), jit.bitplanes(x))
-    mine, theirs = kernels.and_open(x, y, u, v), jit.and_open(x, y, u, v)
+    _same(nk.bitplanes(x), jk.bitplanes(x))
+    mine, theirs = nk.and_open(x, y, u, v), jk.and_open(x, y, u, v)
     _same(mine, theirs)
     other = _array(data, 2 * n)
     for first in (True, False):
-        _same(kernels.and_close(mine, other, u, v, w, first), jit.and_close(mine, other, u, v, w, first))
-    _same(kernels.bit_triple_correction(x, y, u, v, w), jit.bit_triple_correction(x, y, u, v, w))
-    _same(kernels.beaver_correction(x, y, u, v, w), jit.beaver_correction(x, y, u, v, w))
+        _same(nk.and_close(mine, other, u, v, w, first), jk.and_close(mine, other, u, v, w, first))
+    _same(nk.bit_triple_correction(x, y, u, v, w), jk.bit_triple_correction(x, y, u, v, w))
+    _same(nk.beaver_correction(x, y, u, v, w), jk.beaver_correction(x, y, u, v, w))
     bits = np.array(data.draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)), dtype=np.uint64)
-    _same(kernels.pack_bits(bits), jit.pack_bits(bits))
+    _same(nk.pack_bits(bits), jk.pack_bits(bits))
     packed = _array(data, (n + 63) // 64)
-    _same(kernels.unpack_bits(packed, n), jit.unpack_bits(packed, n))
+    _same(nk.unpack_bits(packed, n), jk.unpack_bits(packed, n))
     rb0, rb1 = packed, _array(data, (n + 63) // 64)
-    _same(kernels.dabit_correction(rb0, rb1, x, n), jit.dabit_correction(rb0, rb1, x, n))
+    _same(nk.dabit_correction(rb0, rb1, x, n), jk.dabit_correction(rb0, rb1, x, n))
     for first in (True, False):
-        _same(kernels.b2a_combine(packed, x, first), jit.b2a_combine(packed, x, first))
+        _same(nk.b2a_combine(packed, x, first), jk.b2a_combine(packed, x, first))
 
 
 @given(data=st.data(), rows=st.integers(1, 64), words_per_row=st.integers(1, 5), lowest=st.booleans())
-def test_numpy_path_equals_numba_on_tree_kernels(
+def test_numpy_kernels_equal_numba_on_tree_kernels(
     data: st.DataObject, rows: int, words_per_row: int, lowest: bool
 ) -> None:
-    jit = kernels.jit()
     g = _array(data, rows * words_per_row).reshape(rows, words_per_row)
     p = _array(data, rows * words_per_row).reshape(rows, words_per_row)
-    _same(kernels.and_tree_inputs(g), jit.and_tree_inputs(g))
+    _same(nk.and_tree_inputs(g), jk.and_tree_inputs(g))
     if rows < 2:
         return
-    _same(kernels.carry_gate_inputs(g, p, lowest), jit.carry_gate_inputs(g, p, lowest))
+    _same(nk.carry_gate_inputs(g, p, lowest), jk.carry_gate_inputs(g, p, lowest))
     pairs = rows // 2
     z = _array(data, (2 * pairs - (0 if lowest else 1)) * words_per_row)
-    _same(kernels.carry_merge(g, p, z, lowest), jit.carry_merge(g, p, z, lowest))
+    _same(nk.carry_merge(g, p, z, lowest), jk.carry_merge(g, p, z, lowest))
 
 
-def test_large_arrays_take_the_numba_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """At JIT_MIN_WORDS words the module functions call the numba kernels (same results)."""
-    rng = np.random.default_rng(3)
-    values = rng.integers(0, 2**64 - 1, 300, dtype=np.uint64, endpoint=True)
-    small = kernels.bitplanes(values)
-    called: list[str] = []
-    jit = kernels.jit()
-    original = jit.bitplanes
+def _spy(monkeypatch: pytest.MonkeyPatch, module: ModuleType, called: list[str]) -> None:
+    original = module.bitplanes
 
     def spy(array: np.ndarray) -> np.ndarray:
-        called.append("bitplanes")
+        called.append(module.__name__.rsplit(".", 1)[-1])
         return original(array)  # type: ignore[no-any-return]
 
-    monkeypatch.setattr(jit, "bitplanes", spy)
+    monkeypatch.setattr(module, "bitplanes", spy)
+
+
+def test_the_size_and_the_process_choose_the_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small arrays take numpy, arrays of JIT_MIN_WORDS words numba; after use_jit, every size."""
+    values = np.random.default_rng(3).integers(0, 2**64 - 1, 300, dtype=np.uint64, endpoint=True)
+    expected = nk.bitplanes(values)
+    called: list[str] = []
+    _spy(monkeypatch, nk, called)
+    _spy(monkeypatch, jk, called)
+    monkeypatch.setattr(kernels, "_jit_ready", False)
+    np.testing.assert_array_equal(kernels.bitplanes(values), expected)
     monkeypatch.setattr(kernels, "JIT_MIN_WORDS", 300)
-    np.testing.assert_array_equal(kernels.bitplanes(values), small)
-    assert called == ["bitplanes"]
+    np.testing.assert_array_equal(kernels.bitplanes(values), expected)
+    monkeypatch.setattr(kernels, "JIT_MIN_WORDS", 301)
+    monkeypatch.setattr(kernels, "_jit_ready", True)  # as use_jit() leaves it
+    np.testing.assert_array_equal(kernels.bitplanes(values), expected)
+    assert called == ["numpy_kernels", "jit_kernels", "jit_kernels"]
 
 
+def test_numba_loads_in_the_background_after_many_small_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[bool] = []
+    monkeypatch.setattr(kernels, "_jit_ready", False)
+    monkeypatch.setattr(kernels, "_small_calls", kernels.JIT_AFTER_CALLS - 2)
+    monkeypatch.setattr(kernels, "_load_in_background", lambda: started.append(True))
+    one = np.ones(1, dtype=np.uint64)
+    kernels.unpack_bits(one, 1)
+    assert started == []
+    kernels.unpack_bits(one, 1)  # the JIT_AFTER_CALLS-th
+    kernels.unpack_bits(one, 1)
+    assert started == [True]
+
+
+@pytest.mark.parametrize("module", [nk, jk], ids=["numpy", "numba"])
 @given(values=words)
-def test_bitplanes_is_a_transpose(values: list[int]) -> None:
+def test_bitplanes_is_a_transpose(module: ModuleType, values: list[int]) -> None:
     array = np.array(values, dtype=np.uint64)
-    planes = kernels.bitplanes(array)
+    planes = module.bitplanes(array)
     n = len(values)
     assert planes.shape == (64, (n + 63) // 64)
     for j in (0, 1, 31, 32, 62, 63):
-        expected = kernels.pack_bits((array >> np.uint64(j)) & np.uint64(1)) if n else np.zeros(0, np.uint64)
+        expected = module.pack_bits((array >> np.uint64(j)) & np.uint64(1)) if n else np.zeros(0, np.uint64)
         np.testing.assert_array_equal(planes[j], expected)
 
 
+@pytest.mark.parametrize("module", [nk, jk], ids=["numpy", "numba"])
 @given(bits=st.lists(st.integers(0, 1), max_size=300))
-def test_pack_unpack_roundtrip(bits: list[int]) -> None:
+def test_pack_unpack_roundtrip(module: ModuleType, bits: list[int]) -> None:
     array = np.array(bits, dtype=np.uint64)
-    packed = kernels.pack_bits(array)
-    np.testing.assert_array_equal(kernels.unpack_bits(packed, len(bits)), array)
+    packed = module.pack_bits(array)
+    np.testing.assert_array_equal(module.unpack_bits(packed, len(bits)), array)
     np.testing.assert_array_equal(
         np.unpackbits(packed.view(np.uint8), bitorder="little")[: len(bits)], array.astype(np.uint8)
     )
@@ -151,13 +174,14 @@ def test_compiled_kernels_are_cached_on_disk(tmp_path: Path) -> None:
     script = (
         "import numpy as np\n"
         "from mpc.sharing import kernels\n"
-        "kernels.JIT_MIN_WORDS = 0  # every kernel on the numba path\n"
+        "kernels.use_jit()  # every kernel loaded, then the numba path for every size\n"
         "from mpc.sharing.runtime import run_in_process\n"
         "from mpc.sharing import boolean\n"
         "run_in_process(lambda p: p.reveal(boolean.b2a(boolean.ltz(p.share([1, -2] if p.first else None, 0))\n"
         "    & boolean.eqz(p.share([0, 3] if p.first else None, 0))), 0))\n"
         "names = ['_bitplanes', 'and_open', 'and_close', 'carry_gate_inputs', 'carry_merge', 'and_tree_inputs',\n"
-        "         'bit_triple_correction', 'dabit_correction', 'b2a_combine']\n"
+        "         'bit_triple_correction', 'beaver_correction', 'dabit_correction', 'unpack_bits', 'pack_bits',\n"
+        "         'b2a_combine']\n"
         "jit = kernels.jit()\n"
         "print(sum(sum(getattr(jit, n).stats.cache_hits.values()) for n in names),\n"
         "      sum(sum(getattr(jit, n).stats.cache_misses.values()) for n in names))\n"
