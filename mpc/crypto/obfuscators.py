@@ -18,6 +18,7 @@ choices below interchangeable and poolable:
 
 from __future__ import annotations
 
+import mmap
 import os
 import secrets
 import struct
@@ -25,7 +26,7 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, overload
 
 import gmpy2
 import numpy as np
@@ -84,7 +85,7 @@ class ShortExponentObfuscator:
         window_bits: int = DEFAULT_WINDOW_BITS,
         exponent_bits: int | None = None,
         base: int | None = None,
-        table: list[list[mpz]] | None = None,
+        table: list[Sequence[mpz]] | None = None,
     ) -> None:
         if not 1 <= window_bits <= 16:
             raise ValueError("window_bits must be in [1, 16]")
@@ -94,10 +95,10 @@ class ShortExponentObfuscator:
         nsq = public_key.nsquare
         self.base = mpz(base) if base is not None else gmpy2.powmod(public_key.random_unit(), public_key.n, nsq)
         windows = -(-self.exponent_bits // window_bits)
-        self._table: list[list[mpz]] = table if table is not None else []
+        self._table: list[Sequence[mpz]] = table if table is not None else []
         step = self.base
         for _ in range(windows if table is None else 0):
-            row = [mpz(1), step]
+            row: list[mpz] = [mpz(1), step]
             for _ in range(2, 1 << window_bits):
                 row.append(row[-1] * step % nsq)
             self._table.append(row)
@@ -133,13 +134,17 @@ class ShortExponentObfuscator:
     @classmethod
     def load(cls, path: Path, public_key: PaillierPublicKey, window_bits: int) -> ShortExponentObfuscator | None:
         """The table :meth:`save` wrote for this key and window, or None (missing, for another key
-        or window, truncated, or inconsistent: each row must hold the powers of its second entry)."""
+        or window, truncated, or inconsistent: each row must hold the powers of its second entry).
+        The file is mapped and its entries converted when first drawn (:class:`_StoredRow`): a
+        process that draws a few obfuscators reads and converts a few entries of each row. (The
+        file is replaced, never rewritten in place, so the mapping stays valid.)"""
         try:
-            data = path.read_bytes()
-        except OSError:
+            with path.open("rb") as f:  # mapped: only the pages of the entries drawn are read
+                data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # ValueError: an empty file
             return None
         head = len(_TABLE_MAGIC) + struct.calcsize(">HIII")
-        if len(data) < head or not data.startswith(_TABLE_MAGIC):
+        if len(data) < head or data[: len(_TABLE_MAGIC)] != _TABLE_MAGIC:
             return None
         window, exponent_bits, width, windows = struct.unpack(">HIII", data[len(_TABLE_MAGIC) : head])
         size = 1 << window
@@ -148,9 +153,8 @@ class ShortExponentObfuscator:
         if int.from_bytes(data[head : head + width], "big") != int(public_key.n):
             return None
         body, nsq = memoryview(data)[head + width :], public_key.nsquare
-        table = [
-            [mpz(int.from_bytes(body[(r * size + d) * width : (r * size + d + 1) * width], "big")) for d in range(size)]
-            for r in range(windows)
+        table: list[Sequence[mpz]] = [
+            _StoredRow(body[r * size * width : (r + 1) * size * width], width) for r in range(windows)
         ]
         for row in table:  # a row is 1, g, g^2, ...: check its start (cheap) before trusting the file
             if row[0] != 1 or (size > 2 and row[2] != row[1] * row[1] % nsq):
@@ -171,6 +175,34 @@ class ShortExponentObfuscator:
         for row, column in zip(table[1:], columns[1:], strict=True):
             accs = [a * row[d] % nsq for a, d in zip(accs, column, strict=True)]
         return accs
+
+
+class _StoredRow(Sequence[mpz]):
+    """One row of a saved window table, each entry converted from its bytes when first read."""
+
+    __slots__ = ("_bytes", "_values", "_width")
+
+    def __init__(self, data: memoryview, width: int) -> None:
+        self._bytes, self._width = data, width
+        self._values: list[mpz | None] = [None] * (len(data) // width)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    @overload
+    def __getitem__(self, index: int) -> mpz: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[mpz]: ...
+
+    def __getitem__(self, index: int | slice) -> mpz | list[mpz]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self._values)))]
+        value = self._values[index]  # IndexError beyond the row
+        if value is None:
+            start = (index % len(self._values)) * self._width
+            value = self._values[index] = mpz(int.from_bytes(self._bytes[start : start + self._width], "big"))
+        return value
 
 
 class CrtObfuscator:

@@ -1,7 +1,17 @@
-"""numba kernels for the heavy local work of secret sharing (PROTOCOLS.md 2.3).
+"""The local work of secret sharing on word arrays (PROTOCOLS.md 2.3): bit transpose, Beaver AND,
+the carry and AND trees, the dealer's corrections, B2A, bit packing.
 
-Every kernel is compiled once and cached on disk (``cache=True``), and releases the GIL
-(``nogil=True``) so that two parties running in threads of one process use two cores.
+Two implementations with identical results (tests/sharing/test_kernels.py compares them on random
+inputs): :mod:`mpc.sharing.numpy_kernels` and the numba kernels of :mod:`mpc.sharing.jit_kernels`,
+which are much faster per call and release the GIL (two parties in threads of one process use two
+cores) but cost about a second to import and to load from their on-disk cache. A process uses
+
+* numba for arrays of at least :data:`JIT_MIN_WORDS` words (imported on first such array);
+* numpy for smaller ones, so that a process checking one application (a command line) never
+  imports numba;
+* numba for every size once :func:`use_jit` has loaded the kernels: a long-running process (the
+  daemons, the requester's service) calls it, or its :data:`JIT_AFTER_CALLS`-th small call starts
+  it in a background thread.
 
 Bit-sliced layout: a batch of N values becomes 64 *bit-planes* of W = ceil(N/64) words; bit ``i``
 of word ``k`` of plane ``j`` is bit ``j`` of value ``64*k + i``. A boolean share of N bits uses the
@@ -10,10 +20,17 @@ same word layout as a single plane.
 
 from __future__ import annotations
 
+import logging
+import threading
+from types import ModuleType
+
 import numpy as np
-from numba import njit
+
+from mpc.sharing import numpy_kernels as _np
 
 __all__ = [
+    "JIT_AFTER_CALLS",
+    "JIT_MIN_WORDS",
     "and_close",
     "and_open",
     "and_tree_inputs",
@@ -24,83 +41,92 @@ __all__ = [
     "carry_gate_inputs",
     "carry_merge",
     "dabit_correction",
+    "jit",
+    "jit_in_use",
     "pack_bits",
     "unpack_bits",
+    "use_jit",
 ]
 
-_TRANSPOSE_MASKS = np.array(
-    [
-        0x00000000FFFFFFFF,
-        0x0000FFFF0000FFFF,
-        0x00FF00FF00FF00FF,
-        0x0F0F0F0F0F0F0F0F,
-        0x3333333333333333,
-        0x5555555555555555,
-    ],
-    dtype=np.uint64,
-)
-_TRANSPOSE_SHIFTS = np.array([32, 16, 8, 4, 2, 1], dtype=np.int64)
+log = logging.getLogger(__name__)
+
+JIT_MIN_WORDS = 1 << 14
+"""Arrays of at least this many uint64 words (values; bits for the bit kernels) use numba."""
+JIT_AFTER_CALLS = 2_000
+"""After this many calls on small arrays (about 15 one-application checks) numba is loaded in the
+background and then used for every size: the process is not a one-off."""
+
+_jit_ready = False  # every kernel loaded: numba for every size
+_small_calls = 0
+_loading = threading.Lock()
 
 
-@njit(cache=True, nogil=True)
-def _bitplanes(values: np.ndarray, masks: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    n = values.shape[0]
-    words = (n + 63) // 64
-    planes = np.zeros((64, words), dtype=np.uint64)
-    block = np.zeros(64, dtype=np.uint64)
-    for k in range(words):
-        base = 64 * k
-        for r in range(64):
-            block[r] = values[base + r] if base + r < n else np.uint64(0)
-        # 64x64 bit-matrix transpose by recursive 2x2 block swaps (LSB-first convention).
-        for level in range(6):
-            j = shifts[level]
-            m = masks[level]
-            sj = np.uint64(j)
-            for r in range(64):
-                if (r & j) == 0:
-                    t = ((block[r] >> sj) ^ block[r + j]) & m
-                    block[r + j] ^= t
-                    block[r] ^= t << sj
-        for j in range(64):
-            planes[j, k] = block[j]
-    return planes
+def jit() -> ModuleType:
+    """The numba kernels (:mod:`mpc.sharing.jit_kernels`), imported on first use."""
+    from mpc.sharing import jit_kernels
+
+    return jit_kernels
+
+
+def use_jit() -> None:
+    """Import numba and load every kernel from its cache (about a second; compiled on the first run
+    of a checkout), then use the numba kernels for arrays of every size. Idempotent, thread-safe."""
+    global _jit_ready
+    with _loading:
+        if not _jit_ready:
+            jit().warm_up()
+            _jit_ready = True
+
+
+def jit_in_use() -> bool:
+    """Whether the numba kernels serve arrays of every size (after :func:`use_jit`)."""
+    return _jit_ready
+
+
+def _load_in_background() -> None:
+    def load() -> None:
+        try:
+            use_jit()
+        except Exception:  # numpy keeps serving: same results, slower
+            log.exception("the numba kernels could not be loaded")
+
+    threading.Thread(target=load, name="numba-kernels", daemon=True).start()
+
+
+def _numba(words: int) -> bool:
+    """Whether an array of ``words`` words goes to the numba kernels (counts the small calls)."""
+    global _small_calls
+    if _jit_ready or words >= JIT_MIN_WORDS:
+        return True
+    _small_calls += 1
+    if _small_calls == JIT_AFTER_CALLS:
+        _load_in_background()
+    return False
 
 
 def bitplanes(values: np.ndarray) -> np.ndarray:
     """Transpose N uint64 values into a (64, ceil(N/64)) array of bit-planes."""
-    return _bitplanes(np.ascontiguousarray(values, dtype=np.uint64), _TRANSPOSE_MASKS, _TRANSPOSE_SHIFTS)
+    if _numba(values.shape[0]):
+        return jit().bitplanes(values)  # type: ignore[no-any-return]
+    return _np.bitplanes(values)
 
 
-@njit(cache=True, nogil=True)
 def and_open(x: np.ndarray, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Beaver AND, step 1: the message ``[x ^ u | y ^ v]`` this party opens (one buffer)."""
-    n = x.shape[0]
-    out = np.empty(2 * n, dtype=np.uint64)
-    for i in range(n):
-        out[i] = x[i] ^ u[i]
-        out[n + i] = y[i] ^ v[i]
-    return out
+    if _numba(x.shape[0]):
+        return jit().and_open(x, y, u, v)  # type: ignore[no-any-return]
+    return _np.and_open(x, y, u, v)
 
 
-@njit(cache=True, nogil=True)
 def and_close(
     mine: np.ndarray, theirs: np.ndarray, u: np.ndarray, v: np.ndarray, w: np.ndarray, first: bool
 ) -> np.ndarray:
     """Beaver AND, step 2: ``z = w ^ (d & v) ^ (e & u) [^ (d & e) for party 0]``."""
-    n = u.shape[0]
-    z = np.empty(n, dtype=np.uint64)
-    for i in range(n):
-        d = mine[i] ^ theirs[i]
-        e = mine[n + i] ^ theirs[n + i]
-        r = w[i] ^ (d & v[i]) ^ (e & u[i])
-        if first:
-            r ^= d & e
-        z[i] = r
-    return z
+    if _numba(u.shape[0]):
+        return jit().and_close(mine, theirs, u, v, w, first)  # type: ignore[no-any-return]
+    return _np.and_close(mine, theirs, u, v, w, first)
 
 
-@njit(cache=True, nogil=True)
 def carry_gate_inputs(g: np.ndarray, p: np.ndarray, lowest_needs_p: bool) -> tuple[np.ndarray, np.ndarray]:
     """One level of the carry tree: AND-gate inputs for merging adjacent (G, P) groups.
 
@@ -109,121 +135,62 @@ def carry_gate_inputs(g: np.ndarray, p: np.ndarray, lowest_needs_p: bool) -> tup
     (there is no carry into bit 0), so its second gate is skipped unless ``lowest_needs_p``.
     Returns ``X, Y`` flattened: first the ``P_hi & G_lo`` gates, then the ``P_hi & P_lo`` gates.
     """
-    pairs = g.shape[0] // 2
-    words = g.shape[1]
-    skip = 0 if lowest_needs_p else 1
-    gates = pairs + pairs - skip
-    x = np.empty(gates * words, dtype=np.uint64)
-    y = np.empty(gates * words, dtype=np.uint64)
-    for m in range(pairs):
-        for k in range(words):
-            x[m * words + k] = p[2 * m + 1, k]
-            y[m * words + k] = g[2 * m, k]
-    for m in range(skip, pairs):
-        row = pairs + m - skip
-        for k in range(words):
-            x[row * words + k] = p[2 * m + 1, k]
-            y[row * words + k] = p[2 * m, k]
-    return x, y
+    if _numba(g.size):
+        return jit().carry_gate_inputs(g, p, lowest_needs_p)  # type: ignore[no-any-return]
+    return _np.carry_gate_inputs(g, p, lowest_needs_p)
 
 
-@njit(cache=True, nogil=True)
 def carry_merge(g: np.ndarray, p: np.ndarray, z: np.ndarray, lowest_needs_p: bool) -> tuple[np.ndarray, np.ndarray]:
     """One level of the carry tree: combine gate outputs ``z`` into the next level's (G, P) rows."""
-    rows, words = g.shape
-    pairs = rows // 2
-    odd = rows % 2
-    skip = 0 if lowest_needs_p else 1
-    g2 = np.empty((pairs + odd, words), dtype=np.uint64)
-    p2 = np.zeros((pairs + odd, words), dtype=np.uint64)
-    for m in range(pairs):
-        for k in range(words):
-            g2[m, k] = g[2 * m + 1, k] ^ z[m * words + k]
-    for m in range(skip, pairs):
-        row = pairs + m - skip
-        for k in range(words):
-            p2[m, k] = z[row * words + k]
-    if odd:
-        for k in range(words):
-            g2[pairs, k] = g[rows - 1, k]
-            p2[pairs, k] = p[rows - 1, k]
-    return g2, p2
+    if _numba(g.size):
+        return jit().carry_merge(g, p, z, lowest_needs_p)  # type: ignore[no-any-return]
+    return _np.carry_merge(g, p, z, lowest_needs_p)
 
 
-@njit(cache=True, nogil=True)
 def and_tree_inputs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One level of an AND tree (EQZ): pair rows 2m and 2m+1 into gate inputs."""
-    pairs = rows.shape[0] // 2
-    words = rows.shape[1]
-    x = np.empty(pairs * words, dtype=np.uint64)
-    y = np.empty(pairs * words, dtype=np.uint64)
-    for m in range(pairs):
-        for k in range(words):
-            x[m * words + k] = rows[2 * m, k]
-            y[m * words + k] = rows[2 * m + 1, k]
-    return x, y
+    if _numba(rows.size):
+        return jit().and_tree_inputs(rows)  # type: ignore[no-any-return]
+    return _np.and_tree_inputs(rows)
 
 
-@njit(cache=True, nogil=True)
 def bit_triple_correction(u0: np.ndarray, v0: np.ndarray, w0: np.ndarray, u1: np.ndarray, v1: np.ndarray) -> np.ndarray:
     """Dealer: party 1's correction ``w1 = ((u0 ^ u1) & (v0 ^ v1)) ^ w0`` for bit triples."""
-    n = u0.shape[0]
-    w1 = np.empty(n, dtype=np.uint64)
-    for i in range(n):
-        w1[i] = ((u0[i] ^ u1[i]) & (v0[i] ^ v1[i])) ^ w0[i]
-    return w1
+    if _numba(u0.shape[0]):
+        return jit().bit_triple_correction(u0, v0, w0, u1, v1)  # type: ignore[no-any-return]
+    return _np.bit_triple_correction(u0, v0, w0, u1, v1)
 
 
-@njit(cache=True, nogil=True)
 def beaver_correction(a0: np.ndarray, b0: np.ndarray, c0: np.ndarray, a1: np.ndarray, b1: np.ndarray) -> np.ndarray:
     """Dealer: party 1's correction ``c1 = (a0 + a1)(b0 + b1) - c0 mod 2^64``."""
-    n = a0.shape[0]
-    c1 = np.empty(n, dtype=np.uint64)
-    for i in range(n):
-        c1[i] = (a0[i] + a1[i]) * (b0[i] + b1[i]) - c0[i]
-    return c1
+    if _numba(a0.shape[0]):
+        return jit().beaver_correction(a0, b0, c0, a1, b1)  # type: ignore[no-any-return]
+    return _np.beaver_correction(a0, b0, c0, a1, b1)
 
 
-@njit(cache=True, nogil=True)
 def dabit_correction(rb0: np.ndarray, rb1: np.ndarray, ra0: np.ndarray, count: int) -> np.ndarray:
     """Dealer: party 1's arithmetic share ``ra1 = r - ra0`` of the daBit ``r = rb0 ^ rb1``."""
-    ra1 = np.empty(count, dtype=np.uint64)
-    for i in range(count):
-        bit = ((rb0[i >> 6] ^ rb1[i >> 6]) >> np.uint64(i & 63)) & np.uint64(1)
-        ra1[i] = bit - ra0[i]
-    return ra1
+    if _numba(count):
+        return jit().dabit_correction(rb0, rb1, ra0, count)  # type: ignore[no-any-return]
+    return _np.dabit_correction(rb0, rb1, ra0, count)
 
 
-@njit(cache=True, nogil=True)
 def unpack_bits(words: np.ndarray, count: int) -> np.ndarray:
     """Packed bits (LSB first within each word) to one uint64 0/1 per element."""
-    out = np.empty(count, dtype=np.uint64)
-    for i in range(count):
-        out[i] = (words[i >> 6] >> np.uint64(i & 63)) & np.uint64(1)
-    return out
+    if _numba(count):
+        return jit().unpack_bits(words, count)  # type: ignore[no-any-return]
+    return _np.unpack_bits(words, count)
 
 
-@njit(cache=True, nogil=True)
 def pack_bits(bits: np.ndarray) -> np.ndarray:
     """One 0/1 value per element to packed words (inverse of :func:`unpack_bits`)."""
-    n = bits.shape[0]
-    out = np.zeros((n + 63) // 64, dtype=np.uint64)
-    for i in range(n):
-        if bits[i] & 1:
-            out[i >> 6] |= np.uint64(1) << np.uint64(i & 63)
-    return out
+    if _numba(bits.shape[0]):
+        return jit().pack_bits(bits)  # type: ignore[no-any-return]
+    return _np.pack_bits(bits)
 
 
-@njit(cache=True, nogil=True)
 def b2a_combine(c_words: np.ndarray, ra: np.ndarray, first: bool) -> np.ndarray:
     """B2A: ``[b] = c + [r] - 2c[r]`` from the opened ``c = b ^ r`` and this party's ``[r]``."""
-    n = ra.shape[0]
-    out = np.empty(n, dtype=np.uint64)
-    for i in range(n):
-        c = (c_words[i >> 6] >> np.uint64(i & 63)) & np.uint64(1)
-        r = ra[i]
-        v = r - np.uint64(2) * c * r
-        if first:
-            v += c
-        out[i] = v
-    return out
+    if _numba(ra.shape[0]):
+        return jit().b2a_combine(c_words, ra, first)  # type: ignore[no-any-return]
+    return _np.b2a_combine(c_words, ra, first)

@@ -25,6 +25,7 @@ EXIT_USAGE = 2  # the command could not start: usage, configuration, rules, an i
 EXIT_SOME_ERRORS = 3  # some applications (or lines) are errors, every other one has a result
 EXIT_NOTHING_CHECKED = 4  # no application has a result
 SHOWN = 10  # problems printed one by one; the rest are counted
+POOLED_OBFUSCATORS = 16  # per owner key: a command line checks its file and exits (the SDK's pool: 64)
 
 CONFIG = typer.Option(..., "--config", "-c", help="this agency's configuration (TLS identity, coordinator)")
 PURPOSE = typer.Option(..., "--purpose", help="purpose code checked by the owner's policy")
@@ -57,6 +58,7 @@ def _client(config: Path, purpose: str, case: str) -> Client:
         client = Client.from_config(config, purpose, case)
     except (ConfigError, AuditLogError) as exc:
         fail(str(exc))
+    client.pooled_obfuscators = POOLED_OBFUSCATORS  # computed ahead in the background: no more than a few are drawn
     try:
         check_own_certificate(client.tls)
     except OwnCertificateError as exc:

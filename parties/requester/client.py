@@ -19,13 +19,12 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import grpc
 import numpy as np
 
 from mpc.audit import AuditEvent, AuditLog, AuditLogError, load_or_create_signing_key
-from mpc.data.sources import Dataset, load_dataset
 from mpc.protocols import aggregate as agg
 from mpc.protocols import planner, psi, rules
 from parties.config import PartyConfig, load_party_config, start_compute
@@ -44,6 +43,9 @@ from parties.rpc.tls import (
     verify_server,
 )
 from protos import common_pb2, coordinator_pb2_grpc, party_pb2, party_pb2_grpc
+
+if TYPE_CHECKING:
+    from mpc.data.sources import Dataset  # our own datasets, loaded when a join needs them
 
 __all__ = ["SCHEMA_SECONDS", "Client", "OneReply"]
 
@@ -90,6 +92,9 @@ class Client:
         self.config = config  # our own datasets and policy (aggregates over a join with our data)
         # owners' table keys' short-exponent tables, kept for our next process (see lookup.table_key)
         self.obfuscator_cache: Path | None = config.party.state_dir / "obfuscators" if config is not None else None
+        # obfuscators kept ready per owner key for the masks of point queries (a command line,
+        # which checks its file and exits, keeps fewer: lookup.table_key)
+        self.pooled_obfuscators = lookup.POOLED_OBFUSCATORS
         self._own: dict[str, Dataset] = dict(datasets or {})  # a daemon acting as requester passes its own
         self._channels: dict[str, grpc.Channel] = {}
         self._endpoints: dict[str, str] = {}
@@ -264,6 +269,8 @@ class Client:
             spec = next((d for d in self.config.datasets if d.name == name), None)
             if spec is None:
                 raise LookupError(f"{self.name} has no dataset {name!r} in its configuration")
+            from mpc.data.sources import load_dataset
+
             self._own[name] = load_dataset(spec, self.config.base_dir)
         return self._own[name]
 

@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 POOLED_OBFUSCATORS = 64  # per table key and process, for the masks of point queries
+REFILL_OBFUSCATORS = 16  # computed at a time for that pool
 
 
 @dataclass(frozen=True)
@@ -261,7 +262,7 @@ def _fetch_rows(
                             grpc.StatusCode.FAILED_PRECONDITION,
                             "the owner's table changed since we read its schema (layout, buckets or key); try again",
                         )
-                    encoded, public_key = key, table_key(key, client.obfuscator_cache)
+                    encoded, public_key = key, table_key(key, client.obfuscator_cache, client.pooled_obfuscators)
                     tokens.append(message.fetch_token)
                     if public_key.bits != layout.modulus_bits:
                         raise RemoteError(
@@ -329,11 +330,12 @@ def masked_messages(
             )
 
 
-def table_key(encoded: bytes, cache_dir: Path | None = None) -> PaillierPublicKey:
+def table_key(encoded: bytes, cache_dir: Path | None = None, pooled: int = POOLED_OBFUSCATORS) -> PaillierPublicKey:
     """An owner's table key (as its encrypted rows carry it) with a short-exponent table, built
     once per process and key (every client of the process shares it; drawing obfuscators is
     thread-safe) and, with ``cache_dir`` (our state directory's), kept on disk for our next
-    process: a command line checking one application then reads the table instead of building it."""
+    process: a command line checking one application then reads the table instead of building it.
+    ``pooled``: how many obfuscators the key's pool keeps ready (the first process's choice)."""
     with _KEYS_LOCK:
         key = _KEYS.get(encoded)
         if key is None:
@@ -348,8 +350,11 @@ def table_key(encoded: bytes, cache_dir: Path | None = None) -> PaillierPublicKe
                         table.save(saved)
                     except OSError as exc:  # a cache we cannot write costs the next process time, nothing else
                         log.warning("obfuscator table not saved", extra={"fields": {"error": str(exc)}})
-            # point queries draw from a small pool that a background thread keeps full
-            key.use_obfuscator(ObfuscatorPool(_LockedObfuscator(table), capacity=POOLED_OBFUSCATORS))
+            # Point queries draw from a small pool that a background thread keeps full, in steps
+            # of a few obfuscators (not the table's default 256, a quarter second of one core):
+            # a process that checks one application draws a handful.
+            table.buffer_size = REFILL_OBFUSCATORS
+            key.use_obfuscator(ObfuscatorPool(_LockedObfuscator(table), capacity=pooled))
             _KEYS[encoded] = key
         return key
 

@@ -12,15 +12,17 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import sqlglot
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlglot import exp
 
-from mpc.data.sources import Dataset
 from mpc.sharing import ring
 from mpc.sharing.ring import VALUE_MAX
+
+if TYPE_CHECKING:
+    from mpc.data.sources import Dataset  # an annotation only: a requester that loads no dataset skips its readers
 
 __all__ = [
     "DEFAULT_MIN_CELL",
