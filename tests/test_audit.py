@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import os
 import stat
 import tempfile
 import threading
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -493,6 +496,53 @@ def test_concurrent_appends_keep_a_valid_chain(tmp_path: Path, key: Ed25519Priva
             thread.join()
         seqs = [e.seq for e in log.entries()]
     assert seqs == list(range(1, threads_n * per_thread + 1))
+    report = verify_log(path, key.public_key())
+    assert report.ok and report.entries == threads_n * per_thread
+
+
+def test_concurrent_appends_share_fsyncs_and_each_returns_durable(
+    tmp_path: Path, key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit: appends written while an fsync runs are made durable by the next one, and
+    no append returns before an fsync that covers its line has completed."""
+    path = tmp_path / "audit.jsonl"
+    real_fsync, durable, lock = os.fsync, [0], threading.Lock()  # bytes of the file made durable so far
+
+    def slow_fsync(fd: int) -> None:
+        size = os.fstat(fd).st_size  # what this fsync covers: every byte written before it began
+        time.sleep(0.003)
+        real_fsync(fd)
+        with lock:
+            durable.append(max(durable[-1], size))
+
+    threads_n, per_thread = 8, 25
+    returned: list[tuple[int, int]] = []  # (seq, bytes durable when its append returned)
+    heads: list[tuple[int, int]] = []  # (head seq, bytes durable once the head was taken)
+    with AuditLog(path, key) as log:
+        monkeypatch.setattr(os, "fsync", slow_fsync)
+        barrier = threading.Barrier(threads_n)
+
+        def work(t: int) -> None:
+            barrier.wait()
+            for i in range(per_thread):
+                entry = log.append(event(i, peer=f"thread-{t}"))
+                with lock:
+                    returned.append((entry.seq, durable[-1]))
+                if i % 5 == 0:
+                    head = log.head().seq
+                    with lock:
+                        heads.append((head, durable[-1]))
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(threads_n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    ends = list(itertools.accumulate(len(line) for line in path.read_bytes().splitlines(keepends=True)))
+    assert len(ends) == len(returned) == threads_n * per_thread
+    assert all(ends[seq - 1] <= covered for seq, covered in returned)  # durable before it returned
+    assert len(durable) - 1 < threads_n * per_thread  # fewer fsyncs than appends: they were shared
+    assert all(ends[seq - 1] <= covered for seq, covered in heads)  # a head covers durable entries only
     report = verify_log(path, key.public_key())
     assert report.ok and report.entries == threads_n * per_thread
 

@@ -6,10 +6,15 @@ daemon's Ed25519 key (:func:`load_or_create_signing_key`). It also signs heads
 (:meth:`AuditLog.head`) for a coordinator to witness.
 
 Durability: each entry is one ``os.write`` of a full line on a descriptor opened with
-``O_APPEND``, followed by ``os.fsync`` (pass ``fsync=False`` to trade durability for speed: the
-line then reaches the OS page cache but may be lost on power failure). Appends are serialised by
-a thread lock; an exclusive ``flock`` on the file keeps a second writer (another process, or a
-second :class:`AuditLog` on the same path) out.
+``O_APPEND``, and :meth:`AuditLog.append` returns only once an ``os.fsync`` issued after that
+write has completed (pass ``fsync=False`` to trade durability for speed: the line then reaches the
+OS page cache but may be lost on power failure). Appends are serialised by a thread lock (the
+chain: sequence number, previous hash, signature, write); the fsync is not under it but *group
+committed*: while one fsync runs, other threads' entries are written behind it, and the next
+fsync makes all of them durable at once (each waiter returns once an fsync that began after its
+write has completed). Heads (:meth:`AuditLog.head`) only cover durable entries. An exclusive
+``flock`` on the file keeps a second writer (another process, or a second :class:`AuditLog` on
+the same path) out.
 """
 
 from __future__ import annotations
@@ -174,7 +179,8 @@ class AuditLog:
         self._key = signing_key
         self._public_key = signing_key.public_key()
         self._fsync = fsync
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the chain and the writes
+        self._sync_lock = threading.Lock()  # one fsync at a time (group commit); taken before _lock
         self.path.parent.mkdir(parents=True, exist_ok=True)
         created = not self.path.exists()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -192,6 +198,7 @@ class AuditLog:
         except BaseException:
             os.close(fd)
             raise
+        self._durable_seq, self._durable_hash = self._seq, self._last_hash  # what an fsync has covered
         self._fd: int | None = fd
         if quarantined is not None:
             self.append(AuditEvent(peer="-", action="audit:repair", outcome="REPAIRED", detail=quarantined))
@@ -246,7 +253,8 @@ class AuditLog:
         return self._public_key
 
     def append(self, event: AuditEvent) -> AuditEntry:
-        """Append one event; returns the stored entry. Thread-safe; durable when it returns."""
+        """Append one event; returns the stored entry. Thread-safe; durable when it returns (an
+        fsync begun after its write has completed: its own, or one another append issued)."""
         event = _validate_event(event)
         with self._lock:
             if self._fd is None:
@@ -264,15 +272,33 @@ class AuditLog:
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
-            if self._fsync:
-                os.fsync(self._fd)
-            self._seq, self._last_hash = entry.seq, entry.hash
-            return entry
+            self._seq, self._last_hash = entry.seq, entry.hash  # the line is in the file: chain on it
+            if not self._fsync:
+                self._durable_seq, self._durable_hash = entry.seq, entry.hash
+                return entry
+        self._sync(entry.seq)
+        return entry
+
+    def _sync(self, seq: int) -> None:
+        """Return once the entries up to ``seq`` are durable: at once if an fsync that began after
+        their write has completed meanwhile, else after one more fsync, which also covers every
+        entry written before it began (group commit)."""
+        with self._sync_lock:
+            if self._durable_seq >= seq:
+                return
+            with self._lock:
+                if self._fd is None:
+                    raise AuditLogError(f"audit log {self.path} was closed before entry {seq} was made durable")
+                fd, covered, covered_hash = self._fd, self._seq, self._last_hash
+            os.fsync(fd)  # close() takes _sync_lock first: fd stays open while we hold it
+            with self._lock:
+                self._durable_seq, self._durable_hash = covered, covered_hash
 
     def head(self) -> AuditHead:
-        """A signed head for the log as it is now (for a coordinator to witness)."""
+        """A signed head for the log as it is now (for a coordinator to witness): its durable
+        entries, which include every entry an append has returned."""
         with self._lock:
-            seq, last = self._seq, self._last_hash
+            seq, last = self._durable_seq, self._durable_hash
         time = _utc_now()
         unsigned = AuditHead(seq=seq, hash=last, time=time, signature="")
         signature = self._key.sign(unsigned.statement_bytes()).hex()
@@ -289,11 +315,17 @@ class AuditLog:
                     raise ValueError(f"{self.path}:{number}: {exc}") from exc
 
     def close(self) -> None:
-        """Release the file and its lock; further appends raise :class:`AuditLogError`."""
-        with self._lock:
+        """Release the file and its lock (after an fsync of what was written); further appends
+        raise :class:`AuditLogError`."""
+        with self._sync_lock, self._lock:
             if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+                try:
+                    if self._fsync and self._durable_seq < self._seq:
+                        os.fsync(self._fd)
+                        self._durable_seq, self._durable_hash = self._seq, self._last_hash
+                finally:
+                    os.close(self._fd)
+                    self._fd = None
 
     def __enter__(self) -> Self:
         return self

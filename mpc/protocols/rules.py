@@ -32,6 +32,7 @@ Validation errors name the rule and clause (``rules.public-rental-housing.clause
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
@@ -314,7 +315,7 @@ class Rule(BaseModel):
             for key, default in _LATER_SETTINGS.items():  # so earlier approvals keep their fingerprints
                 if clause.get(key) == default:
                     del clause[key]
-        body["expression"] = self.tree().sql()
+        body["expression"] = _normalised(self.expression)
         body["clause_order"] = list(self.clauses)  # the default co-party is the first owner named
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
@@ -371,7 +372,20 @@ class RuleSet(BaseModel):
 
 
 def parse_expression(text: str) -> exp.Expr:
-    """Parse ``a AND (b OR NOT c)``; anything but clause names and AND/OR/NOT is refused."""
+    """Parse ``a AND (b OR NOT c)``; anything but clause names and AND/OR/NOT is refused. (A
+    copy of the tree parsed once per text: owners and requesters parse the same rules per call.)"""
+    return _parsed(text).copy()
+
+
+@functools.lru_cache(maxsize=256)
+def _normalised(text: str) -> str:
+    """The expression as :meth:`Rule.canonical` writes it (parsed and printed again)."""
+    return _parsed(text).sql()
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(text: str) -> exp.Expr:
+    """The checked tree of ``text`` (:func:`parse_expression`), never handed out: callers get copies."""
     try:
         tree: exp.Expr = sqlglot.parse_one(text)
     except sqlglot.errors.ParseError as exc:

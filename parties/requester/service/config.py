@@ -12,8 +12,9 @@
     max_job_applications = 100000
     job_chunk = 10000                # applications per eligibility round trip in a job
     keep_jobs = 100                  # finished jobs whose results stay available
-    coalesce_ms = 0                  # > 0: concurrent checks arriving within this window go to the
-    coalesce_most = 32               # owners as one batch of at most this many (see .coalesce)
+    coalesce = true                  # checks that would queue behind others go to the owners as one
+    coalesce_most = 32               # batch of at most this many (see .coalesce); false: each alone
+    coalesce_ms = 0                  # > 0: a batch also waits this long for more checks to join it
 
 Relative paths are resolved against this file's directory. The HTTPS certificate is the agency's
 own (``[tls]`` of ``agency``): it must carry serverAuth and the address callers use (``mpc-admin
@@ -51,8 +52,9 @@ class ServiceSection(BaseModel):
     max_job_applications: int = Field(100_000, ge=1, le=10_000_000)
     job_chunk: int = Field(10_000, ge=1, le=1_000_000)
     keep_jobs: int = Field(100, ge=1, le=100_000)
-    coalesce_ms: float = Field(0.0, ge=0, le=1000)
+    coalesce: bool = True
     coalesce_most: int = Field(32, ge=1, le=10_000)
+    coalesce_ms: float = Field(0.0, ge=0, le=1000)
 
     @field_validator("listen")
     @classmethod
