@@ -427,6 +427,85 @@ def _print_outcome(rule: str, out: Path, rows: list[tuple[str, str, str]], plans
     console().print(summary)
 
 
+SCREEN_HELP = "\n\n".join(
+    [
+        "Screen a whole register: every application in --applicants checked against RULE in chunks of --chunk, "
+        "with bounded memory, the results appended to JOB/results.csv (application_id, result, reason) as each "
+        "chunk completes. Stopped by a crash, a refusal or Ctrl-C, the same command resumes after the last "
+        "completed chunk (JOB/progress.json); another file or rule needs a new --job directory.",
+        "The file is as for eligibility, with each application's lines together (sorted by application_id); a "
+        "line of an application whose lines ended earlier is an error row. Heavy work runs on the agency's "
+        "compute backend ([compute] in --config: the local pool, or its own Ray cluster).",
+        "Example: mpc-query screen --rules rules.toml --rule public-rental-housing --applicants residents.csv "
+        "--job screening-2026-12 --config housing.toml --purpose public-rental-housing --case SCREEN-2026-12",
+        f"Exit status: 0 every application has a result; {EXIT_SOME_ERRORS} some are errors; "
+        f"{EXIT_NOTHING_CHECKED} none has a result; {EXIT_USAGE} nothing was done, or the job stopped (run it again "
+        "to resume).",
+    ]
+)
+
+
+@app.command("screen", help=SCREEN_HELP)
+def screen(
+    rule: str = typer.Option(..., help="rule name"),
+    rules_file: Path = typer.Option(..., "--rules", help="rules file (TOML) the owners approved"),
+    applicants: Path = typer.Option(..., help="CSV: one row per person or per application, grouped by application"),
+    job: Path = typer.Option(..., help="the job's directory (results.csv, progress.json): resumes if it exists"),
+    declared: list[str] = typer.Option([], "--declared", metavar="NAME", help="a column of declared values"),
+    chunk: int = typer.Option(10_000, min=1, help="applications per chunk (one batch at each owner)"),
+    path: str = typer.Option("auto", help="lookup path at each owner: auto, P3 or P1"),
+    config: Path = CONFIG,
+    purpose: str = PURPOSE,
+    case: str = CASE,
+) -> None:
+    """What SCREEN_HELP says."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from mpc.protocols.rules import RuleError, load_rules
+    from parties.requester import RemoteError
+    from parties.requester.applications import ApplicationsFileError
+    from parties.requester.screening import JobMismatchError, ScreeningJob, ScreeningProgress, client_checker
+
+    if path not in ("auto", "P1", "P3"):
+        fail(f"--path must be auto, P1 or P3, not {path!r}")
+    forced: Literal["P1", "P3"] | None = None if path == "auto" else path  # type: ignore[assignment]
+    try:
+        chosen = load_rules(rules_file).get(rule)
+    except (RuleError, UnicodeDecodeError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{rules_file}: cannot read it: {exc.strerror or exc}; --rules names the rules file")
+    try:
+        screening = ScreeningJob(job, applicants, chosen, declared, chunk)
+    except ApplicationsFileError as exc:
+        fail(str(exc))
+    done = ScreeningProgress()
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with _client(config, purpose, case) as client, Progress(*columns, console=console()) as progress:
+        task = progress.add_task("screening", total=None)
+
+        def advanced(now: ScreeningProgress) -> None:
+            done.applications = now.applications
+            progress.update(task, description=f"{now.applications:,} applications screened ({now.errors:,} errors)")
+
+        try:
+            done = screening.run(client_checker(client, forced), on_chunk=advanced)
+        except (JobMismatchError, ApplicationsFileError) as exc:
+            fail(str(exc))
+        except (RemoteError, LookupError, ValueError, OSError) as exc:
+            fail(f"stopped after {done.applications:,} applications: {exc}; run the same command to resume")
+        except KeyboardInterrupt:
+            fail(f"interrupted after {done.applications:,} applications; run the same command to resume")
+    resumed = f" (resumed after {done.resumed_from:,})" if done.resumed_from else ""
+    say(
+        f"{rule}: {done.applications:,} applications{resumed}: {done.results:,} results, {done.errors:,} errors "
+        f"→ {screening.results_path}"
+    )
+    if not done.results and done.applications:
+        raise typer.Exit(EXIT_NOTHING_CHECKED)
+    raise typer.Exit(EXIT_SOME_ERRORS if done.errors else 0)
+
+
 @app.command("datasets")
 def datasets(
     peer: str = typer.Option(..., help="the owner party"),

@@ -5,13 +5,16 @@ gives, and the exit status says that some applications are errors."""
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from demo.cluster import LocalCluster
 from demo.synthetic import AgencyTables
-from mpc.protocols.rules import Application, evaluate_plain, load_rules
+from mpc.protocols.rules import Application, Rule, evaluate_plain, load_rules
 from tests.e2e.conftest import ONE_OWNER_RULES, eligibility_cli, owner_values
 
 
@@ -76,3 +79,64 @@ def _rules(tmp: Path) -> Path:
     path = tmp / "rules.toml"
     path.write_text(ONE_OWNER_RULES, encoding="utf-8")
     return path
+
+
+def _screen(cluster: LocalCluster, rules_file: Path, applicants: Path, job: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "parties.cli.query", "screen", "--rule", "household-income", "--rules", str(rules_file),
+         "--applicants", str(applicants), "--job", str(job), "--chunk", "7", "--config", str(cluster.config("housing")),
+         "--purpose", "public-rental-housing", "--case", "SCREEN-1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+
+
+def test_a_screening_job_stopped_midway_resumes_and_matches_the_plaintext_rule(
+    cluster: LocalCluster, tables: AgencyTables, tmp_path: Path
+) -> None:
+    """``mpc-query screen`` in chunks of 7 against the real daemons: a job stopped after two chunks
+    (as by a crash: recorded progress, then nothing) resumes with the same command, checks only
+    the rest, and every application's row is the plaintext rule's."""
+    from parties.requester import Client
+    from parties.requester.screening import ScreeningJob, client_checker
+
+    incomes = owner_values(tables.tax, "annual_income")
+    known = sorted(incomes)
+    applications = [Application(f"S{k:03d}", known[2 * k], (known[2 * k], known[2 * k + 1])) for k in range(30)]
+    applicants = tmp_path / "applications.csv"
+    lines = ["application_id,applicant,members"]
+    lines += [f"{a.reference},{a.applicant},{a.members[1]}" for a in applications]
+    applicants.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rules_file, job = _rules(tmp_path), tmp_path / "job"
+    rule = load_rules(ONE_OWNER_RULES).get("household-income")
+
+    class Crash(Exception):
+        pass
+
+    checked: list[int] = []
+    with Client.from_config(cluster.config("housing"), "public-rental-housing", "SCREEN-1") as client:
+        real = client_checker(client)
+
+        def two_chunks(rule: Rule, part: Sequence[Application]) -> list[tuple[str, str]]:
+            if len(checked) == 2:
+                raise Crash
+            checked.append(len(part))
+            return real(rule, part)
+
+        with pytest.raises(Crash):
+            ScreeningJob(job, applicants, rule, chunk=7).run(two_chunks)
+    run = _screen(cluster, rules_file, applicants, job)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "30 applications (resumed after 14): 30 results, 0 errors" in " ".join(run.stdout.split())
+    with (job / "results.csv").open(newline="", encoding="utf-8") as f:
+        rows = {r["application_id"]: r["result"] for r in csv.DictReader(f)}
+    assert list(rows) == [a.reference for a in applications]
+    assert rows == _expected(tables, applications)
+    again = _screen(cluster, rules_file, applicants, job)  # done: nothing left to check
+    assert again.returncode == 0 and "resumed after 30" in " ".join(again.stdout.split())
+    other = tmp_path / "other.csv"
+    other.write_text("\n".join(lines[:5]) + "\n", encoding="utf-8")
+    refused = _screen(cluster, rules_file, other, job)
+    assert refused.returncode == 2 and "use a new --job directory" in refused.stderr
+    assert "Traceback" not in refused.stdout + refused.stderr
