@@ -121,7 +121,11 @@ def _policy(
                         for label in labels
                     },
                 },
-                GATEWAY: {**grant, "gateway": True, "datasets": {label: {"columns": gateway} for label in labels}},
+                GATEWAY: {
+                    **grant,
+                    "gateway": True,
+                    "datasets": {label: {"batch": False, "columns": gateway} for label in labels},
+                },
             }
         }
     )

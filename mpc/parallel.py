@@ -8,13 +8,14 @@ Protocol code cuts its work into chunks and hands them to :func:`backend` with
   'spawn' (safe beside gRPC and other threads) and without re-running the caller's ``__main__``.
 - :class:`RayCluster`: tasks on a Ray cluster that the party runs inside its own domain
   (``[compute] backend = "ray"``, ``address = ...``). A task whose worker dies is retried
-  (``max_retries``); its functions are pure, so a retry gives the same bytes.
+  (``max_retries``); a retried chunk computes its result afresh (the same bytes for the
+  deterministic ones: tags, decryptions; fresh randomness for encryptions and obfuscators).
 
 Chunk functions are module-level functions of ``mpc`` (pickled by reference) whose arguments and
 results are bytes and integers, so that the same call gives the same result on either backend.
-What a chunk carries is the party's own: an owner's decryption chunks carry its table keys' factors,
-which is why a Ray cluster must be the owner's own (``docs/scaling.md``). Nothing here crosses to
-another party.
+What a chunk carries is the party's own: an owner's decryption chunks carry its table keys' factors
+and its curve chunks its OPRF and PSI scalars, which is why a Ray cluster must be the owner's own
+(``docs/scaling.md``). Nothing here crosses to another party.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ import os
 import socket
 import sys
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any, Literal, TypeVar
 
@@ -48,6 +51,7 @@ __all__ = [
 ]
 
 R = TypeVar("R")
+RESOURCES_SECONDS = 30.0  # how long a Ray cluster's CPU count is taken as known (nodes come and go)
 
 
 class ComputeError(RuntimeError):
@@ -61,16 +65,21 @@ class ComputeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backend: Literal["local", "ray"] = "local"
-    # Ray: the cluster's address as `ray.init` takes it ("127.0.0.1:6379" for a node of this
-    # machine's cluster, "auto" for the cluster this machine is a node of, "ray://HOST:10001" for
-    # Ray Client); never a cluster outside the party's own domain.
+    # Ray: the cluster's address as `ray.init` takes it ("HOST:6379", the head's GCS, from a node
+    # of the cluster; "ray://HOST:10001" for Ray Client from elsewhere); never "auto", never a
+    # cluster outside the party's own domain.
     address: str | None = None
     max_retries: int = Field(default=3, ge=0)  # Ray: attempts after a worker dies mid-task
+    task_timeout_seconds: float = Field(default=900.0, gt=0)  # Ray: a chunk not done by then abandons its batch
 
     @model_validator(mode="after")
     def _ray_needs_an_address(self) -> ComputeConfig:
         if self.backend == "ray" and not self.address:
             raise ValueError('backend = "ray" needs address (the Ray cluster of this party, e.g. "127.0.0.1:6379")')
+        if self.backend == "ray" and self.address == "auto":
+            raise ValueError('address = "auto" would join whatever cluster this host knows: name the party\'s own')
+        if self.backend == "local" and self.address:
+            raise ValueError('address is for backend = "ray"; the local pool has none')
         return self
 
 
@@ -184,6 +193,11 @@ class LocalPool(ComputeBackend):
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
+        except BrokenProcessPool as exc:  # a worker died (killed, out of memory): the next call starts afresh
+            with self._lock:
+                if self._executor is pool:
+                    self._executor = None
+            raise ComputeError(f"local pool: a worker process died ({exc}); the next batch starts a new pool") from None
         finally:
             for future in pending:
                 future.cancel()
@@ -200,8 +214,9 @@ class RayCluster(ComputeBackend):
 
     name = "ray"
 
-    def __init__(self, address: str, max_retries: int = 3) -> None:
+    def __init__(self, address: str, max_retries: int = 3, task_timeout: float = 900.0) -> None:
         super().__init__()
+        self.task_timeout = task_timeout
         try:
             import ray
         except ImportError:
@@ -211,6 +226,12 @@ class RayCluster(ComputeBackend):
         self._ray: Any = ray
         self.address, self.max_retries = address, max_retries
         _answers(address)
+        if ray.is_initialized():
+            connected = ray.get_runtime_context().gcs_address
+            if connected != address.removeprefix("ray://"):
+                raise ComputeError(
+                    f"this process is already connected to the Ray cluster at {connected}, not {address}"
+                )
         try:
             ray.init(
                 address=address,
@@ -223,10 +244,16 @@ class RayCluster(ComputeBackend):
         except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError by cause
             raise ComputeError(f"the Ray cluster at {address} does not answer: {exc}") from None
         self._remotes: dict[Callable[..., Any], Any] = {}
+        self._workers, self._workers_read = 1, -RESOURCES_SECONDS - 1.0
 
     @property
     def workers(self) -> int:
-        return max(int(self._ray.cluster_resources().get("CPU", 1)), 1)
+        """The cluster's CPUs, asked of the cluster at most every :data:`RESOURCES_SECONDS`."""
+        now = time.monotonic()
+        if now - self._workers_read > RESOURCES_SECONDS:
+            self._workers = max(int(self._ray.cluster_resources().get("CPU", 1)), 1)
+            self._workers_read = now
+        return self._workers
 
     def _remote(self, function: Callable[..., Any]) -> Any:
         with self._lock:
@@ -238,7 +265,12 @@ class RayCluster(ComputeBackend):
     def _result(self, ref: Any) -> Any:
         ray = self._ray
         try:
-            return ray.get(ref)
+            return ray.get(ref, timeout=self.task_timeout)
+        except ray.exceptions.GetTimeoutError:
+            raise ComputeError(
+                f"Ray cluster {self.address}: a chunk took longer than {self.task_timeout:.0f} s (no worker free, "
+                "or nodes lost); the batch is abandoned"
+            ) from None
         except ray.exceptions.RayTaskError as exc:  # the chunk's own exception, as the local pool raises it
             cause = getattr(exc, "cause", None)
             if isinstance(cause, Exception):
@@ -265,7 +297,11 @@ class RayCluster(ComputeBackend):
                 self._ray.cancel(ref)
 
     def describe(self) -> dict[str, object]:
-        return {**super().describe(), "address": self.address}
+        try:
+            workers: int | None = self.workers
+        except Exception:  # a status snapshot must not fail because the cluster does not answer
+            workers = None
+        return {"backend": self.name, "workers": workers, "tasks": self.tasks, "address": self.address}
 
     def close(self) -> None:
         self._ray.shutdown()
@@ -284,7 +320,9 @@ def _answers(address: str, timeout: float = 5.0) -> None:
 
 
 _lock = threading.Lock()
+_configure_lock = threading.Lock()
 _active: ComputeBackend | None = None
+_configured: ComputeConfig | None = None
 
 
 def backend() -> ComputeBackend:
@@ -308,18 +346,25 @@ def use(chosen: ComputeBackend) -> ComputeBackend | None:
 def configure(config: ComputeConfig) -> ComputeBackend:
     """The backend a party's ``[compute]`` section names, made the process's backend. Raises
     :class:`ComputeError` when a Ray cluster does not answer."""
-    with _lock:
-        active = _active
-    if active is not None and active.describe().get("address") == config.address and active.name == config.backend:
-        return active  # already this one (a second client of the same party in this process)
-    previous = use(LocalPool())  # released first: a process holds one Ray connection at a time
-    if previous is not None:
-        previous.close()
-    if config.backend == "local":
-        return backend()
-    chosen = RayCluster(config.address or "", config.max_retries)
-    use(chosen)
-    return chosen
+    global _active, _configured
+    with _configure_lock:
+        with _lock:
+            active = _active
+        if active is not None and _configured == config:
+            return active  # already this one (a second client of the same party in this process)
+        previous = use(LocalPool())  # released first: a process holds one Ray connection at a time
+        if previous is not None:
+            previous.close()
+        _configured = config
+        if config.backend == "local":
+            return backend()
+        try:
+            chosen = RayCluster(config.address or "", config.max_retries, config.task_timeout_seconds)
+        except ComputeError:
+            _configured = None
+            raise
+        use(chosen)
+        return chosen
 
 
 @atexit.register

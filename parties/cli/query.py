@@ -461,6 +461,7 @@ def screen(
     """What SCREEN_HELP says."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from mpc.parallel import ComputeError
     from mpc.protocols.rules import RuleError, load_rules
     from parties.requester import RemoteError
     from parties.requester.applications import ApplicationsFileError
@@ -476,7 +477,8 @@ def screen(
     except OSError as exc:
         fail(f"{rules_file}: cannot read it: {exc.strerror or exc}; --rules names the rules file")
     try:
-        screening = ScreeningJob(job, applicants, chosen, declared, chunk)
+        context = {"config": str(config.resolve()), "purpose": purpose, "case": case}
+        screening = ScreeningJob(job, applicants, chosen, declared, chunk, context)
     except ApplicationsFileError as exc:
         fail(str(exc))
     done = ScreeningProgress()
@@ -492,7 +494,7 @@ def screen(
             done = screening.run(client_checker(client, forced), on_chunk=advanced)
         except (JobMismatchError, ApplicationsFileError) as exc:
             fail(str(exc))
-        except (RemoteError, LookupError, ValueError, OSError) as exc:
+        except (RemoteError, LookupError, ValueError, OSError, ComputeError) as exc:
             fail(f"stopped after {done.applications:,} applications: {exc}; run the same command to resume")
         except KeyboardInterrupt:
             fail(f"interrupted after {done.applications:,} applications; run the same command to resume")

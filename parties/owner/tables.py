@@ -58,12 +58,12 @@ class EncryptedTable:
         self._done_path = path.with_suffix(".done")
         if not path.exists() or path.stat().st_size != rows * width:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._done_path.unlink(missing_ok=True)  # first: no marker may outlive the rows it marked
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # owner-only, sparse until encrypted
             try:
                 os.ftruncate(fd, rows * width)
             finally:
                 os.close(fd)
-            self._done_path.unlink(missing_ok=True)
         done = self._done_path.read_bytes() if self._done_path.exists() else b""
         self.done = bytearray(done if len(done) == buckets else bytes(buckets))
         self.ciphertexts: np.ndarray = (

@@ -11,19 +11,23 @@ Steps, per chunk of ``chunk`` applications read from the file (:func:`stream_app
 
 Run again with the same job directory, file and rule, the job truncates ``results.csv`` to the
 recorded length (a chunk appended but not recorded is checked again) and resumes after the last
-recorded chunk. A different file or rule is refused (a new job directory is needed), so that a
-job's results always come from one file and one rule. What the owners learn is what they learn of
+recorded chunk. A different file (any byte), rule, agency, purpose or case is refused (a new job
+directory is needed), so that a job's results always come from one file, one rule and one
+request; so is a second run while one holds the job's lock. Memory is bounded by the chunk, but
+for the ids of the applications already read (the check that an application's lines are adjacent,
+:func:`stream_applications`: some tens of bytes per application). What the owners learn is what they learn of
 each chunk as a batch (docs/threat-model.md); a resumed chunk is a batch checked again.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import io
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -40,6 +44,7 @@ __all__ = ["HEADER", "Checker", "JobMismatchError", "ScreeningJob", "ScreeningPr
 
 HEADER = ("application_id", "result", "reason")
 PROGRESS_FILE = "progress.json"
+LOCK_FILE = ".lock"  # held by the run in progress: a second run of the same job is refused
 RESULTS_FILE = "results.csv"
 
 
@@ -61,21 +66,20 @@ class ScreeningProgress:
 Checker = Callable[[Rule, Sequence[Application]], list[tuple[str, str]]]  # (result, reason) per application
 
 
-def _fingerprint(path: Path, rule: Rule, declared: Sequence[str]) -> dict[str, object]:
-    """What identifies a job: the file (size, and a digest of its first and last MiB), the rule's
-    fingerprint and the declared columns."""
-    size = path.stat().st_size
+def _fingerprint(path: Path, rule: Rule, declared: Sequence[str], context: Mapping[str, str]) -> dict[str, object]:
+    """What identifies a job: the file's bytes (SHA-256 of all of it: a correction anywhere is a
+    new job), the rule's fingerprint, the declared columns, and the caller's context (the agency,
+    purpose and case its results were asked under)."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
-        digest.update(f.read(1 << 20))
-        f.seek(max(size - (1 << 20), 0))
-        digest.update(f.read(1 << 20))
+        while block := f.read(1 << 20):
+            digest.update(block)
     return {
         "file": str(path.resolve()),
-        "size": size,
-        "digest": digest.hexdigest(),
+        "sha256": digest.hexdigest(),
         "rule": rule.fingerprint(),
         "declared": list(declared),
+        "context": dict(context),
     }
 
 
@@ -83,7 +87,13 @@ class ScreeningJob:
     """One screening job in ``directory`` (created if missing) of ``applications`` by ``rule``."""
 
     def __init__(
-        self, directory: Path, applications: Path, rule: Rule, declared: Sequence[str] = (), chunk: int = 10_000
+        self,
+        directory: Path,
+        applications: Path,
+        rule: Rule,
+        declared: Sequence[str] = (),
+        chunk: int = 10_000,
+        context: Mapping[str, str] | None = None,
     ) -> None:
         if chunk < 1:
             raise ValueError("chunk must be at least 1")
@@ -92,7 +102,7 @@ class ScreeningJob:
         self.results_path = directory / RESULTS_FILE
         self._progress_path = directory / PROGRESS_FILE
         try:
-            self._identity = _fingerprint(applications, rule, declared)
+            self._identity = _fingerprint(applications, rule, declared, context or {})
         except OSError as exc:
             raise ApplicationsFileError(f"{applications}: cannot read it: {exc.strerror or exc}") from None
 
@@ -118,6 +128,14 @@ class ScreeningJob:
     ) -> ScreeningProgress:
         """Check every application not done yet, chunk by chunk (see the module docstring)."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with (self.directory / LOCK_FILE).open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise JobMismatchError(f"{self.directory}: another run of this job is in progress") from None
+            return self._run_locked(check, on_chunk)
+
+    def _run_locked(self, check: Checker, on_chunk: Callable[[ScreeningProgress], None]) -> ScreeningProgress:
         recorded = self._recorded()
         progress = ScreeningProgress()
         if recorded is None:
@@ -126,14 +144,24 @@ class ScreeningJob:
         else:
             progress = ScreeningProgress(**recorded["progress"])  # type: ignore[arg-type]
             progress.resumed_from = progress.applications
+            length = int(recorded["results_bytes"])  # type: ignore[call-overload]
+            size = self.results_path.stat().st_size if self.results_path.exists() else -1
+            if size < length:
+                raise JobMismatchError(
+                    f"{self.results_path}: {'missing' if size < 0 else 'shorter than recorded'}: the job's results "
+                    "were changed outside it; use a new --job directory"
+                )
             with self.results_path.open("r+b") as f:  # a chunk written but not recorded goes
-                f.truncate(int(recorded["results_bytes"]))  # type: ignore[call-overload]
+                f.truncate(length)
         entries = self._entries()
         for _ in islice(entries, progress.applications):  # done before: read past, not checked
             pass
         while part := list(islice(entries, self.chunk)):
             valid = [e for e in part if isinstance(e, Application)]
-            answers = iter(check(self.rule, valid) if valid else [])
+            checked = check(self.rule, valid) if valid else []
+            if len(checked) != len(valid):
+                raise RuntimeError(f"the checker answered {len(checked)} of {len(valid)} applications")
+            answers = iter(checked)
             rows: list[tuple[str, str, str]] = []
             for entry in part:
                 if isinstance(entry, Rejected):

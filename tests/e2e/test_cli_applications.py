@@ -125,7 +125,12 @@ def test_a_screening_job_stopped_midway_resumes_and_matches_the_plaintext_rule(
             return real(rule, part)
 
         with pytest.raises(Crash):
-            ScreeningJob(job, applicants, rule, chunk=7).run(two_chunks)
+            context = {
+                "config": str(cluster.config("housing").resolve()),
+                "purpose": "public-rental-housing",
+                "case": "SCREEN-1",
+            }  # as mpc-query screen names its request: the command below resumes this job
+            ScreeningJob(job, applicants, rule, chunk=7, context=context).run(two_chunks)
     run = _screen(cluster, rules_file, applicants, job)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "30 applications (resumed after 14): 30 results, 0 errors" in " ".join(run.stdout.split())

@@ -133,5 +133,26 @@ def test_another_file_or_rule_is_refused_and_split_applications_are_errors(tmp_p
     with pytest.raises(JobMismatchError, match="use a new --job directory"):
         ScreeningJob(tmp_path / "job", tmp_path / "b.csv", RULE, chunk=3).run(plain_checker(values, []))
     other = load_rules(one_clause_rule("one-clause", 10)).get("one-clause")
+    with pytest.raises(JobMismatchError):  # the same file and rule asked under another case
+        ScreeningJob(tmp_path / "job", tmp_path / "a.csv", RULE, chunk=3, context={"case": "X"}).run(
+            plain_checker(values, [])
+        )
     with pytest.raises(JobMismatchError):
         ScreeningJob(tmp_path / "job", tmp_path / "a.csv", other, chunk=3).run(plain_checker(values, []))
+
+
+def test_a_second_run_of_a_job_in_progress_is_refused(tmp_path: Path) -> None:
+    people, values = city(4)
+    write_file(tmp_path / "a.csv", people)
+    job = ScreeningJob(tmp_path / "job", tmp_path / "a.csv", RULE, chunk=2)
+    inner = plain_checker(values, [])
+
+    def runs_the_job_again(rule: Rule, applications: Sequence[Application]) -> list[tuple[str, str]]:
+        with pytest.raises(JobMismatchError, match="another run of this job is in progress"):
+            ScreeningJob(tmp_path / "job", tmp_path / "a.csv", RULE, chunk=2).run(inner)
+        return inner(rule, applications)
+
+    assert job.run(runs_the_job_again).results == 4
+    (tmp_path / "job" / "results.csv").write_text("application_id,result,reason\n", encoding="utf-8")
+    with pytest.raises(JobMismatchError, match="shorter than recorded"):
+        ScreeningJob(tmp_path / "job", tmp_path / "a.csv", RULE, chunk=2).run(inner)
