@@ -17,6 +17,7 @@ from parties.cli.cells import console, fail, format_cell, say
 
 if TYPE_CHECKING:
     from mpc.protocols.planner import LookupPlan
+    from mpc.protocols.rules import Rule
     from parties.requester import Client
 
 app = typer.Typer(help="Ask other agencies' daemons, privately.", no_args_is_help=True)
@@ -266,6 +267,22 @@ def _write_csv(path: Path, header: list[str], rows: Iterable[Sequence[object]]) 
         fail(f"{path}: cannot write it: {exc.strerror or exc}; check the directory exists and is writable")
 
 
+def _rule_and_path(rules_file: Path, rule: str, path: str) -> tuple[Rule, Literal["P1", "P3"] | None]:
+    """The rule named from the rules file, and the --path forced (None: planned); what cannot be
+    used stops the command with one line (exit status 2)."""
+    from mpc.protocols.rules import RuleError, load_rules
+
+    if path not in ("auto", "P1", "P3"):
+        fail(f"--path must be auto, P1 or P3, not {path!r}")
+    forced: Literal["P1", "P3"] | None = None if path == "auto" else path  # type: ignore[assignment]
+    try:
+        return load_rules(rules_file).get(rule), forced
+    except (RuleError, UnicodeDecodeError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{rules_file}: cannot read it: {exc.strerror or exc}; --rules names the rules file")
+
+
 ELIGIBILITY_HELP = "\n\n".join(  # one paragraph a line: rich help keeps line breaks
     [
         "Check each application in --applicants against RULE: every application gets a row in --out "
@@ -318,7 +335,6 @@ def eligibility(
     """What ELIGIBILITY_HELP says."""
     from rich.progress import Progress
 
-    from mpc.protocols.rules import RuleError, load_rules
     from parties.requester import RemoteError
     from parties.requester.applications import (
         ApplicationsFileError,
@@ -327,15 +343,7 @@ def eligibility(
         read_applications,
     )
 
-    if path not in ("auto", "P1", "P3"):
-        fail(f"--path must be auto, P1 or P3, not {path!r}")
-    forced: Literal["P1", "P3"] | None = None if path == "auto" else path  # type: ignore[assignment]
-    try:
-        chosen = load_rules(rules_file).get(rule)
-    except (RuleError, UnicodeDecodeError) as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(f"{rules_file}: cannot read it: {exc.strerror or exc}; --rules names the rules file")
+    chosen, forced = _rule_and_path(rules_file, rule, path)
     try:
         batch = read_applications(applicants, declared)
     except MissingColumnError as exc:
@@ -462,20 +470,11 @@ def screen(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from mpc.parallel import ComputeError
-    from mpc.protocols.rules import RuleError, load_rules
     from parties.requester import RemoteError
     from parties.requester.applications import ApplicationsFileError
     from parties.requester.screening import JobMismatchError, ScreeningJob, ScreeningProgress, client_checker
 
-    if path not in ("auto", "P1", "P3"):
-        fail(f"--path must be auto, P1 or P3, not {path!r}")
-    forced: Literal["P1", "P3"] | None = None if path == "auto" else path  # type: ignore[assignment]
-    try:
-        chosen = load_rules(rules_file).get(rule)
-    except (RuleError, UnicodeDecodeError) as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(f"{rules_file}: cannot read it: {exc.strerror or exc}; --rules names the rules file")
+    chosen, forced = _rule_and_path(rules_file, rule, path)
     try:
         context = {"config": str(config.resolve()), "purpose": purpose, "case": case}
         screening = ScreeningJob(job, applicants, chosen, declared, chunk, context)
