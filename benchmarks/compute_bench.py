@@ -22,10 +22,13 @@ one node process (all cores) and Ray with two node processes (a core each), star
   local workers' (``RUSAGE_CHILDREN``).
 
 ``python -m benchmarks.compute_bench [ROWS] [APPLICATIONS]``; ``make bench`` runs a short form.
+``python -m benchmarks.compute_bench prep ROWS [BACKEND...]``: table preparation alone (a large
+table's time and peak memory).
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import resource
 import sys
@@ -43,6 +46,7 @@ from demo.deployment import household_applications, party_specs, plain_values
 from demo.raycluster import loopback_ray
 from demo.synthetic import generate
 from mpc import parallel
+from mpc.data.ids import make_resident_id
 from mpc.data.schema import DatasetSpec
 from mpc.data.sources import load_dataset
 from mpc.parallel import ComputeConfig
@@ -71,9 +75,28 @@ def _on(backend: str, work: Callable[[dict[str, object]], float]) -> float:
         return work(section)
 
 
+def _register_csv(rows: int, path: Path) -> None:
+    """A residents register of ``rows`` valid, distinct resident ids and a 0/1 column, written as
+    it is generated (a 5 000 000-row register never sits whole in this process before it loads)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    start = datetime.date(1950, 1, 1)
+    with path.open("w", encoding="utf-8") as f:
+        f.write("resident_id,local_resident\n")
+        for k in range(rows):
+            area = ("110101", "110102", "110105", "110106")[k % 4]
+            person = k // 4
+            birth = start + datetime.timedelta(days=person // 1000)
+            f.write(f"{make_resident_id(area, birth, person % 1000)},{(k * 7) % 10 != 0:d}\n")
+
+
 def _prepare_table(rows: int, data: Path) -> Callable[[dict[str, object]], float]:
-    tables = generate(rows, seed=7)
-    spec = party_specs(tables, data)[3].datasets[0]  # public-security: one row per resident
+    """An owner's preparation of a ``rows``-row register (public-security's, one row per resident)."""
+    _register_csv(rows, data / "residents.csv")
+    spec = {
+        "name": "residents",
+        "source": {"kind": "csv", "path": str(data / "residents.csv")},
+        "schema": {"id_column": "resident_id", "columns": {"local_resident": {"type": "bool"}}},
+    }
     dataset = load_dataset(DatasetSpec.model_validate(spec))
     columns = ("local_resident",)
 
@@ -198,7 +221,23 @@ def run(quick: bool, log: object = print, rows: int | None = None, applications:
     return results
 
 
+def prepare_only(rows: int, backends: list[str], log: Callable[[str], None] = print) -> dict[str, float]:
+    """Table preparation alone at ``rows`` rows on ``backends`` (a large table's time and memory)."""
+    with tempfile.TemporaryDirectory(prefix="compute-bench-") as scratch:
+        prep = _prepare_table(rows, Path(scratch) / "prep")
+        seconds = {}
+        for backend in backends:
+            seconds[backend] = _on(backend, prep)
+            log(f"table preparation, {rows:,} rows, {backend}: {seconds[backend]:.1f} s")
+        own, children = _peak_rss_mb()
+        log(f"peak RSS: this process {own:.0f} MB, local workers {children:.0f} MB")
+    parallel.configure(ComputeConfig())
+    return seconds
+
+
 if __name__ == "__main__":
-    args = [int(a) for a in sys.argv[1:3]]
-    for r in run(False, print, *args):
-        print(r)
+    if sys.argv[1:2] == ["prep"]:  # python -m benchmarks.compute_bench prep ROWS BACKEND...
+        prepare_only(int(sys.argv[2]), sys.argv[3:] or ["local"])
+    else:  # python -m benchmarks.compute_bench [ROWS] [APPLICATIONS]
+        for r in run(False, print, *[int(a) for a in sys.argv[1:3]]):
+            print(r)
