@@ -127,6 +127,7 @@ def _serving(
         "rules": str(state / "service-rules.toml"),
         "default_purpose": PURPOSE,
         "coalesce": coalesce,
+        "coalesce_in_flight": int(os.environ.get("SERVICE_BENCH_IN_FLIGHT", "1")),  # an experiment's knob
     }
     config.write_bytes(tomli_w.dumps({"service": settings}).encode())
     address = cluster.members[REQUESTER].state_dir / "service-address"

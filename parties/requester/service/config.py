@@ -15,6 +15,7 @@
     coalesce = true                  # checks that would queue behind others go to the owners as one
     coalesce_most = 32               # batch of at most this many (see .coalesce); false: each alone
     coalesce_ms = 0                  # > 0: a batch also waits this long for more checks to join it
+    coalesce_in_flight = 1           # batches of one rule, purpose and size class at the owners at once
 
 Relative paths are resolved against this file's directory. The HTTPS certificate is the agency's
 own (``[tls]`` of ``agency``): it must carry serverAuth and the address callers use (``mpc-admin
@@ -55,6 +56,7 @@ class ServiceSection(BaseModel):
     coalesce: bool = True
     coalesce_most: int = Field(32, ge=1, le=10_000)
     coalesce_ms: float = Field(0.0, ge=0, le=1000)
+    coalesce_in_flight: int = Field(1, ge=1, le=16)
 
     @field_validator("listen")
     @classmethod

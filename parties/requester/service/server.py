@@ -40,7 +40,9 @@ class RequesterService:
         checker = Checker(self.client, rules, section.default_purpose, section.id_kind)
         self.jobs = Jobs(checker, section.job_chunk, section.keep_jobs)
         served = tls if section.https else None
-        coalescer = Coalescer(checker, section.coalesce_ms, section.coalesce_most, section.coalesce)
+        coalescer = Coalescer(
+            checker, section.coalesce_ms, section.coalesce_most, section.coalesce, section.coalesce_in_flight
+        )
         callers = Callers(section.callers, served)
         app = create_app(checker, coalescer, self.jobs, callers, self.audit_log, section.max_job_applications)
         self.http = HttpServer(app, section.listen, served, client_certificates=True)
