@@ -178,3 +178,17 @@ def test_a_table_stopped_midway_resumes_where_it_stopped(
     for row in (0, len(income.ids) // 2, len(income.ids) - 1):
         plain = key.decrypt_raw(mpz(int.from_bytes(again.rows_bytes(slice(row, row + 1)), "big")))
         assert plain == again.layout.plaintexts(income.values("tax_year")[[row]].reshape(1, 1), positions[[row]])[0]
+
+
+def test_rows_are_read_back_in_any_order_and_runs(income: Dataset, tmp_path: Path) -> None:
+    """The file is read at row offsets: a slice, scattered rows, repeated and reversed rows give
+    the ciphertexts of those rows in that order."""
+    table = cache(tmp_path, 8).table(income, ("tax_year",), EPOCH)
+    table.ensure_all()
+    every = table.rows_bytes(slice(0, table.rows))
+    width = table.width
+    assert len(every) == table.rows * width
+    for rows in ([0], [3, 4, 5, 9, 2, 2, 1], list(range(table.rows - 1, -1, -7)), []):
+        expected = b"".join(every[r * width : (r + 1) * width] for r in rows)
+        assert table.rows_bytes(np.array(rows, dtype=np.int64)) == expected
+    assert table.rows_bytes(slice(5, 5)) == b"" and table.rows_bytes(slice(2, 4)) == every[2 * width : 4 * width]

@@ -41,7 +41,7 @@ class Lookup(Handlers):
         if request.whole_table:  # P1: every row; the owner learns nothing about which are used
             self.daemon.budgets.batch(call, request.dataset)
             table.ensure_all()
-            rows, total, call.protocol = None, table.ciphertexts.shape[0], "P1"
+            rows, total, call.protocol = None, table.rows, "P1"
             call.detail = f"dataset={request.dataset} whole table columns={list(columns)}"
         else:
             if not 0 <= request.bucket < 1 << buckets.bucket_bits:

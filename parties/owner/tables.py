@@ -15,8 +15,9 @@ with ``.done`` marking the encrypted buckets, written after each chunk of about
 (P1) for whatever of the table is left, and a daemon stopped midway resumes where it stopped.
 Cache names carry a digest of the keys, the layout and the data, so a changed table or key is
 never served stale; the first use of an epoch deletes the directories of epochs before the
-previous one. Ciphertexts are served from a memory map, not held in the daemon's memory. The
-owner never computes on its own ciphertexts; requesters re-randomise whatever they send back.
+previous one. Ciphertexts are read and written at their rows' offsets in the file, never mapped
+or held whole. The owner never computes on its own ciphertexts; requesters re-randomise whatever
+they send back.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ ENCRYPT_CHUNK_ROWS = 131_072  # rows encrypted (and held as integers) at a time
 
 
 class EncryptedTable:
-    """One (dataset, columns) table: its layout, its public key and its ciphertexts (a memory map)."""
+    """One (dataset, columns) table: its layout, its public key and its ciphertexts, in a file read
+    and written at row offsets (never mapped or held whole: a daemon serving a 10-million-row
+    table keeps one chunk of it in memory)."""
 
     def __init__(
         self,
@@ -54,23 +57,18 @@ class EncryptedTable:
         encrypt: Callable[[np.ndarray], Iterator[tuple[np.ndarray, bytes]]],
     ) -> None:
         self.layout, self.public_key, self.index, self._encrypt = layout, public_key, index, encrypt
-        rows, buckets, width = len(index.tags), 1 << index.bucket_bits, public_key.ciphertext_bytes
-        self._done_path = path.with_suffix(".done")
-        if not path.exists() or path.stat().st_size != rows * width:
+        self.rows, buckets, self.width = len(index.tags), 1 << index.bucket_bits, public_key.ciphertext_bytes
+        self.path, self._done_path = path, path.with_suffix(".done")
+        if not path.exists() or path.stat().st_size != self.rows * self.width:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._done_path.unlink(missing_ok=True)  # first: no marker may outlive the rows it marked
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # owner-only, sparse until encrypted
             try:
-                os.ftruncate(fd, rows * width)
+                os.ftruncate(fd, self.rows * self.width)
             finally:
                 os.close(fd)
         done = self._done_path.read_bytes() if self._done_path.exists() else b""
         self.done = bytearray(done if len(done) == buckets else bytes(buckets))
-        self.ciphertexts: np.ndarray = (
-            np.memmap(path, dtype=np.uint8, mode="r+", shape=(rows, width))
-            if rows
-            else np.zeros((0, width), dtype=np.uint8)
-        )
         self._lock = threading.Lock()
 
     def ensure(self, buckets: Sequence[int]) -> None:
@@ -79,15 +77,19 @@ class EncryptedTable:
             return
         with self._lock:
             missing = [b for b in buckets if not self.done[b]]
-            for group in self._groups(missing):
-                rows = np.concatenate([self.index.rows(b) for b in group])
-                for part, blob in self._encrypt(rows):
-                    self.ciphertexts[part] = np.frombuffer(blob, dtype=np.uint8).reshape(len(part), -1)
-                if isinstance(self.ciphertexts, np.memmap):
-                    self.ciphertexts.flush()
-                for b in group:  # on disk before marked: a restart resumes after the last group
-                    self.done[b] = 1
-                write_atomic(self._done_path, bytes(self.done))
+            fd = os.open(self.path, os.O_WRONLY)
+            try:
+                for group in self._groups(missing):
+                    rows = np.concatenate([self.index.rows(b) for b in group])
+                    for part, blob in self._encrypt(rows):
+                        for (lo, _), (start, end) in _runs(part):
+                            os.pwrite(fd, blob[start * self.width : end * self.width], lo * self.width)
+                    os.fsync(fd)
+                    for b in group:  # on disk before marked: a restart resumes after the last group
+                        self.done[b] = 1
+                    write_atomic(self._done_path, bytes(self.done))
+            finally:
+                os.close(fd)
 
     def _groups(self, buckets: list[int]) -> Iterator[list[int]]:
         """``buckets`` in groups of about :data:`ENCRYPT_CHUNK_ROWS` rows (at least one bucket)."""
@@ -106,7 +108,27 @@ class EncryptedTable:
         self.ensure(range(len(self.done)))
 
     def rows_bytes(self, rows: np.ndarray | slice) -> bytes:
-        return bytes(self.ciphertexts[rows].tobytes())
+        """The ciphertexts of ``rows`` (a slice of the table, or row numbers), concatenated in order."""
+        if isinstance(rows, slice):
+            start, stop, _ = rows.indices(self.rows)
+            rows = np.arange(start, max(start, stop))
+        with self.path.open("rb") as f:
+            fd = f.fileno()
+            return b"".join(
+                os.pread(fd, (hi - lo) * self.width, lo * self.width) for (lo, hi), _ in _runs(np.asarray(rows))
+            )
+
+
+def _runs(rows: np.ndarray) -> Iterator[tuple[tuple[int, int], tuple[int, int]]]:
+    """Maximal runs of consecutive row numbers in ``rows`` (in its order): ``((first, last + 1),
+    (their positions in rows))``, so that each run is one read or write."""
+    if not len(rows):
+        return
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts = [0, *breaks.tolist()]
+    ends = [*breaks.tolist(), len(rows)]
+    for start, end in zip(starts, ends, strict=True):
+        yield (int(rows[start]), int(rows[end - 1]) + 1), (start, end)
 
 
 def declared(dataset: Dataset, column: str) -> tuple[str, int, int]:
