@@ -37,11 +37,11 @@ class Lookup(Handlers):
         epoch = self.daemon.check_dataset_epoch(request.epoch)  # the epoch of the requester's tags
         buckets = self.daemon.buckets(request.dataset, epoch)
         table = self.daemon.encrypted_table(request.dataset, columns, epoch)
-        rows: np.ndarray | None
+        rows: np.ndarray
         if request.whole_table:  # P1: every row; the owner learns nothing about which are used
             self.daemon.budgets.batch(call, request.dataset)
             table.ensure_all()
-            rows, total, call.protocol = None, table.rows, "P1"
+            rows, total, call.protocol = buckets.order, table.rows, "P1"  # in the file's order: one pass
             call.detail = f"dataset={request.dataset} whole table columns={list(columns)}"
         else:
             if not 0 <= request.bucket < 1 << buckets.bucket_bits:
@@ -57,13 +57,8 @@ class Lookup(Handlers):
         layout = table.layout
         step = 4096
         for start in range(0, max(1, total), step):
-            part: np.ndarray | slice
-            if rows is None:
-                part = slice(start, min(total, start + step))
-                tags = buckets.tags[part]
-            else:
-                part = rows[start : start + step]
-                tags = [buckets.tags[i] for i in part.tolist()]
+            part = rows[start : start + step]
+            tags = [buckets.tags[i] for i in part.tolist()]
             message = party_pb2.EncryptedRows(tags=b"".join(tags), ciphertexts=table.rows_bytes(part), count=len(tags))
             if start == 0:
                 message.bucket_bits, message.rows_per_plaintext, message.total = (

@@ -9,7 +9,7 @@ Tags depend on the dataset's OPRF key, which changes every epoch (``party.oprf_e
 everything derived from them lives under ``STATE/encrypted/epoch-N/``: for a dataset the owner
 computes every row's OPRF tag once per epoch (``NAME-*.tags``); for a (dataset, columns) pair it
 encrypts rows bucket by bucket on first use, on the compute backend (:mod:`mpc.parallel`), in
-chunks of bounded memory, into a file of fixed-width ciphertexts in row order (``NAME-*.bin``,
+chunks of bounded memory, into a file of fixed-width ciphertexts in bucket order (``NAME-*.bin``,
 with ``.done`` marking the encrypted buckets, written after each chunk of about
 :data:`ENCRYPT_CHUNK_ROWS` rows reaches the disk): a point query pays for its bucket once, a batch
 (P1) for whatever of the table is left, and a daemon stopped midway resumes where it stopped.
@@ -41,6 +41,7 @@ from mpc.protocols.lookup import BucketIndex, RowLayout, bucket_bits_for
 
 TAG_BYTES = 8
 ENCRYPT_CHUNK_ROWS = 131_072  # rows encrypted (and held as integers) at a time
+TABLE_FORMAT = "bucket-order"  # how a table's file orders its rows (part of its name: another order is another file)
 
 
 class EncryptedTable:
@@ -69,6 +70,10 @@ class EncryptedTable:
                 os.close(fd)
         done = self._done_path.read_bytes() if self._done_path.exists() else b""
         self.done = bytearray(done if len(done) == buckets else bytes(buckets))
+        # the file holds the rows in bucket order (index.order): a bucket is one read, the whole
+        # table one pass; _slot[row] is the row's place in the file
+        self._slot = np.empty(self.rows, dtype=np.int64)
+        self._slot[index.order] = np.arange(self.rows, dtype=np.int64)
         self._lock = threading.Lock()
 
     def ensure(self, buckets: Sequence[int]) -> None:
@@ -82,7 +87,7 @@ class EncryptedTable:
                 for group in self._groups(missing):
                     rows = np.concatenate([self.index.rows(b) for b in group])
                     for part, blob in self._encrypt(rows):
-                        for (lo, _), (start, end) in _runs(part):
+                        for (lo, _), (start, end) in _runs(self._slot[part]):
                             os.pwrite(fd, blob[start * self.width : end * self.width], lo * self.width)
                     os.fsync(fd)
                     for b in group:  # on disk before marked: a restart resumes after the last group
@@ -112,11 +117,10 @@ class EncryptedTable:
         if isinstance(rows, slice):
             start, stop, _ = rows.indices(self.rows)
             rows = np.arange(start, max(start, stop))
+        slots = self._slot[np.asarray(rows, dtype=np.int64)]
         with self.path.open("rb") as f:
             fd = f.fileno()
-            return b"".join(
-                os.pread(fd, (hi - lo) * self.width, lo * self.width) for (lo, hi), _ in _runs(np.asarray(rows))
-            )
+            return b"".join(os.pread(fd, (hi - lo) * self.width, lo * self.width) for (lo, hi), _ in _runs(slots))
 
 
 def _runs(rows: np.ndarray) -> Iterator[tuple[tuple[int, int], tuple[int, int]]]:
@@ -305,7 +309,11 @@ class TableCache:
             pk = self.private_key(dataset, columns, epoch).public_key
             layout = self.layout(dataset, columns)
             digest = self._digest(
-                pk.fingerprint(), _key_id(self._oprf_key(name, epoch)), layout, self._data_digest(dataset, columns)
+                TABLE_FORMAT,
+                pk.fingerprint(),
+                _key_id(self._oprf_key(name, epoch)),
+                layout,
+                self._data_digest(dataset, columns),
             )
             # clamped to the declared bounds before they are shared (loading already refuses rows outside them)
             values = (
@@ -318,7 +326,7 @@ class TableCache:
             def encrypt(rows: np.ndarray) -> Iterator[tuple[np.ndarray, bytes]]:
                 """Ciphertexts of ``rows``, chunk by chunk (packed here, encrypted on the compute backend)."""
                 for lo in range(0, len(rows), ENCRYPT_CHUNK_ROWS):
-                    part = np.sort(rows[lo : lo + ENCRYPT_CHUNK_ROWS])
+                    part = rows[lo : lo + ENCRYPT_CHUNK_ROWS]  # in bucket order, as the file holds them
                     yield part, encrypt_parallel(pk, layout.plaintexts(values[part], positions[part]))
 
             table = EncryptedTable(layout, pk, self._epoch_directory(epoch) / f"{name}-{digest}.bin", index, encrypt)
