@@ -115,10 +115,36 @@ class ComputeBackend(ABC):
         with self._lock:
             self._tasks += 1
 
-    @abstractmethod
     def map(
         self, function: Callable[..., R], calls: Iterable[tuple[Any, ...]], window: int | None = None
-    ) -> Iterator[R]: ...
+    ) -> Iterator[R]:
+        """``function(*call)`` for each call, in order; at most ``window`` (default two per worker)
+        in flight; chunks not yet collected are cancelled when the caller stops early or fails."""
+        limit = window or 2 * self.workers
+        pending: deque[Any] = deque()
+        try:
+            for call in calls:
+                pending.append(self._submit(function, call))
+                self._count()
+                if len(pending) >= limit:
+                    yield self._result(pending.popleft())
+            while pending:
+                yield self._result(pending.popleft())
+        finally:
+            for handle in pending:
+                self._cancel(handle)
+
+    @abstractmethod
+    def _submit(self, function: Callable[..., Any], call: tuple[Any, ...]) -> Any:
+        """Start one chunk; a handle for :meth:`_result`."""
+
+    @abstractmethod
+    def _result(self, handle: Any) -> Any:
+        """The chunk's result (its own exception raised as itself; the backend's failures as
+        :class:`ComputeError`)."""
+
+    @abstractmethod
+    def _cancel(self, handle: Any) -> None: ...
 
     def describe(self) -> dict[str, object]:
         return {"backend": self.name, "workers": self.workers, "tasks": self.tasks}
@@ -180,27 +206,28 @@ class LocalPool(ComputeBackend):
                 self._executor = executor
             return self._executor
 
-    def map(
-        self, function: Callable[..., R], calls: Iterable[tuple[Any, ...]], window: int | None = None
-    ) -> Iterator[R]:
-        pool, limit = self._pool(), window or 2 * self.workers
-        pending: deque[Future[R]] = deque()
+    def _submit(self, function: Callable[..., Any], call: tuple[Any, ...]) -> Future[Any]:
+        pool = self._pool()
         try:
-            for call in calls:
-                pending.append(pool.submit(function, *call))
-                self._count()
-                if len(pending) >= limit:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        except BrokenProcessPool as exc:  # a worker died (killed, out of memory): the next call starts afresh
-            with self._lock:
-                if self._executor is pool:
-                    self._executor = None
-            raise ComputeError(f"local pool: a worker process died ({exc}); the next batch starts a new pool") from None
-        finally:
-            for future in pending:
-                future.cancel()
+            return pool.submit(function, *call)
+        except BrokenProcessPool as exc:
+            raise self._broken(pool, exc) from None
+
+    def _result(self, handle: Future[Any]) -> Any:
+        try:
+            return handle.result()
+        except BrokenProcessPool as exc:
+            raise self._broken(None, exc) from None
+
+    def _cancel(self, handle: Future[Any]) -> None:
+        handle.cancel()
+
+    def _broken(self, pool: ProcessPoolExecutor | None, exc: BaseException) -> ComputeError:
+        """A worker died (killed, out of memory): the pool is dropped, so the next call starts a new one."""
+        with self._lock:
+            if pool is None or self._executor is pool:
+                self._executor = None
+        return ComputeError(f"local pool: a worker process died ({exc}); the next batch starts a new pool")
 
     def close(self) -> None:
         with self._lock:
@@ -279,22 +306,11 @@ class RayCluster(ComputeBackend):
         except ray.exceptions.RayError as exc:  # a worker or node lost on every retry
             raise ComputeError(f"Ray cluster {self.address}: {type(exc).__name__}: {exc}") from None
 
-    def map(
-        self, function: Callable[..., R], calls: Iterable[tuple[Any, ...]], window: int | None = None
-    ) -> Iterator[R]:
-        remote, limit = self._remote(function), window or 2 * self.workers
-        pending: deque[Any] = deque()
-        try:
-            for call in calls:
-                pending.append(remote.remote(*call))
-                self._count()
-                if len(pending) >= limit:
-                    yield self._result(pending.popleft())
-            while pending:
-                yield self._result(pending.popleft())
-        finally:
-            for ref in pending:
-                self._ray.cancel(ref)
+    def _submit(self, function: Callable[..., Any], call: tuple[Any, ...]) -> Any:
+        return self._remote(function).remote(*call)
+
+    def _cancel(self, handle: Any) -> None:
+        self._ray.cancel(handle)
 
     def describe(self) -> dict[str, object]:
         try:
