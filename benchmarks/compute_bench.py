@@ -40,7 +40,7 @@ from pathlib import Path
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # before ray is imported: loopback only
 
 from benchmarks.grants import for_load_test
-from benchmarks.report import Result
+from benchmarks.report import Result, ours_only, peak_rss_mb
 from demo.cluster import LocalCluster
 from demo.deployment import household_applications, party_specs, plain_values
 from demo.raycluster import loopback_ray
@@ -57,10 +57,6 @@ from parties.requester import Client
 
 RULES = Path(__file__).resolve().parents[1] / "rules" / "examples.toml"
 BACKENDS = {"local": (0, 0), "ray1": (1, os.cpu_count() or 1), "ray2": (2, max((os.cpu_count() or 2) // 2, 1))}
-
-
-def _result(name: str, unit: str, ours: float, target: str | None = None, met: bool | None = None) -> Result:
-    return Result(name, unit, ours, "—", None, None, target, met)
 
 
 def _on(backend: str, work: Callable[[dict[str, object]], float]) -> float:
@@ -172,9 +168,7 @@ def _party_cpu(cluster: LocalCluster) -> dict[str, float]:
 
 
 def _peak_rss_mb() -> tuple[float, float]:
-    status = Path("/proc/self/status").read_text()
-    own = int(next(x for x in status.splitlines() if x.startswith("VmHWM:")).split()[1]) / 1024
-    return own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return peak_rss_mb(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def run(quick: bool, log: object = print, rows: int | None = None, applications: int | None = None) -> list[Result]:
@@ -189,15 +183,15 @@ def run(quick: bool, log: object = print, rows: int | None = None, applications:
         own, children = _peak_rss_mb()
         for backend, value in seconds.items():
             say(f"table preparation, {rows:,} rows, {backend}: {value:.1f} s ({rows / value:,.0f} rows/s)")
-            results.append(_result(f"compute_table_prep_s_{backend}", "s", value))
+            results.append(ours_only(f"compute_table_prep_s_{backend}", "s", value))
         for backend in ("ray1", "ray2"):
             ratio = seconds[backend] / seconds["local"]
             say(f"  {backend} over local: {ratio:.2f}")
-            results.append(_result(f"compute_table_prep_{backend}_over_local", "x", ratio, "<= 1.15", ratio <= 1.15))
+            results.append(ours_only(f"compute_table_prep_{backend}_over_local", "x", ratio, "<= 1.15", ratio <= 1.15))
         per_core = rows / seconds["local"] / (os.cpu_count() or 1)
-        results.append(_result("compute_table_prep_rows_per_s_per_core", "rows/s", per_core))
+        results.append(ours_only("compute_table_prep_rows_per_s_per_core", "rows/s", per_core))
         say(f"peak RSS: this process {own:.0f} MB, local workers {children:.0f} MB")
-        results.append(_result("compute_prep_peak_rss_mb", "MB", max(own, children)))
+        results.append(ours_only("compute_prep_peak_rss_mb", "MB", max(own, children)))
 
         cpu_split: list[dict[str, float]] = []
         screening = _screening(residents, applications, Path(scratch) / "screening", cpu_split)
@@ -206,17 +200,17 @@ def run(quick: bool, log: object = print, rows: int | None = None, applications:
             value = _on(backend, screening)
             size = f"{applications:,} applications x 3 owners ({residents:,} residents)"
             say(f"screening, {size}, {backend}: {value:.1f} s")
-            results.append(_result(f"compute_screening_s_{backend}", "s", value))
+            results.append(ours_only(f"compute_screening_s_{backend}", "s", value))
             say(f"  CPU seconds by party: {cpu_split[-1]}")
             screened[backend] = value
             if backend == "local":
                 per_core = applications * 3 / sum(cpu_split[-1].values())
                 say(f"  {per_core:,.0f} application-owner checks per CPU second, all parties together")
-                results.append(_result("compute_screening_checks_per_cpu_s", "checks/s", per_core))
+                results.append(ours_only("compute_screening_checks_per_cpu_s", "checks/s", per_core))
         for backend in ("ray1", "ray2"):
             ratio = screened[backend] / screened["local"]
             say(f"  {backend} over local: {ratio:.2f}")
-            results.append(_result(f"compute_screening_{backend}_over_local", "x", ratio, "<= 1.15", ratio <= 1.15))
+            results.append(ours_only(f"compute_screening_{backend}_over_local", "x", ratio, "<= 1.15", ratio <= 1.15))
     parallel.configure(ComputeConfig())
     return results
 

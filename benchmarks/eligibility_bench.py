@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.grants import for_load_test
-from benchmarks.report import Result, compare
+from benchmarks.report import Result, compare, ours_only, peak_rss_mb
 from demo.cluster import COORDINATOR, LocalCluster
 from demo.deployment import household_applications, party_specs, plain_values
 from demo.synthetic import generate
@@ -51,14 +51,8 @@ def _peak_rss_mb(cluster: LocalCluster) -> dict[str, float]:
     for name, member in cluster.members.items():
         if member.process is None:
             continue
-        status = Path(f"/proc/{member.process.pid}/status").read_text()
-        line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
-        out[name] = int(line.split()[1]) / 1024
+        out[name] = peak_rss_mb(member.process.pid)
     return out
-
-
-def _result(name: str, unit: str, ours: float, target: str | None = None, met: bool | None = None) -> Result:
-    return Result(name, unit, ours, "—", None, None, target, met)
 
 
 def paillier_point_crypto(repeats: int = 20) -> tuple[float, float]:
@@ -124,7 +118,7 @@ def run(quick: bool, log: object = print) -> list[Result]:
             setup = time.perf_counter() - started
             what = "reused from an earlier run" if cached else "one-time table encryption"
             say(f"owners' set-up, {what} (~{residents:,} rows each, 3 owners): {setup:.0f} s")
-            results.append(_result("eligibility_owner_setup_s" + ("_cached" if cached else ""), "s", setup))
+            results.append(ours_only("eligibility_owner_setup_s" + ("_cached" if cached else ""), "s", setup))
             client.predicate_bits("public-security", "local-resident", [singles[0].applicant])  # filter, once per epoch
 
             for rule, label in ((local_rule, ""), (point_rule, "_tax")):
@@ -137,8 +131,8 @@ def run(quick: bool, log: object = print) -> list[Result]:
                 assert {p.path for p in plans} == {"P3"}
                 p50, p99 = float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99))
                 say(f"point query {rule.description}: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
-                results.append(_result(f"eligibility_point_p50_ms{label}", "ms", p50, "<= 50", p50 <= 50))
-                results.append(_result(f"eligibility_point_p99_ms{label}", "ms", p99, "<= 200", p99 <= 200))
+                results.append(ours_only(f"eligibility_point_p50_ms{label}", "ms", p50, "<= 50", p50 <= 50))
+                results.append(ours_only(f"eligibility_point_p99_ms{label}", "ms", p99, "<= 200", p99 <= 200))
 
             fast = []
             for app in singles[:300]:
@@ -147,7 +141,7 @@ def run(quick: bool, log: object = print) -> list[Result]:
                 fast.append((time.perf_counter() - start) * 1000)
             fast_p50 = float(np.percentile(fast, 50))
             say(f"fast path (P2 predicate): p50 {fast_p50:.2f} ms")
-            results.append(_result("eligibility_fastpath_p50_ms", "ms", fast_p50, "<= 5", fast_p50 <= 5))
+            results.append(ours_only("eligibility_fastpath_p50_ms", "ms", fast_p50, "<= 5", fast_p50 <= 5))
 
         done, errors, lock = [0], [], threading.Lock()
 
@@ -183,7 +177,7 @@ def run(quick: bool, log: object = print) -> list[Result]:
         for c in clients:
             c.close()
         say(f"32 clients: {qps:.1f} point queries/s ({len(errors)} errors{': ' + errors[0] if errors else ''})")
-        results.append(_result("eligibility_point_qps_32_clients", "queries/s", qps))
+        results.append(ours_only("eligibility_point_qps_32_clients", "queries/s", qps))
 
         with Client.from_config(cluster.config("civil-affairs"), "public-rental-housing", "BENCH-batch") as client:
             started = time.perf_counter()
@@ -200,12 +194,12 @@ def run(quick: bool, log: object = print) -> list[Result]:
         assert correct
         name = "eligibility_batch_100k_3owners_s" if not quick else "eligibility_batch_2k_3owners_s"
         results.append(
-            _result(name, "s", seconds, "<= 300" if not quick else None, seconds <= 300 if not quick else None)
+            ours_only(name, "s", seconds, "<= 300" if not quick else None, seconds <= 300 if not quick else None)
         )
         rss = _peak_rss_mb(cluster)
     for party, mb in sorted(rss.items()):
         if party != COORDINATOR:
-            results.append(_result(f"daemon_peak_rss_mb_{party}", "MB", mb, "<= 2048", mb <= 2048))
+            results.append(ours_only(f"daemon_peak_rss_mb_{party}", "MB", mb, "<= 2048", mb <= 2048))
     ours, theirs = paillier_point_crypto()
     results.append(compare("point_lookup_paillier_ms", "ms", ours, "python-paillier encrypt + decrypt", theirs))
     return results

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from benchmarks.grants import for_load_test
-from benchmarks.report import Result, compare, run_peer_script
+from benchmarks.report import Result, compare, ours_only, run_peer_script
 from demo.cluster import GATEWAY, LocalCluster, PartySpec
 from mpc.protocols.aggregate import (
     Aggregate,
@@ -179,7 +179,7 @@ def run(quick: bool, log: object = print, only: set[str] | None = None) -> list[
         client.intersection_sum("beta", names[0], ["amount"], [sets[names[0]][2][0]])
         setup = time.perf_counter() - started
         say(f"beta's set-up (its tables encrypted, or reused from an earlier run): {setup:.0f} s")
-        results.append(Result("joins_owner_setup_s", "s", setup, "—", None, None))
+        results.append(ours_only("joins_owner_setup_s", "s", setup))
 
         for label, rows in zip(names, (small, large), strict=True) if "psi" in steps else ():
             ids = sets[label][2]
@@ -253,8 +253,8 @@ def _lookups(
     shared, seconds, wire = _measure(lambda: client.lookup_shares("beta", label, ["amount"], ids, path="P1"))
     assert int(shared.present.sum()) == int(rows * 0.7)
     say(f"aligned shares of {rows:,} rows: {seconds:.1f} s, {wire / (2 * rows):.0f} B/element")
-    results.append(Result(f"aligned_shares_{label[5:]}_s", "s", seconds, "—", None, None))
-    results.append(Result(f"aligned_shares_{label[5:]}_bytes_per_element", "B", wire / (2 * rows), "—", None, None))
+    results.append(ours_only(f"aligned_shares_{label[5:]}_s", "s", seconds))
+    results.append(ours_only(f"aligned_shares_{label[5:]}_bytes_per_element", "B", wire / (2 * rows)))
     total, seconds, wire = _measure(lambda: client.intersection_sum("beta", label, ["amount"], ids))
     expected = sum(plain_theirs[i] for i in ids if i in plain_theirs)
     assert (total.intersection, total.sums["amount"]) == (int(rows * 0.7), expected)
@@ -262,8 +262,8 @@ def _lookups(
         f"intersection-sum of {rows:,} x {rows:,}: {seconds:.1f} s, {wire / (2 * rows):.0f} B/element "
         f"(matches plaintext)"
     )
-    results.append(Result(f"intersection_sum_{label[5:]}_s", "s", seconds, "—", None, None))
-    results.append(Result(f"intersection_sum_{label[5:]}_bytes_per_element", "B", wire / (2 * rows), "—", None, None))
+    results.append(ours_only(f"intersection_sum_{label[5:]}_s", "s", seconds))
+    results.append(ours_only(f"intersection_sum_{label[5:]}_bytes_per_element", "B", wire / (2 * rows)))
     return results
 
 
@@ -295,11 +295,9 @@ def _aggregate(client: Client, label: str, rows: int, sets: dict[str, Any], quic
     assert correct
     name = "aggregate_1m_join_group20_s" if not quick else "aggregate_100k_join_group20_s"
     results.append(
-        Result(
-            name, "s", seconds, "—", None, None, "<= 180" if not quick else None, seconds <= 180 if not quick else None
-        )
+        ours_only(name, "s", seconds, "<= 180" if not quick else None, seconds <= 180 if not quick else None)
     )
-    results.append(Result(name.replace("_s", "_bytes_per_element"), "B", wire / (2 * rows), "—", None, None))
+    results.append(ours_only(name.replace("_s", "_bytes_per_element"), "B", wire / (2 * rows)))
     return results
 
 
@@ -334,8 +332,8 @@ def _sandbox(cluster: LocalCluster, label: str, rows: int, quick: bool, say: Any
         f"({len(released)} cells released); cost preview p50 {preview_ms:.1f} ms"
     )
     return [
-        Result(f"sandbox_query_{size}_join_group20_s", "s", seconds, "—", None, None),
-        Result("sandbox_cost_preview_ms", "ms", preview_ms, "—", None, None),
+        ours_only(f"sandbox_query_{size}_join_group20_s", "s", seconds),
+        ours_only("sandbox_cost_preview_ms", "ms", preview_ms),
     ]
 
 

@@ -33,6 +33,23 @@ class Result:
     met: bool | None = None
 
 
+def ours_only(name: str, unit: str, ours: float, target: str | None = None, met: bool | None = None) -> Result:
+    """A figure of ours with no peer beside it."""
+    return Result(name, unit, ours, "—", None, None, target, met)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """A process's peak resident memory so far (``VmHWM``), in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(x for x in status.splitlines() if x.startswith("VmHWM:")).split()[1]) / 1024
+
+
 def higher_is_better(unit: str) -> bool:
     return unit.endswith("/s")
 

@@ -45,7 +45,7 @@ import tomli_w
 
 from benchmarks.eligibility_bench import STATE
 from benchmarks.grants import for_load_test
-from benchmarks.report import Result
+from benchmarks.report import Result, cpu_seconds, ours_only
 from demo.cluster import COORDINATOR, LocalCluster
 from demo.deployment import household_applications, party_specs, plain_values
 from demo.synthetic import generate
@@ -73,16 +73,6 @@ PHASES = {  # module, function, label: the requester's view of one check
     "decrypt": (lookup, "decrypt"),
     "program": (programs, "run"),
 }
-
-
-def _result(name: str, unit: str, ours: float, target: str | None = None, met: bool | None = None) -> Result:
-    return Result(name, unit, ours, "—", None, None, target, met)
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -207,20 +197,20 @@ def run(rows: int = 1_000_000, say: object = print, seconds: float = 20.0) -> li
         + ", ".join(f"{k} {v:.1f}" for k, v in coalesced.cpu.items())
     )
     return [
-        _result("service_point_p50_ms", "ms", p50, "<= 50", p50 <= 50),
-        _result("service_point_p99_ms", "ms", p99, "<= 200", p99 <= 200),
+        ours_only("service_point_p50_ms", "ms", p50, "<= 50", p50 <= 50),
+        ours_only("service_point_p99_ms", "ms", p99, "<= 200", p99 <= 200),
         *(
             result
             for label, load in (("", plain), ("_coalesced", coalesced))
             for result in (
-                _result(f"service_point_qps_32_callers{label}", "applications/s", load.qps, ">= 100", load.met),
-                _result(f"service_point_p50_ms_32_callers{label}", "ms", load.p50_ms),
-                *(_result(f"service_point_cpu_ms_{k}_32_callers{label}", "ms", v) for k, v in load.cpu.items()),
+                ours_only(f"service_point_qps_32_callers{label}", "applications/s", load.qps, ">= 100", load.met),
+                ours_only(f"service_point_p50_ms_32_callers{label}", "ms", load.p50_ms),
+                *(ours_only(f"service_point_cpu_ms_{k}_32_callers{label}", "ms", v) for k, v in load.cpu.items()),
             )
         ),
-        _result("service_point_sdk_p50_ms", "ms", sdk),
-        *(_result(f"service_point_phase_ms_{name}", "ms", ms) for name, ms in phases.items()),
-        *(_result(f"service_point_cpu_ms_{k}", "ms", v) for k, v in sequential_cpu.items()),
+        ours_only("service_point_sdk_p50_ms", "ms", sdk),
+        *(ours_only(f"service_point_phase_ms_{name}", "ms", ms) for name, ms in phases.items()),
+        *(ours_only(f"service_point_cpu_ms_{k}", "ms", v) for k, v in sequential_cpu.items()),
     ]
 
 
@@ -255,13 +245,13 @@ def _sequential(
     with _http(cluster, url) as http:
         for k, app in enumerate(singles[:3]):  # warm: directory, capabilities, schema, table key
             _check(http, app, f"BENCH-SVC-WARM-{k}")
-        before = {k: _cpu_seconds(p) for k, p in procs.items()}
+        before = {k: cpu_seconds(p) for k, p in procs.items()}
         latencies, answers = [], []
         for k, app in enumerate(singles[:200]):
             begun = time.perf_counter()
             answers.append(int(_check(http, app, f"BENCH-SVC-{k}")))
             latencies.append((time.perf_counter() - begun) * 1000)
-        cpu = {k: (_cpu_seconds(p) - before[k]) * 1000 / len(latencies) for k, p in procs.items()}
+        cpu = {k: (cpu_seconds(p) - before[k]) * 1000 / len(latencies) for k, p in procs.items()}
     if answers != expected[:200]:
         raise AssertionError("the service's answers differ from the plaintext rule's")
     return latencies, cpu
@@ -302,7 +292,7 @@ def _throughput(
             latencies.append((time.perf_counter() - begun) * 1000)  # list.append is atomic
             i += 32
 
-    before = {k: _cpu_seconds(p) for k, p in procs.items()}
+    before = {k: cpu_seconds(p) for k, p in procs.items()}
     threads = [threading.Thread(target=caller, args=(k,)) for k in range(32)]
     started = time.perf_counter()
     for t in threads:
@@ -310,7 +300,7 @@ def _throughput(
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - started
-    cpu = {k: (_cpu_seconds(p) - before[k]) * 1000 / max(1, len(latencies)) for k, p in procs.items()}
+    cpu = {k: (cpu_seconds(p) - before[k]) * 1000 / max(1, len(latencies)) for k, p in procs.items()}
     for http in clients:
         http.close()
     median = statistics.median(latencies) if latencies else float("nan")
