@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
@@ -92,6 +92,14 @@ def test_a_check_alone_runs_at_once_under_its_own_case() -> None:
     assert fake.trips == [("CASE-3", ["APP-3"]), ("CASE-4", ["APP-4"])]
 
 
+def _in_its_round_trip(pool: ThreadPoolExecutor, coalescer: Coalescer, fake: FakeChecker) -> Future[tuple[int, str]]:
+    """Check 0 started, and returned once it holds the key's slot (its round trip is at the gate)."""
+    first = pool.submit(_bit, coalescer, 0)
+    while not fake.trips:
+        time.sleep(0.001)
+    return first
+
+
 def test_checks_that_would_queue_go_as_one_batch() -> None:
     """One check runs alone; the 12 that arrive meanwhile wait for its slot and leave together,
     each with its own answer; never more round trips at once than the slots."""
@@ -99,9 +107,7 @@ def test_checks_that_would_queue_go_as_one_batch() -> None:
     coalescer = _coalescer(fake, in_flight=1)
     fake.gate.clear()
     with ThreadPoolExecutor(13) as pool:
-        first = pool.submit(_bit, coalescer, 0)
-        while not fake.trips:
-            time.sleep(0.001)
+        first = _in_its_round_trip(pool, coalescer, fake)
         rest = [pool.submit(_bit, coalescer, k) for k in range(1, 13)]
         time.sleep(0.2)  # all 12 are waiting
         fake.gate.set()
@@ -119,9 +125,7 @@ def test_batches_hold_at_most_most_and_keys_do_not_mix() -> None:
     coalescer = _coalescer(fake, in_flight=1, most=4)
     fake.gate.clear()
     with ThreadPoolExecutor(12) as pool:
-        blocker = pool.submit(_bit, coalescer, 0)
-        while not fake.trips:
-            time.sleep(0.001)
+        blocker = _in_its_round_trip(pool, coalescer, fake)
         singles = [pool.submit(_bit, coalescer, k) for k in range(1, 9)]
         time.sleep(0.1)
         larger = [pool.submit(_bit, coalescer, k, 5) for k in range(9, 12)]  # another household size class
@@ -141,9 +145,7 @@ def test_a_failed_batch_fails_each_of_its_checks() -> None:
     coalescer = _coalescer(fake, in_flight=1)
     fake.gate.clear()
     with ThreadPoolExecutor(4) as pool:
-        first = pool.submit(_bit, coalescer, 0)
-        while not fake.trips:
-            time.sleep(0.001)
+        first = _in_its_round_trip(pool, coalescer, fake)
         rest = [pool.submit(_bit, coalescer, k) for k in range(1, 4)]
         time.sleep(0.1)
         fake.fail = True
