@@ -40,7 +40,7 @@ from pathlib import Path
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # before ray is imported: loopback only
 
 from benchmarks.grants import for_load_test
-from benchmarks.report import Result, ours_only, peak_rss_mb
+from benchmarks.report import Result, cpu_seconds, ours_only, peak_rss_mb
 from demo.cluster import LocalCluster
 from demo.deployment import household_applications, party_specs, plain_values
 from demo.raycluster import loopback_ray
@@ -142,28 +142,12 @@ def _screening(
     return work
 
 
-def _tree_cpu_seconds(pid: int, besides: frozenset[int] = frozenset()) -> float:
-    """CPU seconds (user + system) of a process and its living children but ``besides``."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) in besides:
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(entry.name) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
-
-
 def _party_cpu(cluster: LocalCluster) -> dict[str, float]:
     """CPU seconds so far of each daemon (with its pool) and of this process (the requester, with
     its local workers; the daemons are its children too, and not counted in it)."""
     daemons = {n: m.process.pid for n, m in cluster.members.items() if m.process is not None}
-    out = {n: _tree_cpu_seconds(pid) for n, pid in daemons.items()}
-    out["requester"] = _tree_cpu_seconds(os.getpid(), frozenset(daemons.values()))
+    out = {n: cpu_seconds(pid) for n, pid in daemons.items()}
+    out["requester"] = cpu_seconds(os.getpid(), frozenset(daemons.values()))
     return out
 
 

@@ -38,10 +38,23 @@ def ours_only(name: str, unit: str, ours: float, target: str | None = None, met:
     return Result(name, unit, ours, "—", None, None, target, met)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (``/proc/PID/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pid: int, besides: frozenset[int] = frozenset()) -> float:
+    """User + system CPU seconds so far of a process and of its live descendants (a daemon's
+    compute pool works in child processes) but those in ``besides`` and theirs (``/proc/PID/stat``)."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        child = int(stat.parent.name)
+        parents[child], ticks[child] = int(fields[1]), int(fields[11]) + int(fields[12])
+    family, grew = {pid}, True
+    while grew:
+        more = {c for c, p in parents.items() if p in family and c not in besides} - family
+        family, grew = family | more, bool(more)
+    return sum(ticks.get(p, 0) for p in family) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int | str = "self") -> float:

@@ -245,16 +245,23 @@ def _sequential(
     with _http(cluster, url) as http:
         for k, app in enumerate(singles[:3]):  # warm: directory, capabilities, schema, table key
             _check(http, app, f"BENCH-SVC-WARM-{k}")
-        before = {k: cpu_seconds(p) for k, p in procs.items()}
+        before = _cpu(procs)
         latencies, answers = [], []
         for k, app in enumerate(singles[:200]):
             begun = time.perf_counter()
             answers.append(int(_check(http, app, f"BENCH-SVC-{k}")))
             latencies.append((time.perf_counter() - begun) * 1000)
-        cpu = {k: (cpu_seconds(p) - before[k]) * 1000 / len(latencies) for k, p in procs.items()}
+        cpu = {k: (v - before[k]) * 1000 / len(latencies) for k, v in _cpu(procs).items()}
     if answers != expected[:200]:
         raise AssertionError("the service's answers differ from the plaintext rule's")
     return latencies, cpu
+
+
+def _cpu(procs: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each process with its pool (the callers: this process, without the
+    daemons and the service it started)."""
+    others = frozenset(p for k, p in procs.items() if k != "callers")
+    return {k: cpu_seconds(p, others if k == "callers" else frozenset()) for k, p in procs.items()}
 
 
 @dataclass
@@ -292,7 +299,7 @@ def _throughput(
             latencies.append((time.perf_counter() - begun) * 1000)  # list.append is atomic
             i += 32
 
-    before = {k: cpu_seconds(p) for k, p in procs.items()}
+    before = _cpu(procs)
     threads = [threading.Thread(target=caller, args=(k,)) for k in range(32)]
     started = time.perf_counter()
     for t in threads:
@@ -300,7 +307,7 @@ def _throughput(
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - started
-    cpu = {k: (cpu_seconds(p) - before[k]) * 1000 / max(1, len(latencies)) for k, p in procs.items()}
+    cpu = {k: (v - before[k]) * 1000 / max(1, len(latencies)) for k, v in _cpu(procs).items()}
     for http in clients:
         http.close()
     median = statistics.median(latencies) if latencies else float("nan")

@@ -307,14 +307,31 @@ class BucketRequest(_message.Message):
     BUCKET_FIELD_NUMBER: _builtins.int
     WHOLE_TABLE_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
+    CACHED_VERSION_FIELD_NUMBER: _builtins.int
+    BUCKETS_FIELD_NUMBER: _builtins.int
+    KEPT_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     bucket: _builtins.int
+    """P3: the bucket (with buckets empty)"""
     whole_table: _builtins.bool
     """P1: every row, not one bucket (bucket is then ignored); needs the batch grant"""
     epoch: _builtins.int
     """the epoch of the requester's OPRF answer: only the current one is served"""
+    cached_version: _builtins.bytes
+    """P3: the table version (EncryptedRows.table_version) whose rows of the buckets marked in
+    `kept` the requester holds from earlier fetches; when it is still the owner's, those buckets'
+    rows are not sent again (each bucket is counted, budgeted and audited all the same)
+    """
     @_builtins.property
     def columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def buckets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """P3: several buckets in one call, each once (instead of bucket)"""
+
+    @_builtins.property
+    def kept(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bool]:
+        """per bucket of `buckets` (or for `bucket`): rows held of cached_version"""
+
     def __init__(
         self,
         *,
@@ -323,10 +340,13 @@ class BucketRequest(_message.Message):
         bucket: _builtins.int = ...,
         whole_table: _builtins.bool = ...,
         epoch: _builtins.int = ...,
+        cached_version: _builtins.bytes = ...,
+        buckets: _abc.Iterable[_builtins.int] | None = ...,
+        kept: _abc.Iterable[_builtins.bool] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "columns", b"columns", "dataset", b"dataset", "epoch", b"epoch", "whole_table", b"whole_table"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "buckets", b"buckets", "cached_version", b"cached_version", "columns", b"columns", "dataset", b"dataset", "epoch", b"epoch", "kept", b"kept", "whole_table", b"whole_table"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -347,6 +367,10 @@ class EncryptedRows(_message.Message):
     TOTAL_FIELD_NUMBER: _builtins.int
     PAILLIER_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     FETCH_TOKEN_FIELD_NUMBER: _builtins.int
+    TABLE_VERSION_FIELD_NUMBER: _builtins.int
+    BUCKET_FIELD_NUMBER: _builtins.int
+    BUCKET_ROWS_FIELD_NUMBER: _builtins.int
+    ROWS_OMITTED_FIELD_NUMBER: _builtins.int
     bucket_bits: _builtins.int
     """first message only, with the row layout (value_bits .. total)"""
     tags: _builtins.bytes
@@ -362,6 +386,16 @@ class EncryptedRows(_message.Message):
     """first message only: this table's own key (PaillierPublicKey.to_bytes())"""
     fetch_token: _builtins.bytes
     """first message only: cite it in the MaskedDecrypt of these rows (once)"""
+    table_version: _builtins.bytes
+    """first message only: opaque; changes with the epoch, the key and the data"""
+    bucket: _builtins.int
+    """P3, every message: the bucket its rows are of (the buckets in the order asked, each's rows in
+    order; each bucket's first message carries bucket_rows and rows_omitted)
+    """
+    bucket_rows: _builtins.int
+    """rows of this bucket (in this and the following messages)"""
+    rows_omitted: _builtins.bool
+    """the requester keeps this bucket's rows (cached_version is current): none follow"""
     @_builtins.property
     def columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -386,10 +420,14 @@ class EncryptedRows(_message.Message):
         total: _builtins.int = ...,
         paillier_public_key: _builtins.bytes = ...,
         fetch_token: _builtins.bytes = ...,
+        table_version: _builtins.bytes = ...,
+        bucket: _builtins.int = ...,
+        bucket_rows: _builtins.int = ...,
+        rows_omitted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket_bits", b"bucket_bits", "ciphertexts", b"ciphertexts", "columns", b"columns", "count", b"count", "fetch_token", b"fetch_token", "minimums", b"minimums", "paillier_public_key", b"paillier_public_key", "rows_per_plaintext", b"rows_per_plaintext", "tags", b"tags", "total", b"total", "value_bits", b"value_bits"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "bucket_bits", b"bucket_bits", "bucket_rows", b"bucket_rows", "ciphertexts", b"ciphertexts", "columns", b"columns", "count", b"count", "fetch_token", b"fetch_token", "minimums", b"minimums", "paillier_public_key", b"paillier_public_key", "rows_omitted", b"rows_omitted", "rows_per_plaintext", b"rows_per_plaintext", "table_version", b"table_version", "tags", b"tags", "total", b"total", "value_bits", b"value_bits"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -15,6 +15,7 @@ one-byte format tag, ciphertexts are fixed-width big-endian integers of ``2 * |n
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import struct
@@ -286,9 +287,15 @@ class PaillierPrivateKey:
         return f"PaillierPrivateKey(<secret>, public={self.public_key!r})"
 
 
+@functools.lru_cache(maxsize=16)
+def _worker_key(p: int, q: int) -> PaillierPrivateKey:
+    """A worker's copy of a private key, built once (its CRT constants cost two decryptions)."""
+    return PaillierPrivateKey(PaillierPublicKey(p * q), p, q)
+
+
 def _decrypt_chunk(p: int, q: int, blob: bytes) -> bytes:
     """Worker: decrypt fixed-width ciphertexts, return fixed-width plaintexts (|n| bytes each)."""
-    key = PaillierPrivateKey(PaillierPublicKey(p * q), p, q)
+    key = _worker_key(p, q)
     width, plain = key.public_key.ciphertext_bytes, (int(key.public_key.n).bit_length() + 7) // 8
     return b"".join(
         key.decrypt_raw(mpz(int.from_bytes(blob[i : i + width], "big"))).to_bytes(plain, "big")

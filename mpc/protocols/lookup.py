@@ -143,11 +143,9 @@ class RowLayout:
         """A row's position in its plaintext: from tag bytes 4..8 (the bucket uses bytes 0..4)."""
         return int.from_bytes(tag[4:8], "big") % self.rows_per_plaintext
 
-    def positions(self, tags: Sequence[bytes]) -> np.ndarray:
-        if not tags:
-            return np.zeros(0, dtype=np.int64)
-        words = np.frombuffer(b"".join(t[4:8] for t in tags), dtype=">u4").astype(np.int64)
-        return words % self.rows_per_plaintext
+    def positions(self, tags: Sequence[bytes] | np.ndarray) -> np.ndarray:
+        """:meth:`position` of many tags (as bytes, or :func:`tag_words`' input)."""
+        return tag_words(tags)[:, 1] % self.rows_per_plaintext
 
     def plaintexts(self, values: np.ndarray, positions: np.ndarray) -> list[int]:
         """Owner: one plaintext per row of ``values`` (rows x columns): ``v - min`` in the row's
@@ -352,29 +350,50 @@ def bucket_of(tag: bytes, bucket_bits: int) -> int:
     return int.from_bytes(tag[:4], "big") >> (TAG_PREFIX_BITS - bucket_bits)
 
 
-def bucket_array(tags: Sequence[bytes], bucket_bits: int) -> np.ndarray:
-    """:func:`bucket_of` for many tags at once (tags are 8 bytes; the bucket is in the first 4)."""
-    if bucket_bits == 0 or not tags:
-        return np.zeros(len(tags), dtype=np.int64)
-    prefixes = np.frombuffer(b"".join(t[:4] for t in tags), dtype=">u4").astype(np.int64)
-    return prefixes >> (TAG_PREFIX_BITS - bucket_bits)
+def tag_words(tags: Sequence[bytes] | np.ndarray) -> np.ndarray:
+    """8-byte tags as (rows, 2) int64: each one's bytes 0..4 (the bucket prefix) and 4..8 (the
+    position word), big-endian. ``tags``: the tags, or an array whose memory holds them back to
+    back (:attr:`BucketIndex.tags`)."""
+    if isinstance(tags, np.ndarray):
+        raw = np.ascontiguousarray(tags).view(">u4")
+    else:
+        raw = np.frombuffer(b"".join(tags), dtype=">u4")
+    return raw.reshape(-1, 2).astype(np.int64)
+
+
+def bucket_array(tags: Sequence[bytes] | np.ndarray, bucket_bits: int) -> np.ndarray:
+    """:func:`bucket_of` for many tags at once (as :func:`tag_words` takes them)."""
+    prefixes = tag_words(tags)[:, 0]
+    return prefixes >> (TAG_PREFIX_BITS - bucket_bits) if bucket_bits else np.zeros_like(prefixes)
 
 
 @dataclass(frozen=True)
 class BucketIndex:
     """Owner side: every row's OPRF tag and which rows fall into each bucket."""
 
-    tags: list[bytes]
+    tags: np.ndarray  # every row's tag, one uint64 per row whose 8 bytes in memory are the tag's
     bucket_bits: int
     order: np.ndarray  # row indexes sorted by bucket
     starts: np.ndarray  # bucket b holds order[starts[b]:starts[b + 1]]
 
     @classmethod
-    def build(cls, tags: list[bytes], bucket_bits: int) -> BucketIndex:
-        buckets = bucket_array(tags, bucket_bits)
+    def build(cls, tags: bytes | Sequence[bytes], bucket_bits: int) -> BucketIndex:
+        """The index of tags given back to back (``bytes``) or one by one."""
+        words = np.frombuffer(tags if isinstance(tags, bytes) else b"".join(tags), dtype=np.uint64)
+        buckets = bucket_array(words, bucket_bits)
         order = np.argsort(buckets, kind="stable")
         starts = np.searchsorted(buckets[order], np.arange((1 << bucket_bits) + 1))
-        return cls(tags, bucket_bits, order, starts)
+        return cls(words, bucket_bits, order, starts)
+
+    def __len__(self) -> int:
+        return len(self.tags)
+
+    def tag(self, row: int) -> bytes:
+        return self.tags[row : row + 1].tobytes()
+
+    def tag_bytes(self, rows: np.ndarray) -> bytes:
+        """The tags of ``rows``, back to back in their order."""
+        return bytes(self.tags[rows].tobytes())
 
     def rows(self, bucket: int) -> np.ndarray:
         return self.order[self.starts[bucket] : self.starts[bucket + 1]]

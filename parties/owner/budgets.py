@@ -80,20 +80,28 @@ class Budgets:
             "epsilon",
         )
 
-    def bucket(self, call: Call, dataset: str, bucket: int) -> None:
+    def buckets(self, call: Call, dataset: str, buckets: list[int]) -> None:
+        """One fetch of each of ``buckets`` (all or none, one transaction), each against its own
+        limit in the window; a bucket fetched often (still within its limit) raises an alert."""
         limits = self._limits(call)
-        spent = self._spend(
-            call,
-            "bucket_queries_per_window",
-            1,
-            limits.bucket_queries_per_window,
-            limits.bucket_window_hours * 3600,
-            f"bucket={dataset}/{bucket}",
+        spent = self.ledger.spend_all(
+            [
+                self._charge(
+                    call,
+                    "bucket_queries_per_window",
+                    1,
+                    limits.bucket_queries_per_window,
+                    limits.bucket_window_hours * 3600,
+                    f"bucket={dataset}/{bucket}",
+                )
+                for bucket in buckets
+            ]
         )
-        if spent.used >= limits.bucket_alert_after:
-            self._alert(
-                call,
-                "repeated-bucket",
-                f"dataset={dataset} bucket={bucket} fetched {spent.used} times in the current "
-                f"{limits.bucket_window_hours:g} h window (refused past {limits.bucket_queries_per_window})",
-            )
+        for bucket, used in zip(buckets, spent, strict=True):
+            if used.used >= limits.bucket_alert_after:
+                self._alert(
+                    call,
+                    "repeated-bucket",
+                    f"dataset={dataset} bucket={bucket} fetched {used.used} times in the current "
+                    f"{limits.bucket_window_hours:g} h window (refused past {limits.bucket_queries_per_window})",
+                )

@@ -26,7 +26,9 @@ from protos import party_pb2
 if TYPE_CHECKING:
     pass
 
-__all__ = ["Lookup"]
+__all__ = ["MAX_BUCKETS_PER_FETCH", "Lookup"]
+
+MAX_BUCKETS_PER_FETCH = 1024  # P3 buckets one GetEncryptedBucket call may ask for (each one budgeted)
 
 
 class Lookup(Handlers):
@@ -37,43 +39,62 @@ class Lookup(Handlers):
         epoch = self.daemon.check_dataset_epoch(request.epoch)  # the epoch of the requester's tags
         buckets = self.daemon.buckets(request.dataset, epoch)
         table = self.daemon.encrypted_table(request.dataset, columns, epoch)
-        rows: np.ndarray
+        segments: list[tuple[int, np.ndarray, bool]]  # (bucket, its rows, kept by the requester)
         if request.whole_table:  # P1: every row; the owner learns nothing about which are used
             self.daemon.budgets.batch(call, request.dataset)
             table.ensure_all()
-            rows, total, call.protocol = buckets.order, table.rows, "P1"  # in the file's order: one pass
+            segments, call.protocol = [(0, buckets.order, False)], "P1"  # in the file's order: one pass
             call.detail = f"dataset={request.dataset} whole table columns={list(columns)}"
         else:
-            if not 0 <= request.bucket < 1 << buckets.bucket_bits:
-                raise ValueError(f"bucket {request.bucket} outside [0, 2^{buckets.bucket_bits})")
-            self.daemon.budgets.bucket(call, request.dataset, int(request.bucket))
-            table.ensure([request.bucket])
-            rows = buckets.rows(request.bucket)
-            total, call.protocol = len(rows), "P3"
+            wanted = [int(b) for b in request.buckets] or [int(request.bucket)]
+            kept = [bool(k) for k in request.kept] or [False] * len(wanted)
+            if len(wanted) > MAX_BUCKETS_PER_FETCH:
+                raise ServiceError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED, f"{len(wanted)} buckets: at most {MAX_BUCKETS_PER_FETCH} a call"
+                )
+            if len(set(wanted)) != len(wanted) or len(kept) != len(wanted):
+                raise ValueError("name each bucket once, with one kept flag per bucket (or none)")
+            outside = [b for b in wanted if not 0 <= b < 1 << buckets.bucket_bits]
+            if outside:
+                raise ValueError(f"bucket {outside[0]} outside [0, 2^{buckets.bucket_bits})")
+            self.daemon.budgets.buckets(call, request.dataset, wanted)
+            # buckets the requester kept from fetches of this very table: their rows are what we
+            # would send again (same file, same key), so their answer is the bucket's header alone
+            current = bool(request.cached_version) and request.cached_version == table.version
+            segments = [(b, buckets.rows(b), current and k) for b, k in zip(wanted, kept, strict=True)]
+            table.ensure([b for b, _, omitted in segments if not omitted])
+            call.protocol = "P3"
+            held = sum(omitted for *_, omitted in segments)
             call.detail = (
-                f"dataset={request.dataset} bucket={request.bucket}/{1 << buckets.bucket_bits} columns={list(columns)}"
+                f"dataset={request.dataset} buckets={','.join(map(str, wanted))}/{1 << buckets.bucket_bits} "
+                f"columns={list(columns)}" + (f" kept_by_requester={held}" if held else "")
             )
-        call.rows = total
-        layout = table.layout
-        step = 4096
-        for start in range(0, max(1, total), step):
-            part = rows[start : start + step]
-            tags = [buckets.tags[i] for i in part.tolist()]
-            message = party_pb2.EncryptedRows(tags=b"".join(tags), ciphertexts=table.rows_bytes(part), count=len(tags))
-            if start == 0:
-                message.bucket_bits, message.rows_per_plaintext, message.total = (
-                    buckets.bucket_bits,
-                    layout.rows_per_plaintext,
-                    total,
+        call.rows = sum(len(rows) for _, rows, _ in segments)
+        layout, step, first = table.layout, 4096, True
+        for bucket, rows, omitted in segments:
+            for start in range(0, 1 if omitted else max(1, len(rows)), step):
+                part = rows[start : start + step] if not omitted else rows[:0]
+                message = party_pb2.EncryptedRows(
+                    tags=buckets.tag_bytes(part), ciphertexts=table.rows_bytes(part), count=len(part), bucket=bucket
                 )
-                message.columns.extend(layout.columns)
-                message.value_bits.extend(layout.value_bits)
-                message.minimums.extend(layout.minimums)
-                message.paillier_public_key = table.public_key.to_bytes()
-                message.fetch_token = self.daemon.fetches.issue(
-                    Fetch(call.peer, request.dataset, columns, bool(request.whole_table), epoch, time.monotonic())
-                )
-            yield message
+                if start == 0:
+                    message.bucket_rows, message.rows_omitted = len(rows), omitted
+                if first:
+                    message.bucket_bits, message.rows_per_plaintext, message.total = (
+                        buckets.bucket_bits,
+                        layout.rows_per_plaintext,
+                        call.rows,
+                    )
+                    message.columns.extend(layout.columns)
+                    message.value_bits.extend(layout.value_bits)
+                    message.minimums.extend(layout.minimums)
+                    message.paillier_public_key = table.public_key.to_bytes()
+                    message.table_version = table.version
+                    message.fetch_token = self.daemon.fetches.issue(
+                        Fetch(call.peer, request.dataset, columns, bool(request.whole_table), epoch, time.monotonic())
+                    )
+                    first = False
+                yield message
 
     def masked_decrypt(
         self, requests: Iterator[party_pb2.MaskedRows], context: grpc.ServicerContext, call: Call

@@ -109,7 +109,7 @@ class Psi(Handlers):
         dataset = self.gate.dataset(call, request.dataset, psi=True, batch=True)
         epoch = self.daemon.check_dataset_epoch(request.epoch)
         self.daemon.budgets.batch(call, dataset.name)
-        tags = np.frombuffer(b"".join(self.daemon.buckets(dataset.name, epoch).tags), dtype="<u8")
+        tags = self.daemon.buckets(dataset.name, epoch).tags.view("<u8")
         shuffled = psi.shuffle(tags.astype(np.uint64))
         call.rows, call.protocol, call.detail = len(shuffled), "P1", f"dataset={dataset.name} epoch={epoch} owner tags"
         for part in psi.chunks(len(shuffled), 262_144):

@@ -58,8 +58,11 @@ class EncryptedTable:
         encrypt: Callable[[np.ndarray], Iterator[tuple[np.ndarray, bytes]]],
     ) -> None:
         self.layout, self.public_key, self.index, self._encrypt = layout, public_key, index, encrypt
-        self.rows, buckets, self.width = len(index.tags), 1 << index.bucket_bits, public_key.ciphertext_bytes
+        self.rows, buckets, self.width = len(index), 1 << index.bucket_bits, public_key.ciphertext_bytes
         self.path, self._done_path = path, path.with_suffix(".done")
+        # what a requester that keeps fetched rows compares (its name holds the key, the OPRF key
+        # id, the layout and the data's digest): opaque, and another table's rows never match it
+        self.version = hashlib.sha256(b"mpc-table-version" + path.name.encode()).digest()[:16]
         if not path.exists() or path.stat().st_size != self.rows * self.width:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._done_path.unlink(missing_ok=True)  # first: no marker may outlive the rows it marked
@@ -232,11 +235,10 @@ class TableCache:
             )
             rows = len(dataset.ids)
             if path.exists() and path.stat().st_size == rows * TAG_BYTES:
-                blob = path.read_bytes()
-                tags = [blob[i : i + TAG_BYTES] for i in range(0, len(blob), TAG_BYTES)]
+                tags = path.read_bytes()
             else:
-                tags = key.evaluate_ids(dataset.ids)
-                write_atomic(path, [b"".join(tags)])
+                tags = b"".join(key.evaluate_ids(dataset.ids))
+                write_atomic(path, [tags])
             index = BucketIndex.build(tags, self.bucket_bits(dataset))
             with self._lock:
                 self._buckets[(name, epoch)] = index

@@ -31,6 +31,7 @@ from parties.config import PartyConfig, load_party_config, start_compute
 from parties.requester import aggregate, eligibility, lookup, oprf, programs
 from parties.requester import psi as psi_driver
 from parties.requester.aggregate import AggregateOutcome
+from parties.requester.bucket_cache import BucketCache
 from parties.requester.results import Eligibility, IntersectionSum, Progress, PsiResult, RemoteError, SharedLookup
 from parties.rpc.tls import (
     OwnCertificateError,
@@ -95,6 +96,9 @@ class Client:
         # obfuscators kept ready per owner key for the masks of point queries (a command line,
         # which checks its file and exits, keeps fewer: lookup.table_key)
         self.pooled_obfuscators = lookup.POOLED_OBFUSCATORS
+        # P3 buckets' encrypted rows kept for the next fetch of the same bucket (a warm service
+        # sets one; a script or command line, which rarely fetches a bucket twice, keeps none)
+        self.bucket_cache: BucketCache | None = None
         self._own: dict[str, Dataset] = dict(datasets or {})  # a daemon acting as requester passes its own
         self._channels: dict[str, grpc.Channel] = {}
         self._endpoints: dict[str, str] = {}

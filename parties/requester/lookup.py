@@ -14,6 +14,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from mpc.crypto.obfuscators import ObfuscatorPool, ShortExponentObfuscator, para
 from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
 from mpc.protocols import lookup, planner
 from parties.requester import oprf
+from parties.requester.bucket_cache import CachedRows
 from parties.requester.results import RemoteError, SharedLookup
 from protos import party_pb2, party_pb2_grpc
 
@@ -175,7 +177,10 @@ def _fetch_once(
         # (with no id of ours, bucket 0 alone: the table's key masks the padding)
         buckets = sorted({lookup.bucket_of(t, schema.bucket_bits) for t in tag_of.values()}) or [0]
         requests = [
-            party_pb2.BucketRequest(dataset=dataset, columns=list(columns), bucket=b, epoch=epoch) for b in buckets
+            party_pb2.BucketRequest(
+                dataset=dataset, columns=list(columns), buckets=buckets[k : k + BUCKETS_PER_FETCH], epoch=epoch
+            )
+            for k in range(0, len(buckets), BUCKETS_PER_FETCH)
         ]
     found, public_key, tokens = _fetch_rows(
         client, party, stub, requests, layout, schema.bucket_bits, set(tag_of.values())
@@ -230,67 +235,170 @@ def _fetch_rows(
     bucket_bits: int,
     wanted: set[bytes],
 ) -> tuple[dict[bytes, tuple[bytes, PaillierCiphertext]], PaillierPublicKey, tuple[bytes, ...]]:
-    """Stream encrypted rows; keep (tag, ciphertext) of the tags we want, check the layout;
-    with the table's own public key (each answer's first message carries it: the same in all)
-    and the fetch tokens our masked decryption cites."""
+    """Stream encrypted rows, each request's stream at once (up to :data:`FETCH_STREAMS`, so that a
+    batch's buckets cross the wire side by side instead of one round trip after another); keep
+    (tag, ciphertext) of the tags we want, check the layout; with the table's own public key (each
+    answer's first message carries it: the same in all) and the fetch tokens our masked decryption
+    cites."""
     want = np.sort(np.frombuffer(b"".join(wanted), dtype="<u8"))
+    metadata = client.metadata()  # the purpose and case are this thread's (the service's client)
+
+    def one(request: party_pb2.BucketRequest) -> _Stream:
+        return _fetch_stream(client, party, stub, request, metadata, layout, bucket_bits, want)
+
+    streams = [one(requests[0])] if len(requests) == 1 else list(_fetch_pool().map(one, requests))
+    keys = {s.encoded for s in streams}
+    if len(keys) != 1:
+        client.forget_schema(party)
+        raise RemoteError(
+            party,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "the owner's table changed since we read its schema (layout, buckets or key); try again",
+        )
+    found = {tag: row for s in streams for tag, row in s.found.items()}
+    return found, streams[0].public_key, tuple(s.token for s in streams)
+
+
+FETCH_STREAMS = 8  # a requester's encrypted-row streams in flight at once (per process)
+BUCKETS_PER_FETCH = 16  # P3 buckets asked for in one call (a batch's calls run side by side)
+_FETCH_POOL: ThreadPoolExecutor | None = None
+_FETCH_POOL_LOCK = threading.Lock()
+
+
+def _fetch_pool() -> ThreadPoolExecutor:
+    global _FETCH_POOL
+    with _FETCH_POOL_LOCK:
+        if _FETCH_POOL is None:
+            _FETCH_POOL = ThreadPoolExecutor(max_workers=FETCH_STREAMS, thread_name_prefix="bucket-fetch")
+        return _FETCH_POOL
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """What one GetEncryptedBucket answer brought: the rows we want, the table's key (as encoded
+    and as a key with its obfuscators) and the fetch token."""
+
+    found: dict[bytes, tuple[bytes, PaillierCiphertext]]
+    encoded: bytes
+    public_key: PaillierPublicKey
+    token: bytes
+
+
+def _fetch_stream(
+    client: Client,
+    party: str,
+    stub: party_pb2_grpc.PartyStub,
+    request: party_pb2.BucketRequest,
+    metadata: tuple[tuple[str, str], ...],
+    layout: lookup.RowLayout,
+    bucket_bits: int,
+    want: np.ndarray,
+) -> _Stream:
+    """One request's stream of encrypted rows (``want``: the tags we look for, sorted). Buckets whose
+    rows the client's :class:`~parties.requester.bucket_cache.BucketCache` keeps are asked for by
+    the table version it holds; the owner sends them again only if its table changed since."""
+    cache = client.bucket_cache if not request.whole_table else None
+    asked = list(request.buckets)
+    keys = {b: (party, request.dataset, tuple(request.columns), request.epoch, b) for b in asked}
+    held: dict[int, CachedRows] = {}
+    for b in asked if cache is not None else ():
+        entry = cache.get(keys[b]) if cache is not None else None
+        if entry is not None and all(entry.version == h.version for h in held.values()):
+            held[b] = entry
+    if held:
+        request = party_pb2.BucketRequest(
+            dataset=request.dataset,
+            columns=request.columns,
+            buckets=asked,
+            epoch=request.epoch,
+            cached_version=next(iter(held.values())).version,
+            kept=[b in held for b in asked],
+        )
+    token, encoded, version, public_key = b"", b"", b"", None
     found: dict[bytes, tuple[bytes, PaillierCiphertext]] = {}
-    tokens: list[bytes] = []
-    encoded: bytes | None = None
-    public_key: PaillierPublicKey | None = None
-    for request in requests:
-        try:
-            for message in stub.GetEncryptedBucket(request, metadata=client.metadata()):
-                if message.columns:
-                    key = message.paillier_public_key
-                    if (
-                        tuple(message.columns),
-                        tuple(message.value_bits),
-                        tuple(message.minimums),
-                        message.rows_per_plaintext,
-                        message.bucket_bits,
-                    ) != (
-                        layout.columns,
-                        layout.value_bits,
-                        layout.minimums,
-                        layout.rows_per_plaintext,
-                        bucket_bits,
-                    ) or key != (encoded or key):
-                        client.forget_schema(party)
-                        raise RemoteError(
-                            party,
-                            grpc.StatusCode.FAILED_PRECONDITION,
-                            "the owner's table changed since we read its schema (layout, buckets or key); try again",
-                        )
-                    encoded, public_key = key, table_key(key, client.obfuscator_cache, client.pooled_obfuscators)
-                    tokens.append(message.fetch_token)
-                    if public_key.bits != layout.modulus_bits:
-                        raise RemoteError(
-                            party,
-                            grpc.StatusCode.DATA_LOSS,
-                            f"a {public_key.bits}-bit table key for a {layout.modulus_bits}-bit layout",
-                        )
-                if public_key is None:
-                    raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "encrypted rows before the table's key")
-                width = public_key.ciphertext_bytes
-                # each access to a bytes field copies it: read each once per message
-                tag_bytes, blob = message.tags, message.ciphertexts
-                tags = np.frombuffer(tag_bytes, dtype="<u8")
-                if len(tags) != message.count or len(blob) != message.count * width:
-                    raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "malformed encrypted rows")
-                if not len(want):
-                    continue
-                nearest = want[
-                    np.minimum(np.searchsorted(want, tags), len(want) - 1)
-                ]  # np.isin re-sorts `want` per call
-                for k in np.flatnonzero(nearest == tags).tolist():
-                    tag = tag_bytes[8 * k : 8 * k + 8]
-                    found[tag] = (tag, public_key.ciphertext_from_bytes(blob[k * width : (k + 1) * width]))
-        except grpc.RpcError as exc:
-            raise RemoteError(party, exc.code(), exc.details() or "") from None
+    omitted: set[int] = set()
+    parts: dict[int, tuple[int, list[bytes], list[bytes]]] = {}  # what the cache keeps (P3 only)
+    try:
+        for message in stub.GetEncryptedBucket(request, metadata=metadata):
+            if message.columns:
+                if (
+                    tuple(message.columns),
+                    tuple(message.value_bits),
+                    tuple(message.minimums),
+                    message.rows_per_plaintext,
+                    message.bucket_bits,
+                ) != (
+                    layout.columns,
+                    layout.value_bits,
+                    layout.minimums,
+                    layout.rows_per_plaintext,
+                    bucket_bits,
+                ):
+                    client.forget_schema(party)
+                    raise RemoteError(
+                        party,
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        "the owner's table changed since we read its schema (layout, buckets or key); try again",
+                    )
+                encoded, version = message.paillier_public_key, message.table_version
+                public_key = table_key(encoded, client.obfuscator_cache, client.pooled_obfuscators)
+                token = message.fetch_token
+                if public_key.bits != layout.modulus_bits:
+                    raise RemoteError(
+                        party,
+                        grpc.StatusCode.DATA_LOSS,
+                        f"a {public_key.bits}-bit table key for a {layout.modulus_bits}-bit layout",
+                    )
+            if public_key is None:
+                raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "encrypted rows before the table's key")
+            bucket = message.bucket
+            if cache is not None and bucket not in keys:
+                raise RemoteError(party, grpc.StatusCode.DATA_LOSS, f"rows of bucket {bucket}: we did not ask for it")
+            if message.rows_omitted:
+                kept = held.get(bucket)
+                if kept is None or (version, encoded, message.bucket_rows) != (kept.version, kept.key, kept.rows):
+                    raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "rows omitted that we do not hold")
+                omitted.add(bucket)
+                _select(found, public_key, kept.tags, kept.ciphertexts, want)
+                continue
+            # each access to a bytes field copies it: read each once per message
+            tag_bytes, blob = message.tags, message.ciphertexts
+            if len(tag_bytes) != 8 * message.count or len(blob) != message.count * public_key.ciphertext_bytes:
+                raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "malformed encrypted rows")
+            _select(found, public_key, tag_bytes, blob, want)
+            if cache is not None:
+                expected, tags, blobs = parts.setdefault(bucket, (message.bucket_rows, [], []))
+                tags.append(tag_bytes)
+                blobs.append(blob)
+    except grpc.RpcError as exc:
+        raise RemoteError(party, exc.code(), exc.details() or "") from None
     if public_key is None:
         raise RemoteError(party, grpc.StatusCode.DATA_LOSS, "no encrypted rows came back")
-    return found, public_key, tuple(tokens)
+    if cache is not None:
+        for b in asked:
+            cache.counted(b in omitted)
+        for b, (expected, tags, blobs) in parts.items():
+            rows = CachedRows(version, encoded, b"".join(tags), b"".join(blobs))
+            if version and rows.rows == expected:
+                cache.put(keys[b], rows)
+    return _Stream(found, encoded, public_key, token)
+
+
+def _select(
+    found: dict[bytes, tuple[bytes, PaillierCiphertext]],
+    public_key: PaillierPublicKey,
+    tag_bytes: bytes,
+    blob: bytes,
+    want: np.ndarray,
+) -> None:
+    """Add to ``found`` the (tag, ciphertext) of the rows whose tags are in ``want`` (sorted)."""
+    if not len(want):
+        return
+    width, tags = public_key.ciphertext_bytes, np.frombuffer(tag_bytes, dtype="<u8")
+    nearest = want[np.minimum(np.searchsorted(want, tags), len(want) - 1)]  # np.isin re-sorts `want`
+    for k in np.flatnonzero(nearest == tags).tolist():
+        tag = tag_bytes[8 * k : 8 * k + 8]
+        found[tag] = (tag, public_key.ciphertext_from_bytes(blob[k * width : (k + 1) * width]))
 
 
 def _obfuscators(public_key: PaillierPublicKey, count: int) -> list[Any] | None:

@@ -53,6 +53,7 @@ PURPOSES = [
     "secret-size",
     "differencing",
     "enumeration",
+    "kept-buckets",
     "predicate-enum",
     "batch",
     "psi",

@@ -748,6 +748,82 @@ def test_psi_intersection_without_the_grant_is_refused(deployment: Deployment) -
     assert_audited(d, "tax", "PsiRound", case, "OK", "mode=cardinality")
 
 
+def _bucket_fetch(client: Client, purpose: str) -> Callable[..., dict[int, tuple[bytes, bytes, bool]]]:
+    """Raw P3 fetches of tax's income as ``curious`` (``case``, then BucketRequest fields): each
+    bucket's (tags, ciphertexts, rows omitted) as streamed."""
+    epoch = client.list_datasets("tax").datasets[0].epoch
+    stub = client.party_stub("tax")
+
+    def fetch(case: str, **fields: Any) -> dict[int, tuple[bytes, bytes, bool]]:
+        request = party_pb2.BucketRequest(dataset="income", columns=["annual_income"], epoch=epoch, **fields)
+        got: dict[int, tuple[bytes, bytes, bool]] = {}
+        for m in stub.GetEncryptedBucket(request, metadata=md(purpose, case), timeout=60):
+            tags, blob, omitted = got.get(m.bucket, (b"", b"", False))
+            got[m.bucket] = (tags + m.tags, blob + m.ciphertexts, omitted or m.rows_omitted)
+            if m.table_version:
+                got[-1] = (m.table_version, m.fetch_token, False)
+        return got
+
+    return fetch
+
+
+def test_kept_buckets_cost_what_fetches_cost_and_a_forged_version_gets_the_rows(deployment: Deployment) -> None:
+    """A requester that keeps fetched buckets (the service's cache) names the table version it
+    holds: only the owner's current version spares it the rows, and a forged one brings every row
+    as a first fetch does. Kept or not, each bucket of a list is counted, budgeted and audited as a
+    single fetch, all or none: past one bucket's limit the whole list is refused, the others uncharged."""
+    d, purpose = deployment, "kept-buckets"
+    allowed = CURIOUS_LIMITS["bucket_queries_per_window"]
+    with d.client("curious", purpose, "KEPT") as client:
+        assert client.schema("tax", "income").bucket_bits >= 1
+        fetch = _bucket_fetch(client, purpose)
+        first = fetch("KEPT-1", buckets=[0, 1])
+        version, token, _ = first.pop(-1)
+        assert len(version) == 16 and len(token) == 16
+        assert sorted(first) == [0, 1] and all(tags and blob and not kept for tags, blob, kept in first.values())
+        forged = fetch("KEPT-2", buckets=[0, 1], kept=[True, True], cached_version=bytes(16))
+        assert forged.pop(-1)[0] == version and forged == first  # every row, as fetched the first time
+        kept = fetch("KEPT-3", buckets=[0, 1], kept=[True, False], cached_version=version)
+        assert kept.pop(-1)[1] not in (token, b"")  # a fetch token of its own
+        assert kept == {0: (b"", b"", True), 1: first[1]}
+        entry = assert_audited(d, "tax", "GetEncryptedBucket", "KEPT-3", "OK", "buckets=0,1/")
+        assert "kept_by_requester=1" in str(entry["detail"]) and entry["rows"] == sum(
+            len(t) // 8 for t, _, _ in first.values()
+        )
+        for k in range(allowed - 3):  # bucket 0 reaches its limit (three fetches so far, kept or not)
+            fetch(f"KEPT-0-{k}", buckets=[0], kept=[True], cached_version=version)
+        message = f"limit bucket_queries_per_window = {allowed} reached"
+        refused = rpc_error(lambda: fetch("KEPT-OVER", buckets=[1, 0]))
+        assert_status(refused, grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+        assert_audited(d, "tax", "GetEncryptedBucket", "KEPT-OVER", "RESOURCE_EXHAUSTED", message)
+        for k in range(allowed - 3):  # bucket 1 was not charged for the refused list
+            fetch(f"KEPT-1-{k}", buckets=[1])
+        assert_status(rpc_error(lambda: fetch("KEPT-1-OVER", buckets=[1])), grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+
+
+def test_malformed_bucket_lists_are_refused_before_anything_is_counted(deployment: Deployment) -> None:
+    from parties.owner.lookup import MAX_BUCKETS_PER_FETCH
+
+    d, purpose = deployment, "kept-buckets"
+    with d.client("curious", purpose, "LISTS") as client:
+        bits = client.schema("tax", "income").bucket_bits
+        fetch = _bucket_fetch(client, purpose)
+        for fields, code, message in [
+            ({"buckets": [2, 2]}, grpc.StatusCode.INVALID_ARGUMENT, "name each bucket once"),
+            ({"buckets": [2, 3], "kept": [True]}, grpc.StatusCode.INVALID_ARGUMENT, "one kept flag per bucket"),
+            ({"buckets": [2, 1 << bits]}, grpc.StatusCode.INVALID_ARGUMENT, f"bucket {1 << bits} outside"),
+            (
+                {"buckets": list(range(MAX_BUCKETS_PER_FETCH + 1))},
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"at most {MAX_BUCKETS_PER_FETCH} a call",
+            ),
+        ]:
+            assert_status(rpc_error(lambda f=fields: fetch("LISTS", **f)), code, message)  # type: ignore[misc]
+            assert_audited(d, "tax", "GetEncryptedBucket", "LISTS", code.name, message)
+        assert not d.entries("tax", "alert:budget", peer="curious", purpose=purpose, case="LISTS")
+    assert_serving(d, "tax")
+
+
 def test_whole_table_fetches_past_batch_per_day_are_refused(deployment: Deployment) -> None:
     d, purpose, case = deployment, "batch", "BATCH-DAY"
     limit = CURIOUS_LIMITS["batch_per_day"]

@@ -16,6 +16,8 @@
     coalesce_most = 32               # batch of at most this many (see .coalesce); false: each alone
     coalesce_ms = 0                  # > 0: a batch also waits this long for more checks to join it
     coalesce_in_flight = 1           # batches of one rule, purpose and size class at the owners at once
+    bucket_cache_mb = 1024           # owners' encrypted P3 buckets kept for the next check that falls in
+                                     # one (0: none); a 1-million-row table's buckets take 512 MB per column set
 
 Relative paths are resolved against this file's directory. The HTTPS certificate is the agency's
 own (``[tls]`` of ``agency``): it must carry serverAuth and the address callers use (``mpc-admin
@@ -57,6 +59,7 @@ class ServiceSection(BaseModel):
     coalesce_most: int = Field(32, ge=1, le=10_000)
     coalesce_ms: float = Field(0.0, ge=0, le=1000)
     coalesce_in_flight: int = Field(1, ge=1, le=16)
+    bucket_cache_mb: int = Field(1024, ge=0, le=1 << 20)
 
     @field_validator("listen")
     @classmethod

@@ -9,6 +9,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from mpc.audit import AuditEvent
 from mpc.protocols.rules import RuleError, load_rules
 from parties.config import ConfigError
+from parties.requester.bucket_cache import BucketCache
 from parties.requester.service.app import create_app
 from parties.requester.service.callers import Callers
 from parties.requester.service.checks import Checker, SharedClient
@@ -37,6 +38,8 @@ class RequesterService:
         self.client = SharedClient.from_config(config.agency_path)
         assert isinstance(self.client, SharedClient) and self.client.audit is not None  # with the agency's log
         self.audit_log = self.client.audit
+        if section.bucket_cache_mb:
+            self.client.bucket_cache = BucketCache(section.bucket_cache_mb << 20)
         checker = Checker(self.client, rules, section.default_purpose, section.id_kind)
         self.jobs = Jobs(checker, section.job_chunk, section.keep_jobs)
         served = tls if section.https else None
@@ -61,7 +64,14 @@ class RequesterService:
     def stop(self, grace: float | None = None) -> None:
         self.http.stop(grace)
         self.jobs.close()
-        self.audit_log.append(AuditEvent(peer="-", action="service:stop"))
+        cache = self.client.bucket_cache
+        kept = (
+            f"bucket cache: {cache.hits} fetches answered from it, {cache.misses} not, {len(cache)} buckets "
+            f"({cache.size >> 20} MB) kept"
+            if cache is not None
+            else ""
+        )
+        self.audit_log.append(AuditEvent(peer="-", action="service:stop", detail=kept))
         self.client.close()
 
 
