@@ -397,6 +397,23 @@ def encrypt_parallel(public_key: PaillierPublicKey, plaintexts: Sequence[int], w
     return b"".join(compute.map(_encrypt_chunk, calls))
 
 
+class BackendObfuscator:
+    """Obfuscators computed on the compute backend (:func:`parallel_obfuscators`), ``batch`` at a
+    time, so that a process whose own interpreter is the bottleneck (the requester service, whose
+    thread serving HTTP shares it) only unpacks them. Thread-safe."""
+
+    def __init__(self, public_key: PaillierPublicKey, batch: int = 64, window_bits: int = 8) -> None:
+        self.public_key, self.batch, self.window_bits = public_key, batch, window_bits
+        self._buffer: list[mpz] = []
+        self._lock = threading.Lock()
+
+    def next(self) -> mpz:
+        with self._lock:
+            if not self._buffer:
+                self._buffer = parallel_obfuscators(self.public_key, self.batch, self.window_bits)
+            return self._buffer.pop()
+
+
 def parallel_obfuscators(public_key: PaillierPublicKey, count: int, window_bits: int = 10) -> list[mpz]:
     """``count`` obfuscators computed on the compute backend (for bulk encryption of a whole table).
 

@@ -96,6 +96,7 @@ class Client:
         # obfuscators kept ready per owner key for the masks of point queries (a command line,
         # which checks its file and exits, keeps fewer: lookup.table_key)
         self.pooled_obfuscators = lookup.POOLED_OBFUSCATORS
+        self.obfuscators_on_backend = False  # the service computes them on its compute backend's workers
         # P3 buckets' encrypted rows kept for the next fetch of the same bucket (a warm service
         # sets one; a script or command line, which rarely fetches a bucket twice, keeps none)
         self.bucket_cache: BucketCache | None = None

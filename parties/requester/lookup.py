@@ -23,7 +23,13 @@ import grpc
 import numpy as np
 from gmpy2 import mpz
 
-from mpc.crypto.obfuscators import ObfuscatorPool, ShortExponentObfuscator, parallel_obfuscators
+from mpc.crypto.obfuscators import (
+    BackendObfuscator,
+    Obfuscator,
+    ObfuscatorPool,
+    ShortExponentObfuscator,
+    parallel_obfuscators,
+)
 from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
 from mpc.protocols import lookup, planner
 from parties.requester import oprf
@@ -341,7 +347,9 @@ def _fetch_stream(
                         "the owner's table changed since we read its schema (layout, buckets or key); try again",
                     )
                 encoded, version = message.paillier_public_key, message.table_version
-                public_key = table_key(encoded, client.obfuscator_cache, client.pooled_obfuscators)
+                public_key = table_key(
+                    encoded, client.obfuscator_cache, client.pooled_obfuscators, client.obfuscators_on_backend
+                )
                 token = message.fetch_token
                 if public_key.bits != layout.modulus_bits:
                     raise RemoteError(
@@ -438,33 +446,44 @@ def masked_messages(
             )
 
 
-def table_key(encoded: bytes, cache_dir: Path | None = None, pooled: int = POOLED_OBFUSCATORS) -> PaillierPublicKey:
+def table_key(
+    encoded: bytes, cache_dir: Path | None = None, pooled: int = POOLED_OBFUSCATORS, on_backend: bool = False
+) -> PaillierPublicKey:
     """An owner's table key (as its encrypted rows carry it) with a short-exponent table, built
     once per process and key (every client of the process shares it; drawing obfuscators is
     thread-safe) and, with ``cache_dir`` (our state directory's), kept on disk for our next
     process: a command line checking one application then reads the table instead of building it.
-    ``pooled``: how many obfuscators the key's pool keeps ready (the first process's choice)."""
+    ``pooled``: how many obfuscators the key's pool keeps ready; ``on_backend``: computed on the
+    compute backend's workers instead of this process (the first process's choice for both)."""
     with _KEYS_LOCK:
         key = _KEYS.get(encoded)
         if key is None:
             key = PaillierPublicKey.from_bytes(encoded)
-            saved = cache_dir / f"table-{hashlib.sha256(encoded).hexdigest()[:32]}-w8.bin" if cache_dir else None
-            table = ShortExponentObfuscator.load(saved, key, 8) if saved is not None else None
-            if table is None:
-                table = ShortExponentObfuscator(key, window_bits=8)
-                if saved is not None:
-                    try:
-                        saved.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                        table.save(saved)
-                    except OSError as exc:  # a cache we cannot write costs the next process time, nothing else
-                        log.warning("obfuscator table not saved", extra={"fields": {"error": str(exc)}})
-            # Point queries draw from a small pool that a background thread keeps full, in steps
-            # of a few obfuscators (not the table's default 256, a quarter second of one core):
-            # a process that checks one application draws a handful.
-            table.buffer_size = REFILL_OBFUSCATORS
-            key.use_obfuscator(ObfuscatorPool(_LockedObfuscator(table), capacity=pooled))
+            source: Obfuscator = (
+                BackendObfuscator(key) if on_backend else _LockedObfuscator(_table(key, encoded, cache_dir))
+            )
+            key.use_obfuscator(ObfuscatorPool(source, capacity=pooled))
             _KEYS[encoded] = key
         return key
+
+
+def _table(key: PaillierPublicKey, encoded: bytes, cache_dir: Path | None) -> ShortExponentObfuscator:
+    """The key's short-exponent table, read from ``cache_dir`` or built (and saved there)."""
+    saved = cache_dir / f"table-{hashlib.sha256(encoded).hexdigest()[:32]}-w8.bin" if cache_dir else None
+    table = ShortExponentObfuscator.load(saved, key, 8) if saved is not None else None
+    if table is None:
+        table = ShortExponentObfuscator(key, window_bits=8)
+        if saved is not None:
+            try:
+                saved.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                table.save(saved)
+            except OSError as exc:  # a cache we cannot write costs the next process time, nothing else
+                log.warning("obfuscator table not saved", extra={"fields": {"error": str(exc)}})
+    # Point queries draw from a small pool that a background thread keeps full, in steps of a
+    # few obfuscators (not the table's default 256, a quarter second of one core): a process
+    # that checks one application draws a handful.
+    table.buffer_size = REFILL_OBFUSCATORS
+    return table
 
 
 def declared(column: party_pb2.ColumnSchema) -> tuple[str, int | None, int | None]:

@@ -134,6 +134,22 @@ def test_parallel_obfuscators_are_distinct_nth_residues(keypair_1024: KeyPair) -
     assert parallel_obfuscators(pk, 0) == []
 
 
+def test_backend_obfuscators_from_threads_are_distinct_nth_residues(keypair_1024: KeyPair) -> None:
+    """The service's source: batches from the compute backend's workers, drawn by several threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mpc.crypto.obfuscators import BackendObfuscator
+
+    pk, sk = keypair_1024
+    source = BackendObfuscator(pk, batch=16, window_bits=6)
+    with ThreadPoolExecutor(4) as threads:
+        rhos = list(threads.map(lambda _: source.next(), range(40)))  # three batches and part of a fourth
+    assert len({int(r) for r in rhos}) == 40
+    assert all(sk.decrypt_raw(r) == 0 for r in rhos)
+    c = pk.encrypt(123456, obfuscator=source.next())
+    assert sk.decrypt(c) == 123456
+
+
 def test_a_saved_table_is_read_back_only_for_its_key_and_window(keypair_1024: KeyPair, tmp_path: Path) -> None:
     """A short-exponent table saved by one process is read by the next (same obfuscators' law:
     n-th residues, encryptions decrypt); another key, another window, a truncated or altered

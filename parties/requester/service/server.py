@@ -38,6 +38,7 @@ class RequesterService:
         self.client = SharedClient.from_config(config.agency_path)
         assert isinstance(self.client, SharedClient) and self.client.audit is not None  # with the agency's log
         self.audit_log = self.client.audit
+        self.client.obfuscators_on_backend = True  # the HTTP thread shares this interpreter
         if section.bucket_cache_mb:
             self.client.bucket_cache = BucketCache(section.bucket_cache_mb << 20)
         checker = Checker(self.client, rules, section.default_purpose, section.id_kind)
