@@ -3,9 +3,12 @@ certificate) on one address, every call in the agency's signed audit log."""
 
 from __future__ import annotations
 
+import threading
+
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from mpc import parallel
 from mpc.audit import AuditEvent
 from mpc.protocols.rules import RuleError, load_rules
 from parties.config import ConfigError
@@ -53,6 +56,8 @@ class RequesterService:
         self.address = ""
 
     def start(self) -> None:
+        # the obfuscators' workers, started now rather than by the first check (a second or two)
+        threading.Thread(target=parallel.backend().warm, name="compute-warm", daemon=True).start()
         self.http.start()
         self.address = self.http.address
         callers = ", ".join(self.config.service.callers)
