@@ -255,12 +255,7 @@ def _fetch_rows(
     streams = [one(requests[0])] if len(requests) == 1 else list(_fetch_pool().map(one, requests))
     keys = {s.encoded for s in streams}
     if len(keys) != 1:
-        client.forget_schema(party)
-        raise RemoteError(
-            party,
-            grpc.StatusCode.FAILED_PRECONDITION,
-            "the owner's table changed since we read its schema (layout, buckets or key); try again",
-        )
+        raise _table_changed(client, party)
     found = {tag: row for s in streams for tag, row in s.found.items()}
     return found, streams[0].public_key, tuple(s.token for s in streams)
 
@@ -307,8 +302,7 @@ def _fetch_stream(
     asked = list(request.buckets)
     keys = {b: (party, request.dataset, tuple(request.columns), request.epoch, b) for b in asked}
     held: dict[int, CachedRows] = {}
-    for b in asked if cache is not None else ():
-        entry = cache.get(keys[b]) if cache is not None else None
+    for b, entry in ((b, cache.get(keys[b])) for b in asked) if cache is not None else ():
         if entry is not None and all(entry.version == h.version for h in held.values()):
             held[b] = entry
     if held:
@@ -340,12 +334,7 @@ def _fetch_stream(
                     layout.rows_per_plaintext,
                     bucket_bits,
                 ):
-                    client.forget_schema(party)
-                    raise RemoteError(
-                        party,
-                        grpc.StatusCode.FAILED_PRECONDITION,
-                        "the owner's table changed since we read its schema (layout, buckets or key); try again",
-                    )
+                    raise _table_changed(client, party)
                 encoded, version = message.paillier_public_key, message.table_version
                 public_key = table_key(
                     encoded, client.obfuscator_cache, client.pooled_obfuscators, client.obfuscators_on_backend
@@ -390,6 +379,17 @@ def _fetch_stream(
             if version and rows.rows == expected:
                 cache.put(keys[b], rows)
     return _Stream(found, encoded, public_key, token)
+
+
+def _table_changed(client: Client, party: str) -> RemoteError:
+    """The owner's table is not the one whose schema we read (its layout, buckets or key): the
+    schema is read again on the next try."""
+    client.forget_schema(party)
+    return RemoteError(
+        party,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "the owner's table changed since we read its schema (layout, buckets or key); try again",
+    )
 
 
 def _select(
