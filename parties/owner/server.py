@@ -347,7 +347,7 @@ class PartyDaemon:
         if column is None:
             raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, f"predicate {spec.name}: no column {spec.column}")
         holds = _PLAIN_COMPARE[spec.compare](column.astype(np.int64), spec.value)
-        members = [i for i, ok in zip(data.ids, holds.tolist(), strict=True) if ok]
+        members = data.ids.where(holds)
         tags = oprf_filter.build_filter(self.predicate_key(spec, epoch), members)
         with self._lookup_lock:
             self._filters = {k: v for k, v in self._filters.items() if k[1] >= epoch - 1}

@@ -41,6 +41,7 @@ from mpc.protocols.lookup import BucketIndex, RowLayout, bucket_bits_for
 
 TAG_BYTES = 8
 ENCRYPT_CHUNK_ROWS = 131_072  # rows encrypted (and held as integers) at a time
+ID_CHUNK_ROWS = 1 << 20  # ids tagged or hashed (and held as Python bytes) at a time
 TABLE_FORMAT = "bucket-order"  # how a table's file orders its rows (part of its name: another order is another file)
 
 
@@ -187,7 +188,7 @@ class TableCache:
 
     @staticmethod
     def _data_digest(dataset: Dataset, columns: tuple[str, ...] = ()) -> str:
-        h = hashlib.sha256("\n".join(dataset.ids).encode())
+        h = dataset.ids.digest()
         for name in columns:
             h.update(np.ascontiguousarray(dataset.values(name)).tobytes())
         return h.hexdigest()[:16]
@@ -236,8 +237,8 @@ class TableCache:
             rows = len(dataset.ids)
             if path.exists() and path.stat().st_size == rows * TAG_BYTES:
                 tags = path.read_bytes()
-            else:
-                tags = b"".join(key.evaluate_ids(dataset.ids))
+            else:  # a chunk of ids at a time (each on every core): the ids are never all Python objects at once
+                tags = b"".join(b"".join(key.evaluate_ids(chunk)) for chunk in dataset.ids.chunks(ID_CHUNK_ROWS))
                 write_atomic(path, [tags])
             index = BucketIndex.build(tags, self.bucket_bits(dataset))
             with self._lock:
@@ -259,7 +260,7 @@ class TableCache:
             if path.exists() and path.stat().st_size == rows * POINT_BYTES:
                 blob = path.read_bytes()
             else:
-                blob = hash_ids(dataset.ids, domain)
+                blob = b"".join(hash_ids(chunk, domain) for chunk in dataset.ids.chunks(ID_CHUNK_ROWS))
                 write_atomic(path, [blob])
             points = np.frombuffer(blob, dtype=np.uint8).reshape(rows, POINT_BYTES)
             with self._lock:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mpc.data.schema import CsvSource, DatasetSpec, SqliteSource
 from mpc.data.sources.dataset import Dataset
-from mpc.data.sources.readers import RawTable, read_csv, read_postgres, read_sqlite
+from mpc.data.sources.readers import RawSource, read_csv, read_postgres, read_sqlite
 from mpc.data.sources.validation import build_dataset
 
 __all__ = [
@@ -15,8 +15,9 @@ __all__ = [
 ]
 
 
-def read_source(spec: DatasetSpec, base_dir: Path | None = None) -> RawTable:
-    """Read every row of ``spec``'s source, unvalidated (see :func:`load_dataset` for paths and errors)."""
+def read_source(spec: DatasetSpec, base_dir: Path | None = None) -> RawSource:
+    """``spec``'s source, to be read chunk by chunk, unvalidated (see :func:`load_dataset` for
+    paths and errors)."""
     source = spec.source
     if isinstance(source, CsvSource):
         return read_csv(spec, source, base_dir)
@@ -27,6 +28,9 @@ def read_source(spec: DatasetSpec, base_dir: Path | None = None) -> RawTable:
 
 def load_dataset(spec: DatasetSpec, base_dir: Path | None = None) -> Dataset:
     """Read, validate and load every row of ``spec``'s source.
+
+    The source is read in chunks and each chunk validated as it comes, so what the load holds is
+    the loaded rows in arrays (the ids at a fixed width, the values as integers), not the raw rows.
 
     Relative CSV and SQLite paths resolve against ``base_dir`` (the current directory when
     None). PostgreSQL tables are read in one read-only transaction through a server-side cursor,

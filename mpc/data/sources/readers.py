@@ -2,15 +2,17 @@
 
 Each reader opens its source, checks that the id column and every declared column are present
 (:class:`~mpc.data.sources.dataset.DataSourceError` naming the missing ones otherwise), and
-returns a :class:`RawTable`: every row projected onto (id column, declared columns...), in
-source order, without parsing any value. Values are checked by :mod:`mpc.data.sources.validation`.
+returns a :class:`RawSource`: its rows projected onto (id column, declared columns...), in
+source order, without parsing any value, handed out in chunks of :data:`CHUNK_ROWS` rows, so
+that a table of ten million rows is never held whole as Python objects. Values are checked by
+:mod:`mpc.data.sources.validation`.
 """
 
 from __future__ import annotations
 
 import csv
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +21,10 @@ from mpc.data.schema import CsvSource, DatasetSpec, PostgresSource, SqliteSource
 from mpc.data.sources.dataset import DataSourceError, RowError, clip_raw
 
 __all__ = [
+    "CHUNK_ROWS",
     "POSTGRES_CONNECT_TIMEOUT_S",
-    "RawTable",
+    "RawChunk",
+    "RawSource",
     "read_csv",
     "read_postgres",
     "read_sqlite",
@@ -29,22 +33,33 @@ __all__ = [
 POSTGRES_CONNECT_TIMEOUT_S = 10
 """``connect_timeout`` used when the DSN does not set one, so an unreachable server fails fast."""
 
-_FETCH_BATCH = 10_000
+CHUNK_ROWS = 65_536
+"""Rows read (and held as Python objects) at a time; also the database readers' fetch size."""
 
 
 @dataclass
-class RawTable:
-    """Rows projected onto (id column, declared columns...), plus rows malformed as a whole.
+class RawChunk:
+    """Consecutive rows projected onto (id column, declared columns...), plus rows malformed as a
+    whole (kept as empty rows).
 
-    ``lines`` holds, for a CSV file, the file line on which each row starts (the header is line
-    1; blank lines and line breaks inside quoted fields are counted); it is empty for databases,
-    whose rows have no line.
+    ``first`` is the 0-based index of the chunk's first row in the source. ``lines`` holds, for
+    a CSV file, the file line on which each row starts (the header is line 1; blank lines and
+    line breaks inside quoted fields are counted); it is empty for databases, whose rows have no
+    line.
     """
 
-    description: str
-    rows: list[Sequence[object]]
-    malformed: dict[int, RowError] = field(default_factory=dict)  # 0-based index -> error
+    first: int
+    rows: list[Sequence[object]] = field(default_factory=list)
+    malformed: dict[int, RowError] = field(default_factory=dict)  # 0-based index in the source -> error
     lines: list[int] = field(default_factory=list)
+
+
+@dataclass
+class RawSource:
+    """A source being read: its description and its rows, chunk by chunk (read once)."""
+
+    description: str
+    chunks: Iterator[RawChunk]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -95,18 +110,21 @@ def _resolve(path: Path, base_dir: Path | None) -> Path:
 # --------------------------------------------------------------------------------------------------
 
 
-def read_csv(spec: DatasetSpec, source: CsvSource, base_dir: Path | None) -> RawTable:
+def read_csv(spec: DatasetSpec, source: CsvSource, base_dir: Path | None) -> RawSource:
     """Read a CSV file: header (BOM and surrounding blanks dropped), then every non-blank line.
 
     A line whose field count differs from the header's is kept as an empty row and recorded in
-    ``RawTable.malformed``.
+    ``RawChunk.malformed``.
     """
     path = _resolve(source.path, base_dir)
     description = f"CSV file {str(path)!r}"
     if not path.is_file():
         what = "is not a regular file" if path.exists() else "not found"
         raise DataSourceError(f"dataset {spec.name!r}: {description}: file {what}")
-    table = RawTable(description, [])
+    return RawSource(description, _csv_chunks(spec, source, path, description))
+
+
+def _csv_chunks(spec: DatasetSpec, source: CsvSource, path: Path, description: str) -> Iterator[RawChunk]:
     reader = None
     try:
         with path.open(newline="", encoding=source.encoding) as handle:
@@ -118,23 +136,29 @@ def read_csv(spec: DatasetSpec, source: CsvSource, base_dir: Path | None) -> Raw
                 header[0] = header[0][1:]
             header = [name.strip() for name in header]
             positions = _project(spec, description, header)
+            chunk = RawChunk(0)
             next_line = reader.line_num + 1
             for fields in reader:
                 line, next_line = next_line, reader.line_num + 1
                 if not fields:
                     continue  # a blank line is not a data row
-                table.lines.append(line)
+                chunk.lines.append(line)
                 if len(fields) != len(header):
-                    index = len(table.rows)
-                    table.malformed[index] = RowError(
+                    index = chunk.first + len(chunk.rows)
+                    chunk.malformed[index] = RowError(
                         index + 1,
                         "",
                         clip_raw(source.delimiter.join(fields)),
                         f"row has {len(fields)} fields, header has {len(header)}",
                     )
-                    table.rows.append(())
-                    continue
-                table.rows.append([fields[position] for position in positions])
+                    chunk.rows.append(())
+                else:
+                    chunk.rows.append([fields[position] for position in positions])
+                if len(chunk.rows) == CHUNK_ROWS:
+                    yield chunk
+                    chunk = RawChunk(chunk.first + CHUNK_ROWS)
+            if chunk.rows:
+                yield chunk
     except UnicodeDecodeError as error:
         raise DataSourceError(
             f"dataset {spec.name!r}: {description}: not valid {source.encoding} text ({error.reason})"
@@ -146,16 +170,31 @@ def read_csv(spec: DatasetSpec, source: CsvSource, base_dir: Path | None) -> Raw
         raise DataSourceError(
             f"dataset {spec.name!r}: {description}: cannot read file: {error.strerror or error}"
         ) from error
-    return table
 
 
-def read_sqlite(spec: DatasetSpec, source: SqliteSource, base_dir: Path | None) -> RawTable:
+def _in_chunks(rows: Iterator[Sequence[object]], positions: list[int] | None = None) -> Iterator[RawChunk]:
+    """Database rows (projected onto ``positions`` when given) in chunks of :data:`CHUNK_ROWS`."""
+    chunk = RawChunk(0)
+    for row in rows:
+        chunk.rows.append(row if positions is None else [row[position] for position in positions])
+        if len(chunk.rows) == CHUNK_ROWS:
+            yield chunk
+            chunk = RawChunk(chunk.first + CHUNK_ROWS)
+    if chunk.rows:
+        yield chunk
+
+
+def read_sqlite(spec: DatasetSpec, source: SqliteSource, base_dir: Path | None) -> RawSource:
     """Read every row of an SQLite table or view, opening the database file read-only."""
     path = _resolve(source.path, base_dir)
     description = f"SQLite table {source.table!r} in {str(path)!r}"
     if not path.is_file():
         what = "is not a regular file" if path.exists() else "not found"
         raise DataSourceError(f"dataset {spec.name!r}: {description}: database file {what}")
+    return RawSource(description, _sqlite_chunks(spec, source, path, description))
+
+
+def _sqlite_chunks(spec: DatasetSpec, source: SqliteSource, path: Path, description: str) -> Iterator[RawChunk]:
     uri = f"{path.resolve().as_uri()}?mode=ro"
     try:
         with closing(sqlite3.connect(uri, uri=True)) as connection:
@@ -169,11 +208,9 @@ def read_sqlite(spec: DatasetSpec, source: SqliteSource, base_dir: Path | None) 
             # columns are projected in Python, so no column name is ever put into SQL text.
             cursor = connection.execute(f'SELECT * FROM "{source.table}"')
             header = [column[0] for column in cursor.description]
-            positions = _project(spec, description, header)
-            rows: list[Sequence[object]] = [[row[position] for position in positions] for row in cursor]
+            yield from _in_chunks(cursor, _project(spec, description, header))
     except sqlite3.Error as error:
         raise DataSourceError(f"dataset {spec.name!r}: {description}: cannot read: {error}") from error
-    return RawTable(description, rows)
 
 
 def _postgres_description(source: PostgresSource) -> str:
@@ -191,19 +228,23 @@ def _postgres_description(source: PostgresSource) -> str:
     return f"PostgreSQL table {source.table!r} in database {database!r} at {host}:{port}"
 
 
-def read_postgres(spec: DatasetSpec, source: PostgresSource) -> RawTable:
+def read_postgres(spec: DatasetSpec, source: PostgresSource) -> RawSource:
     """Read the declared columns of a PostgreSQL table in one read-only transaction.
 
     Rows come through a server-side cursor in batches; identifiers are quoted by
     :class:`psycopg.sql.Identifier`. A DSN without ``connect_timeout`` gets
     :data:`POSTGRES_CONNECT_TIMEOUT_S`.
     """
+    description = _postgres_description(source)
+    return RawSource(description, _postgres_chunks(spec, source, description))
+
+
+def _postgres_chunks(spec: DatasetSpec, source: PostgresSource, description: str) -> Iterator[RawChunk]:
     import psycopg
     import psycopg.errors
     from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    description = _postgres_description(source)
     try:
         params = conninfo_to_dict(source.dsn)
     except psycopg.Error:
@@ -227,16 +268,15 @@ def read_postgres(spec: DatasetSpec, source: PostgresSource) -> RawTable:
             _project(spec, description, header)
             selected = sql.SQL(", ").join(sql.Identifier(name) for name in _wanted_columns(spec))
             with connection.cursor(name="mpc_load_dataset") as cursor:
-                cursor.itersize = _FETCH_BATCH
+                cursor.itersize = CHUNK_ROWS
                 cursor.execute(sql.SQL("SELECT {} FROM {}").format(selected, table))
-                rows: list[Sequence[object]] = list(cursor)
+                yield from _in_chunks(cursor)
     except psycopg.errors.UndefinedTable as error:
         raise DataSourceError(
             f"dataset {spec.name!r}: {description}: table not found ({_first_line(error)})"
         ) from error
     except psycopg.Error as error:
         raise DataSourceError(f"dataset {spec.name!r}: {description}: cannot read: {_first_line(error)}") from error
-    return RawTable(description, rows)
 
 
 def _first_line(error: BaseException) -> str:

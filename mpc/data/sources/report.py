@@ -90,11 +90,11 @@ def _value(raw: str) -> str:
     return repr(raw if len(raw) <= _VALUE_SHOWN else raw[:_VALUE_SHOWN] + "...")
 
 
-def _refused(report: LoadReport, lines: list[int]) -> Iterator[RefusedRow]:
+def _refused(report: LoadReport) -> Iterator[RefusedRow]:
     """Every problem of ``report``, ids masked: invalid ids, duplicates, then values (each in row order)."""
 
     def line(error: RowError) -> int | None:
-        return lines[error.row - 1] if lines else None
+        return report.lines.line(error.row) if report.lines is not None else None
 
     by_id: tuple[tuple[ProblemKind, list[RowError]], ...] = (
         ("invalid id", report.invalid_ids),
@@ -114,12 +114,12 @@ def _refused(report: LoadReport, lines: list[int]) -> Iterator[RefusedRow]:
 def check_dataset(spec: DatasetSpec, base_dir: Path | None = None) -> DatasetCheck:
     """Read and validate ``spec``'s source as the daemon would; raises
     :class:`~mpc.data.sources.dataset.DataSourceError` when the source cannot be read."""
-    table = read_source(spec, base_dir)
-    report = build_dataset(spec, table).report
-    problems = sorted(_refused(report, table.lines), key=lambda problem: problem.row)
+    source = read_source(spec, base_dir)
+    report = build_dataset(spec, source).report
+    problems = sorted(_refused(report), key=lambda problem: problem.row)
     return DatasetCheck(
         dataset=spec.name,
-        source=table.description,
+        source=source.description,
         rows_read=report.rows_read,
         rows_loaded=report.rows_loaded,
         upgraded_ids=report.upgraded_ids,

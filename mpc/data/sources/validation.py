@@ -1,6 +1,6 @@
 """Validating raw rows and building the :class:`~mpc.data.sources.dataset.Dataset`.
 
-:func:`build_dataset` checks the rows of a :class:`~mpc.data.sources.readers.RawTable` in the
+:func:`build_dataset` checks the rows of a :class:`~mpc.data.sources.readers.RawSource`, chunk by chunk, in the
 order :func:`mpc.data.sources.load_dataset` documents -- ids, then duplicates, then values -- and
 records every rejected row in the :class:`~mpc.data.sources.dataset.LoadReport`. Values are
 parsed strictly, one parser per column type (``int``, ``bool``, ``category``, ``date``, ``code``); a
@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
 import numpy as np
 
 from mpc.data.ids import normalize_column
 from mpc.data.schema import CATEGORY_MAX_LENGTH, ColumnSpec, DatasetSpec
-from mpc.data.sources.dataset import Dataset, LoadReport, RowError, clip_raw
-from mpc.data.sources.readers import RawTable
+from mpc.data.sources.dataset import Dataset, IdColumn, LineMap, LoadReport, RowError, clip_raw
+from mpc.data.sources.readers import RawChunk, RawSource
 from mpc.data.values import ValueParseError, code_value, composite_key, date_value, normalize_code
 
 __all__ = [
@@ -106,7 +107,7 @@ def _parse_category(value: object, spec: ColumnSpec) -> str:
     if value is None:
         raise _BadValue("missing value (NULL)")
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+        value = str(value)
     if not isinstance(value, str):
         raise _BadValue(f"not a category string ({type(value).__name__} value)")
     text = value.strip()
@@ -179,121 +180,216 @@ def _id_text(value: object) -> str | RowError | None:
 # --------------------------------------------------------------------------------------------------
 
 
-def build_dataset(spec: DatasetSpec, table: RawTable) -> Dataset:
-    """Check ids, duplicates and values of the raw rows (see :func:`mpc.data.sources.load_dataset`)."""
-    schema = spec.schema_
-    id_column = schema.id_column
-    report = LoadReport(dataset=spec.name, rows_read=len(table.rows))
-    excluded: set[int] = set(table.malformed)
+@dataclass
+class _Candidates:
+    """What the pass over the source keeps of one chunk's rows with a valid id: their row indexes,
+    normalised ids (fixed-width bytes), whether every value parsed, whether the id was upgraded
+    from 15 digits, and the parsed values (a placeholder where a value did not parse)."""
 
-    # 1. Ids: normalise the whole column; every invalid id is recorded with its reason.
-    texts: list[str | None] = []
-    type_errors: dict[int, RowError] = {}
-    for index, row in enumerate(table.rows):
-        if index in table.malformed:
-            texts.append(None)
-            continue
-        text = _id_text(row[0])
-        if isinstance(text, RowError):
-            type_errors[index] = text
-            texts.append(None)
-        else:
+    rows: np.ndarray
+    ids: np.ndarray
+    valid: np.ndarray
+    upgraded: np.ndarray
+    values: list[np.ndarray]
+
+
+def _column_array(values: list[int | str], column: ColumnSpec) -> np.ndarray:
+    if column.type == "category":
+        array = np.empty(len(values), dtype=object)
+        array[:] = values
+        return array
+    return np.array(values, dtype=np.int64)
+
+
+def _concatenate(parts: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
+    return np.concatenate(parts) if parts else empty
+
+
+def _take(parts: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
+    """The chunks' arrays as one, each part released as soon as it is copied (the list is emptied):
+    the peak is the result plus one part, not twice the result."""
+    if not parts:
+        return empty
+    out = np.empty(sum(len(p) for p in parts), dtype=np.result_type(*parts) if empty.dtype != object else object)
+    at = 0
+    while parts:
+        part = parts.pop(0)
+        out[at : at + len(part)] = part
+        at += len(part)
+    return out
+
+
+class _Builder:
+    """The checks of :func:`build_dataset`, one chunk at a time, then the duplicates over them all."""
+
+    def __init__(self, spec: DatasetSpec) -> None:
+        self.spec, self.schema = spec, spec.schema_
+        self.report = LoadReport(dataset=spec.name)
+        self.columns = list(self.schema.columns.items())
+        # a category value is kept as its declared label, so every row shares one string object
+        self.labels = {name: {label: label for label in c.domain} for name, c in self.columns if c.type == "category"}
+        self.key_positions = [1 + list(self.schema.columns).index(name) for name in self.schema.key_columns]
+        self.lines = LineMap()
+        self.has_lines = False
+        self.chunks: list[_Candidates] = []
+        self.raw_ids: dict[int, str] = {}  # raw id text of the rows where it differs from the normalised id
+        self.value_errors: dict[int, list[RowError]] = {}  # by 0-based row; reported unless the row is a duplicate
+        self.malformed: list[RowError] = []
+
+    def add(self, chunk: RawChunk) -> None:
+        """Steps 1 (ids, composite keys) and 3 (values) for the rows of ``chunk``."""
+        report, schema = self.report, self.schema
+        report.rows_read += len(chunk.rows)
+        self.malformed.extend(chunk.malformed.values())
+        for offset, line in enumerate(chunk.lines):
+            self.lines.add(chunk.first + offset, line)
+        self.has_lines = self.has_lines or bool(chunk.lines)
+
+        # 1. Ids: normalise the chunk's column; every invalid id is recorded with its reason.
+        texts: list[str | None] = []
+        skipped: set[int] = set()  # malformed rows, and ids of the wrong type (recorded here)
+        for offset, row in enumerate(chunk.rows):
+            index = chunk.first + offset
+            text = None if index in chunk.malformed else _id_text(row[0])
+            if index in chunk.malformed or isinstance(text, RowError):
+                if isinstance(text, RowError):
+                    report.invalid_ids.append(RowError(index + 1, schema.id_column, text.raw, text.reason))
+                skipped.add(offset)
+                text = None
             texts.append(text)
-    normalised, id_report = normalize_column(texts, schema.id_kind)
-    reasons = {invalid.row: invalid.reason for invalid in id_report.invalid}
-    for index, norm in enumerate(normalised):
-        if index in table.malformed or norm is not None:
-            continue
-        if index in type_errors:
-            error = type_errors[index]
-            report.invalid_ids.append(RowError(index + 1, id_column, error.raw, error.reason))
-        else:
-            raw = texts[index]
-            report.invalid_ids.append(RowError(index + 1, id_column, _raw_text(raw), reasons.get(index, "invalid id")))
-        excluded.add(index)
-
-    # 1b. A composite key: the id and the key columns' normalised codes make the row's id.
-    if schema.key_columns:
-        positions = [1 + list(schema.columns).index(name) for name in schema.key_columns]
-        for index, norm in enumerate(normalised):
-            if norm is None or index in excluded:
+        normalised, id_report = normalize_column(texts, schema.id_kind)
+        reasons = {invalid.row: invalid.reason for invalid in id_report.invalid}
+        rows: list[int] = []
+        ids: list[bytes] = []
+        valid: list[bool] = []
+        upgraded: list[bool] = []
+        parsed: list[list[int | str]] = [[] for _ in self.columns]
+        for offset, norm in enumerate(normalised):
+            index, raw = chunk.first + offset, texts[offset]
+            if norm is None:
+                if offset not in skipped:
+                    reason = reasons.get(offset, "invalid id")
+                    report.invalid_ids.append(RowError(index + 1, schema.id_column, _raw_text(raw), reason))
                 continue
-            parts = [norm]
-            for name, position in zip(schema.key_columns, positions, strict=True):
+            row = chunk.rows[offset]
+            # 1b. A composite key: the id and the key columns' normalised codes make the row's id.
+            if self.key_positions:
+                key = self._composite_key(index, norm, row)
+                if key is None:
+                    continue
+                norm = key
+            # 3. Values: every declared column, strictly parsed (placeholders where one fails).
+            errors: list[RowError] = []
+            for position, ((name, column), target) in enumerate(zip(self.columns, parsed, strict=True), start=1):
+                value = row[position]
                 try:
-                    parts.append(_key_part(table.rows[index][position]))
-                except ValueParseError as problem:
-                    raw = _raw_text(table.rows[index][position])
-                    report.invalid_ids.append(RowError(index + 1, name, raw, f"key column {name!r}: {problem}"))
-                    excluded.add(index)
-                    break
-            else:
-                normalised[index] = composite_key(*parts)
-        report.invalid_ids.sort(key=lambda error: error.row)
+                    parsed_value = _PARSERS[column.type](value, column)
+                except _BadValue as problem:
+                    errors.append(RowError(index + 1, name, _raw_text(value), str(problem)))
+                    parsed_value = "" if column.type == "category" else 0
+                if column.type == "category":
+                    parsed_value = self.labels[name].get(str(parsed_value), parsed_value)
+                target.append(parsed_value)
+            if errors:
+                self.value_errors[index] = errors
+            if raw != norm:
+                self.raw_ids[index] = _raw_text(raw)
+            rows.append(index)
+            ids.append(norm.encode())
+            valid.append(not errors)
+            upgraded.append(schema.id_kind == "resident_id" and len((raw or "").strip()) == 15)
+        self.chunks.append(
+            _Candidates(
+                np.array(rows, dtype=np.int64),
+                np.array(ids, dtype=bytes) if ids else np.zeros(0, dtype="S1"),
+                np.array(valid, dtype=bool),
+                np.array(upgraded, dtype=bool),
+                [_column_array(values, column) for values, (_, column) in zip(parsed, self.columns, strict=True)],
+            )
+        )
 
-    # 2. Duplicates, compared after normalisation, among rows with a valid id.
-    occurrences: dict[str, list[int]] = {}
-    for index, norm in enumerate(normalised):
-        if norm is not None and index not in excluded:
-            occurrences.setdefault(norm, []).append(index)
-    for indices in occurrences.values():
-        if len(indices) < 2:
-            continue
-        rows_text = ", ".join(str(index + 1) for index in indices[:_DUPLICATE_ROWS_SHOWN])
-        if len(indices) > _DUPLICATE_ROWS_SHOWN:
-            rows_text += f", ... ({len(indices)} rows in all)"
-        if schema.duplicates == "reject":
-            reason = f"duplicate id (rows {rows_text}); policy 'reject' excludes every row of it"
-            dropped = indices
-        else:
-            reason = f"duplicate id (rows {rows_text}); policy 'first_wins' keeps row {indices[0] + 1}"
-            dropped = indices[1:]
-        for index in dropped:
-            report.duplicates.append(RowError(index + 1, id_column, _raw_text(texts[index]), reason))
-            excluded.add(index)
-    report.duplicates.sort(key=lambda error: error.row)
-
-    # 3. Values: every declared column of every remaining row, strictly parsed.
-    column_specs = list(schema.columns.items())
-    parsed: list[list[int | str]] = [[] for _ in column_specs]
-    ids: list[str] = []
-    loaded: list[int] = []
-    for index, row in enumerate(table.rows):
-        if index in excluded:
-            continue
-        values: list[int | str] = []
-        errors: list[RowError] = []
-        for position, (name, column) in enumerate(column_specs, start=1):
-            value = row[position]
+    def _composite_key(self, index: int, norm: str, row: Sequence[object]) -> str | None:
+        """The row's id from its id and key columns; None (recorded) when a key part is invalid."""
+        parts = [norm]
+        for name, position in zip(self.schema.key_columns, self.key_positions, strict=True):
             try:
-                values.append(_PARSERS[column.type](value, column))
-            except _BadValue as problem:
-                errors.append(RowError(index + 1, name, _raw_text(value), str(problem)))
-        if errors:
+                parts.append(_key_part(row[position]))
+            except ValueParseError as problem:
+                raw = _raw_text(row[position])
+                self.report.invalid_ids.append(RowError(index + 1, name, raw, f"key column {name!r}: {problem}"))
+                return None
+        return composite_key(*parts)
+
+    def finish(self) -> Dataset:
+        """Step 2 (duplicates, over the whole source), then the dataset of the rows left."""
+        report, schema = self.report, self.schema
+        chunks, self.chunks = self.chunks, []
+        rows = _concatenate([c.rows for c in chunks], np.zeros(0, dtype=np.int64))
+        valid = _concatenate([c.valid for c in chunks], np.zeros(0, dtype=bool))
+        upgraded = _concatenate([c.upgraded for c in chunks], np.zeros(0, dtype=bool))
+        ids = _take([c.ids for c in chunks], np.zeros(0, dtype="S1"))
+        values = [_take([c.values.pop(0) for c in chunks], _column_array([], column)) for _, column in self.columns]
+        del chunks
+
+        # 2. Duplicates, compared after normalisation, among rows with a valid id.
+        dropped = np.zeros(len(ids), dtype=bool)
+        for members in _repeated(ids):
+            rows_text = ", ".join(str(int(rows[m]) + 1) for m in members[:_DUPLICATE_ROWS_SHOWN])
+            if len(members) > _DUPLICATE_ROWS_SHOWN:
+                rows_text += f", ... ({len(members)} rows in all)"
+            if schema.duplicates == "reject":
+                reason = f"duplicate id (rows {rows_text}); policy 'reject' excludes every row of it"
+                gone = members
+            else:
+                reason = f"duplicate id (rows {rows_text}); policy 'first_wins' keeps row {int(rows[members[0]]) + 1}"
+                gone = members[1:]
+            for m in gone:
+                index = int(rows[m])
+                raw = self.raw_ids.get(index, _raw_text(bytes(ids[m]).decode()))
+                report.duplicates.append(RowError(index + 1, schema.id_column, raw, reason))
+                dropped[m] = True
+                self.value_errors.pop(index, None)  # a duplicate is reported as that alone
+        for errors in self.value_errors.values():
             report.invalid_values.extend(errors)
-            excluded.add(index)
-            continue
-        norm = normalised[index]
-        assert norm is not None
-        ids.append(norm)
-        loaded.append(index)
-        for target, value in zip(parsed, values, strict=True):
-            target.append(value)
+        # Whole-row problems (CSV field-count mismatches) are value problems of the row.
+        report.invalid_values.extend(self.malformed)
+        for problems in (report.invalid_ids, report.duplicates, report.invalid_values):
+            problems.sort(key=lambda error: error.row)
 
-    # Whole-row problems (CSV field-count mismatches) are value problems of the row.
-    report.invalid_values.extend(table.malformed.values())
-    report.invalid_values.sort(key=lambda error: error.row)
-    report.rows_loaded = len(ids)
-    if schema.id_kind == "resident_id":
-        # A valid resident id whose stripped raw text has 15 characters was upgraded to 18.
-        report.upgraded_ids = sum(1 for index in loaded if len((texts[index] or "").strip()) == 15)
+        kept = valid & ~dropped
+        report.rows_loaded = int(kept.sum())
+        report.upgraded_ids = int(upgraded[kept].sum())
+        report.lines = self.lines if self.has_lines else None
+        if report.rows_loaded < len(kept):  # (a copy of each array only when a row is refused)
+            ids, values = ids[kept], [array[kept] for array in values]
+        columns = {name: array for (name, _), array in zip(self.columns, values, strict=True)}
+        return Dataset(spec=self.spec, ids=IdColumn(ids), columns=columns, report=report)
 
-    columns: dict[str, np.ndarray] = {}
-    for (name, column), values_list in zip(column_specs, parsed, strict=True):
-        if column.type == "category":
-            array = np.empty(len(values_list), dtype=object)
-            array[:] = values_list
-            columns[name] = array
-        else:
-            columns[name] = np.array(values_list, dtype=np.int64)
-    return Dataset(spec=spec, ids=ids, columns=columns, report=report)
+
+def _repeated(ids: np.ndarray) -> Iterator[list[int]]:
+    """The positions of each id that occurs more than once, in order (rare: one sort finds them)."""
+    if len(ids) < 2:
+        return
+    order = np.argsort(ids, kind="stable")
+    ordered = ids[order]
+    same = ordered[1:] == ordered[:-1]
+    del ordered
+    if not same.any():
+        return
+    members: dict[bytes, list[int]] = {}
+    for k in np.flatnonzero(same).tolist():
+        for position in (int(order[k]), int(order[k + 1])):
+            group = members.setdefault(bytes(ids[position]), [])
+            if position not in group:
+                group.append(position)
+    for group in members.values():
+        yield sorted(group)
+
+
+def build_dataset(spec: DatasetSpec, source: RawSource) -> Dataset:
+    """Check ids, duplicates and values of the source's rows (see :func:`mpc.data.sources.load_dataset`),
+    a chunk at a time: what is held across chunks is the candidate rows' ids and values as arrays."""
+    builder = _Builder(spec)
+    for chunk in source.chunks:
+        builder.add(chunk)
+    return builder.finish()
