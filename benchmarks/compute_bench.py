@@ -23,7 +23,8 @@ one node process (all cores) and Ray with two node processes (a core each), star
 
 ``python -m benchmarks.compute_bench [ROWS] [APPLICATIONS]``; ``make bench`` runs a short form.
 ``python -m benchmarks.compute_bench prep ROWS [BACKEND...]``: table preparation alone (a large
-table's time and peak memory).
+table's time and peak memory). ``python -m benchmarks.compute_bench screen APPLICATIONS
+[BACKEND...]``: the screening alone (the issue's size: 100 000 applications).
 """
 
 from __future__ import annotations
@@ -159,7 +160,6 @@ def run(quick: bool, log: object = print, rows: int | None = None, applications:
     say = log if callable(log) else print
     rows = rows or (10_000 if quick else 50_000)
     applications = applications or (1_000 if quick else 5_000)
-    residents = max(applications * 3, 20_000)
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="compute-bench-") as scratch:
         prep = _prepare_table(rows, Path(scratch) / "prep")
@@ -177,10 +177,22 @@ def run(quick: bool, log: object = print, rows: int | None = None, applications:
         say(f"peak RSS: this process {own:.0f} MB, local workers {children:.0f} MB")
         results.append(ours_only("compute_prep_peak_rss_mb", "MB", max(own, children)))
 
+        results += screen(applications, list(BACKENDS), say, Path(scratch))
+    parallel.configure(ComputeConfig())
+    return results
+
+
+def screen(
+    applications: int, backends: list[str], say: Callable[[str], None] = print, scratch: Path | None = None
+) -> list[Result]:
+    """The screening of ``applications`` on each of ``backends`` (the first is the reference)."""
+    residents = max(applications * 3, 20_000)
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="compute-bench-") as own:
         cpu_split: list[dict[str, float]] = []
-        screening = _screening(residents, applications, Path(scratch) / "screening", cpu_split)
+        screening = _screening(residents, applications, (scratch or Path(own)) / "screening", cpu_split)
         screened: dict[str, float] = {}
-        for backend in BACKENDS:
+        for backend in backends:
             value = _on(backend, screening)
             size = f"{applications:,} applications x 3 owners ({residents:,} residents)"
             say(f"screening, {size}, {backend}: {value:.1f} s")
@@ -191,9 +203,9 @@ def run(quick: bool, log: object = print, rows: int | None = None, applications:
                 per_core = applications * 3 / sum(cpu_split[-1].values())
                 say(f"  {per_core:,.0f} application-owner checks per CPU second, all parties together")
                 results.append(ours_only("compute_screening_checks_per_cpu_s", "checks/s", per_core))
-        for backend in ("ray1", "ray2"):
-            ratio = screened[backend] / screened["local"]
-            say(f"  {backend} over local: {ratio:.2f}")
+        for backend in backends[1:]:
+            ratio = screened[backend] / screened[backends[0]]
+            say(f"  {backend} over {backends[0]}: {ratio:.2f}")
             results.append(ours_only(f"compute_screening_{backend}_over_local", "x", ratio, "<= 1.15", ratio <= 1.15))
     parallel.configure(ComputeConfig())
     return results
@@ -216,6 +228,9 @@ def prepare_only(rows: int, backends: list[str], log: Callable[[str], None] = pr
 if __name__ == "__main__":
     if sys.argv[1:2] == ["prep"]:  # python -m benchmarks.compute_bench prep ROWS BACKEND...
         prepare_only(int(sys.argv[2]), sys.argv[3:] or ["local"])
+    elif sys.argv[1:2] == ["screen"]:  # python -m benchmarks.compute_bench screen APPLICATIONS BACKEND...
+        for r in screen(int(sys.argv[2]), sys.argv[3:] or list(BACKENDS)):
+            print(r)
     else:  # python -m benchmarks.compute_bench [ROWS] [APPLICATIONS]
         for r in run(False, print, *[int(a) for a in sys.argv[1:3]]):
             print(r)

@@ -3,6 +3,7 @@ decrypts only in the context of the table it came from; tags and tables per OPRF
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from gmpy2 import mpz
 
 from demo.synthetic import generate, write_csv
+from mpc.crypto.curve25519 import OprfServer
 from mpc.crypto.paillier import PaillierCiphertext
 from mpc.data.schema import DatasetSpec
 from mpc.data.sources import Dataset, load_dataset
@@ -192,3 +194,40 @@ def test_rows_are_read_back_in_any_order_and_runs(income: Dataset, tmp_path: Pat
         expected = b"".join(every[r * width : (r + 1) * width] for r in rows)
         assert table.rows_bytes(np.array(rows, dtype=np.int64)) == expected
     assert table.rows_bytes(slice(5, 5)) == b"" and table.rows_bytes(slice(2, 4)) == every[2 * width : 4 * width]
+
+
+def test_tags_stopped_midway_resume_after_the_last_whole_chunk(
+    income: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tags are computed and synced to disk a chunk of ids at a time: a daemon stopped midway
+    computes only the chunks it had not finished, and the tags are those of a run never stopped."""
+    import parties.owner.tables as tables_module
+
+    monkeypatch.setattr(tables_module, "ID_CHUNK_ROWS", 64)
+    evaluated: list[int] = []
+    stop_at = 3  # the call that is killed (0: none)
+
+    class Counting(OprfServer):
+        def evaluate_ids(self, ids: Sequence[bytes | str], tag_bytes: int = 8, parallel: bool = True) -> list[bytes]:
+            evaluated.append(len(ids))
+            if len(evaluated) == stop_at:
+                raise KeyboardInterrupt("killed")
+            return super().evaluate_ids(ids, tag_bytes, parallel)
+
+    def counting_key(name: str, epoch: int) -> OprfServer:
+        key = oprf_filter.dataset_key(MASTER, "tax", name, epoch)
+        return Counting(key.scalar, key.domain)
+
+    def stopping_cache(state: Path) -> TableCache:
+        return TableCache(state / "encrypted", state / "keys", 1024, 64, counting_key)
+
+    with pytest.raises(KeyboardInterrupt):
+        stopping_cache(tmp_path).buckets(income, EPOCH)
+    assert [p.name.endswith(".tags.part") for p in (tmp_path / "encrypted" / f"epoch-{EPOCH}").iterdir()] == [True]
+    evaluated.clear()
+    stop_at = 0
+    resumed = stopping_cache(tmp_path).buckets(income, EPOCH)  # the restarted daemon
+    assert evaluated == [64, len(income.ids) - 192]  # the first two chunks were kept
+    never_stopped = cache(tmp_path / "other").buckets(income, EPOCH)
+    assert resumed.tags.tobytes() == never_stopped.tags.tobytes()
+    assert not list((tmp_path / "encrypted" / f"epoch-{EPOCH}").glob("*.part"))

@@ -7,7 +7,8 @@ under another table's name decrypts to noise, never to the values.
 
 Tags depend on the dataset's OPRF key, which changes every epoch (``party.oprf_epoch_hours``), so
 everything derived from them lives under ``STATE/encrypted/epoch-N/``: for a dataset the owner
-computes every row's OPRF tag once per epoch (``NAME-*.tags``); for a (dataset, columns) pair it
+computes every row's OPRF tag once per epoch (``NAME-*.tags``, written a million rows at a time
+so that a stop midway resumes); for a (dataset, columns) pair it
 encrypts rows bucket by bucket on first use, on the compute backend (:mod:`mpc.parallel`), in
 chunks of bounded memory, into a file of fixed-width ciphertexts in bucket order (``NAME-*.bin``,
 with ``.done`` marking the encrypted buckets, written after each chunk of about
@@ -234,12 +235,10 @@ class TableCache:
             path = (
                 self._epoch_directory(epoch) / f"{name}-{self._digest(_key_id(key), self._data_digest(dataset))}.tags"
             )
-            rows = len(dataset.ids)
-            if path.exists() and path.stat().st_size == rows * TAG_BYTES:
-                tags = path.read_bytes()
-            else:  # a chunk of ids at a time (each on every core): the ids are never all Python objects at once
-                tags = b"".join(b"".join(key.evaluate_ids(chunk)) for chunk in dataset.ids.chunks(ID_CHUNK_ROWS))
-                write_atomic(path, [tags])
+            ids = dataset.ids
+            tags = _computed_by_chunks(
+                path, len(ids), TAG_BYTES, lambda lo, hi: b"".join(key.evaluate_ids(ids.array[lo:hi].tolist()))
+            )
             index = BucketIndex.build(tags, self.bucket_bits(dataset))
             with self._lock:
                 self._buckets[(name, epoch)] = index
@@ -256,13 +255,11 @@ class TableCache:
             return cached
         with self._compute_lock:
             path = self.directory / f"{name}-{self._digest('h2c', domain.hex(), self._data_digest(dataset))}.points"
-            rows = len(dataset.ids)
-            if path.exists() and path.stat().st_size == rows * POINT_BYTES:
-                blob = path.read_bytes()
-            else:
-                blob = b"".join(hash_ids(chunk, domain) for chunk in dataset.ids.chunks(ID_CHUNK_ROWS))
-                write_atomic(path, [blob])
-            points = np.frombuffer(blob, dtype=np.uint8).reshape(rows, POINT_BYTES)
+            ids = dataset.ids
+            blob = _computed_by_chunks(
+                path, len(ids), POINT_BYTES, lambda lo, hi: hash_ids(ids.array[lo:hi].tolist(), domain)
+            )
+            points = np.frombuffer(blob, dtype=np.uint8).reshape(len(ids), POINT_BYTES)
             with self._lock:
                 self._points[key] = points
             return points
@@ -336,6 +333,31 @@ class TableCache:
             with self._lock:
                 self._tables[key] = table
             return table
+
+
+def _computed_by_chunks(path: Path, rows: int, width: int, compute: Callable[[int, int], bytes]) -> bytes:
+    """The contents of a per-row cache file (``width`` bytes a row), computed if absent.
+
+    ``compute(lo, hi)`` gives rows ``[lo, hi)``; it is called :data:`ID_CHUNK_ROWS` rows at a time
+    (each call spreads over the compute backend), appending to ``PATH.part`` and syncing it after
+    each chunk, so that a daemon stopped midway resumes after its last whole chunk. The name of the
+    file holds the digest of the keys and the data, so a part is only ever resumed by the same
+    computation. Renamed to ``path`` when complete.
+    """
+    if path.exists() and path.stat().st_size == rows * width:
+        return path.read_bytes()
+    part = path.with_name(path.name + ".part")
+    done = min(part.stat().st_size // (ID_CHUNK_ROWS * width) * ID_CHUNK_ROWS, rows) if part.exists() else 0
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.ftruncate(fd, done * width)  # a chunk cut short by the stop is computed again
+        for lo in range(done, rows, ID_CHUNK_ROWS):
+            os.pwrite(fd, compute(lo, min(lo + ID_CHUNK_ROWS, rows)), lo * width)
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(part, path)
+    return path.read_bytes()
 
 
 def _key_id(key: OprfServer) -> str:
