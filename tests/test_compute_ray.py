@@ -1,7 +1,8 @@
 """The Ray compute backend on a real Ray cluster: a head and a second node process, started here
 on loopback (issue 17). The same chunks give the same bytes as on the local process pool: OPRF
-tags, Paillier decryptions, PSI, and an eligibility batch between daemons configured for Ray; a
-worker that dies mid-task is retried and the result is still right.
+tags, Paillier decryptions, PSI, the requester's P1 group products, and an eligibility batch
+between daemons configured for Ray; a worker that dies mid-task is retried and the result is
+still right.
 
 Where Ray cannot be imported the module is skipped with the reason, except under ``CI=true``.
 """
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from demo.cluster import LocalCluster
@@ -27,8 +29,9 @@ from mpc import parallel
 from mpc.crypto.curve25519 import OprfServer, hash_ids
 from mpc.crypto.paillier import _decrypt_chunk, generate_keypair
 from mpc.parallel import ComputeConfig, ComputeError, LocalPool, RayCluster
-from mpc.protocols import psi
+from mpc.protocols import lookup, psi
 from mpc.protocols.rules import evaluate_plain, load_rules
+from mpc.sharing import ring
 from parties.requester import Client
 from tests.e2e.conftest import owner_values
 from tests.protocols.test_psi import run as psi_run
@@ -103,6 +106,34 @@ def test_psi_on_ray_equals_the_local_pools(on_ray: RayCluster) -> None:
     assert on_ray.tasks > before
     _on_local()
     assert on_ray_result == run() == (expected, len(expected))
+
+
+def test_p1_group_products_on_ray_equal_the_serial_ones(on_ray: RayCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The requester's P1 products (each group's selected ciphertexts times its encrypted mask),
+    above PRODUCTS_SERIAL_BELOW matched rows, run as chunks on the cluster and give the very
+    ciphertexts of the in-process loop for the same masks and obfuscators; they decrypt to the rows."""
+    public, private = generate_keypair(1024)
+    layout = lookup.RowLayout.for_bounds(["v"], [(0, 10**6)], 1024)
+    g, rows = layout.rows_per_plaintext, 3000
+    rng = np.random.default_rng(23)
+    values = rng.integers(0, 10**6 + 1, rows)
+    fixed = np.where(rng.random(rows) < 0.85, rng.integers(0, g, rows), -1)  # about 2 550 matched rows
+    assert (fixed >= 0).sum() >= lookup.PRODUCTS_SERIAL_BELOW
+    plan = lookup.plan_groups(fixed, g)
+    plain = layout.plaintexts(values.reshape(-1, 1), np.maximum(fixed, 0))
+    selected = [public.encrypt(m) if f >= 0 else None for m, f in zip(plain, fixed.tolist(), strict=True)]
+    masks = layout.random_masks(plan.count)
+    obfuscators = [public.obfuscator.next() for _ in range(plan.count)]
+    monkeypatch.setattr(lookup.RowLayout, "random_masks", lambda self, count: masks)
+    before = on_ray.tasks
+    on_ray_products, on_ray_mine = lookup.mask_groups(public, layout, selected, plan, obfuscators)
+    assert on_ray.tasks > before  # the products ran as chunks on the cluster
+    monkeypatch.setattr(lookup, "PRODUCTS_SERIAL_BELOW", rows + 1)
+    serial, serial_mine = lookup.mask_groups(public, layout, selected, plan, obfuscators)
+    assert [c.value for c in on_ray_products] == [c.value for c in serial] and (on_ray_mine == serial_mine).all()
+    owner = lookup.unmask(layout, private.decrypt_parallel(on_ray_products), plan.groups, plan.positions)
+    opened = ring.decode(on_ray_mine + owner).reshape(-1)
+    assert opened.tolist() == np.where(fixed >= 0, values, 0).tolist()
 
 
 def _dies_on_first_attempt(marker: str, p: int, q: int, blob: bytes) -> bytes:

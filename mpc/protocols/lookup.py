@@ -41,12 +41,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from gmpy2 import mpz
 
 from mpc.crypto.paillier import PaillierCiphertext, PaillierPublicKey
 from mpc.crypto.prg import random_permutation
+from mpc.parallel import backend, split
 
 __all__ = [
     "DEFAULT_ANONYMITY_SET",
+    "PRODUCTS_SERIAL_BELOW",
     "STATISTICAL_SECURITY",
     "TAG_PREFIX_BITS",
     "BucketIndex",
@@ -62,6 +65,10 @@ __all__ = [
 ]
 
 STATISTICAL_SECURITY = 40  # bits of mask beyond a value's width: statistical distance 2^-40
+# P1: with fewer matched rows than this, the group products are computed in this process (one
+# modular multiplication each, cheaper than a chunk's dispatch); from it on, on the compute backend.
+PRODUCTS_SERIAL_BELOW = 2048
+PRODUCTS_CHUNK_ROWS = 512  # P1 products on the backend: at least about this many matched rows a chunk
 _RING = 2**64
 
 
@@ -291,17 +298,90 @@ def mask_groups(
     obfuscators: Sequence[object] | None = None,
 ) -> tuple[list[PaillierCiphertext], np.ndarray]:
     """P1 requester: multiply each group's selected ciphertexts with one encrypted mask over all
-    slots. Returns ``plan.count`` ciphertexts and our shares (rows x width, uint64)."""
-    nsq = public_key.nsquare
+    slots. Returns ``plan.count`` ciphertexts and our shares (rows x width, uint64).
+
+    The products (one multiplication mod n^2 per matched row) run on the compute backend
+    (:mod:`mpc.parallel`) in chunks of whole groups from :data:`PRODUCTS_SERIAL_BELOW` matched rows
+    on, in this process below it; the ciphertexts, shares and leakage are the same either way. A
+    chunk carries only ciphertexts under the owner's public key: our encrypted masks (which the
+    owner receives anyway, multiplied in) and the owner's ciphertexts we selected, with their group
+    numbers. No key and no plaintext: the mask plaintexts and our shares never leave this process.
+    Which of the owner's rows we selected, and into which group, is ours and is not revealed to the
+    owner (the masks re-randomise each product); it travels only to our own backend (our process
+    pool, or our own Ray cluster, ``docs/scaling.md``), like every chunk of ours.
+    """
     masks = layout.random_masks(plan.count)
-    products = _encrypt_masks(public_key, masks, obfuscators)
-    for c, group in zip(selected, plan.groups.tolist(), strict=True):
-        if c is not None:
-            products[group] = products[group] * c.value % nsq
+    products = _group_products(public_key, _encrypt_masks(public_key, masks, obfuscators), selected, plan.groups)
     slots = layout.slots(masks)
     mine = (np.uint64(0) - slots[plan.groups, plan.positions]).astype(np.uint64)
     _absent_minimums(layout, mine, np.array([c is None for c in selected], dtype=bool))
     return [PaillierCiphertext(public_key, v) for v in products], mine
+
+
+def _group_products(
+    public_key: PaillierPublicKey,
+    starts: Sequence[mpz],
+    selected: Sequence[PaillierCiphertext | None],
+    groups: np.ndarray,
+    serial_below: int | None = None,
+    chunk_rows: int | None = None,
+) -> list[mpz]:
+    """``starts[k]`` times every selected ciphertext of group ``k`` (``groups[i]`` for row ``i``),
+    mod n^2: in this process below ``serial_below`` matched rows (default
+    :data:`PRODUCTS_SERIAL_BELOW`), else on the compute backend, by contiguous ranges of groups
+    (four per worker at most, of about ``chunk_rows`` matched rows at least; default
+    :data:`PRODUCTS_CHUNK_ROWS`). The matched rows are sorted by group once, so that each chunk
+    carries its own groups' starting values and ciphertexts alone."""
+    nsq, count = public_key.nsquare, len(starts)
+    if len(selected) != len(groups):
+        raise ValueError(f"{len(selected)} selected rows but {len(groups)} group numbers")
+    matched = np.flatnonzero(np.fromiter((c is not None for c in selected), dtype=bool, count=len(selected)))
+    if len(matched) and (groups[matched].min() < 0 or groups[matched].max() >= count):
+        raise ValueError(f"a matched row names a group outside [0, {count})")
+    limit = PRODUCTS_SERIAL_BELOW if serial_below is None else serial_below
+    if len(matched) < limit:
+        products = list(starts)
+        for c, group in zip(selected, groups.tolist(), strict=True):
+            if c is not None:
+                products[group] = products[group] * c.value % nsq
+        return products
+    compute, width = backend(), public_key.ciphertext_bytes
+    order = matched[np.argsort(groups[matched], kind="stable")]  # matched rows, bucketed by group
+    ordered = groups[order]
+    per_chunk = PRODUCTS_CHUNK_ROWS if chunk_rows is None else chunk_rows
+    ranges = split(count, min(4 * compute.workers, max(1, len(matched) // max(per_chunk, 1))))
+    edges = np.searchsorted(ordered, [lo for lo, _ in ranges] + [count]).tolist()
+
+    def call(k: int) -> tuple[int, bytes, bytes, bytes]:
+        (lo, hi), rows = ranges[k], order[edges[k] : edges[k + 1]].tolist()
+        values = [selected[i].value for i in rows]  # matched rows: never None
+        return (
+            int(public_key.n),
+            b"".join(mpz(s).to_bytes(width, "big") for s in starts[lo:hi]),
+            b"".join(v.to_bytes(width, "big") for v in values),
+            (ordered[edges[k] : edges[k + 1]] - lo).astype("<i8").tobytes(),
+        )
+
+    out: list[mpz] = []
+    for blob in compute.map(_products_chunk, (call(k) for k in range(len(ranges)))):
+        out.extend(mpz.from_bytes(blob[i : i + width], "big") for i in range(0, len(blob), width))
+    return out
+
+
+def _products_chunk(n: int, starts: bytes, ciphertexts: bytes, groups: bytes) -> bytes:
+    """Worker: the products mod n^2 of a range of groups. Group ``k`` of the range starts at the
+    ``k``-th fixed-width ciphertext of ``starts`` and takes in every ciphertext of ``ciphertexts``
+    whose entry of ``groups`` (little-endian int64, relative to the range) is ``k``; the products
+    come back fixed-width, in order."""
+    nsq = mpz(n) * mpz(n)
+    width = (int(nsq).bit_length() + 7) // 8
+    products = [mpz.from_bytes(starts[i : i + width], "big") for i in range(0, len(starts), width)]
+    numbers = np.frombuffer(groups, dtype="<i8").tolist()
+    if len(ciphertexts) != width * len(numbers) or len(starts) != width * len(products):
+        raise ValueError("a products chunk's ciphertexts and group numbers do not match")
+    for k, i in zip(numbers, range(0, len(ciphertexts), width), strict=True):
+        products[k] = products[k] * mpz.from_bytes(ciphertexts[i : i + width], "big") % nsq
+    return b"".join(p.to_bytes(width, "big") for p in products)
 
 
 # ----------------------------------------------------------------------------- owner side

@@ -177,3 +177,94 @@ def test_rows_at_every_position_add_and_decode_exactly(keypair_1024: KeyPair, da
     masks = layout.slots([largest])[0]
     shifted = values - np.array([lo for lo, _ in bounds])
     assert (slots - masks).astype(np.int64).tolist() == shifted.tolist()
+
+
+def _random_ciphertexts(pk: PaillierPublicKey, count: int) -> list[PaillierCiphertext]:
+    """Units mod n^2 (each a ciphertext of some plaintext): the products need no real encryption."""
+    return [PaillierCiphertext(pk, pk.random_unit() ** 2 % pk.nsquare) for _ in range(count)]
+
+
+@st.composite
+def _grouped_rows(draw: st.DrawFn) -> tuple[int, list[int | None]]:
+    """A group count and, per row, its group number or None (nothing selected), with the edge
+    cases drawn as often as random ones: no row at all, no matched row, every row matched, one group."""
+    kind = draw(st.sampled_from(["random", "no rows", "none matched", "all matched", "one group"]))
+    count = 1 if kind == "one group" else draw(st.integers(1, 12))
+    if kind == "no rows":
+        return draw(st.integers(0, 3)), []
+    groups = st.integers(0, count - 1)
+    row = (
+        st.none() if kind == "none matched" else groups if kind in ("all matched", "one group") else st.none() | groups
+    )
+    return count, draw(st.lists(row, max_size=60))
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=_grouped_rows(), chunk_rows=st.integers(1, 8))
+def test_group_products_on_the_backend_equal_the_serial_ones(
+    keypair_1024: KeyPair, case: tuple[int, list[int | None]], chunk_rows: int
+) -> None:
+    """P1's products of each group's selected ciphertexts with its encrypted mask: chunked by
+    ranges of groups on the local pool, they are exactly the ciphertexts of the serial loop."""
+    from mpc import parallel
+
+    pk, _ = keypair_1024
+    count, rows = case
+    starts = [c.value for c in _random_ciphertexts(pk, count)]
+    ciphertexts = _random_ciphertexts(pk, len(rows))
+    selected = [c if g is not None else None for c, g in zip(ciphertexts, rows, strict=True)]
+    groups = np.array([-1 if g is None else g for g in rows], dtype=np.int64)  # unmatched: any group, unused
+    expected = list(starts)
+    for c, g in zip(ciphertexts, rows, strict=True):
+        if g is not None:
+            expected[g] = expected[g] * c.value % pk.nsquare
+    assert lookup._group_products(pk, starts, selected, groups, serial_below=len(rows) + 1) == expected
+    before = parallel.backend().tasks
+    assert lookup._group_products(pk, starts, selected, groups, serial_below=0, chunk_rows=chunk_rows) == expected
+    assert parallel.backend().tasks > before or count == 0  # it ran as chunks (none for no group)
+
+
+def test_group_products_refuse_a_matched_row_outside_the_groups(keypair_1024: KeyPair) -> None:
+    pk, _ = keypair_1024
+    starts, (c,) = [c.value for c in _random_ciphertexts(pk, 2)], _random_ciphertexts(pk, 1)
+    for serial_below in (0, 10):
+        for group in (-1, 2):
+            with pytest.raises(ValueError, match=r"outside \[0, 2\)"):
+                lookup._group_products(pk, starts, [c], np.array([group]), serial_below=serial_below)
+    with pytest.raises(ValueError, match="1 selected rows but 2 group numbers"):
+        lookup._group_products(pk, starts, [c], np.array([0, 1]))
+
+
+@pytest.mark.parametrize("case", ["mixed", "none matched", "all matched", "one group", "no rows"])
+def test_mask_groups_on_the_backend_equals_in_process(
+    keypair_1024: KeyPair, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    """mask_groups forced onto the backend (threshold 0) returns the very ciphertexts and shares of
+    its in-process path for the same masks and obfuscators, and they decrypt to the rows' values."""
+    pk, sk = keypair_1024
+    layout = lookup.RowLayout.for_bounds(["v"], [(-5, 1000)], int(pk.n).bit_length())
+    g, rows = layout.rows_per_plaintext, {"no rows": 0, "one group": 7}.get(case, 90)
+    rng = np.random.default_rng(17)
+    values = rng.integers(-5, 1001, rows)
+    fixed = np.where(rng.random(rows) < 0.6, rng.integers(0, g, rows), -1)
+    fixed = {"none matched": np.full(rows, -1), "all matched": rng.integers(0, g, rows)}.get(case, fixed)
+    plan = lookup.plan_groups(fixed, g)
+    if case == "one group":  # every row, matched or not, in one ciphertext
+        positions = rng.permutation(g)[:rows]
+        fixed = np.where(np.arange(rows) % 2 == 0, positions, -1)
+        plan = lookup.Groups(np.zeros(rows, dtype=np.int64), positions, 1)
+    plain = layout.plaintexts(values.reshape(-1, 1), np.maximum(fixed, 0))
+    selected = [pk.encrypt(m) if f >= 0 else None for m, f in zip(plain, fixed.tolist(), strict=True)]
+    masks = layout.random_masks(plan.count)
+    obfuscators = [pk.obfuscator.next() for _ in range(plan.count)]
+    monkeypatch.setattr(lookup.RowLayout, "random_masks", lambda self, count: masks)
+    results = []
+    for threshold_ in (10**9, 0):
+        monkeypatch.setattr(lookup, "PRODUCTS_SERIAL_BELOW", threshold_)
+        results.append(lookup.mask_groups(pk, layout, selected, plan, obfuscators))
+    (serial, serial_mine), (chunked, chunked_mine) = results
+    assert [c.value for c in chunked] == [c.value for c in serial] and len(chunked) == plan.count
+    assert (chunked_mine == serial_mine).all()
+    owner = lookup.unmask(layout, sk.decrypt_batch(chunked), plan.groups, plan.positions)
+    opened = ring.decode(chunked_mine + owner).reshape(-1)
+    assert opened.tolist() == [int(v) if f >= 0 else 0 for v, f in zip(values, fixed.tolist(), strict=True)]
