@@ -23,7 +23,8 @@ one node process (all cores) and Ray with two node processes (a core each), star
 
 ``python -m benchmarks.compute_bench [ROWS] [APPLICATIONS]``; ``make bench`` runs a short form.
 ``python -m benchmarks.compute_bench prep ROWS [BACKEND...]``: table preparation alone (a large
-table's time and peak memory). ``python -m benchmarks.compute_bench screen APPLICATIONS
+table's time and peak memory; ``--buckets=K``: the tags and the first K buckets only, for a
+table too large to encrypt whole in a session). ``python -m benchmarks.compute_bench screen APPLICATIONS
 [BACKEND...]``: the screening alone (the issue's size: 100 000 applications).
 """
 
@@ -41,7 +42,7 @@ from pathlib import Path
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # before ray is imported: loopback only
 
 from benchmarks.grants import for_load_test
-from benchmarks.report import Result, cpu_seconds, ours_only, peak_rss_mb
+from benchmarks.report import Result, cpu_seconds, descendants_peak_rss_mb, ours_only, peak_rss_mb
 from demo.cluster import LocalCluster
 from demo.deployment import household_applications, party_specs, plain_values
 from demo.raycluster import loopback_ray
@@ -86,8 +87,11 @@ def _register_csv(rows: int, path: Path) -> None:
             f.write(f"{make_resident_id(area, birth, person % 1000)},{(k * 7) % 10 != 0:d}\n")
 
 
-def _prepare_table(rows: int, data: Path) -> Callable[[dict[str, object]], float]:
-    """An owner's preparation of a ``rows``-row register (public-security's, one row per resident)."""
+def _prepare_table(rows: int, data: Path, buckets: int | None = None) -> Callable[[dict[str, object]], float]:
+    """An owner's preparation of a ``rows``-row register (public-security's, one row per resident);
+    with ``buckets``, the tags and the encryption of the first ``buckets`` buckets only (a table
+    too large to encrypt in a session: its memory is reached before the encryption, whose chunks
+    are of a fixed size)."""
     _register_csv(rows, data / "residents.csv")
     spec = {
         "name": "residents",
@@ -108,7 +112,8 @@ def _prepare_table(rows: int, data: Path) -> Callable[[dict[str, object]], float
             )
             cache.private_key(dataset, columns, 1)  # the key: generated once, not timed
             started = time.perf_counter()
-            cache.table(dataset, columns, 1).ensure_all()
+            table = cache.table(dataset, columns, 1)
+            table.ensure(range(min(buckets if buckets is not None else len(table.done), len(table.done))))
             return time.perf_counter() - started
 
     return work
@@ -153,7 +158,9 @@ def _party_cpu(cluster: LocalCluster) -> dict[str, float]:
 
 
 def _peak_rss_mb() -> tuple[float, float]:
-    return peak_rss_mb(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    """This process's peak RSS, and the largest of its workers' (live ones, and those ended)."""
+    ended = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return peak_rss_mb(), max(ended, descendants_peak_rss_mb())
 
 
 def run(quick: bool, log: object = print, rows: int | None = None, applications: int | None = None) -> list[Result]:
@@ -211,10 +218,13 @@ def screen(
     return results
 
 
-def prepare_only(rows: int, backends: list[str], log: Callable[[str], None] = print) -> dict[str, float]:
-    """Table preparation alone at ``rows`` rows on ``backends`` (a large table's time and memory)."""
+def prepare_only(
+    rows: int, backends: list[str], log: Callable[[str], None] = print, buckets: int | None = None
+) -> dict[str, float]:
+    """Table preparation alone at ``rows`` rows on ``backends`` (a large table's time and memory);
+    with ``buckets``, of the first ``buckets`` buckets only."""
     with tempfile.TemporaryDirectory(prefix="compute-bench-") as scratch:
-        prep = _prepare_table(rows, Path(scratch) / "prep")
+        prep = _prepare_table(rows, Path(scratch) / "prep", buckets)
         seconds = {}
         for backend in backends:
             seconds[backend] = _on(backend, prep)
@@ -226,8 +236,10 @@ def prepare_only(rows: int, backends: list[str], log: Callable[[str], None] = pr
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["prep"]:  # python -m benchmarks.compute_bench prep ROWS BACKEND...
-        prepare_only(int(sys.argv[2]), sys.argv[3:] or ["local"])
+    if sys.argv[1:2] == ["prep"]:  # python -m benchmarks.compute_bench prep ROWS [BACKEND...] [--buckets K]
+        names = [a for a in sys.argv[3:] if not a.startswith("--buckets")]
+        first = [int(a.split("=", 1)[1]) for a in sys.argv[3:] if a.startswith("--buckets=")]
+        prepare_only(int(sys.argv[2]), names or ["local"], print, first[0] if first else None)
     elif sys.argv[1:2] == ["screen"]:  # python -m benchmarks.compute_bench screen APPLICATIONS BACKEND...
         for r in screen(int(sys.argv[2]), sys.argv[3:] or list(BACKENDS)):
             print(r)

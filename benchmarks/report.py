@@ -38,9 +38,9 @@ def ours_only(name: str, unit: str, ours: float, target: str | None = None, met:
     return Result(name, unit, ours, "—", None, None, target, met)
 
 
-def cpu_seconds(pid: int, besides: frozenset[int] = frozenset()) -> float:
-    """User + system CPU seconds so far of a process and of its live descendants (a daemon's
-    compute pool works in child processes) but those in ``besides`` and theirs (``/proc/PID/stat``)."""
+def _family(pid: int, besides: frozenset[int] = frozenset()) -> tuple[set[int], dict[int, int]]:
+    """A process and its live descendants but those in ``besides`` and theirs, with each one's
+    CPU ticks so far (``/proc/PID/stat``)."""
     parents: dict[int, int] = {}
     ticks: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -54,7 +54,27 @@ def cpu_seconds(pid: int, besides: frozenset[int] = frozenset()) -> float:
     while grew:
         more = {c for c, p in parents.items() if p in family and c not in besides} - family
         family, grew = family | more, bool(more)
+    return family, ticks
+
+
+def cpu_seconds(pid: int, besides: frozenset[int] = frozenset()) -> float:
+    """User + system CPU seconds so far of a process and of its live descendants (a daemon's
+    compute pool works in child processes) but those in ``besides`` and theirs."""
+    family, ticks = _family(pid, besides)
     return sum(ticks.get(p, 0) for p in family) / os.sysconf("SC_CLK_TCK")
+
+
+def descendants_peak_rss_mb(pid: int | None = None) -> float:
+    """The largest peak resident memory (``VmHWM``) among a process's live descendants (its
+    compute pool's workers), in MB; 0 with none."""
+    family, _ = _family(pid if pid is not None else os.getpid())
+    peaks = []
+    for p in family - {pid if pid is not None else os.getpid()}:
+        try:
+            peaks.append(peak_rss_mb(p))
+        except (OSError, StopIteration):  # it ended meanwhile, or holds no memory (a zombie)
+            continue
+    return max(peaks, default=0.0)
 
 
 def peak_rss_mb(pid: int | str = "self") -> float:

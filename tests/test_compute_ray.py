@@ -24,14 +24,17 @@ import pytest
 from demo.cluster import LocalCluster
 from demo.deployment import household_applications, party_specs
 from demo.raycluster import loopback_ray
-from demo.synthetic import generate
+from demo.synthetic import generate, write_csv
 from mpc import parallel
 from mpc.crypto.curve25519 import OprfServer, hash_ids
 from mpc.crypto.paillier import _decrypt_chunk, generate_keypair
+from mpc.data.schema import DatasetSpec
+from mpc.data.sources import load_dataset
 from mpc.parallel import ComputeConfig, ComputeError, LocalPool, RayCluster
-from mpc.protocols import lookup, psi
+from mpc.protocols import lookup, oprf_filter, psi
 from mpc.protocols.rules import evaluate_plain, load_rules
 from mpc.sharing import ring
+from parties.owner.tables import TableCache
 from parties.requester import Client
 from tests.e2e.conftest import owner_values
 from tests.protocols.test_psi import run as psi_run
@@ -134,6 +137,46 @@ def test_p1_group_products_on_ray_equal_the_serial_ones(on_ray: RayCluster, monk
     owner = lookup.unmask(layout, private.decrypt_parallel(on_ray_products), plan.groups, plan.positions)
     opened = ring.decode(on_ray_mine + owner).reshape(-1)
     assert opened.tolist() == np.where(fixed >= 0, values, 0).tolist()
+
+
+def test_a_table_prepared_on_ray_equals_the_local_pools(
+    on_ray: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An owner's table preparation on the cluster (tags, packing, encryption, written chunk by
+    chunk): the same tags as the local pool's and, row by row, the same plaintexts (the
+    ciphertexts differ: each encryption draws fresh randomness)."""
+    import parties.owner.tables as tables_module
+
+    monkeypatch.setattr(tables_module, "ENCRYPT_CHUNK_ROWS", 1024)
+    paths = write_csv(generate(5000, seed=23), tmp_path / "data")  # > PARALLEL_THRESHOLD ids: chunked
+    spec = {
+        "name": "income",
+        "source": {"kind": "csv", "path": str(paths["tax"])},
+        "schema": {"id_column": "resident_id", "columns": {"tax_year": {"type": "int", "min": 1990, "max": 2100}}},
+    }
+    income = load_dataset(DatasetSpec.model_validate(spec))
+    columns = ("tax_year",)
+
+    def prepared(state: Path) -> tuple[bytes, list[int]]:
+        cache = TableCache(
+            state,
+            tmp_path / "keys",
+            1024,
+            64,
+            lambda name, epoch: oprf_filter.dataset_key(bytes(32), "tax", name, epoch),
+        )
+        table = cache.table(income, columns, 7)
+        table.ensure_all()
+        key = cache.private_key(income, columns, 7)  # one key for both: the key directory is shared
+        ciphertexts = key.public_key.ciphertexts_from_bytes(table.rows_bytes(slice(0, len(income.ids))))
+        return table.index.tags.tobytes(), [int(key.decrypt_raw(c.value)) for c in ciphertexts]
+
+    before = on_ray.tasks
+    on_ray_tags, on_ray_rows = prepared(tmp_path / "on-ray")
+    assert on_ray.tasks >= before + 5 * 4  # the tags and each of the five chunks' encryption ran on the cluster
+    _on_local()
+    local_tags, local_rows = prepared(tmp_path / "local")
+    assert on_ray_tags == local_tags and on_ray_rows == local_rows and len(local_rows) == len(income.ids)
 
 
 def _dies_on_first_attempt(marker: str, p: int, q: int, blob: bytes) -> bytes:
