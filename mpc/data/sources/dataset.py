@@ -134,11 +134,6 @@ class IdColumn(Sequence[str]):
         self.array = array
         self._sorted: np.ndarray | None = None
 
-    @classmethod
-    def of(cls, ids: Sequence[str]) -> IdColumn:
-        """Ids given as text."""
-        return cls(np.array([i.encode() for i in ids], dtype=bytes) if len(ids) else np.zeros(0, dtype="S1"))
-
     def __len__(self) -> int:
         return len(self.array)
 
