@@ -231,3 +231,12 @@ def test_tags_stopped_midway_resume_after_the_last_whole_chunk(
     never_stopped = cache(tmp_path / "other").buckets(income, EPOCH)
     assert resumed.tags.tobytes() == never_stopped.tags.tobytes()
     assert not list((tmp_path / "encrypted" / f"epoch-{EPOCH}").glob("*.part"))
+
+
+def test_psi_hashes_are_computed_into_a_fresh_state_directory(income: Dataset, tmp_path: Path) -> None:
+    """A PSI session before any table: the cache's directory is created (the demo's first call)."""
+    from mpc.crypto.curve25519 import hash_ids
+
+    points = cache(tmp_path / "fresh").hashed_ids(income, b"psi")
+    assert points.tobytes() == hash_ids(list(income.ids), b"psi", parallel=False)
+    assert cache(tmp_path / "fresh").hashed_ids(income, b"psi").tobytes() == points.tobytes()  # read back

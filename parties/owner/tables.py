@@ -346,6 +346,7 @@ def _computed_by_chunks(path: Path, rows: int, width: int, compute: Callable[[in
     """
     if path.exists() and path.stat().st_size == rows * width:
         return path.read_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     part = path.with_name(path.name + ".part")
     done = min(part.stat().st_size // (ID_CHUNK_ROWS * width) * ID_CHUNK_ROWS, rows) if part.exists() else 0
     fd = os.open(part, os.O_WRONLY | os.O_CREAT, 0o600)
