@@ -102,6 +102,7 @@ def test_a_composite_key_names_holder_and_certificate(make_source: MakeSource) -
     assert [(e.row, e.column) for e in report.invalid_ids] == [(4, "certificate_number")]
     assert "key column 'certificate_number'" in report.invalid_ids[0].reason
     assert [e.row for e in report.duplicates] == [5, 6]
+    assert [e.raw for e in report.duplicates] == [b, b]  # the id as written, not the composite key
 
 
 def test_a_key_column_must_be_a_declared_code(tmp_path: object) -> None:

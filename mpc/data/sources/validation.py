@@ -21,7 +21,7 @@ from mpc.data.ids import normalize_column
 from mpc.data.schema import CATEGORY_MAX_LENGTH, ColumnSpec, DatasetSpec
 from mpc.data.sources.dataset import Dataset, IdColumn, LineMap, LoadReport, RowError, clip_raw
 from mpc.data.sources.readers import RawChunk, RawSource
-from mpc.data.values import ValueParseError, code_value, composite_key, date_value, normalize_code
+from mpc.data.values import KEY_SEPARATOR, ValueParseError, code_value, composite_key, date_value, normalize_code
 
 __all__ = [
     "build_dataset",
@@ -201,10 +201,6 @@ def _column_array(values: list[int | str], column: ColumnSpec) -> np.ndarray:
     return np.array(values, dtype=np.int64)
 
 
-def _concatenate(parts: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
-    return np.concatenate(parts) if parts else empty
-
-
 def _take(parts: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
     """The chunks' arrays as one, each part released as soon as it is copied (the list is emptied):
     the peak is the result plus one part, not twice the result."""
@@ -271,6 +267,8 @@ class _Builder:
                     reason = reasons.get(offset, "invalid id")
                     report.invalid_ids.append(RowError(index + 1, schema.id_column, _raw_text(raw), reason))
                 continue
+            if raw != norm:  # (kept for a duplicate's report; most ids are written as normalised)
+                self.raw_ids[index] = _raw_text(raw)
             row = chunk.rows[offset]
             # 1b. A composite key: the id and the key columns' normalised codes make the row's id.
             if self.key_positions:
@@ -292,8 +290,6 @@ class _Builder:
                 target.append(parsed_value)
             if errors:
                 self.value_errors[index] = errors
-            if raw != norm:
-                self.raw_ids[index] = _raw_text(raw)
             rows.append(index)
             ids.append(norm.encode())
             valid.append(not errors)
@@ -324,9 +320,9 @@ class _Builder:
         """Step 2 (duplicates, over the whole source), then the dataset of the rows left."""
         report, schema = self.report, self.schema
         chunks, self.chunks = self.chunks, []
-        rows = _concatenate([c.rows for c in chunks], np.zeros(0, dtype=np.int64))
-        valid = _concatenate([c.valid for c in chunks], np.zeros(0, dtype=bool))
-        upgraded = _concatenate([c.upgraded for c in chunks], np.zeros(0, dtype=bool))
+        rows = _take([c.rows for c in chunks], np.zeros(0, dtype=np.int64))
+        valid = _take([c.valid for c in chunks], np.zeros(0, dtype=bool))
+        upgraded = _take([c.upgraded for c in chunks], np.zeros(0, dtype=bool))
         ids = _take([c.ids for c in chunks], np.zeros(0, dtype="S1"))
         values = [_take([c.values.pop(0) for c in chunks], _column_array([], column)) for _, column in self.columns]
         del chunks
@@ -345,7 +341,8 @@ class _Builder:
                 gone = members[1:]
             for m in gone:
                 index = int(rows[m])
-                raw = self.raw_ids.get(index, _raw_text(bytes(ids[m]).decode()))
+                written = self.raw_ids.get(index)  # else as normalised: the id, a composite key's first part
+                raw = written if written is not None else _raw_text(bytes(ids[m]).decode().split(KEY_SEPARATOR)[0])
                 report.duplicates.append(RowError(index + 1, schema.id_column, raw, reason))
                 dropped[m] = True
                 self.value_errors.pop(index, None)  # a duplicate is reported as that alone
