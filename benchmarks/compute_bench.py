@@ -6,7 +6,10 @@ one node process (all cores) and Ray with two node processes (a core each), star
   row, then every row packed and encrypted under the table's 2048-bit Paillier key, written chunk
   by chunk to the on-disk cache. The key is generated beforehand (not timed).
 - ``compute_table_prep_ray{1,2}_over_local``: Ray's time over the local pool's (target: within
-  15 % on one machine, <= 1.15).
+  15 % on one machine, <= 1.15). The backends run in a palindrome (local, ray1, ray2, ray2, ray1,
+  local) and each backend's figure is the mean of its runs: a later run in one process is slower
+  whatever its backend (the machine's caches, its noise), and in a palindrome every backend's runs
+  sit at the same mean position, so a drift in time cancels out of the ratios.
 - ``compute_screening_ray{1,2}_over_local``: the same ratio for the screening.
 - ``compute_screening_checks_per_cpu_s``: application-owner checks per CPU second of all the
   parties together (each daemon with its pool, and the requester), the local pool's run; the CPU
@@ -25,7 +28,8 @@ one node process (all cores) and Ray with two node processes (a core each), star
 ``python -m benchmarks.compute_bench prep ROWS [BACKEND...]``: table preparation alone (a large
 table's time and peak memory; ``--buckets=K``: the tags and the first K buckets only, for a
 table too large to encrypt whole in a session). ``python -m benchmarks.compute_bench screen APPLICATIONS
-[BACKEND...]``: the screening alone (the issue's size: 100 000 applications).
+[BACKEND...]``: the screening alone (the issue's size: 100 000 applications). Both run the
+backends named in a palindrome (``local ray1`` runs local, ray1, ray1, local).
 """
 
 from __future__ import annotations
@@ -59,6 +63,25 @@ from parties.requester import Client
 
 RULES = Path(__file__).resolve().parents[1] / "rules" / "examples.toml"
 BACKENDS = {"local": (0, 0), "ray1": (1, os.cpu_count() or 1), "ray2": (2, max((os.cpu_count() or 2) // 2, 1))}
+
+
+def _palindrome(backends: list[str]) -> list[str]:
+    """``backends`` then the same reversed: each backend's runs sit at the same mean position (one
+    backend alone runs once: nothing to compare)."""
+    return backends + backends[::-1] if len(backends) > 1 else backends
+
+
+def _timed(
+    backends: list[str], work: Callable[[dict[str, object]], float], say: Callable[[str, str, float], None]
+) -> dict[str, float]:
+    """The mean time of ``work`` on each of ``backends``, run in a palindrome; ``say(backend,
+    "run k/n", seconds)`` after each run."""
+    runs: dict[str, list[float]] = {}
+    order = _palindrome(backends)
+    for k, backend in enumerate(order, 1):
+        runs.setdefault(backend, []).append(_on(backend, work))
+        say(backend, f"run {k}/{len(order)}", runs[backend][-1])
+    return {b: sum(v) / len(v) for b, v in runs.items()}
 
 
 def _on(backend: str, work: Callable[[dict[str, object]], float]) -> float:
@@ -171,19 +194,15 @@ def run(quick: bool, log: object = print, rows: int | None = None, applications:
     applications = applications or (1_000 if quick else 5_000)
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="compute-bench-") as scratch:
-        prep = _prepare_table(rows, Path(scratch) / "prep")
-        seconds = {b: _on(b, prep) for b in BACKENDS}
+        seconds = prepare_only(rows, list(BACKENDS), say, scratch=Path(scratch))
         own, children = _peak_rss_mb()
         for backend, value in seconds.items():
-            say(f"table preparation, {rows:,} rows, {backend}: {value:.1f} s ({rows / value:,.0f} rows/s)")
             results.append(ours_only(f"compute_table_prep_s_{backend}", "s", value))
         for backend in ("ray1", "ray2"):
             ratio = seconds[backend] / seconds["local"]
-            say(f"  {backend} over local: {ratio:.2f}")
             results.append(ours_only(f"compute_table_prep_{backend}_over_local", "x", ratio, "<= 1.15", ratio <= 1.15))
         per_core = rows / seconds["local"] / (os.cpu_count() or 1)
         results.append(ours_only("compute_table_prep_rows_per_s_per_core", "rows/s", per_core))
-        say(f"peak RSS: this process {own:.0f} MB, local workers {children:.0f} MB")
         results.append(ours_only("compute_prep_peak_rss_mb", "MB", max(own, children)))
 
         results += screen(applications, list(BACKENDS), say, Path(scratch))
@@ -194,24 +213,29 @@ def run(quick: bool, log: object = print, rows: int | None = None, applications:
 def screen(
     applications: int, backends: list[str], say: Callable[[str], None] = print, scratch: Path | None = None
 ) -> list[Result]:
-    """The screening of ``applications`` on each of ``backends`` (the first is the reference)."""
+    """The screening of ``applications`` on each of ``backends`` (the first is the reference), run
+    in a palindrome; each backend's figure is the mean of its runs."""
     residents = max(applications * 3, 20_000)
+    size = f"{applications:,} applications x 3 owners ({residents:,} residents)"
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="compute-bench-") as own:
         cpu_split: list[dict[str, float]] = []
         screening = _screening(residents, applications, (scratch or Path(own)) / "screening", cpu_split)
-        screened: dict[str, float] = {}
-        for backend in backends:
-            value = _on(backend, screening)
-            size = f"{applications:,} applications x 3 owners ({residents:,} residents)"
-            say(f"screening, {size}, {backend}: {value:.1f} s")
-            results.append(ours_only(f"compute_screening_s_{backend}", "s", value))
-            say(f"  CPU seconds by party: {cpu_split[-1]}")
-            screened[backend] = value
+        checks_per_cpu_s: list[float] = []
+
+        def ran(backend: str, which: str, seconds: float) -> None:
+            say(f"screening, {size}, {backend} ({which}): {seconds:.1f} s; CPU seconds by party: {cpu_split[-1]}")
             if backend == "local":
-                per_core = applications * 3 / sum(cpu_split[-1].values())
-                say(f"  {per_core:,.0f} application-owner checks per CPU second, all parties together")
-                results.append(ours_only("compute_screening_checks_per_cpu_s", "checks/s", per_core))
+                checks_per_cpu_s.append(applications * 3 / sum(cpu_split[-1].values()))
+
+        screened = _timed(backends, screening, ran)
+        for backend, value in screened.items():
+            say(f"screening, {size}, {backend}: {value:.1f} s (mean)")
+            results.append(ours_only(f"compute_screening_s_{backend}", "s", value))
+        if checks_per_cpu_s:
+            per_core = sum(checks_per_cpu_s) / len(checks_per_cpu_s)
+            say(f"  {per_core:,.0f} application-owner checks per CPU second, all parties together (local)")
+            results.append(ours_only("compute_screening_checks_per_cpu_s", "checks/s", per_core))
         for backend in backends[1:]:
             ratio = screened[backend] / screened[backends[0]]
             say(f"  {backend} over {backends[0]}: {ratio:.2f}")
@@ -221,18 +245,28 @@ def screen(
 
 
 def prepare_only(
-    rows: int, backends: list[str], log: Callable[[str], None] = print, buckets: int | None = None
+    rows: int,
+    backends: list[str],
+    log: Callable[[str], None] = print,
+    buckets: int | None = None,
+    scratch: Path | None = None,
 ) -> dict[str, float]:
-    """Table preparation alone at ``rows`` rows on ``backends`` (a large table's time and memory);
-    with ``buckets``, of the first ``buckets`` buckets only."""
-    with tempfile.TemporaryDirectory(prefix="compute-bench-") as scratch:
-        prep = _prepare_table(rows, Path(scratch) / "prep", buckets)
-        seconds = {}
-        for backend in backends:
-            seconds[backend] = _on(backend, prep)
-            log(f"table preparation, {rows:,} rows, {backend}: {seconds[backend]:.1f} s")
-        own, children = _peak_rss_mb()
-        log(f"peak RSS: this process {own:.0f} MB, local workers {children:.0f} MB")
+    """Table preparation alone at ``rows`` rows on ``backends`` (a large table's time and memory),
+    run in a palindrome: the mean time of each; with ``buckets``, of the first ``buckets`` buckets
+    only."""
+    with tempfile.TemporaryDirectory(prefix="compute-bench-") as own:
+        prep = _prepare_table(rows, (scratch or Path(own)) / "prep", buckets)
+
+        def ran(backend: str, which: str, seconds: float) -> None:
+            log(f"table preparation, {rows:,} rows, {backend} ({which}): {seconds:.1f} s")
+
+        seconds = _timed(backends, prep, ran)
+        for backend, value in seconds.items():
+            log(f"table preparation, {rows:,} rows, {backend}: {value:.1f} s (mean; {rows / value:,.0f} rows/s)")
+            if backend != backends[0]:
+                log(f"  {backend} over {backends[0]}: {value / seconds[backends[0]]:.2f}")
+        own_rss, children = _peak_rss_mb()
+        log(f"peak RSS: this process {own_rss:.0f} MB, local workers {children:.0f} MB")
     parallel.configure(ComputeConfig())
     return seconds
 
