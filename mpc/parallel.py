@@ -6,8 +6,11 @@ Protocol code cuts its work into chunks and hands them to :func:`backend` with
 
 - :class:`LocalPool` (the default): one process per core of this machine, started once with
   'spawn' (safe beside gRPC and other threads) and without re-running the caller's ``__main__``.
-- :class:`RayCluster`: tasks on a Ray cluster that the party runs inside its own domain
-  (``[compute] backend = "ray"``, ``address = ...``). A task whose worker dies is retried
+- :class:`RayCluster`: chunks on a Ray cluster that the party runs inside its own domain
+  (``[compute] backend = "ray"``, ``address = ...``), run by long-lived runner actors, one per CPU
+  of each node, each chunk sent to the runner with the fewest in flight (a Ray task per chunk would
+  lease a worker for every batch afresh, and the lease of another node's worker leaves a core idle
+  between batches). A chunk whose worker dies is retried on the runner restarted
   (``max_retries``); a retried chunk computes its result afresh (the same bytes for the
   deterministic ones: tags, decryptions; fresh randomness for encryptions and obfuscators).
 
@@ -51,7 +54,7 @@ __all__ = [
 ]
 
 R = TypeVar("R")
-RESOURCES_SECONDS = 30.0  # how long a Ray cluster's CPU count is taken as known (nodes come and go)
+RESOURCES_SECONDS = 30.0  # how long a Ray cluster's nodes and CPUs are taken as known (nodes come and go)
 
 
 class ComputeError(RuntimeError):
@@ -236,8 +239,28 @@ class LocalPool(ComputeBackend):
             executor.shutdown(cancel_futures=True)
 
 
+class _ChunkRunner:
+    """A Ray actor that runs chunks in its worker process (:class:`RayCluster` keeps one per CPU)."""
+
+    def run(self, function: Callable[..., R], *call: Any) -> R:
+        return function(*call)
+
+
+class _Runner:
+    """One runner actor of a :class:`RayCluster`, the node it was placed on and its chunks in flight."""
+
+    def __init__(self, node: str, actor: Any) -> None:
+        self.node, self.actor, self.load = node, actor, 0
+
+
 class RayCluster(ComputeBackend):
-    """Tasks on a Ray cluster of this party's own domain (connected on construction)."""
+    """Chunks on a Ray cluster of this party's own domain (connected on construction), run by
+    runner actors: one per CPU that each live node advertises, placed on that node.
+
+    Runners reserve no CPU of Ray's accounting (two backends of one process, or a runner restarting,
+    never wait for a CPU to be freed); their number follows the nodes' CPUs, read again every
+    :data:`RESOURCES_SECONDS`: a node that joins gets runners, a lost node's are dropped (they
+    restart elsewhere meanwhile, so chunks in flight on them are retried, not lost)."""
 
     name = "ray"
 
@@ -270,27 +293,58 @@ class RayCluster(ComputeBackend):
             )
         except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError by cause
             raise ComputeError(f"the Ray cluster at {address} does not answer: {exc}") from None
-        self._remotes: dict[Callable[..., Any], Any] = {}
-        self._workers, self._workers_read = 1, -RESOURCES_SECONDS - 1.0
+        self._runner_class = ray.remote(_ChunkRunner)
+        self._runners: list[_Runner] = []
+        self._runners_read = -RESOURCES_SECONDS - 1.0
 
     @property
     def workers(self) -> int:
-        """The cluster's CPUs, asked of the cluster at most every :data:`RESOURCES_SECONDS`."""
-        now = time.monotonic()
-        if now - self._workers_read > RESOURCES_SECONDS:
-            self._workers = max(int(self._ray.cluster_resources().get("CPU", 1)), 1)
-            self._workers_read = now
-        return self._workers
-
-    def _remote(self, function: Callable[..., Any]) -> Any:
+        """The cluster's CPUs (its runners), asked of the cluster at most every :data:`RESOURCES_SECONDS`."""
         with self._lock:
-            remote = self._remotes.get(function)
-            if remote is None:
-                remote = self._remotes[function] = self._ray.remote(max_retries=self.max_retries)(function)
-            return remote
+            return len(self._current_runners())
 
-    def _result(self, ref: Any) -> Any:
-        ray = self._ray
+    def _current_runners(self) -> list[_Runner]:
+        """The runners, one per CPU of each live node, after a fresh look at the nodes when the last
+        is older than :data:`RESOURCES_SECONDS` (the caller holds the lock)."""
+        now = time.monotonic()
+        if now - self._runners_read <= RESOURCES_SECONDS and self._runners:
+            return self._runners
+        try:
+            cpus = {n["NodeID"]: int(n["Resources"].get("CPU", 0)) for n in self._ray.nodes() if n["Alive"]}
+        except Exception as exc:  # the GCS gone: ray raises by cause
+            raise ComputeError(f"Ray cluster {self.address}: its nodes cannot be read: {exc}") from None
+        kept: list[_Runner] = []
+        for node, count in cpus.items():
+            kept += [r for r in self._runners if r.node == node][:count]
+            kept += [self._start_runner(node) for _ in range(count - sum(r.node == node for r in kept))]
+        if not kept:
+            raise ComputeError(f"Ray cluster {self.address}: no live node has a CPU")
+        self._runners, self._runners_read = kept, now
+        return kept
+
+    def _start_runner(self, node: str) -> _Runner:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        actor = self._runner_class.options(
+            num_cpus=0,
+            max_restarts=-1,  # a worker that dies is restarted; how often one chunk is retried is max_task_retries
+            max_task_retries=self.max_retries,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True),  # elsewhere if its node is lost
+        ).remote()
+        return _Runner(node, actor)
+
+    def _submit(self, function: Callable[..., Any], call: tuple[Any, ...]) -> tuple[_Runner, Any]:
+        with self._lock:
+            runner = min(self._current_runners(), key=lambda r: r.load)
+            runner.load += 1
+        return runner, runner.actor.run.remote(function, *call)
+
+    def _done(self, runner: _Runner) -> None:
+        with self._lock:
+            runner.load -= 1
+
+    def _result(self, handle: tuple[_Runner, Any]) -> Any:
+        ray, (runner, ref) = self._ray, handle
         try:
             return ray.get(ref, timeout=self.task_timeout)
         except ray.exceptions.GetTimeoutError:
@@ -303,14 +357,21 @@ class RayCluster(ComputeBackend):
             if isinstance(cause, Exception):
                 raise cause from None
             raise
-        except ray.exceptions.RayError as exc:  # a worker or node lost on every retry
+        except ray.exceptions.RayActorError as exc:  # its worker died on every retry: a new runner takes its place
+            with self._lock:
+                if runner in self._runners:
+                    self._runners.remove(runner)
+                self._runners_read = -RESOURCES_SECONDS - 1.0
             raise ComputeError(f"Ray cluster {self.address}: {type(exc).__name__}: {exc}") from None
+        except ray.exceptions.RayError as exc:  # a node lost, an object lost on every retry
+            raise ComputeError(f"Ray cluster {self.address}: {type(exc).__name__}: {exc}") from None
+        finally:
+            self._done(runner)
 
-    def _submit(self, function: Callable[..., Any], call: tuple[Any, ...]) -> Any:
-        return self._remote(function).remote(*call)
-
-    def _cancel(self, handle: Any) -> None:
-        self._ray.cancel(handle)
+    def _cancel(self, handle: tuple[_Runner, Any]) -> None:
+        runner, ref = handle
+        self._ray.cancel(ref)  # a chunk still queued is dropped; one running finishes unseen
+        self._done(runner)
 
     def describe(self) -> dict[str, object]:
         try:
@@ -320,6 +381,8 @@ class RayCluster(ComputeBackend):
         return {"backend": self.name, "workers": workers, "tasks": self.tasks, "address": self.address}
 
     def close(self) -> None:
+        with self._lock:
+            self._runners = []
         self._ray.shutdown()
 
 
