@@ -30,6 +30,10 @@ table's time and peak memory; ``--buckets=K``: the tags and the first K buckets 
 table too large to encrypt whole in a session). ``python -m benchmarks.compute_bench screen APPLICATIONS
 [BACKEND...]``: the screening alone (the issue's size: 100 000 applications). Both run the
 backends named in a palindrome (``local ray1`` runs local, ray1, ray1, local).
+``python -m benchmarks.compute_bench blind BATCHES [BACKEND...]``: the requester's OPRF blinding
+alone, as a screening runs it: batches of :data:`~parties.requester.oprf.OPRF_CHUNK` ids one after
+another, each cut into chunks for the backend (where a Ray task per chunk left a core idle
+between batches); the machine's busy and idle CPU seconds are printed beside each run.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from demo.deployment import household_applications, party_specs, plain_values
 from demo.raycluster import loopback_ray
 from demo.synthetic import generate
 from mpc import parallel
+from mpc.crypto.curve25519 import OprfClient
 from mpc.data.ids import make_resident_id
 from mpc.data.schema import DatasetSpec
 from mpc.data.sources import load_dataset
@@ -60,6 +65,7 @@ from mpc.protocols import oprf_filter
 from mpc.protocols.rules import evaluate_plain, load_rules
 from parties.owner.tables import TableCache
 from parties.requester import Client
+from parties.requester.oprf import OPRF_CHUNK
 
 RULES = Path(__file__).resolve().parents[1] / "rules" / "examples.toml"
 BACKENDS = {"local": (0, 0), "ray1": (1, os.cpu_count() or 1), "ray2": (2, max((os.cpu_count() or 2) // 2, 1))}
@@ -90,8 +96,8 @@ def _on(backend: str, work: Callable[[dict[str, object]], float]) -> float:
     if not nodes:
         parallel.configure(ComputeConfig()).warm()
         return work({})
-    with loopback_ray(nodes, cpus) as address:
-        section: dict[str, object] = {"backend": "ray", "address": address}
+    with loopback_ray(nodes, cpus) as cluster:
+        section: dict[str, object] = {"backend": "ray", "address": cluster.address}
         parallel.configure(ComputeConfig.model_validate(section)).warm()
         return work(section)
 
@@ -244,6 +250,41 @@ def screen(
     return results
 
 
+def blind(batches: int, backends: list[str], say: Callable[[str], None] = print) -> dict[str, float]:
+    """``batches`` OPRF blindings of :data:`OPRF_CHUNK` ids each, one after another, on each of
+    ``backends`` (palindrome, means)."""
+    start = datetime.date(1960, 1, 1)
+    ids = [make_resident_id("110101", start + datetime.timedelta(days=k // 1000), k % 1000) for k in range(OPRF_CHUNK)]
+    client = OprfClient(domain=b"compute-bench")
+
+    def work(_: dict[str, object]) -> float:
+        started, (busy, idle) = time.perf_counter(), _machine_cpu()
+        for _batch in range(batches):
+            client.blind(ids)
+        elapsed, (busy_after, idle_after) = time.perf_counter() - started, _machine_cpu()
+        say(f"  machine: {busy_after - busy:.1f} CPU-s busy, {idle_after - idle:.1f} CPU-s idle")
+        return elapsed
+
+    def ran(backend: str, which: str, seconds: float) -> None:
+        say(f"OPRF blinding, {batches} x {OPRF_CHUNK:,} ids, {backend} ({which}): {seconds:.2f} s")
+
+    seconds = _timed(backends, work, ran)
+    for backend, value in seconds.items():
+        say(f"OPRF blinding, {batches} x {OPRF_CHUNK:,} ids, {backend}: {value:.2f} s (mean)")
+        if backend != backends[0]:
+            say(f"  {backend} over {backends[0]}: {value / seconds[backends[0]]:.2f}")
+    parallel.configure(ComputeConfig())
+    return seconds
+
+
+def _machine_cpu() -> tuple[float, float]:
+    """The machine's busy and idle CPU seconds so far (all cores, ``/proc/stat``)."""
+    with open("/proc/stat", encoding="ascii") as f:
+        user, nice, system, idle, iowait, irq, softirq = (int(v) for v in f.readline().split()[1:8])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, (idle + iowait) / tick
+
+
 def prepare_only(
     rows: int,
     backends: list[str],
@@ -276,6 +317,8 @@ if __name__ == "__main__":
         names = [a for a in sys.argv[3:] if not a.startswith("--buckets")]
         first = [int(a.split("=", 1)[1]) for a in sys.argv[3:] if a.startswith("--buckets=")]
         prepare_only(int(sys.argv[2]), names or ["local"], print, first[0] if first else None)
+    elif sys.argv[1:2] == ["blind"]:  # python -m benchmarks.compute_bench blind BATCHES [BACKEND...]
+        blind(int(sys.argv[2]), sys.argv[3:] or list(BACKENDS))
     elif sys.argv[1:2] == ["screen"]:  # python -m benchmarks.compute_bench screen APPLICATIONS BACKEND...
         for r in screen(int(sys.argv[2]), sys.argv[3:] or list(BACKENDS)):
             print(r)

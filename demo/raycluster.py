@@ -12,15 +12,31 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["loopback_ray"]
+__all__ = ["LoopbackRay", "loopback_ray"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class LoopbackRay:
+    """A running loopback cluster: its address, and the means to lose a node (as a machine would)."""
+
+    def __init__(self, cluster: Any) -> None:
+        self._cluster = cluster
+        self.address = str(cluster.address)
+
+    def remove_node(self) -> None:
+        """Stop a node process other than the head (its raylet and its workers), as if its machine were lost."""
+        added = list(self._cluster.worker_nodes)
+        if not added:
+            raise ValueError("the cluster has its head node only")
+        self._cluster.remove_node(added[0])
+
+
 @contextmanager
-def loopback_ray(nodes: int = 2, cpus_per_node: int = 1) -> Iterator[str]:
-    """Start ``nodes`` Ray node processes (the first is the head) and yield the cluster's address.
+def loopback_ray(nodes: int = 2, cpus_per_node: int = 1) -> Iterator[LoopbackRay]:
+    """Start ``nodes`` Ray node processes (the first is the head) and yield the running cluster.
 
     Ray reads ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` when it is first imported: set to 0, every Ray
     process binds and advertises the loopback address only. The caller's process must not have
@@ -37,7 +53,7 @@ def loopback_ray(nodes: int = 2, cpus_per_node: int = 1) -> Iterator[str]:
         for _ in range(nodes - 1):
             cluster.add_node(num_cpus=cpus_per_node)
         cluster.wait_for_nodes()
-        yield str(cluster.address)
+        yield LoopbackRay(cluster)
     finally:
         from mpc import parallel
 

@@ -10,8 +10,8 @@ Protocol code cuts its work into chunks and hands them to :func:`backend` with
   (``[compute] backend = "ray"``, ``address = ...``), run by long-lived runner actors, one per CPU
   of each node, each chunk sent to the runner with the fewest in flight (a Ray task per chunk would
   lease a worker for every batch afresh, and the lease of another node's worker leaves a core idle
-  between batches). A chunk whose worker dies is retried on the runner restarted
-  (``max_retries``); a retried chunk computes its result afresh (the same bytes for the
+  between batches). A chunk whose runner dies (its worker killed, its node lost) is sent to a
+  runner again, up to ``max_retries`` times; a retried chunk computes its result afresh (the same bytes for the
   deterministic ones: tags, decryptions; fresh randomness for encryptions and obfuscators).
 
 Chunk functions are module-level functions of ``mpc`` (pickled by reference) whose arguments and
@@ -253,14 +253,27 @@ class _Runner:
         self.node, self.actor, self.load = node, actor, 0
 
 
+class _RayChunk:
+    """A chunk sent to a runner: what it runs (to send it again if the runner dies), where, how often."""
+
+    def __init__(self, function: Callable[..., Any], call: tuple[Any, ...]) -> None:
+        self.function, self.call, self.retries = function, call, 0
+        self.runner: _Runner | None = None
+        self.ref: Any = None
+
+
+class _RunnerDied(Exception):
+    """A runner died with a chunk in flight (its worker killed, its node lost)."""
+
+
 class RayCluster(ComputeBackend):
     """Chunks on a Ray cluster of this party's own domain (connected on construction), run by
     runner actors: one per CPU that each live node advertises, placed on that node.
 
-    Runners reserve no CPU of Ray's accounting (two backends of one process, or a runner restarting,
-    never wait for a CPU to be freed); their number follows the nodes' CPUs, read again every
-    :data:`RESOURCES_SECONDS`: a node that joins gets runners, a lost node's are dropped (they
-    restart elsewhere meanwhile, so chunks in flight on them are retried, not lost)."""
+    Runners reserve no CPU of Ray's accounting (two backends of one process never wait for a CPU
+    to be freed); their number follows the nodes' CPUs, read again every :data:`RESOURCES_SECONDS`
+    and whenever a runner dies: a node that joins gets runners, a lost node's are dropped, a dead
+    runner of a live node is replaced, and the chunks it held are sent to the runners left."""
 
     name = "ray"
 
@@ -327,26 +340,50 @@ class RayCluster(ComputeBackend):
 
         actor = self._runner_class.options(
             num_cpus=0,
-            max_restarts=-1,  # a worker that dies is restarted; how often one chunk is retried is max_task_retries
-            max_task_retries=self.max_retries,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True),  # elsewhere if its node is lost
+            max_restarts=0,  # a runner that dies is replaced, and its chunks sent again, by this backend
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
         ).remote()
         return _Runner(node, actor)
 
-    def _submit(self, function: Callable[..., Any], call: tuple[Any, ...]) -> tuple[_Runner, Any]:
+    def _submit(self, function: Callable[..., Any], call: tuple[Any, ...]) -> _RayChunk:
+        return self._send(_RayChunk(function, call))
+
+    def _send(self, chunk: _RayChunk) -> _RayChunk:
         with self._lock:
             runner = min(self._current_runners(), key=lambda r: r.load)
             runner.load += 1
-        return runner, runner.actor.run.remote(function, *call)
+        chunk.runner, chunk.ref = runner, runner.actor.run.remote(chunk.function, *chunk.call)
+        return chunk
 
-    def _done(self, runner: _Runner) -> None:
+    def _done(self, chunk: _RayChunk, died: bool = False) -> None:
+        """The chunk's runner is free of it; one that ``died`` is dropped, and the nodes read again."""
         with self._lock:
-            runner.load -= 1
+            runner = chunk.runner
+            if runner is not None:
+                runner.load -= 1
+                if died and runner in self._runners:
+                    self._runners.remove(runner)
+                    self._runners_read = -RESOURCES_SECONDS - 1.0
+            chunk.runner = None
 
-    def _result(self, handle: tuple[_Runner, Any]) -> Any:
-        ray, (runner, ref) = self._ray, handle
+    def _result(self, handle: _RayChunk) -> Any:
+        chunk = handle
+        while True:
+            try:
+                return self._collect(chunk)
+            except _RunnerDied as died:
+                if chunk.retries >= self.max_retries:
+                    raise ComputeError(
+                        f"Ray cluster {self.address}: a chunk's runner died {chunk.retries + 1} times ({died})"
+                    ) from None
+                chunk.retries += 1
+                self._send(chunk)
+
+    def _collect(self, chunk: _RayChunk) -> Any:
+        """The chunk's result from its runner; :class:`_RunnerDied` when the runner died with it."""
+        ray, died = self._ray, False
         try:
-            return ray.get(ref, timeout=self.task_timeout)
+            return ray.get(chunk.ref, timeout=self.task_timeout)
         except ray.exceptions.GetTimeoutError:
             raise ComputeError(
                 f"Ray cluster {self.address}: a chunk took longer than {self.task_timeout:.0f} s (no worker free, "
@@ -357,21 +394,17 @@ class RayCluster(ComputeBackend):
             if isinstance(cause, Exception):
                 raise cause from None
             raise
-        except ray.exceptions.RayActorError as exc:  # its worker died on every retry: a new runner takes its place
-            with self._lock:
-                if runner in self._runners:
-                    self._runners.remove(runner)
-                self._runners_read = -RESOURCES_SECONDS - 1.0
-            raise ComputeError(f"Ray cluster {self.address}: {type(exc).__name__}: {exc}") from None
-        except ray.exceptions.RayError as exc:  # a node lost, an object lost on every retry
+        except ray.exceptions.RayActorError as exc:  # a worker killed, a node lost
+            died = True
+            raise _RunnerDied(f"{type(exc).__name__}: {exc}") from None
+        except ray.exceptions.RayError as exc:  # an object lost on every retry
             raise ComputeError(f"Ray cluster {self.address}: {type(exc).__name__}: {exc}") from None
         finally:
-            self._done(runner)
+            self._done(chunk, died)
 
-    def _cancel(self, handle: tuple[_Runner, Any]) -> None:
-        runner, ref = handle
-        self._ray.cancel(ref)  # a chunk still queued is dropped; one running finishes unseen
-        self._done(runner)
+    def _cancel(self, handle: _RayChunk) -> None:
+        self._ray.cancel(handle.ref)  # a chunk still queued is dropped; one running finishes unseen
+        self._done(handle)
 
     def describe(self) -> dict[str, object]:
         try:

@@ -50,8 +50,8 @@ if os.environ.get("CI") != "true":
 @pytest.fixture(scope="module")
 def ray_address() -> Iterator[str]:
     """A Ray cluster of two node processes (one CPU each) bound to 127.0.0.1 only."""
-    with loopback_ray(nodes=2, cpus_per_node=1) as address:
-        yield address
+    with loopback_ray(nodes=2, cpus_per_node=1) as cluster:
+        yield cluster.address
 
 
 @pytest.fixture
