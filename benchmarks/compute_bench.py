@@ -265,15 +265,29 @@ def blind(batches: int, backends: list[str], say: Callable[[str], None] = print)
         say(f"  machine: {busy_after - busy:.1f} CPU-s busy, {idle_after - idle:.1f} CPU-s idle")
         return elapsed
 
+    seconds = _compared(f"OPRF blinding, {batches} x {OPRF_CHUNK:,} ids", backends, work, say)
+    parallel.configure(ComputeConfig())
+    return seconds
+
+
+def _compared(
+    what: str,
+    backends: list[str],
+    work: Callable[[dict[str, object]], float],
+    say: Callable[[str], None],
+    rate: Callable[[float], str] = lambda _: "",
+) -> dict[str, float]:
+    """:func:`_timed`, each run and each backend's mean printed as ``what`` (with ``rate(mean)``),
+    and each backend's ratio to the first."""
+
     def ran(backend: str, which: str, seconds: float) -> None:
-        say(f"OPRF blinding, {batches} x {OPRF_CHUNK:,} ids, {backend} ({which}): {seconds:.2f} s")
+        say(f"{what}, {backend} ({which}): {seconds:.2f} s")
 
     seconds = _timed(backends, work, ran)
     for backend, value in seconds.items():
-        say(f"OPRF blinding, {batches} x {OPRF_CHUNK:,} ids, {backend}: {value:.2f} s (mean)")
+        say(f"{what}, {backend}: {value:.2f} s (mean{rate(value)})")
         if backend != backends[0]:
             say(f"  {backend} over {backends[0]}: {value / seconds[backends[0]]:.2f}")
-    parallel.configure(ComputeConfig())
     return seconds
 
 
@@ -297,15 +311,9 @@ def prepare_only(
     only."""
     with tempfile.TemporaryDirectory(prefix="compute-bench-") as own:
         prep = _prepare_table(rows, (scratch or Path(own)) / "prep", buckets)
-
-        def ran(backend: str, which: str, seconds: float) -> None:
-            log(f"table preparation, {rows:,} rows, {backend} ({which}): {seconds:.1f} s")
-
-        seconds = _timed(backends, prep, ran)
-        for backend, value in seconds.items():
-            log(f"table preparation, {rows:,} rows, {backend}: {value:.1f} s (mean; {rows / value:,.0f} rows/s)")
-            if backend != backends[0]:
-                log(f"  {backend} over {backends[0]}: {value / seconds[backends[0]]:.2f}")
+        seconds = _compared(
+            f"table preparation, {rows:,} rows", backends, prep, log, lambda mean: f"; {rows / mean:,.0f} rows/s"
+        )
         own_rss, children = _peak_rss_mb()
         log(f"peak RSS: this process {own_rss:.0f} MB, local workers {children:.0f} MB")
     parallel.configure(ComputeConfig())

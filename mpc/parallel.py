@@ -72,7 +72,7 @@ class ComputeConfig(BaseModel):
     # of the cluster; "ray://HOST:10001" for Ray Client from elsewhere); never "auto", never a
     # cluster outside the party's own domain.
     address: str | None = None
-    max_retries: int = Field(default=3, ge=0)  # Ray: attempts after a worker dies mid-task
+    max_retries: int = Field(default=3, ge=0)  # Ray: times a chunk is sent again after its runner dies
     task_timeout_seconds: float = Field(default=900.0, gt=0)  # Ray: a chunk not done by then abandons its batch
 
     @model_validator(mode="after")
