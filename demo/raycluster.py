@@ -31,7 +31,7 @@ class LoopbackRay:
         added = list(self._cluster.worker_nodes)
         if not added:
             raise ValueError("the cluster has its head node only")
-        self._cluster.remove_node(added[0])
+        self._cluster.remove_node(added[0], allow_graceful=False)  # killed: the cluster is not told
 
 
 @contextmanager

@@ -10,9 +10,10 @@ Protocol code cuts its work into chunks and hands them to :func:`backend` with
   (``[compute] backend = "ray"``, ``address = ...``), run by long-lived runner actors, one per CPU
   of each node, each chunk sent to the runner with the fewest in flight (a Ray task per chunk would
   lease a worker for every batch afresh, and the lease of another node's worker leaves a core idle
-  between batches). A chunk whose runner dies (its worker killed, its node lost) is sent to a
-  runner again, up to ``max_retries`` times; a retried chunk computes its result afresh (the same bytes for the
-  deterministic ones: tags, decryptions; fresh randomness for encryptions and obfuscators).
+  between batches). A chunk whose runner dies (its worker killed, its node lost), or whose
+  result is lost with its node, is sent to a runner again, up to ``max_retries`` times; a chunk
+  sent again computes its result afresh (the same bytes for the deterministic ones: tags,
+  decryptions; fresh randomness for encryptions and obfuscators).
 
 Chunk functions are module-level functions of ``mpc`` (pickled by reference) whose arguments and
 results are bytes and integers, so that the same call gives the same result on either backend.
@@ -36,7 +37,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -272,8 +273,12 @@ class RayCluster(ComputeBackend):
 
     Runners reserve no CPU of Ray's accounting (two backends of one process never wait for a CPU
     to be freed); their number follows the nodes' CPUs, read again every :data:`RESOURCES_SECONDS`
-    and whenever a runner dies: a node that joins gets runners, a lost node's are dropped, a dead
-    runner of a live node is replaced, and the chunks it held are sent to the runners left."""
+    and whenever a runner is lost: a node that joins gets runners, a lost node's are dropped, a
+    dead runner of a live node is replaced. A chunk whose runner died, or whose result was lost
+    with its node, is sent again, first to a runner of a node that lost none in the last
+    :data:`RESOURCES_SECONDS` (a machine lost outright is listed alive until Ray's health check
+    gives up on it); a chunk that outlives ``task_timeout`` abandons its batch and its runner is
+    killed (a stuck chunk would hold every chunk queued behind it)."""
 
     name = "ray"
 
@@ -309,6 +314,22 @@ class RayCluster(ComputeBackend):
         self._runner_class = ray.remote(_ChunkRunner)
         self._runners: list[_Runner] = []
         self._runners_read = -RESOURCES_SECONDS - 1.0
+        self._lost_at: dict[str, float] = {}  # node -> when it last lost a runner or a result
+        self._resent = 0
+        # a runner lost (its worker killed, out of memory, its node gone) or a result lost with its node
+        self._lost = (
+            ray.exceptions.RayActorError,
+            ray.exceptions.ActorUnschedulableError,
+            ray.exceptions.OutOfMemoryError,
+            ray.exceptions.NodeDiedError,
+            ray.exceptions.WorkerCrashedError,
+            ray.exceptions.ObjectLostError,
+        )
+
+    @property
+    def resent(self) -> int:
+        """Chunks sent again since start because their runner or their result was lost."""
+        return self._resent
 
     @property
     def workers(self) -> int:
@@ -349,22 +370,36 @@ class RayCluster(ComputeBackend):
         return self._send(_RayChunk(function, call))
 
     def _send(self, chunk: _RayChunk) -> _RayChunk:
+        """To the runner with the fewest chunks in flight, of a node that lost none lately if any."""
         with self._lock:
-            runner = min(self._current_runners(), key=lambda r: r.load)
+            now = time.monotonic()
+            recent = {n for n, at in self._lost_at.items() if now - at <= RESOURCES_SECONDS}
+            runner = min(self._current_runners(), key=lambda r: (r.node in recent, r.load))
             runner.load += 1
-        chunk.runner, chunk.ref = runner, runner.actor.run.remote(chunk.function, *chunk.call)
+            chunk.runner = runner
+        try:
+            chunk.ref = runner.actor.run.remote(chunk.function, *chunk.call)
+        except BaseException:
+            self._done(chunk)
+            raise
         return chunk
 
-    def _done(self, chunk: _RayChunk, died: bool = False) -> None:
-        """The chunk's runner is free of it; one that ``died`` is dropped, and the nodes read again."""
+    def _done(self, chunk: _RayChunk, lost: bool = False) -> None:
+        """The chunk's runner is free of it; when ``lost``, the runner is killed and dropped (a new
+        one takes its place if its node lives) and its node marked as having lost one."""
         with self._lock:
-            runner = chunk.runner
-            if runner is not None:
-                runner.load -= 1
-                if died and runner in self._runners:
-                    self._runners.remove(runner)
-                    self._runners_read = -RESOURCES_SECONDS - 1.0
-            chunk.runner = None
+            runner, chunk.runner = chunk.runner, None
+            if runner is None:
+                return
+            runner.load -= 1
+            if not lost:
+                return
+            self._lost_at[runner.node] = time.monotonic()
+            if runner in self._runners:
+                self._runners.remove(runner)
+                self._runners_read = -RESOURCES_SECONDS - 1.0
+        with suppress(Exception):  # already gone, or the cluster with it
+            self._ray.kill(runner.actor, no_restart=True)  # it may live on, unreachable for a while
 
     def _result(self, handle: _RayChunk) -> Any:
         chunk = handle
@@ -374,17 +409,22 @@ class RayCluster(ComputeBackend):
             except _RunnerDied as died:
                 if chunk.retries >= self.max_retries:
                     raise ComputeError(
-                        f"Ray cluster {self.address}: a chunk's runner died {chunk.retries + 1} times ({died})"
+                        f"Ray cluster {self.address}: a chunk's runner or its result was lost "
+                        f"{chunk.retries + 1} times ({died})"
                     ) from None
                 chunk.retries += 1
+                with self._lock:
+                    self._resent += 1
                 self._send(chunk)
 
     def _collect(self, chunk: _RayChunk) -> Any:
-        """The chunk's result from its runner; :class:`_RunnerDied` when the runner died with it."""
-        ray, died = self._ray, False
+        """The chunk's result from its runner; :class:`_RunnerDied` when the runner died with it, or
+        the result was lost with its node."""
+        ray, lost = self._ray, False
         try:
             return ray.get(chunk.ref, timeout=self.task_timeout)
         except ray.exceptions.GetTimeoutError:
+            lost = True  # the runner is killed: the chunks queued behind a stuck one would wait as long
             raise ComputeError(
                 f"Ray cluster {self.address}: a chunk took longer than {self.task_timeout:.0f} s (no worker free, "
                 "or nodes lost); the batch is abandoned"
@@ -394,16 +434,17 @@ class RayCluster(ComputeBackend):
             if isinstance(cause, Exception):
                 raise cause from None
             raise
-        except ray.exceptions.RayActorError as exc:  # a worker killed, a node lost
-            died = True
+        except self._lost as exc:
+            lost = True
             raise _RunnerDied(f"{type(exc).__name__}: {exc}") from None
-        except ray.exceptions.RayError as exc:  # an object lost on every retry
+        except ray.exceptions.RayError as exc:  # the cluster's own failure (its runtime environment, its store)
             raise ComputeError(f"Ray cluster {self.address}: {type(exc).__name__}: {exc}") from None
         finally:
-            self._done(chunk, died)
+            self._done(chunk, lost)
 
     def _cancel(self, handle: _RayChunk) -> None:
-        self._ray.cancel(handle.ref)  # a chunk still queued is dropped; one running finishes unseen
+        with suppress(Exception):  # the cluster gone: nothing left to cancel
+            self._ray.cancel(handle.ref)  # a chunk still queued is dropped; one running finishes unseen
         self._done(handle)
 
     def describe(self) -> dict[str, object]:
@@ -411,7 +452,13 @@ class RayCluster(ComputeBackend):
             workers: int | None = self.workers
         except Exception:  # a status snapshot must not fail because the cluster does not answer
             workers = None
-        return {"backend": self.name, "workers": workers, "tasks": self.tasks, "address": self.address}
+        return {
+            "backend": self.name,
+            "workers": workers,
+            "tasks": self.tasks,
+            "resent": self.resent,
+            "address": self.address,
+        }
 
     def close(self) -> None:
         with self._lock:
