@@ -264,7 +264,8 @@ class _RayChunk:
 
 
 class _RunnerDied(Exception):
-    """A runner died with a chunk in flight (its worker killed, its node lost)."""
+    """A runner died with a chunk in flight (its worker killed, its node lost), or the chunk's result was
+    lost with its node."""
 
 
 class RayCluster(ComputeBackend):
